@@ -1,0 +1,98 @@
+// Output formats for `runner results`, `runner query` and `runner score`.
+#include "app/format.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "core/error.h"
+
+namespace mmr {
+namespace {
+
+// Width in terminal columns of UTF-8 text (code points; good enough for labels and numbers).
+size_t display_width(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+std::string cell_text(const QueryCell& c, bool for_table) {
+  if (c.type == QueryCell::Null) return for_table ? "-" : "";
+  if (c.type == QueryCell::Real && for_table) {
+    const double v = std::strtod(c.text.c_str(), nullptr);
+    return fmt::format("{:.6g}", v);
+  }
+  return c.text;
+}
+
+std::string csv_quote(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+}  // namespace
+
+Format parse_format(const std::string& text) {
+  if (text == "table") return Format::Table;
+  if (text == "csv") return Format::Csv;
+  if (text == "json") return Format::Json;
+  throw ConfigError(fmt::format("--format '{}': expected table, csv or json", text));
+}
+
+void print_result(std::ostream& out, const QueryResult& r, Format format) {
+  if (format == Format::Json) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const auto& row : r.rows) {
+      nlohmann::json obj = nlohmann::json::object();
+      for (size_t i = 0; i < r.columns.size(); ++i) {
+        const QueryCell& c = row[i];
+        switch (c.type) {
+          case QueryCell::Null: obj[r.columns[i]] = nullptr; break;
+          case QueryCell::Integer: obj[r.columns[i]] = std::stoll(c.text); break;
+          case QueryCell::Real: obj[r.columns[i]] = std::strtod(c.text.c_str(), nullptr); break;
+          default: obj[r.columns[i]] = c.text;
+        }
+      }
+      arr.push_back(std::move(obj));
+    }
+    out << arr.dump(2) << "\n";
+    return;
+  }
+  if (format == Format::Csv) {
+    for (size_t i = 0; i < r.columns.size(); ++i) out << (i ? "," : "") << csv_quote(r.columns[i]);
+    out << "\n";
+    for (const auto& row : r.rows) {
+      for (size_t i = 0; i < row.size(); ++i) out << (i ? "," : "") << csv_quote(cell_text(row[i], false));
+      out << "\n";
+    }
+    return;
+  }
+  std::vector<size_t> width(r.columns.size());
+  std::vector<bool> numeric(r.columns.size(), true);
+  for (size_t i = 0; i < r.columns.size(); ++i) width[i] = display_width(r.columns[i]);
+  for (const auto& row : r.rows)
+    for (size_t i = 0; i < row.size(); ++i) {
+      width[i] = std::max(width[i], display_width(cell_text(row[i], true)));
+      if (row[i].type == QueryCell::Text || row[i].type == QueryCell::Blob) numeric[i] = false;
+    }
+  auto emit = [&](size_t i, const std::string& s) {
+    const std::string pad(width[i] - display_width(s), ' ');
+    out << (i ? "  " : "") << (numeric[i] ? pad + s : s + (i + 1 < width.size() ? pad : ""));
+  };
+  for (size_t i = 0; i < r.columns.size(); ++i) emit(i, r.columns[i]);
+  out << "\n";
+  for (size_t i = 0; i < r.columns.size(); ++i) out << (i ? "  " : "") << std::string(width[i], '-');
+  out << "\n";
+  for (const auto& row : r.rows) {
+    for (size_t i = 0; i < row.size(); ++i) emit(i, cell_text(row[i], true));
+    out << "\n";
+  }
+  if (r.rows.empty()) out << "(no rows)\n";
+}
+
+}  // namespace mmr

@@ -1,0 +1,353 @@
+// runner: the command line of the experiment runner.
+//
+//   runner [global options] EXP.yaml [-o key=value]... [--force]    run an experiment (also: runner run EXP.yaml)
+//   runner plan EXP.yaml [-o key=value]... [--verbose]              print the expanded trials, run nothing
+//   runner results [--experiment NAME] [--format table|csv|json]    trials x final metrics
+//   runner query "SQL" [--format table|csv|json]                    any SQL, database opened read-only
+//   runner plugins [--kind KIND]                                    plugins, their options and load failures
+//   runner score BENCHMARK key=value... [--format ...]              score existing answer/judgment files
+//
+// Global options: --results PATH (default results/results.db), --log-level LEVEL (default info),
+// --plugin-path DIR (repeatable; also RUNNER_PLUGIN_PATH).
+// Exit status: 0 success, 1 a trial failed, 2 bad usage or configuration, 130 interrupted.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "app/format.h"
+#include "core/log.h"
+#include "core/registry.h"
+#include "core/runner.h"
+#include "core/spec.h"
+#include "core/store.h"
+
+namespace fs = std::filesystem;
+using namespace mmr;
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: runner [global options] <command> [arguments]
+
+commands:
+  EXP.yaml | run EXP.yaml   run an experiment: expand the grid, run every trial's stages, record everything
+      -o key=value          override a var (-o data=/x) or a path in the file (-o defaults.train.lr=1e-4)
+      --force               rerun finished trials (default: skip them; failed/interrupted ones always rerun)
+  plan EXP.yaml             print the expanded trials and check plugins and options; runs nothing
+      -o key=value, --verbose (print each trial's resolved configuration)
+  results                   one row per trial with its status and final metrics
+      --experiment NAME     only this experiment (default: all)
+      --format FMT          table (default), csv or json
+  query "SQL"               run SQL against the results database, opened read-only
+      --format FMT          table (default), csv or json
+  plugins                   every plugin with its version and options (type, default, help), and load failures
+      --kind KIND           only model, algorithm, dataset, benchmark or judge plugins
+  score BENCHMARK key=value...   score existing answer or judgment files with a benchmark's official rules
+
+global options:
+  --results PATH            results database (default results/results.db; artifacts go beside it)
+  --log-level LEVEL         trace, debug, info (default), warn, error, off
+  --plugin-path DIR         also load plugins from DIR (repeatable; before RUNNER_PLUGIN_PATH and the build's own)
+  -h, --help                this text
+  --version                 version, build id and git commit
+)";
+
+struct Args {
+  std::string command;
+  std::vector<std::string> positional;
+  std::vector<std::string> overrides;
+  std::vector<fs::path> plugin_paths;
+  fs::path results = "results/results.db";
+  std::string log_level = "info";
+  std::string format = "table";
+  std::string experiment;
+  std::string kind;
+  bool force = false;
+  bool verbose = false;
+};
+
+class UsageError : public Error {
+ public:
+  using Error::Error;
+};
+
+Args parse_args(int argc, char** argv) {
+  Args a;
+  std::vector<std::string> rest;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&](const std::string& name) -> std::string {
+      const size_t eq = arg.find('=');
+      if (arg.rfind("--", 0) == 0 && eq != std::string::npos) return arg.substr(eq + 1);
+      if (i + 1 >= argc) throw UsageError(fmt::format("{} needs a value", name));
+      return argv[++i];
+    };
+    auto is = [&](const char* name) { return arg == name || arg.rfind(std::string(name) + "=", 0) == 0; };
+    if (arg == "-h" || arg == "--help") {
+      a.command = "help";
+      return a;
+    } else if (arg == "--version") {
+      a.command = "version";
+      return a;
+    } else if (is("--results")) {
+      a.results = value("--results");
+    } else if (is("--log-level")) {
+      a.log_level = value("--log-level");
+    } else if (is("--plugin-path")) {
+      a.plugin_paths.emplace_back(value("--plugin-path"));
+    } else if (arg == "-o" || is("--override")) {
+      a.overrides.push_back(value("-o"));
+    } else if (arg.rfind("-o", 0) == 0 && arg.size() > 2 && arg[2] != '-') {
+      a.overrides.push_back(arg.substr(2));
+    } else if (is("--format")) {
+      a.format = value("--format");
+    } else if (is("--experiment")) {
+      a.experiment = value("--experiment");
+    } else if (is("--kind")) {
+      a.kind = value("--kind");
+    } else if (arg == "--force") {
+      a.force = true;
+    } else if (arg == "--verbose" || arg == "-v") {
+      a.verbose = true;
+    } else if (arg.size() > 1 && arg[0] == '-') {
+      throw UsageError(fmt::format("unknown option '{}'", arg));
+    } else {
+      rest.push_back(arg);
+    }
+  }
+  if (rest.empty()) throw UsageError("no command given");
+  static const std::set<std::string> commands = {"run", "plan", "results", "query", "plugins", "score"};
+  if (commands.count(rest[0])) {
+    a.command = rest[0];
+    a.positional.assign(rest.begin() + 1, rest.end());
+  } else if (rest[0].size() > 5 &&
+             (rest[0].substr(rest[0].size() - 5) == ".yaml" || rest[0].substr(rest[0].size() - 4) == ".yml")) {
+    a.command = "run";
+    a.positional = rest;
+  } else {
+    throw UsageError(fmt::format("unknown command '{}' (expected an experiment .yaml file or one of: {})", rest[0],
+                                 fmt::join(commands, ", ")));
+  }
+  return a;
+}
+
+PluginKind parse_kind(const std::string& s) {
+  for (auto k : {PluginKind::Model, PluginKind::Algorithm, PluginKind::Dataset, PluginKind::Benchmark,
+                 PluginKind::Judge})
+    if (s == kind_name(k)) return k;
+  throw UsageError(fmt::format("--kind '{}': expected model, algorithm, dataset, benchmark or judge", s));
+}
+
+std::string one_positional(const Args& a, const char* what) {
+  if (a.positional.size() != 1)
+    throw UsageError(fmt::format("'{}' takes exactly one {} (got {})", a.command, what, a.positional.size()));
+  return a.positional[0];
+}
+
+void load_plugins(Registry& registry, const Args& a) {
+  registry.scan_default(a.plugin_paths);
+  for (const auto& f : registry.failures())
+    if (f.reason.rfind("shadowed", 0) != 0 && f.path != Registry::builtin_dir())
+      spdlog::warn("plugin library {} not loaded: {}", f.path.string(), f.reason);
+}
+
+int cmd_run(const Args& a) {
+  const fs::path file = one_positional(a, "experiment file");
+  Experiment exp = load_experiment(file, a.overrides);
+  Registry registry;
+  load_plugins(registry, a);
+  RunOptions opt;
+  opt.results_db = a.results;
+  opt.force = a.force;
+  const RunSummary s = run_experiment(exp, registry, opt);
+  if (s.interrupted > 0 || stop_flag()) return 130;
+  return s.failed > 0 ? 1 : 0;
+}
+
+int cmd_plan(const Args& a) {
+  const fs::path file = one_positional(a, "experiment file");
+  Experiment exp = load_experiment(file, a.overrides);
+  Registry registry;
+  load_plugins(registry, a);
+  validate_experiment(exp, registry);
+  std::map<std::string, std::string> status;
+  if (fs::exists(a.results)) {
+    Store store(a.results, Store::Mode::ReadOnly);
+    const QueryResult r = store.query(fmt::format(
+        "SELECT t.identity, t.status FROM trials t JOIN experiments e ON e.id = t.experiment_id WHERE e.name = '{}'",
+        [&] { std::string s; for (char c : exp.name) s += c == '\'' ? "''" : std::string(1, c); return s; }()));
+    for (const auto& row : r.rows) status[row[0].text] = row[1].text;
+  }
+  std::cout << fmt::format("experiment '{}' ({}): {} trial(s)", exp.name, file.string(), exp.trials.size());
+  if (exp.duplicates_dropped) std::cout << fmt::format(", {} duplicate point(s) dropped", exp.duplicates_dropped);
+  std::cout << "\n";
+  std::vector<std::string> stages;
+  if (!exp.trials.empty())
+    for (const auto& s : exp.trials[0].stages) stages.push_back(fmt::format("{} ({} {})", s.name, kind_name(s.kind), s.plugin));
+  std::cout << "stages: " << fmt::format("{}", fmt::join(stages, " -> ")) << "\n\n";
+  QueryResult table;
+  table.columns = {"#", "trial", "status", "seed", "label"};
+  int finished = 0;
+  for (const auto& t : exp.trials) {
+    auto it = status.find(t.identity);
+    const std::string st = it == status.end() ? "new" : it->second;
+    finished += st == "finished";
+    table.rows.push_back({{QueryCell::Integer, std::to_string(t.ordinal)},
+                          {QueryCell::Text, t.identity.substr(0, 12)},
+                          {QueryCell::Text, st},
+                          {QueryCell::Integer, std::to_string(t.seed)},
+                          {QueryCell::Text, t.label.empty() ? "-" : t.label}});
+  }
+  print_result(std::cout, table, parse_format(a.format));
+  std::cout << fmt::format("\n{} to run, {} finished (skipped unless --force); results: {}\n",
+                           exp.trials.size() - finished, finished, a.results.string());
+  if (a.verbose)
+    for (const auto& t : exp.trials) std::cout << "\n" << t.identity << "  " << t.resolved_json << "\n";
+  return 0;
+}
+
+int cmd_results(const Args& a) {
+  if (!a.positional.empty()) throw UsageError("'results' takes no positional arguments (use --experiment NAME)");
+  Store store(a.results, Store::Mode::ReadOnly);
+  std::string where;
+  if (!a.experiment.empty()) {
+    std::string esc;
+    for (char c : a.experiment) esc += c == '\'' ? "''" : std::string(1, c);
+    where = " WHERE e.name = '" + esc + "'";
+    if (store.query("SELECT 1 FROM experiments e" + where).rows.empty()) {
+      const QueryResult names = store.query("SELECT name FROM experiments ORDER BY name");
+      std::vector<std::string> have;
+      for (const auto& r : names.rows) have.push_back(r[0].text);
+      throw UsageError(fmt::format("no experiment '{}' in {}; experiments: {}", a.experiment, a.results.string(),
+                                   have.empty() ? "(none)" : fmt::format("{}", fmt::join(have, ", "))));
+    }
+  }
+  const QueryResult trials = store.query(
+      "SELECT e.name, t.id, t.ordinal, t.identity, t.label, t.status, t.attempt FROM trials t "
+      "JOIN experiments e ON e.id = t.experiment_id" + where + " ORDER BY e.name, t.ordinal, t.id");
+  const QueryResult metrics = store.query(
+      "SELECT f.trial_id, f.stage || '/' || f.name, f.value FROM final_metrics f "
+      "JOIN experiments e ON e.id = f.experiment_id" + where + " ORDER BY f.stage, f.name");
+  std::vector<std::string> metric_names;
+  std::map<std::pair<std::string, std::string>, QueryCell> values;
+  for (const auto& r : metrics.rows) {
+    if (std::find(metric_names.begin(), metric_names.end(), r[1].text) == metric_names.end())
+      metric_names.push_back(r[1].text);
+    values[{r[0].text, r[1].text}] = r[2];
+  }
+  QueryResult out;
+  out.columns = {"experiment", "#", "trial", "label", "status", "attempt"};
+  for (const auto& m : metric_names) out.columns.push_back(m);
+  for (const auto& r : trials.rows) {
+    std::vector<QueryCell> row = {r[0], r[2], {QueryCell::Text, r[3].text.substr(0, 12)},
+                                  {QueryCell::Text, r[4].text.empty() ? "-" : r[4].text}, r[5], r[6]};
+    for (const auto& m : metric_names) {
+      auto it = values.find({r[1].text, m});
+      row.push_back(it == values.end() ? QueryCell{} : it->second);
+    }
+    out.rows.push_back(std::move(row));
+  }
+  print_result(std::cout, out, parse_format(a.format));
+  return 0;
+}
+
+int cmd_query(const Args& a) {
+  const std::string sql = one_positional(a, "SQL string");
+  Store store(a.results, Store::Mode::ReadOnly);
+  print_result(std::cout, store.query(sql), parse_format(a.format));
+  return 0;
+}
+
+int cmd_plugins(const Args& a) {
+  Registry registry;
+  registry.scan_default(a.plugin_paths);
+  std::vector<const PluginInfo*> list = a.kind.empty() ? registry.list() : registry.list(parse_kind(a.kind));
+  if (list.empty()) std::cout << "no plugins loaded\n";
+  for (const PluginInfo* p : list) {
+    std::cout << fmt::format("{} {} {}  ({})\n", kind_name(p->kind), p->name, p->version, p->path.string());
+    if (!p->summary.empty()) std::cout << "  " << p->summary << "\n";
+    for (const auto& o : p->options)
+      std::cout << fmt::format("    {:<22} {:<7} {:<14} {}\n", o.name, o.type,
+                               o.required ? "(required)" : (o.default_yaml.empty() ? "-" : o.default_yaml), o.help);
+  }
+  bool header = false;
+  for (const auto& f : registry.failures()) {
+    if (f.path == Registry::builtin_dir() && f.reason.find("does not exist") != std::string::npos) continue;
+    if (!header) std::cout << "\nnot loaded:\n";
+    header = true;
+    std::cout << fmt::format("  {}: {}\n", f.path.string(), f.reason);
+  }
+  return 0;
+}
+
+int cmd_score(const Args& a) {
+  if (a.positional.empty()) throw UsageError("'score' needs a benchmark name, then key=value arguments");
+  Registry registry;
+  load_plugins(registry, a);
+  const std::string name = a.positional[0];
+  YAML::Node args(YAML::NodeType::Map);
+  for (size_t i = 1; i < a.positional.size(); ++i) {
+    const std::string& kv = a.positional[i];
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) throw UsageError(fmt::format("score: '{}': expected key=value", kv));
+    args[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  auto plugin = registry.create(PluginKind::Benchmark, name, YAML::Node(), "command line");
+  const PluginInfo& info = registry.find(PluginKind::Benchmark, name);
+  const MetricList metrics = call_plugin(info, [&] {
+    return static_cast<Benchmark*>(plugin.get())->score(Options(args, "runner score " + name));
+  });
+  QueryResult out;
+  out.columns = {"metric", "value"};
+  for (const auto& m : metrics) out.rows.push_back({{QueryCell::Text, m.name}, {QueryCell::Real, fmt::format("{}", m.value)}});
+  print_result(std::cout, out, parse_format(a.format));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  SignalWatcher signals;  // first: every thread started later inherits the blocked signals
+  Args args;
+  try {
+    args = parse_args(argc, argv);
+    setup_logging(args.log_level);
+  } catch (const Error& e) {
+    std::cerr << "runner: " << e.what() << "\n\n" << kUsage;
+    return 2;
+  }
+  try {
+    if (args.command == "help") return std::cout << kUsage, 0;
+    if (args.command == "version") {
+      std::cout << fmt::format("runner {} (plugin ABI {}, build {}, commit {})\n", MMR_VERSION, kPluginAbiVersion,
+                               kBuildId, build_git_commit());
+      return 0;
+    }
+    if (args.command == "run") return cmd_run(args);
+    if (args.command == "plan") return cmd_plan(args);
+    if (args.command == "results") return cmd_results(args);
+    if (args.command == "query") return cmd_query(args);
+    if (args.command == "plugins") return cmd_plugins(args);
+    if (args.command == "score") return cmd_score(args);
+  } catch (const UsageError& e) {
+    std::cerr << "runner: " << e.what() << "\n(runner --help for usage)\n";
+    return 2;
+  } catch (const ConfigError& e) {
+    std::cerr << "runner: " << e.what() << "\n";
+    return 2;
+  } catch (const PluginError& e) {
+    std::cerr << "runner: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "runner: " << e.what() << "\n";
+    return 1;
+  }
+  return 2;
+}

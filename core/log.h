@@ -1,0 +1,55 @@
+// Logging and progress: spdlog loggers per component, a console sink that keeps a progress bar on the last
+// terminal line, per-trial log files, and the ProgressSink the host hands to plugins.
+//
+// On a terminal a progress bar redraws in place (rate, ETA, postfix); when stderr is a file or a pipe the same
+// progress becomes a plain log line every 10% or 30 seconds, so CI logs and Slurm output stay readable.
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "core/plugin_api.h"
+
+namespace mmr {
+
+// Sets up the console sink and the default level ("trace", "debug", "info", "warn", "error", "off").
+// Throws ConfigError for an unknown level name.
+void setup_logging(const std::string& level);
+
+// A logger named `name` that writes to the console (and to `file` when given, appending).
+std::shared_ptr<spdlog::logger> make_logger(const std::string& name, const std::filesystem::path& file = {});
+
+// The console sink shared by every logger (for tests and for loggers made by plugins).
+spdlog::sink_ptr console_sink();
+
+bool stderr_is_terminal();
+
+class Progress : public ProgressSink {
+ public:
+  Progress(std::string label, int64_t total, std::shared_ptr<spdlog::logger> log);
+  ~Progress() override;
+  void advance(int64_t n = 1) override;
+  void set_postfix(const std::string& text) override;
+  void finish() override;
+
+  // "1h02m", "3m05s", "12s"
+  static std::string format_duration(double seconds);
+
+ private:
+  void draw(bool force);
+  std::string status_text() const;
+  std::string label_;
+  int64_t total_, done_ = 0;
+  std::string postfix_;
+  std::shared_ptr<spdlog::logger> log_;
+  bool tty_;
+  bool finished_ = false;
+  std::chrono::steady_clock::time_point start_, last_draw_;
+  int last_decile_ = 0;
+};
+
+}  // namespace mmr

@@ -1,0 +1,243 @@
+// The plugin ABI: the one header every plugin includes.
+//
+// A plugin is a shared library with one exported entry point, `mmr_plugin_entry`, made by MMR_PLUGIN. The entry
+// returns a descriptor whose first two fields (ABI number and build id) keep their place across every ABI
+// version, so the host can check them before it reads anything else. Boost gives no ABI guarantee between
+// compilers or LibTorch builds, so we carry our own: a plugin is only used when both values equal the host's.
+//
+// Five kinds: model, algorithm, dataset, benchmark, judge. Algorithms, benchmarks and datasets run experiment
+// stages (train / evaluate / prepare); models and judges are components that stages create through their
+// StageContext. The torch-facing model interface lives in its own header so the host stays torch-free.
+//
+// Deliberately not here: anything that needs LibTorch, and any global state. Plugins never call exit().
+#pragma once
+
+#include <boost/dll/alias.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/metrics.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace mmr {
+
+// Bump when any type below changes layout or meaning.
+constexpr uint32_t kPluginAbiVersion = 1;
+
+// Compiler + LibTorch version of this build (set by CMake); plugin and host must agree.
+#ifndef MMR_BUILD_ID
+#error "MMR_BUILD_ID must be defined by the build (link the mmr_plugin_api target)"
+#endif
+constexpr const char* kBuildId = MMR_BUILD_ID;
+
+enum class PluginKind : uint32_t { Model = 0, Algorithm = 1, Dataset = 2, Benchmark = 3, Judge = 4 };
+
+inline const char* kind_name(PluginKind kind) {
+  switch (kind) {
+    case PluginKind::Model: return "model";
+    case PluginKind::Algorithm: return "algorithm";
+    case PluginKind::Dataset: return "dataset";
+    case PluginKind::Benchmark: return "benchmark";
+    case PluginKind::Judge: return "judge";
+  }
+  return "unknown";
+}
+
+// One option a plugin accepts. `type` is one of: int, float, bool, string, path, list, map, any.
+// `default_yaml` is the default written as YAML ("0.1", "false", "[]"); empty with `required` = no default.
+struct OptionSpec {
+  std::string name;
+  std::string type;
+  std::string default_yaml;
+  std::string help;
+  bool required = false;
+};
+using OptionSchema = std::vector<OptionSpec>;
+
+// A plugin's options: the YAML node from the experiment file, already checked against the schema and with
+// defaults filled in. Typed getters throw ConfigError naming file:line:column, the key, expected and found.
+class Options {
+ public:
+  Options() = default;
+  Options(YAML::Node node, std::string source) : node_(std::move(node)), source_(std::move(source)) {}
+
+  const YAML::Node& node() const { return node_; }
+  const std::string& source() const { return source_; }
+  bool has(const std::string& key) const { return node_.IsMap() && node_[key] && !node_[key].IsNull(); }
+
+  template <typename T>
+  T get(const std::string& key) const {
+    YAML::Node value = node_.IsMap() ? node_[key] : YAML::Node();
+    if (!value || value.IsNull()) throw ConfigError(where(node_) + "missing option '" + key + "'");
+    try {
+      return value.as<T>();
+    } catch (const YAML::Exception&) {
+      throw ConfigError(where(value) + "option '" + key + "': expected " + type_name<T>() + ", found '" +
+                        (value.IsScalar() ? value.Scalar() : std::string(value.IsMap() ? "a map" : "a list")) + "'");
+    }
+  }
+  template <typename T>
+  T get(const std::string& key, const T& fallback) const {
+    return has(key) ? get<T>(key) : fallback;
+  }
+
+  // "file:line:column: " of a node, or "file: " when the node has no position (a default, an override).
+  std::string where(const YAML::Node& node) const {
+    const YAML::Mark mark = node.Mark();
+    if (mark.line < 0 || (mark.line == 0 && mark.column == 0 && mark.pos == 0)) return source_ + ": ";
+    return source_ + ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1) + ": ";
+  }
+
+ private:
+  template <typename T>
+  static const char* type_name() {
+    if constexpr (std::is_same_v<T, bool>) return "a boolean (true/false)";
+    else if constexpr (std::is_integral_v<T>) return "an integer";
+    else if constexpr (std::is_floating_point_v<T>) return "a number";
+    else if constexpr (std::is_same_v<T, std::string>) return "a string";
+    else return "a value of another type";
+  }
+  YAML::Node node_;
+  std::string source_;
+};
+
+// Every plugin object derives from this; the host deletes it through the virtual destructor while the
+// library that holds its code is still loaded.
+class Plugin {
+ public:
+  virtual ~Plugin() = default;
+};
+
+// Reports progress of a long loop: a bar with rate and ETA on a terminal, plain log lines otherwise.
+class ProgressSink {
+ public:
+  virtual ~ProgressSink() = default;
+  virtual void advance(int64_t n = 1) = 0;
+  virtual void set_postfix(const std::string& text) = 0;  // e.g. "loss 0.6931"
+  virtual void finish() = 0;
+};
+
+// What a running stage can see and do. Implemented by the host; valid for the duration of run().
+class StageContext {
+ public:
+  virtual ~StageContext() = default;
+
+  virtual const std::string& experiment() const = 0;
+  virtual const std::string& trial_identity() const = 0;  // hash of the fully resolved configuration
+  virtual const std::string& stage_name() const = 0;
+  virtual uint64_t seed() const = 0;
+  virtual const Options& options() const = 0;           // this stage's options (schema-checked)
+  virtual const std::filesystem::path& stage_dir() const = 0;  // created; this stage's artifacts go here
+  virtual spdlog::logger& log() = 0;                   // console + the trial's log file
+
+  // Metrics: step < 0 means a final value. Committed with the stage's status, all or nothing.
+  virtual void log_metric(const std::string& name, double value, int64_t step = -1) = 0;
+  // Artifacts: a file or folder this stage produced (checksummed when the stage commits).
+  virtual void add_artifact(const std::string& name, const std::filesystem::path& path) = 0;
+  // An artifact of an earlier stage of this trial; throws ConfigError naming what exists when missing.
+  virtual std::filesystem::path artifact(const std::string& stage, const std::string& name) const = 0;
+
+  // Create a component plugin (model, dataset, judge) from an options node: either a plain name ("llava") or a
+  // map with `plugin: <name>` plus options. The object keeps its library loaded for as long as it lives.
+  virtual std::shared_ptr<Plugin> create(PluginKind kind, const YAML::Node& spec) = 0;
+
+  virtual std::unique_ptr<ProgressSink> progress(const std::string& label, int64_t total) = 0;
+  // True once the user asked to stop (SIGINT/SIGTERM). Long loops poll it and throw Interrupted.
+  virtual bool stop_requested() const = 0;
+};
+
+// Thrown by a stage that stopped because stop_requested() became true.
+class Interrupted : public Error {
+ public:
+  Interrupted() : Error("interrupted by signal") {}
+};
+
+// A plugin that runs an experiment stage: algorithms (train, sample, reference_logps, ...), benchmarks
+// (evaluate) and datasets (prepare: generate/transform/validate into an artifact).
+class StageRunner : public Plugin {
+ public:
+  virtual void run(StageContext& ctx) = 0;
+};
+
+class Algorithm : public StageRunner {};
+
+class Dataset : public StageRunner {};
+
+class Benchmark : public StageRunner {
+ public:
+  // `runner score <benchmark> key=value ...`: score existing answer/judgment files without a model or judge.
+  virtual MetricList score(const Options& args) { throw Error("this benchmark cannot score files offline"); }
+};
+
+// The torch-facing model interface is declared in core/model_api.h (model plugins and algorithms include it).
+class Model : public Plugin {};
+
+class Judge : public Plugin {};
+
+// ---- The descriptor and the export macro -------------------------------------------------------------------
+
+using PluginFactory = std::unique_ptr<Plugin> (*)(const Options& options);
+
+struct PluginDescriptor {
+  // These two fields stay first in every ABI version.
+  uint32_t abi_version;
+  const char* build_id;
+  // The rest is read only when both match the host's.
+  PluginKind kind;
+  const char* name;
+  const char* version;
+  const char* summary;
+  OptionSchema (*options)();
+  PluginFactory create;
+};
+
+using PluginEntry = const PluginDescriptor* ();
+constexpr const char* kPluginEntrySymbol = "mmr_plugin_entry";
+
+namespace detail {
+template <typename T>
+std::unique_ptr<Plugin> construct(const Options& options) {
+  return std::make_unique<T>(options);
+}
+// Which kind a class implements, checked at compile time against the kind the macro names.
+template <typename T>
+constexpr bool implements(PluginKind kind) {
+  switch (kind) {
+    case PluginKind::Model: return std::is_base_of_v<Model, T>;
+    case PluginKind::Algorithm: return std::is_base_of_v<Algorithm, T>;
+    case PluginKind::Dataset: return std::is_base_of_v<Dataset, T>;
+    case PluginKind::Benchmark: return std::is_base_of_v<Benchmark, T>;
+    case PluginKind::Judge: return std::is_base_of_v<Judge, T>;
+  }
+  return false;
+}
+}  // namespace detail
+
+}  // namespace mmr
+
+// MMR_PLUGIN(Kind, "name", "version", Class): exports the plugin. Class must derive from mmr::<Kind>, have a
+// constructor taking `const mmr::Options&`, and static members `summary()` (one line) and
+// `option_schema()` (an mmr::OptionSchema).
+#define MMR_PLUGIN(KIND, NAME, VERSION, CLASS)                                                             \
+  static_assert(::mmr::detail::implements<CLASS>(::mmr::PluginKind::KIND),                                 \
+                #CLASS " must derive from mmr::" #KIND);                                                  \
+  namespace {                                                                                              \
+  const ::mmr::PluginDescriptor* mmr_plugin_descriptor_() {                                                \
+    static const ::mmr::PluginDescriptor descriptor{                                                       \
+        ::mmr::kPluginAbiVersion, ::mmr::kBuildId,    ::mmr::PluginKind::KIND, NAME, VERSION,              \
+        CLASS::summary(),         &CLASS::option_schema, &::mmr::detail::construct<CLASS>};                \
+    return &descriptor;                                                                                    \
+  }                                                                                                        \
+  }                                                                                                        \
+  BOOST_DLL_ALIAS(mmr_plugin_descriptor_, mmr_plugin_entry)

@@ -1,0 +1,283 @@
+// Plugin discovery, ABI checks, option checking and creation. See registry.h for the rules.
+#include "core/registry.h"
+
+#include <boost/dll/runtime_symbol_info.hpp>
+#include <boost/dll/shared_library.hpp>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <set>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace mmr {
+namespace {
+
+std::shared_ptr<spdlog::logger> logger() {
+  auto log = spdlog::get("plugins");
+  return log ? log : spdlog::default_logger();
+}
+
+bool is_plugin_file(const fs::path& p) {
+  const std::string name = p.filename().string();
+  return name.rfind("lib", 0) == 0 && p.extension() == ".so";
+}
+
+std::string describe(const YAML::Node& node) {
+  if (!node || node.IsNull()) return "nothing";
+  if (node.IsScalar()) return "'" + node.Scalar() + "'";
+  if (node.IsSequence()) return "a list";
+  return "a map";
+}
+
+// Does a YAML value fit an option type? Scalars are checked by conversion, so "1e-4" is a float and "3" an int.
+bool fits(const std::string& type, const YAML::Node& v) {
+  if (type == "any") return true;
+  if (type == "list") return v.IsSequence();
+  if (type == "map") return v.IsMap();
+  if (!v.IsScalar()) return false;
+  try {
+    if (type == "int") {
+      v.as<long long>();
+      return v.Scalar().find('.') == std::string::npos;
+    }
+    if (type == "float") return (v.as<double>(), true);
+    if (type == "bool") return (v.as<bool>(), true);
+    if (type == "string" || type == "path") return true;
+  } catch (const YAML::Exception&) {
+    return false;
+  }
+  return false;
+}
+
+std::string expected_text(const std::string& type) {
+  if (type == "int") return "an integer";
+  if (type == "float") return "a number";
+  if (type == "bool") return "true or false";
+  if (type == "list") return "a list";
+  if (type == "map") return "a map";
+  return "a " + type;
+}
+
+std::string where(const YAML::Node& node, const std::string& source) { return Options({node}, source).where(node); }
+
+}  // namespace
+
+YAML::Node check_options(const OptionSchema& schema, const YAML::Node& options, const std::string& source,
+                         const std::string& owner) {
+  YAML::Node out(YAML::NodeType::Map);
+  if (options && !options.IsNull() && !options.IsMap())
+    throw ConfigError(fmt::format("{}{}: expected a map of options, found {}", where(options, source), owner,
+                                  describe(options)));
+  std::set<std::string> known;
+  for (const auto& spec : schema) known.insert(spec.name);
+  if (options && options.IsMap()) {
+    for (const auto& kv : options) {
+      const std::string key = kv.first.Scalar();
+      if (!known.count(key)) {
+        std::vector<std::string> names(known.begin(), known.end());
+        // Keys built in code carry no position; their values keep the one from the file.
+        const YAML::Node& at = kv.first.Mark().line > 0 || kv.first.Mark().column > 0 ? kv.first : kv.second;
+        throw ConfigError(fmt::format("{}{}: unknown option '{}'; known options: {}", where(at, source), owner,
+                                      key, names.empty() ? "(none)" : fmt::format("{}", fmt::join(names, ", "))));
+      }
+    }
+  }
+  for (const auto& spec : schema) {
+    YAML::Node value = options && options.IsMap() ? options[spec.name] : YAML::Node();
+    if (value && !value.IsNull()) {
+      if (!fits(spec.type, value))
+        throw ConfigError(fmt::format("{}{}: option '{}': expected {}, found {}", where(value, source), owner,
+                                      spec.name, expected_text(spec.type), describe(value)));
+      out[spec.name] = value;
+    } else if (spec.required) {
+      throw ConfigError(fmt::format("{}{}: missing required option '{}' ({})",
+                                    where(options ? options : YAML::Node(), source), owner, spec.name, spec.help));
+    } else if (!spec.default_yaml.empty()) {
+      out[spec.name] = YAML::Load(spec.default_yaml);
+    }
+  }
+  return out;
+}
+
+void rethrow_from_plugin(const PluginInfo& info, std::exception_ptr error) {
+  const std::string who = fmt::format("{} plugin '{}' ({})", kind_name(info.kind), info.name, info.path.string());
+  try {
+    std::rethrow_exception(error);
+  } catch (const Interrupted&) {
+    throw;
+  } catch (const ConfigError& e) {
+    throw ConfigError(fmt::format("{} [{}]", e.what(), who));
+  } catch (const PluginError&) {
+    throw;  // already names a plugin (a nested create)
+  } catch (const std::exception& e) {
+    throw PluginError(fmt::format("{} failed: {}", who, e.what()));
+  } catch (...) {
+    throw PluginError(fmt::format("{} failed with a non-standard exception", who));
+  }
+}
+
+fs::path Registry::builtin_dir() {
+  std::error_code ec;
+  const fs::path exe = boost::dll::program_location().string();
+  return fs::weakly_canonical(exe.parent_path() / ".." / "plugins", ec);
+}
+
+void Registry::scan_default(const std::vector<fs::path>& extra_dirs) {
+  for (const auto& dir : extra_dirs) scan(dir);
+  if (const char* env = std::getenv("RUNNER_PLUGIN_PATH")) {
+    std::stringstream ss(env);
+    std::string entry;
+    while (std::getline(ss, entry, ':')) {
+      if (entry.empty()) continue;  // "a::b" would mean the current directory to a shell; not to us
+      scan(entry);
+    }
+  }
+  scan(builtin_dir());
+}
+
+void Registry::scan(const fs::path& dir_in) {
+  std::error_code ec;
+  const fs::path dir = fs::absolute(dir_in, ec);
+  if (!fs::is_directory(dir, ec)) {
+    failures_.push_back({dir, "plugin folder does not exist or is not a folder"});
+    return;
+  }
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.is_regular_file() && is_plugin_file(entry.path())) files.push_back(entry.path());
+    if (entry.is_directory()) {
+      for (const auto& sub : fs::directory_iterator(entry.path(), ec))
+        if (sub.is_regular_file() && is_plugin_file(sub.path())) files.push_back(sub.path());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) load(f);
+}
+
+void Registry::load(const fs::path& file_in) {
+  std::error_code ec;
+  const fs::path file = fs::weakly_canonical(fs::absolute(file_in), ec);
+  if (seen_.count(file)) return;
+  seen_[file] = true;
+  auto fail = [&](std::string reason) {
+    logger()->debug("plugin {} not loaded: {}", file.string(), reason);
+    failures_.push_back({file, std::move(reason)});
+  };
+
+  auto lib = std::make_shared<boost::dll::shared_library>();
+  boost::dll::fs::error_code load_ec;
+  lib->load(boost::dll::fs::path(file.string()),
+            boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local |
+                boost::dll::load_mode::rtld_deepbind,
+            load_ec);
+  if (load_ec || !lib->is_loaded()) {
+    const char* why = dlerror();
+    return fail("cannot load: " + (why ? std::string(why) : load_ec.message()));
+  }
+  if (!lib->has(kPluginEntrySymbol))
+    return fail(fmt::format("missing entry symbol '{}' (was it built with MMR_PLUGIN?)", kPluginEntrySymbol));
+
+  const PluginDescriptor* d = nullptr;
+  try {
+    auto entry = lib->get_alias<PluginEntry>(kPluginEntrySymbol);
+    d = entry();
+  } catch (const std::exception& e) {
+    return fail(std::string("entry point failed: ") + e.what());
+  }
+  if (!d) return fail("entry point returned no descriptor");
+  if (d->abi_version != kPluginAbiVersion)
+    return fail(fmt::format("ABI mismatch: plugin has ABI {}, this runner has ABI {}; rebuild the plugin",
+                            d->abi_version, kPluginAbiVersion));
+  const std::string build_id = d->build_id ? d->build_id : "";
+  if (build_id != kBuildId)
+    return fail(fmt::format("build mismatch: plugin was built with '{}', this runner with '{}'; rebuild the plugin",
+                            build_id, kBuildId));
+  if (static_cast<uint32_t>(d->kind) > static_cast<uint32_t>(PluginKind::Judge))
+    return fail(fmt::format("unknown plugin kind {}", static_cast<uint32_t>(d->kind)));
+
+  auto info = std::make_unique<PluginInfo>();
+  info->kind = d->kind;
+  info->name = d->name ? d->name : "";
+  info->version = d->version ? d->version : "";
+  info->summary = d->summary ? d->summary : "";
+  info->path = file;
+  info->descriptor = d;
+  info->library = lib;
+  try {
+    info->options = d->options ? d->options() : OptionSchema{};
+  } catch (const std::exception& e) {
+    return fail(std::string("option schema failed: ") + e.what());
+  }
+  if (info->name.empty()) return fail("plugin has an empty name");
+  if (const PluginInfo* existing = find_if(info->kind, info->name)) {
+    logger()->warn("{} plugin '{}' in {} is shadowed by {}", kind_name(info->kind), info->name, file.string(),
+                   existing->path.string());
+    failures_.push_back({file, fmt::format("shadowed by {} (same kind and name)", existing->path.string())});
+    return;
+  }
+  logger()->debug("loaded {} plugin '{}' {} from {}", kind_name(info->kind), info->name, info->version,
+                  file.string());
+  plugins_.push_back(std::move(info));
+}
+
+std::vector<const PluginInfo*> Registry::list() const {
+  std::vector<const PluginInfo*> out;
+  for (const auto& p : plugins_) out.push_back(p.get());
+  std::sort(out.begin(), out.end(), [](const PluginInfo* a, const PluginInfo* b) {
+    return std::tie(a->kind, a->name) < std::tie(b->kind, b->name);
+  });
+  return out;
+}
+
+std::vector<const PluginInfo*> Registry::list(PluginKind kind) const {
+  std::vector<const PluginInfo*> out;
+  for (const PluginInfo* p : list())
+    if (p->kind == kind) out.push_back(p);
+  return out;
+}
+
+std::vector<std::string> Registry::names(PluginKind kind) const {
+  std::vector<std::string> out;
+  for (const PluginInfo* p : list(kind)) out.push_back(p->name);
+  return out;
+}
+
+const PluginInfo* Registry::find_if(PluginKind kind, const std::string& name) const {
+  for (const auto& p : plugins_)
+    if (p->kind == kind && p->name == name) return p.get();
+  return nullptr;
+}
+
+const PluginInfo& Registry::find(PluginKind kind, const std::string& name) const {
+  if (const PluginInfo* p = find_if(kind, name)) return *p;
+  const auto loaded = names(kind);
+  std::string msg = fmt::format("unknown {} '{}'; loaded {}s: {}", kind_name(kind), name, kind_name(kind),
+                                loaded.empty() ? "(none)" : fmt::format("{}", fmt::join(loaded, ", ")));
+  std::vector<std::string> broken;
+  for (const auto& f : failures_)
+    if (f.reason.rfind("shadowed", 0) != 0) broken.push_back(f.path.string() + ": " + f.reason);
+  if (!broken.empty())
+    msg += fmt::format("\n  {} plugin librar{} could not be used:\n    {}", broken.size(),
+                       broken.size() == 1 ? "y" : "ies", fmt::join(broken, "\n    "));
+  throw PluginError(msg);
+}
+
+std::shared_ptr<Plugin> Registry::create(PluginKind kind, const std::string& name, const YAML::Node& options,
+                                         const std::string& source) const {
+  const PluginInfo& info = find(kind, name);
+  const std::string owner = fmt::format("{} '{}'", kind_name(kind), name);
+  Options checked(check_options(info.options, options, source, owner), source);
+  std::unique_ptr<Plugin> made = call_plugin(info, [&] { return info.descriptor->create(checked); });
+  if (!made) throw PluginError(fmt::format("{} plugin '{}' ({}) returned no object", kind_name(kind), name,
+                                           info.path.string()));
+  // The deleter holds the library: the plugin's destructor code stays mapped until the object is gone.
+  auto lib = info.library;
+  return std::shared_ptr<Plugin>(made.release(), [lib](Plugin* p) { delete p; });
+}
+
+}  // namespace mmr

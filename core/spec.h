@@ -1,0 +1,81 @@
+// Experiment specs: YAML in, a list of fully resolved trials out.
+//
+//   name: ablation                      # required; the experiment's key in the results store
+//   description: ...
+//   vars: {data: /data/prefs.jsonl}     # ${data} anywhere below; `-o data=...` overrides
+//   defaults: {train: {beta: 0.1}}      # the base configuration of every trial
+//   grid: {train.beta: [0.1, 0.3]}      # cartesian product over dotted keys (file order, last fastest)
+//   zip: [{train.lr: [5e-5, 5e-6], train.epochs: [3, 2]}]   # lists advanced together
+//   seeds: [1, 2]                       # every point runs once per seed (${seed})
+//   include: [{train.beta: 0.5}]        # extra points (not crossed with the grid; exclude does not apply)
+//   exclude: [{train.beta: 0.3, data.fraction: 0.25}]       # drop grid points matching all given keys
+//   stages:                             # run in order for every trial
+//     - {name: train, algorithm: dpo, beta: "${train.beta}"}
+//     - {name: eval, benchmark: pope, model: {plugin: llava, adapter: "${artifact:train/adapter}"}}
+//
+// Interpolation: "${a.b}" looks a.b up in the overrides and vars, then in the trial's configuration; a value
+// that is exactly one reference keeps the referenced value's type (number, list, map). "${env:NAME}" reads the
+// environment. "${artifact:stage/name}" and "${trial:dir}" are resolved when the stage runs; they may only
+// name earlier stages. A trial's identity is the SHA-256 of its resolved configuration as canonical JSON.
+// Every error names file:line:column and what was expected.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/plugin_api.h"
+
+namespace mmr {
+
+struct StageSpec {
+  std::string name;
+  PluginKind kind;         // algorithm, benchmark or dataset
+  std::string plugin;      // registered plugin name
+  YAML::Node options;      // resolved at expansion time; run-time references still as text
+  YAML::Node where;        // the stage's node in the file, for error positions
+};
+
+struct Trial {
+  int64_t ordinal = 0;                 // position in the expansion, from 0
+  std::string identity;                // sha256 hex of `resolved`
+  std::string label;                   // "train.beta=0.1 seed=1": the keys that vary
+  uint64_t seed = 0;
+  YAML::Node config;                   // defaults + this point, interpolated
+  std::vector<StageSpec> stages;
+  std::string resolved_json;           // canonical JSON of {config, seed, stages}
+};
+
+struct Experiment {
+  std::string name;
+  std::string description;
+  std::filesystem::path source;        // the YAML file
+  std::string text;                    // its contents (stored with the experiment)
+  std::vector<Trial> trials;
+  int64_t duplicates_dropped = 0;      // points whose identity repeated an earlier one
+};
+
+// Loads and expands a spec. `overrides` are "key=value" strings from `-o`: a key whose first part is a
+// top-level section (defaults, grid, seeds, ...) sets that path in the document, any other key sets a var.
+Experiment load_experiment(const std::filesystem::path& file, const std::vector<std::string>& overrides = {});
+
+// The same from text (tests); `source` names it in errors.
+Experiment parse_experiment(const std::string& text, const std::string& source,
+                            const std::vector<std::string>& overrides = {});
+
+// Resolves run-time references in a stage's options: ${artifact:stage/name}, ${trial:dir}, ${trial:identity}.
+// `lookup(namespace, key)` returns the replacement text or throws.
+YAML::Node resolve_runtime(const YAML::Node& node,
+                           const std::function<std::string(const std::string&, const std::string&)>& lookup);
+
+// YAML → canonical JSON text (keys sorted, plain scalars typed: int, float, bool, null, else string).
+std::string canonical_json(const YAML::Node& node);
+
+// "file:line:column: " for a node parsed from `source` ("file: " when it has no position).
+std::string yaml_where(const YAML::Node& node, const std::string& source);
+
+}  // namespace mmr

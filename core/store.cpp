@@ -1,0 +1,483 @@
+// SQLite results store. See store.h and results/README.md.
+#include "core/store.h"
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <sqlite3.h>
+
+#include <chrono>
+#include <ctime>
+
+#include "core/error.h"
+#include "core/sha256.h"
+#include "core/spec.h"
+
+namespace fs = std::filesystem;
+
+namespace mmr {
+namespace {
+
+// Migration N takes a file from version N-1 to N. Never edit a released step; append a new one.
+const char* const kMigrations[] = {
+    // 1: experiments, trials, stages, metrics, artifacts.
+    R"sql(
+CREATE TABLE experiments (
+  id          INTEGER PRIMARY KEY,
+  name        TEXT NOT NULL UNIQUE,
+  source      TEXT,
+  spec        TEXT,
+  created_at  TEXT NOT NULL,
+  updated_at  TEXT NOT NULL
+);
+CREATE TABLE trials (
+  id            INTEGER PRIMARY KEY,
+  experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+  identity      TEXT NOT NULL,
+  ordinal       INTEGER NOT NULL,
+  label         TEXT NOT NULL,
+  seed          INTEGER NOT NULL,
+  status        TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'running', 'finished', 'failed', 'interrupted')),
+  attempt       INTEGER NOT NULL DEFAULT 0,
+  started_at    TEXT,
+  ended_at      TEXT,
+  host          TEXT,
+  pid           INTEGER,
+  git_commit    TEXT,
+  config        TEXT NOT NULL,
+  artifact_dir  TEXT,
+  error         TEXT,
+  UNIQUE (experiment_id, identity)
+);
+CREATE TABLE stages (
+  trial_id    INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+  attempt     INTEGER NOT NULL,
+  name        TEXT NOT NULL,
+  ordinal     INTEGER NOT NULL,
+  plugin      TEXT NOT NULL,
+  status      TEXT NOT NULL CHECK (status IN ('finished', 'failed', 'interrupted')),
+  started_at  TEXT,
+  ended_at    TEXT,
+  error       TEXT,
+  PRIMARY KEY (trial_id, attempt, name)
+);
+CREATE TABLE metrics (
+  trial_id    INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+  attempt     INTEGER NOT NULL,
+  stage       TEXT NOT NULL,
+  name        TEXT NOT NULL,
+  step        INTEGER,
+  value       REAL,
+  recorded_at TEXT NOT NULL
+);
+CREATE INDEX metrics_by_trial ON metrics (trial_id, attempt, stage, name, step);
+CREATE TABLE artifacts (
+  trial_id  INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+  attempt   INTEGER NOT NULL,
+  stage     TEXT NOT NULL,
+  name      TEXT NOT NULL,
+  path      TEXT NOT NULL,
+  sha256    TEXT NOT NULL,
+  bytes     INTEGER NOT NULL,
+  PRIMARY KEY (trial_id, attempt, stage, name)
+);
+-- The value each metric ended with in each trial's latest attempt: the final (step NULL) value when one was
+-- logged, else the value at the highest step.
+CREATE VIEW final_metrics AS
+SELECT t.experiment_id, m.trial_id, m.stage, m.name, m.step, m.value
+FROM metrics m JOIN trials t ON t.id = m.trial_id AND m.attempt = t.attempt
+WHERE m.rowid = (SELECT m2.rowid FROM metrics m2
+                 WHERE m2.trial_id = m.trial_id AND m2.attempt = m.attempt
+                   AND m2.stage = m.stage AND m2.name = m.name
+                 ORDER BY m2.step IS NOT NULL, m2.step DESC, m2.rowid DESC LIMIT 1);
+)sql",
+    // 2: the judge cache: a rerun or resume never asks a judge the same prompt twice.
+    R"sql(
+CREATE TABLE judgments (
+  judge          TEXT NOT NULL,
+  prompt_sha256  TEXT NOT NULL,
+  prompt         TEXT NOT NULL,
+  reply          TEXT NOT NULL,
+  created_at     TEXT NOT NULL,
+  PRIMARY KEY (judge, prompt_sha256)
+);
+)sql",
+};
+static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kSchemaVersion);
+
+// A prepared statement with positional binding. Errors name the database file and the SQL.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const fs::path& file, const std::string& sql) : db_(db), file_(file), sql_(sql) {
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st_, nullptr) != SQLITE_OK)
+      throw DataError(fmt::format("{}: SQL error: {} (in: {})", file.string(), sqlite3_errmsg(db), sql));
+  }
+  ~Stmt() { sqlite3_finalize(st_); }
+  Stmt& bind(int i, int64_t v) { return check(sqlite3_bind_int64(st_, i, v)); }
+  Stmt& bind(int i, int v) { return check(sqlite3_bind_int64(st_, i, v)); }
+  Stmt& bind(int i, double v) { return check(sqlite3_bind_double(st_, i, v)); }
+  Stmt& bind(int i, const std::string& v) {
+    return check(sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+  }
+  Stmt& bind_null(int i) { return check(sqlite3_bind_null(st_, i)); }
+  // Returns true while there is a row.
+  bool step() {
+    const int rc = sqlite3_step(st_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    throw DataError(fmt::format("{}: SQL error: {} (in: {})", file_.string(), sqlite3_errmsg(db_), sql_));
+  }
+  int64_t int_col(int i) const { return sqlite3_column_int64(st_, i); }
+  std::string text_col(int i) const {
+    const auto* p = sqlite3_column_text(st_, i);
+    return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(st_, i)) : std::string();
+  }
+  sqlite3_stmt* raw() const { return st_; }
+
+ private:
+  Stmt& check(int rc) {
+    if (rc != SQLITE_OK) throw InternalError(fmt::format("sqlite bind failed: {}", sqlite3_errstr(rc)));
+    return *this;
+  }
+  sqlite3* db_;
+  const fs::path& file_;
+  std::string sql_;
+  sqlite3_stmt* st_ = nullptr;
+};
+
+// BEGIN IMMEDIATE ... COMMIT, rolled back when an exception leaves the scope.
+class Transaction {
+ public:
+  explicit Transaction(Store& s) : s_(s) { s_.exec("BEGIN IMMEDIATE"); }
+  ~Transaction() {
+    if (!done_) {
+      try {
+        s_.exec("ROLLBACK");
+      } catch (...) {
+      }
+    }
+  }
+  void commit() {
+    s_.exec("COMMIT");
+    done_ = true;
+  }
+
+ private:
+  Store& s_;
+  bool done_ = false;
+};
+
+bool process_alive(int64_t pid) { return pid > 0 && (kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
+
+TrialRow read_trial(Stmt& st) {
+  TrialRow r;
+  r.id = st.int_col(0);
+  r.experiment_id = st.int_col(1);
+  r.identity = st.text_col(2);
+  r.label = st.text_col(3);
+  r.status = st.text_col(4);
+  r.attempt = static_cast<int>(st.int_col(5));
+  r.host = st.text_col(6);
+  r.pid = st.int_col(7);
+  r.artifact_dir = st.text_col(8);
+  r.error = st.text_col(9);
+  return r;
+}
+constexpr const char* kTrialColumns =
+    "id, experiment_id, identity, label, status, attempt, host, pid, artifact_dir, error";
+
+}  // namespace
+
+std::string now_iso8601() {
+  const auto now = std::chrono::system_clock::now();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  const std::time_t t = std::chrono::system_clock::to_time_t(now);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  return fmt::format("{}.{:03d}Z", buf, static_cast<int>(ms));
+}
+
+Store::Store(const fs::path& path, Mode mode, int target_version) : path_(path), mode_(mode) {
+  if (mode == Mode::ReadOnly && !fs::exists(path))
+    throw IoError(fmt::format("results database '{}' does not exist (run an experiment first, or pass --results)",
+                              path.string()));
+  if (mode == Mode::ReadWrite && path.has_parent_path()) {
+    std::error_code ec;
+    fs::create_directories(path.parent_path(), ec);
+    if (ec) throw IoError(fmt::format("cannot create folder '{}' for the results database: {}",
+                                      path.parent_path().string(), ec.message()));
+  }
+  const int flags = mode == Mode::ReadOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  if (sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
+    const std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw IoError(fmt::format("cannot open results database '{}' ({}): {}", path.string(),
+                              mode == Mode::ReadOnly ? "read-only" : "read-write", why));
+  }
+  sqlite3_busy_timeout(db_, 30000);
+  try {
+    exec("PRAGMA foreign_keys = ON");
+    if (mode == Mode::ReadWrite) {
+      exec("PRAGMA journal_mode = WAL");
+      exec("PRAGMA synchronous = NORMAL");
+      migrate(target_version);
+    } else {
+      exec("PRAGMA query_only = ON");
+      const int v = schema_version();
+      if (v > kSchemaVersion)
+        throw DataError(fmt::format("results database '{}' has schema version {}, newer than this runner's {}; "
+                                    "use a newer runner", path.string(), v, kSchemaVersion));
+    }
+  } catch (...) {
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw;
+  }
+}
+
+Store::~Store() {
+  if (db_) sqlite3_close(db_);
+}
+
+void Store::exec(const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    const std::string why = err ? err : "unknown error";
+    sqlite3_free(err);
+    throw DataError(fmt::format("{}: SQL error: {} (in: {})", path_.string(), why,
+                                sql.size() > 200 ? sql.substr(0, 200) + "..." : sql));
+  }
+}
+
+int Store::schema_version() const {
+  Stmt has(db_, path_, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'");
+  has.step();
+  if (has.int_col(0) == 0) return 0;
+  Stmt st(db_, path_, "SELECT coalesce(max(version), 0) FROM schema_migrations");
+  st.step();
+  return static_cast<int>(st.int_col(0));
+}
+
+void Store::migrate(int target_version) {
+  exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)");
+  const int current = schema_version();
+  if (current > kSchemaVersion)
+    throw DataError(fmt::format("results database '{}' has schema version {}, newer than this runner's {}; use a "
+                                "newer runner (this one will not touch it)", path_.string(), current, kSchemaVersion));
+  for (int v = current + 1; v <= target_version; ++v) {
+    Transaction tx(*this);
+    exec(kMigrations[v - 1]);
+    Stmt st(db_, path_, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)");
+    st.bind(1, v).bind(2, now_iso8601()).step();
+    tx.commit();
+  }
+}
+
+int64_t Store::upsert_experiment(const std::string& name, const std::string& source, const std::string& spec) {
+  const std::string now = now_iso8601();
+  Stmt st(db_, path_,
+          "INSERT INTO experiments (name, source, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+          "ON CONFLICT (name) DO UPDATE SET source = excluded.source, spec = excluded.spec, "
+          "updated_at = excluded.updated_at RETURNING id");
+  st.bind(1, name).bind(2, source).bind(3, spec).bind(4, now).bind(5, now);
+  MMR_CHECK(st.step(), "upsert returned no row");
+  return st.int_col(0);
+}
+
+TrialRow Store::ensure_trial(int64_t experiment_id, const Trial& trial) {
+  {
+    Stmt ins(db_, path_,
+             "INSERT INTO trials (experiment_id, identity, ordinal, label, seed, config) VALUES (?, ?, ?, ?, ?, ?) "
+             "ON CONFLICT (experiment_id, identity) DO UPDATE SET ordinal = excluded.ordinal, label = excluded.label");
+    ins.bind(1, experiment_id).bind(2, trial.identity).bind(3, trial.ordinal).bind(4, trial.label)
+        .bind(5, static_cast<int64_t>(trial.seed)).bind(6, trial.resolved_json);
+    ins.step();
+  }
+  Stmt st(db_, path_, fmt::format("SELECT {} FROM trials WHERE experiment_id = ? AND identity = ?", kTrialColumns));
+  st.bind(1, experiment_id).bind(2, trial.identity);
+  MMR_CHECK(st.step(), "trial vanished after insert");
+  return read_trial(st);
+}
+
+std::optional<TrialRow> Store::trial(int64_t trial_id) const {
+  Stmt st(db_, path_, fmt::format("SELECT {} FROM trials WHERE id = ?", kTrialColumns));
+  st.bind(1, trial_id);
+  if (!st.step()) return std::nullopt;
+  return read_trial(st);
+}
+
+int Store::recover_stale(const std::string& host) {
+  std::vector<std::pair<int64_t, int>> stale;
+  {
+    Stmt st(db_, path_, "SELECT id, attempt, pid FROM trials WHERE status = 'running' AND host = ?");
+    st.bind(1, host);
+    while (st.step())
+      if (!process_alive(st.int_col(2))) stale.emplace_back(st.int_col(0), static_cast<int>(st.int_col(1)));
+  }
+  for (const auto& [id, attempt] : stale)
+    end_trial(id, attempt, "interrupted", "the process running this trial ended without recording an outcome");
+  return static_cast<int>(stale.size());
+}
+
+std::optional<int> Store::begin_attempt(int64_t trial_id, const std::string& host, int64_t pid,
+                                        const std::string& git_commit, const std::string& artifact_dir) {
+  Transaction tx(*this);
+  Stmt st(db_, path_,
+          "UPDATE trials SET status = 'running', attempt = attempt + 1, started_at = ?, ended_at = NULL, host = ?, "
+          "pid = ?, git_commit = ?, artifact_dir = ?, error = NULL WHERE id = ? AND status != 'running' "
+          "RETURNING attempt");
+  st.bind(1, now_iso8601()).bind(2, host).bind(3, pid).bind(4, git_commit).bind(5, artifact_dir).bind(6, trial_id);
+  if (!st.step()) return std::nullopt;
+  const int attempt = static_cast<int>(st.int_col(0));
+  while (st.step()) {
+  }
+  tx.commit();
+  return attempt;
+}
+
+void Store::commit_stage(int64_t trial_id, int attempt, const StageRecord& stage,
+                         const std::optional<std::string>& trial_status, const std::string& error) {
+  Transaction tx(*this);
+  const std::string now = now_iso8601();
+  {
+    Stmt st(db_, path_,
+            "INSERT OR REPLACE INTO stages (trial_id, attempt, name, ordinal, plugin, status, started_at, ended_at, "
+            "error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    st.bind(1, trial_id).bind(2, attempt).bind(3, stage.name).bind(4, stage.ordinal).bind(5, stage.plugin)
+        .bind(6, stage.status).bind(7, stage.started_at).bind(8, stage.ended_at);
+    if (stage.error.empty()) st.bind_null(9); else st.bind(9, stage.error);
+    st.step();
+  }
+  {
+    Stmt st(db_, path_,
+            "INSERT INTO metrics (trial_id, attempt, stage, name, step, value, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    for (const auto& m : stage.metrics) {
+      sqlite3_reset(st.raw());
+      st.bind(1, trial_id).bind(2, attempt).bind(3, stage.name).bind(4, m.name);
+      if (m.step < 0) st.bind_null(5); else st.bind(5, m.step);
+      st.bind(6, m.value).bind(7, now);
+      st.step();
+    }
+  }
+  {
+    Stmt st(db_, path_,
+            "INSERT OR REPLACE INTO artifacts (trial_id, attempt, stage, name, path, sha256, bytes) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)");
+    for (const auto& a : stage.artifacts) {
+      sqlite3_reset(st.raw());
+      st.bind(1, trial_id).bind(2, attempt).bind(3, stage.name).bind(4, a.name).bind(5, a.path).bind(6, a.sha256)
+          .bind(7, a.bytes);
+      st.step();
+    }
+  }
+  if (trial_status) {
+    Stmt st(db_, path_, "UPDATE trials SET status = ?, ended_at = ?, error = ? WHERE id = ? AND attempt = ?");
+    st.bind(1, *trial_status).bind(2, now);
+    if (error.empty()) st.bind_null(3); else st.bind(3, error);
+    st.bind(4, trial_id).bind(5, attempt).step();
+  }
+  tx.commit();
+}
+
+std::optional<StageRecord> Store::previous_stage(int64_t trial_id, int before_attempt, const std::string& name,
+                                                const std::string& plugin) const {
+  StageRecord rec;
+  int attempt = 0;
+  {
+    Stmt st(db_, path_,
+            "SELECT attempt, ordinal, started_at, ended_at FROM stages WHERE trial_id = ? AND name = ? AND plugin = ? "
+            "AND status = 'finished' AND attempt < ? ORDER BY attempt DESC LIMIT 1");
+    st.bind(1, trial_id).bind(2, name).bind(3, plugin).bind(4, before_attempt);
+    if (!st.step()) return std::nullopt;
+    attempt = static_cast<int>(st.int_col(0));
+    rec.ordinal = static_cast<int>(st.int_col(1));
+    rec.started_at = st.text_col(2);
+    rec.ended_at = st.text_col(3);
+  }
+  rec.name = name;
+  rec.plugin = plugin;
+  rec.status = "finished";
+  {
+    Stmt st(db_, path_,
+            "SELECT name, step, value FROM metrics WHERE trial_id = ? AND attempt = ? AND stage = ? ORDER BY rowid");
+    st.bind(1, trial_id).bind(2, attempt).bind(3, name);
+    while (st.step()) {
+      const bool final_value = sqlite3_column_type(st.raw(), 1) == SQLITE_NULL;
+      rec.metrics.push_back({st.text_col(0), final_value ? -1 : st.int_col(1), sqlite3_column_double(st.raw(), 2)});
+    }
+  }
+  {
+    Stmt st(db_, path_,
+            "SELECT name, path, sha256, bytes FROM artifacts WHERE trial_id = ? AND attempt = ? AND stage = ? "
+            "ORDER BY name");
+    st.bind(1, trial_id).bind(2, attempt).bind(3, name);
+    while (st.step()) rec.artifacts.push_back({st.text_col(0), st.text_col(1), st.text_col(2), st.int_col(3)});
+  }
+  return rec;
+}
+
+void Store::end_trial(int64_t trial_id, int attempt, const std::string& status, const std::string& error) {
+  Stmt st(db_, path_, "UPDATE trials SET status = ?, ended_at = ?, error = ? WHERE id = ? AND attempt = ?");
+  st.bind(1, status).bind(2, now_iso8601());
+  if (error.empty()) st.bind_null(3); else st.bind(3, error);
+  st.bind(4, trial_id).bind(5, attempt).step();
+}
+
+std::optional<std::string> Store::cached_judgment(const std::string& judge, const std::string& prompt) const {
+  Stmt st(db_, path_, "SELECT reply FROM judgments WHERE judge = ? AND prompt_sha256 = ? AND prompt = ?");
+  st.bind(1, judge).bind(2, sha256_hex(prompt)).bind(3, prompt);
+  if (!st.step()) return std::nullopt;
+  return st.text_col(0);
+}
+
+void Store::store_judgment(const std::string& judge, const std::string& prompt, const std::string& reply) {
+  Stmt st(db_, path_,
+          "INSERT OR REPLACE INTO judgments (judge, prompt_sha256, prompt, reply, created_at) VALUES (?, ?, ?, ?, ?)");
+  st.bind(1, judge).bind(2, sha256_hex(prompt)).bind(3, prompt).bind(4, reply).bind(5, now_iso8601()).step();
+}
+
+QueryResult Store::query(const std::string& sql) const {
+  QueryResult out;
+  const char* tail = sql.c_str();
+  // Runs every statement; the result of the last one that returns columns is kept.
+  while (tail && *tail) {
+    sqlite3_stmt* raw = nullptr;
+    const char* next = nullptr;
+    if (sqlite3_prepare_v2(db_, tail, -1, &raw, &next) != SQLITE_OK)
+      throw DataError(fmt::format("SQL error: {}", sqlite3_errmsg(db_)));
+    tail = next;
+    if (!raw) continue;  // whitespace or a comment
+    QueryResult r;
+    const int n = sqlite3_column_count(raw);
+    for (int i = 0; i < n; ++i) r.columns.emplace_back(sqlite3_column_name(raw, i));
+    int rc;
+    while ((rc = sqlite3_step(raw)) == SQLITE_ROW) {
+      std::vector<QueryCell> row(n);
+      for (int i = 0; i < n; ++i) {
+        switch (sqlite3_column_type(raw, i)) {
+          case SQLITE_NULL: row[i].type = QueryCell::Null; break;
+          case SQLITE_INTEGER: row[i].type = QueryCell::Integer; break;
+          case SQLITE_FLOAT: row[i].type = QueryCell::Real; break;
+          case SQLITE_BLOB: row[i].type = QueryCell::Blob; break;
+          default: row[i].type = QueryCell::Text;
+        }
+        if (row[i].type == QueryCell::Blob) {  // SQLite's own text for numbers: 3.0, 0.125, 1.0e-05
+          row[i].text = fmt::format("<blob {} bytes>", sqlite3_column_bytes(raw, i));
+        } else if (const auto* p = sqlite3_column_text(raw, i)) {
+          row[i].text.assign(reinterpret_cast<const char*>(p), sqlite3_column_bytes(raw, i));
+        }
+      }
+      r.rows.push_back(std::move(row));
+    }
+    const std::string why = rc == SQLITE_DONE ? "" : sqlite3_errmsg(db_);
+    sqlite3_finalize(raw);
+    if (!why.empty()) throw DataError(fmt::format("SQL error: {}", why));
+    if (n > 0) out = std::move(r);
+  }
+  return out;
+}
+
+}  // namespace mmr

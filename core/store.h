@@ -1,0 +1,124 @@
+// The results store: one SQLite file (WAL, busy timeout, foreign keys) holding experiments, trials, their
+// stages, metrics and artifacts, and the judge cache. The schema is versioned; opening an older file migrates
+// it forward in one transaction per step, opening a newer one is an error. results/README.md documents it.
+//
+// Trials are claimed with a conditional UPDATE, so several runner processes can share one file: a trial
+// that another live process is running is skipped, not run twice.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+struct sqlite3;
+
+namespace mmr {
+
+struct Trial;
+
+constexpr int kSchemaVersion = 2;
+
+struct QueryCell {
+  enum Type { Null, Integer, Real, Text, Blob } type = Null;
+  std::string text;  // the value as SQLite prints it (numbers too)
+};
+struct QueryResult {
+  std::vector<std::string> columns;
+  std::vector<std::vector<QueryCell>> rows;
+};
+
+struct TrialRow {
+  int64_t id = 0;
+  int64_t experiment_id = 0;
+  std::string identity;
+  std::string label;
+  std::string status;  // pending | running | finished | failed | interrupted
+  int attempt = 0;
+  std::string host;
+  int64_t pid = 0;
+  std::string artifact_dir;
+  std::string error;
+};
+
+struct MetricRow {
+  std::string name;
+  int64_t step = -1;  // < 0: a final value (stored as NULL)
+  double value = 0;
+};
+
+struct ArtifactRow {
+  std::string name;
+  std::string path;
+  std::string sha256;  // of the file, or of the sorted (relative path, file hash) list for a folder
+  int64_t bytes = 0;
+};
+
+struct StageRecord {
+  std::string name;
+  std::string plugin;
+  int ordinal = 0;
+  std::string status;  // finished | failed | interrupted
+  std::string started_at, ended_at;
+  std::string error;
+  std::vector<MetricRow> metrics;
+  std::vector<ArtifactRow> artifacts;
+};
+
+class Store {
+ public:
+  enum class Mode { ReadWrite, ReadOnly };
+
+  // Opens (creating when ReadWrite) and migrates up to `target_version` (tests use older versions).
+  explicit Store(const std::filesystem::path& path, Mode mode = Mode::ReadWrite,
+                 int target_version = kSchemaVersion);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  int schema_version() const;
+
+  int64_t upsert_experiment(const std::string& name, const std::string& source, const std::string& spec_text);
+  // Inserts the trial as pending if it is new; returns its row either way.
+  TrialRow ensure_trial(int64_t experiment_id, const Trial& trial);
+  std::optional<TrialRow> trial(int64_t trial_id) const;
+
+  // Trials left 'running' by a process of this host that no longer exists become 'interrupted'.
+  int recover_stale(const std::string& host);
+
+  // Claims a trial: status running, attempt + 1. Returns the new attempt, or nullopt when another live
+  // process holds it (status running) and `force` is false.
+  std::optional<int> begin_attempt(int64_t trial_id, const std::string& host, int64_t pid,
+                                   const std::string& git_commit, const std::string& artifact_dir);
+
+  // Records a stage (its row, metrics and artifacts) and, when `trial_status` is given, the trial's end,
+  // all in one transaction.
+  void commit_stage(int64_t trial_id, int attempt, const StageRecord& stage,
+                    const std::optional<std::string>& trial_status = std::nullopt, const std::string& error = "");
+  // The newest record of stage `name` run by `plugin` that finished in an attempt before `before_attempt`,
+  // with its metrics and artifacts; nullopt when there is none.
+  std::optional<StageRecord> previous_stage(int64_t trial_id, int before_attempt, const std::string& name,
+                                            const std::string& plugin) const;
+  // Ends a trial without a stage record (e.g. interrupted between stages).
+  void end_trial(int64_t trial_id, int attempt, const std::string& status, const std::string& error = "");
+
+  // Judge cache (schema v2).
+  std::optional<std::string> cached_judgment(const std::string& judge, const std::string& prompt) const;
+  void store_judgment(const std::string& judge, const std::string& prompt, const std::string& reply);
+
+  // Any SQL; in ReadOnly mode the connection refuses writes.
+  QueryResult query(const std::string& sql) const;
+  void exec(const std::string& sql);
+
+ private:
+  void migrate(int target_version);
+  std::filesystem::path path_;
+  Mode mode_;
+  sqlite3* db_ = nullptr;
+};
+
+std::string now_iso8601();  // UTC, milliseconds: 2026-11-26T21:39:35.123Z
+
+}  // namespace mmr

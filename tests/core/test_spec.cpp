@@ -1,0 +1,288 @@
+// Experiment specs: grid expansion, zip, seeds, include/exclude, interpolation, overrides, identities and the
+// file:line:column of every error.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "core/spec.h"
+
+using namespace mmr;
+
+namespace {
+
+const char* kStages = R"(
+stages:
+  - {name: train, algorithm: counter}
+)";
+
+Experiment parse(const std::string& text, const std::vector<std::string>& overrides = {}) {
+  return parse_experiment(text, "exp.yaml", overrides);
+}
+
+// The message of the ConfigError that parsing `text` throws ("" when none is thrown).
+std::string error_of(const std::string& text, const std::vector<std::string>& overrides = {}) {
+  try {
+    parse(text, overrides);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::vector<std::string> labels(const Experiment& e) {
+  std::vector<std::string> out;
+  for (const auto& t : e.trials) out.push_back(t.label);
+  return out;
+}
+
+}  // namespace
+
+TEST(GridExpansion, CartesianProductInFileOrderLastKeyFastest) {
+  const auto e = parse(std::string(R"(
+name: g
+grid:
+  a: [1, 2]
+  b.c: [x, y, z]
+)") + kStages);
+  EXPECT_EQ(labels(e), (std::vector<std::string>{"a=1 b.c=x", "a=1 b.c=y", "a=1 b.c=z", "a=2 b.c=x", "a=2 b.c=y",
+                                                  "a=2 b.c=z"}));
+  EXPECT_EQ(e.trials[4].config["b"]["c"].Scalar(), "y");
+  EXPECT_EQ(e.trials[4].config["a"].Scalar(), "2");
+  for (size_t i = 0; i < e.trials.size(); ++i) EXPECT_EQ(e.trials[i].ordinal, static_cast<int64_t>(i));
+}
+
+TEST(GridExpansion, NoGridGivesOneTrialWithTheDefaultSeed) {
+  const auto e = parse(std::string("name: one\ndefaults: {lr: 0.1}\n") + kStages);
+  ASSERT_EQ(e.trials.size(), 1u);
+  EXPECT_EQ(e.trials[0].seed, 42u);
+  EXPECT_EQ(e.trials[0].label, "");
+}
+
+TEST(GridExpansion, ZipAdvancesListsTogetherAndCrossesTheGrid) {
+  const auto e = parse(std::string(R"(
+name: z
+grid: {beta: [0.1, 0.3]}
+zip:
+  - {lr: [5e-5, 5e-6], epochs: [3, 2]}
+)") + kStages);
+  EXPECT_EQ(labels(e), (std::vector<std::string>{"beta=0.1 lr=5e-5 epochs=3", "beta=0.1 lr=5e-6 epochs=2",
+                                                  "beta=0.3 lr=5e-5 epochs=3", "beta=0.3 lr=5e-6 epochs=2"}));
+}
+
+TEST(GridExpansion, ZipListsOfDifferentLengthsAreAnErrorAtTheShorterList) {
+  const std::string msg = error_of(std::string(R"(name: z
+zip:
+  - {lr: [1, 2, 3], epochs: [3, 2]}
+)") + kStages);
+  EXPECT_NE(msg.find("exp.yaml:3:29:"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("has 2 values but 'lr' has 3"), std::string::npos) << msg;
+}
+
+TEST(GridExpansion, SeedsMultiplyEveryPointAndAppearInTheLabel) {
+  const auto e = parse(std::string("name: s\ngrid: {a: [1, 2]}\nseeds: [7, 8]\n") + kStages);
+  EXPECT_EQ(labels(e), (std::vector<std::string>{"a=1 seed=7", "a=1 seed=8", "a=2 seed=7", "a=2 seed=8"}));
+  EXPECT_EQ(e.trials[1].seed, 8u);
+  EXPECT_NE(e.trials[0].identity, e.trials[1].identity);
+}
+
+TEST(GridExpansion, ExcludeDropsMatchingPointsAndIncludeAddsPoints) {
+  const auto e = parse(std::string(R"(
+name: ie
+defaults: {c: 5}
+grid: {a: [1, 2], b: [1, 2]}
+exclude:
+  - {a: 2, b: 1}
+  - {a: 1, b: 2, c: 5}
+include:
+  - {a: 9, b: 9}
+)") + kStages);
+  EXPECT_EQ(labels(e), (std::vector<std::string>{"a=1 b=1", "a=2 b=2", "a=9 b=9"}));
+}
+
+TEST(GridExpansion, ExcludeThatMatchesNothingIsAnError) {
+  const std::string msg = error_of(std::string("name: x\ngrid: {a: [1, 2]}\nexclude:\n  - {a: 3}\n") + kStages);
+  EXPECT_NE(msg.find("exp.yaml:4:5: exclude entry matches no grid point"), std::string::npos) << msg;
+}
+
+TEST(GridExpansion, DuplicatePointsRunOnce) {
+  const auto e = parse(std::string("name: d\ngrid: {a: [1, 2]}\ninclude:\n  - {a: 1}\n") + kStages);
+  EXPECT_EQ(e.trials.size(), 2u);
+  EXPECT_EQ(e.duplicates_dropped, 1);
+}
+
+TEST(GridExpansion, AGridValueMustBeAList) {
+  const std::string msg = error_of(std::string("name: x\ngrid:\n  a: 3\n") + kStages);
+  EXPECT_NE(msg.find("exp.yaml:3:6: grid key 'a': expected a non-empty list of values, found '3'"), std::string::npos)
+      << msg;
+}
+
+TEST(GridExpansion, AKeyVariedTwiceIsAnError) {
+  const std::string msg = error_of(std::string("name: x\ngrid: {a: [1]}\nzip: [{a: [2]}]\n") + kStages);
+  EXPECT_NE(msg.find("exp.yaml:3:8: 'a' is varied twice"), std::string::npos) << msg;
+}
+
+TEST(GridExpansion, SettingBelowAScalarIsAnError) {
+  const std::string msg = error_of(std::string("name: x\ndefaults: {a: 1}\ngrid: {a.b: [1]}\n") + kStages);
+  EXPECT_NE(msg.find("exp.yaml:3:8: 'a.b': 'a' is '1' in the configuration, not a map"), std::string::npos) << msg;
+}
+
+TEST(Identity, IgnoresKeyOrderAndNumberSpelling) {
+  const auto a = parse(std::string("name: a\ndefaults: {x: 0.1, y: {p: 1, q: 2}}\n") + kStages);
+  const auto b = parse(std::string("name: b\ndefaults: {y: {q: 2, p: 1}, x: 1e-1}\n") + kStages);
+  EXPECT_EQ(a.trials[0].identity, b.trials[0].identity);
+  EXPECT_EQ(a.trials[0].identity.size(), 64u);
+}
+
+TEST(Identity, ChangesWithAnyValueAndWithQuotedVersusPlain) {
+  const auto a = parse(std::string("name: a\ndefaults: {x: 0.1}\n") + kStages);
+  const auto b = parse(std::string("name: a\ndefaults: {x: 0.2}\n") + kStages);
+  const auto c = parse(std::string("name: a\ndefaults: {x: \"0.1\"}\n") + kStages);
+  EXPECT_NE(a.trials[0].identity, b.trials[0].identity);
+  EXPECT_NE(a.trials[0].identity, c.trials[0].identity);
+}
+
+TEST(Identity, IsTheSha256OfTheCanonicalResolvedJson) {
+  const auto e = parse("name: a\ndefaults: {x: 1}\nstages:\n  - {name: t, algorithm: counter, steps: 3}\n");
+  EXPECT_EQ(e.trials[0].resolved_json,
+            R"({"config":{"x":1},"seed":42,"stages":[{"kind":"algorithm","name":"t","options":{"steps":3},"plugin":"counter"}]})");
+  // sha256 of that exact text, computed independently with `printf '%s' '<json>' | sha256sum`.
+  EXPECT_EQ(e.trials[0].identity, "6d3e98ced7d01e2cf591c6a6216310b8dba89b7933165f5eede6ce8965c1bd80");
+}
+
+TEST(Interpolation, WholeValueKeepsTypeAndEmbeddedBecomesText) {
+  const auto e = parse(R"(
+name: i
+vars: {root: /data, n: 3, list: [1, 2]}
+defaults:
+  path: ${root}/prefs.jsonl
+  steps: ${n}
+  both: ${list}
+stages:
+  - {name: train, algorithm: counter, steps: "${steps}", where: "${path}", s: "${seed}"}
+)");
+  const auto& cfg = e.trials[0].config;
+  EXPECT_EQ(cfg["path"].Scalar(), "/data/prefs.jsonl");
+  EXPECT_EQ(canonical_json(cfg["steps"]), "3");
+  EXPECT_EQ(canonical_json(cfg["both"]), "[1,2]");
+  EXPECT_EQ(e.trials[0].stages[0].options["where"].Scalar(), "/data/prefs.jsonl");
+  EXPECT_EQ(canonical_json(e.trials[0].stages[0].options["s"]), "42");
+}
+
+TEST(Interpolation, ConfigurationMayReferToItselfAndToGridValues) {
+  const auto e = parse(R"(
+name: i
+defaults: {train: {lr: 1}, eval: {lr: "${train.lr}"}}
+grid: {train.lr: [2, 3]}
+stages:
+  - {name: t, algorithm: counter, lr: "${eval.lr}"}
+)");
+  EXPECT_EQ(e.trials[1].stages[0].options["lr"].Scalar(), "3");
+}
+
+TEST(Interpolation, EnvironmentVariables) {
+  setenv("MMR_TEST_SPEC_VAR", "hello", 1);
+  const auto e = parse(std::string("name: i\ndefaults: {g: \"${env:MMR_TEST_SPEC_VAR} world\"}\n") + kStages);
+  EXPECT_EQ(e.trials[0].config["g"].Scalar(), "hello world");
+  const std::string msg = error_of(std::string("name: i\ndefaults:\n  g: ${env:MMR_TEST_UNSET_VAR_XYZ}\n") + kStages);
+  EXPECT_NE(msg.find("exp.yaml:3:6: environment variable 'MMR_TEST_UNSET_VAR_XYZ' is not set"), std::string::npos)
+      << msg;
+}
+
+TEST(Interpolation, UnknownVariableNamesPositionAndWhatExists) {
+  const std::string msg = error_of(std::string("name: i\nvars: {a: 1}\ndefaults:\n  x: ${b}\n") + kStages);
+  EXPECT_NE(msg.find("exp.yaml:4:6: unknown variable '${b}'; vars: a; configuration keys: x"), std::string::npos) << msg;
+}
+
+TEST(Interpolation, CyclesAreReported) {
+  const std::string msg = error_of(std::string("name: i\nvars: {a: \"${b}\", b: \"${a}\"}\n") + kStages);
+  EXPECT_NE(msg.find("reference cycle"), std::string::npos) << msg;
+}
+
+TEST(Interpolation, DoubleDollarEscapes) {
+  const auto e = parse(std::string("name: i\ndefaults: {t: \"cost $${x}\"}\n") + kStages);
+  EXPECT_EQ(e.trials[0].config["t"].Scalar(), "cost ${x}");
+}
+
+TEST(Overrides, SetVarsAndPathsAndGrid) {
+  const std::string text = std::string(R"(
+name: o
+vars: {data: /a}
+defaults: {train: {lr: 1}, p: "${data}"}
+grid: {train.beta: [0.1, 0.2]}
+)") + kStages;
+  const auto e = parse(text, {"data=/b", "defaults.train.lr=5", "grid.train.beta=[0.7]", "seeds=[3]"});
+  ASSERT_EQ(e.trials.size(), 1u);
+  EXPECT_EQ(e.trials[0].config["p"].Scalar(), "/b");
+  EXPECT_EQ(e.trials[0].config["train"]["lr"].Scalar(), "5");
+  EXPECT_EQ(e.trials[0].label, "train.beta=0.7 seed=3");
+}
+
+TEST(Overrides, UnknownVarAndMissingEqualsAreErrors) {
+  const std::string text = std::string("name: o\nvars: {data: /a}\n") + kStages;
+  EXPECT_NE(error_of(text, {"dta=/b"}).find("-o 'dta=/b': exp.yaml has no var 'dta' (vars: data)"), std::string::npos)
+      << error_of(text, {"dta=/b"});
+  EXPECT_NE(error_of(text, {"data"}).find("expected key=value"), std::string::npos);
+}
+
+TEST(SpecErrors, YamlSyntaxErrorHasLineAndColumn) {
+  const std::string msg = error_of("name: x\ngrid: {a: [1, 2}\n");
+  EXPECT_EQ(msg.rfind("exp.yaml:2:", 0), 0u) << msg;
+  EXPECT_NE(msg.find("YAML syntax error"), std::string::npos) << msg;
+}
+
+TEST(SpecErrors, UnknownSectionListsTheKnownOnes) {
+  const std::string msg = error_of(std::string("name: x\ngird: {a: [1]}\n") + kStages);
+  EXPECT_NE(msg.find("exp.yaml:2:1: unknown section 'gird'; expected one of: name, description, vars, defaults, grid"),
+            std::string::npos)
+      << msg;
+}
+
+TEST(SpecErrors, MissingNameAndStages) {
+  EXPECT_NE(error_of(kStages).find("expected 'name: <experiment name>'"), std::string::npos);
+  EXPECT_NE(error_of("name: x\n").find("stages: expected a non-empty list"), std::string::npos);
+}
+
+TEST(SpecErrors, StageNeedsExactlyOnePluginKind) {
+  const std::string msg = error_of("name: x\nstages:\n  - {name: a, algorithm: dpo, benchmark: pope}\n");
+  EXPECT_NE(msg.find("exp.yaml:3:5: stage: expected exactly one of algorithm, benchmark, dataset"), std::string::npos)
+      << msg;
+}
+
+TEST(SpecErrors, DuplicateStageNames) {
+  const std::string msg = error_of("name: x\nstages:\n  - {algorithm: dpo}\n  - {algorithm: dpo}\n");
+  EXPECT_NE(msg.find("exp.yaml:4:5: stage name 'dpo' is used twice"), std::string::npos) << msg;
+}
+
+TEST(SpecErrors, ArtifactReferenceMustNameAnEarlierStage) {
+  const std::string msg = error_of(R"(name: x
+stages:
+  - {name: eval, benchmark: pope, adapter: "${artifact:train/adapter}"}
+  - {name: train, algorithm: dpo}
+)");
+  EXPECT_NE(msg.find("exp.yaml:3:44: '${artifact:train/adapter}': no earlier stage is named 'train'"), std::string::npos)
+      << msg;
+}
+
+TEST(RuntimeReferences, AreKeptUntilTheStageRunsThenResolved) {
+  const auto e = parse(R"(name: x
+stages:
+  - {name: train, algorithm: counter}
+  - {name: eval, benchmark: line_bench, file: "${artifact:train/curve}", dir: "${trial:dir}/x"}
+)");
+  const YAML::Node opts = e.trials[0].stages[1].options;
+  EXPECT_EQ(opts["file"].Scalar(), "${artifact:train/curve}");
+  const YAML::Node resolved = resolve_runtime(opts, [](const std::string& ns, const std::string& key) {
+    return ns == "artifact" ? "/r/" + key : std::string("/trial");
+  });
+  EXPECT_EQ(resolved["file"].Scalar(), "/r/train/curve");
+  EXPECT_EQ(resolved["dir"].Scalar(), "/trial/x");
+  EXPECT_EQ(opts["file"].Scalar(), "${artifact:train/curve}");  // the spec itself is untouched
+}
+
+TEST(SpecDocument, TrialConfigurationsDoNotShareState) {
+  // yaml-cpp nodes alias on assignment; setting one trial's value must not leak into another's or the defaults.
+  const auto e = parse(std::string("name: x\ndefaults: {a: {b: 0, c: 1}}\ngrid: {a.b: [1, 2]}\n") + kStages);
+  EXPECT_EQ(e.trials[0].config["a"]["b"].Scalar(), "1");
+  EXPECT_EQ(e.trials[1].config["a"]["b"].Scalar(), "2");
+  EXPECT_EQ(e.trials[0].config["a"]["c"].Scalar(), "1");
+}

@@ -1,0 +1,215 @@
+// The results store: schema and migrations, trial claiming and resume semantics, atomic stage commits, the
+// final_metrics view, the judge cache, read-only access; plus SHA-256 against FIPS 180-2 test vectors.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/sha256.h"
+#include "core/spec.h"
+#include "core/store.h"
+
+namespace fs = std::filesystem;
+using namespace mmr;
+
+namespace {
+
+fs::path temp_dir() {
+  const fs::path dir = fs::temp_directory_path() / ("mmr_store_" + std::to_string(getpid()) + "_" +
+                                                    ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+Trial make_trial(const std::string& identity) {
+  Trial t;
+  t.identity = identity;
+  t.label = "x=" + identity;
+  t.seed = 1;
+  t.resolved_json = "{}";
+  return t;
+}
+
+std::string one(const Store& s, const std::string& sql) {
+  const auto r = s.query(sql);
+  return r.rows.empty() ? "<none>" : r.rows[0][0].text;
+}
+
+}  // namespace
+
+TEST(Sha256, MatchesPublishedTestVectors) {
+  EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  EXPECT_EQ(sha256_hex(std::string(1000000, 'a')), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+TEST(Store, NewFileHasCurrentSchemaWalAndForeignKeys) {
+  const auto dir = temp_dir();
+  Store s(dir / "sub" / "r.db");
+  EXPECT_EQ(s.schema_version(), kSchemaVersion);
+  EXPECT_EQ(one(s, "PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(one(s, "PRAGMA foreign_keys"), "1");
+  EXPECT_EQ(one(s, "SELECT count(*) FROM schema_migrations"), std::to_string(kSchemaVersion));
+}
+
+TEST(Store, MigratesAnOlderFileAndKeepsItsData) {
+  const auto dir = temp_dir();
+  {
+    Store v1(dir / "r.db", Store::Mode::ReadWrite, /*target_version=*/1);
+    EXPECT_EQ(v1.schema_version(), 1);
+    const int64_t e = v1.upsert_experiment("old", "old.yaml", "name: old");
+    v1.ensure_trial(e, make_trial("aaa"));
+    EXPECT_THROW(v1.query("SELECT * FROM judgments"), DataError);  // not there before v2
+  }
+  Store s(dir / "r.db");
+  EXPECT_EQ(s.schema_version(), kSchemaVersion);
+  EXPECT_EQ(one(s, "SELECT label FROM trials"), "x=aaa");
+  s.store_judgment("judge-a", "prompt", "reply");
+  EXPECT_EQ(s.cached_judgment("judge-a", "prompt").value_or(""), "reply");
+}
+
+TEST(Store, RefusesAFileFromANewerRunner) {
+  const auto dir = temp_dir();
+  { Store s(dir / "r.db"); s.exec("INSERT INTO schema_migrations VALUES (99, 'future')"); }
+  try {
+    Store s(dir / "r.db");
+    FAIL() << "expected an error";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("schema version 99, newer than this runner's"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Store, ReadOnlyConnectionRefusesWritesAndMissingFileIsAClearError) {
+  const auto dir = temp_dir();
+  { Store s(dir / "r.db"); s.upsert_experiment("e", "e.yaml", ""); }
+  Store ro(dir / "r.db", Store::Mode::ReadOnly);
+  EXPECT_EQ(one(ro, "SELECT name FROM experiments"), "e");
+  EXPECT_THROW(ro.query("DELETE FROM experiments"), DataError);
+  EXPECT_EQ(one(ro, "SELECT count(*) FROM experiments"), "1");
+  try {
+    Store missing(dir / "nope.db", Store::Mode::ReadOnly);
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("nope.db' does not exist"), std::string::npos);
+  }
+  EXPECT_FALSE(fs::exists(dir / "nope.db"));
+}
+
+TEST(Store, EnsureTrialIsIdempotentAndStartsPending) {
+  const auto dir = temp_dir();
+  Store s(dir / "r.db");
+  const int64_t e = s.upsert_experiment("e", "e.yaml", "");
+  EXPECT_EQ(s.upsert_experiment("e", "e.yaml", "changed"), e);
+  const TrialRow a = s.ensure_trial(e, make_trial("abc"));
+  const TrialRow b = s.ensure_trial(e, make_trial("abc"));
+  EXPECT_EQ(a.id, b.id);
+  EXPECT_EQ(a.status, "pending");
+  EXPECT_EQ(a.attempt, 0);
+  EXPECT_EQ(one(s, "SELECT count(*) FROM trials"), "1");
+}
+
+TEST(Store, ARunningTrialCannotBeClaimedTwice) {
+  const auto dir = temp_dir();
+  Store s(dir / "r.db");
+  const int64_t id = s.ensure_trial(s.upsert_experiment("e", "", ""), make_trial("t")).id;
+  EXPECT_EQ(s.begin_attempt(id, "h", getpid(), "c", "/d"), std::optional<int>(1));
+  Store other(dir / "r.db");
+  EXPECT_EQ(other.begin_attempt(id, "h", getpid(), "c", "/d"), std::nullopt);
+  s.end_trial(id, 1, "failed", "boom");
+  EXPECT_EQ(other.begin_attempt(id, "h", getpid(), "c", "/d"), std::optional<int>(2));
+}
+
+TEST(Store, StageMetricsAndTrialStatusCommitTogether) {
+  const auto dir = temp_dir();
+  Store s(dir / "r.db");
+  const int64_t id = s.ensure_trial(s.upsert_experiment("e", "", ""), make_trial("t")).id;
+  const int attempt = *s.begin_attempt(id, "h", getpid(), "c", "/d");
+  StageRecord rec;
+  rec.name = "train";
+  rec.plugin = "dpo";
+  rec.status = "finished";
+  rec.metrics = {{"loss", 0, 0.7}, {"loss", 1, 0.5}, {"loss", 2, 0.4}, {"acc", -1, 0.9}};
+  // The trial update comes last in the transaction; an invalid status there must undo the stage and metrics.
+  EXPECT_THROW(s.commit_stage(id, attempt, rec, std::string("weird")), DataError);
+  EXPECT_EQ(one(s, "SELECT count(*) FROM metrics"), "0");
+  EXPECT_EQ(one(s, "SELECT count(*) FROM stages"), "0");
+  EXPECT_EQ(one(s, "SELECT status FROM trials"), "running");
+  s.commit_stage(id, attempt, rec, std::string("finished"));
+  EXPECT_EQ(one(s, "SELECT count(*) FROM metrics"), "4");
+  EXPECT_EQ(one(s, "SELECT status FROM trials"), "finished");
+  // final_metrics: the step-less value when there is one, else the highest step's.
+  EXPECT_EQ(one(s, "SELECT value FROM final_metrics WHERE name = 'loss'"), "0.4");
+  EXPECT_EQ(one(s, "SELECT value FROM final_metrics WHERE name = 'acc'"), "0.9");
+}
+
+TEST(Store, FinalMetricsShowOnlyTheLatestAttempt) {
+  const auto dir = temp_dir();
+  Store s(dir / "r.db");
+  const int64_t id = s.ensure_trial(s.upsert_experiment("e", "", ""), make_trial("t")).id;
+  StageRecord rec;
+  rec.name = "train";
+  rec.plugin = "p";
+  rec.status = "failed";
+  rec.metrics = {{"loss", 0, 9.0}};
+  s.commit_stage(id, *s.begin_attempt(id, "h", 1, "", ""), rec, std::string("failed"), "nan");
+  rec.status = "finished";
+  rec.metrics = {{"loss", 0, 1.0}};
+  s.commit_stage(id, *s.begin_attempt(id, "h", 1, "", ""), rec, std::string("finished"));
+  EXPECT_EQ(one(s, "SELECT count(*) FROM metrics"), "2");  // the failed attempt's curve is kept...
+  EXPECT_EQ(one(s, "SELECT group_concat(value) FROM final_metrics"), "1.0");  // ...but is not a result
+  const auto prev = s.previous_stage(id, 3, "train", "p");
+  ASSERT_TRUE(prev.has_value());
+  EXPECT_EQ(prev->metrics.size(), 1u);
+  EXPECT_DOUBLE_EQ(prev->metrics[0].value, 1.0);
+  EXPECT_FALSE(s.previous_stage(id, 3, "train", "other_plugin").has_value());
+}
+
+TEST(Store, RunningTrialsOfDeadProcessesBecomeInterrupted) {
+  const auto dir = temp_dir();
+  Store s(dir / "r.db");
+  const int64_t e = s.upsert_experiment("e", "", "");
+  const int64_t live = s.ensure_trial(e, make_trial("live")).id;
+  const int64_t dead = s.ensure_trial(e, make_trial("dead")).id;
+  const pid_t child = fork();
+  if (child == 0) _exit(0);
+  waitpid(child, nullptr, 0);  // a pid that no longer exists
+  s.begin_attempt(live, "host-a", getpid(), "", "");
+  s.begin_attempt(dead, "host-a", child, "", "");
+  EXPECT_EQ(s.recover_stale("host-b"), 0);  // another host's processes cannot be checked from here
+  EXPECT_EQ(s.recover_stale("host-a"), 1);
+  EXPECT_EQ(s.trial(dead)->status, "interrupted");
+  EXPECT_EQ(s.trial(live)->status, "running");
+}
+
+TEST(Store, JudgmentCacheKeysOnJudgeAndExactPrompt) {
+  const auto dir = temp_dir();
+  Store s(dir / "r.db");
+  s.store_judgment("gpt-4@t0", "Rate this: A", "[[7]]");
+  EXPECT_EQ(s.cached_judgment("gpt-4@t0", "Rate this: A").value_or(""), "[[7]]");
+  EXPECT_FALSE(s.cached_judgment("gpt-4@t0", "Rate this: A ").has_value());
+  EXPECT_FALSE(s.cached_judgment("other", "Rate this: A").has_value());
+}
+
+TEST(Store, QueryReturnsTypedCellsOfTheLastStatement) {
+  const auto dir = temp_dir();
+  Store s(dir / "r.db");
+  const auto r = s.query("SELECT 1; SELECT 2 AS i, 2.5 AS f, 'x' AS t, NULL AS n");
+  ASSERT_EQ(r.columns, (std::vector<std::string>{"i", "f", "t", "n"}));
+  EXPECT_EQ(r.rows[0][0].type, QueryCell::Integer);
+  EXPECT_EQ(r.rows[0][1].type, QueryCell::Real);
+  EXPECT_EQ(r.rows[0][1].text, "2.5");
+  EXPECT_EQ(r.rows[0][2].type, QueryCell::Text);
+  EXPECT_EQ(r.rows[0][3].type, QueryCell::Null);
+  try {
+    s.query("SELEC 1");
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("syntax error"), std::string::npos) << e.what();
+  }
+}
