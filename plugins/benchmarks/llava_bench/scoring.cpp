@@ -1,0 +1,457 @@
+// LLaVA-Bench scoring: the behaviour of LLaVA's summarize_gpt_review.py and eval_gpt_review_bench.py,
+// re-written in C++ (no code copied). See scoring.h.
+#include "plugins/benchmarks/llava_bench/scoring.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace mmr::llava_bench {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+struct JsonLine {
+  int line = 0;
+  Json value;
+};
+
+std::string at(const std::string& path, int line) { return path + ":" + std::to_string(line) + ": "; }
+
+bool is_blank(const std::string& s) {
+  return std::all_of(s.begin(), s.end(), [](unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); });
+}
+
+std::vector<JsonLine> read_jsonl(const std::string& path, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw mmr::IoError("cannot open " + what + " '" + path + "' for reading: " + std::strerror(errno));
+  std::vector<JsonLine> rows;
+  std::string text;
+  int line = 0;
+  while (std::getline(in, text)) {
+    ++line;
+    if (is_blank(text)) continue;
+    JsonLine row;
+    row.line = line;
+    try {
+      row.value = Json::parse(text);
+    } catch (const Json::exception& e) {
+      throw mmr::DataError(at(path, line) + "malformed JSON line in " + what + ": " + e.what());
+    }
+    if (!row.value.is_object()) {
+      throw mmr::DataError(at(path, line) + "expected a JSON object in " + what + ", found " +
+                           std::string(row.value.type_name()));
+    }
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+const Json& require(const JsonLine& row, const char* key, const std::string& path) {
+  auto it = row.value.find(key);
+  if (it == row.value.end()) throw mmr::DataError(at(path, row.line) + "missing key \"" + key + "\"");
+  return *it;
+}
+
+std::string string_field(const JsonLine& row, const char* key, const std::string& path) {
+  const Json& v = require(row, key, path);
+  if (!v.is_string()) throw mmr::DataError(at(path, row.line) + "expected \"" + key + "\" to be a string, found " + v.dump());
+  return v.get<std::string>();
+}
+
+int64_t int_field(const JsonLine& row, const char* key, const std::string& path) {
+  const Json& v = require(row, key, path);
+  if (!v.is_number_integer()) {
+    throw mmr::DataError(at(path, row.line) + "expected \"" + key + "\" to be an integer, found " + v.dump());
+  }
+  return v.get<int64_t>();
+}
+
+std::string_view strip(std::string_view s) {
+  auto ws = [](unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f); };
+  while (!s.empty() && ws(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && ws(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) != b[i]) return false;
+  }
+  return true;
+}
+
+// Python's float(str) (same rules as in the MM-Vet library): sign, inf/infinity/nan, or a decimal literal with
+// optional fraction/exponent and single underscores between digits; surrounding whitespace stripped.
+std::optional<double> python_float(std::string_view text) {
+  std::string_view s = strip(text);
+  bool negative = false;
+  if (!s.empty() && (s.front() == '+' || s.front() == '-')) {
+    negative = s.front() == '-';
+    s.remove_prefix(1);
+  }
+  if (iequals(s, "inf") || iequals(s, "infinity")) return negative ? -HUGE_VAL : HUGE_VAL;
+  if (iequals(s, "nan")) return std::nan("");
+  std::string digits;
+  size_t i = 0;
+  auto take_digits = [&]() -> int {
+    int n = 0;
+    while (i < s.size()) {
+      if (std::isdigit(static_cast<unsigned char>(s[i]))) {
+        digits.push_back(s[i++]);
+        ++n;
+      } else if (s[i] == '_' && n > 0 && i + 1 < s.size() && std::isdigit(static_cast<unsigned char>(s[i + 1]))) {
+        ++i;
+      } else {
+        break;
+      }
+    }
+    return n;
+  };
+  int mantissa = take_digits();
+  if (i < s.size() && s[i] == '.') {
+    digits.push_back(s[i++]);
+    mantissa += take_digits();
+  }
+  if (mantissa == 0) return std::nullopt;
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    digits.push_back(s[i++]);
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) digits.push_back(s[i++]);
+    if (take_digits() == 0) return std::nullopt;
+  }
+  if (i != s.size()) return std::nullopt;
+  double value = 0;
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+  if (ec == std::errc::result_out_of_range) {
+    const size_t e = digits.find_first_of("eE");
+    value = (e == std::string::npos || digits[e + 1] != '-') ? HUGE_VAL : 0.0;
+  } else if (ec != std::errc() || end != digits.data() + digits.size()) {
+    return std::nullopt;
+  }
+  return negative ? -value : value;
+}
+
+// Python's str.split(sep) for a one-character separator: every piece, empty ones included.
+std::vector<std::string_view> split(std::string_view s, char sep) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  while (true) {
+    const size_t hit = s.find(sep, start);
+    out.push_back(s.substr(start, hit == std::string_view::npos ? std::string_view::npos : hit - start));
+    if (hit == std::string_view::npos) return out;
+    start = hit + 1;
+  }
+}
+
+void write_lines(const std::string& path, const std::string& what, const std::vector<std::string>& lines) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) throw mmr::IoError("cannot open " + what + " '" + path + "' for writing: " + std::strerror(errno));
+  for (const std::string& l : lines) out << l << '\n';
+  if (!out) throw mmr::IoError("writing " + what + " '" + path + "' failed: " + std::strerror(errno));
+}
+
+}  // namespace
+
+std::vector<Review> read_reviews(const std::string& path) {
+  std::vector<Review> reviews;
+  for (const JsonLine& row : read_jsonl(path, "LLaVA-Bench review file")) {
+    Review r;
+    r.line = row.line;
+    if (auto q = row.value.find("question_id"); q != row.value.end() && q->is_number_integer()) {
+      r.question_id = q->get<int64_t>();
+      r.has_question_id = true;
+    }
+    r.has_category = row.value.contains("category");
+    if (r.has_category) r.category = string_field(row, "category", path);
+    // With a category the script reads "tuple"; without one, "tuple" if present, else "score".
+    const char* key = (r.has_category || row.value.contains("tuple")) ? "tuple" : "score";
+    const Json& t = require(row, key, path);
+    if (!t.is_array() || t.size() != 2 || !t[0].is_number() || !t[1].is_number()) {
+      throw mmr::DataError(at(path, row.line) + "expected \"" + key + "\" to be [reference_score, model_score], found " +
+                           t.dump());
+    }
+    r.tuple = {t[0].get<double>(), t[1].get<double>()};
+    reviews.push_back(std::move(r));
+  }
+  return reviews;
+}
+
+double python_round(double x, int ndigits) {
+  if (!std::isfinite(x)) return x;
+  // glibc's printf rounds the exact binary value correctly (ties to even), as Python's float.__round__ does.
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "%.*f", ndigits, x);
+  return std::strtod(buf, nullptr);
+}
+
+ReviewSummary summarize(const std::vector<Review>& reviews, const std::string& config, const std::set<int64_t>& ignore) {
+  std::map<std::string, std::vector<const Review*>> by_key;  // sorted as Python's sorted(scores.items())
+  for (const Review& r : reviews) {
+    if (!ignore.empty() && r.has_question_id && ignore.count(r.question_id)) continue;
+    if (r.has_category) by_key[r.category].push_back(&r);
+    by_key["all"].push_back(&r);
+  }
+  ReviewSummary s;
+  s.config = config;
+  for (const auto& [key, list] : by_key) {
+    CategoryScore c;
+    c.name = key;
+    c.n = static_cast<int64_t>(list.size());
+    double sum_ref = 0, sum_model = 0;  // numpy's column mean: row-by-row sums, then / n
+    for (const Review* r : list) {
+      sum_ref += r->tuple[0];
+      sum_model += r->tuple[1];
+      if (r->tuple[0] == -1 && r->tuple[1] == -1) ++c.n_failed;
+    }
+    c.reference_mean = python_round(sum_ref / static_cast<double>(c.n), 3);
+    c.model_mean = python_round(sum_model / static_cast<double>(c.n), 3);
+    if (c.reference_mean == 0) {
+      throw mmr::DataError("LLaVA-Bench reviews '" + config + "': category '" + key +
+                           "' has a reference mean of 0; the relative score is undefined");
+    }
+    c.relative = python_round(c.model_mean / c.reference_mean * 100, 1);
+    c.reference_score = python_round(c.reference_mean * 10, 1);
+    c.model_score = python_round(c.model_mean * 10, 1);
+    s.categories.push_back(c);
+  }
+  return s;
+}
+
+std::string config_name(const std::string& path) {
+  std::string name = path.substr(path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/') + 1);
+  for (std::string_view drop : {std::string_view("gpt4_text_"), std::string_view(".jsonl")}) {
+    for (size_t p; (p = name.find(drop)) != std::string::npos;) name.erase(p, drop.size());
+  }
+  return name;
+}
+
+ReviewSummary summarize_file(const std::string& path, const std::set<int64_t>& ignore) {
+  return summarize(read_reviews(path), config_name(path), ignore);
+}
+
+mmr::MetricList to_metrics(const ReviewSummary& summary) {
+  mmr::MetricList out;
+  for (const CategoryScore& c : summary.categories) {
+    out.push_back({c.name, c.relative});
+    out.push_back({c.name + "/reference", c.reference_mean});
+    out.push_back({c.name + "/model", c.model_mean});
+    out.push_back({c.name + "/reference_score", c.reference_score});
+    out.push_back({c.name + "/model_score", c.model_score});
+    out.push_back({c.name + "/n", static_cast<double>(c.n)});
+    out.push_back({c.name + "/n_failed", static_cast<double>(c.n_failed)});
+  }
+  return out;
+}
+
+mmr::MetricList score_file(const std::string& review_path, const std::set<int64_t>& ignore) {
+  return to_metrics(summarize_file(review_path, ignore));
+}
+
+// ---- review prompts ----
+
+std::map<std::string, Rule> read_rules(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw mmr::IoError("cannot open LLaVA rule file '" + path + "' for reading: " + std::strerror(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  Json doc;
+  try {
+    doc = Json::parse(ss.str());
+  } catch (const Json::exception& e) {
+    throw mmr::DataError(path + ": malformed JSON in rule file: " + e.what());
+  }
+  if (!doc.is_object()) throw mmr::DataError(path + ": expected an object {category: {role, prompt}}");
+  std::map<std::string, Rule> rules;
+  for (const auto& [key, v] : doc.items()) {
+    if (!v.is_object() || !v.contains("role") || !v.contains("prompt") || !v["role"].is_string() ||
+        !v["prompt"].is_string()) {
+      throw mmr::DataError(path + ": key \"" + key + "\": expected {\"role\": string, \"prompt\": string}");
+    }
+    rules[key] = Rule{v["role"].get<std::string>(), v["prompt"].get<std::string>()};
+  }
+  return rules;
+}
+
+std::vector<Question> read_questions(const std::string& path) {
+  std::vector<Question> out;
+  for (const JsonLine& row : read_jsonl(path, "LLaVA-Bench question file")) {
+    Question q;
+    q.line = row.line;
+    q.question_id = int_field(row, "question_id", path);
+    q.image = string_field(row, "image", path);
+    q.text = string_field(row, "text", path);
+    q.category = string_field(row, "category", path);
+    out.push_back(std::move(q));
+  }
+  return out;
+}
+
+std::vector<Answer> read_answers(const std::string& path) {
+  std::vector<Answer> out;
+  for (const JsonLine& row : read_jsonl(path, "LLaVA-Bench answer file")) {
+    Answer a;
+    a.line = row.line;
+    a.question_id = int_field(row, "question_id", path);
+    a.text = string_field(row, "text", path);
+    if (row.value.contains("answer_id")) {
+      const Json& id = row.value["answer_id"];
+      a.answer_id = id.is_string() ? id.get<std::string>() : id.dump();
+    }
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+std::string join_caption(const std::string& caption_json_text, bool join_string_characters) {
+  const Json caption = Json::parse(caption_json_text);
+  std::string out;
+  if (caption.is_array()) {
+    for (size_t i = 0; i < caption.size(); ++i) {
+      if (!caption[i].is_string()) throw mmr::DataError("caption list items must be strings, found " + caption[i].dump());
+      if (i) out += '\n';
+      out += caption[i].get<std::string>();
+    }
+    return out;
+  }
+  if (!caption.is_string()) throw mmr::DataError("caption must be a string or a list, found " + caption.dump());
+  // '\n'.join(a_string): one code point per line. UTF-8 lead bytes start a code point; continuation bytes
+  // (10xxxxxx) stay with it.
+  const std::string s = caption.get<std::string>();
+  if (!join_string_characters) return s;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (i > 0 && (c & 0xC0) != 0x80) out += '\n';
+    out += s[i];
+  }
+  return out;
+}
+
+std::map<std::string, std::string> read_context(const std::string& path, bool join_string_characters) {
+  std::map<std::string, std::string> out;
+  for (const JsonLine& row : read_jsonl(path, "LLaVA-Bench context file")) {
+    const std::string image = string_field(row, "image", path);
+    const Json& caption = require(row, "caption", path);
+    try {
+      out[image] = join_caption(caption.dump(), join_string_characters);  // later lines win, as the script's dict comprehension
+    } catch (const mmr::DataError& e) {
+      throw mmr::DataError(at(path, row.line) + e.what());
+    }
+  }
+  return out;
+}
+
+std::string build_review_prompt(const Rule& rule, std::string_view context, std::string_view question,
+                                std::string_view answer1, std::string_view answer2) {
+  std::string c;
+  c.append("[Context]\n").append(context).append("\n\n");
+  c.append("[Question]\n").append(question).append("\n\n");
+  c.append("[").append(rule.role).append(" 1]\n").append(answer1).append("\n\n[End of ").append(rule.role).append(" 1]\n\n");
+  c.append("[").append(rule.role).append(" 2]\n").append(answer2).append("\n\n[End of ").append(rule.role).append(" 2]\n\n");
+  c.append("[System]\n").append(rule.prompt).append("\n\n");
+  return c;
+}
+
+std::vector<ReviewRequest> build_review_requests(const std::vector<Question>& questions,
+                                                 const std::map<std::string, std::string>& context,
+                                                 const std::vector<Answer>& answers1,
+                                                 const std::vector<Answer>& answers2,
+                                                 const std::map<std::string, Rule>& rules) {
+  if (answers1.size() != questions.size() || answers2.size() != questions.size()) {
+    throw mmr::DataError("LLaVA-Bench review: " + std::to_string(questions.size()) + " questions but " +
+                         std::to_string(answers1.size()) + " reference answers and " + std::to_string(answers2.size()) +
+                         " model answers (the script pairs them by position, so the counts must agree)");
+  }
+  std::vector<ReviewRequest> out;
+  for (size_t i = 0; i < questions.size(); ++i) {
+    const Question& q = questions[i];
+    const Answer& a1 = answers1[i];
+    const Answer& a2 = answers2[i];
+    if (a1.question_id != q.question_id || a2.question_id != q.question_id) {
+      throw mmr::DataError("LLaVA-Bench review: row " + std::to_string(i + 1) + " pairs question_id " +
+                           std::to_string(q.question_id) + " (question line " + std::to_string(q.line) +
+                           ") with answers for " + std::to_string(a1.question_id) + " (reference line " +
+                           std::to_string(a1.line) + ") and " + std::to_string(a2.question_id) + " (model line " +
+                           std::to_string(a2.line) + ")");
+    }
+    auto ctx = context.find(q.image);
+    if (ctx == context.end()) {
+      throw mmr::DataError("LLaVA-Bench review: no context for image '" + q.image + "' (question line " +
+                           std::to_string(q.line) + ")");
+    }
+    const std::string category = "llava_bench_" + q.category;
+    auto rule = rules.find(category);
+    if (rule == rules.end()) {
+      throw mmr::DataError("LLaVA-Bench review: category '" + category + "' (question line " + std::to_string(q.line) +
+                           ") is not in the rule file");
+    }
+    if (a2.answer_id.empty()) {
+      throw mmr::DataError("LLaVA-Bench review: model answer line " + std::to_string(a2.line) +
+                           " has no answer_id (eval_gpt_review_bench.py requires it)");
+    }
+    ReviewRequest r;
+    r.id = static_cast<int64_t>(i + 1);
+    r.question_id = q.question_id;
+    r.answer1_id_is_int = a1.answer_id.empty();
+    r.answer1_id = r.answer1_id_is_int ? std::to_string(a1.question_id) : a1.answer_id;
+    r.answer2_id = a2.answer_id;
+    r.category = category;
+    r.content = build_review_prompt(rule->second, ctx->second, q.text, a1.text, a2.text);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::array<double, 2> parse_score(std::string_view review) {
+  std::string first(review.substr(0, review.find('\n')));
+  std::replace(first.begin(), first.end(), ',', ' ');
+  const std::vector<std::string_view> parts = split(first, ' ');
+  if (parts.size() != 2) return {-1, -1};
+  const std::optional<double> a = python_float(parts[0]), b = python_float(parts[1]);
+  if (!a || !b) return {-1, -1};
+  return {*a, *b};
+}
+
+std::string review_line(const ReviewRequest& request, std::string_view review_text, const std::array<double, 2>& tuple) {
+  Json row;
+  row["id"] = request.id;
+  row["question_id"] = request.question_id;
+  if (request.answer1_id_is_int) {
+    row["answer1_id"] = std::stoll(request.answer1_id);
+  } else {
+    row["answer1_id"] = request.answer1_id;
+  }
+  row["answer2_id"] = request.answer2_id;
+  row["category"] = request.category;
+  row["content"] = std::string(review_text);
+  row["tuple"] = {tuple[0], tuple[1]};
+  return row.dump(-1, ' ', /*ensure_ascii=*/true);
+}
+
+void write_answers(const std::string& path, const std::vector<AnswerRecord>& answers) {
+  std::vector<std::string> lines;
+  for (const AnswerRecord& a : answers) {
+    Json row;
+    row["question_id"] = a.question_id;
+    row["prompt"] = a.prompt;
+    row["text"] = a.text;
+    row["answer_id"] = a.answer_id;
+    row["model_id"] = a.model_id;
+    row["metadata"] = Json::object();
+    lines.push_back(row.dump(-1, ' ', /*ensure_ascii=*/true));
+  }
+  write_lines(path, "LLaVA-Bench answer file", lines);
+}
+
+}  // namespace mmr::llava_bench

@@ -1,0 +1,443 @@
+// MT-Bench scoring: the behaviour of FastChat's show_result.py (single mode), gen_judgment.py and common.py,
+// re-written in C++ (no code copied). See scoring.h.
+#include "plugins/benchmarks/mt_bench/scoring.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <tuple>
+
+#include "core/error.h"
+
+namespace mmr::mt_bench {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+struct JsonLine {
+  int line = 0;
+  Json value;
+};
+
+std::string at(const std::string& path, int line) { return path + ":" + std::to_string(line) + ": "; }
+
+bool is_blank(const std::string& s) {
+  return std::all_of(s.begin(), s.end(), [](unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); });
+}
+
+std::vector<JsonLine> read_jsonl(const std::string& path, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw mmr::IoError("cannot open " + what + " '" + path + "' for reading: " + std::strerror(errno));
+  std::vector<JsonLine> rows;
+  std::string text;
+  int line = 0;
+  while (std::getline(in, text)) {
+    ++line;
+    if (is_blank(text)) continue;
+    JsonLine row;
+    row.line = line;
+    try {
+      row.value = Json::parse(text);
+    } catch (const Json::exception& e) {
+      throw mmr::DataError(at(path, line) + "malformed JSON line in " + what + ": " + e.what());
+    }
+    if (!row.value.is_object()) {
+      throw mmr::DataError(at(path, line) + "expected a JSON object in " + what + ", found " +
+                           std::string(row.value.type_name()));
+    }
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+const Json& require(const JsonLine& row, const char* key, const std::string& path) {
+  auto it = row.value.find(key);
+  if (it == row.value.end()) throw mmr::DataError(at(path, row.line) + "missing key \"" + key + "\"");
+  return *it;
+}
+
+std::string string_field(const JsonLine& row, const char* key, const std::string& path) {
+  const Json& v = require(row, key, path);
+  if (!v.is_string()) throw mmr::DataError(at(path, row.line) + "expected \"" + key + "\" to be a string, found " + v.dump());
+  return v.get<std::string>();
+}
+
+int64_t int_field(const JsonLine& row, const char* key, const std::string& path) {
+  const Json& v = require(row, key, path);
+  if (!v.is_number_integer()) {
+    throw mmr::DataError(at(path, row.line) + "expected \"" + key + "\" to be an integer, found " + v.dump());
+  }
+  return v.get<int64_t>();
+}
+
+std::vector<std::string> string_list(const Json& v, const std::string& where) {
+  if (!v.is_array()) throw mmr::DataError(where + "expected a list of strings, found " + v.dump());
+  std::vector<std::string> out;
+  for (const Json& s : v) {
+    if (!s.is_string()) throw mmr::DataError(where + "expected a list of strings, found an item " + s.dump());
+    out.push_back(s.get<std::string>());
+  }
+  return out;
+}
+
+// Matches "[" "[" digits ("." digits*)? "]" "]" (or the single-bracket form) at `pos`; returns the number text.
+std::optional<std::string_view> rating_at(std::string_view s, size_t pos, int brackets) {
+  size_t i = pos;
+  for (int b = 0; b < brackets; ++b, ++i) {
+    if (i >= s.size() || s[i] != '[') return std::nullopt;
+  }
+  const size_t start = i;
+  auto digit = [&](size_t k) { return k < s.size() && s[k] >= '0' && s[k] <= '9'; };
+  if (!digit(i)) return std::nullopt;
+  while (digit(i)) ++i;
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    while (digit(i)) ++i;
+  }
+  const size_t end = i;
+  for (int b = 0; b < brackets; ++b, ++i) {
+    if (i >= s.size() || s[i] != ']') return std::nullopt;
+  }
+  return s.substr(start, end - start);
+}
+
+std::optional<std::string_view> search_rating(std::string_view s, int brackets) {
+  for (size_t pos = 0; pos < s.size(); ++pos) {
+    if (auto r = rating_at(s, pos, brackets)) return r;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::vector<Judgment> read_judgments(const std::string& path) {
+  std::vector<Judgment> out;
+  for (const JsonLine& row : read_jsonl(path, "MT-Bench judgment file")) {
+    Judgment j;
+    j.line = row.line;
+    j.question_id = int_field(row, "question_id", path);
+    j.model = string_field(row, "model", path);
+    const Json& score = require(row, "score", path);
+    if (!score.is_number()) throw mmr::DataError(at(path, row.line) + "expected \"score\" to be a number, found " + score.dump());
+    j.score = score.get<double>();
+    const int64_t turn = int_field(row, "turn", path);
+    if (turn != 1 && turn != 2) {
+      throw mmr::DataError(at(path, row.line) + "expected \"turn\" to be 1 or 2, found " + std::to_string(turn));
+    }
+    j.turn = static_cast<int>(turn);
+    if (auto judge = row.value.find("judge"); judge != row.value.end() && judge->is_array() && judge->size() == 2 &&
+                                              (*judge)[0].is_string() && (*judge)[1].is_string()) {
+      j.judge_model = (*judge)[0].get<std::string>();
+      j.judge_prompt = (*judge)[1].get<std::string>();
+    }
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+std::vector<Question> read_questions(const std::string& path) {
+  std::vector<Question> out;
+  std::map<int64_t, int> seen;
+  for (const JsonLine& row : read_jsonl(path, "MT-Bench question file")) {
+    Question q;
+    q.line = row.line;
+    q.question_id = int_field(row, "question_id", path);
+    q.category = string_field(row, "category", path);
+    q.turns = string_list(require(row, "turns", path), at(path, row.line) + "\"turns\": ");
+    if (auto [it, inserted] = seen.emplace(q.question_id, row.line); !inserted) {
+      throw mmr::DataError(at(path, row.line) + "duplicate question_id " + std::to_string(q.question_id) +
+                           " (first on line " + std::to_string(it->second) + ")");
+    }
+    out.push_back(std::move(q));
+  }
+  return out;
+}
+
+std::vector<ModelAnswer> read_model_answers(const std::string& path) {
+  std::vector<ModelAnswer> out;
+  std::map<int64_t, int> seen;
+  for (const JsonLine& row : read_jsonl(path, "MT-Bench model answer file")) {
+    ModelAnswer a;
+    a.line = row.line;
+    a.question_id = int_field(row, "question_id", path);
+    a.model_id = row.value.contains("model_id") ? string_field(row, "model_id", path) : "";
+    const Json& choices = require(row, "choices", path);
+    if (!choices.is_array() || choices.empty() || !choices[0].is_object() || !choices[0].contains("turns")) {
+      throw mmr::DataError(at(path, row.line) + "expected \"choices\": [{\"index\": 0, \"turns\": [...]}, ...]");
+    }
+    a.turns = string_list(choices[0]["turns"], at(path, row.line) + "\"choices\"[0][\"turns\"]: ");
+    // FastChat's load_model_answers keeps the last line of a question_id; a repeat is more likely a mistake.
+    if (auto [it, inserted] = seen.emplace(a.question_id, row.line); !inserted) {
+      throw mmr::DataError(at(path, row.line) + "duplicate answer for question_id " + std::to_string(a.question_id) +
+                           " (first on line " + std::to_string(it->second) + ")");
+    }
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+double kahan_mean(const std::vector<double>& values) {
+  double sum = 0, compensation = 0;
+  for (double v : values) {
+    const double y = v - compensation;
+    const double t = sum + y;
+    compensation = t - sum - y;
+    sum = t;
+  }
+  return sum / static_cast<double>(values.size());
+}
+
+std::vector<ModelScores> score(const std::vector<Judgment>& judgments, const std::vector<Question>* questions,
+                               const ScoreOptions& options) {
+  std::map<int64_t, std::string> category_of;
+  if (questions) {
+    for (const Question& q : *questions) category_of[q.question_id] = q.category;
+  }
+  const std::set<std::string> wanted(options.model_list.begin(), options.model_list.end());
+
+  struct Acc {
+    std::vector<double> turn[2], all;
+    std::map<std::string, std::vector<double>> category;
+    std::set<std::pair<int64_t, int>> seen;
+    ModelScores out;
+  };
+  std::map<std::string, Acc> by_model;
+  for (const Judgment& j : judgments) {
+    if (!wanted.empty() && !wanted.count(j.model)) continue;
+    Acc& acc = by_model[j.model];
+    acc.out.model = j.model;
+    ++acc.out.n_judgments;
+    if (!acc.seen.insert({j.question_id, j.turn}).second) ++acc.out.n_duplicates;
+    std::string category;
+    if (questions) {
+      auto it = category_of.find(j.question_id);
+      if (it == category_of.end()) {
+        throw mmr::DataError("MT-Bench judgment line " + std::to_string(j.line) + " (model '" + j.model +
+                             "'): question_id " + std::to_string(j.question_id) + " is not in the question file");
+      }
+      category = it->second;
+    }
+    if (j.score == -1) {
+      ++acc.out.n_failed;
+      continue;
+    }
+    acc.turn[j.turn - 1].push_back(j.score);
+    acc.all.push_back(j.score);
+    if (questions) acc.category[category].push_back(j.score);
+  }
+
+  std::vector<ModelScores> out;
+  for (auto& [model, acc] : by_model) {
+    auto mean = [](const std::vector<double>& v) -> std::optional<MeanScore> {
+      if (v.empty()) return std::nullopt;
+      return MeanScore{kahan_mean(v), static_cast<int64_t>(v.size())};
+    };
+    acc.out.turn_1 = mean(acc.turn[0]);
+    acc.out.turn_2 = mean(acc.turn[1]);
+    acc.out.overall = mean(acc.all);
+    for (const auto& [cat, v] : acc.category) acc.out.categories[cat] = *mean(v);
+    out.push_back(std::move(acc.out));
+  }
+  std::stable_sort(out.begin(), out.end(), [](const ModelScores& a, const ModelScores& b) {
+    const double sa = a.overall ? a.overall->mean : -HUGE_VAL, sb = b.overall ? b.overall->mean : -HUGE_VAL;
+    return sa > sb;
+  });
+  return out;
+}
+
+mmr::MetricList to_metrics(const std::vector<ModelScores>& scores) {
+  mmr::MetricList out;
+  for (const ModelScores& m : scores) {
+    const std::string p = m.model + "/";
+    if (m.turn_1) out.push_back({p + "turn_1", m.turn_1->mean});
+    if (m.turn_2) out.push_back({p + "turn_2", m.turn_2->mean});
+    if (m.overall) out.push_back({p + "overall", m.overall->mean});
+    for (const auto& [cat, s] : m.categories) out.push_back({p + cat, s.mean});
+    out.push_back({p + "n_judgments", static_cast<double>(m.n_judgments)});
+    out.push_back({p + "n_failed", static_cast<double>(m.n_failed)});
+    out.push_back({p + "n_duplicates", static_cast<double>(m.n_duplicates)});
+  }
+  return out;
+}
+
+mmr::MetricList score_files(const std::string& judgment_path, const std::string& question_path,
+                            const ScoreOptions& options) {
+  const std::vector<Judgment> judgments = read_judgments(judgment_path);
+  std::vector<Question> questions;
+  if (!question_path.empty()) questions = read_questions(question_path);
+  try {
+    return to_metrics(score(judgments, question_path.empty() ? nullptr : &questions, options));
+  } catch (const mmr::DataError& e) {
+    throw mmr::DataError(judgment_path + ": " + e.what());
+  }
+}
+
+// ---- judging ----
+
+std::map<std::string, JudgePrompt> read_judge_prompts(const std::string& path) {
+  std::map<std::string, JudgePrompt> out;
+  for (const JsonLine& row : read_jsonl(path, "judge prompt file")) {
+    JudgePrompt p;
+    p.name = string_field(row, "name", path);
+    p.type = string_field(row, "type", path);
+    p.system_prompt = string_field(row, "system_prompt", path);
+    p.prompt_template = string_field(row, "prompt_template", path);
+    p.category = row.value.contains("category") ? string_field(row, "category", path) : "";
+    p.output_format = string_field(row, "output_format", path);
+    out[p.name] = std::move(p);  // later lines win, as load_judge_prompts' dict
+  }
+  return out;
+}
+
+bool needs_reference(std::string_view category) {
+  return category == "math" || category == "reasoning" || category == "coding";
+}
+
+std::string judge_prompt_name(std::string_view category, bool multi_turn) {
+  std::string name = needs_reference(category) ? "single-math-v1" : "single-v1";
+  if (multi_turn) name += "-multi-turn";
+  return name;
+}
+
+double temperature_for_category(std::string_view category) {
+  static const std::map<std::string, double, std::less<>> kTemperature = {
+      {"writing", 0.7}, {"roleplay", 0.7}, {"extraction", 0.0}, {"math", 0.0},
+      {"coding", 0.0},  {"reasoning", 0.0}, {"stem", 0.1},      {"humanities", 0.1}};
+  auto it = kTemperature.find(category);
+  if (it == kTemperature.end()) {
+    throw mmr::DataError("MT-Bench: no generation temperature for category '" + std::string(category) +
+                         "' (known: writing, roleplay, extraction, math, coding, reasoning, stem, humanities)");
+  }
+  return it->second;
+}
+
+std::string format_template(std::string_view tmpl, const std::map<std::string, std::string>& fields) {
+  std::string out;
+  for (size_t i = 0; i < tmpl.size(); ++i) {
+    const char c = tmpl[i];
+    if (c == '{' && i + 1 < tmpl.size() && tmpl[i + 1] == '{') {
+      out += '{';
+      ++i;
+    } else if (c == '}' && i + 1 < tmpl.size() && tmpl[i + 1] == '}') {
+      out += '}';
+      ++i;
+    } else if (c == '{') {
+      const size_t close = tmpl.find('}', i);
+      if (close == std::string_view::npos) {
+        throw mmr::DataError("judge prompt template: single '{' at offset " + std::to_string(i));
+      }
+      const std::string name(tmpl.substr(i + 1, close - i - 1));
+      if (name.empty() || name.find_first_of("!:.[{") != std::string::npos) {
+        throw mmr::DataError("judge prompt template: unsupported field '{" + name + "}' (only {name} fields)");
+      }
+      auto it = fields.find(name);
+      if (it == fields.end()) throw mmr::DataError("judge prompt template: no value for field '{" + name + "}'");
+      out += it->second;
+      i = close;
+    } else if (c == '}') {
+      throw mmr::DataError("judge prompt template: single '}' at offset " + std::to_string(i));
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+JudgeRequest build_judge_request(const std::map<std::string, JudgePrompt>& prompts, const Question& question,
+                                 const ModelAnswer& answer, const ModelAnswer* reference, int turn) {
+  if (turn != 1 && turn != 2) throw mmr::DataError("MT-Bench: turn must be 1 or 2, got " + std::to_string(turn));
+  const bool multi_turn = turn == 2;
+  const std::string qid = std::to_string(question.question_id);
+  const std::string name = judge_prompt_name(question.category, multi_turn);
+  auto p = prompts.find(name);
+  if (p == prompts.end()) throw mmr::DataError("MT-Bench: judge prompt '" + name + "' is not in the judge prompt file");
+  const size_t need = multi_turn ? 2 : 1;
+  if (question.turns.size() < need || answer.turns.size() < need) {
+    throw mmr::DataError("MT-Bench question " + qid + ": turn " + std::to_string(turn) + " needs " + std::to_string(need) +
+                         " question and answer turns; the question has " + std::to_string(question.turns.size()) +
+                         ", the answer (line " + std::to_string(answer.line) + ") " + std::to_string(answer.turns.size()));
+  }
+  if (answer.question_id != question.question_id) {
+    throw mmr::DataError("MT-Bench: answer line " + std::to_string(answer.line) + " is for question " +
+                         std::to_string(answer.question_id) + ", not " + qid);
+  }
+  std::map<std::string, std::string> fields;
+  if (needs_reference(question.category)) {
+    if (!reference || reference->turns.size() < 2 || reference->question_id != question.question_id) {
+      throw mmr::DataError("MT-Bench question " + qid + " (" + question.category +
+                           ") needs the reference answer with 2 turns (reference_answer/gpt-4.jsonl)");
+    }
+    // run_judge_single always passes both reference turns; a turn-1 template simply does not use the second.
+    fields["ref_answer_1"] = reference->turns[0];
+    fields["ref_answer_2"] = reference->turns[1];
+  }
+  if (multi_turn) {
+    fields["question_1"] = question.turns[0];
+    fields["question_2"] = question.turns[1];
+    fields["answer_1"] = answer.turns[0];
+    fields["answer_2"] = answer.turns[1];
+  } else {
+    fields["question"] = question.turns[0];
+    fields["answer"] = answer.turns[0];
+  }
+  JudgeRequest r;
+  r.prompt_name = name;
+  r.system_prompt = p->second.system_prompt;
+  r.user_prompt = format_template(p->second.prompt_template, fields);
+  r.turn = turn;
+  return r;
+}
+
+double parse_rating(std::string_view judgment) {
+  std::optional<std::string_view> m = search_rating(judgment, 2);
+  if (!m) m = search_rating(judgment, 1);
+  if (!m) return -1;
+  const std::string_view x = *m;
+  const bool has_dot = x.find('.') != std::string_view::npos;
+  // Python literals: "08" is a SyntaxError for literal_eval ("0", "00" and floats like "08.5" are fine).
+  if (!has_dot && x.size() > 1 && x[0] == '0' && x.find_first_not_of('0') != std::string_view::npos) return -1;
+  return std::strtod(std::string(x).c_str(), nullptr);
+}
+
+std::string judgment_line(int64_t question_id, std::string_view model, std::string_view judge_model,
+                          const JudgeRequest& request, std::string_view judgment, double score, double tstamp) {
+  Json row;
+  row["question_id"] = question_id;
+  row["model"] = std::string(model);
+  row["judge"] = {std::string(judge_model), request.prompt_name};
+  row["user_prompt"] = request.user_prompt;
+  row["judgment"] = std::string(judgment);
+  if (std::floor(score) == score && std::fabs(score) < 1e15) {
+    row["score"] = static_cast<int64_t>(score);
+  } else {
+    row["score"] = score;
+  }
+  row["turn"] = request.turn;
+  row["tstamp"] = tstamp;
+  return row.dump(-1, ' ', /*ensure_ascii=*/true);
+}
+
+void write_model_answers(const std::string& path, const std::vector<AnswerRecord>& answers) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) throw mmr::IoError("cannot open MT-Bench answer file '" + path + "' for writing: " + std::strerror(errno));
+  for (const AnswerRecord& a : answers) {
+    Json row;
+    row["question_id"] = a.question_id;
+    row["answer_id"] = a.answer_id;
+    row["model_id"] = a.model_id;
+    Json choice;
+    choice["index"] = 0;
+    choice["turns"] = a.turns;
+    row["choices"] = Json::array({choice});
+    row["tstamp"] = a.tstamp;
+    out << row.dump(-1, ' ', /*ensure_ascii=*/true) << '\n';
+  }
+  if (!out) throw mmr::IoError("writing MT-Bench answer file '" + path + "' failed: " + std::strerror(errno));
+}
+
+}  // namespace mmr::mt_bench
