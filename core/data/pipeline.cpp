@@ -114,18 +114,21 @@ class BadRowSink {
   LoadResult& result_;
 };
 
-template <typename Row>
-void check_images_of(std::vector<Row>& rows, BadRowSink& sink) {
-  std::vector<Row> kept;
-  kept.reserve(rows.size());
-  for (auto& r : rows) {
-    std::string reason, message;
-    for (const auto& img : r.images)
-      if (!(reason = check_image_file(img, message)).empty()) break;
-    if (reason.empty()) kept.push_back(std::move(r));
-    else sink.add({r.origin.file, r.origin.row, reason, message});
+// The image paths of the row the parser just appended, and a way to take that row back.
+std::vector<std::string>& last_images(RowSet& rows) {
+  switch (rows.kind) {
+    case RowKind::Conversation: return rows.conversations.back().images;
+    case RowKind::Preference: return rows.preferences.back().images;
+    case RowKind::ScoredCandidates: return rows.scored.back().images;
   }
-  rows = std::move(kept);
+  throw InternalError("unknown row kind");
+}
+void drop_last(RowSet& rows) {
+  switch (rows.kind) {
+    case RowKind::Conversation: rows.conversations.pop_back(); break;
+    case RowKind::Preference: rows.preferences.pop_back(); break;
+    case RowKind::ScoredCandidates: rows.scored.pop_back(); break;
+  }
 }
 
 void write_lines_atomically(const fs::path& path, const std::function<void(std::ostream&)>& fn) {
@@ -149,6 +152,10 @@ LoadResult load_dataset(const PipelineOptions& opt, RowKind input, DataContext& 
   result.rows.kind = input;
   output_kind(input, opt.transforms);  // a transform that does not fit the rows fails before any reading
   BadRowSink sink(opt, ctx, result);
+  // image_folder remaps are per-row path rewrites: they are applied (in list order) as each row is read, so the
+  // image check sees the final paths and every row that reaches the other transforms is valid.
+  std::vector<Transform> remaps, rest;
+  for (const auto& t : opt.transforms) (t.name == "image_folder" ? remaps : rest).push_back(t);
   for (const auto& file : opt.files) {
     for_each_record(file, [&](Record& rec) {
       if (ctx.stop_requested && (rec.row % 4096) == 0 && ctx.stop_requested()) throw Interrupted();
@@ -158,22 +165,31 @@ LoadResult load_dataset(const PipelineOptions& opt, RowKind input, DataContext& 
         sink.add({file, rec.row, "bad_json", *rec.parse_error});
         return true;
       }
+      const size_t before = result.rows.size();
       try {
         parser(rec.value, origin, opt.parse, result.rows);
       } catch (const BadRow& e) {
         sink.add({file, rec.row, e.reason(), e.what()});
+        return true;
+      }
+      if (result.rows.size() == before) return true;
+      std::vector<std::string>& images = last_images(result.rows);
+      for (auto& img : images)
+        for (const auto& t : remaps)
+          if (remap_image_path(img, t)) ++result.counts["images_remapped"];
+      if (opt.check_images) {
+        std::string reason, message;
+        for (const auto& img : images)
+          if (!(reason = check_image_file(img, message)).empty()) break;
+        if (!reason.empty()) {
+          drop_last(result.rows);
+          sink.add({file, rec.row, reason, message});
+        }
       }
       return true;
     });
   }
-  apply_transforms(result.rows, opt.transforms, opt.seed.value_or(ctx.seed), result.counts);
-  if (opt.check_images) {
-    switch (result.rows.kind) {
-      case RowKind::Conversation: check_images_of(result.rows.conversations, sink); break;
-      case RowKind::Preference: check_images_of(result.rows.preferences, sink); break;
-      case RowKind::ScoredCandidates: check_images_of(result.rows.scored, sink); break;
-    }
-  }
+  apply_transforms(result.rows, rest, opt.seed.value_or(ctx.seed), result.counts);
   return result;
 }
 

@@ -1,13 +1,14 @@
 // The loading pipeline every file-backed dataset plugin shares, and FileDataset, the DatasetProvider built on it.
 //
-//   read records (records.h) -> parse + validate each row (rows.h) -> transforms in order (transforms.h)
-//   -> check the image files of the rows that remain -> rows (to an algorithm) or rows.jsonl (prepare stage)
+//   read records (records.h) -> parse + validate each row (rows.h) -> rewrite its image paths (the image_folder
+//   transforms) and check its image files -> the other transforms in order (transforms.h)
+//   -> rows (to an algorithm) or rows.jsonl (prepare stage)
 //
 // Bad rows: every one is reported with file:row, a reason code and a message. on_bad_row: fail (default) throws
 // DataError at the first one ("data/prefs.jsonl:12: empty_response: field 'chosen': the reply is empty");
 // on_bad_row: skip drops it, counts it under skipped/<reason>, logs it and lists it in the bad_rows.jsonl
-// artifact. Image files are checked after the transforms (so an image_folder remap is in effect and a
-// fraction only checks the images it keeps); a row whose image is missing or unreadable counts as a bad row then.
+// artifact. Every check, image files included, happens before the transforms, so fraction and flip_fraction work
+// on valid rows only and their counts are exact for the rows that are kept.
 //
 // Metrics (one row each in the results store, final values):
 //   rows_read      records read from the files          rows_kept     rows handed on / written

@@ -14,7 +14,7 @@
 //   image_token_without_image   "<image>" in the text but no image given
 //   image_token_mismatch        more "<image>" placeholders than images
 //   bad_score           a candidate attribute missing, not a number or outside 0-4
-//   missing_image, unreadable_image   (checked after the transforms, see pipeline.h)
+//   missing_image, unreadable_image   (checked by the pipeline once image paths are final, see pipeline.h)
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -411,7 +411,9 @@ void filter_rows(std::vector<Row>& rows, const Transform& t, Counters& counts) {
   rows = std::move(kept);
 }
 
-bool remap(std::string& path, const Transform& t) {
+}  // namespace
+
+bool remap_image_path(std::string& path, const Transform& t) {
   const bool slash = t.from.back() == '/';
   if (path.rfind(t.from, 0) != 0) return false;
   if (!slash && path.size() > t.from.size() && path[t.from.size()] != '/') return false;  // "/a/bc" is not under "/a/b"
@@ -419,11 +421,13 @@ bool remap(std::string& path, const Transform& t) {
   return true;
 }
 
+namespace {
+
 template <typename Row>
 void remap_images(std::vector<Row>& rows, const Transform& t, Counters& counts) {
   for (auto& r : rows)
     for (auto& img : r.images)
-      if (remap(img, t)) ++counts["images_remapped"];
+      if (remap_image_path(img, t)) ++counts["images_remapped"];
 }
 
 template <typename Row>

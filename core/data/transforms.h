@@ -106,6 +106,9 @@ void apply_transforms(RowSet& rows, const std::vector<Transform>& transforms, ui
 template <typename Row>
 void keep_fraction(std::vector<Row>& rows, const Fraction& f, uint64_t seed);
 void flip_fraction(std::vector<PreferenceRow>& rows, const Fraction& f, uint64_t seed, Counters& counts);
+// image_folder: replaces the prefix `from` of an image path by `to` when the path is `from` or lies under it
+// (component-wise: "/a/b" does not match "/a/bc"). Returns whether it did.
+bool remap_image_path(std::string& path, const Transform& t);
 // Builds pairs by the paper's rule; groups skipped are counted in counts["groups_skipped/<why>"].
 std::vector<PreferenceRow> build_pairs(const std::vector<ScoredCandidatesRow>& groups, const PairRule& rule,
                                        uint64_t seed, Counters& counts);
