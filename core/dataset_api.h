@@ -84,11 +84,12 @@ struct PreferenceRow {
   nlohmann::json extra = nlohmann::json::object();
 };
 
-// The five attributes the paper's annotator scores (0-4), in this order.
-inline const std::vector<std::string>& attribute_names() {
-  static const std::vector<std::string> names = {"Helpfulness", "Correctness", "Coherence", "Complexity",
-                                                 "Verbosity"};
-  return names;
+// The five attributes the paper's annotator scores (0-4), in this order. Returned by value on purpose: a
+// function-local static in an inline function of this header becomes a GNU "unique" symbol shared by every
+// plugin in the process (RTLD_LOCAL/DEEPBIND notwithstanding), and the first plugin to be unloaded destroys it
+// under the others. Keep statics out of the inline code of the ABI headers.
+inline std::vector<std::string> attribute_names() {
+  return {"Helpfulness", "Correctness", "Coherence", "Complexity", "Verbosity"};
 }
 
 struct Candidate {

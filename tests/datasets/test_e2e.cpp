@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -209,4 +210,43 @@ TEST_F(DatasetE2e, AlgorithmsGetRowsThroughTheProviderInterface) {
   } catch (const ConfigError& e) {
     EXPECT_STREQ(e.what(), "this dataset provides preference rows, not conversation rows");
   }
+}
+
+TEST_F(DatasetE2e, SyntheticWorldAsAStageAndAsAProvider) {
+  if (!fs::exists(kPlugins / "libsynthetic.so")) GTEST_SKIP() << "synthetic plugin not built";
+  const std::string config =
+      "{image_size: 168, num_train_images: 6, num_eval_images: 2, num_text_tasks: 6, num_eval_text_tasks: 1}";
+  const auto r = runner({write("exp.yaml", "name: synth\nseeds: [4]\nstages:\n  - {name: data, dataset: synthetic, config: " +
+                                               config + ", transforms: [{fraction: 0.5}]}\n")});
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto value = [&](const std::string& name) {
+    const auto v = query("SELECT value FROM final_metrics WHERE stage = 'data' AND name = '" + name + "'");
+    return v.empty() ? -1.0 : std::stod(v[0][0]);
+  };
+  const double pairs = value("world/pairs/pairs");
+  EXPECT_GT(pairs, 0);
+  EXPECT_EQ(value("rows_read"), pairs);
+  EXPECT_EQ(value("rows_skipped"), 0);
+  EXPECT_EQ(value("rows_kept"), std::floor(pairs / 2 + 0.5));  // round half up
+  const auto path = query("SELECT path FROM artifacts WHERE name = 'rows'")[0][0];
+  std::ifstream in(path);
+  int n = 0;
+  for (std::string line; std::getline(in, line); ++n) {
+    const json row = json::parse(line);
+    for (const auto& img : row["images"]) EXPECT_TRUE(fs::exists(img.get<std::string>())) << img;
+    if (!row["images"].empty()) EXPECT_EQ(row["prompt"][0]["value"].get<std::string>().rfind("<image>\n", 0), 0u);
+  }
+  EXPECT_EQ(n, value("rows_kept"));
+
+  // As a component: the same config and seed give the same pairs (before the fraction) in a folder of our own.
+  Registry registry;
+  registry.scan(kPlugins);
+  YAML::Node opts = YAML::Load("{config: " + config + ", rows: conversation}");
+  opts["dir"] = (dir_ / "world").string();
+  auto plugin = registry.create(PluginKind::Dataset, "synthetic", opts, "test");
+  DataContext ctx;
+  ctx.seed = 4;
+  const auto conversations = dataset_provider(*plugin).conversation_rows(ctx);
+  EXPECT_GT(conversations.size(), 6u);
+  EXPECT_TRUE(fs::exists(dir_ / "world" / "manifest.json"));
 }
