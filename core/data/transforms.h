@@ -1,7 +1,8 @@
 // Transforms of a loaded row set, declared in YAML as a list applied in order:
 //
 //   transforms:
-//     - image_folder: {from: /old/coco, to: /data/coco}   # rewrite an image path prefix
+//     - image_folder: {from: /old/coco, to: /data/coco}   # rewrite an image path prefix (the pipeline applies
+//                                                         # these as each row is read, before the image check)
 //     - filter: {field: category, in: [conv, detail]}    # or equals: x, or regex: "^coco_"; not: true inverts
 //     - build_pairs: {min_gap: 2, seed: 7}                # scored candidates -> preference pairs (pairs.h)
 //     - fraction: 0.25                                    # data scaling: keep exactly round(0.25 N) rows
