@@ -42,11 +42,16 @@ function(mmr_use_torch target)
     separate_arguments(_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
     target_compile_options(mmr_torch_pch PUBLIC ${_torch_flags})
     target_precompile_headers(mmr_torch_pch PRIVATE <torch/torch.h>)
+    mmr_warnings(mmr_torch_pch)  # same flags as its users (-Wpedantic changes predefined macros), or GCC rejects the PCH
   endif()
   target_link_libraries(${target} PRIVATE ${TORCH_LIBRARIES})
   separate_arguments(_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
   target_compile_options(${target} PRIVATE ${_torch_flags})
   target_precompile_headers(${target} REUSE_FROM mmr_torch_pch)
+  get_target_property(type ${target} TYPE)
+  if(type STREQUAL "EXECUTABLE")
+    target_compile_options(${target} PRIVATE -fPIC)  # the PCH is built -fPIC; GCC refuses it under -fPIE
+  endif()
 endfunction()
 
 # mmr_add_plugin(<name> KIND <models|algorithms|datasets|benchmarks|judges> SOURCES ... [LIBS ...] [TORCH])
@@ -87,4 +92,12 @@ function(mmr_add_gtest name)
   endif()
   gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST WORKING_DIRECTORY ${PROJECT_BINARY_DIR}
       PROPERTIES ENVIRONMENT "MMR_TEST_DATA_DIR=${PROJECT_SOURCE_DIR}/tests/data")
+endfunction()
+
+# add_subdirectory unless the folder (relative to the source root) is listed in MMR_SKIP_DIRS.
+function(mmr_subdirectory dir)
+  file(RELATIVE_PATH rel ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_SOURCE_DIR}/${dir})
+  if(NOT rel IN_LIST MMR_SKIP_DIRS)
+    add_subdirectory(${dir})
+  endif()
 endfunction()

@@ -1,0 +1,101 @@
+// The model interface algorithms and benchmarks are written against (DESIGN §4). Torch-facing, so only plugins
+// include it; the host never does. A second model family is a second plugin implementing LanguageModel.
+//
+// Shape letters: B batch, T tokens (with one -200 placeholder per image), T' tokens after the placeholders are
+// expanded into P patch features each, N images in the batch, V vocabulary, D width.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/plugin_api.h"
+
+namespace mmr {
+
+// One conversation: alternating human/gpt turns (LLaVA's "from" values), and the image files its <image>
+// placeholders refer to, in order.
+struct ChatTurn {
+  std::string role;  // "human" | "gpt"
+  std::string text;
+};
+struct ChatSample {
+  std::vector<ChatTurn> turns;
+  std::vector<std::string> images;
+};
+
+// A tokenized sample: ids with one placeholder id (-200) per image, and labels (-100 where no loss).
+struct EncodedSample {
+  std::vector<int64_t> input_ids;
+  std::vector<int64_t> labels;
+  std::vector<std::string> images;
+  bool mismatch = false;  // LLaVA's tokenization mismatch: every label masked (counted by the caller)
+};
+
+// A padded batch on the model's device.
+struct ModelBatch {
+  torch::Tensor input_ids;       // (B, T) int64, placeholders included
+  torch::Tensor labels;          // (B, T) int64
+  torch::Tensor attention_mask;  // (B, T) int64, 0 at padding
+  torch::Tensor pixel_values;    // (N, 3, H, W) or undefined when no image
+  bool left_padded = false;
+};
+
+// Log-probabilities of the labelled (response) tokens, LLaVA's get_batch_logps.
+struct SequenceLogps {
+  torch::Tensor sum;    // (B)
+  torch::Tensor mean;   // (B) sum / count
+  torch::Tensor count;  // (B) number of labelled tokens
+  std::vector<torch::Tensor> per_token;  // B tensors (count_b), only when asked for
+};
+
+struct GenerationConfig {
+  int64_t max_new_tokens = 128;
+  double temperature = 0.0;  // 0: greedy
+  double top_p = 1.0;
+  int64_t top_k = 0;         // 0: off
+  uint64_t seed = 0;
+  bool stop_at_eos = true;
+  std::vector<std::string> stop_strings;
+};
+
+struct Generation {
+  std::string text;
+  std::vector<int64_t> token_ids;
+  std::string finish_reason;  // "eos" | "stop_string" | "length"
+};
+
+class LanguageModel : public Model {
+ public:
+  // Training encoding (vicuna_v1 with labels on the replies).
+  virtual EncodedSample encode(const ChatSample& sample) const = 0;
+  // Generation prompt: the conversation cut before the last reply, ending "ASSISTANT:".
+  virtual EncodedSample encode_prompt(const ChatSample& sample) const = 0;
+  // Pads (right for training, left for generation), loads and preprocesses the images, moves to the device.
+  virtual ModelBatch collate(const std::vector<EncodedSample>& samples, bool left_pad) const = 0;
+
+  // Logits at every position of the expanded sequence: (B, T', V). For tests and small batches: training
+  // paths below never materialise the whole tensor.
+  virtual torch::Tensor logits(const ModelBatch& batch) = 0;
+  virtual SequenceLogps sequence_logps(const ModelBatch& batch, bool per_token = false) = 0;
+  // Token-mean cross-entropy over the labelled positions.
+  virtual torch::Tensor lm_loss(const ModelBatch& batch) = 0;
+
+  // The parameters that train (LoRA A/B, extra modules such as the projector), named as PEFT names them.
+  virtual std::vector<std::pair<std::string, torch::Tensor>> trainable_parameters() = 0;
+  virtual void set_training(bool on) = 0;
+
+  virtual std::vector<Generation> generate(const std::vector<ChatSample>& prompts, const GenerationConfig& config) = 0;
+
+  // PEFT-compatible adapters: adapter_config.json + adapter_model.safetensors.
+  virtual void save_adapter(const std::filesystem::path& dir) const = 0;
+  virtual void load_adapter(const std::filesystem::path& dir) = 0;
+
+  virtual torch::Device device() const = 0;
+  virtual torch::Dtype dtype() const = 0;
+};
+
+}  // namespace mmr

@@ -1,0 +1,97 @@
+// The `llava` model plugin: LLaVA-1.5 (CLIP ViT + projector + LLaMA) in LibTorch, with LoRA, PEFT adapters,
+// generation with a KV cache, and sequence log-probs. Loads llava-hf and original LLaVA checkpoints.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "core/model_api.h"
+#include "core/image/image.h"
+#include "core/tokenizer/tokenizer.h"
+#include "modules.h"
+
+namespace mmr::llava {
+
+struct LlavaOptions {
+  std::string path;          // checkpoint folder (config.json, *.safetensors, tokenizer.model)
+  std::string vision_tower;  // original layout: the CLIP checkpoint folder (default: mm_vision_tower)
+  std::string adapter;       // PEFT adapter folder to load
+  std::string dtype = "float32";
+  std::string device = "cpu";
+  bool random_init = false;
+  std::string shape;         // with random_init and no path: llava-1.5-7b | llava-1.5-13b
+  std::string tokenizer;     // tokenizer.model or its folder (default: path)
+  uint64_t seed = 0;
+  int64_t lora_r = 0;        // > 0: add a new LoRA adapter
+  double lora_alpha = 16;
+  double lora_dropout = 0.0;
+  bool lora_rslora = false;
+  std::vector<std::string> lora_target_modules = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                  "gate_proj", "up_proj", "down_proj"};
+  bool train_projector = false;
+  int64_t max_length = 2048;  // tokens after image expansion; longer rows are truncated and counted
+};
+
+class LlavaModel : public LanguageModel {
+ public:
+  explicit LlavaModel(const LlavaOptions& options);
+  explicit LlavaModel(const Options& options);  // the plugin constructor
+  static const char* summary();
+  static OptionSchema option_schema();
+
+  EncodedSample encode(const ChatSample& sample) const override;
+  EncodedSample encode_prompt(const ChatSample& sample) const override;
+  ModelBatch collate(const std::vector<EncodedSample>& samples, bool left_pad) const override;
+  torch::Tensor logits(const ModelBatch& batch) override;
+  SequenceLogps sequence_logps(const ModelBatch& batch, bool per_token = false) override;
+  torch::Tensor lm_loss(const ModelBatch& batch) override;
+  std::vector<std::pair<std::string, torch::Tensor>> trainable_parameters() override;
+  void set_training(bool on) override;
+  std::vector<Generation> generate(const std::vector<ChatSample>& prompts, const GenerationConfig& config) override;
+  void save_adapter(const std::filesystem::path& dir) const override;
+  void load_adapter(const std::filesystem::path& dir) override;
+  torch::Device device() const override { return device_; }
+  torch::Dtype dtype() const override { return dtype_; }
+
+  // Below: for tests and tools.
+  const LlavaConfig& config() const { return config_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  torch::Tensor image_features(const torch::Tensor& pixel_values);  // (N, 3, S, S) -> (N, P, D)
+  torch::Tensor pixel_values_for(const std::string& image_path) const;  // (3, S, S) float32
+  // The sequence after image expansion: embeds (B, T', D), labels (B, T'), attention mask (B, T').
+  struct Expanded {
+    torch::Tensor embeds, labels, attention_mask, position_ids;
+    std::vector<std::vector<int64_t>> text_positions;  // per row: indices in T' that hold text tokens
+  };
+  Expanded expand(const ModelBatch& batch);
+  void merge_lora();
+  void unmerge_lora();
+  int64_t truncated_rows() const { return truncated_rows_; }
+
+ private:
+  void build_modules();
+  void load_checkpoint();
+  void random_init();
+  void add_lora(int64_t r, double alpha, double dropout, bool rslora, const std::vector<std::string>& targets);
+  std::string peft_prefix() const;  // "base_model.model.language_model.model." (llava-hf) / "base_model.model.model."
+  std::string projector_name() const;  // "multi_modal_projector" / "model.mm_projector"
+  torch::Tensor hidden_states(const Expanded& e, std::vector<LayerCache>* caches);
+
+  LlavaOptions options_;
+  LlavaConfig config_;
+  std::shared_ptr<Tokenizer> tokenizer_;
+  image::PreprocessConfig image_config_;
+  torch::Device device_{torch::kCPU};
+  torch::Dtype dtype_ = torch::kFloat32;
+  int64_t vision_layer_ = 0;
+  ClipVision vision_{nullptr};
+  Projector projector_{nullptr};
+  Llama llama_{nullptr};
+  std::shared_ptr<torch::nn::Module> root_;
+  int64_t truncated_rows_ = 0;
+  std::vector<std::string> lora_target_modules_;
+};
+
+}  // namespace mmr::llava

@@ -1,0 +1,298 @@
+// The LLaVA-1.5 network. See modules.h; every forward mirrors the HF implementation named beside it.
+#include "modules.h"
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace mmr::llava {
+
+namespace F = torch::nn::functional;
+
+// ---- LoRA ----
+
+LoraLinearImpl::LoraLinearImpl(int64_t in, int64_t out, bool with_bias) : in_features(in), out_features(out) {
+  weight = register_parameter("weight", torch::empty({out, in}), /*requires_grad=*/false);
+  if (with_bias) bias = register_parameter("bias", torch::zeros({out}), /*requires_grad=*/false);
+}
+
+void LoraLinearImpl::add_lora(int64_t rank, double a, double p, bool rs) {
+  MMR_CHECK(rank > 0, "LoRA rank must be positive");
+  r = rank;
+  alpha = a;
+  dropout = p;
+  rslora = rs;
+  scaling = rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / static_cast<double>(r);
+  auto opts = torch::TensorOptions().dtype(weight.dtype()).device(weight.device());
+  // PEFT's default init: A ~ kaiming_uniform(a=√5) (as nn.Linear), B = 0, so the adapter starts as identity.
+  torch::Tensor a_init = torch::empty({r, in_features}, opts.dtype(torch::kFloat32));
+  torch::nn::init::kaiming_uniform_(a_init, std::sqrt(5.0));
+  lora_A = register_parameter("lora_A", a_init.to(opts), /*requires_grad=*/true);
+  lora_B = register_parameter("lora_B", torch::zeros({out_features, r}, opts), /*requires_grad=*/true);
+}
+
+torch::Tensor LoraLinearImpl::forward(const torch::Tensor& x) {
+  torch::Tensor y = F::linear(x, weight, bias);
+  if (!lora_A.defined() || merged) return y;
+  torch::Tensor h = (dropout > 0 && is_training()) ? F::dropout(x, F::DropoutFuncOptions().p(dropout).training(true)) : x;
+  // PEFT: result + lora_B(lora_A(dropout(x))) * scaling
+  return y + F::linear(F::linear(h, lora_A), lora_B) * scaling;
+}
+
+void LoraLinearImpl::merge() {
+  if (!lora_A.defined() || merged) return;
+  torch::NoGradGuard no_grad;
+  weight.add_(torch::matmul(lora_B.to(torch::kFloat32), lora_A.to(torch::kFloat32)).mul_(scaling).to(weight.dtype()));
+  merged = true;
+}
+
+void LoraLinearImpl::unmerge() {
+  if (!lora_A.defined() || !merged) return;
+  torch::NoGradGuard no_grad;
+  weight.sub_(torch::matmul(lora_B.to(torch::kFloat32), lora_A.to(torch::kFloat32)).mul_(scaling).to(weight.dtype()));
+  merged = false;
+}
+
+// ---- CLIP ----
+
+ClipLayerImpl::ClipLayerImpl(const VisionConfig& c)
+    : heads(c.num_attention_heads), head_dim(c.hidden_size / c.num_attention_heads),
+      quick_gelu(c.hidden_act == "quick_gelu") {
+  const int64_t d = c.hidden_size;
+  auto ln = [&] { return torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(c.layer_norm_eps)); };
+  layer_norm1 = register_module("layer_norm1", ln());
+  layer_norm2 = register_module("layer_norm2", ln());
+  q_proj = register_module("q_proj", torch::nn::Linear(d, d));
+  k_proj = register_module("k_proj", torch::nn::Linear(d, d));
+  v_proj = register_module("v_proj", torch::nn::Linear(d, d));
+  out_proj = register_module("out_proj", torch::nn::Linear(d, d));
+  fc1 = register_module("fc1", torch::nn::Linear(d, c.intermediate_size));
+  fc2 = register_module("fc2", torch::nn::Linear(c.intermediate_size, d));
+}
+
+torch::Tensor ClipLayerImpl::forward(const torch::Tensor& x) {  // (N, L, D)
+  const int64_t n = x.size(0), len = x.size(1);
+  torch::Tensor h = layer_norm1(x);
+  auto split = [&](const torch::Tensor& t) { return t.view({n, len, heads, head_dim}).transpose(1, 2); };  // (N, H, L, E)
+  const torch::Tensor q = split(q_proj(h)), k = split(k_proj(h)), v = split(v_proj(h));
+  // CLIPAttention (eager): softmax(q kᵀ · E^-½) v, no mask for the vision tower.
+  torch::Tensor scores = torch::matmul(q, k.transpose(-1, -2)) * std::pow(static_cast<double>(head_dim), -0.5);
+  torch::Tensor attn = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
+  torch::Tensor o = torch::matmul(attn, v).transpose(1, 2).reshape({n, len, heads * head_dim});
+  torch::Tensor x1 = x + out_proj(o);
+  h = fc1(layer_norm2(x1));
+  h = quick_gelu ? h * torch::sigmoid(1.702 * h) : torch::gelu(h);  // quick_gelu: x·σ(1.702x)
+  return x1 + fc2(h);
+}
+
+ClipVisionImpl::ClipVisionImpl(const VisionConfig& c) : config(c) {
+  const int64_t d = c.hidden_size;
+  patch_embedding = register_module(
+      "patch_embedding",
+      torch::nn::Conv2d(torch::nn::Conv2dOptions(c.num_channels, d, c.patch_size).stride(c.patch_size).bias(false)));
+  class_embedding = register_parameter("class_embedding", torch::zeros({d}));
+  position_embedding = register_module("position_embedding", torch::nn::Embedding(c.num_patches() + 1, d));
+  pre_layrnorm = register_module("pre_layrnorm",
+                                 torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(c.layer_norm_eps)));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(ClipLayer(c));
+}
+
+torch::Tensor ClipVisionImpl::forward(const torch::Tensor& pixel_values, int64_t layer) {
+  const int64_t n = pixel_values.size(0);
+  torch::Tensor patches = patch_embedding(pixel_values.to(patch_embedding->weight.scalar_type()));  // (N, D, g, g)
+  patches = patches.flatten(2).transpose(1, 2);                                                    // (N, P, D)
+  torch::Tensor cls = class_embedding.view({1, 1, -1}).expand({n, 1, -1});
+  torch::Tensor x = torch::cat({cls, patches}, 1) + position_embedding->weight.unsqueeze(0);     // (N, 1+P, D)
+  x = pre_layrnorm(x);
+  for (int64_t i = 0; i < layer; ++i) x = layers[i]->as<ClipLayer>()->forward(x);
+  return x;
+}
+
+// ---- projector ----
+
+ProjectorImpl::ProjectorImpl(int64_t vision_dim, int64_t text_dim, const std::string& type, bool bias)
+    : two_layers(type == "mlp2x_gelu") {
+  linear_1 = register_module("linear_1",
+                             torch::nn::Linear(torch::nn::LinearOptions(vision_dim, text_dim).bias(bias)));
+  if (two_layers)
+    linear_2 = register_module("linear_2",
+                               torch::nn::Linear(torch::nn::LinearOptions(text_dim, text_dim).bias(bias)));
+}
+
+torch::Tensor ProjectorImpl::forward(const torch::Tensor& patches) {
+  torch::Tensor h = linear_1(patches);
+  return two_layers ? linear_2(torch::gelu(h)) : h;  // nn.GELU(): the exact (erf) form
+}
+
+// ---- LLaMA ----
+
+RmsNormImpl::RmsNormImpl(int64_t dim, double e) : eps(e) { weight = register_parameter("weight", torch::ones({dim})); }
+
+torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
+  // LlamaRMSNorm: in float32, then back to the input dtype before the weight.
+  torch::Tensor xf = x.to(torch::kFloat32);
+  xf = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return weight * xf.to(x.scalar_type());
+}
+
+namespace {
+torch::Tensor default_inv_freq(double base, int64_t dim) {
+  return 1.0 / torch::pow(base, torch::arange(0, dim, 2, torch::kInt64).to(torch::kFloat32) / static_cast<double>(dim));
+}
+}  // namespace
+
+Rope::Rope(const TextConfig& c) : c_(c) {
+  const int64_t dim = c.head_dim;
+  const auto& r = c.rope;
+  inv_freq_ = default_inv_freq(r.theta, dim);
+  if (r.type == "linear") {
+    inv_freq_ = inv_freq_ / r.factor;
+  } else if (r.type == "llama3") {
+    const double old_len = static_cast<double>(r.original_max_position_embeddings > 0 ? r.original_max_position_embeddings
+                                                                                      : c.max_position_embeddings);
+    const double low_wavelen = old_len / r.low_freq_factor, high_wavelen = old_len / r.high_freq_factor;
+    torch::Tensor wavelen = 2 * M_PI / inv_freq_;
+    torch::Tensor scaled = torch::where(wavelen > low_wavelen, inv_freq_ / r.factor, inv_freq_);
+    torch::Tensor smooth = (old_len / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
+    torch::Tensor smoothed = (1 - smooth) * scaled / r.factor + smooth * scaled;
+    torch::Tensor medium = (wavelen >= high_wavelen).logical_and(wavelen <= low_wavelen);
+    inv_freq_ = torch::where(medium, smoothed, scaled);
+  } else if (r.type == "yarn") {
+    const double base = r.theta, factor = r.factor;
+    const double orig = static_cast<double>(r.original_max_position_embeddings > 0 ? r.original_max_position_embeddings
+                                                                                   : c.max_position_embeddings);
+    auto mscale = [](double scale) { return scale <= 1 ? 1.0 : 0.1 * std::log(scale) + 1.0; };
+    attention_scaling_ = r.attention_factor > 0 ? r.attention_factor : mscale(factor);
+    auto correction_dim = [&](double rotations) {
+      return (dim * std::log(orig / (rotations * 2 * M_PI))) / (2 * std::log(base));
+    };
+    double low = std::max(std::floor(correction_dim(r.beta_fast)), 0.0);
+    double high = std::min(std::ceil(correction_dim(r.beta_slow)), static_cast<double>(dim - 1));
+    if (low == high) high += 0.001;
+    torch::Tensor ramp = ((torch::arange(dim / 2, torch::kFloat32) - low) / (high - low)).clamp(0, 1);
+    torch::Tensor extrapolation_factor = 1 - ramp;
+    torch::Tensor pos_freqs = torch::pow(base, torch::arange(0, dim, 2, torch::kInt64).to(torch::kFloat32) / double(dim));
+    inv_freq_ = (1.0 / (factor * pos_freqs)) * (1 - extrapolation_factor) + (1.0 / pos_freqs) * extrapolation_factor;
+  }
+}
+
+torch::Tensor Rope::inv_freq_for(int64_t seq_len) const {
+  // Dynamic NTK scaling: the base grows once the sequence outruns the trained length.
+  const int64_t max_pos = c_.rope.original_max_position_embeddings > 0 ? c_.rope.original_max_position_embeddings
+                                                                         : c_.max_position_embeddings;
+  if (c_.rope.type != "dynamic" || seq_len <= max_pos) return inv_freq_;
+  const double dim = static_cast<double>(c_.head_dim);
+  const double base = c_.rope.theta * std::pow((c_.rope.factor * seq_len / max_pos) - (c_.rope.factor - 1), dim / (dim - 2));
+  return default_inv_freq(base, c_.head_dim);
+}
+
+std::pair<torch::Tensor, torch::Tensor> Rope::cos_sin(const torch::Tensor& position_ids, torch::Dtype dtype) const {
+  const int64_t seq_len = position_ids.numel() ? position_ids.max().item<int64_t>() + 1 : 0;
+  torch::Tensor inv = inv_freq_for(seq_len).to(position_ids.device());
+  // (B, T, 1) x (1, 1, E/2) in float32, as LlamaRotaryEmbedding does (autocast disabled).
+  torch::Tensor freqs = position_ids.to(torch::kFloat32).unsqueeze(-1) * inv.view({1, 1, -1});
+  torch::Tensor emb = torch::cat({freqs, freqs}, -1);
+  return {(emb.cos() * attention_scaling_).to(dtype), (emb.sin() * attention_scaling_).to(dtype)};
+}
+
+namespace {
+torch::Tensor rotate_half(const torch::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+}  // namespace
+
+LlamaLayerImpl::LlamaLayerImpl(const TextConfig& c)
+    : heads(c.num_attention_heads), kv_heads(c.num_key_value_heads), head_dim(c.head_dim) {
+  const int64_t d = c.hidden_size;
+  input_layernorm = register_module("input_layernorm", RmsNorm(d, c.rms_norm_eps));
+  post_attention_layernorm = register_module("post_attention_layernorm", RmsNorm(d, c.rms_norm_eps));
+  q_proj = register_module("q_proj", LoraLinear(d, heads * head_dim, c.attention_bias));
+  k_proj = register_module("k_proj", LoraLinear(d, kv_heads * head_dim, c.attention_bias));
+  v_proj = register_module("v_proj", LoraLinear(d, kv_heads * head_dim, c.attention_bias));
+  o_proj = register_module("o_proj", LoraLinear(heads * head_dim, d, c.attention_bias));
+  gate_proj = register_module("gate_proj", LoraLinear(d, c.intermediate_size, c.mlp_bias));
+  up_proj = register_module("up_proj", LoraLinear(d, c.intermediate_size, c.mlp_bias));
+  down_proj = register_module("down_proj", LoraLinear(c.intermediate_size, d, c.mlp_bias));
+}
+
+torch::Tensor LlamaLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                      const torch::Tensor& mask, LayerCache* cache) {
+  const int64_t b = x.size(0), t = x.size(1);
+  torch::Tensor h = input_layernorm(x);
+  torch::Tensor q = q_proj(h).view({b, t, heads, head_dim}).transpose(1, 2);      // (B, H, T, E)
+  torch::Tensor k = k_proj(h).view({b, t, kv_heads, head_dim}).transpose(1, 2);   // (B, K, T, E)
+  torch::Tensor v = v_proj(h).view({b, t, kv_heads, head_dim}).transpose(1, 2);
+  const torch::Tensor c4 = cos.unsqueeze(1), s4 = sin.unsqueeze(1);               // (B, 1, T, E)
+  q = q * c4 + rotate_half(q) * s4;
+  k = k * c4 + rotate_half(k) * s4;
+  if (cache) {
+    MMR_CHECK(cache->length + t <= cache->k.size(2), "KV cache overflow");
+    cache->k.narrow(2, cache->length, t).copy_(k);
+    cache->v.narrow(2, cache->length, t).copy_(v);
+    cache->length += t;
+    k = cache->k.narrow(2, 0, cache->length);
+    v = cache->v.narrow(2, 0, cache->length);
+  }
+  if (kv_heads != heads) {  // grouped-query attention: each key/value head serves heads/kv_heads query heads
+    k = k.repeat_interleave(heads / kv_heads, 1);
+    v = v.repeat_interleave(heads / kv_heads, 1);
+  }
+  torch::Tensor scores = torch::matmul(q, k.transpose(-1, -2)) * std::pow(static_cast<double>(head_dim), -0.5);
+  scores = scores + mask;  // (B, H, T, S) + (B, 1, T, S)
+  torch::Tensor attn = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
+  torch::Tensor o = torch::matmul(attn, v).transpose(1, 2).reshape({b, t, heads * head_dim});
+  torch::Tensor x1 = x + o_proj(o);
+  h = post_attention_layernorm(x1);
+  return x1 + down_proj(torch::silu(gate_proj(h)) * up_proj(h));
+}
+
+LlamaImpl::LlamaImpl(const TextConfig& c) : config(c), rope(c) {
+  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(LlamaLayer(c));
+  norm = register_module("norm", RmsNorm(c.hidden_size, c.rms_norm_eps));
+  lm_head = c.tie_word_embeddings ? embed_tokens->weight
+                                  : register_parameter("lm_head", torch::empty({c.vocab_size, c.hidden_size}), false);
+}
+
+torch::Tensor LlamaImpl::forward(const torch::Tensor& embeds, const torch::Tensor& attention_mask,
+                                 const torch::Tensor& position_ids, std::vector<LayerCache>* caches) {
+  const int64_t t = embeds.size(1), s = attention_mask.size(1), past = s - t;
+  // Additive mask: key j is visible to query i when j <= past + i and j is not padding.
+  const auto dev = embeds.device();
+  torch::Tensor qpos = torch::arange(past, past + t, torch::TensorOptions().dtype(torch::kInt64).device(dev)).view({t, 1});
+  torch::Tensor kpos = torch::arange(s, torch::TensorOptions().dtype(torch::kInt64).device(dev)).view({1, s});
+  torch::Tensor visible = (kpos <= qpos).unsqueeze(0) & attention_mask.to(torch::kBool).unsqueeze(1);  // (B, T, S)
+  const double min_value = embeds.scalar_type() == torch::kFloat32 ? std::numeric_limits<float>::lowest()
+                                                                   : -3.0e38;
+  torch::Tensor mask = torch::zeros(visible.sizes(), embeds.options())
+                           .masked_fill(visible.logical_not(), embeds.scalar_type() == torch::kFloat16 ? -65504.0 : min_value)
+                           .unsqueeze(1);  // (B, 1, T, S)
+  auto [cos, sin] = rope.cos_sin(position_ids, embeds.scalar_type());
+  torch::Tensor x = embeds;
+  for (size_t i = 0; i < layers->size(); ++i)
+    x = layers[i]->as<LlamaLayer>()->forward(x, cos, sin, mask, caches ? &(*caches)[i] : nullptr);
+  return norm(x);
+}
+
+torch::Tensor LlamaImpl::lm_head_forward(const torch::Tensor& hidden) { return F::linear(hidden, lm_head); }
+
+std::vector<std::pair<std::string, LoraLinear>> lora_targets(Llama& llama) {
+  std::vector<std::pair<std::string, LoraLinear>> out;
+  for (size_t i = 0; i < llama->layers->size(); ++i) {
+    auto layer = llama->layers[i]->as<LlamaLayer>();
+    const std::string p = "layers." + std::to_string(i) + ".";
+    out.emplace_back(p + "self_attn.q_proj", layer->q_proj);
+    out.emplace_back(p + "self_attn.k_proj", layer->k_proj);
+    out.emplace_back(p + "self_attn.v_proj", layer->v_proj);
+    out.emplace_back(p + "self_attn.o_proj", layer->o_proj);
+    out.emplace_back(p + "mlp.gate_proj", layer->gate_proj);
+    out.emplace_back(p + "mlp.up_proj", layer->up_proj);
+    out.emplace_back(p + "mlp.down_proj", layer->down_proj);
+  }
+  return out;
+}
+
+}  // namespace mmr::llava

@@ -1,0 +1,139 @@
+// The LLaVA-1.5 network in LibTorch: CLIP ViT vision tower, projector, LLaMA decoder, LoRA linears.
+//
+// Written to match HF transformers' modeling_clip.py / modeling_llava.py / modeling_llama.py and PEFT's
+// lora.Linear numerically (float32 on CPU to ~1e-5). Module and parameter names follow HF so weight loading is
+// a plain name map. Shape letters: B batch, T tokens, S key/value length, D width, H heads, K key/value heads,
+// E head dim, N images, P patches, V vocabulary.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config.h"
+
+namespace mmr::llava {
+
+// A linear layer with an optional LoRA branch (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language
+// Models", eq. 3): y = x Wᵀ + b + dropout(x) Aᵀ Bᵀ · s, with s = alpha / r (or alpha / √r with rsLoRA, Kalajdzievski
+// 2023). The base weight is frozen; A and B are the trainable parameters. merge() folds B A s into W.
+struct LoraLinearImpl : torch::nn::Module {
+  LoraLinearImpl(int64_t in_features, int64_t out_features, bool bias);
+  torch::Tensor forward(const torch::Tensor& x);  // (..., in) -> (..., out)
+
+  void add_lora(int64_t r, double alpha, double dropout, bool rslora);
+  bool has_lora() const { return lora_A.defined(); }
+  void merge();
+  void unmerge();
+
+  int64_t in_features, out_features;
+  torch::Tensor weight, bias;      // (out, in), (out) or undefined
+  torch::Tensor lora_A, lora_B;    // (r, in), (out, r)
+  int64_t r = 0;
+  double alpha = 0, scaling = 0, dropout = 0;
+  bool rslora = false, merged = false;
+};
+TORCH_MODULE(LoraLinear);
+
+// ---- CLIP vision tower (modeling_clip.CLIPVisionTransformer) ----
+
+struct ClipLayerImpl : torch::nn::Module {
+  ClipLayerImpl(const VisionConfig& c);
+  torch::Tensor forward(const torch::Tensor& x);  // (N, 1+P, D)
+  torch::nn::LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  int64_t heads, head_dim;
+  bool quick_gelu;
+};
+TORCH_MODULE(ClipLayer);
+
+struct ClipVisionImpl : torch::nn::Module {
+  explicit ClipVisionImpl(const VisionConfig& c);
+  // Hidden states after `layer` encoder layers (0 = the embeddings after pre_layrnorm), HF's hidden_states[layer].
+  torch::Tensor forward(const torch::Tensor& pixel_values, int64_t layer);  // (N, 3, S, S) -> (N, 1+P, D)
+  VisionConfig config;
+  torch::nn::Conv2d patch_embedding{nullptr};
+  torch::Tensor class_embedding;  // (D)
+  torch::nn::Embedding position_embedding{nullptr};
+  torch::nn::LayerNorm pre_layrnorm{nullptr};  // sic: HF's name
+  torch::nn::ModuleList layers;
+};
+TORCH_MODULE(ClipVision);
+
+// ---- projector (LLaVA-1.5 "mlp2x_gelu", or "linear") ----
+
+struct ProjectorImpl : torch::nn::Module {
+  ProjectorImpl(int64_t vision_dim, int64_t text_dim, const std::string& type, bool bias);
+  torch::Tensor forward(const torch::Tensor& patches);  // (N, P, Dv) -> (N, P, D)
+  torch::nn::Linear linear_1{nullptr}, linear_2{nullptr};
+  bool two_layers;
+};
+TORCH_MODULE(Projector);
+
+// ---- LLaMA decoder (modeling_llama) ----
+
+struct RmsNormImpl : torch::nn::Module {
+  RmsNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+  double eps;
+};
+TORCH_MODULE(RmsNorm);
+
+// Rotary embeddings (Su et al. 2021, RoFormer) with the scaling variants a config may name: linear
+// (position interpolation), dynamic NTK, llama3 and YaRN, as transformers' modeling_rope_utils computes them.
+class Rope {
+ public:
+  Rope(const TextConfig& c);
+  // cos and sin for the given positions: (B, T) -> two (B, T, E) tensors in `dtype`.
+  std::pair<torch::Tensor, torch::Tensor> cos_sin(const torch::Tensor& position_ids, torch::Dtype dtype) const;
+
+ private:
+  torch::Tensor inv_freq_for(int64_t seq_len) const;
+  TextConfig c_;
+  torch::Tensor inv_freq_;  // (E/2) float32 on CPU
+  double attention_scaling_ = 1.0;
+};
+
+// One layer's key/value cache: preallocated (B, K, S_max, E), filled up to `length`.
+struct LayerCache {
+  torch::Tensor k, v;
+  int64_t length = 0;
+};
+
+struct LlamaLayerImpl : torch::nn::Module {
+  LlamaLayerImpl(const TextConfig& c);
+  // x (B, T, D); cos/sin (B, T, E); mask (B, 1, T, S) additive float; cache optional.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& mask, LayerCache* cache);
+  RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  LoraLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  LoraLinear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  int64_t heads, kv_heads, head_dim;
+};
+TORCH_MODULE(LlamaLayer);
+
+struct LlamaImpl : torch::nn::Module {
+  explicit LlamaImpl(const TextConfig& c);
+  // Final hidden states (after the last norm): embeds (B, T, D), attention_mask (B, S) with S = past + T,
+  // position_ids (B, T). `caches` has one entry per layer or is empty (no cache).
+  torch::Tensor forward(const torch::Tensor& embeds, const torch::Tensor& attention_mask,
+                        const torch::Tensor& position_ids, std::vector<LayerCache>* caches);
+  torch::Tensor lm_head_forward(const torch::Tensor& hidden);  // (..., D) -> (..., V)
+  TextConfig config;
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers;
+  RmsNorm norm{nullptr};
+  torch::Tensor lm_head;  // (V, D); the embedding weight itself when tied
+  Rope rope;
+};
+TORCH_MODULE(Llama);
+
+// Every LoRA-capable linear of the language model with its PEFT-style path relative to the LLaMA model
+// ("layers.3.self_attn.q_proj").
+std::vector<std::pair<std::string, LoraLinear>> lora_targets(Llama& llama);
+
+}  // namespace mmr::llava

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need on Debian 12, and nothing that is already there.
+# Safe to re-run. Run as root (or with sudo available).
+#
+#   tools/setup.sh            install missing packages
+#   tools/setup.sh --print    only print the package list (e.g. for `apt-get download` on another machine)
+set -euo pipefail
+
+packages=(
+  # toolchain
+  g++ cmake ninja-build ccache pkg-config git
+  # LibTorch (CPU) and the libraries of the host and the plugins (DESIGN.md §5)
+  libtorch-dev libyaml-cpp-dev libboost-dev libboost-filesystem-dev
+  libsentencepiece-dev sentencepiece libstb-dev libsqlite3-dev sqlite3
+  libspdlog-dev libfmt-dev nlohmann-json3-dev libcpp-httplib-dev
+  # tests
+  libgtest-dev
+)
+
+if [[ "${1:-}" == "--print" ]]; then
+  printf '%s\n' "${packages[@]}"
+  exit 0
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "setup: all ${#packages[@]} packages are installed"
+  exit 0
+fi
+
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null; then sudo="sudo"; else
+    echo "setup: missing packages (${missing[*]}) and not root; run as root or install sudo" >&2
+    exit 1
+  fi
+fi
+
+echo "setup: installing ${#missing[@]} missing package(s): ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "setup: done"
