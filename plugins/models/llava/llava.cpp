@@ -238,8 +238,10 @@ LlavaModel::LlavaModel(const LlavaOptions& options) : options_(options) {
                                 image_config_.crop_width, image_config_.crop_height, config_.vision.image_size));
 
   build_modules();
-  if (options_.random_init) random_init(); else load_checkpoint();
+  // Move the (not yet filled) parameters first, so weights are written once, straight into their final device
+  // and dtype: a 13B checkpoint never exists as float32 in host memory.
   root_->to(device_, dtype_);
+  if (options_.random_init) random_init(); else load_checkpoint();
   if (!options_.adapter.empty()) load_adapter(options_.adapter);
   if (options_.lora_r > 0) add_lora(options_.lora_r, options_.lora_alpha, options_.lora_dropout, options_.lora_rslora,
                                     options_.lora_target_modules);
@@ -295,15 +297,16 @@ void LlavaModel::load_checkpoint() {
 
 void LlavaModel::random_init() {
   // HF's _init_weights: normal(0, 0.02) for linear/embedding weights, zero biases, ones for norms.
+  // Drawn on the model's device with its default generator, seeded: deterministic per device type.
   torch::NoGradGuard no_grad;
-  auto gen = at::detail::createCPUGenerator(options_.seed);
+  torch::manual_seed(options_.seed);
   for (auto& item : root_->named_parameters(true)) {
     torch::Tensor p = item.value();
     const std::string& name = item.key();
     const bool norm = name.find("norm") != std::string::npos;
     if (name.size() >= 4 && name.substr(name.size() - 4) == "bias") p.zero_();
     else if (norm) p.fill_(1.0);
-    else p.normal_(0.0, 0.02, gen);
+    else p.normal_(0.0, 0.02);
   }
   if (config_.text.tie_word_embeddings) llama_->lm_head = llama_->embed_tokens->weight;
 }
