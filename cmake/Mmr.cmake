@@ -48,10 +48,6 @@ function(mmr_use_torch target)
   separate_arguments(_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
   target_compile_options(${target} PRIVATE ${_torch_flags})
   target_precompile_headers(${target} REUSE_FROM mmr_torch_pch)
-  get_target_property(type ${target} TYPE)
-  if(type STREQUAL "EXECUTABLE")
-    target_compile_options(${target} PRIVATE -fPIC)  # the PCH is built -fPIC; GCC refuses it under -fPIE
-  endif()
 endfunction()
 
 # mmr_add_plugin(<name> KIND <models|algorithms|datasets|benchmarks|judges> SOURCES ... [LIBS ...] [TORCH])

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# What we run on a GPU machine to check a change (after tools/gpu_build.sh): the whole suite on the CUDA LibTorch
+# build, the model parity tests on CUDA, and the fixture generator (tools/fixtures) — validated against the
+# committed fixture, then used to make grouped-query-attention fixtures that the parity tests must also pass
+# (LLAVA_REFERENCE_DIR). Logs and the new fixtures go to $OUT (or ./gpu-check-out).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-gpu-check-out}
+mkdir -p "$out"
+export LD_LIBRARY_PATH="${MMR_DEPS_PREFIX:-/tmp/mmr-deps}/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+b=build-gpu
+step() { echo "== $*"; }
+
+step "ctest (CPU paths of the CUDA build)"
+(cd $b && ctest -j "$(nproc)" --output-on-failure > "$out/ctest.log" 2>&1); grep -E "tests passed|\(Failed\)|\(SEGFAULT\)" "$out/ctest.log"
+
+step "parity on CUDA, float32 (tolerances x10) and bf16"
+MMR_TEST_DEVICE=cuda $b/tests/test_llava_parity > "$out/parity_cuda.log" 2>&1; grep -E "^\[  (PASSED|FAILED) |Failure" "$out/parity_cuda.log" | head -20
+
+sp=(); python3 -c 'import sentencepiece' 2>/dev/null || sp=(--reuse-token-ids)
+step "fixture generator against the committed fixture"
+python3 tools/fixtures/make_tiny_llava.py --check-against tests/data/tiny-llava --out /tmp/fx-check "${sp[@]}" > "$out/fixture_check.log" 2>&1; echo "rc=$?"; tail -5 "$out/fixture_check.log"
+for v in gqa gqa-llama3; do
+  step "fixture $v: generate, then parity (CPU and CUDA) and tokenizer tests against it"
+  python3 tools/fixtures/make_tiny_llava.py --variant $v --tokenizer-from tests/data/tiny-llava --out /tmp/fx-$v "${sp[@]}" > "$out/fixture_$v.log" 2>&1; echo "rc=$?"; tail -3 "$out/fixture_$v.log"
+  LLAVA_REFERENCE_DIR=/tmp/fx-$v $b/tests/test_llava_parity > "$out/parity_${v}_cpu.log" 2>&1; grep -E "^\[  (PASSED|FAILED) |Failure" "$out/parity_${v}_cpu.log" | head -10
+  LLAVA_REFERENCE_DIR=/tmp/fx-$v MMR_TEST_DEVICE=cuda $b/tests/test_llava_parity > "$out/parity_${v}_cuda.log" 2>&1; grep -E "^\[  (PASSED|FAILED) |Failure" "$out/parity_${v}_cuda.log" | head -10
+  LLAVA_REFERENCE_DIR=/tmp/fx-$v $b/tests/test_tokenizer 2>&1 | grep -E "^\[  (PASSED|FAILED) " | head -3
+done
+tar czf "$out/fixtures.tgz" -C /tmp fx-gqa fx-gqa-llama3 2>/dev/null
+exit 0
