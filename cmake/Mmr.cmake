@@ -76,7 +76,7 @@ function(mmr_add_gtest name)
   find_package(GTest REQUIRED)
   include(GoogleTest)
   add_executable(${name} ${T_SOURCES})
-  target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main Threads::Threads)
+  target_link_libraries(${name} PRIVATE ${T_LIBS} mmr_crash GTest::gtest GTest::gtest_main Threads::Threads)
   target_compile_definitions(${name} PRIVATE
       MMR_TEST_DATA_DIR="${PROJECT_SOURCE_DIR}/tests/data"
       MMR_TEST_PLUGIN_DIR="${MMR_PLUGIN_OUTPUT_DIR}"
