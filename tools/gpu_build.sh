@@ -15,6 +15,12 @@ if [[ "${1:-}" == "--download" ]]; then
   mkdir -p .deb && cd .deb && apt-get download "${debs[@]}"
   exit 0
 fi
+# Compiler/linker flags from the environment (a PyTorch image may set e.g. -static-libstdc++) would reach CMake;
+# a plugin with its own libstdc++ copy breaks under RTLD_DEEPBIND, so build with the toolchain defaults only.
+for v in CFLAGS CXXFLAGS CPPFLAGS LDFLAGS; do
+  [[ -n "${!v:-}" ]] && echo "gpu_build: ignoring $v='${!v}'"
+  unset "$v"
+done
 prefix=${MMR_DEPS_PREFIX:-/tmp/mmr-deps}
 mkdir -p "$prefix"
 for f in .deb/*.deb; do dpkg -x "$f" "$prefix"; done
