@@ -171,10 +171,11 @@ void Registry::load(const fs::path& file_in) {
 
   auto lib = std::make_shared<boost::dll::shared_library>();
   boost::dll::fs::error_code load_ec;
+  // RTLD_LOCAL, not RTLD_DEEPBIND: a plugin carries weak copies of libstdc++ template code, and deep binding made
+  // it use those instead of libstdc++'s own, which crashed iostreams on the GPU machines' toolchain. The one
+  // library that needs deep binding, sentencepiece (DESIGN §5), is loaded deep-bound by core/tokenizer.
   lib->load(boost::dll::fs::path(file.string()),
-            boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local |
-                boost::dll::load_mode::rtld_deepbind,
-            load_ec);
+            boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, load_ec);
   if (load_ec || !lib->is_loaded()) {
     const char* why = dlerror();
     return fail("cannot load: " + (why ? std::string(why) : load_ec.message()));

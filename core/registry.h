@@ -5,9 +5,12 @@
 //   2. every entry of RUNNER_PLUGIN_PATH (colon-separated; empty entries are ignored, never "the current dir");
 //   3. the build's own plugin folder (beside the runner: <prefix>/plugins).
 // A folder is scanned for lib*.so directly and one level down (<dir>/<kind>/lib*.so). Libraries are loaded
-// with RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND (DESIGN §5: sentencepiece's private protobuf must not meet
-// libtorch's). A library is used only if its ABI number and build id equal the host's; every library that
-// fails is kept with the reason and shown by `runner plugins` and by the "unknown plugin" error.
+// with RTLD_NOW | RTLD_LOCAL. Deep binding, which DESIGN §5 asks for because sentencepiece's private protobuf
+// must not meet libtorch's, is applied where that clash lives: core/tokenizer loads the sentencepiece module
+// deep-bound. Deep-binding every plugin was tried and broke iostreams inside plugins on the GPU toolchain (a
+// plugin's weak copies of libstdc++ template code won over libstdc++'s own). A library is used only if its ABI
+// number and build id equal the host's; every library that fails is kept with the reason and shown by
+// `runner plugins` and by the "unknown plugin" error.
 #pragma once
 
 #include <filesystem>

@@ -7,6 +7,8 @@
 
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
+#include <map>
+#include <mutex>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -91,6 +93,13 @@ struct LoadedModule {
 // Loads the first candidate that exists. A file that exists but fails to load is an error right away: we
 // never quietly skip a broken module in favour of another one.
 LoadedModule load_module(const std::vector<std::string>& candidates) {
+  // A deep-bound library is loaded once per process and never unloaded: unloading and re-loading deep-bound code
+  // that carries its own copies of libstdc++ template code proved fragile (a crash on the GPU toolchain).
+  static std::mutex mu;
+  static std::map<std::string, std::shared_ptr<boost::dll::shared_library>> loaded;
+  std::lock_guard<std::mutex> lock(mu);
+  for (const auto& candidate : candidates)
+    if (auto it = loaded.find(candidate); it != loaded.end()) return {it->second, candidate};
   std::vector<std::string> tried;
   for (const auto& candidate : candidates) {
     std::error_code ec;
@@ -113,6 +122,7 @@ LoadedModule load_module(const std::vector<std::string>& candidates) {
       throw PluginError(fmt::format("{} is not a SentencePiece module: it does not export '{}'", candidate,
                                     kSentencePieceFactorySymbol));
     }
+    loaded.emplace(candidate, library);
     return {library, candidate};
   }
   throw PluginError(fmt::format(
