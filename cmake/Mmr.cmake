@@ -48,6 +48,11 @@ function(mmr_use_torch target)
   separate_arguments(_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
   target_compile_options(${target} PRIVATE ${_torch_flags})
   target_precompile_headers(${target} REUSE_FROM mmr_torch_pch)
+  # libstdc++ first among the needed libraries: PyTorch 2.11's libtorch_cpu.so exports its own, incompatible
+  # copies of std::filesystem functions, and whichever library comes first in the search order supplies them.
+  # Measured on the GPU machines: std::filesystem::remove_all segfaults in any program linked against that
+  # libtorch unless libstdc++ is searched first (a 10-line program reproduces it).
+  target_link_options(${target} PRIVATE "LINKER:--push-state,--no-as-needed" -lstdc++ "LINKER:--pop-state")
 endfunction()
 
 # mmr_add_plugin(<name> KIND <models|algorithms|datasets|benchmarks|judges> SOURCES ... [LIBS ...] [TORCH])
