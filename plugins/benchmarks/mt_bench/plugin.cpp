@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/plugin_api.h"
+#include "plugins/benchmarks/common/file_scoring.h"
 #include "plugins/benchmarks/mt_bench/scoring.h"
 
 namespace mmr::mt_bench {
@@ -30,89 +31,11 @@ namespace fs = std::filesystem;
 constexpr const char* kUsage =
     "runner score mt_bench judgments=FILE [questions=question.jsonl] [models=NAME[,NAME...]]";
 
-// ---- argument helpers (the same in every benchmark plugin; see plugins/benchmarks/README.md) ----
-
-// Unknown keys and missing required ones are ConfigErrors naming the key and listing the known ones, worded as
-// the host's check_options words them. Stage options were checked by the host already; this catches
-// `runner score` arguments, which arrive unchecked.
+// The shared argument and recording helpers (plugins/benchmarks/common/file_scoring.h).
+using benchmarks::list_option;
+using benchmarks::record;
 void check_keys(const Options& o, const OptionSchema& schema, const std::vector<std::string>& required) {
-  const bool command_line = o.source().rfind("runner score", 0) == 0;
-  const std::string usage = command_line ? std::string("\nusage: ") + kUsage : "";
-  std::vector<std::string> known;
-  for (const auto& spec : schema) known.push_back(spec.name);
-  const std::string known_text = fmt::format("{}", fmt::join(known, ", "));
-  if (o.node().IsMap()) {
-    for (const auto& kv : o.node()) {
-      const std::string key = kv.first.Scalar();
-      if (std::find(known.begin(), known.end(), key) == known.end())
-        throw ConfigError(fmt::format("{}unknown option '{}'; known options: {}{}", o.where(kv.second), key,
-                                      known_text, usage));
-    }
-  }
-  for (const auto& key : required) {
-    if (o.has(key)) continue;
-    std::string help;
-    for (const auto& spec : schema)
-      if (spec.name == key) help = spec.help;
-    throw ConfigError(fmt::format("{}missing required option '{}' ({}); known options: {}{}",
-                                  o.where(o.node()), key, help, known_text, usage));
-  }
-}
-
-// A list option: a YAML list, or one string with comma-separated items (the command line's form).
-[[maybe_unused]] std::vector<std::string> list_option(const Options& o, const std::string& key) {
-  const YAML::Node v = o.node()[key];
-  std::vector<std::string> items;
-  if (v.IsSequence()) {
-    for (const auto& item : v) {
-      if (!item.IsScalar()) throw ConfigError(o.where(item) + "option '" + key + "': expected a list of strings");
-      items.push_back(item.Scalar());
-    }
-  } else if (v.IsScalar()) {
-    const std::string& s = v.Scalar();
-    for (size_t start = 0;;) {
-      const size_t comma = s.find(',', start);
-      items.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-      if (comma == std::string::npos) break;
-      start = comma + 1;
-    }
-  } else {
-    throw ConfigError(o.where(v) + "option '" + key + "': expected a string, a comma-separated list or a YAML list");
-  }
-  for (const auto& item : items)
-    if (item.empty())
-      throw ConfigError(fmt::format("{}option '{}': empty item in '{}'", o.where(v), key, v.IsScalar() ? v.Scalar() : "the list"));
-  return items;
-}
-
-// Records every metric, copies the scored file(s) into the stage folder as artifact `artifact` (one file: the
-// copy; several: a folder <artifact>/ of copies), and writes the metrics to scores.json (artifact "scores").
-void record(StageContext& ctx, const MetricList& metrics, const std::string& artifact,
-            const std::vector<std::string>& files) {
-  for (const auto& m : metrics) ctx.log_metric(m.name, m.value);
-  fs::path folder = ctx.stage_dir();
-  if (files.size() > 1) {
-    folder /= artifact;
-    fs::remove_all(folder);  // an earlier attempt's copies
-    fs::create_directories(folder);
-  }
-  std::set<std::string> names;
-  for (const auto& file : files) {
-    const fs::path copy = folder / fs::path(file).filename();
-    if (!names.insert(copy.filename().string()).second)
-      throw ConfigError("two scored files are named '" + copy.filename().string() + "'; give them distinct names");
-    if (fs::exists(copy) && fs::equivalent(copy, file))
-      throw ConfigError("'" + file + "' is this stage's own copy of a scored file; point the stage at the original");
-    fs::copy_file(file, copy, fs::copy_options::overwrite_existing);
-  }
-  ctx.add_artifact(artifact, files.size() == 1 ? folder / fs::path(files[0]).filename() : folder);
-  nlohmann::ordered_json scores = nlohmann::ordered_json::object();
-  for (const auto& m : metrics) scores[m.name] = m.value;
-  const fs::path scores_path = ctx.stage_dir() / "scores.json";
-  std::ofstream out(scores_path);
-  out << scores.dump(2) << "\n";
-  if (!out) throw IoError("cannot write '" + scores_path.string() + "'");
-  ctx.add_artifact("scores", scores_path);
+  benchmarks::check_keys(o, schema, required, kUsage);
 }
 
 // ---- MT-Bench ----
