@@ -183,16 +183,19 @@ LlavaConfig LlavaConfig::from_text(const std::string& text, const std::string& s
     read(j, "image_aspect_ratio", c.image_aspect_ratio, source, "");
     read(j, "pad_token_id", c.pad_token_id, source, "");
     c.image_token_index = -200;
+    bool vision_known = true;  // else the CLIP defaults stand in until the tower's own config is read
     if (!vision_text.empty()) {
       const json v = parse(vision_text, vision_source);
       const bool nested = v.contains("vision_config") && v["vision_config"].is_object();
       c.vision = read_vision_config(nested ? v["vision_config"] : v, vision_source, nested ? "vision_config." : "");
     } else if (j.contains("vision_config") && j["vision_config"].is_object()) {
       c.vision = read_vision_config(j["vision_config"], source, "vision_config.");
+    } else {
+      vision_known = false;
     }
     int64_t mm_hidden = c.vision.hidden_size;
     read(j, "mm_hidden_size", mm_hidden, source, "");
-    if (mm_hidden != c.vision.hidden_size)
+    if (vision_known && mm_hidden != c.vision.hidden_size)
       throw DataError(fmt::format("{}: 'mm_hidden_size' is {} but the vision tower's hidden_size is {} ({})", source,
                                   mm_hidden, c.vision.hidden_size,
                                   vision_source.empty() ? "default CLIP ViT-L/14-336" : vision_source));

@@ -389,3 +389,71 @@ TEST_F(LlavaParity, TwoImagesInOneSequenceLeaveThePrefixUnchanged) {
   EXPECT_LE(max_abs_diff(l1.narrow(0, 0, expanded), l2.narrow(0, 0, expanded)), 1e-4 * scale());
   EXPECT_GT(max_abs_diff(l1.narrow(0, expanded, 1), l2.narrow(0, expanded, 1)), 0.0);  // then they part
 }
+
+// An original LLaVA checkpoint (LlavaLlamaForCausalLM: model.layers..., model.mm_projector.0/2, the CLIP tower in
+// its own checkpoint named by mm_vision_tower) made from the fixture's weights by renaming them, as LLaVA's own
+// conversion scripts map the two layouts. Loaded through that path, the model must give the fixture's HF logits.
+TEST(LlavaCheckpoint, OriginalLlavaLayoutGivesTheSameLogits) {
+  torch::NoGradGuard no_grad;
+  const fs::path root = fs::temp_directory_path() / ("mmr_original_llava_" + std::to_string(getpid()));
+  fs::remove_all(root);
+  fs::create_directories(root / "llava");
+  fs::create_directories(root / "clip");
+  const auto src = st::SafetensorsFile::open((fixture() / "model" / "model.safetensors").string());
+  st::Writer llava, clip;
+  auto starts = [](const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; };
+  for (const auto& name : src.names()) {
+    const auto& info = src.info(name);
+    const std::vector<float> values = src.to_float32(name);
+    std::string out;
+    if (starts(name, "language_model.model.")) out = "model." + name.substr(21);
+    else if (name == "language_model.lm_head.weight") out = "lm_head.weight";
+    else if (starts(name, "multi_modal_projector.linear_1.")) out = "model.mm_projector.0." + name.substr(31);
+    else if (starts(name, "multi_modal_projector.linear_2.")) out = "model.mm_projector.2." + name.substr(31);
+    if (!out.empty()) {
+      llava.add_float(out, info.shape, values);
+      continue;
+    }
+    std::string v = name.substr(name.find("vision_tower.") + 13);
+    if (starts(v, "vision_model.")) v = v.substr(13);
+    clip.add_float("vision_model." + v, info.shape, values);
+  }
+  llava.write((root / "llava" / "model.safetensors").string());
+  clip.write((root / "clip" / "model.safetensors").string());
+  std::ifstream cin(fixture() / "model" / "config.json");
+  const json hf = json::parse(cin);
+  json cfg = hf["text_config"];
+  cfg["architectures"] = {"LlavaLlamaForCausalLM"};
+  cfg["model_type"] = "llava_llama";
+  cfg["mm_vision_tower"] = (root / "clip").string();
+  cfg["mm_projector_type"] = "mlp2x_gelu";
+  cfg["mm_hidden_size"] = hf["vision_config"]["hidden_size"];
+  cfg["mm_vision_select_layer"] = hf["vision_feature_layer"];
+  cfg["mm_vision_select_feature"] = "patch";
+  cfg["image_aspect_ratio"] = "pad";
+  cfg["pad_token_id"] = hf["pad_token_id"];
+  std::ofstream(root / "llava" / "config.json") << cfg.dump(2);
+  json clip_cfg = {{"architectures", {"CLIPVisionModel"}}, {"model_type", "clip_vision_model"}};
+  for (const auto& [k, v] : hf["vision_config"].items()) clip_cfg[k] = v;
+  std::ofstream(root / "clip" / "config.json") << clip_cfg.dump(2);
+  for (const char* f : {"tokenizer.model", "tokenizer_config.json"})
+    fs::copy_file(fixture() / "model" / f, root / "llava" / f);
+  fs::copy_file(fixture() / "model" / "preprocessor_config.json", root / "clip" / "preprocessor_config.json");
+
+  LlavaOptions o = base_options();
+  o.path = (root / "llava").string();
+  LlavaModel model(o);  // the vision tower comes from mm_vision_tower
+  EXPECT_EQ(model.config().layout, mmr::llava::LlavaConfig::Layout::OriginalLlava);
+  const auto f = st::SafetensorsFile::open((fixture() / "expected" / "forward.safetensors").string());
+  int rows = 0;
+  for (const auto& row : read_jsonl(fixture() / "expected" / "tokenization.jsonl")) {
+    const std::string id = row["id"];
+    if (!f.contains("logits_" + id)) continue;
+    const torch::Tensor logits = model.logits(model.collate({model.encode(sample_of(row))}, false))[0];
+    const torch::Tensor at = logits.index_select(0, torch::tensor(f.to_int64("positions_" + id)).to(logits.device()));
+    EXPECT_LE(max_abs_diff(at, expected(f, "logits_" + id)), 1e-4 * scale()) << id;
+    ++rows;
+  }
+  EXPECT_GE(rows, 1);
+  fs::remove_all(root);
+}
