@@ -87,6 +87,8 @@ class LanguageModel : public Model {
   // The parameters that train (LoRA A/B, extra modules such as the projector), named as PEFT names them.
   virtual std::vector<std::pair<std::string, torch::Tensor>> trainable_parameters() = 0;
   virtual void set_training(bool on) = 0;
+  // Training memory: keep only each decoder layer's input and recompute the layer in the backward pass.
+  virtual void set_activation_checkpointing(bool on) = 0;
 
   virtual std::vector<Generation> generate(const std::vector<ChatSample>& prompts, const GenerationConfig& config) = 0;
 

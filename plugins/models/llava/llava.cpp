@@ -169,6 +169,9 @@ OptionSchema LlavaModel::option_schema() {
        "language-model linears that get LoRA (the paper: all of them)"},
       {"train_projector", "bool", "false", "make the projector trainable (the paper: yes, at lr 2e-5)"},
       {"max_length", "int", "2048", "maximum tokens after image expansion; longer rows are cut and counted"},
+      {"steer_attributes", "string", "", "SteerLM: condition generation on these attribute values, e.g. "
+       "Helpfulness:4,Correctness:4,Coherence:4,Complexity:4,Verbosity:4 (\"\": off)"},
+      {"steer_template", "string", "\"{question}\\n{attributes}\"", "SteerLM: how the attributes join the last user turn"},
   };
 }
 
@@ -190,6 +193,8 @@ LlavaModel::LlavaModel(const Options& o) : LlavaModel([&] {
   if (o.has("lora_target_modules")) x.lora_target_modules = o.get<std::vector<std::string>>("lora_target_modules");
   x.train_projector = o.get<bool>("train_projector", false);
   x.max_length = o.get<int64_t>("max_length", 2048);
+  x.steer_attributes = o.get<std::string>("steer_attributes", "");
+  x.steer_template = o.get<std::string>("steer_template", default_steer_template());
   if (x.path.empty() && !(x.random_init && !x.shape.empty()))
     throw ConfigError(o.where(o.node()) + "llava: give 'path' (a checkpoint folder), or random_init: true with a shape");
   return x;
@@ -246,6 +251,8 @@ LlavaModel::LlavaModel(const LlavaOptions& options) : options_(options) {
   if (options_.lora_r > 0) add_lora(options_.lora_r, options_.lora_alpha, options_.lora_dropout, options_.lora_rslora,
                                     options_.lora_target_modules);
   for (auto& p : projector_->parameters()) p.set_requires_grad(options_.train_projector);
+  // A trained projector keeps float32 ("master") weights under a half-precision model, as LoRA A/B do.
+  if (options_.train_projector && dtype_ != torch::kFloat32) projector_->to(torch::kFloat32);
   set_training(false);
 }
 
@@ -354,6 +361,8 @@ std::vector<std::pair<std::string, torch::Tensor>> LlavaModel::trainable_paramet
 }
 
 void LlavaModel::set_training(bool on) { root_->train(on); }
+
+void LlavaModel::set_activation_checkpointing(bool on) { llama_->checkpoint_layers = on; }
 
 void LlavaModel::merge_lora() {
   for (auto& [path, lin] : lora_targets(llama_)) lin->merge();
@@ -491,7 +500,14 @@ EncodedSample LlavaModel::encode(const ChatSample& sample) const {
 
 EncodedSample LlavaModel::encode_prompt(const ChatSample& sample) const {
   if (!tokenizer_) throw ConfigError("llava: no tokenizer (give 'tokenizer' or a 'path' with tokenizer.model)");
-  const EncodedPrompt enc = encode_generation_prompt_v1(*tokenizer_, to_turns(sample), !sample.images.empty());
+  std::vector<Turn> turns = to_turns(sample);
+  if (!options_.steer_attributes.empty())
+    for (auto it = turns.rbegin(); it != turns.rend(); ++it)
+      if (it->role == "human") {
+        it->text = apply_steer_template(options_.steer_template, it->text, options_.steer_attributes);
+        break;
+      }
+  const EncodedPrompt enc = encode_generation_prompt_v1(*tokenizer_, turns, !sample.images.empty());
   if (enc.num_images != static_cast<int64_t>(sample.images.size()))
     throw DataError(fmt::format("prompt has {} <image> placeholder(s) but {} image(s)", enc.num_images,
                                 sample.images.size()));

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "core/model_api.h"
 #include "core/image/image.h"
+#include "core/steer.h"
 #include "core/tokenizer/tokenizer.h"
 #include "modules.h"
 
@@ -32,6 +33,8 @@ struct LlavaOptions {
                                                   "gate_proj", "up_proj", "down_proj"};
   bool train_projector = false;
   int64_t max_length = 2048;  // tokens after image expansion; longer rows are truncated and counted
+  std::string steer_attributes;  // SteerLM conditioning at generation ("" = off), see core/steer.h
+  std::string steer_template = "{question}\n{attributes}";
 };
 
 class LlavaModel : public LanguageModel {
@@ -49,6 +52,7 @@ class LlavaModel : public LanguageModel {
   torch::Tensor lm_loss(const ModelBatch& batch) override;
   std::vector<std::pair<std::string, torch::Tensor>> trainable_parameters() override;
   void set_training(bool on) override;
+  void set_activation_checkpointing(bool on) override;
   std::vector<Generation> generate(const std::vector<ChatSample>& prompts, const GenerationConfig& config) override;
   void save_adapter(const std::filesystem::path& dir) const override;
   void load_adapter(const std::filesystem::path& dir) override;

@@ -1,6 +1,8 @@
 // The LLaVA-1.5 network. See modules.h; every forward mirrors the HF implementation named beside it.
 #include "modules.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <cmath>
 
 #include "core/error.h"
@@ -23,11 +25,13 @@ void LoraLinearImpl::add_lora(int64_t rank, double a, double p, bool rs) {
   dropout = p;
   rslora = rs;
   scaling = rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / static_cast<double>(r);
-  auto opts = torch::TensorOptions().dtype(weight.dtype()).device(weight.device());
+  // A and B are float32 whatever the base weight's dtype: they are the trained ("master") weights, cast to the
+  // compute dtype on use, as mixed-precision training keeps them (a bf16 AdamW update would round most steps away).
+  auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(weight.device());
   // PEFT's default init: A ~ kaiming_uniform(a=√5) (as nn.Linear), B = 0, so the adapter starts as identity.
-  torch::Tensor a_init = torch::empty({r, in_features}, opts.dtype(torch::kFloat32));
+  torch::Tensor a_init = torch::empty({r, in_features}, opts);
   torch::nn::init::kaiming_uniform_(a_init, std::sqrt(5.0));
-  lora_A = register_parameter("lora_A", a_init.to(opts), /*requires_grad=*/true);
+  lora_A = register_parameter("lora_A", a_init, /*requires_grad=*/true);
   lora_B = register_parameter("lora_B", torch::zeros({out_features, r}, opts), /*requires_grad=*/true);
 }
 
@@ -36,7 +40,7 @@ torch::Tensor LoraLinearImpl::forward(const torch::Tensor& x) {
   if (!lora_A.defined() || merged) return y;
   torch::Tensor h = (dropout > 0 && is_training()) ? F::dropout(x, F::DropoutFuncOptions().p(dropout).training(true)) : x;
   // PEFT: result + lora_B(lora_A(dropout(x))) * scaling
-  return y + F::linear(F::linear(h, lora_A), lora_B) * scaling;
+  return y + F::linear(F::linear(h, lora_A.to(h.scalar_type())), lora_B.to(h.scalar_type())) * scaling;
 }
 
 void LoraLinearImpl::merge() {
@@ -121,8 +125,12 @@ ProjectorImpl::ProjectorImpl(int64_t vision_dim, int64_t text_dim, const std::st
 }
 
 torch::Tensor ProjectorImpl::forward(const torch::Tensor& patches) {
-  torch::Tensor h = linear_1(patches);
-  return two_layers ? linear_2(torch::gelu(h)) : h;  // nn.GELU(): the exact (erf) form
+  // A trained projector keeps float32 weights under a half-precision model (see LlavaModel): compute in float32
+  // then, and hand the language model its dtype.
+  const torch::Dtype w = linear_1->weight.scalar_type();
+  torch::Tensor h = linear_1(patches.to(w));
+  h = two_layers ? linear_2(torch::gelu(h)) : h;  // nn.GELU(): the exact (erf) form
+  return h.to(patches.scalar_type());
 }
 
 // ---- LLaMA ----
@@ -257,6 +265,91 @@ LlamaImpl::LlamaImpl(const TextConfig& c) : config(c), rope(c) {
                                   : register_parameter("lm_head", torch::empty({c.vocab_size, c.hidden_size}), false);
 }
 
+// ---- activation recomputation ----
+
+namespace {
+
+// The RNG state a layer's forward may draw from (LoRA dropout), so the recomputation draws the same masks.
+struct RngSnapshot {
+  torch::Tensor cpu, device;  // the generators' state tensors
+  torch::Device where{torch::kCPU};
+  static RngSnapshot take(const torch::Device& d) {
+    RngSnapshot s;
+    s.where = d;
+    s.cpu = at::detail::getDefaultCPUGenerator().get_state();
+    if (d.is_cuda()) s.device = at::globalContext().defaultGenerator(d).get_state();
+    return s;
+  }
+  void restore() const {
+    at::Generator(at::detail::getDefaultCPUGenerator()).set_state(cpu);
+    if (device.defined()) at::Generator(at::globalContext().defaultGenerator(where)).set_state(device);
+  }
+};
+
+// One decoder layer as a single autograd node that keeps only its inputs: the backward runs the layer's forward
+// again under grad mode and differentiates that (what torch.utils.checkpoint does, which LibTorch lacks). The
+// layer's trainable parameters are inputs of the node, so their gradients are returned through it.
+struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos,
+                               const torch::Tensor& sin, const torch::Tensor& mask, LlamaLayerImpl* layer,
+                               at::TensorList params) {
+    const RngSnapshot rng = RngSnapshot::take(x.device());
+    ctx->saved_data["rng_cpu"] = rng.cpu;
+    if (rng.device.defined()) ctx->saved_data["rng_device"] = rng.device;
+    ctx->saved_data["layer"] = static_cast<int64_t>(reinterpret_cast<intptr_t>(layer));
+    ctx->saved_data["x_requires_grad"] = x.requires_grad();
+    std::vector<torch::Tensor> keep = {x, cos, sin, mask};
+    keep.insert(keep.end(), params.begin(), params.end());
+    ctx->save_for_backward(keep);
+    torch::NoGradGuard no_grad;
+    return layer->forward(x, cos, sin, mask, nullptr);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    auto saved = ctx->get_saved_variables();
+    auto* layer = reinterpret_cast<LlamaLayerImpl*>(static_cast<intptr_t>(ctx->saved_data["layer"].toInt()));
+    const bool x_grad = ctx->saved_data["x_requires_grad"].toBool();
+    torch::Tensor x = saved[0].detach().requires_grad_(x_grad);
+    std::vector<torch::Tensor> params(saved.begin() + 4, saved.end());
+
+    RngSnapshot then;
+    then.where = x.device();
+    then.cpu = ctx->saved_data["rng_cpu"].toTensor();
+    if (ctx->saved_data.count("rng_device")) then.device = ctx->saved_data["rng_device"].toTensor();
+    const RngSnapshot now = RngSnapshot::take(x.device());
+    then.restore();
+    torch::Tensor y;
+    {
+      torch::AutoGradMode grad_on(true);
+      y = layer->forward(x, saved[1], saved[2], saved[3], nullptr);
+    }
+    now.restore();
+
+    std::vector<torch::Tensor> wrt;
+    if (x_grad) wrt.push_back(x);
+    wrt.insert(wrt.end(), params.begin(), params.end());
+    torch::autograd::variable_list grads =
+        torch::autograd::grad({y}, wrt, {grad_out[0]}, /*retain_graph=*/false, /*create_graph=*/false,
+                              /*allow_unused=*/true);
+    torch::autograd::variable_list out = {x_grad ? grads[0] : torch::Tensor(), torch::Tensor(), torch::Tensor(),
+                                          torch::Tensor(), torch::Tensor()};
+    out.insert(out.end(), grads.begin() + (x_grad ? 1 : 0), grads.end());
+    return out;
+  }
+};
+
+}  // namespace
+
+torch::Tensor checkpointed_layer_forward(LlamaLayerImpl& layer, const torch::Tensor& x, const torch::Tensor& cos,
+                                         const torch::Tensor& sin, const torch::Tensor& mask) {
+  std::vector<torch::Tensor> params;
+  for (const auto& p : layer.parameters())
+    if (p.requires_grad()) params.push_back(p);
+  if (!x.requires_grad() && params.empty()) return layer.forward(x, cos, sin, mask, nullptr);
+  return CheckpointedLayer::apply(x, cos, sin, mask, &layer, at::TensorList(params));
+}
+
 torch::Tensor LlamaImpl::forward(const torch::Tensor& embeds, const torch::Tensor& attention_mask,
                                  const torch::Tensor& position_ids, std::vector<LayerCache>* caches) {
   const int64_t t = embeds.size(1), s = attention_mask.size(1), past = s - t;
@@ -272,8 +365,12 @@ torch::Tensor LlamaImpl::forward(const torch::Tensor& embeds, const torch::Tenso
                            .unsqueeze(1);  // (B, 1, T, S)
   auto [cos, sin] = rope.cos_sin(position_ids, embeds.scalar_type());
   torch::Tensor x = embeds;
-  for (size_t i = 0; i < layers->size(); ++i)
-    x = layers[i]->as<LlamaLayer>()->forward(x, cos, sin, mask, caches ? &(*caches)[i] : nullptr);
+  const bool recompute = checkpoint_layers && !caches && is_training() && torch::GradMode::is_enabled();
+  for (size_t i = 0; i < layers->size(); ++i) {
+    LlamaLayerImpl* layer = layers[i]->as<LlamaLayer>();
+    x = recompute ? checkpointed_layer_forward(*layer, x, cos, sin, mask)
+                  : layer->forward(x, cos, sin, mask, caches ? &(*caches)[i] : nullptr);
+  }
   return norm(x);
 }
 

@@ -123,6 +123,8 @@ struct LlamaImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& embeds, const torch::Tensor& attention_mask,
                         const torch::Tensor& position_ids, std::vector<LayerCache>* caches);
   torch::Tensor lm_head_forward(const torch::Tensor& hidden);  // (..., D) -> (..., V)
+  // Training: keep only each layer's input and recompute the layer in the backward pass (no cache, grad mode on).
+  bool checkpoint_layers = false;
   TextConfig config;
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers;
@@ -131,6 +133,10 @@ struct LlamaImpl : torch::nn::Module {
   Rope rope;
 };
 TORCH_MODULE(Llama);
+
+// One decoder layer through the recomputing autograd node (see modules.cpp).
+torch::Tensor checkpointed_layer_forward(LlamaLayerImpl& layer, const torch::Tensor& x, const torch::Tensor& cos,
+                                         const torch::Tensor& sin, const torch::Tensor& mask);
 
 // Every LoRA-capable linear of the language model with its PEFT-style path relative to the LLaMA model
 // ("layers.3.self_attn.q_proj").

@@ -1,0 +1,137 @@
+// Shared pieces of the algorithm plugins; see common.h.
+#include "common.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "core/error.h"
+
+namespace mmr::train {
+
+std::shared_ptr<LanguageModel> load_model(StageContext& ctx, const std::string& key) {
+  const Options& o = ctx.options();
+  if (!o.has(key)) throw ConfigError(o.where(o.node()) + "stage '" + ctx.stage_name() + "': missing option '" + key + "'");
+  std::shared_ptr<Plugin> plugin = ctx.create(PluginKind::Model, o.node()[key]);
+  auto* lm = dynamic_cast<LanguageModel*>(plugin.get());
+  if (!lm) throw ConfigError(o.where(o.node()[key]) + "'" + key + "': this model plugin is not a language model");
+  return std::shared_ptr<LanguageModel>(plugin, lm);
+}
+
+DatasetProvider& load_dataset(StageContext& ctx, const std::string& key, const std::string& default_plugin,
+                              std::shared_ptr<Plugin>& holder) {
+  const Options& o = ctx.options();
+  if (!o.has(key)) throw ConfigError(o.where(o.node()) + "stage '" + ctx.stage_name() + "': missing option '" + key + "'");
+  YAML::Node node = o.node()[key];
+  if (node.IsScalar()) {
+    YAML::Node spec(YAML::NodeType::Map);
+    spec["plugin"] = default_plugin;
+    spec["file"] = node.Scalar();
+    node = spec;
+  }
+  holder = ctx.create(PluginKind::Dataset, node);
+  return dataset_provider(*holder, key);
+}
+
+ChatSample to_sample(const std::vector<Turn>& turns, const std::vector<std::string>& images) {
+  ChatSample s;
+  for (const auto& t : turns)
+    if (t.from == "human" || t.from == "gpt") s.turns.push_back({t.from, t.value});
+  s.images = images;
+  return s;
+}
+
+ChatSample to_sample(const ConversationRow& row) { return to_sample(row.turns, row.images); }
+
+ChatSample side_sample(const PreferenceRow& row, bool chosen) {
+  const Reply& r = chosen ? row.chosen : row.rejected;
+  if (!r.conversation.empty()) return to_sample(r.conversation, row.images);
+  ChatSample s = to_sample(row.prompt, row.images);
+  s.turns.push_back({"gpt", r.text});
+  return s;
+}
+
+EncodedSample keep_last_reply(EncodedSample s) {
+  constexpr int64_t kIgnore = -100;
+  int64_t end = static_cast<int64_t>(s.labels.size());
+  while (end > 0 && s.labels[static_cast<size_t>(end - 1)] == kIgnore) --end;
+  int64_t begin = end;
+  while (begin > 0 && s.labels[static_cast<size_t>(begin - 1)] != kIgnore) --begin;
+  for (int64_t i = 0; i < begin; ++i) s.labels[static_cast<size_t>(i)] = kIgnore;
+  return s;
+}
+
+double mean_lm_loss(LanguageModel& model, const std::vector<EncodedSample>& samples, int64_t batch_size) {
+  torch::NoGradGuard no_grad;
+  double total = 0, count = 0;
+  for (size_t i = 0; i < samples.size(); i += static_cast<size_t>(batch_size)) {
+    std::vector<EncodedSample> part(samples.begin() + static_cast<std::ptrdiff_t>(i),
+                                    samples.begin() + static_cast<std::ptrdiff_t>(std::min(samples.size(), i + batch_size)));
+    const ModelBatch batch = model.collate(part, false);
+    const SequenceLogps lp = model.sequence_logps(batch);
+    total -= lp.sum.sum().item<double>();
+    count += lp.count.sum().item<double>();
+  }
+  if (count == 0) throw DataError("no labelled tokens to compute a loss on (every reply masked or truncated?)");
+  return total / count;
+}
+
+FitResult run_sft(StageContext& ctx, LanguageModel& model, const std::vector<ChatSample>& train,
+                  const std::vector<ChatSample>& held_out, const TrainConfig& config) {
+  if (train.empty()) throw DataError("stage '" + ctx.stage_name() + "': no training rows");
+  std::vector<EncodedSample> enc, eval;
+  int64_t masked = 0;
+  for (const auto& s : train) {
+    enc.push_back(model.encode(s));
+    masked += enc.back().mismatch ? 1 : 0;
+  }
+  for (const auto& s : held_out) eval.push_back(model.encode(s));
+  if (masked) ctx.log().warn("{} of {} rows have a tokenization mismatch and train on nothing", masked, enc.size());
+  ctx.log_metric("data/train_rows", static_cast<double>(enc.size()));
+  ctx.log_metric("data/mismatched_rows", static_cast<double>(masked));
+
+  if (!eval.empty()) {
+    const double before = mean_lm_loss(model, eval, config.batch_size);
+    ctx.log_metric("eval/loss_before", before);
+    ctx.log().info("held-out loss before training: {:.4f} ({} rows)", before, eval.size());
+  }
+  Trainer trainer(ctx, model, config);
+  FitResult r = trainer.fit(static_cast<int64_t>(enc.size()), [&](const std::vector<int64_t>& idx) {
+    std::vector<EncodedSample> part;
+    for (int64_t i : idx) part.push_back(enc[static_cast<size_t>(i)]);
+    const ModelBatch batch = model.collate(part, false);
+    MicroBatch mb;
+    if (batch.labels.ne(-100).sum().item<int64_t>() == 0) {
+      mb.loss = torch::zeros({}, torch::TensorOptions().device(model.device())).requires_grad_();
+    } else {
+      mb.loss = model.lm_loss(batch);
+    }
+    mb.tokens = batch.attention_mask.sum().item<int64_t>();
+    return mb;
+  });
+  if (!eval.empty()) {
+    const double after = mean_lm_loss(model, eval, config.batch_size);
+    ctx.log_metric("eval/loss", after);
+    ctx.log().info("held-out loss after training: {:.4f}", after);
+  }
+  return r;
+}
+
+OptionSpec model_option() {
+  return {"model", "any", "", "the model to train: a plugin name or {plugin: llava, path: ..., lora_r: 128, ...}", true};
+}
+
+OptionSpec data_option(const std::string& what) {
+  return {"data", "any", "", what + ": a row file (e.g. ${artifact:data/rows}) or a dataset node {plugin: ..., file: ...}",
+          true};
+}
+
+OptionSpec eval_data_option() {
+  return {"eval_data", "any", "~", "held-out rows (same forms as data): loss before and after training"};
+}
+
+OptionSchema concat(OptionSchema schema, const std::vector<OptionSpec>& more) {
+  schema.insert(schema.end(), more.begin(), more.end());
+  return schema;
+}
+
+}  // namespace mmr::train

@@ -1,0 +1,53 @@
+// What the algorithm plugins share besides the loop: loading the model and the rows a stage names, turning rows
+// into conversations, supervised fine-tuning over conversations (sft, rejection_sampling and steerlm all end in
+// it), and the `model` / `data` option specs.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/dataset_api.h"
+#include "core/model_api.h"
+#include "core/plugin_api.h"
+#include "trainer.h"
+
+namespace mmr::train {
+
+// The model plugin named by the stage option `key` (a name, or a map with `plugin:` and its options), which must
+// be a LanguageModel. The returned pointer keeps the plugin object (and its library) alive.
+std::shared_ptr<LanguageModel> load_model(StageContext& ctx, const std::string& key = "model");
+
+// The dataset named by the stage option `key`: a row file path (read with `default_plugin`, e.g. the `rows`
+// artifact of a data stage) or a dataset node (`{plugin: preference, file: ..., transforms: ...}`).
+DatasetProvider& load_dataset(StageContext& ctx, const std::string& key, const std::string& default_plugin,
+                              std::shared_ptr<Plugin>& holder);
+
+// Rows as conversations. Turns other than human/gpt (a "system" turn) are dropped: the vicuna_v1 template has
+// its own system prompt.
+ChatSample to_sample(const std::vector<Turn>& turns, const std::vector<std::string>& images);
+ChatSample to_sample(const ConversationRow& row);
+// A preference pair's side: the prompt turns and that reply (or the side's whole conversation when the row gave one).
+ChatSample side_sample(const PreferenceRow& row, bool chosen);
+
+// Masks every label but the last reply's (the tokens a preference loss compares), so a multi-turn prompt's earlier
+// assistant turns do not count.
+EncodedSample keep_last_reply(EncodedSample sample);
+
+// Token-mean cross-entropy over all labelled tokens of `samples`, in batches, without gradients.
+double mean_lm_loss(LanguageModel& model, const std::vector<EncodedSample>& samples, int64_t batch_size);
+
+// Supervised fine-tuning on conversations: LM loss on the assistant replies (token mean per micro-batch, as
+// LLaVA's trainer). With held-out samples, records eval/loss_before and eval/loss (after training).
+FitResult run_sft(StageContext& ctx, LanguageModel& model, const std::vector<ChatSample>& train,
+                  const std::vector<ChatSample>& held_out, const TrainConfig& config);
+
+// Option specs shared by the algorithms.
+OptionSpec model_option();
+OptionSpec data_option(const std::string& what);
+OptionSpec eval_data_option();
+
+// Appends `more` to `schema`.
+OptionSchema concat(OptionSchema schema, const std::vector<OptionSpec>& more);
+
+}  // namespace mmr::train

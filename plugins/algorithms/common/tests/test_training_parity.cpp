@@ -1,0 +1,165 @@
+// One DPO step and one SFT step against HF transformers + PEFT (the fixture's expected/dpo_step.json,
+// dpo_grads.safetensors and sft_step.json): per-pair policy log-probs, losses, rewards, every trainable tensor's
+// gradient (relative error <= 1e-3), the loss after one AdamW step, then the SFT loss and gradient norms. The code
+// under test is what the dpo and sft plugins run (preference_forward, make_optimizer, the model's lm_loss), in
+// training mode with per-layer activation recomputation on, as training runs. Every expected number comes from the
+// fixture (LLAVA_REFERENCE_DIR selects another one).
+#include "fixture.h"
+#include "common.h"
+#include "preference.h"
+#include "trainer.h"
+
+using namespace llava_fixture;
+using namespace mmr::train;
+
+namespace {
+
+constexpr double kGradRelTol = 1e-3;
+
+std::vector<PreferenceExample> fixture_pairs(LlavaModel& model) {
+  std::vector<PreferenceExample> out;
+  for (const auto& row : read_jsonl(fixture() / "expected" / "preference_logps.jsonl")) {
+    PreferenceExample e;
+    e.chosen = keep_last_reply(model.encode(pair_sample(row, "chosen")));
+    e.rejected = keep_last_reply(model.encode(pair_sample(row, "rejected")));
+    e.ref_chosen = row["ref_win_logp"].get<double>();
+    e.ref_rejected = row["ref_rej_logp"].get<double>();
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+std::unique_ptr<LlavaModel> policy(bool checkpointing) {
+  LlavaOptions o = base_options();
+  o.adapter = (fixture() / "adapter").string();
+  o.train_projector = true;
+  auto m = std::make_unique<LlavaModel>(o);
+  m->set_training(true);
+  m->set_activation_checkpointing(checkpointing);
+  return m;
+}
+
+double rel_err(const torch::Tensor& got, const torch::Tensor& want) {
+  const auto g = got.to(torch::kCPU, torch::kFloat64), w = want.to(torch::kCPU, torch::kFloat64);
+  return (g - w).norm().item<double>() / std::max(w.norm().item<double>(), 1e-30);
+}
+
+json read_json(const fs::path& p) {
+  std::ifstream in(p);
+  return json::parse(in);
+}
+
+PreferenceConfig paper_dpo() {
+  PreferenceConfig c;
+  c.loss.type = "sigmoid";
+  c.loss.beta = 0.1;
+  c.use_average = false;
+  return c;
+}
+
+}  // namespace
+
+TEST(TrainingParity, OneDpoStepThenOneSftStepMatchHfPeft) {
+  const json dpo = read_json(fixture() / "expected" / "dpo_step.json");
+  const json sft = read_json(fixture() / "expected" / "sft_step.json");
+  ASSERT_DOUBLE_EQ(dpo["beta"].get<double>(), 0.1);
+  ASSERT_FALSE(dpo["use_average"].get<bool>());
+  auto model = policy(/*checkpointing=*/true);
+  const auto pairs = fixture_pairs(*model);
+  std::vector<const PreferenceExample*> all;
+  for (const auto& p : pairs) all.push_back(&p);
+
+  // ---- forward: log-probs, losses, rewards ----
+  PreferenceOutputs out = preference_forward(*model, all, paper_dpo());
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    const auto k = static_cast<int64_t>(i);
+    EXPECT_NEAR(out.chosen.sum[k].item<double>(), dpo["policy_chosen_logps"][i].get<double>(), 1e-3 * scale()) << i;
+    EXPECT_NEAR(out.rejected.sum[k].item<double>(), dpo["policy_rejected_logps"][i].get<double>(), 1e-3 * scale()) << i;
+    EXPECT_NEAR(out.loss.losses[k].item<double>(), dpo["losses"][i].get<double>(), 1e-4 * scale()) << i;
+    EXPECT_NEAR(out.loss.chosen_rewards[k].item<double>(), dpo["chosen_rewards"][i].get<double>(), 1e-4 * scale()) << i;
+    EXPECT_NEAR(out.loss.rejected_rewards[k].item<double>(), dpo["rejected_rewards"][i].get<double>(), 1e-4 * scale()) << i;
+  }
+  EXPECT_NEAR(out.loss.loss.item<double>(), dpo["loss"].get<double>(), 1e-4 * scale());
+
+  // ---- backward: every trainable tensor's gradient ----
+  auto params = model->trainable_parameters();
+  ASSERT_EQ(params.size(), dpo["grad_norms"].size()) << "trainable tensors differ from the fixture's";
+  for (auto& [name, t] : params) t.mutable_grad() = torch::Tensor();
+  out.loss.loss.backward();
+  const st::SafetensorsFile grads = st::SafetensorsFile::open((fixture() / "expected" / "dpo_grads.safetensors").string());
+  for (auto& [name, t] : params) {
+    ASSERT_TRUE(dpo["grad_norms"].contains(name)) << name;
+    ASSERT_TRUE(t.grad().defined()) << name << " got no gradient";
+    const double want = dpo["grad_norms"][name].get<double>();
+    EXPECT_LE(std::abs(t.grad().norm().item<double>() - want) / want, kGradRelTol * scale()) << name;
+    EXPECT_LE(rel_err(t.grad(), expected(grads, name)), kGradRelTol * scale()) << name;
+  }
+
+  // ---- one AdamW step (lr 1e-3, betas 0.9/0.999, eps 1e-8, no weight decay), then the loss again ----
+  TrainConfig cfg;
+  cfg.lr = 1e-3, cfg.projector_lr = -1, cfg.weight_decay = 0, cfg.adam_beta1 = 0.9, cfg.adam_beta2 = 0.999;
+  cfg.adam_eps = 1e-8;
+  auto opt = make_optimizer(params, cfg);
+  opt->step();
+  {
+    torch::NoGradGuard no_grad;
+    const PreferenceOutputs after = preference_forward(*model, all, paper_dpo());
+    EXPECT_NEAR(after.loss.loss.item<double>(), dpo["loss_after_one_step"].get<double>(), 1e-4 * scale());
+  }
+
+  // ---- SFT on single_0..single_3 after that step: token-mean cross-entropy and gradient norms ----
+  std::vector<mmr::EncodedSample> rows;
+  std::vector<double> per_row;
+  for (const auto& row : read_jsonl(fixture() / "expected" / "tokenization.jsonl")) {
+    const std::string id = row["id"].get<std::string>();
+    if (id.rfind("single_", 0) == 0) rows.push_back(model->encode(sample_of(row)));
+  }
+  ASSERT_EQ(rows.size(), sft["per_row_mean_ce"].size());
+  for (auto& [name, t] : params) t.mutable_grad() = torch::Tensor();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    torch::NoGradGuard no_grad;
+    EXPECT_NEAR(model->lm_loss(model->collate({rows[i]}, false)).item<double>(), sft["per_row_mean_ce"][i].get<double>(),
+                1e-4 * scale()) << i;
+  }
+  const torch::Tensor loss = model->lm_loss(model->collate(rows, false));
+  EXPECT_NEAR(loss.item<double>(), sft["loss"].get<double>(), 1e-4 * scale());
+  loss.backward();
+  for (auto& [name, t] : params) {
+    const double want = sft["grad_norms"][name].get<double>();
+    EXPECT_LE(std::abs(t.grad().norm().item<double>() - want) / want, kGradRelTol * scale()) << name;
+  }
+}
+
+// Activation recomputation changes memory, not numbers: the same gradients with and without it, including with
+// LoRA dropout (the recomputation must draw the same dropout masks).
+TEST(ActivationRecomputation, GivesTheSameGradientsWithDropout) {
+  auto grads_of = [](bool checkpointing) {
+    LlavaOptions o = base_options();
+    o.lora_r = 4, o.lora_alpha = 8, o.lora_dropout = 0.3, o.seed = 3, o.train_projector = true;
+    LlavaModel model(o);
+    model.set_training(true);
+    model.set_activation_checkpointing(checkpointing);
+    {  // make B non-zero so A gets gradients too
+      torch::NoGradGuard no_grad;
+      for (auto& [name, t] : model.trainable_parameters())
+        if (name.find("lora_B") != std::string::npos) t.normal_(0, 0.02, c10::nullopt);
+    }
+    auto pairs = fixture_pairs(model);
+    std::vector<const PreferenceExample*> all;
+    for (const auto& p : pairs) all.push_back(&p);
+    torch::manual_seed(1234);
+    PreferenceOutputs out = preference_forward(model, all, paper_dpo());
+    out.loss.loss.backward();
+    std::map<std::string, torch::Tensor> g;
+    for (auto& [name, t] : model.trainable_parameters()) g[name] = t.grad().clone();
+    return std::make_pair(out.loss.loss.item<double>(), g);
+  };
+  const auto [loss_plain, plain] = grads_of(false);
+  const auto [loss_ckpt, ckpt] = grads_of(true);
+  EXPECT_DOUBLE_EQ(loss_plain, loss_ckpt);
+  ASSERT_EQ(plain.size(), ckpt.size());
+  for (const auto& [name, g] : plain) {
+    ASSERT_TRUE(ckpt.at(name).defined()) << name;
+    EXPECT_LE(rel_err(ckpt.at(name), g), 1e-5) << name;
+  }
+}

@@ -1,0 +1,373 @@
+// The shared training loop; see trainer.h.
+#include "trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <numeric>
+#include <random>
+
+#include "core/error.h"
+#include "core/safetensors/safetensors.h"
+
+namespace mmr::train {
+
+namespace fs = std::filesystem;
+namespace st = mmr::safetensors;
+using json = nlohmann::json;
+
+namespace {
+
+void write_file_atomically(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw IoError("cannot write '" + tmp.string() + "'");
+    out << text;
+    if (!out.flush()) throw IoError("cannot write '" + tmp.string() + "' (disk full?)");
+  }
+  fs::rename(tmp, path);
+}
+
+bool is_projector(const std::string& name) {
+  return name.find("multi_modal_projector.") != std::string::npos || name.find("mm_projector.") != std::string::npos;
+}
+
+bool has_lora(const std::vector<std::pair<std::string, torch::Tensor>>& params) {
+  for (const auto& [name, t] : params)
+    if (name.find(".lora_") != std::string::npos) return true;
+  return false;
+}
+
+std::string step_dir_name(int64_t step) { return fmt::format("step-{:07d}", step); }
+
+}  // namespace
+
+TrainConfig TrainConfig::from(const Options& o) {
+  TrainConfig c;
+  c.lr = o.get<double>("lr");
+  c.projector_lr = o.get<double>("projector_lr");
+  c.weight_decay = o.get<double>("weight_decay");
+  c.adam_beta1 = o.get<double>("adam_beta1");
+  c.adam_beta2 = o.get<double>("adam_beta2");
+  c.adam_eps = o.get<double>("adam_eps");
+  c.scheduler = o.get<std::string>("scheduler");
+  c.warmup_ratio = o.get<double>("warmup_ratio");
+  c.warmup_steps = o.get<int64_t>("warmup_steps");
+  c.epochs = o.get<int64_t>("epochs");
+  c.max_steps = o.get<int64_t>("max_steps");
+  c.batch_size = o.get<int64_t>("batch_size");
+  c.grad_accum = o.get<int64_t>("grad_accum");
+  c.max_grad_norm = o.get<double>("max_grad_norm");
+  c.gradient_checkpointing = o.get<bool>("gradient_checkpointing");
+  c.save_every = o.get<int64_t>("save_every");
+  c.keep_checkpoints = o.get<int64_t>("keep_checkpoints");
+  c.resume = o.get<bool>("resume");
+  c.keep_final_checkpoint = o.get<bool>("keep_final_checkpoint");
+  auto where = [&](const char* key) { return o.where(o.node()[key]); };
+  if (c.scheduler != "cosine" && c.scheduler != "linear" && c.scheduler != "constant")
+    throw ConfigError(where("scheduler") + "scheduler: expected cosine, linear or constant, found '" + c.scheduler + "'");
+  if (c.lr <= 0) throw ConfigError(where("lr") + "lr must be positive");
+  if (c.batch_size < 1) throw ConfigError(where("batch_size") + "batch_size must be at least 1");
+  if (c.grad_accum < 1) throw ConfigError(where("grad_accum") + "grad_accum must be at least 1");
+  if (c.epochs < 1 && c.max_steps < 1) throw ConfigError(where("epochs") + "give epochs >= 1 or max_steps >= 1");
+  if (c.warmup_ratio < 0 || c.warmup_ratio >= 1) throw ConfigError(where("warmup_ratio") + "warmup_ratio must be in [0, 1)");
+  if (c.keep_checkpoints < 1) throw ConfigError(where("keep_checkpoints") + "keep_checkpoints must be at least 1");
+  return c;
+}
+
+std::vector<OptionSpec> train_option_schema(const TrainDefaults& d) {
+  auto num = [](double v) { return fmt::format("{}", v); };
+  return {
+      {"lr", "float", num(d.lr), "learning rate of the LoRA weights"},
+      {"projector_lr", "float", num(d.projector_lr), "learning rate of the projector (when the model trains it); < 0: lr"},
+      {"weight_decay", "float", "0.0", "AdamW decoupled weight decay"},
+      {"adam_beta1", "float", "0.9", "AdamW beta1"},
+      {"adam_beta2", "float", "0.999", "AdamW beta2"},
+      {"adam_eps", "float", "1.0e-8", "AdamW epsilon"},
+      {"scheduler", "string", "cosine", "learning-rate schedule after warmup: cosine | linear | constant"},
+      {"warmup_ratio", "float", num(d.warmup_ratio), "share of the steps spent warming up linearly from 0"},
+      {"warmup_steps", "int", "0", "warmup steps (> 0 overrides warmup_ratio)"},
+      {"epochs", "int", std::to_string(d.epochs), "passes over the data"},
+      {"max_steps", "int", "0", "optimizer steps (> 0 overrides epochs)"},
+      {"batch_size", "int", std::to_string(d.batch_size), "examples per micro-batch"},
+      {"grad_accum", "int", std::to_string(d.grad_accum), "micro-batches per optimizer step"},
+      {"max_grad_norm", "float", "1.0", "clip the global gradient norm to this (0: no clipping)"},
+      {"gradient_checkpointing", "bool", "true", "recompute each decoder layer in the backward pass (less memory)"},
+      {"save_every", "int", "50", "steps between checkpoints (0: only when interrupted)"},
+      {"keep_checkpoints", "int", "1", "how many recent checkpoints to keep"},
+      {"resume", "bool", "true", "continue from this trial's latest checkpoint when there is one"},
+      {"keep_final_checkpoint", "bool", "false", "keep the last checkpoint after the adapter is written"},
+  };
+}
+
+double lr_factor(const std::string& scheduler, int64_t step, int64_t warmup, int64_t total) {
+  if (step < warmup) return static_cast<double>(step) / static_cast<double>(std::max<int64_t>(1, warmup));
+  if (scheduler == "constant") return 1.0;
+  const double progress = static_cast<double>(step - warmup) / static_cast<double>(std::max<int64_t>(1, total - warmup));
+  if (scheduler == "linear") return std::max(0.0, 1.0 - progress);
+  return std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * progress)));  // cosine, half a cycle
+}
+
+std::unique_ptr<torch::optim::AdamW> make_optimizer(const std::vector<std::pair<std::string, torch::Tensor>>& params,
+                                                    const TrainConfig& c) {
+  std::vector<torch::Tensor> rest, projector;
+  for (const auto& [name, t] : params) (is_projector(name) ? projector : rest).push_back(t);
+  auto opts = [&](double lr) {
+    return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(lr)
+                                                            .betas({c.adam_beta1, c.adam_beta2})
+                                                            .eps(c.adam_eps)
+                                                            .weight_decay(c.weight_decay));
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  if (!rest.empty()) groups.emplace_back(rest, opts(c.lr));
+  if (!projector.empty()) groups.emplace_back(projector, opts(c.projector_lr < 0 ? c.lr : c.projector_lr));
+  MMR_CHECK(!groups.empty(), "make_optimizer: no parameters");
+  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(c.lr));
+}
+
+std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(seed * 1000003ULL + static_cast<uint64_t>(epoch) * 7919ULL + 17);
+  for (int64_t i = n - 1; i > 0; --i) {  // Fisher–Yates with our own draw, identical on every platform
+    const int64_t j = static_cast<int64_t>(rng() % static_cast<uint64_t>(i + 1));
+    std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(j)]);
+  }
+  return order;
+}
+
+Trainer::Trainer(StageContext& ctx, LanguageModel& model, TrainConfig config)
+    : ctx_(ctx), model_(model), cfg_(std::move(config)), params_(model.trainable_parameters()) {
+  if (params_.empty())
+    throw ConfigError("stage '" + ctx.stage_name() + "': the model has nothing to train; give the model lora_r > 0 "
+                      "(a new LoRA adapter), an adapter to continue, and/or train_projector: true");
+}
+
+int64_t Trainer::total_steps(int64_t n) const {
+  const int64_t batches = (n + cfg_.batch_size - 1) / cfg_.batch_size;
+  const int64_t per_epoch = (batches + cfg_.grad_accum - 1) / cfg_.grad_accum;
+  return cfg_.max_steps > 0 ? cfg_.max_steps : cfg_.epochs * per_epoch;
+}
+
+void Trainer::log(const std::string& name, double value, int64_t step) {
+  ctx_.log_metric(name, value, step);
+  history_.push_back({{"name", name}, {"value", value}, {"step", step}});
+}
+
+void Trainer::save_checkpoint(int64_t step, const torch::optim::AdamW& opt) {
+  const fs::path root = ctx_.stage_dir() / "checkpoints";
+  const fs::path tmp = root / (step_dir_name(step) + ".tmp"), final_dir = root / step_dir_name(step);
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  {
+    st::Writer writer;
+    std::vector<torch::Tensor> keep;
+    for (const auto& [name, t] : params_) {
+      torch::Tensor c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+      keep.push_back(c);
+      writer.add_borrowed(name, st::Dtype::F32, std::vector<int64_t>(c.sizes().begin(), c.sizes().end()),
+                          c.data_ptr<float>(), static_cast<size_t>(c.numel()) * sizeof(float));
+    }
+    writer.write((tmp / "trainable.safetensors").string());
+  }
+  torch::save(opt, (tmp / "optimizer.pt").string());
+  std::vector<torch::Tensor> rng = {at::detail::getDefaultCPUGenerator().get_state()};
+  if (model_.device().is_cuda()) rng.push_back(at::globalContext().defaultGenerator(model_.device()).get_state());
+  torch::save(rng, (tmp / "rng.pt").string());
+  if (has_lora(params_)) model_.save_adapter(tmp / "adapter");
+  const json state = {{"step", step},
+                      {"trial", ctx_.trial_identity()},
+                      {"stage", ctx_.stage_name()},
+                      {"num_examples", num_examples_},
+                      {"total_steps", total_steps(num_examples_)},
+                      {"history", history_}};
+  write_file_atomically(tmp / "state.json", state.dump() + "\n");
+  fs::remove_all(final_dir);
+  fs::rename(tmp, final_dir);
+  write_file_atomically(root / "latest", step_dir_name(step) + "\n");
+  // Keep the newest keep_checkpoints.
+  std::vector<fs::path> dirs;
+  for (const auto& e : fs::directory_iterator(root))
+    if (e.is_directory() && e.path().filename().string().rfind("step-", 0) == 0 && e.path().extension() != ".tmp")
+      dirs.push_back(e.path());
+  std::sort(dirs.begin(), dirs.end());
+  for (size_t i = 0; i + static_cast<size_t>(cfg_.keep_checkpoints) < dirs.size(); ++i) fs::remove_all(dirs[i]);
+  ctx_.log().info("checkpoint: step {} -> {}", step, final_dir.string());
+}
+
+int64_t Trainer::load_checkpoint(torch::optim::AdamW& opt) {
+  const fs::path root = ctx_.stage_dir() / "checkpoints";
+  std::ifstream latest_in(root / "latest");
+  std::string name;
+  if (!latest_in || !(latest_in >> name)) return 0;
+  const fs::path dir = root / name;
+  json state;
+  try {
+    std::ifstream in(dir / "state.json");
+    state = json::parse(in);
+  } catch (const std::exception& e) {
+    ctx_.log().warn("checkpoint {} is unreadable ({}); training from the start", dir.string(), e.what());
+    return 0;
+  }
+  if (state.value("trial", "") != ctx_.trial_identity() || state.value("stage", "") != ctx_.stage_name() ||
+      state.value("num_examples", int64_t{-1}) != num_examples_ ||
+      state.value("total_steps", int64_t{-1}) != total_steps(num_examples_)) {
+    ctx_.log().warn("checkpoint {} belongs to another configuration; training from the start", dir.string());
+    return 0;
+  }
+  const st::SafetensorsFile f = st::SafetensorsFile::open((dir / "trainable.safetensors").string());
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& [pname, t] : params_) {
+      f.expect_shape(pname, std::vector<int64_t>(t.sizes().begin(), t.sizes().end()));
+      std::vector<float> v = f.to_float32(pname);
+      t.copy_(torch::from_blob(v.data(), t.sizes(), torch::kFloat32));
+    }
+  }
+  torch::load(opt, (dir / "optimizer.pt").string());
+  std::vector<torch::Tensor> rng;
+  torch::load(rng, (dir / "rng.pt").string());
+  if (!rng.empty()) at::Generator(at::detail::getDefaultCPUGenerator()).set_state(rng[0]);
+  if (rng.size() > 1 && model_.device().is_cuda()) at::Generator(at::globalContext().defaultGenerator(model_.device())).set_state(rng[1]);
+  // The new attempt's record gets the whole metric history, so its curves start at step 1.
+  for (const auto& m : state["history"]) log(m["name"].get<std::string>(), m["value"].get<double>(), m["step"].get<int64_t>());
+  const int64_t step = state["step"].get<int64_t>();
+  ctx_.log().info("resuming from checkpoint {} (step {})", dir.string(), step);
+  return step;
+}
+
+FitResult Trainer::fit(int64_t n, const MicroBatchFn& fn) {
+  MMR_CHECK(n > 0, "fit: no examples to train on");
+  num_examples_ = n;
+  const int64_t batches_per_epoch = (n + cfg_.batch_size - 1) / cfg_.batch_size;
+  const int64_t steps_per_epoch = (batches_per_epoch + cfg_.grad_accum - 1) / cfg_.grad_accum;
+  const int64_t total = total_steps(n);
+  const int64_t warmup = cfg_.warmup_steps > 0 ? cfg_.warmup_steps
+                                               : static_cast<int64_t>(std::ceil(cfg_.warmup_ratio * static_cast<double>(total)));
+  auto opt = make_optimizer(params_, cfg_);
+  std::vector<double> base_lr;
+  for (auto& g : opt->param_groups()) base_lr.push_back(static_cast<torch::optim::AdamWOptions&>(g.options()).lr());
+
+  int64_t start = cfg_.resume ? load_checkpoint(*opt) : 0;
+  ctx_.log().info("training: {} examples, {} steps ({} per epoch; micro-batch {} x accumulation {}), warmup {}, "
+                  "{} schedule, {} trainable tensors", n, total, steps_per_epoch, cfg_.batch_size, cfg_.grad_accum,
+                  warmup, cfg_.scheduler, params_.size());
+
+  model_.set_training(true);
+  model_.set_activation_checkpointing(cfg_.gradient_checkpointing);
+  auto progress = ctx_.progress("train", total);
+  if (start > 0) progress->advance(start);
+  FitResult result;
+  std::vector<int64_t> order;
+  int64_t order_epoch = -1;
+  std::vector<torch::Tensor> tensors;
+  for (const auto& p : params_) tensors.push_back(p.second);
+
+  for (int64_t step = start; step < total; ++step) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const int64_t epoch = step / steps_per_epoch, in_epoch = step % steps_per_epoch;
+    if (epoch != order_epoch) order = epoch_order(n, ctx_.seed(), epoch), order_epoch = epoch;
+    const double factor = lr_factor(cfg_.scheduler, step, warmup, total);
+    for (size_t g = 0; g < opt->param_groups().size(); ++g)
+      static_cast<torch::optim::AdamWOptions&>(opt->param_groups()[g].options()).lr(base_lr[g] * factor);
+
+    opt->zero_grad();
+    const int64_t first = in_epoch * cfg_.grad_accum;
+    const int64_t last = std::min(first + cfg_.grad_accum, batches_per_epoch);
+    const double micro = static_cast<double>(last - first);
+    double loss_sum = 0;
+    int64_t tokens = 0;
+    std::map<std::string, double> metric_sum;
+    for (int64_t b = first; b < last; ++b) {
+      const int64_t lo = b * cfg_.batch_size, hi = std::min(lo + cfg_.batch_size, n);
+      std::vector<int64_t> idx(order.begin() + lo, order.begin() + hi);
+      MicroBatch mb = fn(idx);
+      (mb.loss / micro).backward();
+      loss_sum += mb.loss.item<double>();
+      tokens += mb.tokens;
+      for (const auto& [k, v] : mb.metrics) metric_sum[k] += v;
+    }
+    double grad_norm = 0;
+    {
+      std::vector<torch::Tensor> grads;
+      for (const auto& t : tensors)
+        if (t.grad().defined()) grads.push_back(t.grad());
+      if (!grads.empty()) {
+        torch::Tensor norms = torch::stack([&] {
+          std::vector<torch::Tensor> v;
+          for (const auto& g : grads) v.push_back(g.detach().to(torch::kFloat32).norm());
+          return v;
+        }());
+        grad_norm = norms.norm().item<double>();
+        if (cfg_.max_grad_norm > 0 && grad_norm > cfg_.max_grad_norm) {
+          const double scale = cfg_.max_grad_norm / (grad_norm + 1e-6);
+          for (auto& g : grads) g.mul_(scale);
+        }
+      }
+    }
+    if (!std::isfinite(grad_norm))
+      throw Error(fmt::format("step {}: the gradient norm is {} (loss {}); lower lr or check the data", step + 1,
+                              grad_norm, loss_sum / micro));
+    opt->step();
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+    const int64_t s = step + 1;
+    const double loss = loss_sum / micro;
+    log("train/loss", loss, s);
+    log("train/lr", base_lr[0] * factor, s);
+    log("train/grad_norm", grad_norm, s);
+    log("train/tokens_per_s", secs > 0 ? static_cast<double>(tokens) / secs : 0.0, s);
+    log("train/epoch", static_cast<double>(s) / static_cast<double>(steps_per_epoch), s);
+    result.last = {{"train/loss", loss}, {"train/grad_norm", grad_norm}};
+    for (const auto& [k, v] : metric_sum) {
+      log("train/" + k, v / micro, s);
+      result.last["train/" + k] = v / micro;
+    }
+    progress->set_postfix(fmt::format("loss {:.4f}", loss));
+    progress->advance();
+
+    const bool stopping = ctx_.stop_requested();
+    if (stopping || (cfg_.save_every > 0 && s % cfg_.save_every == 0 && s < total)) save_checkpoint(s, *opt);
+    if (stopping) {
+      ctx_.log().warn("training stopped after step {} (checkpoint saved; a rerun resumes from it)", s);
+      throw Interrupted();
+    }
+  }
+  progress->finish();
+  model_.set_activation_checkpointing(false);
+  model_.set_training(false);
+
+  result.steps = total;
+  result.adapter = ctx_.stage_dir() / "adapter";
+  if (has_lora(params_)) {
+    const fs::path tmp = ctx_.stage_dir() / "adapter.tmp";
+    fs::remove_all(tmp);
+    model_.save_adapter(tmp);
+    fs::remove_all(result.adapter);
+    fs::rename(tmp, result.adapter);
+  } else {
+    // Projector-only training: the trained tensors as a safetensors file in the adapter folder.
+    fs::create_directories(result.adapter);
+    st::Writer writer;
+    std::vector<torch::Tensor> keep;
+    for (const auto& [name, t] : params_) {
+      torch::Tensor c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+      keep.push_back(c);
+      writer.add_borrowed(name, st::Dtype::F32, std::vector<int64_t>(c.sizes().begin(), c.sizes().end()),
+                          c.data_ptr<float>(), static_cast<size_t>(c.numel()) * sizeof(float));
+    }
+    writer.write((result.adapter / "trainable.safetensors").string());
+  }
+  ctx_.add_artifact("adapter", result.adapter);
+  if (!cfg_.keep_final_checkpoint) fs::remove_all(ctx_.stage_dir() / "checkpoints");
+  for (const auto& [k, v] : result.last) ctx_.log_metric(k, v);  // final values (step -1)
+  return result;
+}
+
+}  // namespace mmr::train

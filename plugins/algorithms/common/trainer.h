@@ -1,0 +1,100 @@
+// The training loop every algorithm plugin shares (DESIGN §6): AdamW with its own learning rate for the projector,
+// warmup + cosine/linear/constant schedule, gradient accumulation, gradient clipping, per-layer activation
+// recomputation, epochs or max steps, deterministic data order, per-step metrics into the results store, atomic
+// checkpoints every N steps and resume from the latest one after a crash or an interrupt.
+//
+// An algorithm gives the loop the number of examples and a function that computes the loss of one micro-batch
+// (a list of example indices). Everything else — order, accumulation, optimizer, schedule, logging, checkpoints —
+// is here, so every algorithm trains the same way.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/model_api.h"
+#include "core/plugin_api.h"
+
+namespace mmr::train {
+
+struct TrainConfig {
+  double lr = 5e-5;
+  double projector_lr = -1;  // < 0: same as lr
+  double weight_decay = 0.0;
+  double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_eps = 1e-8;
+  std::string scheduler = "cosine";  // cosine | linear | constant
+  double warmup_ratio = 0.03;
+  int64_t warmup_steps = 0;          // > 0 overrides warmup_ratio
+  int64_t epochs = 3;
+  int64_t max_steps = 0;             // > 0 overrides epochs
+  int64_t batch_size = 8;            // examples per micro-batch
+  int64_t grad_accum = 4;            // micro-batches per optimizer step
+  double max_grad_norm = 1.0;        // 0: no clipping
+  bool gradient_checkpointing = true;
+  int64_t save_every = 50;           // steps between checkpoints (0: only when interrupted)
+  int64_t keep_checkpoints = 1;
+  bool resume = true;
+  bool keep_final_checkpoint = false;  // checkpoints are deleted once the adapter is written, unless true
+
+  static TrainConfig from(const Options& options);
+};
+
+// The paper's defaults differ per algorithm (DPO lr 5e-5, SFT 4e-4, ...): each algorithm passes its own.
+struct TrainDefaults {
+  double lr = 5e-5, projector_lr = 2e-5;
+  int64_t epochs = 3, batch_size = 8, grad_accum = 4;
+  double warmup_ratio = 0.03;
+};
+std::vector<OptionSpec> train_option_schema(const TrainDefaults& defaults);
+
+// The learning-rate factor at optimizer step `step` (0-based) of `total`, with `warmup` warmup steps — the
+// schedules of transformers' get_{cosine,linear,constant}_schedule_with_warmup.
+double lr_factor(const std::string& scheduler, int64_t step, int64_t warmup, int64_t total);
+
+// AdamW over the model's trainable parameters: the projector's at projector_lr, the rest at lr.
+std::unique_ptr<torch::optim::AdamW> make_optimizer(
+    const std::vector<std::pair<std::string, torch::Tensor>>& params, const TrainConfig& config);
+
+struct MicroBatch {
+  torch::Tensor loss;                      // scalar: this micro-batch's loss (a mean over its examples/tokens)
+  int64_t tokens = 0;                      // tokens processed (tokens/s)
+  std::map<std::string, double> metrics;   // algorithm metrics (averaged over the step's micro-batches)
+};
+using MicroBatchFn = std::function<MicroBatch(const std::vector<int64_t>& examples)>;
+
+struct FitResult {
+  int64_t steps = 0;
+  std::map<std::string, double> last;  // the last step's metrics
+  std::filesystem::path adapter;       // where the trained adapter was written
+};
+
+class Trainer {
+ public:
+  Trainer(StageContext& ctx, LanguageModel& model, TrainConfig config);
+  // Trains on examples 0..n-1 and writes the adapter (artifact `adapter`, folder <stage>/adapter). Resumes from
+  // <stage>/checkpoints when a checkpoint of this trial is there.
+  FitResult fit(int64_t num_examples, const MicroBatchFn& fn);
+  int64_t total_steps(int64_t num_examples) const;
+
+ private:
+  void save_checkpoint(int64_t step, const torch::optim::AdamW& opt);
+  int64_t load_checkpoint(torch::optim::AdamW& opt);  // the step to continue from (0: nothing to resume)
+  void log(const std::string& name, double value, int64_t step);
+
+  StageContext& ctx_;
+  LanguageModel& model_;
+  TrainConfig cfg_;
+  std::vector<std::pair<std::string, torch::Tensor>> params_;
+  std::vector<nlohmann::json> history_;  // every metric logged so far ({name, value, step}), kept in checkpoints
+  int64_t num_examples_ = 0;
+};
+
+// The examples of micro-batch `index` of `epoch` in a deterministic order (a permutation seeded by seed and epoch).
+std::vector<int64_t> epoch_order(int64_t num_examples, uint64_t seed, int64_t epoch);
+
+}  // namespace mmr::train

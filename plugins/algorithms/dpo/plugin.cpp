@@ -1,0 +1,231 @@
+// The `dpo` algorithm: Direct Preference Optimization (Rafailov et al. 2023) and the variants TRL and
+// LLaMA-Factory users know, chosen with `loss:` — sigmoid (DPO; with label_smoothing, conservative DPO), robust,
+// ipo, hinge, simpo and orpo (reference-free), kto (each response judged on its own). Defaults are the paper's
+// (DESIGN §6): beta 0.1, summed log-probs, lr 5e-5, projector lr 2e-5, 3 epochs, cosine, warmup 3%, batch 8 x 4.
+//
+// Reference log-probs (`reference:`):
+//   auto     from the rows when every row has them (ref_win_logp / ref_rej_logp, or the *_avg_logp with
+//            use_average), else `initial`
+//   rows     from the rows; a row without them is an error naming it
+//   initial  computed once before the first step with the model being trained (with a fresh LoRA adapter that is
+//            the base model, the paper's reference), cached in the stage folder so a resumed run reuses them
+//   live     a second, frozen model (`reference_model`, default: the `model` node without LoRA) evaluated at
+//            every step
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+
+#include "common.h"
+#include "core/error.h"
+#include "preference.h"
+
+namespace mmr::train {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+class Dpo : public Algorithm {
+ public:
+  explicit Dpo(const Options& o) : config_(TrainConfig::from(o)) {
+    pref_.loss.type = o.get<std::string>("loss");
+    pref_.loss.beta = o.get<double>("beta");
+    pref_.loss.label_smoothing = o.get<double>("label_smoothing");
+    pref_.loss.simpo_gamma = o.get<double>("simpo_gamma");
+    pref_.loss.kto_desirable_weight = o.get<double>("kto_desirable_weight");
+    pref_.loss.kto_undesirable_weight = o.get<double>("kto_undesirable_weight");
+    pref_.use_average = o.get<bool>("use_average");
+    reference_ = o.get<std::string>("reference");
+    const auto types = preference_loss_types();
+    if (std::find(types.begin(), types.end(), pref_.loss.type) == types.end())
+      throw ConfigError(o.where(o.node()["loss"]) + fmt::format("loss: expected one of {}, found '{}'",
+                                                                fmt::join(types, ", "), pref_.loss.type));
+    if (reference_ != "auto" && reference_ != "rows" && reference_ != "initial" && reference_ != "live")
+      throw ConfigError(o.where(o.node()["reference"]) + "reference: expected auto, rows, initial or live, found '" +
+                        reference_ + "'");
+    if (pref_.loss.beta <= 0) throw ConfigError(o.where(o.node()["beta"]) + "beta must be positive");
+    if (pref_.loss.label_smoothing < 0 || pref_.loss.label_smoothing >= 0.5)
+      throw ConfigError(o.where(o.node()["label_smoothing"]) + "label_smoothing must be in [0, 0.5)");
+  }
+
+  static const char* summary() {
+    return "DPO and its variants (sigmoid, robust/conservative, ipo, hinge, simpo, orpo, kto) with LoRA";
+  }
+  static OptionSchema option_schema() {
+    TrainDefaults d;  // the paper's DPO values
+    d.lr = 5e-5, d.projector_lr = 2e-5, d.epochs = 3, d.batch_size = 8, d.grad_accum = 4, d.warmup_ratio = 0.03;
+    return concat({model_option(), data_option("preference pairs"),
+                   {"loss", "string", "sigmoid", "sigmoid | robust | ipo | hinge | simpo | orpo | kto"},
+                   {"beta", "float", "0.1", "the KL strength (simpo: the reward scale; orpo: lambda)"},
+                   {"use_average", "bool", "false", "compare token-mean instead of summed response log-probs"},
+                   {"label_smoothing", "float", "0.0", "sigmoid: conservative DPO; robust: the assumed label-flip rate"},
+                   {"simpo_gamma", "float", "0.5", "simpo: target reward margin"},
+                   {"kto_desirable_weight", "float", "1.0", "kto: weight of the chosen (desirable) responses"},
+                   {"kto_undesirable_weight", "float", "1.0", "kto: weight of the rejected (undesirable) responses"},
+                   {"reference", "string", "auto", "where reference log-probs come from: auto | rows | initial | live"},
+                   {"reference_model", "any", "~", "reference: live — the frozen model (default: `model` without LoRA)"},
+                   {"eval_data", "any", "~", "held-out pairs: reward accuracy, margin and loss after training"}},
+                  train_option_schema(d));
+  }
+
+  void run(StageContext& ctx) override {
+    std::shared_ptr<LanguageModel> model = load_model(ctx);
+    std::shared_ptr<Plugin> data_holder;
+    DatasetProvider& data = load_dataset(ctx, "data", "preference", data_holder);
+    DataContext dctx = DataContext::for_stage(ctx, "data/");
+    const std::vector<PreferenceRow> rows = data.preference_rows(dctx);
+    if (rows.empty()) throw DataError("stage '" + ctx.stage_name() + "': the data has no preference pairs");
+
+    bool all_refs = true;
+    int64_t flipped = 0;
+    std::vector<PreferenceExample> examples = to_examples(*model, rows, all_refs, flipped);
+    ctx.log_metric("data/pairs", static_cast<double>(examples.size()));
+    ctx.log_metric("data/flipped_pairs", static_cast<double>(flipped));
+
+    std::vector<PreferenceExample> eval;
+    bool eval_refs = true;
+    if (ctx.options().has("eval_data")) {
+      std::shared_ptr<Plugin> eh;
+      DataContext ectx = DataContext::for_stage(ctx, "eval_data/");
+      int64_t unused = 0;
+      eval = to_examples(*model, load_dataset(ctx, "eval_data", "preference", eh).preference_rows(ectx), eval_refs, unused);
+    }
+
+    std::shared_ptr<LanguageModel> live;
+    std::string mode = reference_;
+    if (!loss_needs_reference(pref_.loss.type)) mode = "none";
+    else if (mode == "auto") mode = all_refs && eval_refs ? "rows" : "initial";
+    if (mode == "initial") {
+      initial_reference(ctx, *model, examples, "reference_logps.json");
+      if (!eval.empty()) initial_reference(ctx, *model, eval, "eval_reference_logps.json");
+    }
+    if (mode == "live") live = live_reference(ctx);
+    ctx.log().info("{}: {} pairs, loss {}, beta {}, reference {}", ctx.stage_name(), examples.size(), pref_.loss.type,
+                   pref_.loss.beta, mode);
+
+    Trainer trainer(ctx, *model, config_);
+    trainer.fit(static_cast<int64_t>(examples.size()), [&](const std::vector<int64_t>& idx) {
+      std::vector<const PreferenceExample*> part;
+      for (int64_t i : idx) part.push_back(&examples[static_cast<size_t>(i)]);
+      PreferenceOutputs out = preference_forward(*model, part, pref_, live.get());
+      MicroBatch mb;
+      mb.loss = out.loss.loss;
+      mb.tokens = out.tokens;
+      mb.metrics = out.metrics();
+      return mb;
+    });
+    if (!eval.empty()) evaluate(ctx, *model, eval, live.get());
+  }
+
+ private:
+  // Held-out pairs after training: reward accuracy and margin against the reference, and the loss.
+  void evaluate(StageContext& ctx, LanguageModel& model, const std::vector<PreferenceExample>& eval, LanguageModel* live) {
+    torch::NoGradGuard no_grad;
+    model.set_training(false);
+    double correct = 0, margin = 0, loss = 0;
+    for (size_t i = 0; i < eval.size(); i += static_cast<size_t>(config_.batch_size)) {
+      std::vector<const PreferenceExample*> part;
+      for (size_t j = i; j < std::min(eval.size(), i + static_cast<size_t>(config_.batch_size)); ++j) part.push_back(&eval[j]);
+      const PreferenceOutputs out = preference_forward(model, part, pref_, live);
+      const auto c = out.loss.chosen_rewards.to(torch::kFloat64), r = out.loss.rejected_rewards.to(torch::kFloat64);
+      correct += (c > r).sum().item<double>();
+      margin += (c - r).sum().item<double>();
+      loss += out.loss.losses.to(torch::kFloat64).sum().item<double>();
+    }
+    const double n = static_cast<double>(eval.size());
+    ctx.log_metric("eval/rewards/accuracy", correct / n);
+    ctx.log_metric("eval/rewards/margin", margin / n);
+    ctx.log_metric("eval/loss", loss / n);
+    ctx.log().info("held-out pairs: reward accuracy {:.3f}, margin {:.4f}, loss {:.4f} ({} pairs)", correct / n,
+                   margin / n, loss / n, eval.size());
+  }
+
+  std::vector<PreferenceExample> to_examples(LanguageModel& model, const std::vector<PreferenceRow>& rows,
+                                             bool& all_refs, int64_t& flipped) {
+    std::vector<PreferenceExample> examples;
+    for (const auto& row : rows) {
+      PreferenceExample e;
+      e.chosen = keep_last_reply(model.encode(side_sample(row, true)));
+      e.rejected = keep_last_reply(model.encode(side_sample(row, false)));
+      if (row.ref_win_logp && row.ref_rej_logp) e.ref_chosen = *row.ref_win_logp, e.ref_rejected = *row.ref_rej_logp;
+      if (row.ref_win_avg_logp && row.ref_rej_avg_logp)
+        e.ref_chosen_mean = *row.ref_win_avg_logp, e.ref_rejected_mean = *row.ref_rej_avg_logp;
+      const bool has = pref_.use_average ? !std::isnan(e.ref_chosen_mean) : !std::isnan(e.ref_chosen);
+      if (!has) {
+        all_refs = false;
+        if (reference_ == "rows")
+          throw DataError(fmt::format("{}:{}: pair '{}' has no reference log-probs ({}); add a reference_logps stage "
+                                      "or set reference: initial", row.origin.file, row.origin.row, row.id,
+                                      pref_.use_average ? "ref_win_avg_logp/ref_rej_avg_logp" : "ref_win_logp/ref_rej_logp"));
+      }
+      flipped += row.flipped ? 1 : 0;
+      examples.push_back(std::move(e));
+    }
+    return examples;
+  }
+
+  // Reference log-probs from the model before training, cached in the stage folder for a resumed run.
+  void initial_reference(StageContext& ctx, LanguageModel& model, std::vector<PreferenceExample>& examples,
+                         const std::string& file) {
+    const fs::path cache = ctx.stage_dir() / file;
+    std::ifstream in(cache);
+    if (in) {
+      try {
+        const json j = json::parse(in);
+        if (j.at("trial") == ctx.trial_identity() && j.at("sum").size() == examples.size()) {
+          for (size_t i = 0; i < examples.size(); ++i) {
+            examples[i].ref_chosen = j["sum"][i][0], examples[i].ref_rejected = j["sum"][i][1];
+            examples[i].ref_chosen_mean = j["mean"][i][0], examples[i].ref_rejected_mean = j["mean"][i][1];
+          }
+          ctx.log().info("reference log-probs: reusing {}", cache.string());
+          return;
+        }
+      } catch (const std::exception& e) {
+        ctx.log().warn("reference log-probs cache {} unreadable ({}); computing again", cache.string(), e.what());
+      }
+    }
+    const int64_t batches = (static_cast<int64_t>(examples.size()) + config_.batch_size - 1) / config_.batch_size;
+    auto progress = ctx.progress("reference log-probs", batches);
+    compute_reference(model, examples, config_.batch_size, [&] {
+      progress->advance();
+      if (ctx.stop_requested()) throw Interrupted();
+    });
+    progress->finish();
+    json j = {{"trial", ctx.trial_identity()}, {"sum", json::array()}, {"mean", json::array()}};
+    for (const auto& e : examples) {
+      j["sum"].push_back({e.ref_chosen, e.ref_rejected});
+      j["mean"].push_back({e.ref_chosen_mean, e.ref_rejected_mean});
+    }
+    const fs::path tmp = cache.string() + ".tmp";
+    std::ofstream(tmp) << j.dump() << "\n";
+    fs::rename(tmp, cache);
+  }
+
+  std::shared_ptr<LanguageModel> live_reference(StageContext& ctx) {
+    const Options& o = ctx.options();
+    YAML::Node node;
+    if (o.has("reference_model")) {
+      node = o.node()["reference_model"];
+    } else {
+      node = YAML::Clone(o.node()["model"]);
+      if (node.IsMap()) {
+        for (const char* k : {"lora_r", "train_projector"}) node.remove(k);
+      }
+    }
+    std::shared_ptr<Plugin> plugin = ctx.create(PluginKind::Model, node);
+    auto* lm = dynamic_cast<LanguageModel*>(plugin.get());
+    if (!lm) throw ConfigError(o.where(node) + "reference_model: not a language model");
+    lm->set_training(false);
+    return std::shared_ptr<LanguageModel>(plugin, lm);
+  }
+
+  TrainConfig config_;
+  PreferenceConfig pref_;
+  std::string reference_;
+};
+
+}  // namespace
+}  // namespace mmr::train
+
+MMR_PLUGIN(Algorithm, "dpo", "1.0", mmr::train::Dpo)

@@ -1,0 +1,102 @@
+// The `rejection_sampling` algorithm: from several scored responses per image-question keep the best one, then
+// supervised fine-tuning on those (the paper's 5,034 rows). "Best" is the highest sum of `score_attributes`
+// (default Helpfulness + Correctness + Coherence, the paper's chosen-response rule), ties to the earlier
+// candidate; questions whose best falls under `min_score` are dropped. The kept rows are written as conversation
+// rows (artifact `selected`) so the choice can be inspected or reused.
+#include <fmt/format.h>
+
+#include "common.h"
+#include "core/data/pipeline.h"
+#include "core/error.h"
+
+namespace mmr::train {
+namespace {
+
+class RejectionSampling : public Algorithm {
+ public:
+  explicit RejectionSampling(const Options& o)
+      : config_(TrainConfig::from(o)),
+        attributes_(o.node()["score_attributes"].as<std::vector<std::string>>()),
+        min_score_(o.get<double>("min_score")) {
+    const auto known = attribute_names();
+    for (const auto& a : attributes_)
+      if (std::find(known.begin(), known.end(), a) == known.end())
+        throw ConfigError(o.where(o.node()["score_attributes"]) + fmt::format("score_attributes: unknown attribute '{}' "
+                                                                              "(expected some of {})", a, fmt::join(known, ", ")));
+    if (attributes_.empty()) throw ConfigError(o.where(o.node()["score_attributes"]) + "score_attributes: empty");
+  }
+  static const char* summary() { return "best-of-N by attribute scores, then supervised fine-tuning"; }
+  static OptionSchema option_schema() {
+    TrainDefaults d;
+    d.lr = 4e-4, d.projector_lr = 2e-5, d.epochs = 1, d.batch_size = 16, d.grad_accum = 2, d.warmup_ratio = 0.03;
+    return concat({model_option(), data_option("scored candidates"), eval_data_option(),
+                   {"score_attributes", "list", "[Helpfulness, Correctness, Coherence]",
+                    "attributes summed to rank the candidates"},
+                   {"min_score", "float", "-1.0e300", "drop questions whose best candidate scores below this"}},
+                  train_option_schema(d));
+  }
+
+  void run(StageContext& ctx) override {
+    std::shared_ptr<LanguageModel> model = load_model(ctx);
+    DataContext dctx = DataContext::for_stage(ctx, "data/");
+    std::shared_ptr<Plugin> holder;
+    const auto rows = load_dataset(ctx, "data", "scored_candidates", holder).scored_candidates_rows(dctx);
+    data::RowSet selected;
+    selected.kind = RowKind::Conversation;
+    std::vector<ChatSample> train;
+    int64_t below = 0;
+    for (const auto& row : rows) {
+      if (row.candidates.empty()) continue;
+      size_t best = 0;
+      double best_score = -1e300;
+      for (size_t i = 0; i < row.candidates.size(); ++i) {
+        double s = 0;
+        for (const auto& a : attributes_) {
+          auto it = row.candidates[i].scores.find(a);
+          if (it == row.candidates[i].scores.end())
+            throw DataError(fmt::format("{}:{}: candidate {} has no '{}' score", row.origin.file, row.origin.row, i, a));
+          s += it->second;
+        }
+        if (s > best_score) best_score = s, best = i;
+      }
+      if (best_score < min_score_) {
+        ++below;
+        continue;
+      }
+      ConversationRow c;
+      c.id = row.id;
+      c.images = row.images;
+      c.turns = {{"human", row.question}, {"gpt", row.candidates[best].response}};
+      c.origin = row.origin;
+      c.extra = {{"score", best_score}, {"candidate", best}};
+      train.push_back(to_sample(c));
+      selected.conversations.push_back(std::move(c));
+    }
+    ctx.log_metric("data/questions", static_cast<double>(rows.size()));
+    ctx.log_metric("data/selected", static_cast<double>(train.size()));
+    ctx.log_metric("data/below_min_score", static_cast<double>(below));
+    const auto path = ctx.stage_dir() / "selected.jsonl";
+    data::write_rows(selected, path);
+    ctx.add_artifact("selected", path);
+    ctx.log().info("rejection sampling: kept the best of each of {} questions ({} below min_score)", train.size(), below);
+
+    std::vector<ChatSample> held_out;
+    if (ctx.options().has("eval_data")) {
+      std::shared_ptr<Plugin> eh;
+      DataContext ectx = DataContext::for_stage(ctx, "eval_data/");
+      for (const auto& row : load_dataset(ctx, "eval_data", "llava_json", eh).conversation_rows(ectx))
+        held_out.push_back(to_sample(row));
+    }
+    run_sft(ctx, *model, train, held_out, config_);
+  }
+
+ private:
+  TrainConfig config_;
+  std::vector<std::string> attributes_;
+  double min_score_;
+};
+
+}  // namespace
+}  // namespace mmr::train
+
+MMR_PLUGIN(Algorithm, "rejection_sampling", "1.0", mmr::train::RejectionSampling)

@@ -1,0 +1,145 @@
+// The `sample` stage: generates N candidate responses per prompt with the current model (the paper sampled 4 per
+// question from LLaVA-1.5-13B) into a candidates file in the scored-candidates format without scores
+// ({id, images, question, candidates: [{response}]}), ready for a judge to annotate (the `annotate` stage) and then
+// for rejection_sampling, steerlm or pair construction (scored_candidates with build_pairs).
+//
+// Prompts come from any row kind: a preference pair's prompt, a conversation up to its last human turn, or a
+// scored-candidates question. Candidate k of a batch is sampled with seed (trial seed, batch, k), so the output does
+// not depend on where a run was interrupted: finished batches are kept in candidates.partial.jsonl and skipped.
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+
+#include "common.h"
+#include "core/error.h"
+
+namespace mmr::train {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+struct Prompt {
+  std::string id;
+  std::vector<std::string> images;
+  std::string question;  // the last human turn
+  ChatSample sample;     // the conversation up to and including it
+};
+
+std::vector<Prompt> prompts_of(DatasetProvider& data, DataContext& dctx) {
+  std::vector<Prompt> out;
+  auto from_turns = [&](const std::string& id, const std::vector<Turn>& turns, const std::vector<std::string>& images) {
+    std::vector<Turn> upto;
+    size_t last_human = turns.size();
+    for (size_t i = 0; i < turns.size(); ++i)
+      if (turns[i].from == "human") last_human = i;
+    if (last_human == turns.size()) return;  // nothing to answer
+    upto.assign(turns.begin(), turns.begin() + static_cast<std::ptrdiff_t>(last_human) + 1);
+    Prompt p{id, images, turns[last_human].value, to_sample(upto, images)};
+    out.push_back(std::move(p));
+  };
+  if (data.provides(RowKind::Preference)) {
+    for (const auto& r : data.preference_rows(dctx)) from_turns(r.id, r.prompt, r.images);
+  } else if (data.provides(RowKind::Conversation)) {
+    for (const auto& r : data.conversation_rows(dctx)) from_turns(r.id, r.turns, r.images);
+  } else {
+    for (const auto& r : data.scored_candidates_rows(dctx)) from_turns(r.id, {{"human", r.question}}, r.images);
+  }
+  return out;
+}
+
+class Sample : public Algorithm {
+ public:
+  explicit Sample(const Options& o)
+      : n_(o.get<int64_t>("num_candidates")), batch_size_(o.get<int64_t>("batch_size")) {
+    gen_.temperature = o.get<double>("temperature");
+    gen_.top_p = o.get<double>("top_p");
+    gen_.top_k = o.get<int64_t>("top_k");
+    gen_.max_new_tokens = o.get<int64_t>("max_new_tokens");
+    if (n_ < 1) throw ConfigError(o.where(o.node()["num_candidates"]) + "num_candidates must be at least 1");
+    if (batch_size_ < 1) throw ConfigError(o.where(o.node()["batch_size"]) + "batch_size must be at least 1");
+    if (gen_.temperature < 0) throw ConfigError(o.where(o.node()["temperature"]) + "temperature must be >= 0");
+  }
+  static const char* summary() { return "generate N candidate responses per prompt (for a judge to score)"; }
+  static OptionSchema option_schema() {
+    return {{"model", "any", "", "the model to sample from", true},
+            data_option("prompts (preference, conversation or scored-candidates rows)"),
+            {"num_candidates", "int", "4", "responses per prompt"},
+            {"temperature", "float", "0.7", "sampling temperature (0: greedy, every candidate identical)"},
+            {"top_p", "float", "1.0", "nucleus sampling"},
+            {"top_k", "int", "0", "top-k sampling (0: off)"},
+            {"max_new_tokens", "int", "512", "longest response"},
+            {"batch_size", "int", "8", "prompts per generation batch"}};
+  }
+
+  void run(StageContext& ctx) override {
+    std::shared_ptr<LanguageModel> model = load_model(ctx);
+    DataContext dctx = DataContext::for_stage(ctx, "data/");
+    std::shared_ptr<Plugin> holder;
+    const std::vector<Prompt> prompts = prompts_of(load_dataset(ctx, "data", "preference", holder), dctx);
+    if (prompts.empty()) throw DataError("stage '" + ctx.stage_name() + "': no prompts in the data");
+
+    const fs::path partial = ctx.stage_dir() / "candidates.partial.jsonl", out_path = ctx.stage_dir() / "candidates.jsonl";
+    std::vector<std::string> kept;
+    {
+      std::ifstream in(partial);
+      for (std::string line; kept.size() < prompts.size() && std::getline(in, line);) {
+        try {
+          if (json::parse(line).value("id", "") != prompts[kept.size()].id) break;
+        } catch (const std::exception&) {
+          break;
+        }
+        kept.push_back(line);
+      }
+    }
+    // Whole batches only, so every batch is sampled with the same seeds as in an uninterrupted run.
+    kept.resize(kept.size() / static_cast<size_t>(batch_size_) * static_cast<size_t>(batch_size_));
+    {
+      std::ofstream rewrite(partial.string() + ".tmp", std::ios::trunc);
+      for (const auto& l : kept) rewrite << l << "\n";
+    }
+    fs::rename(partial.string() + ".tmp", partial);
+    if (!kept.empty()) ctx.log().info("sample: {} of {} prompts already done, continuing", kept.size(), prompts.size());
+    std::ofstream out(partial, std::ios::app);
+
+    auto progress = ctx.progress("sample", static_cast<int64_t>(prompts.size()));
+    progress->advance(static_cast<int64_t>(kept.size()));
+    for (size_t i = kept.size(); i < prompts.size(); i += static_cast<size_t>(batch_size_)) {
+      const size_t end = std::min(prompts.size(), i + static_cast<size_t>(batch_size_));
+      std::vector<ChatSample> batch;
+      for (size_t j = i; j < end; ++j) batch.push_back(prompts[j].sample);
+      std::vector<std::vector<std::string>> responses(end - i);
+      for (int64_t k = 0; k < n_; ++k) {
+        GenerationConfig g = gen_;
+        g.seed = ctx.seed() * 1000003ULL + static_cast<uint64_t>(i) * 131ULL + static_cast<uint64_t>(k);
+        const auto gens = model->generate(batch, g);
+        for (size_t j = 0; j < gens.size(); ++j) responses[j].push_back(gens[j].text);
+      }
+      for (size_t j = i; j < end; ++j) {
+        json row = {{"id", prompts[j].id}, {"images", prompts[j].images}, {"question", prompts[j].question},
+                    {"candidates", json::array()}};
+        for (const auto& r : responses[j - i]) row["candidates"].push_back({{"response", r}});
+        out << row.dump() << "\n";
+      }
+      out.flush();
+      progress->advance(static_cast<int64_t>(end - i));
+      if (ctx.stop_requested()) throw Interrupted();
+    }
+    progress->finish();
+    out.close();
+    fs::rename(partial, out_path);
+    ctx.add_artifact("candidates", out_path);
+    ctx.log_metric("prompts", static_cast<double>(prompts.size()));
+    ctx.log_metric("candidates", static_cast<double>(prompts.size() * static_cast<size_t>(n_)));
+  }
+
+ private:
+  int64_t n_, batch_size_;
+  GenerationConfig gen_;
+};
+
+}  // namespace
+}  // namespace mmr::train
+
+MMR_PLUGIN(Algorithm, "sample", "1.0", mmr::train::Sample)
