@@ -153,7 +153,7 @@ TEST_F(Algorithms, SftLowersTheHeldOutLoss) {
                            "    data: " + write("train.json", conversation_rows(0, 16)) + "\n"
                            "    eval_data: " + write("held.json", conversation_rows(100, 6)) + "\n"
                            "    model: " + model_node() + "\n"
-                           "    lr: 3.0e-3\n    batch_size: 4\n    grad_accum: 1\n    epochs: 3\n";
+                           "    lr: 3.0e-3\n    batch_size: 4\n    grad_accum: 1\n    epochs: 6\n";
   const auto r = runner("r.db", {write("sft.yaml", spec)});
   ASSERT_EQ(r.status, 0) << r.err;
   const double before = metric("r.db", "sft", "train", "eval/loss_before");
@@ -173,7 +173,7 @@ TEST_F(Algorithms, KilledAndResumedDpoEndsLikeAnUninterruptedRun) {
     // Wait for a checkpoint past step 3, then kill without warning.
     const fs::path latest_glob = dir_ / "killed.db.d";
     bool seen = false;
-    for (int i = 0; i < 600 && !seen; ++i) {
+    for (int i = 0; i < 2400 && !seen; ++i) {  // up to 2 minutes
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       if (!fs::exists(latest_glob)) continue;
       try {  // the runner adds and removes checkpoint folders meanwhile
