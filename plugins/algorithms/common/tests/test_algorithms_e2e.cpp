@@ -56,9 +56,12 @@ std::string conversation_rows(int first, int n) {
   return rows.dump();
 }
 
+// MMR_TEST_DEVICE=cuda trains on the GPU in bf16 (the learning checks only; kill/resume equality is a CPU check).
 std::string model_node(const std::string& extra = "") {
+  const char* dev = std::getenv("MMR_TEST_DEVICE");
+  const std::string where = dev && std::string(dev) == "cuda" ? ", device: cuda, dtype: bfloat16" : "";
   return "{plugin: llava, path: " + (kFixture / "model").string() + ", lora_r: 8, lora_alpha: 16, train_projector: true, seed: 5" +
-         extra + "}";
+         where + extra + "}";
 }
 
 class Algorithms : public ::testing::Test {

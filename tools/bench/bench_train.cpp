@@ -1,0 +1,126 @@
+// bench_train: the DPO training step of the dpo plugin (preference_forward + backward + gradient clipping + AdamW)
+// at a published LLaVA-1.5 shape with random weights, bf16, LoRA r128/alpha 256 on every LM linear, trainable
+// projector, activation recomputation — DESIGN §8's setting: 8 pairs x (576 image + 320 text) tokens. Its peer is
+// tools/bench/hf_dpo_peer.py (HF transformers + PEFT, same shapes, same GPU), run in the same job.
+//
+//   bench_train --shape llava-1.5-13b --image tests/data/tiny-llava/images/wide.png --pairs 8 --steps 3
+//
+// Prints one JSON object per measurement on stdout.
+#include <chrono>
+#include <iostream>
+#include <random>
+
+#include "plugins/algorithms/common/preference.h"
+#include "plugins/algorithms/common/trainer.h"
+#include "plugins/models/llava/llava.h"
+
+#ifdef MMR_CUDA_ALLOCATOR_STATS
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+void sync(const torch::Device& d) {
+  if (d.is_cuda()) torch::cuda::synchronize();
+}
+double peak_gib() {
+#ifdef MMR_CUDA_ALLOCATOR_STATS
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(0);
+  return static_cast<double>(stats.allocated_bytes[0].peak) / (1024.0 * 1024.0 * 1024.0);
+#else
+  return -1;
+#endif
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  mmr::llava::LlavaOptions o;
+  o.random_init = true;
+  o.shape = "llava-1.5-13b";
+  o.dtype = "bfloat16";
+  o.device = "cuda";
+  o.lora_r = 128;
+  o.lora_alpha = 256;
+  o.train_projector = true;
+  o.max_length = 4096;
+  std::string image;
+  int64_t pairs = 8, steps = 3, text_tokens = 320, response_tokens = 160;
+  bool checkpointing = true;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--shape") o.shape = v;
+    else if (k == "--dtype") o.dtype = v;
+    else if (k == "--device") o.device = v;
+    else if (k == "--image") image = v;
+    else if (k == "--pairs") pairs = std::stoll(v);
+    else if (k == "--steps") steps = std::stoll(v);
+    else if (k == "--text-tokens") text_tokens = std::stoll(v);
+    else if (k == "--response-tokens") response_tokens = std::stoll(v);
+    else if (k == "--checkpointing") checkpointing = v == "1" || v == "true";
+    else { std::cerr << "unknown option " << k << "\n"; return 2; }
+  }
+  try {
+    const auto t0 = Clock::now();
+    mmr::llava::LlavaModel model(o);
+    sync(model.device());
+    std::cout << "{\"what\": \"load\", \"shape\": \"" << o.shape << "\", \"seconds\": " << seconds_since(t0) << "}" << std::endl;
+
+    // Pairs of token sequences: BOS, the image placeholder, a prompt, then a response (the labelled part).
+    std::mt19937_64 rng(7);
+    std::uniform_int_distribution<int64_t> tok(3, 31999);
+    auto sequence = [&](const std::vector<int64_t>& prompt) {
+      mmr::EncodedSample s;
+      s.input_ids = prompt;
+      s.labels.assign(prompt.size(), -100);
+      for (int64_t i = 0; i < response_tokens; ++i) {
+        const int64_t t = tok(rng);
+        s.input_ids.push_back(t);
+        s.labels.push_back(t);
+      }
+      s.images = {image};
+      return s;
+    };
+    std::vector<mmr::train::PreferenceExample> examples(static_cast<size_t>(pairs));
+    for (auto& e : examples) {
+      std::vector<int64_t> prompt = {1, -200};
+      while (static_cast<int64_t>(prompt.size()) < text_tokens - response_tokens + 1) prompt.push_back(tok(rng));
+      e.chosen = sequence(prompt);
+      e.rejected = sequence(prompt);
+      e.ref_chosen = -1000, e.ref_rejected = -1000;
+    }
+    std::vector<const mmr::train::PreferenceExample*> all;
+    for (const auto& e : examples) all.push_back(&e);
+    mmr::train::PreferenceConfig pc;  // sigmoid, beta 0.1, summed log-probs
+    mmr::train::TrainConfig tc;
+    tc.lr = 5e-5, tc.projector_lr = 2e-5;
+    auto params = model.trainable_parameters();
+    auto opt = mmr::train::make_optimizer(params, tc);
+    model.set_training(true);
+    model.set_activation_checkpointing(checkpointing);
+    const int64_t tokens_per_step = pairs * 2 * (576 + text_tokens);
+    for (int64_t s = 0; s <= steps; ++s) {  // step 0 warms up
+      sync(model.device());
+      const auto t1 = Clock::now();
+      opt->zero_grad();
+      auto out = mmr::train::preference_forward(model, all, pc);
+      out.loss.loss.backward();
+      std::vector<torch::Tensor> ts;
+      for (auto& p : params) ts.push_back(p.second);
+      torch::nn::utils::clip_grad_norm_(ts, 1.0);
+      opt->step();
+      sync(model.device());
+      const double secs = seconds_since(t1);
+      if (s == 0) continue;
+      std::cout << "{\"what\": \"dpo_train_step\", \"shape\": \"" << o.shape << "\", \"pairs\": " << pairs
+                << ", \"tokens\": " << tokens_per_step << ", \"seconds\": " << secs
+                << ", \"tokens_per_second\": " << tokens_per_step / secs << ", \"loss\": " << out.loss.loss.item<double>()
+                << ", \"peak_allocated_gib\": " << peak_gib() << "}" << std::endl;
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "bench_train: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
