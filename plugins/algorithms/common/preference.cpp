@@ -72,18 +72,18 @@ PreferenceOutputs preference_forward(LanguageModel& policy, const std::vector<co
   return out;
 }
 
-void compute_reference(LanguageModel& model, std::vector<PreferenceExample>& examples, int64_t batch_size,
+void compute_reference(LanguageModel& model, const std::vector<PreferenceExample*>& examples, int64_t batch_size,
                        const std::function<void()>& on_batch) {
   torch::NoGradGuard no_grad;
   model.set_training(false);
   for (size_t i = 0; i < examples.size(); i += static_cast<size_t>(batch_size)) {
     std::vector<const PreferenceExample*> part;
-    for (size_t j = i; j < std::min(examples.size(), i + static_cast<size_t>(batch_size)); ++j) part.push_back(&examples[j]);
+    for (size_t j = i; j < std::min(examples.size(), i + static_cast<size_t>(batch_size)); ++j) part.push_back(examples[j]);
     auto [c, r] = both_sides(model, part, nullptr);
     const auto cs = c.sum.to(torch::kCPU, torch::kFloat64), rs = r.sum.to(torch::kCPU, torch::kFloat64);
     const auto cm = c.mean.to(torch::kCPU, torch::kFloat64), rm = r.mean.to(torch::kCPU, torch::kFloat64);
     for (size_t k = 0; k < part.size(); ++k) {
-      PreferenceExample& e = examples[i + k];
+      PreferenceExample& e = *examples[i + k];
       const int64_t kk = static_cast<int64_t>(k);
       e.ref_chosen = cs[kk].item<double>(), e.ref_rejected = rs[kk].item<double>();
       e.ref_chosen_mean = cm[kk].item<double>(), e.ref_rejected_mean = rm[kk].item<double>();

@@ -41,7 +41,7 @@ PreferenceOutputs preference_forward(LanguageModel& policy, const std::vector<co
                                      const PreferenceConfig& config, LanguageModel* reference = nullptr);
 
 // Reference log-probs of the pairs' both sides with `model` (no gradients, eval mode), written into the examples.
-void compute_reference(LanguageModel& model, std::vector<PreferenceExample>& examples, int64_t batch_size,
+void compute_reference(LanguageModel& model, const std::vector<PreferenceExample*>& examples, int64_t batch_size,
                        const std::function<void()>& on_batch = {});
 
 }  // namespace mmr::train

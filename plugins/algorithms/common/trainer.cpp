@@ -155,6 +155,21 @@ int64_t Trainer::total_steps(int64_t n) const {
   return cfg_.max_steps > 0 ? cfg_.max_steps : cfg_.epochs * per_epoch;
 }
 
+std::vector<bool> Trainer::examples_seen(int64_t n) const {
+  std::vector<bool> seen(static_cast<size_t>(n), false);
+  const int64_t batches_per_epoch = (n + cfg_.batch_size - 1) / cfg_.batch_size;
+  const int64_t steps_per_epoch = (batches_per_epoch + cfg_.grad_accum - 1) / cfg_.grad_accum;
+  const int64_t total = total_steps(n);
+  for (int64_t epoch = 0; epoch * steps_per_epoch < total; ++epoch) {
+    const int64_t steps = std::min(steps_per_epoch, total - epoch * steps_per_epoch);
+    const int64_t examples = std::min(n, steps * cfg_.grad_accum * cfg_.batch_size);
+    const auto order = epoch_order(n, ctx_.seed(), epoch);
+    for (int64_t i = 0; i < examples; ++i) seen[static_cast<size_t>(order[static_cast<size_t>(i)])] = true;
+    if (examples == n) break;
+  }
+  return seen;
+}
+
 void Trainer::log(const std::string& name, double value, int64_t step) {
   ctx_.log_metric(name, value, step);
   history_.push_back({{"name", name}, {"value", value}, {"step", step}});

@@ -80,6 +80,9 @@ class Trainer {
   // <stage>/checkpoints when a checkpoint of this trial is there.
   FitResult fit(int64_t num_examples, const MicroBatchFn& fn);
   int64_t total_steps(int64_t num_examples) const;
+  // Which examples the run will visit (all of them unless max_steps ends it early), for work done once per example
+  // before training (reference log-probs).
+  std::vector<bool> examples_seen(int64_t num_examples) const;
 
  private:
   void save_checkpoint(int64_t step, const torch::optim::AdamW& opt);

@@ -96,15 +96,17 @@ class Dpo : public Algorithm {
     std::string mode = reference_;
     if (!loss_needs_reference(pref_.loss.type)) mode = "none";
     else if (mode == "auto") mode = all_refs && eval_refs ? "rows" : "initial";
+    Trainer trainer(ctx, *model, config_);
     if (mode == "initial") {
-      initial_reference(ctx, *model, examples, "reference_logps.json");
-      if (!eval.empty()) initial_reference(ctx, *model, eval, "eval_reference_logps.json");
+      // Only the pairs the run will visit (max_steps may end it before an epoch is through).
+      initial_reference(ctx, *model, examples, trainer.examples_seen(static_cast<int64_t>(examples.size())),
+                        "reference_logps.json");
+      if (!eval.empty()) initial_reference(ctx, *model, eval, std::vector<bool>(eval.size(), true), "eval_reference_logps.json");
     }
     if (mode == "live") live = live_reference(ctx);
     ctx.log().info("{}: {} pairs, loss {}, beta {}, reference {}", ctx.stage_name(), examples.size(), pref_.loss.type,
                    pref_.loss.beta, mode);
 
-    Trainer trainer(ctx, *model, config_);
     trainer.fit(static_cast<int64_t>(examples.size()), [&](const std::vector<int64_t>& idx) {
       std::vector<const PreferenceExample*> part;
       for (int64_t i : idx) part.push_back(&examples[static_cast<size_t>(i)]);
@@ -167,16 +169,17 @@ class Dpo : public Algorithm {
 
   // Reference log-probs from the model before training, cached in the stage folder for a resumed run.
   void initial_reference(StageContext& ctx, LanguageModel& model, std::vector<PreferenceExample>& examples,
-                         const std::string& file) {
+                         const std::vector<bool>& needed, const std::string& file) {
     const fs::path cache = ctx.stage_dir() / file;
     std::ifstream in(cache);
     if (in) {
       try {
         const json j = json::parse(in);
         if (j.at("trial") == ctx.trial_identity() && j.at("sum").size() == examples.size()) {
+          auto num = [](const json& v) { return v.is_null() ? std::nan("") : v.get<double>(); };  // null: not needed
           for (size_t i = 0; i < examples.size(); ++i) {
-            examples[i].ref_chosen = j["sum"][i][0], examples[i].ref_rejected = j["sum"][i][1];
-            examples[i].ref_chosen_mean = j["mean"][i][0], examples[i].ref_rejected_mean = j["mean"][i][1];
+            examples[i].ref_chosen = num(j["sum"][i][0]), examples[i].ref_rejected = num(j["sum"][i][1]);
+            examples[i].ref_chosen_mean = num(j["mean"][i][0]), examples[i].ref_rejected_mean = num(j["mean"][i][1]);
           }
           ctx.log().info("reference log-probs: reusing {}", cache.string());
           return;
@@ -185,9 +188,12 @@ class Dpo : public Algorithm {
         ctx.log().warn("reference log-probs cache {} unreadable ({}); computing again", cache.string(), e.what());
       }
     }
-    const int64_t batches = (static_cast<int64_t>(examples.size()) + config_.batch_size - 1) / config_.batch_size;
+    std::vector<PreferenceExample*> todo;
+    for (size_t i = 0; i < examples.size(); ++i)
+      if (needed[i]) todo.push_back(&examples[i]);
+    const int64_t batches = (static_cast<int64_t>(todo.size()) + config_.batch_size - 1) / config_.batch_size;
     auto progress = ctx.progress("reference log-probs", batches);
-    compute_reference(model, examples, config_.batch_size, [&] {
+    compute_reference(model, todo, config_.batch_size, [&] {
       progress->advance();
       if (ctx.stop_requested()) throw Interrupted();
     });

@@ -55,8 +55,9 @@ int get_int(const nlohmann::json& v, const std::string& key) {
 }
 
 uint64_t get_u64(const nlohmann::json& v, const std::string& key) {
-  if (!v.is_number_unsigned()) bad_key(key, "a non-negative integer", v);
-  return v.get<uint64_t>();
+  // A YAML/JSON integer may arrive signed (number_integer) or unsigned: either is fine when it is >= 0.
+  if (!v.is_number_integer() || (!v.is_number_unsigned() && v.get<int64_t>() < 0)) bad_key(key, "a non-negative integer", v);
+  return v.is_number_unsigned() ? v.get<uint64_t>() : static_cast<uint64_t>(v.get<int64_t>());
 }
 
 double get_double(const nlohmann::json& v, const std::string& key) {

@@ -156,7 +156,8 @@ TEST(ActivationRecomputation, GivesTheSameGradientsWithDropout) {
   };
   const auto [loss_plain, plain] = grads_of(false);
   const auto [loss_ckpt, ckpt] = grads_of(true);
-  EXPECT_DOUBLE_EQ(loss_plain, loss_ckpt);
+  // Bit-identical on CPU; CUDA float32 kernels may differ in the last bits between the two forwards.
+  EXPECT_NEAR(loss_ckpt, loss_plain, 1e-7 * scale() * std::abs(loss_plain));
   ASSERT_EQ(plain.size(), ckpt.size());
   for (const auto& [name, g] : plain) {
     ASSERT_TRUE(ckpt.at(name).defined()) << name;

@@ -140,6 +140,9 @@ TEST(SyntheticWorld, ConfigFromJsonReadsKeysAndRejectsBadOnes) {
   EXPECT_EQ(c.candidate_kind_weights.correct, 1u);
   EXPECT_EQ(c.pair_rule.min_gap, 1.5);
   EXPECT_EQ(WorldConfig::from_json(c.to_json()).to_json(), c.to_json());
+  // An integer that arrives signed (as the YAML stage options give it) is a valid seed; a negative one is not.
+  EXPECT_EQ(WorldConfig::from_json(nlohmann::json{{"seed", int64_t{999}}}).seed, 999u);
+  EXPECT_NE(config_error(R"({"seed": -1})").find("'seed': expected a non-negative integer"), std::string::npos);
 
   EXPECT_NE(config_error(R"({"num_images": 3})").find("unknown key 'num_images'"), std::string::npos);
   EXPECT_NE(config_error(R"({"image_size": "big"})").find("'image_size': expected an integer"), std::string::npos);
