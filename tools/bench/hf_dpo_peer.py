@@ -14,13 +14,9 @@ import time
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model
-from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+from transformers import LlavaForConditionalGeneration
 
-SHAPES = {
-    "llava-1.5-7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32),
-    "llava-1.5-13b": dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40),
-}
-
+from llava_shapes import SHAPES, llava_config
 
 def main():
     ap = argparse.ArgumentParser()
@@ -31,13 +27,7 @@ def main():
     ap.add_argument("--response-tokens", type=int, default=160)
     args = ap.parse_args()
 
-    text = LlamaConfig(vocab_size=32064, num_key_value_heads=SHAPES[args.shape]["num_attention_heads"],
-                       max_position_embeddings=4096, **SHAPES[args.shape])
-    vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                              image_size=336, patch_size=14, projection_dim=768, hidden_act="quick_gelu")
-    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=32000, pad_token_id=32001,
-                      vision_feature_layer=-2, vision_feature_select_strategy="default")
-    cfg._attn_implementation = "sdpa"
+    cfg = llava_config(args.shape)
     t0 = time.perf_counter()
     torch.set_default_dtype(torch.bfloat16)
     with torch.device("cuda"):

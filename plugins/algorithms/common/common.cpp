@@ -116,6 +116,60 @@ FitResult run_sft(StageContext& ctx, LanguageModel& model, const std::vector<Cha
   return r;
 }
 
+std::vector<ChatSample> held_out_conversations(StageContext& ctx, const std::string& default_plugin) {
+  std::vector<ChatSample> out;
+  if (!ctx.options().has("eval_data")) return out;
+  std::shared_ptr<Plugin> holder;
+  DataContext ectx = DataContext::for_stage(ctx, "eval_data/");
+  DatasetProvider& data = load_dataset(ctx, "eval_data", default_plugin, holder);
+  if (data.provides(RowKind::Conversation)) {
+    for (const auto& row : data.conversation_rows(ectx)) out.push_back(to_sample(row));
+  } else {
+    for (const auto& row : data.scored_candidates_rows(ectx))
+      for (const auto& c : row.candidates) out.push_back(to_sample({{"human", row.question}, {"gpt", c.response}}, row.images));
+  }
+  return out;
+}
+
+TrainDefaults sft_defaults() {
+  TrainDefaults d;
+  d.lr = 4e-4, d.projector_lr = 2e-5, d.epochs = 1, d.batch_size = 16, d.grad_accum = 2, d.warmup_ratio = 0.03;
+  return d;
+}
+
+ResumableJsonl::ResumableJsonl(std::filesystem::path final_path, const std::vector<std::string>& ids, size_t block)
+    : final_(std::move(final_path)), partial_(final_.parent_path() / (final_.stem().string() + ".partial.jsonl")) {
+  std::vector<std::string> kept;
+  {
+    std::ifstream in(partial_);
+    for (std::string line; kept.size() < ids.size() && std::getline(in, line);) {
+      try {
+        if (nlohmann::json::parse(line).value("id", "") != ids[kept.size()]) break;
+      } catch (const std::exception&) {
+        break;  // a torn last line from a killed run
+      }
+      kept.push_back(line);
+    }
+  }
+  kept.resize(kept.size() / block * block);
+  const auto tmp = partial_.string() + ".tmp";
+  {
+    std::ofstream rewrite(tmp, std::ios::trunc);
+    for (const auto& l : kept) rewrite << l << "\n";
+    if (!rewrite.flush()) throw IoError("cannot write '" + tmp + "'");
+  }
+  std::filesystem::rename(tmp, partial_);
+  done_ = kept.size();
+  out_.open(partial_, std::ios::app);
+  if (!out_) throw IoError("cannot append to '" + partial_.string() + "'");
+}
+
+void ResumableJsonl::finish() {
+  out_.close();
+  if (out_.fail()) throw IoError("cannot write '" + partial_.string() + "' (disk full?)");
+  std::filesystem::rename(partial_, final_);
+}
+
 OptionSpec model_option() {
   return {"model", "any", "", "the model to train: a plugin name or {plugin: llava, path: ..., lora_r: 128, ...}", true};
 }

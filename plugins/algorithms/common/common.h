@@ -3,6 +3,10 @@
 // it), and the `model` / `data` option specs.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,6 +45,29 @@ double mean_lm_loss(LanguageModel& model, const std::vector<EncodedSample>& samp
 // LLaVA's trainer). With held-out samples, records eval/loss_before and eval/loss (after training).
 FitResult run_sft(StageContext& ctx, LanguageModel& model, const std::vector<ChatSample>& train,
                   const std::vector<ChatSample>& held_out, const TrainConfig& config);
+
+// The held-out rows of the `eval_data` option as conversations (empty when the option is absent).
+std::vector<ChatSample> held_out_conversations(StageContext& ctx, const std::string& default_plugin = "llava_json");
+
+// The paper's defaults for the SFT-style algorithms (sft, rejection_sampling, steerlm): lr 4e-4, batch 16 x 2.
+TrainDefaults sft_defaults();
+
+// A JSONL output written row by row so an interrupted stage can continue: the rows already in
+// <final>.partial.jsonl whose ids match the expected ones in order (a prefix, cut to whole blocks of `block` rows)
+// are kept, a torn tail is dropped; finish() renames the file to its final name.
+class ResumableJsonl {
+ public:
+  ResumableJsonl(std::filesystem::path final_path, const std::vector<std::string>& ids, size_t block = 1);
+  size_t done() const { return done_; }
+  void write(const nlohmann::json& row) { out_ << row.dump() << "\n"; }
+  void flush() { out_.flush(); }
+  void finish();
+
+ private:
+  std::filesystem::path final_, partial_;
+  std::ofstream out_;
+  size_t done_ = 0;
+};
 
 // Option specs shared by the algorithms.
 OptionSpec model_option();

@@ -46,6 +46,19 @@ bool has_lora(const std::vector<std::pair<std::string, torch::Tensor>>& params) 
 
 std::string step_dir_name(int64_t step) { return fmt::format("step-{:07d}", step); }
 
+// The trainable tensors as float32 safetensors under their PEFT-style names.
+void write_trainable(const std::vector<std::pair<std::string, torch::Tensor>>& params, const fs::path& path) {
+  st::Writer writer;
+  std::vector<torch::Tensor> keep;  // CPU copies the writer borrows
+  for (const auto& [name, t] : params) {
+    torch::Tensor c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+    keep.push_back(c);
+    writer.add_borrowed(name, st::Dtype::F32, std::vector<int64_t>(c.sizes().begin(), c.sizes().end()),
+                        c.data_ptr<float>(), static_cast<size_t>(c.numel()) * sizeof(float));
+  }
+  writer.write(path.string());
+}
+
 }  // namespace
 
 TrainConfig TrainConfig::from(const Options& o) {
@@ -180,17 +193,7 @@ void Trainer::save_checkpoint(int64_t step, const torch::optim::AdamW& opt) {
   const fs::path tmp = root / (step_dir_name(step) + ".tmp"), final_dir = root / step_dir_name(step);
   fs::remove_all(tmp);
   fs::create_directories(tmp);
-  {
-    st::Writer writer;
-    std::vector<torch::Tensor> keep;
-    for (const auto& [name, t] : params_) {
-      torch::Tensor c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
-      keep.push_back(c);
-      writer.add_borrowed(name, st::Dtype::F32, std::vector<int64_t>(c.sizes().begin(), c.sizes().end()),
-                          c.data_ptr<float>(), static_cast<size_t>(c.numel()) * sizeof(float));
-    }
-    writer.write((tmp / "trainable.safetensors").string());
-  }
+  write_trainable(params_, tmp / "trainable.safetensors");
   torch::save(opt, (tmp / "optimizer.pt").string());
   std::vector<torch::Tensor> rng = {at::detail::getDefaultCPUGenerator().get_state()};
   if (model_.device().is_cuda()) rng.push_back(at::globalContext().defaultGenerator(model_.device()).get_state());
@@ -369,15 +372,7 @@ FitResult Trainer::fit(int64_t n, const MicroBatchFn& fn) {
   } else {
     // Projector-only training: the trained tensors as a safetensors file in the adapter folder.
     fs::create_directories(result.adapter);
-    st::Writer writer;
-    std::vector<torch::Tensor> keep;
-    for (const auto& [name, t] : params_) {
-      torch::Tensor c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
-      keep.push_back(c);
-      writer.add_borrowed(name, st::Dtype::F32, std::vector<int64_t>(c.sizes().begin(), c.sizes().end()),
-                          c.data_ptr<float>(), static_cast<size_t>(c.numel()) * sizeof(float));
-    }
-    writer.write((result.adapter / "trainable.safetensors").string());
+    write_trainable(params_, result.adapter / "trainable.safetensors");
   }
   ctx_.add_artifact("adapter", result.adapter);
   if (!cfg_.keep_final_checkpoint) fs::remove_all(ctx_.stage_dir() / "checkpoints");

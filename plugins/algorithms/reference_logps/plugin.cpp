@@ -45,35 +45,11 @@ class ReferenceLogps : public Algorithm {
     std::vector<PreferenceRow> rows = load_dataset(ctx, "data", "preference", holder).preference_rows(dctx);
     if (rows.empty()) throw DataError("stage '" + ctx.stage_name() + "': the data has no preference pairs");
 
-    const fs::path partial = ctx.stage_dir() / "rows.partial.jsonl", out_path = ctx.stage_dir() / "rows.jsonl";
-    size_t done = 0;  // rows already in the partial file (a prefix of `rows`)
-    {
-      std::ifstream in(partial);
-      std::string line;
-      while (done < rows.size() && std::getline(in, line)) {
-        try {
-          const json j = json::parse(line);
-          if (j.value("id", "") != rows[done].id) break;
-        } catch (const std::exception&) {
-          break;  // a torn last line from a killed run
-        }
-        ++done;
-      }
-    }
+    std::vector<std::string> ids;
+    for (const auto& r : rows) ids.push_back(r.id);
+    ResumableJsonl out(ctx.stage_dir() / "rows.jsonl", ids);
+    const size_t done = out.done();
     if (done > 0) ctx.log().info("reference log-probs: {} of {} rows already done, continuing", done, rows.size());
-    // Rewrite the good prefix, dropping any torn tail.
-    std::vector<std::string> keep;
-    {
-      std::ifstream in(partial);
-      std::string line;
-      for (size_t i = 0; i < done && std::getline(in, line); ++i) keep.push_back(line);
-    }
-    {
-      std::ofstream rewrite(partial.string() + ".tmp", std::ios::trunc);
-      for (const auto& l : keep) rewrite << l << "\n";
-    }
-    fs::rename(partial.string() + ".tmp", partial);
-    std::ofstream out(partial, std::ios::app);
 
     auto progress = ctx.progress("reference log-probs", static_cast<int64_t>(rows.size()));
     progress->advance(static_cast<int64_t>(done));
@@ -94,16 +70,15 @@ class ReferenceLogps : public Algorithm {
         r.ref_win_per_token_logp = to_vector(lp.per_token[k]);
         r.ref_rej_per_token_logp = to_vector(lp.per_token[n + k]);
         sum_c += sums[k], sum_r += sums[n + k];
-        out << data::to_json(r).dump() << "\n";
+        out.write(data::to_json(r));
       }
       out.flush();
       progress->advance(static_cast<int64_t>(n));
       if (ctx.stop_requested()) throw Interrupted();
     }
     progress->finish();
-    out.close();
-    fs::rename(partial, out_path);
-    ctx.add_artifact("rows", out_path);
+    out.finish();
+    ctx.add_artifact("rows", ctx.stage_dir() / "rows.jsonl");
     ctx.log_metric("pairs", static_cast<double>(rows.size()));
     if (done == 0) {
       ctx.log_metric("mean_ref_chosen_logp", sum_c / static_cast<double>(rows.size()));

@@ -27,8 +27,7 @@ class RejectionSampling : public Algorithm {
   }
   static const char* summary() { return "best-of-N by attribute scores, then supervised fine-tuning"; }
   static OptionSchema option_schema() {
-    TrainDefaults d;
-    d.lr = 4e-4, d.projector_lr = 2e-5, d.epochs = 1, d.batch_size = 16, d.grad_accum = 2, d.warmup_ratio = 0.03;
+    const TrainDefaults d = sft_defaults();
     return concat({model_option(), data_option("scored candidates"), eval_data_option(),
                    {"score_attributes", "list", "[Helpfulness, Correctness, Coherence]",
                     "attributes summed to rank the candidates"},
@@ -80,14 +79,7 @@ class RejectionSampling : public Algorithm {
     ctx.add_artifact("selected", path);
     ctx.log().info("rejection sampling: kept the best of each of {} questions ({} below min_score)", train.size(), below);
 
-    std::vector<ChatSample> held_out;
-    if (ctx.options().has("eval_data")) {
-      std::shared_ptr<Plugin> eh;
-      DataContext ectx = DataContext::for_stage(ctx, "eval_data/");
-      for (const auto& row : load_dataset(ctx, "eval_data", "llava_json", eh).conversation_rows(ectx))
-        held_out.push_back(to_sample(row));
-    }
-    run_sft(ctx, *model, train, held_out, config_);
+    run_sft(ctx, *model, train, held_out_conversations(ctx), config_);
   }
 
  private:

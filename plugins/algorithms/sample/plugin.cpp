@@ -80,32 +80,15 @@ class Sample : public Algorithm {
     const std::vector<Prompt> prompts = prompts_of(load_dataset(ctx, "data", "preference", holder), dctx);
     if (prompts.empty()) throw DataError("stage '" + ctx.stage_name() + "': no prompts in the data");
 
-    const fs::path partial = ctx.stage_dir() / "candidates.partial.jsonl", out_path = ctx.stage_dir() / "candidates.jsonl";
-    std::vector<std::string> kept;
-    {
-      std::ifstream in(partial);
-      for (std::string line; kept.size() < prompts.size() && std::getline(in, line);) {
-        try {
-          if (json::parse(line).value("id", "") != prompts[kept.size()].id) break;
-        } catch (const std::exception&) {
-          break;
-        }
-        kept.push_back(line);
-      }
-    }
+    std::vector<std::string> ids;
+    for (const auto& p : prompts) ids.push_back(p.id);
     // Whole batches only, so every batch is sampled with the same seeds as in an uninterrupted run.
-    kept.resize(kept.size() / static_cast<size_t>(batch_size_) * static_cast<size_t>(batch_size_));
-    {
-      std::ofstream rewrite(partial.string() + ".tmp", std::ios::trunc);
-      for (const auto& l : kept) rewrite << l << "\n";
-    }
-    fs::rename(partial.string() + ".tmp", partial);
-    if (!kept.empty()) ctx.log().info("sample: {} of {} prompts already done, continuing", kept.size(), prompts.size());
-    std::ofstream out(partial, std::ios::app);
+    ResumableJsonl out(ctx.stage_dir() / "candidates.jsonl", ids, static_cast<size_t>(batch_size_));
+    if (out.done() > 0) ctx.log().info("sample: {} of {} prompts already done, continuing", out.done(), prompts.size());
 
     auto progress = ctx.progress("sample", static_cast<int64_t>(prompts.size()));
-    progress->advance(static_cast<int64_t>(kept.size()));
-    for (size_t i = kept.size(); i < prompts.size(); i += static_cast<size_t>(batch_size_)) {
+    progress->advance(static_cast<int64_t>(out.done()));
+    for (size_t i = out.done(); i < prompts.size(); i += static_cast<size_t>(batch_size_)) {
       const size_t end = std::min(prompts.size(), i + static_cast<size_t>(batch_size_));
       std::vector<ChatSample> batch;
       for (size_t j = i; j < end; ++j) batch.push_back(prompts[j].sample);
@@ -120,16 +103,15 @@ class Sample : public Algorithm {
         json row = {{"id", prompts[j].id}, {"images", prompts[j].images}, {"question", prompts[j].question},
                     {"candidates", json::array()}};
         for (const auto& r : responses[j - i]) row["candidates"].push_back({{"response", r}});
-        out << row.dump() << "\n";
+        out.write(row);
       }
       out.flush();
       progress->advance(static_cast<int64_t>(end - i));
       if (ctx.stop_requested()) throw Interrupted();
     }
     progress->finish();
-    out.close();
-    fs::rename(partial, out_path);
-    ctx.add_artifact("candidates", out_path);
+    out.finish();
+    ctx.add_artifact("candidates", ctx.stage_dir() / "candidates.jsonl");
     ctx.log_metric("prompts", static_cast<double>(prompts.size()));
     ctx.log_metric("candidates", static_cast<double>(prompts.size() * static_cast<size_t>(n_)));
   }

@@ -13,27 +13,18 @@ class Sft : public Algorithm {
   explicit Sft(const Options& o) : config_(TrainConfig::from(o)) {}
   static const char* summary() { return "supervised fine-tuning (LM loss on the replies) with LoRA"; }
   static OptionSchema option_schema() {
-    TrainDefaults d;
-    d.lr = 4e-4, d.projector_lr = 2e-5, d.epochs = 1, d.batch_size = 16, d.grad_accum = 2, d.warmup_ratio = 0.03;
+    const TrainDefaults d = sft_defaults();
     return concat({model_option(), data_option("conversation rows"), eval_data_option()}, train_option_schema(d));
   }
 
   void run(StageContext& ctx) override {
     std::shared_ptr<LanguageModel> model = load_model(ctx);
     DataContext dctx = DataContext::for_stage(ctx, "data/");
-    std::vector<ChatSample> train, held_out;
-    {
-      std::shared_ptr<Plugin> holder;
-      for (const auto& row : load_dataset(ctx, "data", "llava_json", holder).conversation_rows(dctx))
-        train.push_back(to_sample(row));
-    }
-    if (ctx.options().has("eval_data")) {
-      std::shared_ptr<Plugin> holder;
-      DataContext ectx = DataContext::for_stage(ctx, "eval_data/");
-      for (const auto& row : load_dataset(ctx, "eval_data", "llava_json", holder).conversation_rows(ectx))
-        held_out.push_back(to_sample(row));
-    }
-    run_sft(ctx, *model, train, held_out, config_);
+    std::vector<ChatSample> train;
+    std::shared_ptr<Plugin> holder;
+    for (const auto& row : load_dataset(ctx, "data", "llava_json", holder).conversation_rows(dctx))
+      train.push_back(to_sample(row));
+    run_sft(ctx, *model, train, held_out_conversations(ctx), config_);
   }
 
  private:

@@ -25,8 +25,7 @@ class SteerLm : public Algorithm {
   }
   static const char* summary() { return "SteerLM: attribute-conditioned supervised fine-tuning"; }
   static OptionSchema option_schema() {
-    TrainDefaults d;
-    d.lr = 4e-4, d.projector_lr = 2e-5, d.epochs = 1, d.batch_size = 16, d.grad_accum = 2, d.warmup_ratio = 0.03;
+    const TrainDefaults d = sft_defaults();
     return concat({model_option(), data_option("scored candidates"), eval_data_option(),
                    {"attribute_template", "string", "\"{question}\\n{attributes}\"",
                     "how the attribute string joins the user turn"},
@@ -40,15 +39,7 @@ class SteerLm : public Algorithm {
     DataContext dctx = DataContext::for_stage(ctx, "data/");
     std::shared_ptr<Plugin> holder;
     const auto rows = load_dataset(ctx, "data", "scored_candidates", holder).scored_candidates_rows(dctx);
-    std::vector<ChatSample> train;
-    for (const auto& row : rows)
-      for (const auto& cand : row.candidates) {
-        ChatSample s;
-        s.images = row.images;
-        s.turns = {{"human", apply_steer_template(template_, row.question, steer_attribute_string(cand.scores))},
-                   {"gpt", cand.response}};
-        train.push_back(std::move(s));
-      }
+    const std::vector<ChatSample> train = conditioned(rows);
     ctx.log_metric("data/questions", static_cast<double>(rows.size()));
     ctx.log_metric("data/conditioned_examples", static_cast<double>(train.size()));
 
@@ -56,11 +47,7 @@ class SteerLm : public Algorithm {
     if (ctx.options().has("eval_data")) {
       std::shared_ptr<Plugin> eh;
       DataContext ectx = DataContext::for_stage(ctx, "eval_data/");
-      for (const auto& row : load_dataset(ctx, "eval_data", "scored_candidates", eh).scored_candidates_rows(ectx))
-        for (const auto& cand : row.candidates)
-          held_out.push_back({{{"human", apply_steer_template(template_, row.question, steer_attribute_string(cand.scores))},
-                               {"gpt", cand.response}},
-                              row.images});
+      held_out = conditioned(load_dataset(ctx, "eval_data", "scored_candidates", eh).scored_candidates_rows(ectx));
     }
     run_sft(ctx, *model, train, held_out, config_);
 
@@ -70,6 +57,17 @@ class SteerLm : public Algorithm {
   }
 
  private:
+  // Every candidate as a conversation whose user turn carries its scores.
+  std::vector<ChatSample> conditioned(const std::vector<ScoredCandidatesRow>& rows) const {
+    std::vector<ChatSample> out;
+    for (const auto& row : rows)
+      for (const auto& cand : row.candidates)
+        out.push_back(to_sample({{"human", apply_steer_template(template_, row.question, steer_attribute_string(cand.scores))},
+                                 {"gpt", cand.response}},
+                                row.images));
+    return out;
+  }
+
   TrainConfig config_;
   std::string template_, target_;
 };
