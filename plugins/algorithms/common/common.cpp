@@ -11,7 +11,12 @@ namespace mmr::train {
 std::shared_ptr<LanguageModel> load_model(StageContext& ctx, const std::string& key) {
   const Options& o = ctx.options();
   if (!o.has(key)) throw ConfigError(o.where(o.node()) + "stage '" + ctx.stage_name() + "': missing option '" + key + "'");
-  std::shared_ptr<Plugin> plugin = ctx.create(PluginKind::Model, o.node()[key]);
+  YAML::Node node = o.node()[key];
+  if (node.IsMap() && !node["seed"]) {  // new LoRA weights follow the trial seed unless the model names its own
+    node = YAML::Clone(node);
+    node["seed"] = ctx.seed();
+  }
+  std::shared_ptr<Plugin> plugin = ctx.create(PluginKind::Model, node);
   auto* lm = dynamic_cast<LanguageModel*>(plugin.get());
   if (!lm) throw ConfigError(o.where(o.node()[key]) + "'" + key + "': this model plugin is not a language model");
   return std::shared_ptr<LanguageModel>(plugin, lm);

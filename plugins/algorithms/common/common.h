@@ -20,6 +20,7 @@ namespace mmr::train {
 
 // The model plugin named by the stage option `key` (a name, or a map with `plugin:` and its options), which must
 // be a LanguageModel. The returned pointer keeps the plugin object (and its library) alive.
+// A map node without `seed` gets the trial seed (new LoRA weights differ per seed of a grid).
 std::shared_ptr<LanguageModel> load_model(StageContext& ctx, const std::string& key = "model");
 
 // The dataset named by the stage option `key`: a row file path (read with `default_plugin`, e.g. the `rows`

@@ -272,6 +272,7 @@ FitResult Trainer::fit(int64_t n, const MicroBatchFn& fn) {
   std::vector<double> base_lr;
   for (auto& g : opt->param_groups()) base_lr.push_back(static_cast<torch::optim::AdamWOptions&>(g.options()).lr());
 
+  torch::manual_seed(ctx_.seed());  // dropout; a resumed run restores the generator state from its checkpoint
   int64_t start = cfg_.resume ? load_checkpoint(*opt) : 0;
   ctx_.log().info("training: {} examples, {} steps ({} per epoch; micro-batch {} x accumulation {}), warmup {}, "
                   "{} schedule, {} trainable tensors", n, total, steps_per_epoch, cfg_.batch_size, cfg_.grad_accum,
