@@ -12,7 +12,7 @@ packages=(
   # LibTorch (CPU) and the libraries of the host and the plugins (DESIGN.md §5)
   libtorch-dev libyaml-cpp-dev libboost-dev libboost-filesystem-dev
   libsentencepiece-dev sentencepiece libstb-dev libsqlite3-dev sqlite3
-  libspdlog-dev libfmt-dev nlohmann-json3-dev libcpp-httplib-dev
+  libspdlog-dev libfmt-dev nlohmann-json3-dev libcpp-httplib-dev libssl-dev
   # tests
   libgtest-dev
 )

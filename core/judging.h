@@ -1,0 +1,110 @@
+// What a stage does with a judge: create it from the stage's options, ask it through the results store's
+// judgment cache, and count what happened. Header-only and torch-free; benchmarks and `annotate` use it.
+//
+// The cache key is the judge's identity() plus the exact request (system prompt, user prompt, temperature and
+// max-tokens overrides) as canonical JSON, so a rerun or a resumed stage never sends the same prompt twice, and a
+// changed prompt, judge, temperature or token limit never reuses a reply it should not.
+#pragma once
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/logger.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/plugin_api.h"
+
+namespace mmr {
+
+class JudgeClient {
+ public:
+  // `spec`: a judge plugin name or a map {plugin: <name>, ...options}.
+  JudgeClient(StageContext& ctx, const YAML::Node& spec) : ctx_(ctx) {
+    plugin_ = ctx.create(PluginKind::Judge, spec);
+    judge_ = dynamic_cast<Judge*>(plugin_.get());
+    if (!judge_) throw InternalError("a judge plugin object does not implement mmr::Judge");
+    judge_->attach(ctx);
+    identity_ = judge_->identity();
+  }
+
+  const std::string& identity() const { return identity_; }
+
+  static std::string cache_key(const JudgeRequest& r) {
+    nlohmann::ordered_json j;
+    j["system"] = r.system;
+    j["user"] = r.user;
+    j["temperature"] = r.temperature;
+    j["max_tokens"] = r.max_tokens;
+    return j.dump();
+  }
+
+  // One reply text per request. Cached replies are reused; the others are sent to the judge in one call (the
+  // judge bounds its own concurrency) and stored as they come back. If any request got no reply, the replies
+  // that did come are kept in the cache and an Error names how many failed and the first reason.
+  std::vector<std::string> ask(const std::vector<JudgeRequest>& requests) {
+    std::vector<std::string> replies(requests.size());
+    std::vector<std::string> keys(requests.size());
+    std::map<std::string, size_t> to_send;  // key -> index in `send`
+    std::vector<JudgeRequest> send;
+    std::vector<bool> have(requests.size(), false);
+    for (size_t i = 0; i < requests.size(); ++i) {
+      keys[i] = cache_key(requests[i]);
+      ++n_requests_;
+      if (auto hit = ctx_.cached_judgment(identity_, keys[i])) {
+        replies[i] = *hit;
+        have[i] = true;
+        ++n_cache_hits_;
+      } else if (!to_send.count(keys[i])) {
+        to_send.emplace(keys[i], send.size());
+        send.push_back(requests[i]);
+      }
+    }
+    if (send.empty()) return replies;
+    const std::vector<JudgeReply> got = judge_->judge(send);
+    if (got.size() != send.size())
+      throw InternalError(fmt::format("judge '{}' returned {} replies for {} requests", identity_, got.size(), send.size()));
+    n_sent_ += static_cast<int64_t>(send.size());
+    int64_t failed = 0;
+    std::string first_error;
+    for (const auto& [key, j] : to_send) {
+      if (got[j].ok) {
+        ctx_.store_judgment(identity_, key, got[j].text);
+      } else {
+        if (failed++ == 0) first_error = got[j].error;
+      }
+    }
+    if (failed > 0)
+      throw Error(fmt::format("judge '{}': {} of {} request(s) got no reply (the {} replies received are cached; "
+                              "rerun to resume); first failure: {}", identity_, failed, send.size(),
+                              send.size() - static_cast<size_t>(failed), first_error));
+    for (size_t i = 0; i < requests.size(); ++i)
+      if (!have[i]) replies[i] = got[to_send.at(keys[i])].text;
+    return replies;
+  }
+  std::string ask_one(const JudgeRequest& request) { return ask({request}).front(); }
+
+  // A reply the benchmark could not read (counted, reported as judge/unparseable).
+  void count_unparseable(int64_t n = 1) { n_unparseable_ += n; }
+
+  // judge/requests, judge/cache_hits, judge/sent, judge/unparseable as final metrics of the stage.
+  void log_metrics(const std::string& prefix = "judge/") {
+    ctx_.log_metric(prefix + "requests", static_cast<double>(n_requests_));
+    ctx_.log_metric(prefix + "cache_hits", static_cast<double>(n_cache_hits_));
+    ctx_.log_metric(prefix + "sent", static_cast<double>(n_sent_));
+    ctx_.log_metric(prefix + "unparseable", static_cast<double>(n_unparseable_));
+    ctx_.log().info("judge '{}': {} request(s), {} from the cache, {} sent, {} unparseable repl(ies)", identity_,
+                    n_requests_, n_cache_hits_, n_sent_, n_unparseable_);
+  }
+
+ private:
+  StageContext& ctx_;
+  std::shared_ptr<Plugin> plugin_;
+  Judge* judge_ = nullptr;
+  std::string identity_;
+  int64_t n_requests_ = 0, n_cache_hits_ = 0, n_sent_ = 0, n_unparseable_ = 0;
+};
+
+}  // namespace mmr
