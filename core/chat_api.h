@@ -38,6 +38,7 @@ struct Generation {
   std::string text;
   std::vector<int64_t> token_ids;
   std::string finish_reason;  // "eos" | "stop_string" | "length"
+  int64_t prompt_tokens = 0;  // positions of the prompt the model read (image patches included); 0: not known
 };
 
 class ChatModel : public Model {
