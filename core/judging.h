@@ -44,7 +44,28 @@ class JudgeClient {
   // One reply text per request. Cached replies are reused; the others are sent to the judge in one call (the
   // judge bounds its own concurrency) and stored as they come back. If any request got no reply, the replies
   // that did come are kept in the cache and an Error names how many failed and the first reason.
-  std::vector<std::string> ask(const std::vector<JudgeRequest>& requests) {
+  std::vector<std::string> ask(const std::vector<JudgeRequest>& requests) { return fetch(requests, true); }
+  std::string ask_one(const JudgeRequest& request) { return ask({request}).front(); }
+  // Sends the uncached requests now, in one call, without counting them as asked: a benchmark whose official
+  // loop asks one request at a time (MM-Vet's retries) prefetches the first round concurrently, then asks.
+  void prefetch(const std::vector<JudgeRequest>& requests) { fetch(requests, false); }
+
+  // A reply the benchmark could not read (counted, reported as judge/unparseable).
+  void count_unparseable(int64_t n = 1) { n_unparseable_ += n; }
+
+  // judge/requests (asked by the benchmark), judge/cache_hits (of those, answered from the store), judge/sent
+  // (sent to the judge, prefetches included), judge/unparseable as final metrics of the stage.
+  void log_metrics(const std::string& prefix = "judge/") {
+    ctx_.log_metric(prefix + "requests", static_cast<double>(n_requests_));
+    ctx_.log_metric(prefix + "cache_hits", static_cast<double>(n_cache_hits_));
+    ctx_.log_metric(prefix + "sent", static_cast<double>(n_sent_));
+    ctx_.log_metric(prefix + "unparseable", static_cast<double>(n_unparseable_));
+    ctx_.log().info("judge '{}': {} request(s), {} answered from the cache, {} sent, {} unparseable repl(ies)",
+                    identity_, n_requests_, n_cache_hits_, n_sent_, n_unparseable_);
+  }
+
+ private:
+  std::vector<std::string> fetch(const std::vector<JudgeRequest>& requests, bool count) {
     std::vector<std::string> replies(requests.size());
     std::vector<std::string> keys(requests.size());
     std::map<std::string, size_t> to_send;  // key -> index in `send`
@@ -52,11 +73,11 @@ class JudgeClient {
     std::vector<bool> have(requests.size(), false);
     for (size_t i = 0; i < requests.size(); ++i) {
       keys[i] = cache_key(requests[i]);
-      ++n_requests_;
+      n_requests_ += count;
       if (auto hit = ctx_.cached_judgment(identity_, keys[i])) {
         replies[i] = *hit;
         have[i] = true;
-        ++n_cache_hits_;
+        n_cache_hits_ += count;
       } else if (!to_send.count(keys[i])) {
         to_send.emplace(keys[i], send.size());
         send.push_back(requests[i]);
@@ -84,22 +105,7 @@ class JudgeClient {
       if (!have[i]) replies[i] = got[to_send.at(keys[i])].text;
     return replies;
   }
-  std::string ask_one(const JudgeRequest& request) { return ask({request}).front(); }
 
-  // A reply the benchmark could not read (counted, reported as judge/unparseable).
-  void count_unparseable(int64_t n = 1) { n_unparseable_ += n; }
-
-  // judge/requests, judge/cache_hits, judge/sent, judge/unparseable as final metrics of the stage.
-  void log_metrics(const std::string& prefix = "judge/") {
-    ctx_.log_metric(prefix + "requests", static_cast<double>(n_requests_));
-    ctx_.log_metric(prefix + "cache_hits", static_cast<double>(n_cache_hits_));
-    ctx_.log_metric(prefix + "sent", static_cast<double>(n_sent_));
-    ctx_.log_metric(prefix + "unparseable", static_cast<double>(n_unparseable_));
-    ctx_.log().info("judge '{}': {} request(s), {} from the cache, {} sent, {} unparseable repl(ies)", identity_,
-                    n_requests_, n_cache_hits_, n_sent_, n_unparseable_);
-  }
-
- private:
   StageContext& ctx_;
   std::shared_ptr<Plugin> plugin_;
   Judge* judge_ = nullptr;
