@@ -8,6 +8,7 @@
 #include <spdlog/logger.h>
 
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
@@ -101,6 +102,14 @@ inline void write_atomically(const std::filesystem::path& path, const std::funct
   const std::filesystem::path tmp = path.string() + ".tmp";
   write(tmp.string());
   std::filesystem::rename(tmp, path);
+}
+
+inline void write_text_atomically(const std::filesystem::path& path, const std::string& text) {
+  write_atomically(path, [&](const std::string& p) {
+    std::ofstream out(p, std::ios::binary);
+    out << text;
+    if (!out) throw IoError("cannot write '" + p + "'");
+  });
 }
 
 // The stage's judge (option `judge`), or none when the option is absent.
