@@ -34,18 +34,22 @@ inline OptionSchema evaluation_options(const char* default_max_new_tokens) {
   };
 }
 
+// A stage without its file option evaluates a model: it needs `model`. Says what to give otherwise.
+inline void check_can_evaluate(StageContext& ctx, const std::string& file_option, const std::string& usage) {
+  const Options& o = ctx.options();
+  if (!o.has("model"))
+    throw ConfigError(fmt::format("{}stage '{}': give 'model' to evaluate a model, or '{}' to score an existing "
+                                  "file (as `{}` does)", o.where(o.node()), ctx.stage_name(), file_option, usage));
+}
+
 // The evaluated model; the plugin object keeps its library loaded.
 struct LoadedModel {
   std::shared_ptr<Plugin> holder;
   ChatModel* model = nullptr;
 };
 inline LoadedModel load_model(StageContext& ctx) {
-  const Options& o = ctx.options();
-  if (!o.has("model"))
-    throw ConfigError(o.where(o.node()) + "stage '" + ctx.stage_name() +
-                      "': give 'model' to evaluate a model, or the answer/judgment file to score");
   LoadedModel m;
-  m.holder = ctx.create(PluginKind::Model, o.node()["model"]);
+  m.holder = ctx.create(PluginKind::Model, ctx.options().node()["model"]);
   m.model = &chat_model(*m.holder, "stage '" + ctx.stage_name() + "': option 'model'");
   return m;
 }

@@ -141,6 +141,7 @@ class LlavaBench : public Benchmark {
 
   void evaluate(StageContext& ctx) {
     const Options& o = ctx.options();
+    benchmarks::check_can_evaluate(ctx, "reviews", kUsage);
     check_keys(o, option_schema(), {"questions", "image_folder"});
     const int64_t limit = o.get<int64_t>("limit");
     const std::vector<Question> questions = benchmarks::first_n(read_questions(o.get<std::string>("questions")), limit);

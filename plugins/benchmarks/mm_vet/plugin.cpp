@@ -103,6 +103,7 @@ class MmVet : public Benchmark {
 
   void evaluate(StageContext& ctx) {
     const Options& o = ctx.options();
+    benchmarks::check_can_evaluate(ctx, "grades", kUsage);
     check_keys(o, option_schema(), {"questions", "image_folder"});
     const std::string questions_path = o.get<std::string>("questions");
     struct Item {

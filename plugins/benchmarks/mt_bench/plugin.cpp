@@ -128,6 +128,7 @@ class MtBench : public Benchmark {
 
   void evaluate(StageContext& ctx) {
     const Options& o = ctx.options();
+    benchmarks::check_can_evaluate(ctx, "judgments", kUsage);
     check_keys(o, option_schema(), {"questions"});
     const std::string questions_path = o.get<std::string>("questions");
     const std::vector<Question> questions = benchmarks::first_n(read_questions(questions_path), o.get<int64_t>("limit"));

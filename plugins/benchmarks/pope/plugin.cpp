@@ -113,6 +113,7 @@ class Pope : public Benchmark {
   // Generates the answers with the model, writes answers.jsonl, scores it when labels are given.
   void evaluate(StageContext& ctx) {
     const Options& o = ctx.options();
+    benchmarks::check_can_evaluate(ctx, "answers", kUsage);
     check_keys(o, option_schema(), {"questions", "image_folder"});
     const int64_t limit = o.get<int64_t>("limit");
     if (limit > 0 && o.has("labels"))
