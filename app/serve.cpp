@@ -243,7 +243,9 @@ int run_server(const ServeOptions& o, Registry& registry) {
       send_error(res, res.status, fmt::format("HTTP {}", res.status), "invalid_request_error");
   });
 
-  server.set_logger([&](const httplib::Request& req, const httplib::Response& res) {
+  // The post-routing handler runs after the error handler and before the response is written, so a client that
+  // has its reply finds the request in the log.
+  server.set_post_routing_handler([&](const httplib::Request& req, httplib::Response& res) {
     log->debug("serve: {} {} -> {}", req.method, req.path, res.status);
     if (!request_log.is_open()) return;
     const json line{{"time", now_iso8601()}, {"method", req.method}, {"path", req.path}, {"status", res.status},
