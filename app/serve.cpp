@@ -219,12 +219,13 @@ int run_server(const ServeOptions& o, Registry& registry) {
     std::vector<Generation> out;
     try {
       std::lock_guard<std::mutex> lock(generate_mu);
-      out = call_plugin(info, [&] { return model.generate({chat.sample}, chat.config); });
-    } catch (const DataError& e) {  // e.g. an image that does not decode
+      out = model.generate({chat.sample}, chat.config);
+    } catch (const DataError& e) {  // the client's input: an image that does not decode, a stray "<image>" text
       return send_error(res, 400, e.what(), "invalid_request_error");
     } catch (const std::exception& e) {
-      log->error("serve: generation failed: {}", e.what());
-      return send_error(res, 500, std::string("generation failed: ") + e.what(), "server_error");
+      log->error("serve: generation failed in model plugin '{}' ({}): {}", info.name, info.path.string(), e.what());
+      return send_error(res, 500, fmt::format("generation failed in model plugin '{}': {}", info.name, e.what()),
+                        "server_error");
     }
     const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
         std::chrono::system_clock::now().time_since_epoch()).count();

@@ -12,6 +12,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -77,13 +78,16 @@ class JudgeClient {
       if (auto hit = ctx_.cached_judgment(identity_, keys[i])) {
         replies[i] = *hit;
         have[i] = true;
-        n_cache_hits_ += count;
+        // A reply this stage prefetched was sent by it, not found from an earlier run.
+        n_cache_hits_ += count && !prefetched_.count(keys[i]);
       } else if (!to_send.count(keys[i])) {
         to_send.emplace(keys[i], send.size());
         send.push_back(requests[i]);
       }
     }
     if (send.empty()) return replies;
+    if (!count)
+      for (const auto& entry : to_send) prefetched_.insert(entry.first);
     const std::vector<JudgeReply> got = judge_->judge(send);
     if (got.size() != send.size())
       throw InternalError(fmt::format("judge '{}' returned {} replies for {} requests", identity_, got.size(), send.size()));
@@ -110,6 +114,7 @@ class JudgeClient {
   std::shared_ptr<Plugin> plugin_;
   Judge* judge_ = nullptr;
   std::string identity_;
+  std::set<std::string> prefetched_;
   int64_t n_requests_ = 0, n_cache_hits_ = 0, n_sent_ = 0, n_unparseable_ = 0;
 };
 

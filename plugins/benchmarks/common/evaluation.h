@@ -108,12 +108,19 @@ inline void write_atomically(const std::filesystem::path& path, const std::funct
   std::filesystem::rename(tmp, path);
 }
 
-inline void write_text_atomically(const std::filesystem::path& path, const std::string& text) {
-  write_atomically(path, [&](const std::string& p) {
-    std::ofstream out(p, std::ios::binary);
-    out << text;
-    if (!out) throw IoError("cannot write '" + p + "'");
-  });
+inline void write_text(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  if (!out) throw IoError("cannot write '" + path + "'");
+}
+
+// Writes `file` in the stage folder atomically and records it as artifact `name`; returns its path.
+inline std::filesystem::path write_artifact(StageContext& ctx, const std::string& name, const std::string& file,
+                                            const std::function<void(const std::string&)>& write) {
+  const std::filesystem::path path = ctx.stage_dir() / file;
+  write_atomically(path, write);
+  ctx.add_artifact(name, path);
+  return path;
 }
 
 // The stage's judge (option `judge`), or none when the option is absent.

@@ -163,9 +163,8 @@ class LlavaBench : public Benchmark {
       records.push_back({questions[i].question_id, questions[i].text, replies[i], answer_id, model_id});
       answers.push_back({0, questions[i].question_id, answer_id, replies[i]});
     }
-    const fs::path answers_path = ctx.stage_dir() / "answers.jsonl";
-    benchmarks::write_atomically(answers_path, [&](const std::string& p) { write_answers(p, records); });
-    ctx.add_artifact("answers", answers_path);
+    const fs::path answers_path = benchmarks::write_artifact(
+        ctx, "answers", "answers.jsonl", [&](const std::string& p) { write_answers(p, records); });
     MetricList metrics = {{"n_answers", static_cast<double>(records.size())}};
 
     auto judge = benchmarks::make_judge(ctx);
@@ -190,9 +189,8 @@ class LlavaBench : public Benchmark {
       if (tuple[0] == -1 && tuple[1] == -1) judge->count_unparseable();
       lines += review_line(reviews[i], texts[i], tuple) + "\n";
     }
-    const fs::path reviews_path = ctx.stage_dir() / "reviews.jsonl";
-    benchmarks::write_text_atomically(reviews_path, lines);
-    ctx.add_artifact("reviews", reviews_path);
+    const fs::path reviews_path = benchmarks::write_artifact(
+        ctx, "reviews", "reviews.jsonl", [&](const std::string& p) { benchmarks::write_text(p, lines); });
     for (const auto& metric : score_file(reviews_path.string())) metrics.push_back(metric);
     judge->log_metrics();
     benchmarks::record_metrics(ctx, metrics);

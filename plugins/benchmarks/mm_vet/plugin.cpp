@@ -128,9 +128,8 @@ class MmVet : public Benchmark {
         "mm_vet answers");
     std::vector<std::pair<std::string, std::string>> results;
     for (size_t i = 0; i < items.size(); ++i) results.emplace_back(result_key(items[i].question_id), replies[i]);
-    const fs::path results_path = ctx.stage_dir() / "results.json";
-    benchmarks::write_atomically(results_path, [&](const std::string& p) { write_results(p, results); });
-    ctx.add_artifact("results", results_path);
+    const fs::path results_path = benchmarks::write_artifact(
+        ctx, "results", "results.json", [&](const std::string& p) { write_results(p, results); });
     MetricList metrics = {{"n_answers", static_cast<double>(results.size())}};
 
     auto judge = benchmarks::make_judge(ctx);
@@ -168,9 +167,8 @@ class MmVet : public Benchmark {
       failed += g.failed;
       grades.push_back({samples[i]->id, {judge->identity()}, {g.content}, {g.score}});
     }
-    const fs::path grades_path = ctx.stage_dir() / "grades.json";
-    benchmarks::write_atomically(grades_path, [&](const std::string& p) { write_grade_file(p, grades); });
-    ctx.add_artifact("grades", grades_path);
+    const fs::path grades_path = benchmarks::write_artifact(
+        ctx, "grades", "grades.json", [&](const std::string& p) { write_grade_file(p, grades); });
 
     std::vector<Sample> evaluated;
     for (const Sample* s : samples) evaluated.push_back(*s);

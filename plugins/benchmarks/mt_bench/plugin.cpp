@@ -176,9 +176,8 @@ class MtBench : public Benchmark {
                          {first[i], second[i]}, now});
       answers.push_back({0, questions[i].question_id, model_id, {first[i], second[i]}});
     }
-    const fs::path answers_path = ctx.stage_dir() / "model_answer.jsonl";
-    benchmarks::write_atomically(answers_path, [&](const std::string& p) { write_model_answers(p, records); });
-    ctx.add_artifact("answers", answers_path);
+    const fs::path answers_path = benchmarks::write_artifact(
+        ctx, "answers", "model_answer.jsonl", [&](const std::string& p) { write_model_answers(p, records); });
     MetricList metrics = {{"n_answers", static_cast<double>(records.size())}};
 
     auto judge = benchmarks::make_judge(ctx);
@@ -218,9 +217,8 @@ class MtBench : public Benchmark {
       if (rating == -1) judge->count_unparseable();
       lines += judgment_line(built_question[i], model_id, judge->identity(), built[i], texts[i], rating, now) + "\n";
     }
-    const fs::path judgments_path = ctx.stage_dir() / "judgments.jsonl";
-    benchmarks::write_text_atomically(judgments_path, lines);
-    ctx.add_artifact("judgments", judgments_path);
+    const fs::path judgments_path = benchmarks::write_artifact(
+        ctx, "judgments", "judgments.jsonl", [&](const std::string& p) { benchmarks::write_text(p, lines); });
     for (const auto& metric : score_files(judgments_path.string(), questions_path)) metrics.push_back(metric);
     judge->log_metrics();
     benchmarks::record_metrics(ctx, metrics);

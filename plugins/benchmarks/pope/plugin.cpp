@@ -144,9 +144,8 @@ class Pope : public Benchmark {
     for (size_t i = 0; i < questions.size(); ++i)
       answers.push_back({questions[i].question_id, questions[i].text, replies[i],
                          fmt::format("{}-{}", model_id, questions[i].question_id.key), model_id});
-    const fs::path answers_path = ctx.stage_dir() / "answers.jsonl";
-    benchmarks::write_atomically(answers_path, [&](const std::string& p) { write_answers(p, answers); });
-    ctx.add_artifact("answers", answers_path);
+    const fs::path answers_path = benchmarks::write_artifact(
+        ctx, "answers", "answers.jsonl", [&](const std::string& p) { write_answers(p, answers); });
     ctx.log().info("pope: {} answer(s) written to {}", answers.size(), answers_path.string());
 
     MetricList metrics = {{"n_answers", static_cast<double>(answers.size())}};
