@@ -43,6 +43,13 @@ std::string base64_encode(const std::string& bytes) {
   return out;
 }
 
+// True while the process runs (a child that exited stays a zombie until waited for: state 'Z').
+static bool running(pid_t pid) {
+  const std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+  const size_t paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z';
+}
+
 Server::Server(const fs::path& dir, const std::vector<std::string>& extra_args,
                const std::map<std::string, std::string>& env) {
   fs::create_directories(dir);
@@ -57,7 +64,7 @@ Server::Server(const fs::path& dir, const std::vector<std::string>& extra_args,
   process_ = std::make_unique<Process>(argv, env);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (!fs::exists(port_file)) {
-    if (std::chrono::steady_clock::now() > deadline || kill(process_->pid(), 0) != 0) {
+    if (std::chrono::steady_clock::now() > deadline || !running(process_->pid())) {
       const ProcessResult r = stop();
       throw std::runtime_error("runner serve did not start (status " + std::to_string(r.status) + "): " + r.err);
     }
