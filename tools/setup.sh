@@ -13,8 +13,8 @@ packages=(
   libtorch-dev libyaml-cpp-dev libboost-dev libboost-filesystem-dev
   libsentencepiece-dev sentencepiece libstb-dev libsqlite3-dev sqlite3
   libspdlog-dev libfmt-dev nlohmann-json3-dev libcpp-httplib-dev libssl-dev
-  # tests
-  libgtest-dev
+  # tests (curl: the `runner serve` test sends a request with it)
+  libgtest-dev curl
 )
 
 if [[ "${1:-}" == "--print" ]]; then

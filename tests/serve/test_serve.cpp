@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -89,19 +90,42 @@ TEST_F(Serve, ImageRequestGetsTheReplyTheModelGeneratesDirectly) {
   EXPECT_TRUE(fs::is_empty(temp));
 }
 
-TEST_F(Serve, CurlStyleRequestWithALocalImagePath) {
-  // What `curl -d @body.json` sends: a raw JSON body, the image as a path on the server's machine.
-  const std::string image = kTinyImages + "/tall.jpg";
-  const std::string raw = R"({"model": "llava", "max_tokens": 6, "messages": [{"role": "user", "content": [
-      {"type": "text", "text": "Describe it."}, {"type": "image_url", "image_url": {"url": "file://)" + image + R"("}}]}]})";
-  httplib::Client client("127.0.0.1", server_->port());
-  auto res = client.Post("/v1/chat/completions", raw, "application/json");
-  ASSERT_TRUE(res);
-  ASSERT_EQ(res->status, 200) << res->body;
+TEST_F(Serve, CurlGetsAChatCompletionForAnImage) {
+  // The real curl (tools/setup.sh installs it), a raw JSON body, the image as a data: URL; then a second
+  // conversation whose image is a file:// URL on the server's machine.
+  ASSERT_TRUE(fs::exists("/usr/bin/curl")) << "this test runs /usr/bin/curl; tools/setup.sh installs it";
+  const fs::path body = fs::temp_directory_path() / ("mmr_serve_curl_" + std::to_string(getpid()) + ".json");
   GenerationConfig config;
   config.max_new_tokens = 6;
-  EXPECT_EQ(json::parse(res->body)["choices"][0]["message"]["content"],
-            direct_->generate(ChatSample{{{"human", "<image>\nDescribe it."}}, {image}}, config).text);
+  for (const std::string& image : {kTinyImages + "/small.png", kTinyImages + "/tall.jpg"}) {
+    const std::string url = image.substr(image.size() - 4) == ".png"
+                                ? "data:image/png;base64," + base64_encode(slurp(image))
+                                : "file://" + image;
+    std::ofstream(body) << R"({"model": "llava", "max_tokens": 6, "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": ")" << url << R"("}}, {"type": "text", "text": "Describe it."}]}]})";
+    const ProcessResult r = run({"/usr/bin/curl", "-sS", "-H", "Content-Type: application/json", "--data-binary",
+                                 "@" + body.string(), server_->base_url() + "/chat/completions"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json reply = json::parse(r.out);
+    const Generation expected = direct_->generate(ChatSample{{{"human", "<image>\nDescribe it."}}, {image}}, config);
+    EXPECT_EQ(reply["choices"][0]["message"]["content"], expected.text) << r.out;
+    EXPECT_EQ(reply["usage"]["completion_tokens"], expected.token_ids.size());
+    EXPECT_EQ(reply["usage"]["prompt_tokens"], expected.prompt_tokens);
+  }
+  fs::remove(body);
+}
+
+TEST_F(Serve, TwoImagesInOneMessageAreRefusedAsLlavasTemplateHoldsOnePerTurn) {
+  // LLaVA's preprocessing moves a turn's <image> to its front, once: two images in one message cannot be encoded.
+  const std::string url = "data:image/png;base64," + base64_encode(slurp(kTinyImages + "/small.png"));
+  json body = chat_body("Compare them.", 4);
+  body["messages"][0]["content"] = json::array({json{{"type", "image_url"}, {"image_url", {{"url", url}}}},
+                                                json{{"type", "image_url"}, {"image_url", {{"url", url}}}},
+                                                json{{"type", "text"}, {"text", "Compare them."}}});
+  auto res = post(body);
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_NE(res->body.find("placeholder"), std::string::npos) << res->body;
 }
 
 TEST_F(Serve, ModelsEndpointListsTheServedModel) {
