@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/logger.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <set>
@@ -88,19 +89,37 @@ class JudgeClient {
     if (send.empty()) return replies;
     if (!count)
       for (const auto& entry : to_send) prefetched_.insert(entry.first);
-    const std::vector<JudgeReply> got = judge_->judge(send);
-    if (got.size() != send.size())
-      throw InternalError(fmt::format("judge '{}' returned {} replies for {} requests", identity_, got.size(), send.size()));
-    n_sent_ += static_cast<int64_t>(send.size());
+    std::vector<std::string> send_keys(send.size());
+    for (const auto& [key, j] : to_send) send_keys[j] = key;
+    // In chunks: each chunk's replies are stored before the next is sent, so an interruption (Ctrl-C, a crash)
+    // loses at most one chunk of paid-for replies.
+    std::vector<JudgeReply> got;
     int64_t failed = 0;
     std::string first_error;
-    for (const auto& [key, j] : to_send) {
-      if (got[j].ok) {
-        ctx_.store_judgment(identity_, key, got[j].text);
-      } else {
-        if (failed++ == 0) first_error = got[j].error;
+    std::unique_ptr<ProgressSink> progress;  // only for more than one chunk: single retries stay quiet
+    if (send.size() > kChunk)
+      progress = ctx_.progress("judge " + identity_.substr(0, identity_.find(' ')), static_cast<int64_t>(send.size()));
+    for (size_t start = 0; start < send.size(); start += kChunk) {
+      if (ctx_.stop_requested()) throw Interrupted();
+      const size_t end = std::min(send.size(), start + kChunk);
+      const std::vector<JudgeRequest> chunk(send.begin() + static_cast<std::ptrdiff_t>(start),
+                                            send.begin() + static_cast<std::ptrdiff_t>(end));
+      std::vector<JudgeReply> part = judge_->judge(chunk);
+      if (part.size() != chunk.size())
+        throw InternalError(fmt::format("judge '{}' returned {} replies for {} requests", identity_, part.size(),
+                                        chunk.size()));
+      n_sent_ += static_cast<int64_t>(chunk.size());
+      for (size_t k = 0; k < part.size(); ++k) {
+        if (part[k].ok) {
+          ctx_.store_judgment(identity_, send_keys[start + k], part[k].text);
+        } else if (failed++ == 0) {
+          first_error = part[k].error;
+        }
+        got.push_back(std::move(part[k]));
       }
+      if (progress) progress->advance(static_cast<int64_t>(chunk.size()));
     }
+    if (progress) progress->finish();
     if (failed > 0)
       throw Error(fmt::format("judge '{}': {} of {} request(s) got no reply (the {} replies received are cached; "
                               "rerun to resume); first failure: {}", identity_, failed, send.size(),
@@ -110,6 +129,7 @@ class JudgeClient {
     return replies;
   }
 
+  static constexpr size_t kChunk = 32;
   StageContext& ctx_;
   std::shared_ptr<Plugin> plugin_;
   Judge* judge_ = nullptr;

@@ -235,6 +235,29 @@ TEST_F(Evaluate, AResumedEvaluationNeverSendsAJudgePromptTwice) {
   for (const auto& req : server.requests())
     if (req["status"] == 200) EXPECT_TRUE(answered.insert(req["body_sha256"]).second) << req.dump();
   EXPECT_EQ(answered.size(), 4u);
+
+  // The cache holds the four replies under the judge's identity, keyed by the exact request: FastChat's system
+  // prompt and judge prompt (two single-turn, two multi-turn), temperature 0 and 2048 tokens.
+  const ProcessResult cache = runner({"query", "SELECT judge, prompt FROM judgments", "--format", "json"});
+  ASSERT_EQ(cache.status, 0) << cache.err;
+  const json rows = json::parse(cache.out);
+  ASSERT_EQ(rows.size(), 4u);
+  int single_turn = 0;
+  for (const auto& row : rows) {
+    EXPECT_EQ(row["judge"], "openai_compatible base_url=" + server.base_url() + " model=llava temperature=0 max_tokens=1024");
+    const json key = json::parse(row["prompt"].get<std::string>());
+    EXPECT_EQ(key["temperature"], 0.0);
+    EXPECT_EQ(key["max_tokens"], 2048);
+    const std::string user = key["user"], system = key["system"];
+    if (user.rfind("[Instruction]", 0) == 0) {
+      EXPECT_EQ(system, "You are a helpful assistant.");
+      ++single_turn;
+    } else {
+      EXPECT_EQ(system.rfind("Please act as an impartial judge", 0), 0u) << system;
+      EXPECT_NE(user.find("### User:"), std::string::npos) << user;
+    }
+  }
+  EXPECT_EQ(single_turn, 2);
 }
 
 TEST_F(Evaluate, AnnotateScoresEveryCandidateOnceAndCountsUnparseableReplies) {
