@@ -270,22 +270,15 @@ TEST_F(JudgeOverHttp, RepliesEqualTheModelsOwnGenerationInRequestOrder) {
                                           " model=llava temperature=0 max_tokens=8");
 }
 
-TEST_F(JudgeOverHttp, RetriesOn503UntilTheServerAnswers) {
-  Server server(test_dir(), {"--fail-first", "2", "--fail-status", "503"});
-  auto plugin = make_judge(server, ", max_retries: 3");
-  const auto replies = judge(plugin).judge({{"", "Is it red?", -1, -1}});
-  ASSERT_TRUE(replies[0].ok) << replies[0].error;
-  EXPECT_EQ(server.count(kChat, 503), 2);
-  EXPECT_EQ(server.count(kChat, 200), 1);
-}
-
-TEST_F(JudgeOverHttp, RetriesOn429) {
-  Server server(test_dir(), {"--fail-first", "1", "--fail-status", "429"});
-  auto plugin = make_judge(server, ", max_retries: 1");
-  const auto replies = judge(plugin).judge({{"", "Is it red?", -1, -1}});
-  ASSERT_TRUE(replies[0].ok) << replies[0].error;
-  EXPECT_EQ(server.count(kChat, 429), 1);
-  EXPECT_EQ(server.count(kChat, 200), 1);
+TEST_F(JudgeOverHttp, RetriesOn503And429UntilTheServerAnswers) {
+  for (const auto& [status, failures] : std::vector<std::pair<int, int>>{{503, 2}, {429, 1}}) {
+    Server server(test_dir(), {"--fail-first", std::to_string(failures), "--fail-status", std::to_string(status)});
+    auto plugin = make_judge(server, ", max_retries: " + std::to_string(failures));
+    const auto replies = judge(plugin).judge({{"", "Is it red?", -1, -1}});
+    ASSERT_TRUE(replies[0].ok) << status << ": " << replies[0].error;
+    EXPECT_EQ(server.count(kChat, status), failures);
+    EXPECT_EQ(server.count(kChat, 200), 1);
+  }
 }
 
 TEST_F(JudgeOverHttp, GivesUpAfterMaxRetriesWithTheStatusInTheError) {

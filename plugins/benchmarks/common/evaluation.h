@@ -19,6 +19,7 @@
 #include "core/chat_api.h"
 #include "core/judging.h"
 #include "core/plugin_api.h"
+#include "plugins/benchmarks/common/file_scoring.h"
 
 namespace mmr::benchmarks {
 
@@ -101,6 +102,24 @@ inline std::vector<std::string> generate_all(StageContext& ctx, ChatModel& model
   return replies;
 }
 
+// How LLaVA's model_vqa.py / model_vqa_loader.py answer: one human turn per question, "<image>\n" + text with its
+// image (relative to `image_folder`), greedy, the stage's max_new_tokens, in batches of batch_size.
+struct ImageQuestion {
+  std::string text;
+  std::string image;
+};
+inline std::vector<std::string> answer_image_questions(StageContext& ctx, const std::vector<ImageQuestion>& questions,
+                                                       const std::string& label) {
+  const Options& o = ctx.options();
+  std::vector<ChatSample> prompts;
+  for (const auto& q : questions) prompts.push_back(ChatSample{{{"human", "<image>\n" + q.text}}, {image_path(o, q.image)}});
+  GenerationConfig config;  // greedy: the official scripts run these benchmarks at temperature 0
+  config.max_new_tokens = o.get<int64_t>("max_new_tokens");
+  LoadedModel m = load_model(ctx);
+  return generate_all(ctx, *m.model, prompts, std::vector<GenerationConfig>(prompts.size(), config),
+                      o.get<int64_t>("batch_size"), label);
+}
+
 // Runs `write(tmp_path)` and renames the result onto `path`, so a crash never leaves a half-written file.
 inline void write_atomically(const std::filesystem::path& path, const std::function<void(const std::string&)>& write) {
   const std::filesystem::path tmp = path.string() + ".tmp";
@@ -123,11 +142,16 @@ inline std::filesystem::path write_artifact(StageContext& ctx, const std::string
   return path;
 }
 
-// The stage's judge (option `judge`), or none when the option is absent.
-inline std::unique_ptr<JudgeClient> make_judge(StageContext& ctx) {
+// The stage's judge (option `judge`). Without one the stage ends here: it records `metrics`, says that `written`
+// was not judged, and gets nullptr.
+inline std::unique_ptr<JudgeClient> judge_or_finish(StageContext& ctx, const MetricList& metrics,
+                                                    const std::filesystem::path& written) {
   const Options& o = ctx.options();
-  if (!o.has("judge")) return nullptr;
-  return std::make_unique<JudgeClient>(ctx, o.node()["judge"]);
+  if (o.has("judge")) return std::make_unique<JudgeClient>(ctx, o.node()["judge"]);
+  ctx.log().warn("stage '{}': no 'judge' given: the answers are written to {}, not judged", ctx.stage_name(),
+                 written.string());
+  record_metrics(ctx, metrics);
+  return nullptr;
 }
 
 // The first `limit` items (all when limit <= 0).

@@ -147,15 +147,9 @@ class LlavaBench : public Benchmark {
     const std::vector<Question> questions = benchmarks::first_n(read_questions(o.get<std::string>("questions")), limit);
     const std::string model_id = o.get<std::string>("model_id");
 
-    std::vector<ChatSample> prompts;
-    for (const auto& q : questions)
-      prompts.push_back(ChatSample{{{"human", "<image>\n" + q.text}}, {benchmarks::image_path(o, q.image)}});
-    GenerationConfig config;  // greedy (LLaVA's llavabench.sh: temperature 0)
-    config.max_new_tokens = o.get<int64_t>("max_new_tokens");
-    benchmarks::LoadedModel m = benchmarks::load_model(ctx);
-    const std::vector<std::string> replies = benchmarks::generate_all(
-        ctx, *m.model, prompts, std::vector<GenerationConfig>(prompts.size(), config), o.get<int64_t>("batch_size"),
-        "llava_bench answers");
+    std::vector<benchmarks::ImageQuestion> prompts;
+    for (const auto& q : questions) prompts.push_back({q.text, q.image});
+    const std::vector<std::string> replies = benchmarks::answer_image_questions(ctx, prompts, "llava_bench answers");
     std::vector<AnswerRecord> records;
     std::vector<Answer> answers;
     for (size_t i = 0; i < questions.size(); ++i) {
@@ -167,12 +161,8 @@ class LlavaBench : public Benchmark {
         ctx, "answers", "answers.jsonl", [&](const std::string& p) { write_answers(p, records); });
     MetricList metrics = {{"n_answers", static_cast<double>(records.size())}};
 
-    auto judge = benchmarks::make_judge(ctx);
-    if (!judge) {
-      ctx.log().warn("llava_bench: no 'judge' given: {} answer(s) written to {}, not reviewed", records.size(),
-                     answers_path.string());
-      return benchmarks::record_metrics(ctx, metrics);
-    }
+    auto judge = benchmarks::judge_or_finish(ctx, metrics, answers_path);
+    if (!judge) return;
     check_keys(o, option_schema(), {"context", "reference_answers", "rules"});
     const auto context = read_context(o.get<std::string>("context"), o.get<bool>("join_caption_characters"));
     const std::vector<Answer> references =

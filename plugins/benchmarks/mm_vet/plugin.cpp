@@ -117,27 +117,17 @@ class MmVet : public Benchmark {
                        benchmarks::string_field(row, "text", questions_path)});
     items = benchmarks::first_n(std::move(items), o.get<int64_t>("limit"));
 
-    std::vector<ChatSample> prompts;
-    for (const auto& it : items)
-      prompts.push_back(ChatSample{{{"human", "<image>\n" + it.text}}, {benchmarks::image_path(o, it.image)}});
-    GenerationConfig config;  // greedy, as LLaVA's mm-vet.sh (temperature 0)
-    config.max_new_tokens = o.get<int64_t>("max_new_tokens");
-    benchmarks::LoadedModel m = benchmarks::load_model(ctx);
-    const std::vector<std::string> replies = benchmarks::generate_all(
-        ctx, *m.model, prompts, std::vector<GenerationConfig>(prompts.size(), config), o.get<int64_t>("batch_size"),
-        "mm_vet answers");
+    std::vector<benchmarks::ImageQuestion> prompts;
+    for (const auto& it : items) prompts.push_back({it.text, it.image});
+    const std::vector<std::string> replies = benchmarks::answer_image_questions(ctx, prompts, "mm_vet answers");
     std::vector<std::pair<std::string, std::string>> results;
     for (size_t i = 0; i < items.size(); ++i) results.emplace_back(result_key(items[i].question_id), replies[i]);
     const fs::path results_path = benchmarks::write_artifact(
         ctx, "results", "results.json", [&](const std::string& p) { write_results(p, results); });
     MetricList metrics = {{"n_answers", static_cast<double>(results.size())}};
 
-    auto judge = benchmarks::make_judge(ctx);
-    if (!judge) {
-      ctx.log().warn("mm_vet: no 'judge' given: {} answer(s) written to {}, not graded", results.size(),
-                     results_path.string());
-      return benchmarks::record_metrics(ctx, metrics);
-    }
+    auto judge = benchmarks::judge_or_finish(ctx, metrics, results_path);
+    if (!judge) return;
     check_keys(o, option_schema(), {"metadata", "grader_prompt"});
     const std::string metadata_path = o.get<std::string>("metadata");
     std::map<std::string, Sample> by_id;

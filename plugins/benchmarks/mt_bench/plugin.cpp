@@ -180,12 +180,8 @@ class MtBench : public Benchmark {
         ctx, "answers", "model_answer.jsonl", [&](const std::string& p) { write_model_answers(p, records); });
     MetricList metrics = {{"n_answers", static_cast<double>(records.size())}};
 
-    auto judge = benchmarks::make_judge(ctx);
-    if (!judge) {
-      ctx.log().warn("mt_bench: no 'judge' given: {} answer(s) written to {}, not judged", records.size(),
-                     answers_path.string());
-      return benchmarks::record_metrics(ctx, metrics);
-    }
+    auto judge = benchmarks::judge_or_finish(ctx, metrics, answers_path);
+    if (!judge) return;
     check_keys(o, option_schema(), {"judge_prompts"});
     const auto judge_prompts = read_judge_prompts(o.get<std::string>("judge_prompts"));
     std::map<int64_t, ModelAnswer> references;

@@ -124,21 +124,15 @@ class Pope : public Benchmark {
     const std::string suffix = o.get<std::string>("prompt_suffix");
     const std::string model_id = o.get<std::string>("model_id");
 
-    std::vector<ChatSample> prompts;
+    std::vector<benchmarks::ImageQuestion> prompts;
     for (const auto& q : questions) {
       if (q.image.empty())
         throw DataError(fmt::format("{}:{}: question {} has no \"image\"", questions_path, q.line, q.question_id.key));
       const bool has_suffix = q.text.size() >= suffix.size() && q.text.compare(q.text.size() - suffix.size(),
                                                                                suffix.size(), suffix) == 0;
-      prompts.push_back(ChatSample{{{"human", "<image>\n" + q.text + (has_suffix ? "" : suffix)}},
-                                   {benchmarks::image_path(o, q.image)}});
+      prompts.push_back({q.text + (has_suffix ? "" : suffix), q.image});
     }
-    GenerationConfig config;  // greedy
-    config.max_new_tokens = o.get<int64_t>("max_new_tokens");
-    benchmarks::LoadedModel m = benchmarks::load_model(ctx);
-    const std::vector<std::string> replies = benchmarks::generate_all(
-        ctx, *m.model, prompts, std::vector<GenerationConfig>(prompts.size(), config), o.get<int64_t>("batch_size"),
-        "pope answers");
+    const std::vector<std::string> replies = benchmarks::answer_image_questions(ctx, prompts, "pope answers");
 
     std::vector<AnswerRecord> answers;
     for (size_t i = 0; i < questions.size(); ++i)
