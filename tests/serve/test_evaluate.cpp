@@ -193,7 +193,7 @@ TEST_F(Evaluate, EachBenchmarkWritesItsOfficialFormatAndRecordsWhatScoringTheFil
   const auto judgments = jsonl(a.at("mt/judgments"));
   ASSERT_EQ(judgments.size(), 4u);
   EXPECT_EQ(judgments[1]["turn"], 2);
-  EXPECT_EQ(judgments[1]["judge"][1].get<std::string>().find("multi-turn") != std::string::npos, true);
+  EXPECT_NE(judgments[1]["judge"][1].get<std::string>().find("-multi-turn"), std::string::npos) << judgments[1].dump();
   const auto mt_scored = score({"mt_bench", "judgments=" + a.at("mt/judgments"), "questions=" + mt_questions()});
   EXPECT_EQ(m["mt"].at("tiny/n_judgments"), 4);
   EXPECT_EQ(m["mt"].at("tiny/n_failed"), mt_scored.at("tiny/n_failed"));

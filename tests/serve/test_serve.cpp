@@ -35,7 +35,6 @@ class Serve : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     server_ = new Server(fs::temp_directory_path() / ("mmr_serve_shared_" + std::to_string(getpid())));
-    direct_ = new DirectModel();
   }
   static void TearDownTestSuite() {
     delete server_;
@@ -46,6 +45,11 @@ class Serve : public ::testing::Test {
     httplib::Client client("127.0.0.1", server_->port());
     client.set_read_timeout(60, 0);
     return client.Post("/v1/chat/completions", body.dump(), "application/json");
+  }
+  // Loaded on first use: ctest runs each test in its own process, and most tests here need no direct model.
+  static DirectModel& direct() {
+    if (!direct_) direct_ = new DirectModel();
+    return *direct_;
   }
   static Server* server_;
   static DirectModel* direct_;
@@ -74,7 +78,7 @@ TEST_F(Serve, ImageRequestGetsTheReplyTheModelGeneratesDirectly) {
   GenerationConfig config;
   config.max_new_tokens = 12;
   const Generation expected =
-      direct_->generate(ChatSample{{{"human", "<image>\nWhat is shown in the picture?"}}, {image}}, config);
+      direct().generate(ChatSample{{{"human", "<image>\nWhat is shown in the picture?"}}, {image}}, config);
   EXPECT_EQ(reply["object"], "chat.completion");
   EXPECT_EQ(reply["model"], "llava");
   EXPECT_EQ(reply["choices"][0]["message"]["role"], "assistant");
@@ -107,7 +111,7 @@ TEST_F(Serve, CurlGetsAChatCompletionForAnImage) {
                                  "@" + body.string(), server_->base_url() + "/chat/completions"});
     ASSERT_EQ(r.status, 0) << r.err;
     const json reply = json::parse(r.out);
-    const Generation expected = direct_->generate(ChatSample{{{"human", "<image>\nDescribe it."}}, {image}}, config);
+    const Generation expected = direct().generate(ChatSample{{{"human", "<image>\nDescribe it."}}, {image}}, config);
     EXPECT_EQ(reply["choices"][0]["message"]["content"], expected.text) << r.out;
     EXPECT_EQ(reply["usage"]["completion_tokens"], expected.token_ids.size());
     EXPECT_EQ(reply["usage"]["prompt_tokens"], expected.prompt_tokens);
