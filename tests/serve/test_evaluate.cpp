@@ -283,3 +283,10 @@ TEST_F(Evaluate, AnnotateScoresEveryCandidateOnceAndCountsUnparseableReplies) {
   EXPECT_EQ(server.count(kChat), 3);
   EXPECT_EQ(metrics()["annotate"].at("judge/cache_hits"), 3);
 }
+
+TEST_F(Evaluate, TheExampleEvaluationExperimentNamesOnlyExistingPluginsAndOptions) {
+  const ProcessResult r = runner({"plan", std::string(MMR_TEST_DATA_DIR) + "/../../experiments/evaluate.yaml"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("pope (benchmark pope) -> mm_vet (benchmark mm_vet) -> llava_bench (benchmark llava_bench) "
+                       "-> mt_bench (benchmark mt_bench)"), std::string::npos) << r.out;
+}
