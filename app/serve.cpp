@@ -24,7 +24,8 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 const char* kServeUsage = R"(usage: runner serve (--model NAME [--model-opt key=value]... | --model-config FILE.yaml) [options]
-  --model NAME               model plugin (e.g. llava); --model-opt sets its options (value parsed as YAML)
+  --model NAME               model plugin (e.g. llava, or plugin=llava); --model-opt sets its options (value
+                             parsed as YAML: --model-opt path=/models/x --model-opt dtype=bfloat16)
   --model-config FILE.yaml   or: a YAML map {plugin: NAME, option: value, ...}
   --host HOST                address to bind (default 127.0.0.1: this machine only)
   --port N                   port (default 8000; 0 = any free port, printed and written to --port-file)
@@ -64,7 +65,10 @@ ServeOptions parse_serve_args(const std::vector<std::string>& args) {
       if (i + 1 >= args.size()) throw ConfigError(name + " needs a value");
       return args[++i];
     };
-    if (name == "--model") o.model_plugin = next();
+    if (name == "--model") {
+      o.model_plugin = next();
+      if (o.model_plugin.rfind("plugin=", 0) == 0) o.model_plugin = o.model_plugin.substr(7);  // --model plugin=llava
+    }
     else if (name == "--model-opt") {
       const std::string kv = next();
       const size_t k = kv.find('=');
