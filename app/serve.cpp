@@ -118,7 +118,7 @@ namespace {
 
 void send_error(httplib::Response& res, int status, const std::string& message, const std::string& type) {
   res.status = status;
-  res.set_content(error_body(message, type).dump(), "application/json");
+  res.set_content(error_body(message, type).dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
 // A folder removed when the request is done.
@@ -233,8 +233,22 @@ int run_server(const ServeOptions& o, Registry& registry) {
     }
     const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
         std::chrono::system_clock::now().time_since_epoch()).count();
-    res.set_content(chat_completion(out.at(0), fmt::format("chatcmpl-{}", n), o.served_model_name, created).dump(),
+    // Generated text may end inside a multi-byte character: U+FFFD for broken UTF-8 instead of an exception.
+    res.set_content(chat_completion(out.at(0), fmt::format("chatcmpl-{}", n), o.served_model_name, created)
+                        .dump(-1, ' ', false, json::error_handler_t::replace),
                     "application/json");
+  });
+
+  server.set_exception_handler([&](const httplib::Request& req, httplib::Response& res, std::exception_ptr error) {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    log->error("serve: {} {} failed: {}", req.method, req.path, what);
+    send_error(res, 500, "internal error: " + what, "server_error");
   });
 
   server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {

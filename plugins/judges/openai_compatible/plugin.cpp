@@ -108,7 +108,13 @@ class OpenAiCompatible : public Judge {
       client.set_read_timeout(std::chrono::duration_cast<std::chrono::microseconds>(t));
       client.set_write_timeout(std::chrono::duration_cast<std::chrono::microseconds>(t));
       if (!api_key_.empty()) client.set_bearer_token_auth(api_key_.c_str());
-      for (size_t i = next++; i < requests.size(); i = next++) replies[i] = send(client, requests[i]);
+      for (size_t i = next++; i < requests.size(); i = next++) {
+        try {
+          replies[i] = send(client, requests[i]);
+        } catch (const std::exception& e) {  // nothing may escape a worker thread
+          replies[i] = JudgeReply{false, "", std::string("request failed: ") + e.what()};
+        }
+      }
     };
     const size_t n_threads = std::min<size_t>(static_cast<size_t>(concurrency_), requests.size());
     std::vector<std::thread> threads;
@@ -127,7 +133,8 @@ class OpenAiCompatible : public Judge {
     body["messages"].push_back({{"role", "user"}, {"content", r.user}});
     body["temperature"] = r.temperature >= 0 ? r.temperature : temperature_;
     body["max_tokens"] = r.max_tokens >= 0 ? r.max_tokens : max_tokens_;
-    const std::string text = body.dump();
+    // Model-written text may hold broken UTF-8; send U+FFFD for it rather than fail the request.
+    const std::string text = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     const std::string path = endpoint_.path_prefix + "/chat/completions";
     std::string last_error;
     for (int attempt = 0;; ++attempt) {
