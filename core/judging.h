@@ -2,7 +2,7 @@
 // judgment cache, and count what happened. Header-only and torch-free; benchmarks and `annotate` use it.
 //
 // The cache key is the judge's identity() plus the exact request (system prompt, user prompt, temperature and
-// max-tokens overrides) as canonical JSON, so a rerun or a resumed stage never sends the same prompt twice, and a
+// max-tokens overrides, image paths when there are images) as canonical JSON, so a rerun or a resumed stage never sends the same prompt twice, and a
 // changed prompt, judge, temperature or token limit never reuses a reply it should not.
 #pragma once
 
@@ -40,6 +40,7 @@ class JudgeClient {
     j["user"] = r.user;
     j["temperature"] = r.temperature;
     j["max_tokens"] = r.max_tokens;
+    if (!r.images.empty()) j["images"] = r.images;  // by path: image files are inputs that do not change
     return j.dump();
   }
 

@@ -193,7 +193,7 @@ class Benchmark : public StageRunner {
 // The torch-facing model interface is declared in core/model_api.h (model plugins and algorithms include it).
 class Model : public Plugin {};
 
-// One request to a judge: a chat with an optional system message. `temperature` / `max_tokens` < 0 mean the
+// One request to a judge: a chat with an optional system message (and images, for a judge that sees them). `temperature` / `max_tokens` < 0 mean the
 // judge's own configured values (a benchmark overrides them where the official script does, e.g. MM-Vet's
 // rising retry temperature).
 struct JudgeRequest {
@@ -201,6 +201,7 @@ struct JudgeRequest {
   std::string user;
   double temperature = -1;
   int64_t max_tokens = -1;
+  std::vector<std::string> images;  // image files shown with the user prompt (multimodal judges); usually none
 };
 struct JudgeReply {
   bool ok = false;

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "app/openai_chat.h"
+#include "core/base64.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -54,6 +55,20 @@ TEST(Base64, DecodesTheRfc4648TestVectors) {
   EXPECT_EQ(base64_decode("Zm9vYmFy"), "foobar");
   EXPECT_EQ(base64_decode("Zm9v\nYmFy"), "foobar");
   EXPECT_EQ(base64_decode("//79"), std::string("\xff\xfe\xfd", 3));
+}
+
+TEST(Base64, EncoderGivesTheRfc4648VectorsAndRoundTripsEveryByte) {
+  EXPECT_EQ(mmr::base64_encode(""), "");
+  EXPECT_EQ(mmr::base64_encode("f"), "Zg==");
+  EXPECT_EQ(mmr::base64_encode("fo"), "Zm8=");
+  EXPECT_EQ(mmr::base64_encode("foo"), "Zm9v");
+  EXPECT_EQ(mmr::base64_encode("foobar"), "Zm9vYmFy");
+  std::string all;
+  for (int i = 0; i < 256; ++i) all += static_cast<char>(i);
+  for (size_t n : {size_t{254}, size_t{255}, size_t{256}}) EXPECT_EQ(base64_decode(mmr::base64_encode(all.substr(0, n))), all.substr(0, n));
+  EXPECT_EQ(mmr::image_mime_type("/x/a.JPG"), "image/jpeg");
+  EXPECT_EQ(mmr::image_mime_type("a.png"), "image/png");
+  EXPECT_EQ(mmr::image_mime_type("a.txt"), "");
 }
 
 TEST(Base64, RejectsBadCharactersTruncationAndDataAfterPadding) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/base64.h"
 #include "core/chat_api.h"
 #include "core/registry.h"
 #include "process.h"
@@ -22,7 +23,6 @@ extern const std::string kTinyModel;   // tests/data/tiny-llava/model
 extern const std::string kTinyImages;  // tests/data/tiny-llava/images
 
 std::string slurp(const std::string& path);
-std::string base64_encode(const std::string& bytes);
 
 // `runner serve --model llava --model-opt path=<tiny> --port 0 ...` until destroyed (SIGTERM, then wait).
 class Server {

@@ -260,7 +260,7 @@ TEST_F(Evaluate, AResumedEvaluationNeverSendsAJudgePromptTwice) {
   EXPECT_EQ(single_turn, 2);
 }
 
-TEST_F(Evaluate, AnnotateScoresEveryCandidateOnceAndCountsUnparseableReplies) {
+TEST_F(Evaluate, AnnotateScoresEveryCandidateOnceWithOrWithoutItsImageAndCountsUnparseableReplies) {
   Server server(dir_ / "server");
   const std::string candidates = write("candidates.jsonl",
       R"({"id": "q1", "image": "a.png", "question": "What is on the table?", "candidates": ["A vase.", {"response": "A cat."}]})" "\n"
@@ -282,6 +282,43 @@ TEST_F(Evaluate, AnnotateScoresEveryCandidateOnceAndCountsUnparseableReplies) {
   ASSERT_EQ(runner({spec, "--force"}).status, 0);
   EXPECT_EQ(server.count(kChat), 3);
   EXPECT_EQ(metrics()["annotate"].at("judge/cache_hits"), 3);
+
+  // With show_image, the row's image travels with its prompts (a data: URL over HTTP): new requests for q1's two
+  // candidates, whose cached replies are what the model says when it sees that image.
+  const std::string with_image = write("exp_image.yaml", "name: annotate_image\nstages:\n"
+      "  - {name: annotate, algorithm: annotate, candidates: " + candidates + ", max_tokens: 24, show_image: true, "
+      "image_folder: " + (dir_ / "images").string() + ", judge: {plugin: openai_compatible, base_url: '" +
+      server.base_url() + "', model: llava}}\n");
+  ASSERT_EQ(runner({with_image}).status, 0);
+  EXPECT_EQ(server.count(kChat, 200), 5);
+  const ProcessResult q = runner({"query", "SELECT prompt, reply FROM judgments WHERE prompt LIKE '%\"images\"%'",
+                                  "--format", "json"});
+  ASSERT_EQ(q.status, 0) << q.err;
+  const json rows_with_image = json::parse(q.out);
+  ASSERT_EQ(rows_with_image.size(), 2u);
+  DirectModel direct;
+  mmr::GenerationConfig config;
+  config.max_new_tokens = 24;
+  for (const auto& row : rows_with_image) {
+    const json key = json::parse(row["prompt"].get<std::string>());
+    ASSERT_EQ(key["images"].size(), 1u);
+    EXPECT_EQ(key["images"][0], (dir_ / "images" / "a.png").string());
+    const mmr::Generation expected = direct.generate(
+        mmr::ChatSample{{{"human", "<image>\n" + key["user"].get<std::string>()}}, {key["images"][0]}}, config);
+    EXPECT_EQ(row["reply"], expected.text);
+  }
+
+  // A row whose image is missing is an error naming the file and line, before anything is sent.
+  const std::string missing = write("missing.jsonl",
+      R"({"id": "q9", "image": "nope.png", "question": "Q?", "candidates": ["A."]})" "\n");
+  const std::string bad = write("exp_bad.yaml", "name: annotate_bad\nstages:\n"
+      "  - {name: annotate, algorithm: annotate, candidates: " + missing + ", show_image: true, image_folder: " +
+      (dir_ / "images").string() + ", judge: {plugin: openai_compatible, base_url: '" + server.base_url() +
+      "', model: llava}}\n");
+  EXPECT_EQ(runner({bad}).status, 1);
+  const ProcessResult error = runner({"query", "SELECT error FROM trials WHERE error != ''", "--format", "json"});
+  EXPECT_NE(error.out.find(missing + ":1: image '"), std::string::npos) << error.out;
+  EXPECT_EQ(server.count(kChat, 200), 5);
 }
 
 TEST_F(Evaluate, TheExampleEvaluationExperimentNamesOnlyExistingPluginsAndOptions) {

@@ -256,7 +256,7 @@ TEST_F(JudgeOverHttp, RepliesEqualTheModelsOwnGenerationInRequestOrder) {
   Server server(test_dir());
   auto plugin = make_judge(server, ", concurrency: 3");
   std::vector<JudgeRequest> requests;
-  for (int i = 0; i < 5; ++i) requests.push_back({"You grade answers.", "Answer " + std::to_string(i) + ": yes", -1, -1});
+  for (int i = 0; i < 5; ++i) requests.push_back({"You grade answers.", "Answer " + std::to_string(i) + ": yes", -1, -1, {}});
   const std::vector<JudgeReply> replies = judge(plugin).judge(requests);
   ASSERT_EQ(replies.size(), 5u);
   DirectModel direct;
@@ -278,7 +278,7 @@ TEST_F(JudgeOverHttp, RetriesOn503And429UntilTheServerAnswers) {
   for (const auto& [status, failures] : std::vector<std::pair<int, int>>{{503, 2}, {429, 1}}) {
     Server server(test_dir(), {"--fail-first", std::to_string(failures), "--fail-status", std::to_string(status)});
     auto plugin = make_judge(server, ", max_retries: " + std::to_string(failures));
-    const auto replies = judge(plugin).judge({{"", "Is it red?", -1, -1}});
+    const auto replies = judge(plugin).judge({{"", "Is it red?", -1, -1, {}}});
     ASSERT_TRUE(replies[0].ok) << status << ": " << replies[0].error;
     EXPECT_EQ(server.count(kChat, status), failures);
     EXPECT_EQ(server.count(kChat, 200), 1);
@@ -288,7 +288,7 @@ TEST_F(JudgeOverHttp, RetriesOn503And429UntilTheServerAnswers) {
 TEST_F(JudgeOverHttp, GivesUpAfterMaxRetriesWithTheStatusInTheError) {
   Server server(test_dir(), {"--fail-first", "5", "--fail-status", "503"});
   auto plugin = make_judge(server, ", max_retries: 1");
-  const auto replies = judge(plugin).judge({{"", "Is it red?", -1, -1}});
+  const auto replies = judge(plugin).judge({{"", "Is it red?", -1, -1, {}}});
   ASSERT_FALSE(replies[0].ok);
   EXPECT_NE(replies[0].error.find("HTTP 503"), std::string::npos) << replies[0].error;
   EXPECT_NE(replies[0].error.find("gave up after 1 retries"), std::string::npos) << replies[0].error;
@@ -298,7 +298,7 @@ TEST_F(JudgeOverHttp, GivesUpAfterMaxRetriesWithTheStatusInTheError) {
 TEST_F(JudgeOverHttp, ClientErrorsAreNotRetried) {
   Server server(test_dir());
   auto plugin = make_judge(server, ", max_retries: 4");
-  const auto replies = judge(plugin).judge({{"", "Is it red?", -1, 0}});  // max_tokens 0: the server says 400
+  const auto replies = judge(plugin).judge({{"", "Is it red?", -1, 0, {}}});  // max_tokens 0: the server says 400
   ASSERT_FALSE(replies[0].ok);
   EXPECT_NE(replies[0].error.find("HTTP 400"), std::string::npos) << replies[0].error;
   EXPECT_EQ(server.count(kChat), 1);
@@ -313,7 +313,7 @@ TEST_F(JudgeOverHttp, ConnectionErrorsAreRetriedThenReported) {
   const YAML::Node options = YAML::Load("{base_url: http://127.0.0.1:" + std::to_string(port) +
                                         "/v1, model: llava, max_retries: 2, backoff_s: 0.01, timeout_s: 5}");
   auto plugin = registry_.create(PluginKind::Judge, "openai_compatible", options, "test");
-  const auto replies = judge(plugin).judge({{"", "hello", -1, -1}});
+  const auto replies = judge(plugin).judge({{"", "hello", -1, -1, {}}});
   ASSERT_FALSE(replies[0].ok);
   EXPECT_NE(replies[0].error.find("gave up after 2 retries"), std::string::npos) << replies[0].error;
 }
@@ -322,7 +322,7 @@ TEST_F(JudgeOverHttp, ApiKeyComesFromTheNamedVariableAndAMissingOneIsAConfigErro
   setenv("MMR_TEST_JUDGE_KEY", "k-123", 1);
   Server server(test_dir(), {"--api-key-env", "MMR_TEST_JUDGE_KEY"}, {{"MMR_TEST_JUDGE_KEY", "k-123"}});
   auto plugin = make_judge(server, ", api_key_env: MMR_TEST_JUDGE_KEY");
-  const auto replies = judge(plugin).judge({{"", "hello", -1, -1}});
+  const auto replies = judge(plugin).judge({{"", "hello", -1, -1, {}}});
   EXPECT_TRUE(replies[0].ok) << replies[0].error;
   EXPECT_EQ(judge(plugin).identity().find("k-123"), std::string::npos);
   unsetenv("MMR_TEST_JUDGE_KEY");

@@ -105,6 +105,10 @@ std::vector<CandidateRow> read_candidate_rows(const std::string& path) {
     if (q == r.row.end()) throw DataError(where + "missing \"question\" (a string or a turn)");
     r.question = text_of(*q);
     if (r.question.empty()) throw DataError(where + "\"question\": expected a non-empty string or turn, found " + q->dump());
+    if (auto im = r.row.find("image"); im != r.row.end() && !im->is_null()) {
+      if (!im->is_string()) throw DataError(where + "\"image\": expected a file name, found " + im->dump());
+      r.image = im->get<std::string>();
+    }
     auto c = r.row.find("candidates");
     if (c == r.row.end() || !c->is_array() || c->empty())
       throw DataError(where + "\"candidates\": expected a non-empty list of responses");

@@ -38,6 +38,7 @@ struct CandidateRow {
   int line = 0;
   nlohmann::ordered_json row;          // as read
   std::string question;
+  std::string image;                   // the row's "image" as written ("" when it has none)
   std::vector<std::string> responses;  // in order
 };
 // Throws IoError / DataError naming file:line and the field.

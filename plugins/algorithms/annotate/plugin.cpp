@@ -11,7 +11,9 @@
 // candidates are left out of the output; a row left with no scored candidate is counted and left out too.
 // Every judgment goes through the results store's cache, so a rerun asks nothing twice.
 //
-// Deliberately not here: images. Judges take text only; the rubric tells the judge it cannot see the image.
+// With `show_image`, a row's image (relative to `image_folder`) is sent with each of its prompts, for a judge that
+// sees images (a vision model behind openai_compatible, `runner serve`, local_model with llava); the rubric
+// covers both cases.
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/logger.h>
@@ -48,6 +50,8 @@ class Annotate : public Algorithm {
         {"max_tokens", "int", "64", "max tokens of a judge reply (five short lines)"},
         {"temperature", "float", "0.0", "judge temperature"},
         {"batch_size", "int", "64", "requests handed to the judge at once (it bounds its own concurrency)"},
+        {"show_image", "bool", "false", "send each row's image with its prompts (for judges that see images)"},
+        {"image_folder", "path", "", "folder that rows' relative image paths are relative to"},
     };
   }
 
@@ -71,12 +75,24 @@ class Annotate : public Algorithm {
     };
     std::vector<Item> items;
     std::vector<JudgeRequest> requests;
-    for (size_t r = 0; r < rows.size(); ++r)
+    const bool show_image = o.get<bool>("show_image");
+    for (size_t r = 0; r < rows.size(); ++r) {
+      std::vector<std::string> images;
+      if (show_image && !rows[r].image.empty()) {
+        fs::path image(rows[r].image);
+        if (image.is_relative() && o.has("image_folder")) image = fs::path(o.get<std::string>("image_folder")) / image;
+        if (!fs::is_regular_file(image))
+          throw DataError(fmt::format("{}:{}: image '{}' does not exist (option 'image_folder': '{}')",
+                                      o.get<std::string>("candidates"), rows[r].line, image.string(),
+                                      o.get<std::string>("image_folder", std::string())));
+        images.push_back(image.string());
+      }
       for (size_t c = 0; c < rows[r].responses.size(); ++c) {
         items.push_back({r, c});
         requests.push_back({"", build_prompt(rubric, rows[r].question, rows[r].responses[c]),
-                            o.get<double>("temperature"), o.get<int64_t>("max_tokens")});
+                            o.get<double>("temperature"), o.get<int64_t>("max_tokens"), images});
       }
+    }
     const size_t batch = static_cast<size_t>(std::max<int64_t>(1, o.get<int64_t>("batch_size")));
     std::vector<std::string> replies;
     auto progress = ctx.progress("annotate", static_cast<int64_t>(requests.size()));

@@ -171,7 +171,7 @@ class LlavaBench : public Benchmark {
         build_review_requests(questions, context, references, answers, read_rules(o.get<std::string>("rules")));
     std::vector<JudgeRequest> requests;
     for (const auto& r : reviews)
-      requests.push_back({std::string(kReviewerSystemPrompt), r.content, kReviewerTemperature, kReviewerMaxTokens});
+      requests.push_back({std::string(kReviewerSystemPrompt), r.content, kReviewerTemperature, kReviewerMaxTokens, {}});
     const std::vector<std::string> texts = judge->ask(requests);
     std::string lines;
     for (size_t i = 0; i < reviews.size(); ++i) {

@@ -143,7 +143,7 @@ class MmVet : public Benchmark {
                                     key.substr(3), questions_path));
       samples.push_back(&found->second);
       first_round.push_back({"", build_grader_message(prompt, found->second.question, found->second.answer,
-                                                      prediction), grader_temperature(0), kGraderMaxTokens});
+                                                      prediction), grader_temperature(0), kGraderMaxTokens, {}});
     }
     judge->prefetch(first_round);
     std::vector<SampleGrade> grades;
@@ -151,7 +151,7 @@ class MmVet : public Benchmark {
     for (size_t i = 0; i < samples.size(); ++i) {
       const GradeOutcome g = grade_sample(prompt, samples[i]->question, samples[i]->answer, results[i].second,
                                           [&](const std::string& message, double temperature) {
-                                            return judge->ask_one({"", message, temperature, kGraderMaxTokens});
+                                            return judge->ask_one({"", message, temperature, kGraderMaxTokens, {}});
                                           });
       judge->count_unparseable(g.failed ? g.attempts : g.attempts - 1);
       failed += g.failed;

@@ -205,7 +205,7 @@ class MtBench : public Benchmark {
       }
     }
     std::vector<mmr::JudgeRequest> requests;
-    for (const auto& b : built) requests.push_back({b.system_prompt, b.user_prompt, kJudgeTemperature, kJudgeMaxTokens});
+    for (const auto& b : built) requests.push_back({b.system_prompt, b.user_prompt, kJudgeTemperature, kJudgeMaxTokens, {}});
     const std::vector<std::string> texts = judge->ask(requests);
     std::string lines;
     for (size_t i = 0; i < built.size(); ++i) {

@@ -1,8 +1,9 @@
 // The `local_model` judge: a model plugin (e.g. llava) loaded in-process through the stage's context, answering
 // each request with the model's own conversation template. The system prompt, when a request has one, is put
 // before the user prompt in the one human turn ("<system>\n\n<user>"): LLaVA's vicuna_v1 template has a fixed
-// system line of its own. Greedy at temperature 0; a positive temperature (a benchmark's override) samples with
-// the configured seed, so the same request gives the same reply.
+// system line of its own. A request's images are announced with "<image>\n" in front, as LLaVA's data has them.
+// Greedy at temperature 0; a positive temperature (a benchmark's override) samples with the configured seed, so
+// the same request gives the same reply.
 //
 // Deliberately not here: caching and parsing (core/judging.h and the benchmarks).
 #include <fmt/format.h>
@@ -74,7 +75,9 @@ class LocalModel : public Judge {
         std::vector<ChatSample> prompts;
         for (size_t k = start; k < end; ++k) {
           const JudgeRequest& r = requests[indices[k]];
-          prompts.push_back(ChatSample{{{"human", r.system.empty() ? r.user : r.system + "\n\n" + r.user}}, {}});
+          std::string text = r.system.empty() ? r.user : r.system + "\n\n" + r.user;
+          for (size_t n = 0; n < r.images.size(); ++n) text = "<image>\n" + text;
+          prompts.push_back(ChatSample{{{"human", text}}, r.images});
         }
         const std::vector<Generation> out = model_->generate(prompts, config);
         for (size_t k = start; k < end; ++k) replies[indices[k]] = JudgeReply{true, out[k - start].text, ""};

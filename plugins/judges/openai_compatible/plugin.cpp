@@ -20,10 +20,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "core/base64.h"
 #include "core/plugin_api.h"
 
 namespace mmr::judges {
@@ -130,7 +133,25 @@ class OpenAiCompatible : public Judge {
     body["model"] = model_;
     body["messages"] = nlohmann::json::array();
     if (!r.system.empty()) body["messages"].push_back({{"role", "system"}, {"content", r.system}});
-    body["messages"].push_back({{"role", "user"}, {"content", r.user}});
+    if (r.images.empty()) {
+      body["messages"].push_back({{"role", "user"}, {"content", r.user}});
+    } else {
+      // Images as data: URLs before the text, the content-parts form vision models take.
+      nlohmann::json parts = nlohmann::json::array();
+      for (const auto& path : r.images) {
+        const std::string mime = image_mime_type(path);
+        std::ifstream in(path, std::ios::binary);
+        std::stringstream bytes;
+        bytes << in.rdbuf();
+        if (!in || mime.empty())
+          return JudgeReply{false, "", fmt::format("image '{}': {}", path, mime.empty() ? "not a PNG/JPEG/GIF/BMP/WebP "
+                                                                                          "file name" : "cannot read it")};
+        parts.push_back({{"type", "image_url"},
+                         {"image_url", {{"url", "data:" + mime + ";base64," + base64_encode(bytes.str())}}}});
+      }
+      parts.push_back({{"type", "text"}, {"text", r.user}});
+      body["messages"].push_back({{"role", "user"}, {"content", parts}});
+    }
     body["temperature"] = r.temperature >= 0 ? r.temperature : temperature_;
     body["max_tokens"] = r.max_tokens >= 0 ? r.max_tokens : max_tokens_;
     // Model-written text may hold broken UTF-8; send U+FFFD for it rather than fail the request.
