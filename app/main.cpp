@@ -6,6 +6,7 @@
 //   runner query "SQL" [--format table|csv|json]                    any SQL, database opened read-only
 //   runner plugins [--kind KIND]                                    plugins, their options and load failures
 //   runner score BENCHMARK key=value... [--format ...]              score existing answer/judgment files
+//   runner serve --model NAME [--model-opt k=v]... [--port N] ...   OpenAI-compatible server over a model plugin
 //
 // Global options: --results PATH (default results/results.db), --log-level LEVEL (default info),
 // --plugin-path DIR (repeatable; also RUNNER_PLUGIN_PATH).
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "app/format.h"
+#include "app/serve.h"
 #include "core/log.h"
 #include "core/registry.h"
 #include "core/runner.h"
@@ -50,6 +52,7 @@ commands:
   plugins                   every plugin with its version and options (type, default, help), and load failures
       --kind KIND           only model, algorithm, dataset, benchmark or judge plugins
   score BENCHMARK key=value...   score existing answer or judgment files with a benchmark's official rules
+  serve --model NAME ...    OpenAI-compatible chat-completions server over a model plugin (runner serve --help)
 
 global options:
   --results PATH            results database (default results/results.db; artifacts go beside it)
@@ -116,6 +119,11 @@ Args parse_args(int argc, char** argv) {
       a.force = true;
     } else if (arg == "--verbose" || arg == "-v") {
       a.verbose = true;
+    } else if (arg == "serve" && rest.empty()) {
+      // Everything after `serve` is the server's own (app/serve.h).
+      a.command = "serve";
+      a.positional.assign(argv + i + 1, argv + argc);
+      return a;
     } else if (arg.size() > 1 && arg[0] == '-') {
       throw UsageError(fmt::format("unknown option '{}'", arg));
     } else {
@@ -123,7 +131,7 @@ Args parse_args(int argc, char** argv) {
     }
   }
   if (rest.empty()) throw UsageError("no command given");
-  static const std::set<std::string> commands = {"run", "plan", "results", "query", "plugins", "score"};
+  static const std::set<std::string> commands = {"run", "plan", "results", "query", "plugins", "score", "serve"};
   if (commands.count(rest[0])) {
     a.command = rest[0];
     a.positional.assign(rest.begin() + 1, rest.end());
@@ -311,6 +319,15 @@ int cmd_score(const Args& a) {
   return 0;
 }
 
+int cmd_serve(const Args& a) {
+  for (const auto& arg : a.positional)
+    if (arg == "-h" || arg == "--help") return std::cout << serve::kServeUsage, 0;
+  const serve::ServeOptions options = serve::parse_serve_args(a.positional);
+  Registry registry;
+  load_plugins(registry, a);
+  return serve::run_server(options, registry);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -336,6 +353,7 @@ int main(int argc, char** argv) {
     if (args.command == "query") return cmd_query(args);
     if (args.command == "plugins") return cmd_plugins(args);
     if (args.command == "score") return cmd_score(args);
+    if (args.command == "serve") return cmd_serve(args);
   } catch (const UsageError& e) {
     std::cerr << "runner: " << e.what() << "\n(runner --help for usage)\n";
     return 2;

@@ -17,6 +17,11 @@ find_package(fmt REQUIRED)
 find_package(SQLite3 REQUIRED)
 find_package(nlohmann_json REQUIRED)
 find_package(Boost 1.74 REQUIRED COMPONENTS filesystem)
+# cpp-httplib (Debian builds it as a shared library with OpenSSL, zlib and brotli): its pkg-config file carries the
+# CPPHTTPLIB_*_SUPPORT defines the library was compiled with, which every user must share (they change the
+# classes' layout). `runner serve` and the openai_compatible judge link PkgConfig::HTTPLIB.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET GLOBAL cpp-httplib)
 
 # The build id a plugin must share with the host: compiler + LibTorch version.
 set(MMR_TORCH_VERSION "${Torch_VERSION}")

@@ -12,20 +12,10 @@
 #include <utility>
 #include <vector>
 
+#include "core/chat_api.h"
 #include "core/plugin_api.h"
 
 namespace mmr {
-
-// One conversation: alternating human/gpt turns (LLaVA's "from" values), and the image files its <image>
-// placeholders refer to, in order.
-struct ChatTurn {
-  std::string role;  // "human" | "gpt"
-  std::string text;
-};
-struct ChatSample {
-  std::vector<ChatTurn> turns;
-  std::vector<std::string> images;
-};
 
 // A tokenized sample: ids with one placeholder id (-200) per image, and labels (-100 where no loss).
 struct EncodedSample {
@@ -52,23 +42,7 @@ struct SequenceLogps {
   std::vector<torch::Tensor> per_token;  // B tensors (count_b), only when asked for
 };
 
-struct GenerationConfig {
-  int64_t max_new_tokens = 128;
-  double temperature = 0.0;  // 0: greedy
-  double top_p = 1.0;
-  int64_t top_k = 0;         // 0: off
-  uint64_t seed = 0;
-  bool stop_at_eos = true;
-  std::vector<std::string> stop_strings;
-};
-
-struct Generation {
-  std::string text;
-  std::vector<int64_t> token_ids;
-  std::string finish_reason;  // "eos" | "stop_string" | "length"
-};
-
-class LanguageModel : public Model {
+class LanguageModel : public ChatModel {
  public:
   // Training encoding (vicuna_v1 with labels on the replies).
   virtual EncodedSample encode(const ChatSample& sample) const = 0;

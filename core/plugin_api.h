@@ -33,7 +33,7 @@ class logger;
 namespace mmr {
 
 // Bump when any type below changes layout or meaning.
-constexpr uint32_t kPluginAbiVersion = 1;
+constexpr uint32_t kPluginAbiVersion = 2;  // 2: judge cache in StageContext, Judge interface, ChatModel
 
 // Compiler + LibTorch version of this build (set by CMake); plugin and host must agree.
 #ifndef MMR_BUILD_ID
@@ -155,6 +155,16 @@ class StageContext {
   virtual std::unique_ptr<ProgressSink> progress(const std::string& label, int64_t total) = 0;
   // True once the user asked to stop (SIGINT/SIGTERM). Long loops poll it and throw Interrupted.
   virtual bool stop_requested() const = 0;
+
+  // The judge cache in the results store, keyed by (judge identity, exact prompt text). Written at once (not with
+  // the stage's commit), so an interrupted or failed stage keeps what it paid for. Thread-safe. The defaults
+  // throw: a context without a store (a test's) has no cache.
+  virtual std::optional<std::string> cached_judgment(const std::string& judge, const std::string& prompt) {
+    throw Error("this stage context has no judge cache");
+  }
+  virtual void store_judgment(const std::string& judge, const std::string& prompt, const std::string& reply) {
+    throw Error("this stage context has no judge cache");
+  }
 };
 
 // Thrown by a stage that stopped because stop_requested() became true.
@@ -183,7 +193,35 @@ class Benchmark : public StageRunner {
 // The torch-facing model interface is declared in core/model_api.h (model plugins and algorithms include it).
 class Model : public Plugin {};
 
-class Judge : public Plugin {};
+// One request to a judge: a chat with an optional system message (and images, for a judge that sees them). `temperature` / `max_tokens` < 0 mean the
+// judge's own configured values (a benchmark overrides them where the official script does, e.g. MM-Vet's
+// rising retry temperature).
+struct JudgeRequest {
+  std::string system;
+  std::string user;
+  double temperature = -1;
+  int64_t max_tokens = -1;
+  std::vector<std::string> images;  // image files shown with the user prompt (multimodal judges); usually none
+};
+struct JudgeReply {
+  bool ok = false;
+  std::string text;   // the judge's reply (when ok)
+  std::string error;  // why there is no reply (when !ok): HTTP status and body, retries exhausted, ...
+};
+
+// A judge: an OpenAI-compatible endpoint, a model loaded in-process, ... Benchmarks use it through
+// core/judging.h (JudgeClient), which adds the cache and the counting.
+class Judge : public Plugin {
+ public:
+  // Stable text naming what answers: plugin + endpoint/model + default temperature and max tokens, never a key.
+  // Part of the cache key, so two judges that could answer differently never share cached replies.
+  virtual std::string identity() const = 0;
+  // Called once by the stage that created the judge, before judge(): a judge that needs components (a model
+  // plugin) creates them here.
+  virtual void attach(StageContext& ctx) {}
+  // One reply per request, in order. Transport failures are replies with ok = false, so the others still count.
+  virtual std::vector<JudgeReply> judge(const std::vector<JudgeRequest>& requests) = 0;
+};
 
 // ---- The descriptor and the export macro -------------------------------------------------------------------
 

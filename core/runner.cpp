@@ -72,9 +72,9 @@ class StageContextImpl : public StageContext {
  public:
   StageContextImpl(const Experiment& exp, const Trial& trial, const StageSpec& stage, Options options,
                    fs::path dir, std::shared_ptr<spdlog::logger> log, const Registry& registry,
-                   const std::map<std::string, fs::path>& artifacts)
+                   const std::map<std::string, fs::path>& artifacts, Store& store)
       : exp_(exp), trial_(trial), stage_(stage), options_(std::move(options)), dir_(std::move(dir)),
-        log_(std::move(log)), registry_(registry), earlier_(artifacts) {}
+        log_(std::move(log)), registry_(registry), earlier_(artifacts), store_(store) {}
 
   const std::string& experiment() const override { return exp_.name; }
   const std::string& trial_identity() const override { return trial_.identity; }
@@ -118,6 +118,15 @@ class StageContextImpl : public StageContext {
     return std::make_unique<Progress>(label, total, log_);
   }
   bool stop_requested() const override { return stop_flag().load(); }
+  // One SQLite connection serves the whole runner; judges may call from worker threads.
+  std::optional<std::string> cached_judgment(const std::string& judge, const std::string& prompt) override {
+    std::lock_guard<std::mutex> lock(store_mu_);
+    return store_.cached_judgment(judge, prompt);
+  }
+  void store_judgment(const std::string& judge, const std::string& prompt, const std::string& reply) override {
+    std::lock_guard<std::mutex> lock(store_mu_);
+    store_.store_judgment(judge, prompt, reply);
+  }
 
   std::vector<MetricRow> metrics_;
   std::vector<std::pair<std::string, fs::path>> artifacts_;
@@ -131,6 +140,8 @@ class StageContextImpl : public StageContext {
   std::shared_ptr<spdlog::logger> log_;
   const Registry& registry_;
   const std::map<std::string, fs::path>& earlier_;
+  Store& store_;
+  std::mutex store_mu_;
 };
 
 // A stage of an earlier attempt can stand in for this one when every artifact is still there, unchanged.
@@ -331,7 +342,7 @@ RunSummary run_experiment(const Experiment& exp, const Registry& registry, const
         const PluginInfo& info = registry.find(stage.kind, stage.plugin);
         ctx = std::make_unique<StageContextImpl>(exp, trial, stage, Options(check_options(info.options, opts,
                                                      exp.source.string(), stage.name), exp.source.string()),
-                                                 stage_dir, tlog, registry, artifacts);
+                                                 stage_dir, tlog, registry, artifacts, store);
         call_plugin(info, [&] {
           as_stage_runner(stage.kind, plugin.get())->run(*ctx);
           return 0;

@@ -3,14 +3,15 @@
 # -dev packages travel as .deb files in .deb/ (make them with `tools/gpu_build.sh --download` on a Debian 12
 # machine), are unpacked into a private prefix, and CMake gets both prefixes.
 #
-#   tools/gpu_build.sh --download      # on the Debian machine: fill .deb/ (about 16 MB)
+#   tools/gpu_build.sh --download      # on the Debian machine: fill .deb/ (about 22 MB)
 #   tools/gpu_build.sh                 # on the GPU machine: unpack, configure, build into build-gpu/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 debs=(libyaml-cpp-dev libyaml-cpp0.7 libspdlog-dev libspdlog1.10 libfmt-dev libfmt9 libsqlite3-dev libsqlite3-0
       libsentencepiece-dev libsentencepiece0 libstb-dev libstb0 libgtest-dev nlohmann-json3-dev libboost1.74-dev
       libboost-filesystem1.74-dev libboost-filesystem1.74.0 libboost-system1.74-dev libboost-system1.74.0
-      libboost-atomic1.74.0 libboost-atomic1.74-dev)
+      libboost-atomic1.74.0 libboost-atomic1.74-dev
+      libcpp-httplib-dev libcpp-httplib0.11 libssl-dev libssl3 zlib1g-dev libbrotli-dev libbrotli1)
 if [[ "${1:-}" == "--download" ]]; then
   mkdir -p .deb && cd .deb && apt-get download "${debs[@]}"
   exit 0
@@ -28,6 +29,9 @@ torch_prefix=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
 export PKG_CONFIG_PATH="$prefix/usr/lib/x86_64-linux-gnu/pkgconfig:$prefix/usr/share/pkgconfig"
 export PKG_CONFIG_SYSROOT_DIR="$prefix"
 export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+# OpenSSL's configuration headers (included by httplib.h) sit in the multiarch folder, which GCC searches only
+# under the system root.
+export CPATH="$prefix/usr/include/x86_64-linux-gnu${CPATH:+:$CPATH}"
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \

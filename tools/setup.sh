@@ -12,11 +12,11 @@ packages=(
   # LibTorch (CPU) and the libraries of the host and the plugins (DESIGN.md §5)
   libtorch-dev libyaml-cpp-dev libboost-dev libboost-filesystem-dev
   libsentencepiece-dev sentencepiece libstb-dev libsqlite3-dev sqlite3
-  libspdlog-dev libfmt-dev nlohmann-json3-dev libcpp-httplib-dev
+  libspdlog-dev libfmt-dev nlohmann-json3-dev libcpp-httplib-dev libssl-dev
   # an optimised BLAS for LibTorch's CPU matmuls (Debian's libtorch otherwise gets the reference BLAS: ~3x slower)
   libopenblas0-openmp
-  # tests
-  libgtest-dev
+  # tests (curl: the `runner serve` test sends a request with it)
+  libgtest-dev curl
 )
 
 if [[ "${1:-}" == "--print" ]]; then

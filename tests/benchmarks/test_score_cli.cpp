@@ -342,13 +342,14 @@ stages:
   EXPECT_TRUE(fs::exists(fs::path(artifacts["wild/reviews"]) / "reviews_rounding.jsonl"));
 }
 
-TEST_F(ScoreCli, AStageWithoutFilesSaysItNeedsTheModelPlugin) {
+TEST_F(ScoreCli, AStageWithoutFilesOrModelSaysWhatToGive) {
   const std::string spec = write("exp.yaml", "name: needs_model\nstages:\n  - {name: eval, benchmark: mm_vet}\n");
   const ProcessResult run = runner({spec});
   EXPECT_EQ(run.status, 1) << run.err;
   const ProcessResult q = runner({"query", "SELECT error FROM trials", "--format", "json"});
   ASSERT_EQ(q.status, 0) << q.err;
-  EXPECT_NE(q.out.find("evaluating a model needs the model plugin (not built yet)"), std::string::npos) << q.out;
+  EXPECT_NE(q.out.find("stage 'eval': give 'model' to evaluate a model, or 'grades' to score an existing file"),
+            std::string::npos) << q.out;
   EXPECT_NE(q.out.find("runner score mm_vet grades=FILE"), std::string::npos) << q.out;
 }
 

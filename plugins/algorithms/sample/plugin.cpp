@@ -1,6 +1,6 @@
 // The `sample` stage: generates N candidate responses per prompt with the current model (the paper sampled 4 per
 // question from LLaVA-1.5-13B) into a candidates file in the scored-candidates format without scores
-// ({id, images, question, candidates: [{response}]}), ready for a judge to annotate (the `annotate` stage) and then
+// ({id, image, question, candidates: [{response}]}), ready for a judge to annotate (the `annotate` stage) and then
 // for rejection_sampling, steerlm or pair construction (scored_candidates with build_pairs).
 //
 // Prompts come from any row kind: a preference pair's prompt, a conversation up to its last human turn, or a
@@ -100,8 +100,11 @@ class Sample : public Algorithm {
         for (size_t j = 0; j < gens.size(); ++j) responses[j].push_back(gens[j].text);
       }
       for (size_t j = i; j < end; ++j) {
-        json row = {{"id", prompts[j].id}, {"images", prompts[j].images}, {"question", prompts[j].question},
-                    {"candidates", json::array()}};
+        json row = {{"id", prompts[j].id}};
+        if (prompts[j].images.size() == 1) row["image"] = prompts[j].images[0];  // as annotate and the datasets read it
+        if (prompts[j].images.size() > 1) row["images"] = prompts[j].images;
+        row["question"] = prompts[j].question;
+        row["candidates"] = json::array();
         for (const auto& r : responses[j - i]) row["candidates"].push_back({{"response", r}});
         out.write(row);
       }

@@ -74,6 +74,8 @@ inline std::vector<std::string> list_option(const Options& o, const std::string&
   return items;
 }
 
+inline void write_scores(StageContext& ctx, const MetricList& metrics);
+
 // Records every metric, copies the scored file(s) into the stage folder as artifact `artifact` (one file: the
 // copy; several: a folder <artifact>/ of copies), and writes the metrics to scores.json (artifact "scores").
 inline void record(StageContext& ctx, const MetricList& metrics, const std::string& artifact,
@@ -95,13 +97,28 @@ inline void record(StageContext& ctx, const MetricList& metrics, const std::stri
     std::filesystem::copy_file(file, copy, std::filesystem::copy_options::overwrite_existing);
   }
   ctx.add_artifact(artifact, files.size() == 1 ? folder / std::filesystem::path(files[0]).filename() : folder);
+  write_scores(ctx, metrics);
+}
+
+// Writes the metrics to scores.json in the stage folder (artifact "scores"), without logging them.
+inline void write_scores(StageContext& ctx, const MetricList& metrics) {
   nlohmann::ordered_json scores = nlohmann::ordered_json::object();
   for (const auto& m : metrics) scores[m.name] = m.value;
   const std::filesystem::path scores_path = ctx.stage_dir() / "scores.json";
-  std::ofstream out(scores_path);
-  out << scores.dump(2) << "\n";
-  if (!out) throw IoError("cannot write '" + scores_path.string() + "'");
+  const std::filesystem::path tmp = scores_path.string() + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << scores.dump(2) << "\n";
+    if (!out) throw IoError("cannot write '" + tmp.string() + "'");
+  }
+  std::filesystem::rename(tmp, scores_path);
   ctx.add_artifact("scores", scores_path);
+}
+
+// An evaluation's metrics: logged to the store and written to scores.json.
+inline void record_metrics(StageContext& ctx, const MetricList& metrics) {
+  for (const auto& m : metrics) ctx.log_metric(m.name, m.value);
+  write_scores(ctx, metrics);
 }
 
 

@@ -772,6 +772,7 @@ std::vector<Generation> LlavaModel::generate(const std::vector<ChatSample>& prom
   for (int64_t i = 0; i < b; ++i) {
     auto& o = out[i];
     if (o.finish_reason.empty()) o.finish_reason = "length";
+    o.prompt_tokens = e.attention_mask[i].sum().item<int64_t>();
     std::vector<int64_t> text_ids = o.token_ids;
     if (o.finish_reason == "eos") text_ids.pop_back();
     size_t skipped = 0;

@@ -1,0 +1,299 @@
+#include "app/serve.h"
+
+#include <fmt/format.h>
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include "core/chat_api.h"
+#include "core/runner.h"
+#include "core/sha256.h"
+#include "core/store.h"
+
+namespace mmr::serve {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+const char* kServeUsage = R"(usage: runner serve (--model NAME [--model-opt key=value]... | --model-config FILE.yaml) [options]
+  --model NAME               model plugin (e.g. llava, or plugin=llava); --model-opt sets its options (value
+                             parsed as YAML: --model-opt path=/models/x --model-opt dtype=bfloat16)
+  --model-config FILE.yaml   or: a YAML map {plugin: NAME, option: value, ...}
+  --host HOST                address to bind (default 127.0.0.1: this machine only)
+  --port N                   port (default 8000; 0 = any free port, printed and written to --port-file)
+  --port-file PATH           write the port there once listening
+  --served-model-name NAME   the model id clients send and /v1/models lists (default: the plugin name)
+  --api-key-env NAME         require "Authorization: Bearer <value of $NAME>" on every request
+  --max-request-bytes N      largest request body (default 33554432)
+  --default-max-tokens N     max_tokens when a request gives none (default 512; at most --max-tokens-limit)
+  --max-tokens-limit N       largest max_tokens accepted (default 4096)
+  --log-requests PATH        append one JSON line per request (time, method, path, status, body_sha256)
+  --fail-first N             TEST HOOK: fail the first N chat completions with --fail-status (503 or 429)
+  --fail-status CODE         status of those failures (default 503)
+)";
+
+ServeOptions parse_serve_args(const std::vector<std::string>& args) {
+  ServeOptions o;
+  std::string config_file;
+  auto to_int = [](const std::string& name, const std::string& v) -> int64_t {
+    try {
+      size_t used = 0;
+      const long long x = std::stoll(v, &used);
+      if (used == v.size()) return x;
+    } catch (const std::exception&) {
+    }
+    throw ConfigError(fmt::format("{}: expected an integer, found '{}'", name, v));
+  };
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string name = args[i], value;
+    const size_t eq = name.find('=');
+    const bool inline_value = name.rfind("--", 0) == 0 && eq != std::string::npos;
+    if (inline_value) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
+    auto next = [&]() -> std::string {
+      if (inline_value) return value;
+      if (i + 1 >= args.size()) throw ConfigError(name + " needs a value");
+      return args[++i];
+    };
+    if (name == "--model") {
+      o.model_plugin = next();
+      if (o.model_plugin.rfind("plugin=", 0) == 0) o.model_plugin = o.model_plugin.substr(7);  // --model plugin=llava
+    }
+    else if (name == "--model-opt") {
+      const std::string kv = next();
+      const size_t k = kv.find('=');
+      if (k == std::string::npos || k == 0) throw ConfigError(fmt::format("--model-opt '{}': expected key=value", kv));
+      o.model_options[kv.substr(0, k)] = YAML::Load(kv.substr(k + 1));
+    } else if (name == "--model-config") config_file = next();
+    else if (name == "--host") o.host = next();
+    else if (name == "--port") o.port = static_cast<int>(to_int(name, next()));
+    else if (name == "--port-file") o.port_file = next();
+    else if (name == "--served-model-name") o.served_model_name = next();
+    else if (name == "--api-key-env") o.api_key_env = next();
+    else if (name == "--max-request-bytes") o.max_request_bytes = static_cast<size_t>(to_int(name, next()));
+    else if (name == "--default-max-tokens") o.limits.default_max_tokens = to_int(name, next());
+    else if (name == "--max-tokens-limit") o.limits.max_tokens_limit = to_int(name, next());
+    else if (name == "--log-requests") o.log_requests = next();
+    else if (name == "--fail-first") o.fail_first = static_cast<int>(to_int(name, next()));
+    else if (name == "--fail-status") o.fail_status = static_cast<int>(to_int(name, next()));
+    else throw ConfigError(fmt::format("serve: unknown argument '{}'\n{}", args[i], kServeUsage));
+  }
+  if (!config_file.empty()) {
+    if (!o.model_plugin.empty()) throw ConfigError("serve: give --model or --model-config, not both");
+    YAML::Node node;
+    try {
+      node = YAML::LoadFile(config_file);
+    } catch (const YAML::Exception& e) {
+      throw ConfigError(fmt::format("{}: {}", config_file, e.what()));
+    }
+    if (!node.IsMap() || !node["plugin"] || !node["plugin"].IsScalar())
+      throw ConfigError(fmt::format("{}: expected a YAML map with 'plugin: <model plugin name>' and its options",
+                                    config_file));
+    o.model_plugin = node["plugin"].Scalar();
+    for (const auto& kv : node)
+      if (kv.first.Scalar() != "plugin") o.model_options[kv.first.Scalar()] = kv.second;
+    o.model_source = config_file;
+  }
+  if (o.model_plugin.empty()) throw ConfigError(std::string("serve: no model given\n") + kServeUsage);
+  if (o.port < 0 || o.port > 65535) throw ConfigError(fmt::format("--port {}: expected 0..65535", o.port));
+  if (o.fail_status != 503 && o.fail_status != 429 && o.fail_status != 500)
+    throw ConfigError(fmt::format("--fail-status {}: expected 429, 500 or 503", o.fail_status));
+  if (o.limits.default_max_tokens < 1 || o.limits.default_max_tokens > o.limits.max_tokens_limit)
+    throw ConfigError("--default-max-tokens: expected 1..--max-tokens-limit");
+  if (o.served_model_name.empty()) o.served_model_name = o.model_plugin;
+  return o;
+}
+
+namespace {
+
+void send_error(httplib::Response& res, int status, const std::string& message, const std::string& type) {
+  res.status = status;
+  res.set_content(error_body(message, type).dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+}
+
+// A folder removed when the request is done.
+struct TempDir {
+  explicit TempDir(fs::path p) : path(std::move(p)) { fs::create_directories(path); }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  fs::path path;
+};
+
+void write_port_file(const std::string& path, int port) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << port << "\n";
+    if (!out) throw IoError("cannot write '" + tmp + "'");
+  }
+  fs::rename(tmp, path);
+}
+
+// Compares without an early exit, so the time taken does not tell how much of a guessed key was right.
+bool constant_time_equal(const std::string& given, const std::string& key) {
+  if (given.size() != key.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < key.size(); ++i) diff |= static_cast<unsigned char>(given[i] ^ key[i]);
+  return diff == 0;
+}
+
+}  // namespace
+
+int run_server(const ServeOptions& o, Registry& registry) {
+  auto log = spdlog::default_logger();
+  std::string api_key;
+  if (!o.api_key_env.empty()) {
+    const char* k = std::getenv(o.api_key_env.c_str());
+    if (!k || !*k) throw ConfigError(fmt::format("--api-key-env {}: the environment variable is not set", o.api_key_env));
+    api_key = k;
+  }
+
+  log->info("serve: loading model plugin '{}'", o.model_plugin);
+  const PluginInfo& info = registry.find(PluginKind::Model, o.model_plugin);
+  std::shared_ptr<Plugin> plugin = registry.create(PluginKind::Model, o.model_plugin, o.model_options, o.model_source);
+  ChatModel& model = chat_model(*plugin, "serve: model '" + o.model_plugin + "'");
+
+  const fs::path temp_root = fs::temp_directory_path() / fmt::format("mmr-serve-{}", getpid());
+  TempDir temp(temp_root);
+  std::mutex generate_mu, log_mu;
+  std::atomic<int64_t> request_counter{0};
+  std::atomic<int> failures_left{o.fail_first};
+  std::ofstream request_log;
+  if (!o.log_requests.empty()) {
+    request_log.open(o.log_requests, std::ios::app);
+    if (!request_log) throw IoError("--log-requests: cannot open '" + o.log_requests + "' for appending");
+  }
+
+  httplib::Server server;
+  server.set_payload_max_length(o.max_request_bytes);
+  server.set_pre_routing_handler([&](const httplib::Request& req, httplib::Response& res) {
+    if (api_key.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    const std::string auth = req.get_header_value("Authorization");
+    if (auth.rfind("Bearer ", 0) == 0 && constant_time_equal(auth.substr(7), api_key))
+      return httplib::Server::HandlerResponse::Unhandled;
+    send_error(res, 401, auth.empty() ? "missing bearer token (Authorization: Bearer <key>)" : "invalid bearer token",
+               "authentication_error");
+    return httplib::Server::HandlerResponse::Handled;
+  });
+
+  server.Get("/v1/models", [&](const httplib::Request&, httplib::Response& res) {
+    const json body{{"object", "list"},
+                    {"data", json::array({json{{"id", o.served_model_name}, {"object", "model"}, {"created", 0},
+                                               {"owned_by", "mmrunner"}}})}};
+    res.set_content(body.dump(), "application/json");
+  });
+
+  server.Post("/v1/chat/completions", [&](const httplib::Request& req, httplib::Response& res) {
+    const int64_t n = ++request_counter;
+    if (failures_left.fetch_sub(1) > 0) {
+      if (o.fail_status == 429) res.set_header("Retry-After", "0");
+      send_error(res, o.fail_status, fmt::format("test hook --fail-first: failing request {} with {}", n, o.fail_status),
+                 o.fail_status == 429 ? "rate_limit_error" : "server_error");
+      return;
+    }
+    json body;
+    try {
+      body = json::parse(req.body);
+    } catch (const json::parse_error& e) {
+      return send_error(res, 400, std::string("the request body is not valid JSON: ") + e.what(),
+                        "invalid_request_error");
+    }
+    TempDir images(temp_root / fmt::format("request-{}", n));
+    ChatRequest chat;
+    try {
+      chat = parse_chat_request(body, images.path, o.limits);
+    } catch (const RequestError& e) {
+      return send_error(res, 400, e.what(), "invalid_request_error");
+    }
+    if (!chat.model.empty() && chat.model != o.served_model_name)
+      return send_error(res, 404, fmt::format("model '{}' is not served here; this server serves '{}'", chat.model,
+                                              o.served_model_name), "not_found_error");
+    std::vector<Generation> out;
+    try {
+      std::lock_guard<std::mutex> lock(generate_mu);
+      out = model.generate({chat.sample}, chat.config);
+    } catch (const DataError& e) {  // the client's input: an image that does not decode, a stray "<image>" text
+      return send_error(res, 400, e.what(), "invalid_request_error");
+    } catch (const std::exception& e) {
+      log->error("serve: generation failed in model plugin '{}' ({}): {}", info.name, info.path.string(), e.what());
+      return send_error(res, 500, fmt::format("generation failed in model plugin '{}': {}", info.name, e.what()),
+                        "server_error");
+    }
+    const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
+        std::chrono::system_clock::now().time_since_epoch()).count();
+    // Generated text may end inside a multi-byte character: U+FFFD for broken UTF-8 instead of an exception.
+    res.set_content(chat_completion(out.at(0), fmt::format("chatcmpl-{}", n), o.served_model_name, created)
+                        .dump(-1, ' ', false, json::error_handler_t::replace),
+                    "application/json");
+  });
+
+  server.set_exception_handler([&](const httplib::Request& req, httplib::Response& res, std::exception_ptr error) {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    log->error("serve: {} {} failed: {}", req.method, req.path, what);
+    send_error(res, 500, "internal error: " + what, "server_error");
+  });
+
+  server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;  // a handler already wrote an error body
+    if (res.status == 404)
+      send_error(res, 404, fmt::format("no route {} {} (routes: POST /v1/chat/completions, GET /v1/models)",
+                                       req.method, req.path), "not_found_error");
+    else if (res.status == 413)
+      send_error(res, 413, "request body too large (see --max-request-bytes)", "invalid_request_error");
+    else
+      send_error(res, res.status, fmt::format("HTTP {}", res.status), "invalid_request_error");
+  });
+
+  // The post-routing handler runs after the error handler and before the response is written, so a client that
+  // has its reply finds the request in the log.
+  server.set_post_routing_handler([&](const httplib::Request& req, httplib::Response& res) {
+    log->debug("serve: {} {} -> {}", req.method, req.path, res.status);
+    if (!request_log.is_open()) return;
+    const json line{{"time", now_iso8601()}, {"method", req.method}, {"path", req.path}, {"status", res.status},
+                    {"body_sha256", sha256_hex(req.body)}};
+    std::lock_guard<std::mutex> lock(log_mu);
+    request_log << line.dump() << "\n";
+    request_log.flush();
+  });
+
+  const int port = o.port == 0 ? server.bind_to_any_port(o.host) : (server.bind_to_port(o.host, o.port) ? o.port : -1);
+  if (port <= 0) throw IoError(fmt::format("serve: cannot bind {}:{} (in use, or not an address of this machine)",
+                                           o.host, o.port));
+  std::atomic<bool> listener_done{false};
+  std::thread listener([&] {
+    server.listen_after_bind();
+    listener_done = true;
+  });
+  if (!o.port_file.empty()) write_port_file(o.port_file, port);
+  std::cout << fmt::format("runner serve: listening on http://{}:{}/v1 (model '{}')", o.host, port,
+                           o.served_model_name) << std::endl;
+  while (!stop_flag() && !listener_done) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // stop() is lost if it comes before the listener started: repeat it until the listener has returned.
+  while (!listener_done) {
+    server.stop();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  listener.join();
+  log->info("serve: stopped after {} chat completion request(s)", request_counter.load());
+  return 0;
+}
+
+}  // namespace mmr::serve

@@ -1,0 +1,48 @@
+// `runner serve`: an OpenAI-compatible HTTP server over any model plugin that implements ChatModel.
+//
+//   runner serve --model llava --model-opt path=DIR [--model-opt key=value]... [--host 127.0.0.1] [--port 8000]
+//   runner serve --model-config model.yaml ...        (a YAML map: {plugin: llava, path: DIR, ...})
+//
+// Endpoints: POST /v1/chat/completions (app/openai_chat.h says how messages become a ChatSample), GET /v1/models.
+// Generation is serialised (one request at a time reaches the model). Errors are OpenAI-style JSON: 400 bad
+// input, 401 bad or missing bearer token (with --api-key-env NAME), 404 unknown path or model, 413 body too
+// large, 500 a failure inside the model.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "app/openai_chat.h"
+#include "core/registry.h"
+
+namespace mmr::serve {
+
+struct ServeOptions {
+  std::string host = "127.0.0.1";
+  int port = 8000;              // 0: any free port (printed, and written to port_file)
+  std::string model_plugin;     // --model NAME
+  YAML::Node model_options{YAML::NodeType::Map};
+  std::string model_source = "command line";
+  std::string served_model_name;  // default: the plugin name
+  std::string api_key_env;      // NAME of the variable holding the bearer token; empty: no auth
+  size_t max_request_bytes = 32u << 20;
+  RequestLimits limits;
+  std::string port_file;        // written atomically once listening
+  std::string log_requests;     // JSONL: one line per request (time, method, path, status, body_sha256)
+  // Test hook: the first N chat-completion requests fail with fail_status (503, or 429 with Retry-After: 0),
+  // so a client's retries can be tested against the real server.
+  int fail_first = 0;
+  int fail_status = 503;
+};
+
+// Parses the arguments after `serve`; throws ConfigError naming the argument.
+ServeOptions parse_serve_args(const std::vector<std::string>& args);
+extern const char* kServeUsage;
+
+// Loads the model, serves until SIGINT/SIGTERM (stop_flag()), returns the exit status.
+int run_server(const ServeOptions& options, Registry& registry);
+
+}  // namespace mmr::serve

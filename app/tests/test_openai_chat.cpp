@@ -1,0 +1,178 @@
+// The OpenAI wire format of `runner serve` (app/openai_chat.h): base64, messages → ChatSample, request settings,
+// the errors a client gets for bad input, and the chat.completion reply shape.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "app/openai_chat.h"
+#include "core/base64.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace mmr::serve;
+
+namespace {
+
+class OpenAiChat : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("mmr_openai_chat_" + std::to_string(getpid()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  ChatRequest parse(const std::string& body) { return parse_chat_request(json::parse(body), dir_, RequestLimits{}); }
+  // The message of the RequestError that parsing `body` throws ("" when it does not throw).
+  std::string error_of(const std::string& body) {
+    try {
+      parse(body);
+    } catch (const RequestError& e) {
+      return e.what();
+    }
+    return "";
+  }
+  fs::path dir_;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+TEST(Base64, DecodesTheRfc4648TestVectors) {
+  EXPECT_EQ(base64_decode(""), "");
+  EXPECT_EQ(base64_decode("Zg=="), "f");
+  EXPECT_EQ(base64_decode("Zm8="), "fo");
+  EXPECT_EQ(base64_decode("Zm9v"), "foo");
+  EXPECT_EQ(base64_decode("Zm9vYg=="), "foob");
+  EXPECT_EQ(base64_decode("Zm9vYmE="), "fooba");
+  EXPECT_EQ(base64_decode("Zm9vYmFy"), "foobar");
+  EXPECT_EQ(base64_decode("Zm9v\nYmFy"), "foobar");
+  EXPECT_EQ(base64_decode("//79"), std::string("\xff\xfe\xfd", 3));
+}
+
+TEST(Base64, EncoderGivesTheRfc4648VectorsAndRoundTripsEveryByte) {
+  EXPECT_EQ(mmr::base64_encode(""), "");
+  EXPECT_EQ(mmr::base64_encode("f"), "Zg==");
+  EXPECT_EQ(mmr::base64_encode("fo"), "Zm8=");
+  EXPECT_EQ(mmr::base64_encode("foo"), "Zm9v");
+  EXPECT_EQ(mmr::base64_encode("foobar"), "Zm9vYmFy");
+  std::string all;
+  for (int i = 0; i < 256; ++i) all += static_cast<char>(i);
+  for (size_t n : {size_t{254}, size_t{255}, size_t{256}}) EXPECT_EQ(base64_decode(mmr::base64_encode(all.substr(0, n))), all.substr(0, n));
+  EXPECT_EQ(mmr::image_mime_type("/x/a.JPG"), "image/jpeg");
+  EXPECT_EQ(mmr::image_mime_type("a.png"), "image/png");
+  EXPECT_EQ(mmr::image_mime_type("a.txt"), "");
+}
+
+TEST(Base64, RejectsBadCharactersTruncationAndDataAfterPadding) {
+  EXPECT_THROW(base64_decode("Zm9v!"), RequestError);
+  EXPECT_THROW(base64_decode("Zm9vY"), RequestError);
+  EXPECT_THROW(base64_decode("Zg==Zg=="), RequestError);
+  try {
+    base64_decode("Zm$v");
+  } catch (const RequestError& e) {
+    EXPECT_NE(std::string(e.what()).find("offset 2"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(OpenAiChat, StringContentBecomesOneHumanTurnWithDefaults) {
+  const ChatRequest r = parse(R"({"model": "m", "messages": [{"role": "user", "content": "Hi there"}]})");
+  ASSERT_EQ(r.sample.turns.size(), 1u);
+  EXPECT_EQ(r.sample.turns[0].role, "human");
+  EXPECT_EQ(r.sample.turns[0].text, "Hi there");
+  EXPECT_TRUE(r.sample.images.empty());
+  EXPECT_EQ(r.model, "m");
+  EXPECT_EQ(r.config.max_new_tokens, RequestLimits{}.default_max_tokens);
+  EXPECT_EQ(r.config.temperature, 0.0);
+}
+
+TEST_F(OpenAiChat, DataUrlImageIsDecodedToAFileAndAnnouncedWithTheImageToken) {
+  // "\x89PNG\r\n\x1a\n" + "abc" in base64.
+  const ChatRequest r = parse(R"({"messages": [{"role": "user", "content": [
+      {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgphYmM="}},
+      {"type": "text", "text": "What is this?"}]}]})");
+  ASSERT_EQ(r.sample.images.size(), 1u);
+  EXPECT_EQ(r.sample.turns[0].text, "<image>\nWhat is this?");
+  EXPECT_EQ(fs::path(r.sample.images[0]).parent_path(), dir_);
+  EXPECT_EQ(fs::path(r.sample.images[0]).extension(), ".png");
+  EXPECT_EQ(slurp(r.sample.images[0]), std::string("\x89PNG\r\n\x1a\nabc", 11));
+}
+
+TEST_F(OpenAiChat, LocalPathsFileUrlsSystemAndTurnsMapToLlavaRoles) {
+  const std::string image = (dir_ / "x.png").string();
+  std::ofstream(image) << "png";
+  const ChatRequest r = parse(json{{"messages", json::array({
+      json{{"role", "system"}, {"content", "Be brief."}},
+      json{{"role", "user"}, {"content", json::array({json{{"type", "text"}, {"text", "A"}},
+                                                      json{{"type", "image_url"}, {"image_url", {{"url", "file://" + image}}}}})}},
+      json{{"role", "assistant"}, {"content", "B"}},
+      json{{"role", "user"}, {"content", json::array({json{{"type", "image_url"}, {"image_url", image}},
+                                                      json{{"type", "text"}, {"text", "C"}}})}}})},
+      {"temperature", 0.7}, {"top_p", 0.9}, {"max_tokens", 5}, {"seed", 3}, {"stop", json::array({"x", "y"})}}.dump());
+  ASSERT_EQ(r.sample.turns.size(), 3u);
+  EXPECT_EQ(r.sample.turns[0].text, "<image>\nBe brief.\n\nA");
+  EXPECT_EQ(r.sample.turns[1].role, "gpt");
+  EXPECT_EQ(r.sample.turns[1].text, "B");
+  EXPECT_EQ(r.sample.turns[2].text, "<image>\nC");
+  EXPECT_EQ(r.sample.images, (std::vector<std::string>{image, image}));
+  EXPECT_DOUBLE_EQ(r.config.temperature, 0.7);
+  EXPECT_DOUBLE_EQ(r.config.top_p, 0.9);
+  EXPECT_EQ(r.config.max_new_tokens, 5);
+  EXPECT_EQ(r.config.seed, 3u);
+  EXPECT_EQ(r.config.stop_strings, (std::vector<std::string>{"x", "y"}));
+}
+
+TEST_F(OpenAiChat, BadRequestsGetMessagesNamingTheField) {
+  EXPECT_NE(error_of(R"([1])").find("JSON object"), std::string::npos);
+  EXPECT_NE(error_of(R"({})").find("missing 'messages'"), std::string::npos);
+  EXPECT_NE(error_of(R"({"messages": []})").find("non-empty array"), std::string::npos);
+  EXPECT_NE(error_of(R"({"messages": [{"role": "robot", "content": "x"}]})").find("messages[0].role"), std::string::npos);
+  EXPECT_NE(error_of(R"({"messages": [{"role": "assistant", "content": "x"}]})").find("alternate"), std::string::npos);
+  EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})")
+                .find("last message must be a user message"), std::string::npos);
+  EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": 5}]})").find("messages[0].content"), std::string::npos);
+  EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": [{"type": "audio"}]}]})")
+                .find("messages[0].content[0].type"), std::string::npos);
+  EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]})")
+                .find("remote image URLs"), std::string::npos);
+  EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,@@"}}]}]})")
+                .find("base64"), std::string::npos);
+  EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:text/plain;base64,Zm9v"}}]}]})")
+                .find("unsupported image type 'text/plain'"), std::string::npos);
+  EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "/no/such.png"}}]}]})")
+                .find("no image file '/no/such.png'"), std::string::npos);
+  EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0})").find("'max_tokens'"), std::string::npos);
+  EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"})").find("'temperature'"), std::string::npos);
+  EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": "x"}], "stream": true})").find("streaming"), std::string::npos);
+  EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": "x"}], "n": 2})").find("n=1"), std::string::npos);
+  EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": "x"}], "stop": [1]})").find("'stop'"), std::string::npos);
+}
+
+TEST(OpenAiReply, HasTheChatCompletionShapeWithUsageAndFinishReason) {
+  mmr::Generation g;
+  g.text = "hello";
+  g.token_ids = {5, 6, 2};
+  g.finish_reason = "eos";
+  g.prompt_tokens = 600;
+  const json r = chat_completion(g, "chatcmpl-1", "llava", 42);
+  EXPECT_EQ(r["object"], "chat.completion");
+  EXPECT_EQ(r["id"], "chatcmpl-1");
+  EXPECT_EQ(r["model"], "llava");
+  EXPECT_EQ(r["created"], 42);
+  EXPECT_EQ(r["choices"][0]["message"]["role"], "assistant");
+  EXPECT_EQ(r["choices"][0]["message"]["content"], "hello");
+  EXPECT_EQ(r["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(r["usage"]["prompt_tokens"], 600);
+  EXPECT_EQ(r["usage"]["completion_tokens"], 3);
+  EXPECT_EQ(r["usage"]["total_tokens"], 603);
+  g.finish_reason = "length";
+  EXPECT_EQ(chat_completion(g, "c", "m", 0)["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(error_body("bad", "invalid_request_error")["error"]["message"], "bad");
+}
