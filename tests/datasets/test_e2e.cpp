@@ -234,7 +234,9 @@ TEST_F(DatasetE2e, SyntheticWorldAsAStageAndAsAProvider) {
   for (std::string line; std::getline(in, line); ++n) {
     const json row = json::parse(line);
     for (const auto& img : row["images"]) EXPECT_TRUE(fs::exists(img.get<std::string>())) << img;
-    if (!row["images"].empty()) EXPECT_EQ(row["prompt"][0]["value"].get<std::string>().rfind("<image>\n", 0), 0u);
+    if (!row["images"].empty()) {
+      EXPECT_EQ(row["prompt"][0]["value"].get<std::string>().rfind("<image>\n", 0), 0u);
+    }
   }
   EXPECT_EQ(n, value("rows_kept"));
 

@@ -233,7 +233,9 @@ TEST_F(Evaluate, AResumedEvaluationNeverSendsAJudgePromptTwice) {
   // Every prompt that got an answer was a different prompt.
   std::set<std::string> answered;
   for (const auto& req : server.requests())
-    if (req["status"] == 200) EXPECT_TRUE(answered.insert(req["body_sha256"]).second) << req.dump();
+    if (req["status"] == 200) {
+      EXPECT_TRUE(answered.insert(req["body_sha256"]).second) << req.dump();
+    }
   EXPECT_EQ(answered.size(), 4u);
 
   // The cache holds the four replies under the judge's identity, keyed by the exact request: FastChat's system
