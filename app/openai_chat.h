@@ -1,4 +1,4 @@
-// The OpenAI chat-completions wire format, translated to and from the model interface (core/chat_api.h) for
+// The OpenAI chat-completions wire format, translated to and from the model interface (core/api/chat_api.h) for
 // `runner serve`. Pure functions, no sockets: the server (serve.cpp) calls them, the tests call them directly.
 //
 // Messages → one ChatSample: "user" turns become "human", "assistant" turns "gpt"; system messages (only before
@@ -16,8 +16,8 @@
 #include <string>
 #include <string_view>
 
-#include "core/chat_api.h"
-#include "core/error.h"
+#include "core/api/chat_api.h"
+#include "core/api/error.h"
 
 namespace mmr::serve {
 

@@ -13,9 +13,9 @@
 #include <mutex>
 #include <thread>
 
-#include "core/chat_api.h"
+#include "core/api/chat_api.h"
 #include "core/runner.h"
-#include "core/sha256.h"
+#include "core/lib/util/sha256.h"
 #include "core/store.h"
 
 namespace mmr::serve {

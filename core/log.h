@@ -12,7 +12,7 @@
 #include <memory>
 #include <string>
 
-#include "core/plugin_api.h"
+#include "core/api/plugin_api.h"
 
 namespace mmr {
 

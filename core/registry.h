@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "core/plugin_api.h"
+#include "core/api/plugin_api.h"
 
 namespace boost::dll {
 class shared_library;

@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "core/log.h"
-#include "core/sha256.h"
+#include "core/lib/util/sha256.h"
 
 namespace fs = std::filesystem;
 

@@ -16,7 +16,7 @@
 #include <set>
 #include <sstream>
 
-#include "core/sha256.h"
+#include "core/lib/util/sha256.h"
 
 namespace fs = std::filesystem;
 

@@ -8,8 +8,8 @@
 #include <chrono>
 #include <ctime>
 
-#include "core/error.h"
-#include "core/sha256.h"
+#include "core/api/error.h"
+#include "core/lib/util/sha256.h"
 #include "core/spec.h"
 
 namespace fs = std::filesystem;

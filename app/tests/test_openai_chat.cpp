@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "app/openai_chat.h"
-#include "core/base64.h"
+#include "core/lib/util/base64.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;

@@ -11,7 +11,7 @@
 #include <sstream>
 #include <thread>
 
-#include "core/sha256.h"
+#include "core/lib/util/sha256.h"
 #include "core/store.h"
 #include "process.h"
 

@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/sha256.h"
+#include "core/lib/util/sha256.h"
 #include "core/spec.h"
 #include "core/store.h"
 

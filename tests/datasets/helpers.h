@@ -8,7 +8,7 @@
 #include <fstream>
 #include <string>
 
-#include "core/data/pipeline.h"
+#include "core/lib/data/pipeline.h"
 
 namespace mmr::data::test {
 

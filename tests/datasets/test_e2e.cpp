@@ -12,7 +12,7 @@
 #include <fstream>
 #include <set>
 
-#include "core/dataset_api.h"
+#include "core/api/dataset_api.h"
 #include "core/registry.h"
 #include "core/store.h"
 #include "../core/process.h"

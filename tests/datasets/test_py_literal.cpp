@@ -1,7 +1,7 @@
 // The Python-literal parser: what str(dict) of the seed's turns looks like, with both quote styles and escapes.
 #include <gtest/gtest.h>
 
-#include "core/data/py_literal.h"
+#include "core/lib/data/py_literal.h"
 
 using mmr::data::parse_py_literal;
 using mmr::data::PyLiteralError;

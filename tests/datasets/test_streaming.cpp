@@ -6,7 +6,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "core/data/records.h"
+#include "core/lib/data/records.h"
 #include "helpers.h"
 
 using namespace mmr;

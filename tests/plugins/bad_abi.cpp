@@ -1,5 +1,5 @@
 // Test plugin with a wrong ABI number (hand-made descriptor; MMR_PLUGIN would always write the right one).
-#include "core/plugin_api.h"
+#include "core/api/plugin_api.h"
 
 namespace {
 const mmr::PluginDescriptor* descriptor() {

@@ -1,7 +1,7 @@
 // Test plugin built "with another compiler and LibTorch": it swaps in another build id before the API header.
 #undef MMR_BUILD_ID
 #define MMR_BUILD_ID "Clang-99.0/libtorch-0.1"
-#include "core/plugin_api.h"
+#include "core/api/plugin_api.h"
 
 namespace {
 class BadBuild : public mmr::Algorithm {

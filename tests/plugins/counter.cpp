@@ -5,7 +5,7 @@
 #include <fstream>
 #include <thread>
 
-#include "core/plugin_api.h"
+#include "core/api/plugin_api.h"
 
 namespace {
 

@@ -3,7 +3,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/plugin_api.h"
+#include "core/api/plugin_api.h"
 
 namespace {
 

@@ -1,5 +1,5 @@
 // Test plugin (algorithm "throws_ctor"): its constructor throws, to check the host names the plugin and file.
-#include "core/plugin_api.h"
+#include "core/api/plugin_api.h"
 
 namespace {
 class ThrowsCtor : public mmr::Algorithm {

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "core/base64.h"
-#include "core/chat_api.h"
+#include "core/lib/util/base64.h"
+#include "core/api/chat_api.h"
 #include "core/registry.h"
 #include "process.h"
 

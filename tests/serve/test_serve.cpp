@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "core/plugin_api.h"
+#include "core/api/plugin_api.h"
 #include "harness.h"
 
 namespace fs = std::filesystem;

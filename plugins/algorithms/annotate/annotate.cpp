@@ -7,7 +7,7 @@
 #include <cstring>
 #include <fstream>
 
-#include "core/error.h"
+#include "core/api/error.h"
 
 namespace mmr::annotate {
 

@@ -26,8 +26,8 @@
 #include <string>
 #include <vector>
 
-#include "core/judging.h"
-#include "core/plugin_api.h"
+#include "core/lib/judging/judging.h"
+#include "core/api/plugin_api.h"
 #include "plugins/algorithms/annotate/annotate.h"
 
 namespace mmr::annotate {

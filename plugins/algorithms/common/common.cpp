@@ -4,7 +4,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "core/error.h"
+#include "core/api/error.h"
 
 namespace mmr::train {
 

@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "core/dataset_api.h"
-#include "core/model_api.h"
-#include "core/plugin_api.h"
+#include "core/api/dataset_api.h"
+#include "core/api/model_api.h"
+#include "core/api/plugin_api.h"
 #include "trainer.h"
 
 namespace mmr::train {

@@ -3,7 +3,7 @@
 // where π and ref are the policy's and the reference's response log-probabilities.
 #include "losses.h"
 
-#include "core/error.h"
+#include "core/api/error.h"
 
 namespace mmr::train {
 

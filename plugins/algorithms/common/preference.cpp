@@ -1,7 +1,7 @@
 // See preference.h.
 #include "preference.h"
 
-#include "core/error.h"
+#include "core/api/error.h"
 
 namespace mmr::train {
 

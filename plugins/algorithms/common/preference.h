@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "core/model_api.h"
+#include "core/api/model_api.h"
 #include "losses.h"
 
 namespace mmr::train {

@@ -12,8 +12,8 @@
 #include <numeric>
 #include <random>
 
-#include "core/error.h"
-#include "core/safetensors/safetensors.h"
+#include "core/api/error.h"
+#include "core/lib/safetensors/safetensors.h"
 
 namespace mmr::train {
 

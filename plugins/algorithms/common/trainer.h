@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "core/model_api.h"
-#include "core/plugin_api.h"
+#include "core/api/model_api.h"
+#include "core/api/plugin_api.h"
 
 namespace mmr::train {
 

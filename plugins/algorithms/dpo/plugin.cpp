@@ -17,7 +17,7 @@
 #include <fstream>
 
 #include "common.h"
-#include "core/error.h"
+#include "core/api/error.h"
 #include "preference.h"
 
 namespace mmr::train {

@@ -11,8 +11,8 @@
 #include <set>
 
 #include "common.h"
-#include "core/data/rows.h"
-#include "core/error.h"
+#include "core/lib/data/rows.h"
+#include "core/api/error.h"
 
 namespace mmr::train {
 namespace {

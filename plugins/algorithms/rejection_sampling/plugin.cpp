@@ -6,8 +6,8 @@
 #include <fmt/format.h>
 
 #include "common.h"
-#include "core/data/pipeline.h"
-#include "core/error.h"
+#include "core/lib/data/pipeline.h"
+#include "core/api/error.h"
 
 namespace mmr::train {
 namespace {

@@ -12,7 +12,7 @@
 #include <fstream>
 
 #include "common.h"
-#include "core/error.h"
+#include "core/api/error.h"
 
 namespace mmr::train {
 namespace {

@@ -3,7 +3,7 @@
 // SFT" baseline trains on the annotator's own answers. lr 4e-4 (DESIGN §6); the paper does not give SFT's epochs,
 // so 1 (LLaVA-1.5's fine-tuning recipe).
 #include "common.h"
-#include "core/error.h"
+#include "core/api/error.h"
 
 namespace mmr::train {
 namespace {

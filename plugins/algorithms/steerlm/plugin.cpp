@@ -8,8 +8,8 @@
 #include <fstream>
 
 #include "common.h"
-#include "core/error.h"
-#include "core/steer.h"
+#include "core/api/error.h"
+#include "steer.h"
 
 namespace mmr::train {
 namespace {

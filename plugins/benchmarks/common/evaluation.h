@@ -1,7 +1,7 @@
 // What every benchmark does the same way when it evaluates a model (run() without an answers file): create the
 // model from the stage's `model` option, generate replies in batches with progress and Ctrl-C checks, resolve
 // image paths, write result files atomically, and create the judge. Header-only and torch-free (the model is
-// reached through core/chat_api.h); no statics, so nothing is shared between plugin libraries at run time.
+// reached through core/api/chat_api.h); no statics, so nothing is shared between plugin libraries at run time.
 #pragma once
 
 #include <fmt/format.h>
@@ -16,9 +16,9 @@
 #include <tuple>
 #include <vector>
 
-#include "core/chat_api.h"
-#include "core/judging.h"
-#include "core/plugin_api.h"
+#include "core/api/chat_api.h"
+#include "core/lib/judging/judging.h"
+#include "core/api/plugin_api.h"
 #include "plugins/benchmarks/common/file_scoring.h"
 
 namespace mmr::benchmarks {

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "core/plugin_api.h"
+#include "core/api/plugin_api.h"
 
 namespace mmr::benchmarks {
 

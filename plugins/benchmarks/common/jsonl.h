@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
+#include "core/api/error.h"
 
 namespace mmr::benchmarks {
 

@@ -15,7 +15,7 @@
 #include <optional>
 #include <sstream>
 
-#include "core/error.h"
+#include "core/api/error.h"
 #include "plugins/benchmarks/common/jsonl.h"
 
 namespace mmr::llava_bench {

@@ -24,7 +24,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/metrics.h"
+#include "core/api/metrics.h"
 
 namespace mmr::llava_bench {
 

@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "core/plugin_api.h"
+#include "core/api/plugin_api.h"
 #include "plugins/benchmarks/common/evaluation.h"
 #include "plugins/benchmarks/common/file_scoring.h"
 #include "plugins/benchmarks/common/jsonl.h"

@@ -14,7 +14,7 @@
 #include <set>
 #include <sstream>
 
-#include "core/error.h"
+#include "core/api/error.h"
 
 namespace mmr::mm_vet {
 namespace {

@@ -36,7 +36,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/metrics.h"
+#include "core/api/metrics.h"
 
 namespace mmr::mm_vet {
 

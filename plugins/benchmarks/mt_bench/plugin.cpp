@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "core/plugin_api.h"
+#include "core/api/plugin_api.h"
 #include "plugins/benchmarks/common/evaluation.h"
 #include "plugins/benchmarks/common/file_scoring.h"
 #include "plugins/benchmarks/mt_bench/scoring.h"

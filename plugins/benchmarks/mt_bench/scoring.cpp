@@ -12,7 +12,7 @@
 #include <set>
 #include <tuple>
 
-#include "core/error.h"
+#include "core/api/error.h"
 #include "plugins/benchmarks/common/jsonl.h"
 
 namespace mmr::mt_bench {

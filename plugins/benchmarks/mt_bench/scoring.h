@@ -23,7 +23,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/metrics.h"
+#include "core/api/metrics.h"
 
 namespace mmr::mt_bench {
 

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "core/error.h"
+#include "core/api/error.h"
 #include "plugins/benchmarks/common/jsonl.h"
 
 namespace mmr::pope {

@@ -1,6 +1,6 @@
 // Dataset "llava_json": LLaVA instruction rows ({id, image, conversations: [{from, value}]}) from a JSON array or
 // JSONL file, streamed row by row. Provides conversation rows (SFT); see plugins/datasets/README.md.
-#include "core/data/pipeline.h"
+#include "core/lib/data/pipeline.h"
 
 namespace {
 

@@ -1,7 +1,7 @@
 // Dataset "preference": DPO pairs in the seed's form ({image, question, chosen, rejected}, each a {from, value}
 // turn, its Python-literal string, or a whole conversation; optional ref_*_logp fields) or TRL/LLaMA-Factory's
 // ({prompt, chosen, rejected, images}). Provides preference rows; see plugins/datasets/README.md.
-#include "core/data/pipeline.h"
+#include "core/lib/data/pipeline.h"
 
 namespace {
 

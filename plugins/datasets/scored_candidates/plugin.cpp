@@ -1,7 +1,7 @@
 // Dataset "scored_candidates": several responses per image-question, each scored on Helpfulness, Correctness,
 // Coherence, Complexity and Verbosity (0-4). Provides scored-candidate rows (rejection sampling, SteerLM), or
 // preference rows when the transforms include build_pairs (the paper's rule); see plugins/datasets/README.md.
-#include "core/data/pipeline.h"
+#include "core/lib/data/pipeline.h"
 
 namespace {
 

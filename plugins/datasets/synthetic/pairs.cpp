@@ -5,7 +5,7 @@
 
 #include <fstream>
 
-#include "core/error.h"
+#include "core/api/error.h"
 #include "plugins/datasets/synthetic/rng.h"
 
 namespace mmr::synthetic {

@@ -4,7 +4,7 @@
 // the world into `dir` (or a per-config folder under the temp dir) unless a complete one is already there.
 #include <fstream>
 
-#include "core/data/pipeline.h"
+#include "core/lib/data/pipeline.h"
 #include "plugins/datasets/synthetic/world.h"
 
 namespace {

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "core/error.h"
+#include "core/api/error.h"
 #include "plugins/datasets/synthetic/rng.h"
 
 namespace mmr::synthetic {

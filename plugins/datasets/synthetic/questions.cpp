@@ -8,7 +8,7 @@
 #include <optional>
 #include <set>
 
-#include "core/error.h"
+#include "core/api/error.h"
 
 namespace mmr::synthetic {
 

@@ -1,6 +1,6 @@
 #include "plugins/datasets/synthetic/rng.h"
 
-#include "core/error.h"
+#include "core/api/error.h"
 
 namespace mmr::synthetic {
 

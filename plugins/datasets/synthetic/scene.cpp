@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-#include "core/error.h"
+#include "core/api/error.h"
 
 namespace mmr::synthetic {
 

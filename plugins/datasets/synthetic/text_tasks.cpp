@@ -7,7 +7,7 @@
 #include <cctype>
 #include <cstdlib>
 
-#include "core/error.h"
+#include "core/api/error.h"
 
 namespace mmr::synthetic {
 

@@ -8,13 +8,13 @@
 #include <cmath>
 #include <set>
 
-#include "core/error.h"
-#include "plugins/datasets/synthetic/atomic_file.h"
+#include "core/api/error.h"
+#include "core/lib/util/atomic_file.h"
 #include "plugins/datasets/synthetic/pope.h"
 #include "plugins/datasets/synthetic/questions.h"
 #include "plugins/datasets/synthetic/rng.h"
 #include "plugins/datasets/synthetic/scene.h"
-#include "plugins/datasets/synthetic/sha256.h"
+#include "core/lib/util/sha256.h"
 #include "plugins/datasets/synthetic/text_tasks.h"
 
 namespace mmr::synthetic {

@@ -5,7 +5,7 @@
 // Greedy at temperature 0; a positive temperature (a benchmark's override) samples with the configured seed, so
 // the same request gives the same reply.
 //
-// Deliberately not here: caching and parsing (core/judging.h and the benchmarks).
+// Deliberately not here: caching and parsing (core/lib/judging/judging.h and the benchmarks).
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
@@ -15,8 +15,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/chat_api.h"
-#include "core/plugin_api.h"
+#include "core/api/chat_api.h"
+#include "core/api/plugin_api.h"
 
 namespace mmr::judges {
 namespace {

@@ -7,7 +7,7 @@
 // the environment variable NAMED by `api_key_env`; it is sent as a bearer token and never logged or stored
 // (identity() names the endpoint, model, temperature and max tokens only).
 //
-// Deliberately not here: caching (core/judging.h does it in the results store) and reply parsing (each
+// Deliberately not here: caching (core/lib/judging/judging.h does it in the results store) and reply parsing (each
 // benchmark parses with its official rules).
 #include <fmt/format.h>
 #include <httplib.h>
@@ -26,8 +26,8 @@
 #include <thread>
 #include <vector>
 
-#include "core/base64.h"
-#include "core/plugin_api.h"
+#include "core/lib/util/base64.h"
+#include "core/api/plugin_api.h"
 
 namespace mmr::judges {
 namespace {

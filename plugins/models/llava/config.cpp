@@ -7,7 +7,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/error.h"
+#include "core/api/error.h"
 
 namespace mmr::llava {
 namespace {

@@ -14,8 +14,8 @@
 #include <set>
 #include <sstream>
 
-#include "core/safetensors/safetensors.h"
-#include "core/tokenizer/llava_text.h"
+#include "core/lib/safetensors/safetensors.h"
+#include "core/lib/tokenizer/llava_text.h"
 
 namespace fs = std::filesystem;
 namespace st = mmr::safetensors;

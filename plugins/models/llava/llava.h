@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "config.h"
-#include "core/model_api.h"
-#include "core/image/image.h"
-#include "core/steer.h"
-#include "core/tokenizer/tokenizer.h"
+#include "core/api/model_api.h"
+#include "core/lib/image/image.h"
+#include "steer.h"
+#include "core/lib/tokenizer/tokenizer.h"
 #include "modules.h"
 
 namespace mmr::llava {

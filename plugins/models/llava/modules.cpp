@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "core/error.h"
+#include "core/api/error.h"
 
 namespace mmr::llava {
 

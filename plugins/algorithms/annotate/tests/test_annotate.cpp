@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/error.h"
+#include "core/api/error.h"
 #include "plugins/algorithms/annotate/annotate.h"
 
 namespace fs = std::filesystem;

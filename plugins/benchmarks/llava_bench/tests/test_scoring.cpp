@@ -5,7 +5,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/error.h"
+#include "core/api/error.h"
 #include "plugins/benchmarks/llava_bench/scoring.h"
 
 namespace {

@@ -4,7 +4,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/error.h"
+#include "core/api/error.h"
 #include "plugins/benchmarks/mm_vet/scoring.h"
 
 namespace {

@@ -5,7 +5,7 @@
 #include <sstream>
 #include <string>
 
-#include "core/error.h"
+#include "core/api/error.h"
 #include "plugins/benchmarks/pope/scoring.h"
 
 namespace {

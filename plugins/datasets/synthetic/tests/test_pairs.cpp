@@ -4,7 +4,7 @@
 #include <map>
 #include <set>
 
-#include "core/error.h"
+#include "core/api/error.h"
 #include "plugins/datasets/synthetic/pairs.h"
 #include "png_probe.h"
 

@@ -6,10 +6,10 @@
 #include <set>
 #include <string>
 
-#include "core/error.h"
-#include "plugins/datasets/synthetic/atomic_file.h"
+#include "core/api/error.h"
+#include "core/lib/util/atomic_file.h"
 #include "plugins/datasets/synthetic/rng.h"
-#include "plugins/datasets/synthetic/sha256.h"
+#include "core/lib/util/sha256.h"
 #include "png_probe.h"
 
 namespace fs = std::filesystem;

@@ -4,8 +4,8 @@
 #include <fstream>
 #include <map>
 
-#include "core/error.h"
-#include "plugins/datasets/synthetic/sha256.h"
+#include "core/api/error.h"
+#include "core/lib/util/sha256.h"
 #include "plugins/datasets/synthetic/world.h"
 #include "png_probe.h"
 

@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/safetensors/safetensors.h"
+#include "core/lib/safetensors/safetensors.h"
 #include "llava.h"
 
 namespace llava_fixture {

@@ -2,7 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "config.h"
-#include "core/error.h"
+#include "core/api/error.h"
 
 using mmr::llava::LlavaConfig;
 

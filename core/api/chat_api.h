@@ -1,0 +1,73 @@
+// The torch-free half of the model interface: conversations in, generated text out. The host (`runner serve`),
+// judges and benchmarks generate through ChatModel without including LibTorch; algorithms that train use the
+// torch-facing LanguageModel (core/api/model_api.h), which derives from it.
+//
+// A caller holding a model plugin object gets it with dynamic_cast<ChatModel*>(plugin.get()) (see chat_model()).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/api/plugin_api.h"
+
+namespace mmr {
+
+// One conversation: alternating human/gpt turns (LLaVA's "from" values), and the image files its <image>
+// placeholders refer to, in order.
+struct ChatTurn {
+  std::string role;  // "human" | "gpt"
+  std::string text;
+};
+struct ChatSample {
+  std::vector<ChatTurn> turns;
+  std::vector<std::string> images;
+};
+
+struct GenerationConfig {
+  int64_t max_new_tokens = 128;
+  double temperature = 0.0;  // 0: greedy
+  double top_p = 1.0;
+  int64_t top_k = 0;         // 0: off
+  uint64_t seed = 0;
+  bool stop_at_eos = true;
+  std::vector<std::string> stop_strings;
+};
+
+struct Generation {
+  std::string text;
+  std::vector<int64_t> token_ids;
+  std::string finish_reason;  // "eos" | "stop_string" | "length"
+  int64_t prompt_tokens = 0;  // positions of the prompt the model read (image patches included); 0: not known
+};
+
+class ChatModel : public Model {
+ public:
+  // One reply per prompt. A prompt ends with a human turn (or is cut before its last gpt turn); the model
+  // applies its own conversation template.
+  virtual std::vector<Generation> generate(const std::vector<ChatSample>& prompts, const GenerationConfig& config) = 0;
+
+  // Prompt conditioning, the hook for methods that steer a model through its prompt (SteerLM's target attributes,
+  // an instruction suffix): at generation the last user turn's text becomes `tmpl` with "{prompt}" replaced by
+  // it. "" or "{prompt}" is off. Model plugins take the same as their option `prompt_template`.
+  virtual void set_prompt_template(const std::string& tmpl) = 0;
+};
+
+// `tmpl` with every "{prompt}" replaced by `prompt` ("" = `prompt` unchanged).
+inline std::string apply_prompt_template(const std::string& tmpl, const std::string& prompt) {
+  if (tmpl.empty()) return prompt;
+  std::string out = tmpl;
+  const std::string key = "{prompt}";
+  for (size_t pos = out.find(key); pos != std::string::npos; pos = out.find(key, pos + prompt.size()))
+    out.replace(pos, key.size(), prompt);
+  return out;
+}
+
+// The ChatModel behind a model plugin object; throws ConfigError naming `what` when the plugin cannot generate.
+inline ChatModel& chat_model(Plugin& plugin, const std::string& what = "model") {
+  auto* m = dynamic_cast<ChatModel*>(&plugin);
+  if (!m) throw ConfigError(what + ": this model plugin does not implement ChatModel (it cannot generate text)");
+  return *m;
+}
+
+}  // namespace mmr
