@@ -23,7 +23,7 @@ using mmr::test::ProcessResult;
 namespace {
 
 const std::string kRunner = (fs::path(MMR_TEST_BINARY_DIR) / "bin" / "runner").string();
-const std::string kGood = (fs::path(MMR_TEST_BINARY_DIR) / "tests" / "plugins" / "good").string();
+const std::string kGood = (fs::path(MMR_TEST_BINARY_DIR) / "tests" / "test_plugins" / "good").string();
 
 class Cli : public ::testing::Test {
  protected:

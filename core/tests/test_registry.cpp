@@ -1,5 +1,5 @@
 // Plugin loading: discovery, ABI and build checks, missing entry symbols, exceptions inside plugins, option
-// checking, search paths, and library lifetime. Uses the small plugins built under tests/plugins.
+// checking, search paths, and library lifetime. Uses the small plugins built under tests/test_plugins.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -13,8 +13,8 @@ using namespace mmr;
 
 namespace {
 
-const fs::path kGood = fs::path(MMR_TEST_BINARY_DIR) / "tests" / "plugins" / "good";
-const fs::path kBad = fs::path(MMR_TEST_BINARY_DIR) / "tests" / "plugins" / "bad";
+const fs::path kGood = fs::path(MMR_TEST_BINARY_DIR) / "tests" / "test_plugins" / "good";
+const fs::path kBad = fs::path(MMR_TEST_BINARY_DIR) / "tests" / "test_plugins" / "bad";
 
 std::string failure_for(const Registry& r, const std::string& file) {
   for (const auto& f : r.failures())

@@ -16,7 +16,7 @@
 #include <fstream>
 #include <thread>
 
-#include "../../../../tests/core/process.h"
+#include "process.h"
 #include "core/store.h"
 
 namespace fs = std::filesystem;
