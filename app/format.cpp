@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <vector>
 
 #include "core/api/error.h"
 
@@ -35,43 +36,37 @@ std::string csv_quote(const std::string& s) {
   return out + "\"";
 }
 
-}  // namespace
-
-Format parse_format(const std::string& text) {
-  if (text == "table") return Format::Table;
-  if (text == "csv") return Format::Csv;
-  if (text == "json") return Format::Json;
-  throw ConfigError(fmt::format("--format '{}': expected table, csv or json", text));
+// An array of objects, one per row; numbers as JSON numbers, NULL as null.
+void print_json(std::ostream& out, const QueryResult& r) {
+  nlohmann::json arr = nlohmann::json::array();
+  for (const auto& row : r.rows) {
+    nlohmann::json obj = nlohmann::json::object();
+    for (size_t i = 0; i < r.columns.size(); ++i) {
+      const QueryCell& c = row[i];
+      switch (c.type) {
+        case QueryCell::Null: obj[r.columns[i]] = nullptr; break;
+        case QueryCell::Integer: obj[r.columns[i]] = std::stoll(c.text); break;
+        case QueryCell::Real: obj[r.columns[i]] = std::strtod(c.text.c_str(), nullptr); break;
+        default: obj[r.columns[i]] = c.text;
+      }
+    }
+    arr.push_back(std::move(obj));
+  }
+  out << arr.dump(2) << "\n";
 }
 
-void print_result(std::ostream& out, const QueryResult& r, Format format) {
-  if (format == Format::Json) {
-    nlohmann::json arr = nlohmann::json::array();
-    for (const auto& row : r.rows) {
-      nlohmann::json obj = nlohmann::json::object();
-      for (size_t i = 0; i < r.columns.size(); ++i) {
-        const QueryCell& c = row[i];
-        switch (c.type) {
-          case QueryCell::Null: obj[r.columns[i]] = nullptr; break;
-          case QueryCell::Integer: obj[r.columns[i]] = std::stoll(c.text); break;
-          case QueryCell::Real: obj[r.columns[i]] = std::strtod(c.text.c_str(), nullptr); break;
-          default: obj[r.columns[i]] = c.text;
-        }
-      }
-      arr.push_back(std::move(obj));
-    }
-    out << arr.dump(2) << "\n";
-    return;
-  }
-  if (format == Format::Csv) {
-    for (size_t i = 0; i < r.columns.size(); ++i) out << (i ? "," : "") << csv_quote(r.columns[i]);
+// RFC 4180: a header line, then one line per row; NULL as an empty field.
+void print_csv(std::ostream& out, const QueryResult& r) {
+  for (size_t i = 0; i < r.columns.size(); ++i) out << (i ? "," : "") << csv_quote(r.columns[i]);
+  out << "\n";
+  for (const auto& row : r.rows) {
+    for (size_t i = 0; i < row.size(); ++i) out << (i ? "," : "") << csv_quote(cell_text(row[i], false));
     out << "\n";
-    for (const auto& row : r.rows) {
-      for (size_t i = 0; i < row.size(); ++i) out << (i ? "," : "") << csv_quote(cell_text(row[i], false));
-      out << "\n";
-    }
-    return;
   }
+}
+
+// Aligned columns under a dashed rule: numeric columns right-aligned, reals to 6 significant digits, NULL as "-".
+void print_table(std::ostream& out, const QueryResult& r) {
   std::vector<size_t> width(r.columns.size());
   std::vector<bool> numeric(r.columns.size(), true);
   for (size_t i = 0; i < r.columns.size(); ++i) width[i] = display_width(r.columns[i]);
@@ -93,6 +88,23 @@ void print_result(std::ostream& out, const QueryResult& r, Format format) {
     out << "\n";
   }
   if (r.rows.empty()) out << "(no rows)\n";
+}
+
+}  // namespace
+
+Format parse_format(const std::string& text) {
+  if (text == "table") return Format::Table;
+  if (text == "csv") return Format::Csv;
+  if (text == "json") return Format::Json;
+  throw ConfigError(fmt::format("--format '{}': expected table, csv or json", text));
+}
+
+void print_result(std::ostream& out, const QueryResult& r, Format format) {
+  switch (format) {
+    case Format::Json: return print_json(out, r);
+    case Format::Csv: return print_csv(out, r);
+    case Format::Table: return print_table(out, r);
+  }
 }
 
 }  // namespace mmr

@@ -15,10 +15,12 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -81,68 +83,68 @@ class UsageError : public Error {
   using Error::Error;
 };
 
+// Reads the global or command option at argv[i] into `a`, moving `i` past its value; false when argv[i] is none.
+bool parse_option(int argc, char** argv, int& i, Args& a) {
+  const std::string arg = argv[i];
+  auto value = [&](const std::string& name) -> std::string {
+    const size_t eq = arg.find('=');
+    if (arg.rfind("--", 0) == 0 && eq != std::string::npos) return arg.substr(eq + 1);
+    if (i + 1 >= argc) throw UsageError(fmt::format("{} needs a value", name));
+    return argv[++i];
+  };
+  auto is = [&](const char* name) { return arg == name || arg.rfind(std::string(name) + "=", 0) == 0; };
+  if (is("--results")) a.results = value("--results");
+  else if (is("--log-level")) a.log_level = value("--log-level");
+  else if (is("--plugin-path")) a.plugin_paths.emplace_back(value("--plugin-path"));
+  else if (arg == "-o" || is("--override")) a.overrides.push_back(value("-o"));
+  else if (arg.rfind("-o", 0) == 0 && arg.size() > 2 && arg[2] != '-') a.overrides.push_back(arg.substr(2));
+  else if (is("--format")) a.format = value("--format");
+  else if (is("--experiment")) a.experiment = value("--experiment");
+  else if (is("--kind")) a.kind = value("--kind");
+  else if (arg == "--force") a.force = true;
+  else if (arg == "--verbose" || arg == "-v") a.verbose = true;
+  else return false;
+  return true;
+}
+
+// The command and its arguments from the words that are not options: a command name, or an experiment file.
+void set_command(const std::vector<std::string>& words, Args& a) {
+  if (words.empty()) throw UsageError("no command given");
+  static const std::set<std::string> commands = {"run", "plan", "results", "query", "plugins", "score", "serve"};
+  const std::string& first = words[0];
+  if (commands.count(first)) {
+    a.command = first;
+    a.positional.assign(words.begin() + 1, words.end());
+  } else if (first.size() > 5 &&
+             (first.substr(first.size() - 5) == ".yaml" || first.substr(first.size() - 4) == ".yml")) {
+    a.command = "run";
+    a.positional = words;
+  } else {
+    throw UsageError(fmt::format("unknown command '{}' (expected an experiment .yaml file or one of: {})", first,
+                                 fmt::join(commands, ", ")));
+  }
+}
+
 Args parse_args(int argc, char** argv) {
   Args a;
-  std::vector<std::string> rest;
+  std::vector<std::string> words;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    auto value = [&](const std::string& name) -> std::string {
-      const size_t eq = arg.find('=');
-      if (arg.rfind("--", 0) == 0 && eq != std::string::npos) return arg.substr(eq + 1);
-      if (i + 1 >= argc) throw UsageError(fmt::format("{} needs a value", name));
-      return argv[++i];
-    };
-    auto is = [&](const char* name) { return arg == name || arg.rfind(std::string(name) + "=", 0) == 0; };
-    if (arg == "-h" || arg == "--help") {
-      a.command = "help";
+    if (arg == "-h" || arg == "--help" || arg == "--version") {
+      a.command = arg == "--version" ? "version" : "help";
       return a;
-    } else if (arg == "--version") {
-      a.command = "version";
-      return a;
-    } else if (is("--results")) {
-      a.results = value("--results");
-    } else if (is("--log-level")) {
-      a.log_level = value("--log-level");
-    } else if (is("--plugin-path")) {
-      a.plugin_paths.emplace_back(value("--plugin-path"));
-    } else if (arg == "-o" || is("--override")) {
-      a.overrides.push_back(value("-o"));
-    } else if (arg.rfind("-o", 0) == 0 && arg.size() > 2 && arg[2] != '-') {
-      a.overrides.push_back(arg.substr(2));
-    } else if (is("--format")) {
-      a.format = value("--format");
-    } else if (is("--experiment")) {
-      a.experiment = value("--experiment");
-    } else if (is("--kind")) {
-      a.kind = value("--kind");
-    } else if (arg == "--force") {
-      a.force = true;
-    } else if (arg == "--verbose" || arg == "-v") {
-      a.verbose = true;
-    } else if (arg == "serve" && rest.empty()) {
+    }
+    if (parse_option(argc, argv, i, a)) continue;
+    if (arg == "serve" && words.empty()) {
       // Everything after `serve` is the server's own (app/serve.h).
       a.command = "serve";
       a.positional.assign(argv + i + 1, argv + argc);
       return a;
-    } else if (arg.size() > 1 && arg[0] == '-') {
-      throw UsageError(fmt::format("unknown option '{}'", arg));
-    } else {
-      rest.push_back(arg);
     }
+    if (arg.size() > 1 && arg[0] == '-') throw UsageError(fmt::format("unknown option '{}'", arg));
+    words.push_back(arg);
   }
-  if (rest.empty()) throw UsageError("no command given");
-  static const std::set<std::string> commands = {"run", "plan", "results", "query", "plugins", "score", "serve"};
-  if (commands.count(rest[0])) {
-    a.command = rest[0];
-    a.positional.assign(rest.begin() + 1, rest.end());
-  } else if (rest[0].size() > 5 &&
-             (rest[0].substr(rest[0].size() - 5) == ".yaml" || rest[0].substr(rest[0].size() - 4) == ".yml")) {
-    a.command = "run";
-    a.positional = rest;
-  } else {
-    throw UsageError(fmt::format("unknown command '{}' (expected an experiment .yaml file or one of: {})", rest[0],
-                                 fmt::join(commands, ", ")));
-  }
+  set_command(words, a);
   return a;
 }
 
@@ -179,30 +181,19 @@ int cmd_run(const Args& a) {
   return s.failed > 0 ? 1 : 0;
 }
 
-int cmd_plan(const Args& a) {
-  const fs::path file = one_positional(a, "experiment file");
-  Experiment exp = load_experiment(file, a.overrides);
-  Registry registry;
-  load_plugins(registry, a);
-  validate_experiment(exp, registry);
+// identity -> status of the experiment's trials already in the results database (none when it has no file yet).
+std::map<std::string, std::string> recorded_statuses(const fs::path& results, const std::string& experiment) {
   std::map<std::string, std::string> status;
-  if (fs::exists(a.results)) {
-    Store store(a.results, Store::Mode::ReadOnly);
-    const QueryResult r = store.query(fmt::format(
-        "SELECT t.identity, t.status FROM trials t JOIN experiments e ON e.id = t.experiment_id WHERE e.name = '{}'",
-        [&] { std::string s; for (char c : exp.name) s += c == '\'' ? "''" : std::string(1, c); return s; }()));
-    for (const auto& row : r.rows) status[row[0].text] = row[1].text;
-  }
-  std::cout << fmt::format("experiment '{}' ({}): {} trial(s)", exp.name, file.string(), exp.trials.size());
-  if (exp.duplicates_dropped) std::cout << fmt::format(", {} duplicate point(s) dropped", exp.duplicates_dropped);
-  std::cout << "\n";
-  std::vector<std::string> stages;
-  if (!exp.trials.empty())
-    for (const auto& s : exp.trials[0].stages) stages.push_back(fmt::format("{} ({} {})", s.name, kind_name(s.kind), s.plugin));
-  std::cout << "stages: " << fmt::format("{}", fmt::join(stages, " -> ")) << "\n\n";
+  if (!fs::exists(results)) return status;
+  Store store(results, Store::Mode::ReadOnly);
+  for (const TrialSummary& t : store.trials(experiment)) status[t.identity] = t.status;
+  return status;
+}
+
+// One row per trial: its ordinal, identity, recorded status ("new" when there is none), seed and label.
+QueryResult plan_table(const Experiment& exp, const std::map<std::string, std::string>& status, int& finished) {
   QueryResult table;
   table.columns = {"#", "trial", "status", "seed", "label"};
-  int finished = 0;
   for (const auto& t : exp.trials) {
     auto it = status.find(t.identity);
     const std::string st = it == status.end() ? "new" : it->second;
@@ -213,7 +204,25 @@ int cmd_plan(const Args& a) {
                           {QueryCell::Integer, std::to_string(t.seed)},
                           {QueryCell::Text, t.label.empty() ? "-" : t.label}});
   }
-  print_result(std::cout, table, parse_format(a.format));
+  return table;
+}
+
+int cmd_plan(const Args& a) {
+  const fs::path file = one_positional(a, "experiment file");
+  Experiment exp = load_experiment(file, a.overrides);
+  Registry registry;
+  load_plugins(registry, a);
+  validate_experiment(exp, registry);
+  const std::map<std::string, std::string> status = recorded_statuses(a.results, exp.name);
+  std::cout << fmt::format("experiment '{}' ({}): {} trial(s)", exp.name, file.string(), exp.trials.size());
+  if (exp.duplicates_dropped) std::cout << fmt::format(", {} duplicate point(s) dropped", exp.duplicates_dropped);
+  std::cout << "\n";
+  std::vector<std::string> stages;
+  if (!exp.trials.empty())
+    for (const auto& s : exp.trials[0].stages) stages.push_back(fmt::format("{} ({} {})", s.name, kind_name(s.kind), s.plugin));
+  std::cout << "stages: " << fmt::format("{}", fmt::join(stages, " -> ")) << "\n\n";
+  int finished = 0;
+  print_result(std::cout, plan_table(exp, status, finished), parse_format(a.format));
   std::cout << fmt::format("\n{} to run, {} finished (skipped unless --force); results: {}\n",
                            exp.trials.size() - finished, finished, a.results.string());
   if (a.verbose)
@@ -221,48 +230,54 @@ int cmd_plan(const Args& a) {
   return 0;
 }
 
-int cmd_results(const Args& a) {
-  if (!a.positional.empty()) throw UsageError("'results' takes no positional arguments (use --experiment NAME)");
-  Store store(a.results, Store::Mode::ReadOnly);
-  std::string where;
-  if (!a.experiment.empty()) {
-    std::string esc;
-    for (char c : a.experiment) esc += c == '\'' ? "''" : std::string(1, c);
-    where = " WHERE e.name = '" + esc + "'";
-    if (store.query("SELECT 1 FROM experiments e" + where).rows.empty()) {
-      const QueryResult names = store.query("SELECT name FROM experiments ORDER BY name");
-      std::vector<std::string> have;
-      for (const auto& r : names.rows) have.push_back(r[0].text);
-      throw UsageError(fmt::format("no experiment '{}' in {}; experiments: {}", a.experiment, a.results.string(),
-                                   have.empty() ? "(none)" : fmt::format("{}", fmt::join(have, ", "))));
-    }
-  }
-  const QueryResult trials = store.query(
-      "SELECT e.name, t.id, t.ordinal, t.identity, t.label, t.status, t.attempt FROM trials t "
-      "JOIN experiments e ON e.id = t.experiment_id" + where + " ORDER BY e.name, t.ordinal, t.id");
-  const QueryResult metrics = store.query(
-      "SELECT f.trial_id, f.stage || '/' || f.name, f.value FROM final_metrics f "
-      "JOIN experiments e ON e.id = f.experiment_id" + where + " ORDER BY f.stage, f.name");
+// Throws UsageError listing the experiments there are when `name` is not one of them.
+void require_experiment(const Store& store, const std::string& name, const fs::path& results) {
+  if (store.has_experiment(name)) return;
+  const std::vector<std::string> have = store.experiment_names();
+  throw UsageError(fmt::format("no experiment '{}' in {}; experiments: {}", name, results.string(),
+                               have.empty() ? "(none)" : fmt::format("{}", fmt::join(have, ", "))));
+}
+
+// One row per trial (experiment, ordinal, identity, label, status, attempt), then one column per final metric
+// ("stage/name", in stage and name order); a trial without that metric gets NULL.
+QueryResult results_table(const std::vector<TrialSummary>& trials, const std::vector<FinalMetric>& metrics) {
   std::vector<std::string> metric_names;
-  std::map<std::pair<std::string, std::string>, QueryCell> values;
-  for (const auto& r : metrics.rows) {
-    if (std::find(metric_names.begin(), metric_names.end(), r[1].text) == metric_names.end())
-      metric_names.push_back(r[1].text);
-    values[{r[0].text, r[1].text}] = r[2];
+  std::map<std::pair<int64_t, std::string>, QueryCell> values;
+  for (const FinalMetric& m : metrics) {
+    const std::string column = m.stage + "/" + m.name;
+    if (std::find(metric_names.begin(), metric_names.end(), column) == metric_names.end())
+      metric_names.push_back(column);
+    values[{m.trial_id, column}] = m.value;
   }
   QueryResult out;
   out.columns = {"experiment", "#", "trial", "label", "status", "attempt"};
   for (const auto& m : metric_names) out.columns.push_back(m);
-  for (const auto& r : trials.rows) {
-    std::vector<QueryCell> row = {r[0], r[2], {QueryCell::Text, r[3].text.substr(0, 12)},
-                                  {QueryCell::Text, r[4].text.empty() ? "-" : r[4].text}, r[5], r[6]};
+  for (const TrialSummary& t : trials) {
+    std::vector<QueryCell> row = {{QueryCell::Text, t.experiment},
+                                  {QueryCell::Integer, std::to_string(t.ordinal)},
+                                  {QueryCell::Text, t.identity.substr(0, 12)},
+                                  {QueryCell::Text, t.label.empty() ? "-" : t.label},
+                                  {QueryCell::Text, t.status},
+                                  {QueryCell::Integer, std::to_string(t.attempt)}};
     for (const auto& m : metric_names) {
-      auto it = values.find({r[1].text, m});
+      auto it = values.find({t.id, m});
       row.push_back(it == values.end() ? QueryCell{} : it->second);
     }
     out.rows.push_back(std::move(row));
   }
-  print_result(std::cout, out, parse_format(a.format));
+  return out;
+}
+
+int cmd_results(const Args& a) {
+  if (!a.positional.empty()) throw UsageError("'results' takes no positional arguments (use --experiment NAME)");
+  Store store(a.results, Store::Mode::ReadOnly);
+  std::optional<std::string> experiment;
+  if (!a.experiment.empty()) {
+    require_experiment(store, a.experiment, a.results);
+    experiment = a.experiment;
+  }
+  print_result(std::cout, results_table(store.trials(experiment), store.final_metrics(experiment)),
+               parse_format(a.format));
   return 0;
 }
 
@@ -328,6 +343,23 @@ int cmd_serve(const Args& a) {
   return serve::run_server(options, registry);
 }
 
+int run_command(const Args& args) {
+  if (args.command == "help") return std::cout << kUsage, 0;
+  if (args.command == "version") {
+    std::cout << fmt::format("runner {} (plugin ABI {}, build {}, commit {})\n", MMR_VERSION, kPluginAbiVersion,
+                             kBuildId, build_git_commit());
+    return 0;
+  }
+  if (args.command == "run") return cmd_run(args);
+  if (args.command == "plan") return cmd_plan(args);
+  if (args.command == "results") return cmd_results(args);
+  if (args.command == "query") return cmd_query(args);
+  if (args.command == "plugins") return cmd_plugins(args);
+  if (args.command == "score") return cmd_score(args);
+  if (args.command == "serve") return cmd_serve(args);
+  return 2;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -341,19 +373,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    if (args.command == "help") return std::cout << kUsage, 0;
-    if (args.command == "version") {
-      std::cout << fmt::format("runner {} (plugin ABI {}, build {}, commit {})\n", MMR_VERSION, kPluginAbiVersion,
-                               kBuildId, build_git_commit());
-      return 0;
-    }
-    if (args.command == "run") return cmd_run(args);
-    if (args.command == "plan") return cmd_plan(args);
-    if (args.command == "results") return cmd_results(args);
-    if (args.command == "query") return cmd_query(args);
-    if (args.command == "plugins") return cmd_plugins(args);
-    if (args.command == "score") return cmd_score(args);
-    if (args.command == "serve") return cmd_serve(args);
+    return run_command(args);
   } catch (const UsageError& e) {
     std::cerr << "runner: " << e.what() << "\n(runner --help for usage)\n";
     return 2;
@@ -367,5 +387,4 @@ int main(int argc, char** argv) {
     std::cerr << "runner: " << e.what() << "\n";
     return 1;
   }
-  return 2;
 }

@@ -1,3 +1,4 @@
+// The OpenAI chat-completions wire format. See openai_chat.h.
 #include "app/openai_chat.h"
 
 #include <fmt/format.h>
@@ -48,38 +49,41 @@ const json& require(const json& obj, const char* key, const std::string& where) 
 
 std::string type_name(const json& v) { return v.type_name(); }
 
+// A data:image/<type>;base64,... URL decoded into image_dir/image_<index>.<ext>; returns the file.
+std::string decode_data_url(const std::string& url, const fs::path& image_dir, int index, const std::string& where) {
+  const size_t comma = url.find(',');
+  if (comma == std::string::npos) throw RequestError(where + ": a data: URL without ','");
+  const std::string header = url.substr(5, comma - 5);  // image/png;base64
+  if (header.size() < 7 || header.substr(header.size() - 7) != ";base64")
+    throw RequestError(fmt::format("{}: expected a base64 data URL (data:image/png;base64,...), found 'data:{}'",
+                                   where, header));
+  const std::string mime = header.substr(0, header.size() - 7);
+  static const std::pair<const char*, const char*> kTypes[] = {
+      {"image/png", ".png"}, {"image/jpeg", ".jpg"}, {"image/jpg", ".jpg"},
+      {"image/gif", ".gif"}, {"image/bmp", ".bmp"}, {"image/webp", ".webp"}};
+  const char* ext = nullptr;
+  for (const auto& [m, e] : kTypes)
+    if (mime == m) ext = e;
+  if (!ext)
+    throw RequestError(fmt::format("{}: unsupported image type '{}' (expected image/png, image/jpeg, image/gif, "
+                                   "image/bmp or image/webp)", where, mime));
+  std::string bytes;
+  try {
+    bytes = base64_decode(std::string_view(url).substr(comma + 1));
+  } catch (const RequestError& e) {
+    throw RequestError(where + ": " + e.what());
+  }
+  if (bytes.empty()) throw RequestError(where + ": the data URL holds no bytes");
+  const fs::path file = image_dir / fmt::format("image_{}{}", index, ext);
+  std::ofstream out(file, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw IoError("cannot write the decoded image to '" + file.string() + "'");
+  return file.string();
+}
+
 // The file of one image part: a decoded data: URL, a file:// URL or a local path.
 std::string image_file(const std::string& url, const fs::path& image_dir, int index, const std::string& where) {
-  if (url.rfind("data:", 0) == 0) {
-    const size_t comma = url.find(',');
-    if (comma == std::string::npos) throw RequestError(where + ": a data: URL without ','");
-    const std::string header = url.substr(5, comma - 5);  // image/png;base64
-    if (header.size() < 7 || header.substr(header.size() - 7) != ";base64")
-      throw RequestError(fmt::format("{}: expected a base64 data URL (data:image/png;base64,...), found 'data:{}'",
-                                     where, header));
-    const std::string mime = header.substr(0, header.size() - 7);
-    static const std::pair<const char*, const char*> kTypes[] = {
-        {"image/png", ".png"}, {"image/jpeg", ".jpg"}, {"image/jpg", ".jpg"},
-        {"image/gif", ".gif"}, {"image/bmp", ".bmp"}, {"image/webp", ".webp"}};
-    const char* ext = nullptr;
-    for (const auto& [m, e] : kTypes)
-      if (mime == m) ext = e;
-    if (!ext)
-      throw RequestError(fmt::format("{}: unsupported image type '{}' (expected image/png, image/jpeg, image/gif, "
-                                     "image/bmp or image/webp)", where, mime));
-    std::string bytes;
-    try {
-      bytes = base64_decode(std::string_view(url).substr(comma + 1));
-    } catch (const RequestError& e) {
-      throw RequestError(where + ": " + e.what());
-    }
-    if (bytes.empty()) throw RequestError(where + ": the data URL holds no bytes");
-    const fs::path file = image_dir / fmt::format("image_{}{}", index, ext);
-    std::ofstream out(file, std::ios::binary);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) throw IoError("cannot write the decoded image to '" + file.string() + "'");
-    return file.string();
-  }
+  if (url.rfind("data:", 0) == 0) return decode_data_url(url, image_dir, index, where);
   if (url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0)
     throw RequestError(where + ": remote image URLs are not fetched; send the image as a data: URL or a local path");
   std::string path = url;
@@ -93,88 +97,103 @@ std::string image_file(const std::string& url, const fs::path& image_dir, int in
   return path;
 }
 
-}  // namespace
+// One message's text and image files, before its role decides where they go.
+struct Message {
+  std::string role;
+  std::string text;
+  std::vector<std::string> images;
+};
 
-ChatRequest parse_chat_request(const json& body, const fs::path& image_dir, const RequestLimits& limits) {
-  if (!body.is_object()) throw RequestError("the request body must be a JSON object");
-  ChatRequest req;
-  if (auto it = body.find("model"); it != body.end()) {
-    if (!it->is_string()) throw RequestError("'model': expected a string, found " + type_name(*it));
-    req.model = it->get<std::string>();
-  }
-  if (auto it = body.find("stream"); it != body.end() && it->is_boolean() && it->get<bool>())
-    throw RequestError("'stream': streaming is not supported; send stream=false");
-  if (auto it = body.find("n"); it != body.end() && !(it->is_number_integer() && it->get<int64_t>() == 1))
-    throw RequestError("'n': only n=1 is supported");
-
-  const json& messages = require(body, "messages", "request");
-  if (!messages.is_array() || messages.empty())
-    throw RequestError("'messages': expected a non-empty array of {role, content}");
-  std::string system;
-  int n_images = 0;
-  for (size_t i = 0; i < messages.size(); ++i) {
-    const std::string where = fmt::format("messages[{}]", i);
-    const json& m = messages[i];
-    if (!m.is_object()) throw RequestError(where + ": expected an object {role, content}");
-    const json& role_j = require(m, "role", where);
-    if (!role_j.is_string()) throw RequestError(where + ".role: expected a string");
-    const std::string role = role_j.get<std::string>();
-    const json& content = require(m, "content", where);
-    std::string text;
-    std::vector<std::string> images;
-    if (content.is_string()) {
-      text = content.get<std::string>();
-    } else if (content.is_array()) {
-      for (size_t k = 0; k < content.size(); ++k) {
-        const std::string pw = fmt::format("{}.content[{}]", where, k);
-        const json& part = content[k];
-        if (!part.is_object()) throw RequestError(pw + ": expected an object {type, ...}");
-        const json& type = require(part, "type", pw);
-        if (type == "text") {
-          const json& t = require(part, "text", pw);
-          if (!t.is_string()) throw RequestError(pw + ".text: expected a string");
-          text += (text.empty() ? "" : "\n") + t.get<std::string>();
-        } else if (type == "image_url") {
-          const json& iu = require(part, "image_url", pw);
-          const json& url = iu.is_object() ? require(iu, "url", pw + ".image_url") : iu;
-          if (!url.is_string()) throw RequestError(pw + ".image_url.url: expected a string");
-          if (++n_images > limits.max_images)
-            throw RequestError(fmt::format("{}: more than {} images in one request", pw, limits.max_images));
-          images.push_back(image_file(url.get<std::string>(), image_dir, n_images, pw + ".image_url.url"));
-        } else {
-          throw RequestError(fmt::format("{}.type: expected 'text' or 'image_url', found {}", pw, type.dump()));
-        }
-      }
+// The content parts of a message: text parts joined by newlines, image parts as files (at most max_images in
+// the whole request, counted by `n_images`).
+void read_content_parts(const json& content, const std::string& where, const fs::path& image_dir,
+                        const RequestLimits& limits, int& n_images, Message& msg) {
+  for (size_t k = 0; k < content.size(); ++k) {
+    const std::string pw = fmt::format("{}.content[{}]", where, k);
+    const json& part = content[k];
+    if (!part.is_object()) throw RequestError(pw + ": expected an object {type, ...}");
+    const json& type = require(part, "type", pw);
+    if (type == "text") {
+      const json& t = require(part, "text", pw);
+      if (!t.is_string()) throw RequestError(pw + ".text: expected a string");
+      msg.text += (msg.text.empty() ? "" : "\n") + t.get<std::string>();
+    } else if (type == "image_url") {
+      const json& iu = require(part, "image_url", pw);
+      const json& url = iu.is_object() ? require(iu, "url", pw + ".image_url") : iu;
+      if (!url.is_string()) throw RequestError(pw + ".image_url.url: expected a string");
+      if (++n_images > limits.max_images)
+        throw RequestError(fmt::format("{}: more than {} images in one request", pw, limits.max_images));
+      msg.images.push_back(image_file(url.get<std::string>(), image_dir, n_images, pw + ".image_url.url"));
     } else {
-      throw RequestError(where + ".content: expected a string or an array of content parts, found " +
-                         type_name(content));
-    }
-
-    if (role == "system") {
-      if (!req.sample.turns.empty()) throw RequestError(where + ": a system message must come before the others");
-      if (!images.empty()) throw RequestError(where + ": a system message cannot carry images");
-      system += (system.empty() ? "" : "\n") + text;
-    } else if (role == "user" || role == "assistant") {
-      const std::string from = role == "user" ? "human" : "gpt";
-      const std::string expected = req.sample.turns.empty() || req.sample.turns.back().role == "gpt" ? "human" : "gpt";
-      if (from != expected)
-        throw RequestError(fmt::format("{}: expected a{} message here (user and assistant must alternate, starting "
-                                       "with user), found '{}'", where, expected == "human" ? " user" : "n assistant",
-                                       role));
-      if (from == "gpt" && !images.empty()) throw RequestError(where + ": an assistant message cannot carry images");
-      std::string prefix;
-      for (size_t k = 0; k < images.size(); ++k) prefix += "<image>\n";
-      if (from == "human" && req.sample.turns.empty() && !system.empty()) text = system + "\n\n" + text;
-      req.sample.turns.push_back({from, prefix + text});
-      for (auto& im : images) req.sample.images.push_back(std::move(im));
-    } else {
-      throw RequestError(fmt::format("{}.role: expected 'system', 'user' or 'assistant', found '{}'", where, role));
+      throw RequestError(fmt::format("{}.type: expected 'text' or 'image_url', found {}", pw, type.dump()));
     }
   }
-  if (req.sample.turns.empty() || req.sample.turns.back().role != "human")
-    throw RequestError("messages: the last message must be a user message");
+}
 
-  GenerationConfig& g = req.config;
+// messages[i]: {role, content}, content a string or an array of parts.
+Message read_message(const json& m, const std::string& where, const fs::path& image_dir, const RequestLimits& limits,
+                     int& n_images) {
+  if (!m.is_object()) throw RequestError(where + ": expected an object {role, content}");
+  const json& role = require(m, "role", where);
+  if (!role.is_string()) throw RequestError(where + ".role: expected a string");
+  Message msg;
+  msg.role = role.get<std::string>();
+  const json& content = require(m, "content", where);
+  if (content.is_string()) {
+    msg.text = content.get<std::string>();
+  } else if (content.is_array()) {
+    read_content_parts(content, where, image_dir, limits, n_images, msg);
+  } else {
+    throw RequestError(where + ".content: expected a string or an array of content parts, found " +
+                       type_name(content));
+  }
+  return msg;
+}
+
+// Adds a message to the sample: system text is kept for the first user turn; user and assistant messages
+// alternate as human and gpt turns, images as "<image>\n" in front of the text.
+void add_message(Message msg, const std::string& where, std::string& system, ChatSample& sample) {
+  if (msg.role == "system") {
+    if (!sample.turns.empty()) throw RequestError(where + ": a system message must come before the others");
+    if (!msg.images.empty()) throw RequestError(where + ": a system message cannot carry images");
+    system += (system.empty() ? "" : "\n") + msg.text;
+    return;
+  }
+  if (msg.role != "user" && msg.role != "assistant")
+    throw RequestError(fmt::format("{}.role: expected 'system', 'user' or 'assistant', found '{}'", where, msg.role));
+  const std::string from = msg.role == "user" ? "human" : "gpt";
+  const std::string expected = sample.turns.empty() || sample.turns.back().role == "gpt" ? "human" : "gpt";
+  if (from != expected)
+    throw RequestError(fmt::format("{}: expected a{} message here (user and assistant must alternate, starting "
+                                   "with user), found '{}'", where, expected == "human" ? " user" : "n assistant",
+                                   msg.role));
+  if (from == "gpt" && !msg.images.empty()) throw RequestError(where + ": an assistant message cannot carry images");
+  std::string prefix;
+  for (size_t k = 0; k < msg.images.size(); ++k) prefix += "<image>\n";
+  if (from == "human" && sample.turns.empty() && !system.empty()) msg.text = system + "\n\n" + msg.text;
+  sample.turns.push_back({from, prefix + msg.text});
+  for (auto& im : msg.images) sample.images.push_back(std::move(im));
+}
+
+// "stop": a string or an array of up to 4 strings.
+std::vector<std::string> read_stop(const json& stop) {
+  std::vector<std::string> out;
+  if (stop.is_string()) {
+    out.push_back(stop.get<std::string>());
+  } else if (stop.is_array() && stop.size() <= 4) {
+    for (const auto& s : stop) {
+      if (!s.is_string()) throw RequestError("'stop': expected a string or an array of up to 4 strings");
+      out.push_back(s.get<std::string>());
+    }
+  } else {
+    throw RequestError("'stop': expected a string or an array of up to 4 strings, found " + stop.dump());
+  }
+  return out;
+}
+
+// The sampling fields of the body: max_tokens (or max_completion_tokens), temperature, top_p, seed, stop.
+GenerationConfig read_generation_config(const json& body, const RequestLimits& limits) {
+  GenerationConfig g;
   g.max_new_tokens = limits.default_max_tokens;
   for (const char* key : {"max_tokens", "max_completion_tokens"}) {
     auto it = body.find(key);
@@ -198,18 +217,36 @@ ChatRequest parse_chat_request(const json& body, const fs::path& image_dir, cons
     if (!it->is_number_integer()) throw RequestError("'seed': expected an integer, found " + it->dump());
     g.seed = static_cast<uint64_t>(it->get<int64_t>());
   }
-  if (auto it = body.find("stop"); it != body.end() && !it->is_null()) {
-    if (it->is_string()) {
-      g.stop_strings.push_back(it->get<std::string>());
-    } else if (it->is_array() && it->size() <= 4) {
-      for (const auto& s : *it) {
-        if (!s.is_string()) throw RequestError("'stop': expected a string or an array of up to 4 strings");
-        g.stop_strings.push_back(s.get<std::string>());
-      }
-    } else {
-      throw RequestError("'stop': expected a string or an array of up to 4 strings, found " + it->dump());
-    }
+  if (auto it = body.find("stop"); it != body.end() && !it->is_null()) g.stop_strings = read_stop(*it);
+  return g;
+}
+
+}  // namespace
+
+ChatRequest parse_chat_request(const json& body, const fs::path& image_dir, const RequestLimits& limits) {
+  if (!body.is_object()) throw RequestError("the request body must be a JSON object");
+  ChatRequest req;
+  if (auto it = body.find("model"); it != body.end()) {
+    if (!it->is_string()) throw RequestError("'model': expected a string, found " + type_name(*it));
+    req.model = it->get<std::string>();
   }
+  if (auto it = body.find("stream"); it != body.end() && it->is_boolean() && it->get<bool>())
+    throw RequestError("'stream': streaming is not supported; send stream=false");
+  if (auto it = body.find("n"); it != body.end() && !(it->is_number_integer() && it->get<int64_t>() == 1))
+    throw RequestError("'n': only n=1 is supported");
+
+  const json& messages = require(body, "messages", "request");
+  if (!messages.is_array() || messages.empty())
+    throw RequestError("'messages': expected a non-empty array of {role, content}");
+  std::string system;
+  int n_images = 0;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const std::string where = fmt::format("messages[{}]", i);
+    add_message(read_message(messages[i], where, image_dir, limits, n_images), where, system, req.sample);
+  }
+  if (req.sample.turns.empty() || req.sample.turns.back().role != "human")
+    throw RequestError("messages: the last message must be a user message");
+  req.config = read_generation_config(body, limits);
   return req;
 }
 

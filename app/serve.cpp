@@ -1,3 +1,4 @@
+// `runner serve`: the command line, then the HTTP server. See serve.h.
 #include "app/serve.h"
 
 #include <fmt/format.h>
@@ -9,13 +10,15 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <mutex>
 #include <thread>
 
 #include "core/api/chat_api.h"
-#include "core/runner.h"
+#include "core/lib/util/atomic_file.h"
 #include "core/lib/util/sha256.h"
+#include "core/runner.h"
 #include "core/store.h"
 
 namespace mmr::serve {
@@ -40,70 +43,67 @@ const char* kServeUsage = R"(usage: runner serve (--model NAME [--model-opt key=
   --fail-status CODE         status of those failures (default 503)
 )";
 
-ServeOptions parse_serve_args(const std::vector<std::string>& args) {
-  ServeOptions o;
-  std::string config_file;
-  auto to_int = [](const std::string& name, const std::string& v) -> int64_t {
-    try {
-      size_t used = 0;
-      const long long x = std::stoll(v, &used);
-      if (used == v.size()) return x;
-    } catch (const std::exception&) {
-    }
-    throw ConfigError(fmt::format("{}: expected an integer, found '{}'", name, v));
-  };
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string name = args[i], value;
-    const size_t eq = name.find('=');
-    const bool inline_value = name.rfind("--", 0) == 0 && eq != std::string::npos;
-    if (inline_value) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-    }
-    auto next = [&]() -> std::string {
-      if (inline_value) return value;
-      if (i + 1 >= args.size()) throw ConfigError(name + " needs a value");
-      return args[++i];
-    };
-    if (name == "--model") {
-      o.model_plugin = next();
-      if (o.model_plugin.rfind("plugin=", 0) == 0) o.model_plugin = o.model_plugin.substr(7);  // --model plugin=llava
-    }
-    else if (name == "--model-opt") {
-      const std::string kv = next();
-      const size_t k = kv.find('=');
-      if (k == std::string::npos || k == 0) throw ConfigError(fmt::format("--model-opt '{}': expected key=value", kv));
-      o.model_options[kv.substr(0, k)] = YAML::Load(kv.substr(k + 1));
-    } else if (name == "--model-config") config_file = next();
-    else if (name == "--host") o.host = next();
-    else if (name == "--port") o.port = static_cast<int>(to_int(name, next()));
-    else if (name == "--port-file") o.port_file = next();
-    else if (name == "--served-model-name") o.served_model_name = next();
-    else if (name == "--api-key-env") o.api_key_env = next();
-    else if (name == "--max-request-bytes") o.max_request_bytes = static_cast<size_t>(to_int(name, next()));
-    else if (name == "--default-max-tokens") o.limits.default_max_tokens = to_int(name, next());
-    else if (name == "--max-tokens-limit") o.limits.max_tokens_limit = to_int(name, next());
-    else if (name == "--log-requests") o.log_requests = next();
-    else if (name == "--fail-first") o.fail_first = static_cast<int>(to_int(name, next()));
-    else if (name == "--fail-status") o.fail_status = static_cast<int>(to_int(name, next()));
-    else throw ConfigError(fmt::format("serve: unknown argument '{}'\n{}", args[i], kServeUsage));
+namespace {
+
+// ---- the command line ----
+
+int64_t to_int(const std::string& name, const std::string& v) {
+  try {
+    size_t used = 0;
+    const long long x = std::stoll(v, &used);
+    if (used == v.size()) return x;
+  } catch (const std::exception&) {
   }
-  if (!config_file.empty()) {
-    if (!o.model_plugin.empty()) throw ConfigError("serve: give --model or --model-config, not both");
-    YAML::Node node;
-    try {
-      node = YAML::LoadFile(config_file);
-    } catch (const YAML::Exception& e) {
-      throw ConfigError(fmt::format("{}: {}", config_file, e.what()));
-    }
-    if (!node.IsMap() || !node["plugin"] || !node["plugin"].IsScalar())
-      throw ConfigError(fmt::format("{}: expected a YAML map with 'plugin: <model plugin name>' and its options",
-                                    config_file));
-    o.model_plugin = node["plugin"].Scalar();
-    for (const auto& kv : node)
-      if (kv.first.Scalar() != "plugin") o.model_options[kv.first.Scalar()] = kv.second;
-    o.model_source = config_file;
+  throw ConfigError(fmt::format("{}: expected an integer, found '{}'", name, v));
+}
+
+// Sets option `name` from its value (`next` reads it); false when `name` is not an option of serve.
+bool set_option(ServeOptions& o, std::string& config_file, const std::string& name,
+                const std::function<std::string()>& next) {
+  if (name == "--model") {
+    o.model_plugin = next();
+    if (o.model_plugin.rfind("plugin=", 0) == 0) o.model_plugin = o.model_plugin.substr(7);  // --model plugin=llava
+  } else if (name == "--model-opt") {
+    const std::string kv = next();
+    const size_t k = kv.find('=');
+    if (k == std::string::npos || k == 0) throw ConfigError(fmt::format("--model-opt '{}': expected key=value", kv));
+    o.model_options[kv.substr(0, k)] = YAML::Load(kv.substr(k + 1));
+  } else if (name == "--model-config") config_file = next();
+  else if (name == "--host") o.host = next();
+  else if (name == "--port") o.port = static_cast<int>(to_int(name, next()));
+  else if (name == "--port-file") o.port_file = next();
+  else if (name == "--served-model-name") o.served_model_name = next();
+  else if (name == "--api-key-env") o.api_key_env = next();
+  else if (name == "--max-request-bytes") o.max_request_bytes = static_cast<size_t>(to_int(name, next()));
+  else if (name == "--default-max-tokens") o.limits.default_max_tokens = to_int(name, next());
+  else if (name == "--max-tokens-limit") o.limits.max_tokens_limit = to_int(name, next());
+  else if (name == "--log-requests") o.log_requests = next();
+  else if (name == "--fail-first") o.fail_first = static_cast<int>(to_int(name, next()));
+  else if (name == "--fail-status") o.fail_status = static_cast<int>(to_int(name, next()));
+  else return false;
+  return true;
+}
+
+// --model-config FILE: a YAML map {plugin: NAME, option: value, ...} in place of --model and --model-opt.
+void read_model_config(const std::string& config_file, ServeOptions& o) {
+  if (!o.model_plugin.empty()) throw ConfigError("serve: give --model or --model-config, not both");
+  YAML::Node node;
+  try {
+    node = YAML::LoadFile(config_file);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(fmt::format("{}: {}", config_file, e.what()));
   }
+  if (!node.IsMap() || !node["plugin"] || !node["plugin"].IsScalar())
+    throw ConfigError(fmt::format("{}: expected a YAML map with 'plugin: <model plugin name>' and its options",
+                                  config_file));
+  o.model_plugin = node["plugin"].Scalar();
+  for (const auto& kv : node)
+    if (kv.first.Scalar() != "plugin") o.model_options[kv.first.Scalar()] = kv.second;
+  o.model_source = config_file;
+}
+
+// The checks across options, and the served name's default.
+void finish_options(ServeOptions& o) {
   if (o.model_plugin.empty()) throw ConfigError(std::string("serve: no model given\n") + kServeUsage);
   if (o.port < 0 || o.port > 65535) throw ConfigError(fmt::format("--port {}: expected 0..65535", o.port));
   if (o.fail_status != 503 && o.fail_status != 429 && o.fail_status != 500)
@@ -111,10 +111,9 @@ ServeOptions parse_serve_args(const std::vector<std::string>& args) {
   if (o.limits.default_max_tokens < 1 || o.limits.default_max_tokens > o.limits.max_tokens_limit)
     throw ConfigError("--default-max-tokens: expected 1..--max-tokens-limit");
   if (o.served_model_name.empty()) o.served_model_name = o.model_plugin;
-  return o;
 }
 
-namespace {
+// ---- the server ----
 
 void send_error(httplib::Response& res, int status, const std::string& message, const std::string& type) {
   res.status = status;
@@ -131,16 +130,6 @@ struct TempDir {
   fs::path path;
 };
 
-void write_port_file(const std::string& path, int port) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << port << "\n";
-    if (!out) throw IoError("cannot write '" + tmp + "'");
-  }
-  fs::rename(tmp, path);
-}
-
 // Compares without an early exit, so the time taken does not tell how much of a guessed key was right.
 bool constant_time_equal(const std::string& given, const std::string& key) {
   if (given.size() != key.size()) return false;
@@ -149,36 +138,38 @@ bool constant_time_equal(const std::string& given, const std::string& key) {
   return diff == 0;
 }
 
-}  // namespace
+// The bearer token of --api-key-env NAME (empty: no authentication).
+std::string api_key_from_env(const ServeOptions& o) {
+  if (o.api_key_env.empty()) return "";
+  const char* k = std::getenv(o.api_key_env.c_str());
+  if (!k || !*k) throw ConfigError(fmt::format("--api-key-env {}: the environment variable is not set", o.api_key_env));
+  return k;
+}
 
-int run_server(const ServeOptions& o, Registry& registry) {
-  auto log = spdlog::default_logger();
-  std::string api_key;
-  if (!o.api_key_env.empty()) {
-    const char* k = std::getenv(o.api_key_env.c_str());
-    if (!k || !*k) throw ConfigError(fmt::format("--api-key-env {}: the environment variable is not set", o.api_key_env));
-    api_key = k;
-  }
-
-  log->info("serve: loading model plugin '{}'", o.model_plugin);
-  const PluginInfo& info = registry.find(PluginKind::Model, o.model_plugin);
-  std::shared_ptr<Plugin> plugin = registry.create(PluginKind::Model, o.model_plugin, o.model_options, o.model_source);
-  ChatModel& model = chat_model(*plugin, "serve: model '" + o.model_plugin + "'");
-
-  const fs::path temp_root = fs::temp_directory_path() / fmt::format("mmr-serve-{}", getpid());
-  TempDir temp(temp_root);
-  std::mutex generate_mu, log_mu;
-  std::atomic<int64_t> request_counter{0};
-  std::atomic<int> failures_left{o.fail_first};
-  std::ofstream request_log;
-  if (!o.log_requests.empty()) {
+// What the request handlers share: the model, the per-request image folders, the counters and the request log.
+struct ServerState {
+  ServerState(const ServeOptions& o, const PluginInfo& info, ChatModel& model, std::shared_ptr<spdlog::logger> log)
+      : o(o), info(info), model(model), log(std::move(log)),
+        temp(fs::temp_directory_path() / fmt::format("mmr-serve-{}", getpid())), failures_left(o.fail_first) {
+    if (o.log_requests.empty()) return;
     request_log.open(o.log_requests, std::ios::app);
     if (!request_log) throw IoError("--log-requests: cannot open '" + o.log_requests + "' for appending");
   }
 
-  httplib::Server server;
-  server.set_payload_max_length(o.max_request_bytes);
-  server.set_pre_routing_handler([&](const httplib::Request& req, httplib::Response& res) {
+  const ServeOptions& o;
+  const PluginInfo& info;
+  ChatModel& model;
+  std::shared_ptr<spdlog::logger> log;
+  TempDir temp;  // request-<n>/ holds the images of request n while it runs
+  std::mutex generate_mu, log_mu;
+  std::atomic<int64_t> request_counter{0};
+  std::atomic<int> failures_left;
+  std::ofstream request_log;
+};
+
+// With an API key, every request must carry it as a bearer token; others get 401.
+void require_bearer_token(httplib::Server& server, const std::string& api_key) {
+  server.set_pre_routing_handler([api_key](const httplib::Request& req, httplib::Response& res) {
     if (api_key.empty()) return httplib::Server::HandlerResponse::Unhandled;
     const std::string auth = req.get_header_value("Authorization");
     if (auth.rfind("Bearer ", 0) == 0 && constant_time_equal(auth.substr(7), api_key))
@@ -187,59 +178,71 @@ int run_server(const ServeOptions& o, Registry& registry) {
                "authentication_error");
     return httplib::Server::HandlerResponse::Handled;
   });
+}
 
-  server.Get("/v1/models", [&](const httplib::Request&, httplib::Response& res) {
-    const json body{{"object", "list"},
-                    {"data", json::array({json{{"id", o.served_model_name}, {"object", "model"}, {"created", 0},
-                                               {"owned_by", "mmrunner"}}})}};
-    res.set_content(body.dump(), "application/json");
-  });
+// GET /v1/models: the one served model.
+void list_models(const ServeOptions& o, httplib::Response& res) {
+  const json body{{"object", "list"},
+                  {"data", json::array({json{{"id", o.served_model_name}, {"object", "model"}, {"created", 0},
+                                             {"owned_by", "mmrunner"}}})}};
+  res.set_content(body.dump(), "application/json");
+}
 
-  server.Post("/v1/chat/completions", [&](const httplib::Request& req, httplib::Response& res) {
-    const int64_t n = ++request_counter;
-    if (failures_left.fetch_sub(1) > 0) {
-      if (o.fail_status == 429) res.set_header("Retry-After", "0");
-      send_error(res, o.fail_status, fmt::format("test hook --fail-first: failing request {} with {}", n, o.fail_status),
-                 o.fail_status == 429 ? "rate_limit_error" : "server_error");
-      return;
-    }
-    json body;
-    try {
-      body = json::parse(req.body);
-    } catch (const json::parse_error& e) {
-      return send_error(res, 400, std::string("the request body is not valid JSON: ") + e.what(),
-                        "invalid_request_error");
-    }
-    TempDir images(temp_root / fmt::format("request-{}", n));
-    ChatRequest chat;
-    try {
-      chat = parse_chat_request(body, images.path, o.limits);
-    } catch (const RequestError& e) {
-      return send_error(res, 400, e.what(), "invalid_request_error");
-    }
-    if (!chat.model.empty() && chat.model != o.served_model_name)
-      return send_error(res, 404, fmt::format("model '{}' is not served here; this server serves '{}'", chat.model,
-                                              o.served_model_name), "not_found_error");
-    std::vector<Generation> out;
-    try {
-      std::lock_guard<std::mutex> lock(generate_mu);
-      out = model.generate({chat.sample}, chat.config);
-    } catch (const DataError& e) {  // the client's input: an image that does not decode, a stray "<image>" text
-      return send_error(res, 400, e.what(), "invalid_request_error");
-    } catch (const std::exception& e) {
-      log->error("serve: generation failed in model plugin '{}' ({}): {}", info.name, info.path.string(), e.what());
-      return send_error(res, 500, fmt::format("generation failed in model plugin '{}': {}", info.name, e.what()),
-                        "server_error");
-    }
-    const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
-        std::chrono::system_clock::now().time_since_epoch()).count();
-    // Generated text may end inside a multi-byte character: U+FFFD for broken UTF-8 instead of an exception.
-    res.set_content(chat_completion(out.at(0), fmt::format("chatcmpl-{}", n), o.served_model_name, created)
-                        .dump(-1, ' ', false, json::error_handler_t::replace),
-                    "application/json");
-  });
+// Generates the reply (one request at a time reaches the model); false when it failed and `res` says why.
+bool generate(ServerState& s, const ChatRequest& chat, std::vector<Generation>& out, httplib::Response& res) {
+  try {
+    std::lock_guard<std::mutex> lock(s.generate_mu);
+    out = s.model.generate({chat.sample}, chat.config);
+    return true;
+  } catch (const DataError& e) {  // the client's input: an image that does not decode, a stray "<image>" text
+    send_error(res, 400, e.what(), "invalid_request_error");
+  } catch (const std::exception& e) {
+    s.log->error("serve: generation failed in model plugin '{}' ({}): {}", s.info.name, s.info.path.string(), e.what());
+    send_error(res, 500, fmt::format("generation failed in model plugin '{}': {}", s.info.name, e.what()),
+               "server_error");
+  }
+  return false;
+}
 
-  server.set_exception_handler([&](const httplib::Request& req, httplib::Response& res, std::exception_ptr error) {
+// POST /v1/chat/completions.
+void chat_completions(ServerState& s, const httplib::Request& req, httplib::Response& res) {
+  const ServeOptions& o = s.o;
+  const int64_t n = ++s.request_counter;
+  if (s.failures_left.fetch_sub(1) > 0) {
+    if (o.fail_status == 429) res.set_header("Retry-After", "0");
+    const std::string message = fmt::format("test hook --fail-first: failing request {} with {}", n, o.fail_status);
+    return send_error(res, o.fail_status, message, o.fail_status == 429 ? "rate_limit_error" : "server_error");
+  }
+  json body;
+  try {
+    body = json::parse(req.body);
+  } catch (const json::parse_error& e) {
+    return send_error(res, 400, std::string("the request body is not valid JSON: ") + e.what(),
+                      "invalid_request_error");
+  }
+  TempDir images(s.temp.path / fmt::format("request-{}", n));
+  ChatRequest chat;
+  try {
+    chat = parse_chat_request(body, images.path, o.limits);
+  } catch (const RequestError& e) {
+    return send_error(res, 400, e.what(), "invalid_request_error");
+  }
+  if (!chat.model.empty() && chat.model != o.served_model_name)
+    return send_error(res, 404, fmt::format("model '{}' is not served here; this server serves '{}'", chat.model,
+                                            o.served_model_name), "not_found_error");
+  std::vector<Generation> out;
+  if (!generate(s, chat, out, res)) return;
+  const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
+      std::chrono::system_clock::now().time_since_epoch()).count();
+  // Generated text may end inside a multi-byte character: U+FFFD for broken UTF-8 instead of an exception.
+  res.set_content(chat_completion(out.at(0), fmt::format("chatcmpl-{}", n), o.served_model_name, created)
+                      .dump(-1, ' ', false, json::error_handler_t::replace),
+                  "application/json");
+}
+
+// OpenAI-style JSON bodies for exceptions in handlers and for httplib's own errors (404, 413, ...).
+void install_error_handlers(httplib::Server& server, const std::shared_ptr<spdlog::logger>& log) {
+  server.set_exception_handler([log](const httplib::Request& req, httplib::Response& res, std::exception_ptr error) {
     std::string what = "unknown exception";
     try {
       std::rethrow_exception(error);
@@ -250,7 +253,6 @@ int run_server(const ServeOptions& o, Registry& registry) {
     log->error("serve: {} {} failed: {}", req.method, req.path, what);
     send_error(res, 500, "internal error: " + what, "server_error");
   });
-
   server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;  // a handler already wrote an error body
     if (res.status == 404)
@@ -261,19 +263,24 @@ int run_server(const ServeOptions& o, Registry& registry) {
     else
       send_error(res, res.status, fmt::format("HTTP {}", res.status), "invalid_request_error");
   });
+}
 
-  // The post-routing handler runs after the error handler and before the response is written, so a client that
-  // has its reply finds the request in the log.
-  server.set_post_routing_handler([&](const httplib::Request& req, httplib::Response& res) {
-    log->debug("serve: {} {} -> {}", req.method, req.path, res.status);
-    if (!request_log.is_open()) return;
+// The post-routing handler runs after the error handler and before the response is written, so a client that
+// has its reply finds the request in the log (--log-requests).
+void install_request_log(httplib::Server& server, ServerState& s) {
+  server.set_post_routing_handler([&s](const httplib::Request& req, httplib::Response& res) {
+    s.log->debug("serve: {} {} -> {}", req.method, req.path, res.status);
+    if (!s.request_log.is_open()) return;
     const json line{{"time", now_iso8601()}, {"method", req.method}, {"path", req.path}, {"status", res.status},
                     {"body_sha256", sha256_hex(req.body)}};
-    std::lock_guard<std::mutex> lock(log_mu);
-    request_log << line.dump() << "\n";
-    request_log.flush();
+    std::lock_guard<std::mutex> lock(s.log_mu);
+    s.request_log << line.dump() << "\n";
+    s.request_log.flush();
   });
+}
 
+// Binds, announces the port (stdout and --port-file) and serves until stop_flag() or the listener ends.
+void listen_until_stopped(httplib::Server& server, const ServeOptions& o) {
   const int port = o.port == 0 ? server.bind_to_any_port(o.host) : (server.bind_to_port(o.host, o.port) ? o.port : -1);
   if (port <= 0) throw IoError(fmt::format("serve: cannot bind {}:{} (in use, or not an address of this machine)",
                                            o.host, o.port));
@@ -282,7 +289,7 @@ int run_server(const ServeOptions& o, Registry& registry) {
     server.listen_after_bind();
     listener_done = true;
   });
-  if (!o.port_file.empty()) write_port_file(o.port_file, port);
+  if (!o.port_file.empty()) write_file_atomic(o.port_file, fmt::format("{}\n", port));
   std::cout << fmt::format("runner serve: listening on http://{}:{}/v1 (model '{}')", o.host, port,
                            o.served_model_name) << std::endl;
   while (!stop_flag() && !listener_done) std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -292,7 +299,52 @@ int run_server(const ServeOptions& o, Registry& registry) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   listener.join();
-  log->info("serve: stopped after {} chat completion request(s)", request_counter.load());
+}
+
+}  // namespace
+
+ServeOptions parse_serve_args(const std::vector<std::string>& args) {
+  ServeOptions o;
+  std::string config_file;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string name = args[i], value;
+    const size_t eq = name.find('=');
+    const bool inline_value = name.rfind("--", 0) == 0 && eq != std::string::npos;
+    if (inline_value) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
+    auto next = [&]() -> std::string {
+      if (inline_value) return value;
+      if (i + 1 >= args.size()) throw ConfigError(name + " needs a value");
+      return args[++i];
+    };
+    if (!set_option(o, config_file, name, next))
+      throw ConfigError(fmt::format("serve: unknown argument '{}'\n{}", args[i], kServeUsage));
+  }
+  if (!config_file.empty()) read_model_config(config_file, o);
+  finish_options(o);
+  return o;
+}
+
+int run_server(const ServeOptions& o, Registry& registry) {
+  auto log = spdlog::default_logger();
+  const std::string api_key = api_key_from_env(o);
+  log->info("serve: loading model plugin '{}'", o.model_plugin);
+  const PluginInfo& info = registry.find(PluginKind::Model, o.model_plugin);
+  std::shared_ptr<Plugin> plugin = registry.create(PluginKind::Model, o.model_plugin, o.model_options, o.model_source);
+  ServerState state(o, info, chat_model(*plugin, "serve: model '" + o.model_plugin + "'"), log);
+
+  httplib::Server server;
+  server.set_payload_max_length(o.max_request_bytes);
+  require_bearer_token(server, api_key);
+  server.Get("/v1/models", [&](const httplib::Request&, httplib::Response& res) { list_models(o, res); });
+  server.Post("/v1/chat/completions",
+              [&](const httplib::Request& req, httplib::Response& res) { chat_completions(state, req, res); });
+  install_error_handlers(server, log);
+  install_request_log(server, state);
+  listen_until_stopped(server, o);
+  log->info("serve: stopped after {} chat completion request(s)", state.request_counter.load());
   return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <boost/dll/shared_library.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <dlfcn.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -65,28 +66,75 @@ std::string expected_text(const std::string& type) {
 
 std::string where(const YAML::Node& node, const std::string& source) { return Options({node}, source).where(node); }
 
+// Throws ConfigError at the first key of `options` that the schema does not declare, listing the known ones.
+void reject_unknown_keys(const OptionSchema& schema, const YAML::Node& options, const std::string& source,
+                         const std::string& owner) {
+  if (!options || !options.IsMap()) return;
+  std::set<std::string> known;
+  for (const auto& spec : schema) known.insert(spec.name);
+  for (const auto& kv : options) {
+    const std::string key = kv.first.Scalar();
+    if (known.count(key)) continue;
+    std::vector<std::string> names(known.begin(), known.end());
+    // Keys built in code carry no position; their values keep the one from the file.
+    const YAML::Node& at = kv.first.Mark().line > 0 || kv.first.Mark().column > 0 ? kv.first : kv.second;
+    throw ConfigError(fmt::format("{}{}: unknown option '{}'; known options: {}", where(at, source), owner, key,
+                                  names.empty() ? "(none)" : fmt::format("{}", fmt::join(names, ", "))));
+  }
+}
+
+// Loads a plugin library into `lib` and calls its entry point: the descriptor, or nullptr with `why` set.
+const PluginDescriptor* open_plugin(const fs::path& file, boost::dll::shared_library& lib, std::string& why) {
+  boost::dll::fs::error_code load_ec;
+  // RTLD_LOCAL, not RTLD_DEEPBIND: a plugin carries weak copies of libstdc++ template code, and deep binding made
+  // it use those instead of libstdc++'s own, which crashed iostreams on the GPU machines' toolchain. The one
+  // library that needs deep binding, sentencepiece (DESIGN §5), is loaded deep-bound by core/tokenizer.
+  lib.load(boost::dll::fs::path(file.string()), boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local,
+           load_ec);
+  if (load_ec || !lib.is_loaded()) {
+    const char* error = dlerror();
+    why = "cannot load: " + (error ? std::string(error) : load_ec.message());
+    return nullptr;
+  }
+  if (!lib.has(kPluginEntrySymbol)) {
+    why = fmt::format("missing entry symbol '{}' (was it built with MMR_PLUGIN?)", kPluginEntrySymbol);
+    return nullptr;
+  }
+  const PluginDescriptor* d = nullptr;
+  try {
+    auto entry = lib.get_alias<PluginEntry>(kPluginEntrySymbol);
+    d = entry();
+  } catch (const std::exception& e) {
+    why = std::string("entry point failed: ") + e.what();
+    return nullptr;
+  }
+  if (!d) why = "entry point returned no descriptor";
+  return d;
+}
+
+// Why this runner cannot use a plugin with descriptor `d` (ABI number, build id, kind); empty when it can.
+std::string incompatibility(const PluginDescriptor& d) {
+  if (d.abi_version != kPluginAbiVersion)
+    return fmt::format("ABI mismatch: plugin has ABI {}, this runner has ABI {}; rebuild the plugin", d.abi_version,
+                       kPluginAbiVersion);
+  const std::string build_id = d.build_id ? d.build_id : "";
+  if (build_id != kBuildId)
+    return fmt::format("build mismatch: plugin was built with '{}', this runner with '{}'; rebuild the plugin",
+                       build_id, kBuildId);
+  if (static_cast<uint32_t>(d.kind) > static_cast<uint32_t>(PluginKind::Judge))
+    return fmt::format("unknown plugin kind {}", static_cast<uint32_t>(d.kind));
+  return "";
+}
+
 }  // namespace
 
 YAML::Node check_options(const OptionSchema& schema, const YAML::Node& options, const std::string& source,
                          const std::string& owner) {
-  YAML::Node out(YAML::NodeType::Map);
   if (options && !options.IsNull() && !options.IsMap())
     throw ConfigError(fmt::format("{}{}: expected a map of options, found {}", where(options, source), owner,
                                   describe(options)));
-  std::set<std::string> known;
-  for (const auto& spec : schema) known.insert(spec.name);
-  if (options && options.IsMap()) {
-    for (const auto& kv : options) {
-      const std::string key = kv.first.Scalar();
-      if (!known.count(key)) {
-        std::vector<std::string> names(known.begin(), known.end());
-        // Keys built in code carry no position; their values keep the one from the file.
-        const YAML::Node& at = kv.first.Mark().line > 0 || kv.first.Mark().column > 0 ? kv.first : kv.second;
-        throw ConfigError(fmt::format("{}{}: unknown option '{}'; known options: {}", where(at, source), owner,
-                                      key, names.empty() ? "(none)" : fmt::format("{}", fmt::join(names, ", "))));
-      }
-    }
-  }
+  reject_unknown_keys(schema, options, source, owner);
+  YAML::Node out(YAML::NodeType::Map);
   for (const auto& spec : schema) {
     YAML::Node value = options && options.IsMap() ? options[spec.name] : YAML::Node();
     if (value && !value.IsNull()) {
@@ -170,36 +218,10 @@ void Registry::load(const fs::path& file_in) {
   };
 
   auto lib = std::make_shared<boost::dll::shared_library>();
-  boost::dll::fs::error_code load_ec;
-  // RTLD_LOCAL, not RTLD_DEEPBIND: a plugin carries weak copies of libstdc++ template code, and deep binding made
-  // it use those instead of libstdc++'s own, which crashed iostreams on the GPU machines' toolchain. The one
-  // library that needs deep binding, sentencepiece (DESIGN §5), is loaded deep-bound by core/tokenizer.
-  lib->load(boost::dll::fs::path(file.string()),
-            boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, load_ec);
-  if (load_ec || !lib->is_loaded()) {
-    const char* why = dlerror();
-    return fail("cannot load: " + (why ? std::string(why) : load_ec.message()));
-  }
-  if (!lib->has(kPluginEntrySymbol))
-    return fail(fmt::format("missing entry symbol '{}' (was it built with MMR_PLUGIN?)", kPluginEntrySymbol));
-
-  const PluginDescriptor* d = nullptr;
-  try {
-    auto entry = lib->get_alias<PluginEntry>(kPluginEntrySymbol);
-    d = entry();
-  } catch (const std::exception& e) {
-    return fail(std::string("entry point failed: ") + e.what());
-  }
-  if (!d) return fail("entry point returned no descriptor");
-  if (d->abi_version != kPluginAbiVersion)
-    return fail(fmt::format("ABI mismatch: plugin has ABI {}, this runner has ABI {}; rebuild the plugin",
-                            d->abi_version, kPluginAbiVersion));
-  const std::string build_id = d->build_id ? d->build_id : "";
-  if (build_id != kBuildId)
-    return fail(fmt::format("build mismatch: plugin was built with '{}', this runner with '{}'; rebuild the plugin",
-                            build_id, kBuildId));
-  if (static_cast<uint32_t>(d->kind) > static_cast<uint32_t>(PluginKind::Judge))
-    return fail(fmt::format("unknown plugin kind {}", static_cast<uint32_t>(d->kind)));
+  std::string why;
+  const PluginDescriptor* d = open_plugin(file, *lib, why);
+  if (!d) return fail(why);
+  if (std::string bad = incompatibility(*d); !bad.empty()) return fail(bad);
 
   auto info = std::make_unique<PluginInfo>();
   info->kind = d->kind;
@@ -272,9 +294,12 @@ std::shared_ptr<Plugin> Registry::create(PluginKind kind, const std::string& nam
                                          const std::string& source) const {
   const PluginInfo& info = find(kind, name);
   const std::string owner = fmt::format("{} '{}'", kind_name(kind), name);
-  Options checked(check_options(info.options, options, source, owner), source);
+  return create(info, Options(check_options(info.options, options, source, owner), source));
+}
+
+std::shared_ptr<Plugin> Registry::create(const PluginInfo& info, const Options& checked) const {
   std::unique_ptr<Plugin> made = call_plugin(info, [&] { return info.descriptor->create(checked); });
-  if (!made) throw PluginError(fmt::format("{} plugin '{}' ({}) returned no object", kind_name(kind), name,
+  if (!made) throw PluginError(fmt::format("{} plugin '{}' ({}) returned no object", kind_name(info.kind), info.name,
                                            info.path.string()));
   // The deleter holds the library: the plugin's destructor code stays mapped until the object is gone.
   auto lib = info.library;

@@ -65,11 +65,14 @@ class Registry {
   const PluginInfo& find(PluginKind kind, const std::string& name) const;
   const PluginInfo* find_if(PluginKind kind, const std::string& name) const;
 
-  // Checks `options` against the plugin's schema (unknown keys, types; defaults filled in) and creates the
+  // Checks `options` against the plugin's schema (check_options, owner "<kind> '<name>'") and creates the
   // object. Exceptions from inside the plugin are rethrown as PluginError naming the plugin and its file,
   // except ConfigError, which keeps its file:line:column and gains the plugin's name.
   std::shared_ptr<Plugin> create(PluginKind kind, const std::string& name, const YAML::Node& options,
                                  const std::string& source) const;
+  // The same from options the caller already checked against `info.options` with check_options: nothing is
+  // checked a second time (the runner checks a stage's options once and hands the same Options to the stage).
+  std::shared_ptr<Plugin> create(const PluginInfo& info, const Options& checked) const;
 
   // The folder of the build's own plugins: <dir of the running executable>/../plugins.
   static std::filesystem::path builtin_dir();

@@ -186,6 +186,34 @@ std::atomic<bool>& stop_flag() {
 namespace {
 std::atomic<bool> g_watcher_quit{false};
 std::thread g_watcher;
+
+// The watcher thread: the first signal sets stop_flag(); the second records the running trial as interrupted
+// (own connection, own thread) and exits at once with 130.
+void watch_signals(sigset_t set) {
+  int count = 0;
+  while (!g_watcher_quit.load()) {
+    timespec timeout{0, 200 * 1000 * 1000};
+    const int sig = sigtimedwait(&set, nullptr, &timeout);
+    if (sig < 0) continue;
+    if (++count == 1) {
+      stop_flag() = true;
+      spdlog::warn("{} received: stopping after the current step; send it again to abort at once",
+                   sig == SIGINT ? "SIGINT" : "SIGTERM");
+      continue;
+    }
+    std::lock_guard<std::mutex> lock(current().mu);
+    if (current().trial_id > 0) {
+      try {
+        Store store(current().db);
+        store.end_trial(current().trial_id, current().attempt, "interrupted", "aborted by a second signal");
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "could not record the interruption: %s\n", e.what());
+      }
+    }
+    std::fprintf(stderr, "aborted\n");
+    _exit(130);
+  }
+}
 }  // namespace
 
 SignalWatcher::SignalWatcher() {
@@ -195,33 +223,7 @@ SignalWatcher::SignalWatcher() {
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   g_watcher_quit = false;
-  g_watcher = std::thread([set] {
-    int count = 0;
-    while (!g_watcher_quit.load()) {
-      timespec timeout{0, 200 * 1000 * 1000};
-      const int sig = sigtimedwait(&set, nullptr, &timeout);
-      if (sig < 0) continue;
-      ++count;
-      if (count == 1) {
-        stop_flag() = true;
-        spdlog::warn("{} received: stopping after the current step; send it again to abort at once",
-                     sig == SIGINT ? "SIGINT" : "SIGTERM");
-        continue;
-      }
-      // Second signal: record the running trial as interrupted (own connection, own thread) and leave.
-      std::lock_guard<std::mutex> lock(current().mu);
-      if (current().trial_id > 0) {
-        try {
-          Store store(current().db);
-          store.end_trial(current().trial_id, current().attempt, "interrupted", "aborted by a second signal");
-        } catch (const std::exception& e) {
-          std::fprintf(stderr, "could not record the interruption: %s\n", e.what());
-        }
-      }
-      std::fprintf(stderr, "aborted\n");
-      _exit(130);
-    }
-  });
+  g_watcher = std::thread(watch_signals, set);
 }
 
 SignalWatcher::~SignalWatcher() {
@@ -232,163 +234,256 @@ SignalWatcher::~SignalWatcher() {
 const char* git_commit_text();  // generated at build time (cmake/git_commit.cmake)
 const char* build_git_commit() { return git_commit_text(); }
 
-void validate_experiment(const Experiment& exp, const Registry& registry) {
-  // Options are checked on the first trial's resolved stages; run-time references are opaque strings here.
-  for (const auto& trial : exp.trials)
-    for (const auto& stage : trial.stages) {
-      const PluginInfo* info = registry.find_if(stage.kind, stage.plugin);
-      if (!info) {
-        try {
-          registry.find(stage.kind, stage.plugin);
-        } catch (const PluginError& e) {
-          throw ConfigError(yaml_where(stage.where, exp.source.string()) + "stage '" + stage.name + "': " + e.what());
-        }
-      }
-      check_options(info->options, stage.options, exp.source.string(),
-                    fmt::format("stage '{}' ({} '{}')", stage.name, kind_name(stage.kind), stage.plugin));
+namespace {
+
+// "stage 'train' (algorithm 'dpo')": who a stage's option errors are about, at plan time and at run time.
+std::string stage_owner(const StageSpec& stage) {
+  return fmt::format("stage '{}' ({} '{}')", stage.name, kind_name(stage.kind), stage.plugin);
+}
+
+// The plugin that runs `stage`; an unknown one is a ConfigError at the stage's position in the file.
+const PluginInfo& stage_plugin(const Experiment& exp, const StageSpec& stage, const Registry& registry) {
+  try {
+    return registry.find(stage.kind, stage.plugin);
+  } catch (const PluginError& e) {
+    throw ConfigError(yaml_where(stage.where, exp.source.string()) + "stage '" + stage.name + "': " + e.what());
+  }
+}
+
+// Tells the signal watcher which trial a second signal must record as interrupted, for as long as it lives.
+class WatchedTrial {
+ public:
+  WatchedTrial(const fs::path& db, int64_t trial_id, int attempt) {
+    std::lock_guard<std::mutex> lock(current().mu);
+    current().db = fs::absolute(db);
+    current().trial_id = trial_id;
+    current().attempt = attempt;
+  }
+  ~WatchedTrial() {
+    std::lock_guard<std::mutex> lock(current().mu);
+    current().trial_id = 0;
+  }
+  WatchedTrial(const WatchedTrial&) = delete;
+  WatchedTrial& operator=(const WatchedTrial&) = delete;
+};
+
+// One attempt at a trial: what its stages share and how it ends.
+struct TrialAttempt {
+  TrialAttempt(const Trial& trial, int64_t trial_id, int attempt, fs::path dir)
+      : trial(trial), trial_id(trial_id), attempt(attempt), dir(std::move(dir)),
+        log(make_logger("trial " + trial.identity.substr(0, 8), this->dir / "trial.log")) {}
+
+  const Trial& trial;
+  const int64_t trial_id;
+  const int attempt;
+  const fs::path dir;
+  std::shared_ptr<spdlog::logger> log;  // the console and <dir>/trial.log
+  std::map<std::string, fs::path> artifacts;  // "stage/name" -> path, from this attempt's stages so far
+  std::string outcome = "finished";           // finished | failed | interrupted
+  std::string error;
+};
+
+// One call of run_experiment, a method per level: the experiment (run), a trial (run_trial, run_attempt) and a
+// stage (run_stage, reuse_stage, execute_stage).
+class ExperimentRun {
+ public:
+  ExperimentRun(const Experiment& exp, const Registry& registry, const RunOptions& opt)
+      : exp_(exp), registry_(registry), opt_(opt), log_(spdlog::default_logger()), store_(opt.results_db),
+        host_(hostname()),
+        root_(opt.artifacts_root.empty() ? fs::absolute(opt.results_db).parent_path() : opt.artifacts_root) {}
+
+  RunSummary run();
+
+ private:
+  std::vector<TrialRow> register_trials();
+  bool run_trial(size_t index, const TrialRow& row, Progress& overall);
+  std::string run_attempt(size_t index, const TrialRow& row, int attempt, const fs::path& dir);
+  bool run_stage(TrialAttempt& t, size_t ordinal);
+  bool reuse_stage(TrialAttempt& t, const StageSpec& stage, int ordinal, bool last);
+  void execute_stage(TrialAttempt& t, const StageSpec& stage, const fs::path& dir, StageRecord& rec);
+  Options stage_options(const TrialAttempt& t, const StageSpec& stage, const PluginInfo& info) const;
+
+  const Experiment& exp_;
+  const Registry& registry_;
+  const RunOptions& opt_;
+  std::shared_ptr<spdlog::logger> log_;
+  Store store_;
+  const std::string host_;
+  const fs::path root_;
+  RunSummary summary_;
+};
+
+RunSummary ExperimentRun::run() {
+  summary_.total = static_cast<int>(exp_.trials.size());
+  const std::vector<TrialRow> rows = register_trials();
+  int todo = 0;
+  for (const auto& r : rows) todo += (opt_.force || r.status != "finished") ? 1 : 0;
+  log_->info("experiment '{}': {} trial(s), {} to run, {} already finished{}", exp_.name, rows.size(), todo,
+             static_cast<int>(rows.size()) - todo, opt_.force ? " (--force: rerunning all)" : "");
+  Progress overall(fmt::format("experiment {}", exp_.name), todo, log_);
+  for (size_t i = 0; i < exp_.trials.size() && !stop_flag(); ++i)
+    if (!run_trial(i, rows[i], overall)) break;
+  overall.finish();
+  log_->info("experiment '{}': {} ran ({} finished, {} failed, {} interrupted), {} skipped as finished, {} busy, {} "
+             "stage(s) reused; results in {}", exp_.name, summary_.ran, summary_.finished, summary_.failed,
+             summary_.interrupted, summary_.skipped, summary_.busy, summary_.reused_stages,
+             opt_.results_db.string());
+  return summary_;
+}
+
+// Records the experiment and its trials (new ones as pending) after marking trials of dead processes interrupted.
+std::vector<TrialRow> ExperimentRun::register_trials() {
+  if (int n = store_.recover_stale(host_))
+    log_->warn("{} trial(s) were left 'running' by a process that is gone; marked interrupted", n);
+  const int64_t exp_id = store_.upsert_experiment(exp_.name, fs::absolute(exp_.source).string(), exp_.text);
+  std::vector<TrialRow> rows;
+  for (const auto& t : exp_.trials) rows.push_back(store_.ensure_trial(exp_id, t));
+  return rows;
+}
+
+// Runs trial `index` unless it finished before (and there is no --force) or another process holds it.
+// Returns false when the run should end here (a failed trial without keep_going).
+bool ExperimentRun::run_trial(size_t index, const TrialRow& row, Progress& overall) {
+  const Trial& trial = exp_.trials[index];
+  if (row.status == "finished" && !opt_.force) {
+    ++summary_.skipped;
+    log_->debug("trial {} [{}] finished before; skipped", trial.identity.substr(0, 12), trial.label);
+    return true;
+  }
+  const fs::path dir = root_ / safe_dir_name(exp_.name) / trial.identity.substr(0, 12);
+  fs::create_directories(dir);
+  const auto attempt = store_.begin_attempt(row.id, host_, getpid(), build_git_commit(), dir.string());
+  if (!attempt) {
+    ++summary_.busy;
+    log_->warn("trial {} [{}] is being run by another process (pid {} on {}); skipped", trial.identity.substr(0, 12),
+               trial.label, row.pid, row.host);
+    overall.advance();
+    return true;
+  }
+  const std::string outcome = run_attempt(index, row, *attempt, dir);
+  if (outcome == "finished") ++summary_.finished;
+  if (outcome == "failed") ++summary_.failed;
+  if (outcome == "interrupted") ++summary_.interrupted;
+  overall.advance();
+  return !(outcome == "failed" && !opt_.keep_going);
+}
+
+// Runs the stages of a claimed trial in order until one does not finish; returns the trial's outcome.
+std::string ExperimentRun::run_attempt(size_t index, const TrialRow& row, int attempt, const fs::path& dir) {
+  const Trial& trial = exp_.trials[index];
+  const WatchedTrial watched(opt_.results_db, row.id, attempt);
+  ++summary_.ran;
+  TrialAttempt t(trial, row.id, attempt, dir);
+  t.log->info("trial {}/{} [{}] attempt {}: {}", index + 1, exp_.trials.size(), trial.label.empty() ? "-" : trial.label,
+              attempt, dir.string());
+  for (size_t s = 0; s < trial.stages.size(); ++s)
+    if (!run_stage(t, s)) break;
+  t.log->info("trial {} {}", trial.identity.substr(0, 12), t.outcome);
+  return t.outcome;
+}
+
+// Runs stage `ordinal` (or reuses it from an earlier attempt) and commits its record, with the trial's end when
+// it is the last stage or did not finish. Returns false when the trial ends here.
+bool ExperimentRun::run_stage(TrialAttempt& t, size_t ordinal) {
+  const StageSpec& stage = t.trial.stages[ordinal];
+  const bool last = ordinal + 1 == t.trial.stages.size();
+  if (!opt_.force && t.attempt > 1 && reuse_stage(t, stage, static_cast<int>(ordinal), last)) return true;
+  StageRecord rec;
+  rec.name = stage.name;
+  rec.plugin = stage.plugin;
+  rec.ordinal = static_cast<int>(ordinal);
+  const fs::path dir = t.dir / stage.name;
+  fs::create_directories(dir);
+  rec.started_at = now_iso8601();
+  t.log->info("stage '{}' ({} '{}') starts", stage.name, kind_name(stage.kind), stage.plugin);
+  const auto t0 = std::chrono::steady_clock::now();
+  execute_stage(t, stage, dir, rec);
+  rec.ended_at = now_iso8601();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const bool ends_trial = last || rec.status != "finished";
+  store_.commit_stage(t.trial_id, t.attempt, rec, ends_trial ? std::optional<std::string>(t.outcome) : std::nullopt,
+                      t.error);
+  if (rec.status != "finished") {
+    t.log->error("stage '{}' {}: {}", stage.name, rec.status, rec.error);
+    return false;
+  }
+  t.log->info("stage '{}' finished in {} ({} metric value(s), {} artifact(s))", stage.name,
+              Progress::format_duration(secs), rec.metrics.size(), rec.artifacts.size());
+  return true;
+}
+
+// Stands in the newest finished record of this stage from an earlier attempt, when its artifacts are intact:
+// commits it (metrics and artifacts copied) to this attempt. False when there is none to reuse.
+bool ExperimentRun::reuse_stage(TrialAttempt& t, const StageSpec& stage, int ordinal, bool last) {
+  auto prev = store_.previous_stage(t.trial_id, t.attempt, stage.name, stage.plugin);
+  if (!prev || !artifacts_intact(*prev, *t.log)) return false;
+  t.log->info("stage '{}': finished in an earlier attempt, artifacts intact; reused", stage.name);
+  for (const auto& a : prev->artifacts) t.artifacts[stage.name + "/" + a.name] = a.path;
+  prev->ordinal = ordinal;
+  store_.commit_stage(t.trial_id, t.attempt, *prev, last ? std::optional<std::string>("finished") : std::nullopt);
+  ++summary_.reused_stages;
+  return true;
+}
+
+// Creates the stage's plugin and runs it. Fills the record's status, error, metrics and artifacts; a failure or
+// an interruption also becomes the attempt's outcome.
+void ExperimentRun::execute_stage(TrialAttempt& t, const StageSpec& stage, const fs::path& dir, StageRecord& rec) {
+  std::unique_ptr<StageContextImpl> ctx;
+  try {
+    const PluginInfo& info = registry_.find(stage.kind, stage.plugin);
+    const Options options = stage_options(t, stage, info);
+    std::shared_ptr<Plugin> plugin = registry_.create(info, options);
+    ctx = std::make_unique<StageContextImpl>(exp_, t.trial, stage, options, dir, t.log, registry_, t.artifacts,
+                                             store_);
+    call_plugin(info, [&] {
+      as_stage_runner(stage.kind, plugin.get())->run(*ctx);
+      return 0;
+    });
+    if (stop_flag()) throw Interrupted();
+    for (const auto& [name, path] : ctx->artifacts_) {
+      rec.artifacts.push_back(checksum(name, path));
+      t.artifacts[stage.name + "/" + name] = path;
     }
+    rec.status = "finished";
+  } catch (const Interrupted&) {
+    rec.status = t.outcome = "interrupted";
+    t.error = rec.error = "interrupted by signal";
+  } catch (const std::exception& e) {
+    rec.status = t.outcome = "failed";
+    t.error = rec.error = e.what();
+  }
+  if (ctx) rec.metrics = std::move(ctx->metrics_);
+}
+
+// The stage's options with its run-time references (${artifact:stage/name}, ${trial:dir}, ${trial:identity})
+// resolved, checked against the plugin's schema with defaults filled in. This is the one check of the run: the
+// plugin and its StageContext get the same Options.
+Options ExperimentRun::stage_options(const TrialAttempt& t, const StageSpec& stage, const PluginInfo& info) const {
+  const std::string source = exp_.source.string();
+  const YAML::Node resolved = resolve_runtime(stage.options, [&](const std::string& ns, const std::string& key) {
+    if (ns == "trial") return key == "dir" ? t.dir.string() : t.trial.identity;
+    auto it = t.artifacts.find(key);
+    if (it == t.artifacts.end())
+      throw ConfigError(fmt::format("{}stage '{}': ${{artifact:{}}} was not produced by that stage",
+                                    yaml_where(stage.where, source), stage.name, key));
+    return it->second.string();
+  });
+  return Options(check_options(info.options, resolved, source, stage_owner(stage)), source);
+}
+
+}  // namespace
+
+void validate_experiment(const Experiment& exp, const Registry& registry) {
+  // Run-time references (${artifact:...}, ${trial:...}) are still text here: they are checked as strings.
+  for (const auto& trial : exp.trials)
+    for (const auto& stage : trial.stages)
+      check_options(stage_plugin(exp, stage, registry).options, stage.options, exp.source.string(),
+                    stage_owner(stage));
 }
 
 RunSummary run_experiment(const Experiment& exp, const Registry& registry, const RunOptions& opt) {
-  auto log = spdlog::default_logger();
-  RunSummary summary;
-  summary.total = static_cast<int>(exp.trials.size());
-  validate_experiment(exp, registry);
-
-  Store store(opt.results_db);
-  const std::string host = hostname();
-  if (int n = store.recover_stale(host))
-    log->warn("{} trial(s) were left 'running' by a process that is gone; marked interrupted", n);
-  const int64_t exp_id = store.upsert_experiment(exp.name, fs::absolute(exp.source).string(), exp.text);
-  std::vector<TrialRow> rows;
-  for (const auto& t : exp.trials) rows.push_back(store.ensure_trial(exp_id, t));
-
-  const fs::path root = opt.artifacts_root.empty() ? fs::absolute(opt.results_db).parent_path() : opt.artifacts_root;
-  int todo = 0;
-  for (const auto& r : rows) todo += (opt.force || r.status != "finished") ? 1 : 0;
-  log->info("experiment '{}': {} trial(s), {} to run, {} already finished{}", exp.name, rows.size(), todo,
-            static_cast<int>(rows.size()) - todo, opt.force ? " (--force: rerunning all)" : "");
-  Progress overall(fmt::format("experiment {}", exp.name), todo, log);
-
-  for (size_t i = 0; i < exp.trials.size(); ++i) {
-    if (stop_flag()) break;
-    const Trial& trial = exp.trials[i];
-    const TrialRow& row = rows[i];
-    if (row.status == "finished" && !opt.force) {
-      ++summary.skipped;
-      log->debug("trial {} [{}] finished before; skipped", trial.identity.substr(0, 12), trial.label);
-      continue;
-    }
-    const fs::path trial_dir = root / safe_dir_name(exp.name) / trial.identity.substr(0, 12);
-    fs::create_directories(trial_dir);
-    const auto attempt_opt = store.begin_attempt(row.id, host, getpid(), build_git_commit(), trial_dir.string());
-    if (!attempt_opt) {
-      ++summary.busy;
-      log->warn("trial {} [{}] is being run by another process (pid {} on {}); skipped", trial.identity.substr(0, 12),
-                trial.label, row.pid, row.host);
-      overall.advance();
-      continue;
-    }
-    const int attempt = *attempt_opt;
-    {
-      std::lock_guard<std::mutex> lock(current().mu);
-      current().db = fs::absolute(opt.results_db);
-      current().trial_id = row.id;
-      current().attempt = attempt;
-    }
-    ++summary.ran;
-    auto tlog = make_logger("trial " + trial.identity.substr(0, 8), trial_dir / "trial.log");
-    tlog->info("trial {}/{} [{}] attempt {}: {}", i + 1, exp.trials.size(), trial.label.empty() ? "-" : trial.label,
-               attempt, trial_dir.string());
-
-    std::map<std::string, fs::path> artifacts;
-    std::string outcome = "finished", error;
-    for (size_t s = 0; s < trial.stages.size(); ++s) {
-      const StageSpec& stage = trial.stages[s];
-      const bool last = s + 1 == trial.stages.size();
-      StageRecord rec;
-      rec.name = stage.name;
-      rec.plugin = stage.plugin;
-      rec.ordinal = static_cast<int>(s);
-
-      if (!opt.force && attempt > 1) {
-        if (auto prev = store.previous_stage(row.id, attempt, stage.name, stage.plugin);
-            prev && artifacts_intact(*prev, *tlog)) {
-          tlog->info("stage '{}': finished in an earlier attempt, artifacts intact; reused", stage.name);
-          for (const auto& a : prev->artifacts) artifacts[stage.name + "/" + a.name] = a.path;
-          prev->ordinal = rec.ordinal;
-          store.commit_stage(row.id, attempt, *prev, last ? std::optional<std::string>("finished") : std::nullopt);
-          ++summary.reused_stages;
-          continue;
-        }
-      }
-
-      const fs::path stage_dir = trial_dir / stage.name;
-      fs::create_directories(stage_dir);
-      rec.started_at = now_iso8601();
-      tlog->info("stage '{}' ({} '{}') starts", stage.name, kind_name(stage.kind), stage.plugin);
-      const auto t0 = std::chrono::steady_clock::now();
-      std::unique_ptr<StageContextImpl> ctx;
-      try {
-        YAML::Node opts = resolve_runtime(stage.options, [&](const std::string& ns, const std::string& key) {
-          if (ns == "trial") return key == "dir" ? trial_dir.string() : trial.identity;
-          auto it = artifacts.find(key);
-          if (it == artifacts.end())
-            throw ConfigError(fmt::format("{}stage '{}': ${{artifact:{}}} was not produced by that stage",
-                                          yaml_where(stage.where, exp.source.string()), stage.name, key));
-          return it->second.string();
-        });
-        std::shared_ptr<Plugin> plugin = registry.create(stage.kind, stage.plugin, opts, exp.source.string());
-        const PluginInfo& info = registry.find(stage.kind, stage.plugin);
-        ctx = std::make_unique<StageContextImpl>(exp, trial, stage, Options(check_options(info.options, opts,
-                                                     exp.source.string(), stage.name), exp.source.string()),
-                                                 stage_dir, tlog, registry, artifacts, store);
-        call_plugin(info, [&] {
-          as_stage_runner(stage.kind, plugin.get())->run(*ctx);
-          return 0;
-        });
-        if (stop_flag()) throw Interrupted();
-        for (const auto& [name, path] : ctx->artifacts_) {
-          rec.artifacts.push_back(checksum(name, path));
-          artifacts[stage.name + "/" + name] = path;
-        }
-        rec.status = "finished";
-      } catch (const Interrupted&) {
-        rec.status = outcome = "interrupted";
-        error = rec.error = "interrupted by signal";
-      } catch (const std::exception& e) {
-        rec.status = outcome = "failed";
-        error = rec.error = e.what();
-      }
-      rec.ended_at = now_iso8601();
-      if (ctx) rec.metrics = std::move(ctx->metrics_);
-      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const bool ends_trial = last || rec.status != "finished";
-      store.commit_stage(row.id, attempt, rec, ends_trial ? std::optional<std::string>(outcome) : std::nullopt, error);
-      if (rec.status == "finished") {
-        tlog->info("stage '{}' finished in {} ({} metric value(s), {} artifact(s))", stage.name,
-                   Progress::format_duration(secs), rec.metrics.size(), rec.artifacts.size());
-      } else {
-        tlog->error("stage '{}' {}: {}", stage.name, rec.status, rec.error);
-        break;
-      }
-    }
-    {
-      std::lock_guard<std::mutex> lock(current().mu);
-      current().trial_id = 0;
-    }
-    if (outcome == "finished") ++summary.finished;
-    if (outcome == "failed") ++summary.failed;
-    if (outcome == "interrupted") ++summary.interrupted;
-    tlog->info("trial {} {}", trial.identity.substr(0, 12), outcome);
-    overall.advance();
-    if (outcome == "failed" && !opt.keep_going) break;
-  }
-  overall.finish();
-  log->info("experiment '{}': {} ran ({} finished, {} failed, {} interrupted), {} skipped as finished, {} busy, {} "
-            "stage(s) reused; results in {}", exp.name, summary.ran, summary.finished, summary.failed,
-            summary.interrupted, summary.skipped, summary.busy, summary.reused_stages, opt.results_db.string());
-  return summary;
+  validate_experiment(exp, registry);  // before the store is opened: a spec that cannot run records nothing
+  return ExperimentRun(exp, registry, opt).run();
 }
 
 }  // namespace mmr

@@ -42,6 +42,9 @@ class SignalWatcher {
   SignalWatcher& operator=(const SignalWatcher&) = delete;
 };
 
+// Validates the experiment first (validate_experiment: nothing is recorded for a spec that cannot run). When a
+// stage runs, its options are checked once more, after its run-time references are resolved, and that one
+// checked set is what both the plugin and its StageContext see.
 RunSummary run_experiment(const Experiment& exp, const Registry& registry, const RunOptions& options);
 
 // Checks every stage's plugin exists and its options are valid, without running anything.

@@ -1,14 +1,22 @@
 // Experiment spec parsing, interpolation and grid expansion. See spec.h for the format.
 //
+// parse_experiment reads a file in this order, one function per step: the document (load_document); the
+// overrides that name a section or a var, applied to the document (apply_to_document); the sections
+// (read_sections: vars, defaults, seeds, stage templates); the axes (read_axes: grid, zip); the remaining
+// overrides, which set a configuration value or a stage option (apply_direct_override); the points (cartesian,
+// apply_excludes, include entries); the check of keys that name both a defaults key and a stage
+// (check_ambiguous_keys); one trial per point and seed (expand_trials, make_trial).
+//
 // yaml-cpp nodes share their data on assignment, so this file never changes a node that came from the
-// parsed document once copies exist: trial configurations are new containers whose untouched scalars are
-// the document's own nodes (which keeps their line:column for error messages).
+// parsed document once copies exist: trial configurations and stage options are new containers whose
+// untouched scalars are the document's own nodes (which keeps their line:column for error messages).
 #include "core/spec.h"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
@@ -85,12 +93,13 @@ YAML::Node get_path(const YAML::Node& root, const std::string& dotted) {
   return cur;
 }
 
-// Sets root.a.b.c = value in a tree of our own containers; `at` positions errors.
-void set_path(YAML::Node root, const std::string& dotted, const YAML::Node& value, const YAML::Node& at,
-              const std::string& source) {
+// Sets root.a.b.c = value in a tree of our own containers. Errors start with `where` and name the tree
+// `what`; `shown` is put before `dotted` in them (a stage option's path is shown with its stage's name).
+void set_path(YAML::Node root, const std::string& dotted, const YAML::Node& value, const std::string& where,
+              const std::string& what, const std::string& shown = "") {
   const auto parts = split(dotted, '.');
   for (const auto& p : parts)
-    if (p.empty()) fail(at, source, fmt::format("'{}': empty part in a dotted key", dotted));
+    if (p.empty()) throw ConfigError(where + fmt::format("'{}{}': empty part in a dotted key", shown, dotted));
   YAML::Node cur = root;
   for (size_t i = 0; i + 1 < parts.size(); ++i) {
     YAML::Node next = cur[parts[i]];
@@ -98,8 +107,9 @@ void set_path(YAML::Node root, const std::string& dotted, const YAML::Node& valu
       cur[parts[i]] = YAML::Node(YAML::NodeType::Map);
       next.reset(cur[parts[i]]);
     } else if (!next.IsMap()) {
-      fail(at, source, fmt::format("'{}': '{}' is {} in the configuration, not a map", dotted,
-                                   fmt::join(parts.begin(), parts.begin() + i + 1, "."), describe(next)));
+      throw ConfigError(where + fmt::format("'{}{}': '{}{}' is {} in {}, not a map", shown, dotted, shown,
+                                            fmt::join(parts.begin(), parts.begin() + i + 1, "."), describe(next),
+                                            what));
     }
     cur.reset(next);
   }
@@ -208,13 +218,250 @@ void find_runtime_refs(const YAML::Node& node, std::vector<std::pair<std::string
   }
 }
 
-struct Axis {
-  std::vector<std::pair<std::string, YAML::Node>> keys;  // dotted key and its key node (for positions)
-  std::vector<std::vector<YAML::Node>> values;           // values[i][k]: the i-th setting of key k
+bool contains(const std::vector<std::string>& list, const std::string& s) {
+  return std::find(list.begin(), list.end(), s) != list.end();
+}
+
+bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+// "a, b, c", or "(none)".
+std::string list_text(const std::vector<std::string>& names) {
+  return names.empty() ? "(none)" : fmt::format("{}", fmt::join(names, ", "));
+}
+
+std::vector<std::string> keys_of(const YAML::Node& map) {
+  std::vector<std::string> out;
+  if (map && map.IsMap())
+    for (const auto& kv : map) out.push_back(kv.first.Scalar());
+  return out;
+}
+
+// "file:line:column" of a node ("file" when it has no position, e.g. a key set by -o).
+std::string position(const YAML::Node& node, const std::string& source) {
+  const std::string w = yaml_where(node, source);
+  return w.substr(0, w.size() - 2);
+}
+
+// ---- Sections ----------------------------------------------------------------------------------------------
+
+struct StageTemplate {
+  std::string name;
+  PluginKind kind = PluginKind::Algorithm;
+  std::string plugin;
+  YAML::Node options;  // every key but name and the plugin's; a map of our own (values are the document's)
+  YAML::Node where;    // the stage's node in the file
 };
 
-struct Point {
-  std::vector<std::tuple<std::string, YAML::Node, YAML::Node>> settings;  // key, value, key node
+// The document read section by section: what every trial starts from.
+struct Sections {
+  std::string source;
+  YAML::Node doc;
+  YAML::Node vars;      // resolved against themselves and the environment
+  YAML::Node defaults;  // our own containers: -o sets paths in it
+  std::vector<StageTemplate> stages;
+  std::vector<uint64_t> seeds;
+  bool seeds_given = false;
+
+  int stage_index(const std::string& name) const {
+    for (size_t i = 0; i < stages.size(); ++i)
+      if (stages[i].name == name) return static_cast<int>(i);
+    return -1;
+  }
+  bool is_defaults_key(const std::string& name) const {
+    const YAML::Node& d = defaults;  // const: never inserts
+    return d.IsMap() && d[name];
+  }
+  std::string stage_names() const {
+    std::vector<std::string> names;
+    for (const auto& t : stages) names.push_back(t.name);
+    return list_text(names);
+  }
+};
+
+YAML::Node load_document(const std::string& text, const std::string& source) {
+  YAML::Node doc;
+  try {
+    doc = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(fmt::format("{}:{}:{}: YAML syntax error: {}", source, e.mark.line + 1, e.mark.column + 1,
+                                  e.msg));
+  }
+  if (!doc || !doc.IsMap())
+    fail(doc, source, "expected a map at the top level (name, defaults, grid, stages, ...)");
+  for (const auto& kv : doc) {
+    const std::string key = kv.first.Scalar();
+    if (!contains(kSections, key))
+      fail(kv.first, source, fmt::format("unknown section '{}'; expected one of: {}", key, fmt::join(kSections, ", ")));
+  }
+  return doc;
+}
+
+std::vector<uint64_t> read_seeds(const YAML::Node& doc, const std::string& source) {
+  if (!doc["seeds"] || doc["seeds"].IsNull()) return {kDefaultSeed};
+  YAML::Node s = doc["seeds"];
+  if (s.IsScalar()) s.reset(YAML::Load("[" + s.Scalar() + "]"));
+  if (!s.IsSequence() || s.size() == 0) fail(doc["seeds"], source, "seeds: expected a non-empty list of integers");
+  std::vector<uint64_t> seeds;
+  for (const auto& v : s) {
+    try {
+      seeds.push_back(v.as<uint64_t>());
+    } catch (const YAML::Exception&) {
+      fail(v, source, fmt::format("seeds: expected a non-negative integer, found {}", describe(v)));
+    }
+  }
+  return seeds;
+}
+
+// ${artifact:stage/name} may only name an earlier stage; ${trial:...} only dir or identity.
+void check_runtime_refs(const StageTemplate& t, const std::vector<StageTemplate>& earlier,
+                        const std::string& source) {
+  std::vector<std::pair<std::string, YAML::Node>> refs;
+  find_runtime_refs(t.options, refs);
+  for (const auto& [ref, node] : refs) {
+    if (starts_with(ref, "trial:")) {
+      const std::string k = ref.substr(6);
+      if (k != "dir" && k != "identity")
+        fail(node, source, fmt::format("'${{{}}}': expected ${{trial:dir}} or ${{trial:identity}}", ref));
+      continue;
+    }
+    const std::string body = ref.substr(9);
+    const size_t slash = body.find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == body.size())
+      fail(node, source, fmt::format("'${{{}}}': expected ${{artifact:<stage>/<name>}}", ref));
+    const std::string stage = body.substr(0, slash);
+    if (std::none_of(earlier.begin(), earlier.end(), [&](const StageTemplate& e) { return e.name == stage; }))
+      fail(node, source, fmt::format("'${{{}}}': no earlier stage is named '{}' (a stage can only use artifacts "
+                                     "of the stages before it)", ref, stage));
+  }
+}
+
+StageTemplate read_stage(const YAML::Node& st, const std::vector<StageTemplate>& earlier, const std::string& source) {
+  static const std::regex name_re(R"([A-Za-z][A-Za-z0-9_-]*)");
+  if (!st.IsMap()) fail(st, source, "stage: expected a map {name: ..., algorithm|benchmark|dataset: <plugin>, ...}");
+  StageTemplate t;
+  t.where.reset(st);
+  t.options = YAML::Node(YAML::NodeType::Map);
+  int kinds = 0;
+  for (const auto& kv : st) {
+    const std::string key = kv.first.Scalar();
+    if (key == "name") {
+      t.name = kv.second.as<std::string>("");
+      if (!std::regex_match(t.name, name_re))
+        fail(kv.second, source, fmt::format("stage name '{}': expected letters, digits, '_' or '-', starting "
+                                            "with a letter", t.name));
+    } else if (contains(kStageKinds, key)) {
+      ++kinds;
+      if (!kv.second.IsScalar() || kv.second.Scalar().empty())
+        fail(kv.second, source, fmt::format("{}: expected a plugin name", key));
+      t.plugin = kv.second.Scalar();
+      t.kind = key == "algorithm" ? PluginKind::Algorithm
+               : key == "benchmark" ? PluginKind::Benchmark : PluginKind::Dataset;
+    } else {
+      t.options[key] = kv.second;
+    }
+  }
+  if (kinds != 1)
+    fail(st, source, fmt::format("stage: expected exactly one of {} naming the plugin that runs it, found {}",
+                                 fmt::join(kStageKinds, ", "), kinds));
+  if (t.name.empty()) t.name = t.plugin;
+  if (contains(kSections, t.name))
+    fail(st, source, fmt::format("stage name '{}' is a section's name (-o {}.… sets the section); give the stage "
+                                 "another name", t.name, t.name));
+  for (const auto& prev : earlier)
+    if (prev.name == t.name)
+      fail(st, source, fmt::format("stage name '{}' is used twice; give each stage a distinct name", t.name));
+  check_runtime_refs(t, earlier, source);
+  return t;
+}
+
+std::vector<StageTemplate> read_stages(const YAML::Node& doc, const std::string& source) {
+  const YAML::Node stages = doc["stages"];
+  if (!stages || !stages.IsSequence() || stages.size() == 0)
+    fail(stages ? stages : doc, source, "stages: expected a non-empty list, e.g. - {name: train, algorithm: dpo, ...}");
+  std::vector<StageTemplate> out;
+  for (const auto& st : stages) out.push_back(read_stage(st, out, source));
+  return out;
+}
+
+Sections read_sections(const YAML::Node& doc, const std::string& source) {
+  Sections s;
+  s.source = source;
+  s.doc.reset(doc);
+  const YAML::Node vars = doc["vars"] ? doc["vars"] : YAML::Node(YAML::NodeType::Map);
+  if (!vars.IsMap()) fail(vars, source, "vars: expected a map of name: value");
+  s.vars = Resolver(source, vars, YAML::Node(YAML::NodeType::Map), std::nullopt).interpolate(vars);
+  const YAML::Node defaults = doc["defaults"] ? doc["defaults"] : YAML::Node(YAML::NodeType::Map);
+  if (!defaults.IsMap()) fail(defaults, source, "defaults: expected a map (the base configuration)");
+  s.defaults = deep_copy(defaults);
+  s.seeds_given = doc["seeds"] && !doc["seeds"].IsNull();
+  s.seeds = read_seeds(doc, source);
+  s.stages = read_stages(doc, source);
+  return s;
+}
+
+// ---- Settings: where a dotted key goes ----------------------------------------------------------------------
+
+struct Target {
+  int stage = -1;    // index into Sections::stages; < 0: the trial's configuration
+  std::string path;  // the configuration path, or the option path inside that stage
+};
+
+// One key = value of grid, zip, include, exclude or -o.
+struct Setting {
+  std::string key;    // as written ("train.lr"): the trial label shows it
+  Target target;
+  YAML::Node value;
+  YAML::Node at;      // the key's node in the file (none for -o)
+  std::string where;  // how errors about it start: "exp.yaml:7:3: " or "-o 'train.lr=1': "
+};
+
+// The rule (spec.h): a key whose first part is a top-level key of defaults: sets the configuration (defaults
+// win over a stage of the same name); else one whose first part names a stage sets that stage's option at the
+// rest of the path; else it sets the configuration.
+Target target_of(const Sections& s, const std::string& key, const std::string& where) {
+  const auto parts = split(key, '.');
+  for (const auto& p : parts)
+    if (p.empty()) throw ConfigError(where + fmt::format("'{}': empty part in a dotted key", key));
+  const int stage = s.is_defaults_key(parts[0]) ? -1 : s.stage_index(parts[0]);
+  if (stage < 0) return {-1, key};
+  if (parts.size() == 1)
+    throw ConfigError(where + fmt::format("'{}' is a stage: name one of its options as {}.<option> (written in "
+                                          "the file: {})", key, key, list_text(keys_of(s.stages[stage].options))));
+  if (parts[1] == "name" || contains(kStageKinds, parts[1]))
+    throw ConfigError(where + fmt::format("'{}': a stage's {} is not an option; grid and -o set options only", key,
+                                          parts[1]));
+  return {stage, key.substr(parts[0].size() + 1)};
+}
+
+Setting setting_at(const Sections& s, const YAML::Node& key_node, const YAML::Node& value) {
+  Setting x;
+  x.key = key_node.Scalar();
+  x.at.reset(key_node);
+  x.value.reset(value);
+  x.where = yaml_where(key_node, s.source);
+  x.target = target_of(s, x.key, x.where);
+  return x;
+}
+
+// Writes a setting into `tree`: the configuration, or the options of the stage it names (our own containers).
+void write_setting(const Sections& s, const Setting& x, YAML::Node tree) {
+  if (x.target.stage < 0) return set_path(tree, x.target.path, x.value, x.where, "the configuration");
+  const std::string& stage = s.stages[x.target.stage].name;
+  set_path(tree, x.target.path, x.value, x.where, fmt::format("the options of stage '{}'", stage), stage + ".");
+}
+
+// The value a target has before any grid point sets it: the configuration's, or the stage option as written.
+std::optional<std::string> default_of(const Sections& s, const Target& t) {
+  const YAML::Node tree = t.stage < 0 ? s.defaults : s.stages[t.stage].options;
+  if (YAML::Node d = get_path(tree, t.path)) return canonical_json(d);
+  return std::nullopt;
+}
+
+// ---- Axes: grid and zip ------------------------------------------------------------------------------------
+
+struct Axis {
+  std::vector<Setting> keys;                    // the keys it varies (values unset)
+  std::vector<std::vector<YAML::Node>> values;  // values[i][k]: the i-th setting of key k
 };
 
 YAML::Node require_list(const YAML::Node& node, const YAML::Node& key, const std::string& what,
@@ -225,48 +472,319 @@ YAML::Node require_list(const YAML::Node& node, const YAML::Node& key, const std
   return node;
 }
 
-void apply_override(YAML::Node doc, const std::string& text, const std::string& source) {
+void read_grid(const Sections& s, std::vector<Axis>& axes) {
+  const YAML::Node grid = s.doc["grid"];
+  if (!grid || grid.IsNull()) return;
+  if (!grid.IsMap()) fail(grid, s.source, "grid: expected a map of dotted.key: [values]");
+  for (const auto& kv : grid) {
+    require_list(kv.second, kv.first, "grid key '" + kv.first.Scalar() + "'", s.source);
+    Axis axis;
+    axis.keys.push_back(setting_at(s, kv.first, YAML::Node()));
+    for (const auto& v : kv.second) axis.values.push_back({v});
+    axes.push_back(std::move(axis));
+  }
+}
+
+Axis read_zip_group(const Sections& s, const YAML::Node& group) {
+  if (!group.IsMap() || group.size() == 0)
+    fail(group, s.source, "zip group: expected a map of dotted.key: [values] with lists of equal length");
+  Axis axis;
+  size_t n = 0;
+  for (const auto& kv : group) {
+    const std::string key = kv.first.Scalar();
+    require_list(kv.second, kv.first, "zip key '" + key + "'", s.source);
+    if (axis.keys.empty()) n = kv.second.size();
+    if (kv.second.size() != n)
+      fail(kv.second, s.source, fmt::format("zip key '{}': has {} values but '{}' has {}; zipped lists must have "
+                                            "equal length", key, kv.second.size(), axis.keys[0].key, n));
+    axis.keys.push_back(setting_at(s, kv.first, YAML::Node()));
+  }
+  for (size_t i = 0; i < n; ++i) {
+    std::vector<YAML::Node> row;
+    for (const auto& kv : group) row.push_back(kv.second[i]);
+    axis.values.push_back(row);
+  }
+  return axis;
+}
+
+void read_zip(const Sections& s, std::vector<Axis>& axes) {
+  const YAML::Node zip = s.doc["zip"];
+  if (!zip || zip.IsNull()) return;
+  if (zip.IsMap()) return axes.push_back(read_zip_group(s, zip));
+  if (!zip.IsSequence()) fail(zip, s.source, "zip: expected a list of groups {key: [values], ...}");
+  for (const auto& group : zip) axes.push_back(read_zip_group(s, group));
+}
+
+// Grid keys in file order, then zip groups; a key may be varied once.
+std::vector<Axis> read_axes(const Sections& s) {
+  std::vector<Axis> axes;
+  read_grid(s, axes);
+  read_zip(s, axes);
+  std::set<std::string> seen;
+  for (const auto& axis : axes)
+    for (const auto& k : axis.keys)
+      if (!seen.insert(k.key).second)
+        fail(k.at, s.source, fmt::format("'{}' is varied twice (in grid and zip, or in two zip groups)", k.key));
+  return axes;
+}
+
+// ---- Overrides (-o key=value) ------------------------------------------------------------------------------
+
+struct Override {
+  std::string text;  // as given: "train.lr=5e-5"
+  std::string key;
+  YAML::Node value;
+};
+
+Override split_override(const std::string& text) {
   const size_t eq = text.find('=');
   if (eq == std::string::npos || eq == 0)
-    throw ConfigError(fmt::format("-o '{}': expected key=value (e.g. -o defaults.train.lr=1e-4)", text));
-  const std::string key = text.substr(0, eq);
-  YAML::Node value;
+    throw ConfigError(fmt::format("-o '{}': expected key=value (e.g. -o train.lr=1e-4)", text));
+  Override o{text, text.substr(0, eq), YAML::Node()};
   try {
-    value = YAML::Load(text.substr(eq + 1));
+    o.value = YAML::Load(text.substr(eq + 1));
   } catch (const YAML::Exception& e) {
     throw ConfigError(fmt::format("-o '{}': the value is not valid YAML: {}", text, e.msg));
   }
-  if (!value || value.IsNull()) value.reset(YAML::Node(std::string()));
-  const auto parts = split(key, '.');
-  const std::string& root = parts[0];
-  const std::string rest = key.size() > root.size() ? key.substr(root.size() + 1) : "";
-  const std::string where = "-o " + text;
-  if (std::find(kSections.begin(), kSections.end(), root) != kSections.end()) {
+  if (!o.value || o.value.IsNull()) o.value.reset(YAML::Node(std::string()));
+  return o;
+}
+
+// First pass, on the document before it is read: a key that starts with a section sets that path; a key the
+// file's vars have sets the var. Returns false for any other key (a configuration value or a stage option).
+bool apply_to_document(YAML::Node doc, const Override& o) {
+  const std::string root = split(o.key, '.')[0];
+  const std::string rest = o.key.size() > root.size() ? o.key.substr(root.size() + 1) : "";
+  const std::string where = "-o '" + o.text + "': ";
+  if (contains(kSections, root)) {
     if (rest.empty()) {
-      doc[root] = value;
+      doc[root] = o.value;
     } else if (root == "grid") {
       if (!doc["grid"] || !doc["grid"].IsMap()) doc["grid"] = YAML::Node(YAML::NodeType::Map);
-      doc["grid"][rest] = value;
+      doc["grid"][rest] = o.value;
     } else if (root == "defaults" || root == "vars") {
       if (!doc[root] || !doc[root].IsMap()) doc[root] = YAML::Node(YAML::NodeType::Map);
-      set_path(doc[root], rest, value, YAML::Node(), where);
+      set_path(doc[root], rest, o.value, where, root + ":");
     } else {
-      throw ConfigError(fmt::format("-o '{}': '{}' takes a whole value (-o {}=...)", text, root, root));
+      throw ConfigError(where + fmt::format("'{}' takes a whole value (-o {}=...)", root, root));
     }
-    return;
+    return true;
   }
-  YAML::Node vars = doc["vars"];
-  if (!vars || !get_path(vars, key)) {
-    std::vector<std::string> names;
-    if (vars && vars.IsMap())
-      for (const auto& kv : vars) names.push_back(kv.first.Scalar());
-    throw ConfigError(fmt::format(
-        "-o '{}': {} has no var '{}' (vars: {}); to set a configuration value use -o defaults.{}=..., or a "
-        "section: {}",
-        text, source, key, names.empty() ? "(none)" : fmt::format("{}", fmt::join(names, ", ")), key,
+  const YAML::Node vars = doc["vars"];
+  if (!vars || !get_path(vars, o.key)) return false;
+  set_path(doc["vars"], o.key, o.value, where, "vars:");
+  return true;
+}
+
+// Second pass: sets a configuration value (in the defaults) or a stage option (in its template), by the rule of
+// target_of; never a key the grid or a zip group varies (each trial would set it again).
+Setting apply_direct_override(Sections& s, const Override& o, const std::vector<Axis>& axes) {
+  const std::string where = "-o '" + o.text + "': ";
+  const std::string first = split(o.key, '.')[0];
+  if (!s.is_defaults_key(first) && s.stage_index(first) < 0)
+    throw ConfigError(where + fmt::format(
+        "{} has no var, stage or defaults key '{}' (vars: {}; stages: {}; defaults: {}); -o <stage>.<option>=... "
+        "sets a stage's option, -o defaults.{}=... adds a configuration value; sections: {}",
+        s.source, first, list_text(keys_of(s.vars)), s.stage_names(), list_text(keys_of(s.defaults)), o.key,
         fmt::join(kSections, ", ")));
+  for (const auto& axis : axes)
+    for (const auto& k : axis.keys)
+      if (k.key == o.key)
+        throw ConfigError(where + fmt::format("'{}' is varied at {}, which sets it in every trial; to run one value "
+                                              "use -o grid.{}=[...] (or edit the zip group)", o.key,
+                                              position(k.at, s.source), o.key));
+  Setting x{o.key, target_of(s, o.key, where), o.value, YAML::Node(), where};
+  if (x.target.stage < 0) {
+    write_setting(s, x, s.defaults);
+  } else {
+    StageTemplate& t = s.stages[x.target.stage];
+    t.options.reset(deep_copy(t.options));  // never write into the document's nodes
+    write_setting(s, x, t.options);
   }
-  set_path(doc["vars"], key, value, YAML::Node(), where);
+  return x;
+}
+
+// ---- Points: the product, exclude, include -----------------------------------------------------------------
+
+using Point = std::vector<Setting>;
+
+// The cartesian product of the axes, last axis fastest.
+std::vector<Point> cartesian(const std::vector<Axis>& axes) {
+  std::vector<Point> points(1);
+  for (const auto& axis : axes) {
+    std::vector<Point> next;
+    for (const auto& p : points)
+      for (const auto& row : axis.values) {
+        Point q = p;
+        for (size_t k = 0; k < axis.keys.size(); ++k) {
+          q.push_back(axis.keys[k]);
+          q.back().value.reset(row[k]);
+        }
+        next.push_back(std::move(q));
+      }
+    points = std::move(next);
+  }
+  return points;
+}
+
+// An include or exclude entry: a map of dotted.key: value.
+struct Entry {
+  YAML::Node node;
+  std::vector<Setting> settings;
+};
+
+std::vector<Entry> read_entries(const Sections& s, const std::string& section) {
+  std::vector<Entry> entries;
+  const YAML::Node list = s.doc[section];
+  if (!list || list.IsNull()) return entries;
+  if (!list.IsSequence())
+    fail(list, s.source, fmt::format("{}: expected a list of maps {{dotted.key: value}}", section));
+  for (const auto& e : list) {
+    if (!e.IsMap() || e.size() == 0)
+      fail(e, s.source, fmt::format("{} entry: expected a map {{dotted.key: value}}", section));
+    Entry entry{e, {}};
+    for (const auto& kv : e) entry.settings.push_back(setting_at(s, kv.first, kv.second));
+    entries.push_back(std::move(entry));
+  }
+  return entries;
+}
+
+// Whether a point has every key = value of an entry; a key the point does not vary has its default.
+bool matches(const Sections& s, const Point& point, const Entry& entry) {
+  for (const auto& want : entry.settings) {
+    std::optional<std::string> actual = default_of(s, want.target);
+    for (const auto& x : point)
+      if (x.key == want.key) actual = canonical_json(x.value);
+    if (!actual || *actual != canonical_json(want.value)) return false;
+  }
+  return true;
+}
+
+// Drops the points an exclude entry matches; an entry that matches none is an error (a typo, most likely).
+std::vector<Point> apply_excludes(const Sections& s, std::vector<Point> points) {
+  const auto excludes = read_entries(s, "exclude");
+  std::vector<size_t> hits(excludes.size(), 0);
+  std::vector<Point> kept;
+  for (auto& p : points) {
+    const auto hit = std::find_if(excludes.begin(), excludes.end(), [&](const Entry& e) { return matches(s, p, e); });
+    if (hit == excludes.end()) kept.push_back(std::move(p));
+    else ++hits[hit - excludes.begin()];
+  }
+  for (size_t e = 0; e < excludes.size(); ++e)
+    if (hits[e] == 0) fail(excludes[e].node, s.source, "exclude entry matches no grid point (a typo in a key or value?)");
+  return kept;
+}
+
+std::vector<Entry> read_includes(const Sections& s) {
+  auto includes = read_entries(s, "include");
+  for (const auto& e : includes)
+    for (const auto& x : e.settings)
+      if (x.value.IsSequence())
+        fail(x.value, s.source, "include entry: expected one value per key (an include adds one point)");
+  return includes;
+}
+
+// ---- The ambiguity check -----------------------------------------------------------------------------------
+
+// Every ${name} written in a node (not env:, artifact: or trial:).
+void collect_refs(const YAML::Node& node, std::set<std::string>& out) {
+  if (!node) return;
+  if (node.IsScalar()) {
+    static const std::regex re(R"(\$\{([^}:]+)\})");
+    const std::string& s = node.Scalar();
+    for (auto it = std::sregex_iterator(s.begin(), s.end(), re); it != std::sregex_iterator(); ++it)
+      out.insert((*it)[1].str());
+  } else if (node.IsMap()) {
+    for (const auto& kv : node) collect_refs(kv.second, out);
+  } else if (node.IsSequence()) {
+    for (const auto& c : node) collect_refs(c, out);
+  }
+}
+
+// A key whose first part is both a defaults key and a stage sets the configuration (defaults win). When no
+// ${...} reads that configuration value, the writer meant the stage's option: say so instead of ignoring it.
+void check_ambiguous_keys(const Sections& s, const std::vector<const Setting*>& settings) {
+  std::set<std::string> refs;
+  collect_refs(s.defaults, refs);
+  for (const auto& t : s.stages) collect_refs(t.options, refs);
+  for (const char* section : {"grid", "zip", "include"}) collect_refs(s.doc[section], refs);
+  for (const Setting* x : settings) {
+    const std::string first = split(x->key, '.')[0];
+    if (x->target.stage >= 0 || s.stage_index(first) < 0) continue;
+    const bool read = std::any_of(refs.begin(), refs.end(), [&](const std::string& r) {
+      return !get_path(s.vars, r) && (r == x->key || starts_with(x->key, r + ".") || starts_with(r, x->key + "."));
+    });
+    if (read) continue;
+    YAML::Node defaults_key;
+    for (const auto& kv : s.doc["defaults"])
+      if (kv.first.Scalar() == first) defaults_key.reset(kv.first);
+    throw ConfigError(x->where + fmt::format(
+        "'{}': '{}' is both a key of defaults: ({}) and a stage ({}); defaults win, so this sets the configuration "
+        "value {}, but no ${{...}} refers to it. To set the stage's option directly, rename the defaults key '{}'; "
+        "to use the configuration value, refer to ${{{}}} in the stage", x->key, first,
+        position(defaults_key, s.source), position(s.stages[s.stage_index(first)].where, s.source), x->key, first,
+        x->key));
+  }
+}
+
+// ---- Trials ------------------------------------------------------------------------------------------------
+
+std::string resolved_json_of(const Trial& trial) {
+  YAML::Node stages(YAML::NodeType::Sequence);
+  for (const auto& s : trial.stages) {
+    YAML::Node sj(YAML::NodeType::Map);
+    sj["name"] = s.name;
+    sj["kind"] = kind_name(s.kind);
+    sj["plugin"] = s.plugin;
+    sj["options"] = s.options;
+    stages.push_back(sj);
+  }
+  YAML::Node resolved(YAML::NodeType::Map);
+  resolved["config"] = trial.config;
+  resolved["seed"] = trial.seed;
+  resolved["stages"] = stages;
+  return canonical_json(resolved);
+}
+
+// One trial: the defaults and stage templates with the point's settings written in, then interpolated.
+Trial make_trial(const Sections& s, const Point& point, uint64_t seed) {
+  Trial trial;
+  trial.seed = seed;
+  YAML::Node config = deep_copy(s.defaults);
+  std::vector<YAML::Node> options;
+  for (const auto& t : s.stages) options.push_back(deep_copy(t.options));
+  std::vector<std::string> label;
+  for (const auto& x : point) {
+    write_setting(s, x, x.target.stage < 0 ? config : options[x.target.stage]);
+    label.push_back(x.key + "=" + value_text(x.value));
+  }
+  if (s.seeds_given) label.push_back("seed=" + std::to_string(seed));
+  trial.label = fmt::format("{}", fmt::join(label, " "));
+  // The configuration may refer to vars, the seed and to itself; stage options to all of these.
+  trial.config = Resolver(s.source, s.vars, config, seed).interpolate(config);
+  Resolver stage_resolver(s.source, s.vars, trial.config, seed);
+  for (size_t i = 0; i < s.stages.size(); ++i) {
+    const StageTemplate& t = s.stages[i];
+    trial.stages.push_back({t.name, t.kind, t.plugin, stage_resolver.interpolate(options[i]), t.where});
+  }
+  trial.resolved_json = resolved_json_of(trial);
+  trial.identity = sha256_hex(trial.resolved_json);
+  return trial;
+}
+
+// Every point once per seed, in order; a trial whose identity repeats an earlier one is dropped.
+void expand_trials(const Sections& s, const std::vector<Point>& points, Experiment& exp) {
+  std::set<std::string> identities;
+  for (const auto& point : points)
+    for (uint64_t seed : s.seeds) {
+      Trial trial = make_trial(s, point, seed);
+      if (!identities.insert(trial.identity).second) {
+        ++exp.duplicates_dropped;
+        continue;
+      }
+      trial.ordinal = static_cast<int64_t>(exp.trials.size());
+      exp.trials.push_back(std::move(trial));
+    }
 }
 
 }  // namespace
@@ -349,22 +867,12 @@ Experiment load_experiment(const fs::path& file, const std::vector<std::string>&
 
 Experiment parse_experiment(const std::string& text, const std::string& source,
                             const std::vector<std::string>& overrides) {
-  YAML::Node doc;
-  try {
-    doc = YAML::Load(text);
-  } catch (const YAML::ParserException& e) {
-    throw ConfigError(fmt::format("{}:{}:{}: YAML syntax error: {}", source, e.mark.line + 1, e.mark.column + 1,
-                                  e.msg));
+  YAML::Node doc = load_document(text, source);
+  std::vector<Override> direct;  // -o on a configuration value or a stage option: applied once both are read
+  for (const auto& o : overrides) {
+    Override ov = split_override(o);
+    if (!apply_to_document(doc, ov)) direct.push_back(std::move(ov));
   }
-  if (!doc || !doc.IsMap())
-    fail(doc, source, "expected a map at the top level (name, defaults, grid, stages, ...)");
-  for (const auto& kv : doc) {
-    const std::string key = kv.first.Scalar();
-    if (std::find(kSections.begin(), kSections.end(), key) == kSections.end())
-      fail(kv.first, source, fmt::format("unknown section '{}'; expected one of: {}", key, fmt::join(kSections, ", ")));
-  }
-  for (const auto& o : overrides) apply_override(doc, o, source);
-
   Experiment exp;
   exp.text = text;
   exp.source = source;
@@ -373,255 +881,23 @@ Experiment parse_experiment(const std::string& text, const std::string& source,
   exp.name = doc["name"].Scalar();
   if (doc["description"]) exp.description = doc["description"].as<std::string>("");
 
-  // vars: resolved against themselves and the environment.
-  YAML::Node vars_raw = doc["vars"] ? doc["vars"] : YAML::Node(YAML::NodeType::Map);
-  if (!vars_raw.IsMap()) fail(vars_raw, source, "vars: expected a map of name: value");
-  YAML::Node vars = Resolver(source, vars_raw, YAML::Node(YAML::NodeType::Map), std::nullopt).interpolate(vars_raw);
+  Sections s = read_sections(doc, source);
+  const std::vector<Axis> axes = read_axes(s);
+  std::vector<Setting> applied;
+  for (const auto& o : direct) applied.push_back(apply_direct_override(s, o, axes));
+  std::vector<Point> points = apply_excludes(s, cartesian(axes));
+  const std::vector<Entry> includes = read_includes(s);
+  for (const auto& e : includes) points.push_back(e.settings);
 
-  YAML::Node defaults = doc["defaults"] ? doc["defaults"] : YAML::Node(YAML::NodeType::Map);
-  if (!defaults.IsMap()) fail(defaults, source, "defaults: expected a map (the base configuration)");
+  std::vector<const Setting*> settings;
+  for (const auto& axis : axes)
+    for (const auto& k : axis.keys) settings.push_back(&k);
+  for (const auto& e : includes)
+    for (const auto& x : e.settings) settings.push_back(&x);
+  for (const auto& x : applied) settings.push_back(&x);
+  check_ambiguous_keys(s, settings);
 
-  // Axes: grid keys in file order, then zip groups.
-  std::vector<Axis> axes;
-  if (YAML::Node grid = doc["grid"]; grid && !grid.IsNull()) {
-    if (!grid.IsMap()) fail(grid, source, "grid: expected a map of dotted.key: [values]");
-    for (const auto& kv : grid) {
-      const std::string key = kv.first.Scalar();
-      require_list(kv.second, kv.first, "grid key '" + key + "'", source);
-      Axis axis;
-      axis.keys.emplace_back(key, kv.first);
-      for (const auto& v : kv.second) axis.values.push_back({v});
-      axes.push_back(std::move(axis));
-    }
-  }
-  if (YAML::Node zip = doc["zip"]; zip && !zip.IsNull()) {
-    YAML::Node groups(YAML::NodeType::Sequence);
-    if (zip.IsMap()) groups.push_back(zip);
-    else groups.reset(zip);
-    if (!groups.IsSequence()) fail(zip, source, "zip: expected a list of groups {key: [values], ...}");
-    for (const auto& group : groups) {
-      if (!group.IsMap() || group.size() == 0)
-        fail(group, source, "zip group: expected a map of dotted.key: [values] with lists of equal length");
-      Axis axis;
-      size_t n = 0;
-      for (const auto& kv : group) {
-        const std::string key = kv.first.Scalar();
-        require_list(kv.second, kv.first, "zip key '" + key + "'", source);
-        if (axis.keys.empty()) n = kv.second.size();
-        if (kv.second.size() != n)
-          fail(kv.second, source, fmt::format("zip key '{}': has {} values but '{}' has {}; zipped lists must have "
-                                              "equal length", key, kv.second.size(), axis.keys[0].first, n));
-        axis.keys.emplace_back(key, kv.first);
-      }
-      for (size_t i = 0; i < n; ++i) {
-        std::vector<YAML::Node> row;
-        for (const auto& [key, knode] : axis.keys) row.push_back(group[key][i]);
-        axis.values.push_back(row);
-      }
-      axes.push_back(std::move(axis));
-    }
-  }
-  {
-    std::set<std::string> seen;
-    for (const auto& axis : axes)
-      for (const auto& [key, knode] : axis.keys)
-        if (!seen.insert(key).second)
-          fail(knode, source, fmt::format("'{}' is varied twice (in grid and zip, or in two zip groups)", key));
-  }
-
-  // The cartesian product, last axis fastest.
-  std::vector<Point> points(1);
-  for (const auto& axis : axes) {
-    std::vector<Point> next;
-    for (const auto& p : points)
-      for (const auto& row : axis.values) {
-        Point q = p;
-        for (size_t k = 0; k < axis.keys.size(); ++k)
-          q.settings.emplace_back(axis.keys[k].first, row[k], axis.keys[k].second);
-        next.push_back(std::move(q));
-      }
-    points = std::move(next);
-  }
-
-  // exclude: drop points that match every key of an entry.
-  auto parse_entries = [&](const char* section) {
-    std::vector<YAML::Node> entries;
-    YAML::Node list = doc[section];
-    if (!list || list.IsNull()) return entries;
-    if (!list.IsSequence()) fail(list, source, fmt::format("{}: expected a list of maps {{dotted.key: value}}", section));
-    for (const auto& e : list) {
-      if (!e.IsMap() || e.size() == 0) fail(e, source, fmt::format("{} entry: expected a map {{dotted.key: value}}", section));
-      entries.push_back(e);
-    }
-    return entries;
-  };
-  const auto excludes = parse_entries("exclude");
-  std::vector<size_t> exclude_hits(excludes.size(), 0);
-  {
-    std::vector<Point> kept;
-    for (const auto& p : points) {
-      bool drop = false;
-      for (size_t e = 0; e < excludes.size() && !drop; ++e) {
-        bool all = true;
-        for (const auto& kv : excludes[e]) {
-          const std::string key = kv.first.Scalar();
-          std::optional<std::string> actual;  // a key the point does not vary keeps its default
-          if (YAML::Node d = get_path(defaults, key)) actual = canonical_json(d);
-          for (const auto& [k, v, knode] : p.settings)
-            if (k == key) actual = canonical_json(v);
-          const bool matched = actual && *actual == canonical_json(kv.second);
-          all = all && matched;
-        }
-        if (all) {
-          drop = true;
-          ++exclude_hits[e];
-        }
-      }
-      if (!drop) kept.push_back(p);
-    }
-    points = std::move(kept);
-  }
-  for (size_t e = 0; e < excludes.size(); ++e)
-    if (exclude_hits[e] == 0)
-      fail(excludes[e], source, "exclude entry matches no grid point (a typo in a key or value?)");
-  for (const auto& inc : parse_entries("include")) {
-    Point p;
-    for (const auto& kv : inc) {
-      if (kv.second.IsSequence())
-        fail(kv.second, source, "include entry: expected one value per key (an include adds one point)");
-      p.settings.emplace_back(kv.first.Scalar(), kv.second, kv.first);
-    }
-    points.push_back(std::move(p));
-  }
-
-  // seeds
-  std::vector<uint64_t> seeds;
-  const bool seeds_given = doc["seeds"] && !doc["seeds"].IsNull();
-  if (seeds_given) {
-    YAML::Node s = doc["seeds"];
-    if (s.IsScalar()) s.reset(YAML::Load("[" + s.Scalar() + "]"));
-    if (!s.IsSequence() || s.size() == 0) fail(doc["seeds"], source, "seeds: expected a non-empty list of integers");
-    for (const auto& v : s) {
-      try {
-        seeds.push_back(v.as<uint64_t>());
-      } catch (const YAML::Exception&) {
-        fail(v, source, fmt::format("seeds: expected a non-negative integer, found {}", describe(v)));
-      }
-    }
-  } else {
-    seeds.push_back(kDefaultSeed);
-  }
-
-  // Stage templates.
-  YAML::Node stages_node = doc["stages"];
-  if (!stages_node || !stages_node.IsSequence() || stages_node.size() == 0)
-    fail(stages_node ? stages_node : doc, source,
-         "stages: expected a non-empty list, e.g. - {name: train, algorithm: dpo, ...}");
-  struct StageTemplate {
-    std::string name;
-    PluginKind kind;
-    std::string plugin;
-    YAML::Node options;
-    YAML::Node where;
-  };
-  std::vector<StageTemplate> templates;
-  static const std::regex name_re(R"([A-Za-z][A-Za-z0-9_-]*)");
-  for (const auto& st : stages_node) {
-    if (!st.IsMap()) fail(st, source, "stage: expected a map {name: ..., algorithm|benchmark|dataset: <plugin>, ...}");
-    StageTemplate t;
-    t.where.reset(st);
-    t.options = YAML::Node(YAML::NodeType::Map);
-    int kinds = 0;
-    for (const auto& kv : st) {
-      const std::string key = kv.first.Scalar();
-      if (key == "name") {
-        t.name = kv.second.as<std::string>("");
-        if (!std::regex_match(t.name, name_re))
-          fail(kv.second, source, fmt::format("stage name '{}': expected letters, digits, '_' or '-', starting "
-                                              "with a letter", t.name));
-      } else if (std::find(kStageKinds.begin(), kStageKinds.end(), key) != kStageKinds.end()) {
-        ++kinds;
-        if (!kv.second.IsScalar() || kv.second.Scalar().empty())
-          fail(kv.second, source, fmt::format("{}: expected a plugin name", key));
-        t.plugin = kv.second.Scalar();
-        t.kind = key == "algorithm" ? PluginKind::Algorithm
-                 : key == "benchmark" ? PluginKind::Benchmark : PluginKind::Dataset;
-      } else {
-        t.options[key] = kv.second;
-      }
-    }
-    if (kinds != 1)
-      fail(st, source, fmt::format("stage: expected exactly one of {} naming the plugin that runs it, found {}",
-                                   fmt::join(kStageKinds, ", "), kinds));
-    if (t.name.empty()) t.name = t.plugin;
-    for (const auto& prev : templates)
-      if (prev.name == t.name)
-        fail(st, source, fmt::format("stage name '{}' is used twice; give each stage a distinct name", t.name));
-    std::vector<std::pair<std::string, YAML::Node>> refs;
-    find_runtime_refs(t.options, refs);
-    for (const auto& [ref, node] : refs) {
-      if (ref.rfind("trial:", 0) == 0) {
-        const std::string k = ref.substr(6);
-        if (k != "dir" && k != "identity")
-          fail(node, source, fmt::format("'${{{}}}': expected ${{trial:dir}} or ${{trial:identity}}", ref));
-        continue;
-      }
-      const std::string body = ref.substr(9);
-      const size_t slash = body.find('/');
-      if (slash == std::string::npos || slash == 0 || slash + 1 == body.size())
-        fail(node, source, fmt::format("'${{{}}}': expected ${{artifact:<stage>/<name>}}", ref));
-      const std::string stage = body.substr(0, slash);
-      bool earlier = false;
-      for (const auto& prev : templates) earlier |= prev.name == stage;
-      if (!earlier)
-        fail(node, source, fmt::format("'${{{}}}': no earlier stage is named '{}' (a stage can only use artifacts "
-                                       "of the stages before it)", ref, stage));
-    }
-    templates.push_back(std::move(t));
-  }
-
-  // Trials.
-  std::set<std::string> identities;
-  for (const auto& point : points) {
-    for (uint64_t seed : seeds) {
-      Trial trial;
-      trial.seed = seed;
-      YAML::Node config = deep_copy(defaults);
-      std::vector<std::string> label;
-      for (const auto& [key, value, knode] : point.settings) {
-        set_path(config, key, value, knode, source);
-        label.push_back(key + "=" + value_text(value));
-      }
-      if (seeds_given) label.push_back("seed=" + std::to_string(seed));
-      trial.label = fmt::format("{}", fmt::join(label, " "));
-      // The configuration may refer to vars, the seed and to itself.
-      trial.config = Resolver(source, vars, config, seed).interpolate(config);
-      Resolver stage_resolver(source, vars, trial.config, seed);
-      YAML::Node stages_json(YAML::NodeType::Sequence);
-      for (const auto& t : templates) {
-        StageSpec s{t.name, t.kind, t.plugin, stage_resolver.interpolate(t.options), t.where};
-        YAML::Node sj(YAML::NodeType::Map);
-        sj["name"] = s.name;
-        sj["kind"] = kind_name(s.kind);
-        sj["plugin"] = s.plugin;
-        sj["options"] = s.options;
-        stages_json.push_back(sj);
-        trial.stages.push_back(std::move(s));
-      }
-      YAML::Node resolved(YAML::NodeType::Map);
-      resolved["config"] = trial.config;
-      resolved["seed"] = seed;
-      resolved["stages"] = stages_json;
-      trial.resolved_json = canonical_json(resolved);
-      trial.identity = sha256_hex(trial.resolved_json);
-      if (!identities.insert(trial.identity).second) {
-        ++exp.duplicates_dropped;
-        continue;
-      }
-      trial.ordinal = static_cast<int64_t>(exp.trials.size());
-      exp.trials.push_back(std::move(trial));
-    }
-  }
+  expand_trials(s, points, exp);
   return exp;
 }
 

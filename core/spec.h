@@ -2,22 +2,38 @@
 //
 //   name: ablation                      # required; the experiment's key in the results store
 //   description: ...
-//   vars: {data: /data/prefs.jsonl}     # ${data} anywhere below; `-o data=...` overrides
-//   defaults: {train: {beta: 0.1}}      # the base configuration of every trial
+//   vars: {data: /data/prefs.jsonl}     # values several stages share: ${data} anywhere below; -o data=...
+//   defaults: {noise: 0.0}              # the base configuration of every trial (read with ${noise})
 //   grid: {train.beta: [0.1, 0.3]}      # cartesian product over dotted keys (file order, last fastest)
 //   zip: [{train.lr: [5e-5, 5e-6], train.epochs: [3, 2]}]   # lists advanced together
 //   seeds: [1, 2]                       # every point runs once per seed (${seed})
 //   include: [{train.beta: 0.5}]        # extra points (not crossed with the grid; exclude does not apply)
-//   exclude: [{train.beta: 0.3, data.fraction: 0.25}]       # drop grid points matching all given keys
+//   exclude: [{train.beta: 0.3, noise: 0.25}]               # drop grid points matching all given keys
 //   stages:                             # run in order for every trial
-//     - {name: train, algorithm: dpo, beta: "${train.beta}"}
+//     - {name: train, algorithm: dpo, beta: 0.1, lr: 5e-5, epochs: 3, model: {plugin: llava, lora_r: 8}}
 //     - {name: eval, benchmark: pope, model: {plugin: llava, adapter: "${artifact:train/adapter}"}}
+//
+// Keys of grid, zip, include, exclude and -o (the rule, in this order):
+//   1. a key whose first part is a top-level key of `defaults:` sets that configuration path, even when a stage
+//      has the same name (defaults win: a file written before stage keys existed keeps its meaning and its
+//      trial identities). When a stage has that name too and no ${...} refers to the value, it is an error
+//      naming both positions (the writer meant the stage's option): rename the defaults key, or refer to it;
+//   2. else a key whose first part names a stage sets that stage's option: `train.lr` is the option `lr` of
+//      the stage named train, `train.model.lora_r` the nested option (maps are made as needed; a scalar on the
+//      way is an error). `train` alone, `train.name` and `train.algorithm` are errors;
+//   3. else the key sets a configuration path (read with ${key}); for -o this is an error listing the vars,
+//      stages and defaults keys (-o defaults.key=... adds one explicitly).
+// -o key=value, before that rule: a key that starts with a section sets that path in the document
+// (-o defaults.noise=0.5, -o grid.train.lr=[1e-4], -o seeds=[7]); a key the file's vars have (the whole dotted
+// key) sets the var. An -o on a key the grid or a zip group varies is an error (use -o grid.key=[...]).
+// A stage may not be named like a section. Trial labels show the keys as written ("train.lr=5e-5 seed=1").
 //
 // Interpolation: "${a.b}" looks a.b up in the overrides and vars, then in the trial's configuration; a value
 // that is exactly one reference keeps the referenced value's type (number, list, map). "${env:NAME}" reads the
 // environment. "${artifact:stage/name}" and "${trial:dir}" are resolved when the stage runs; they may only
-// name earlier stages. A trial's identity is the SHA-256 of its resolved configuration as canonical JSON.
-// Every error names file:line:column and what was expected.
+// name earlier stages. A stage's options are not variables: share a value between stages with a var.
+// A trial's identity is the SHA-256 of its resolved configuration and stages as canonical JSON.
+// Every error names file:line:column (or the -o it comes from) and what was expected.
 #pragma once
 
 #include <yaml-cpp/yaml.h>
@@ -59,8 +75,8 @@ struct Experiment {
   int64_t duplicates_dropped = 0;      // points whose identity repeated an earlier one
 };
 
-// Loads and expands a spec. `overrides` are "key=value" strings from `-o`: a key whose first part is a
-// top-level section (defaults, grid, seeds, ...) sets that path in the document, any other key sets a var.
+// Loads and expands a spec. `overrides` are "key=value" strings from `-o`: a section's path, a var, a stage's
+// option or a configuration value, by the rule above.
 Experiment load_experiment(const std::filesystem::path& file, const std::vector<std::string>& overrides = {});
 
 // The same from text (tests); `source` names it in errors.

@@ -105,6 +105,24 @@ CREATE TABLE judgments (
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kSchemaVersion);
 
+// Column `i` of the current row, typed, with the text SQLite prints for it (numbers too: 3.0, 0.125, 1.0e-05).
+QueryCell read_cell(sqlite3_stmt* st, int i) {
+  QueryCell cell;
+  switch (sqlite3_column_type(st, i)) {
+    case SQLITE_NULL: cell.type = QueryCell::Null; break;
+    case SQLITE_INTEGER: cell.type = QueryCell::Integer; break;
+    case SQLITE_FLOAT: cell.type = QueryCell::Real; break;
+    case SQLITE_BLOB: cell.type = QueryCell::Blob; break;
+    default: cell.type = QueryCell::Text;
+  }
+  if (cell.type == QueryCell::Blob) {
+    cell.text = fmt::format("<blob {} bytes>", sqlite3_column_bytes(st, i));
+  } else if (const auto* p = sqlite3_column_text(st, i)) {
+    cell.text.assign(reinterpret_cast<const char*>(p), sqlite3_column_bytes(st, i));
+  }
+  return cell;
+}
+
 // A prepared statement with positional binding. Errors name the database file and the SQL.
 class Stmt {
  public:
@@ -119,6 +137,7 @@ class Stmt {
   Stmt& bind(int i, const std::string& v) {
     return check(sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
   }
+  Stmt& bind(int i, const std::optional<std::string>& v) { return v ? bind(i, *v) : bind_null(i); }
   Stmt& bind_null(int i) { return check(sqlite3_bind_null(st_, i)); }
   // Returns true while there is a row.
   bool step() {
@@ -132,6 +151,7 @@ class Stmt {
     const auto* p = sqlite3_column_text(st_, i);
     return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(st_, i)) : std::string();
   }
+  QueryCell cell_col(int i) const { return read_cell(st_, i); }
   sqlite3_stmt* raw() const { return st_; }
 
  private:
@@ -186,6 +206,99 @@ TrialRow read_trial(Stmt& st) {
 constexpr const char* kTrialColumns =
     "id, experiment_id, identity, label, status, attempt, host, pid, artifact_dir, error";
 
+// Opens the database file (creating it and its folder in ReadWrite mode); throws IoError saying why not.
+sqlite3* open_database(const fs::path& path, Store::Mode mode) {
+  if (mode == Store::Mode::ReadOnly && !fs::exists(path))
+    throw IoError(fmt::format("results database '{}' does not exist (run an experiment first, or pass --results)",
+                              path.string()));
+  if (mode == Store::Mode::ReadWrite && path.has_parent_path()) {
+    std::error_code ec;
+    fs::create_directories(path.parent_path(), ec);
+    if (ec) throw IoError(fmt::format("cannot create folder '{}' for the results database: {}",
+                                      path.parent_path().string(), ec.message()));
+  }
+  sqlite3* db = nullptr;
+  const int flags =
+      mode == Store::Mode::ReadOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  if (sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
+    const std::string why = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    throw IoError(fmt::format("cannot open results database '{}' ({}): {}", path.string(),
+                              mode == Store::Mode::ReadOnly ? "read-only" : "read-write", why));
+  }
+  sqlite3_busy_timeout(db, 30000);
+  return db;
+}
+
+// The statements of one stage's commit (Store::commit_stage), each inside the caller's transaction.
+void insert_stage(sqlite3* db, const fs::path& file, int64_t trial_id, int attempt, const StageRecord& stage) {
+  Stmt st(db, file,
+          "INSERT OR REPLACE INTO stages (trial_id, attempt, name, ordinal, plugin, status, started_at, ended_at, "
+          "error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  st.bind(1, trial_id).bind(2, attempt).bind(3, stage.name).bind(4, stage.ordinal).bind(5, stage.plugin)
+      .bind(6, stage.status).bind(7, stage.started_at).bind(8, stage.ended_at);
+  if (stage.error.empty()) st.bind_null(9); else st.bind(9, stage.error);
+  st.step();
+}
+
+void insert_metrics(sqlite3* db, const fs::path& file, int64_t trial_id, int attempt, const StageRecord& stage,
+                    const std::string& now) {
+  Stmt st(db, file,
+          "INSERT INTO metrics (trial_id, attempt, stage, name, step, value, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
+  for (const auto& m : stage.metrics) {
+    sqlite3_reset(st.raw());
+    st.bind(1, trial_id).bind(2, attempt).bind(3, stage.name).bind(4, m.name);
+    if (m.step < 0) st.bind_null(5); else st.bind(5, m.step);
+    st.bind(6, m.value).bind(7, now);
+    st.step();
+  }
+}
+
+void insert_artifacts(sqlite3* db, const fs::path& file, int64_t trial_id, int attempt, const StageRecord& stage) {
+  Stmt st(db, file,
+          "INSERT OR REPLACE INTO artifacts (trial_id, attempt, stage, name, path, sha256, bytes) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?)");
+  for (const auto& a : stage.artifacts) {
+    sqlite3_reset(st.raw());
+    st.bind(1, trial_id).bind(2, attempt).bind(3, stage.name).bind(4, a.name).bind(5, a.path).bind(6, a.sha256)
+        .bind(7, a.bytes);
+    st.step();
+  }
+}
+
+// A trial attempt's end: its status, end time and error (NULL when empty).
+void update_trial_end(sqlite3* db, const fs::path& file, int64_t trial_id, int attempt, const std::string& status,
+                      const std::string& error, const std::string& now) {
+  Stmt st(db, file, "UPDATE trials SET status = ?, ended_at = ?, error = ? WHERE id = ? AND attempt = ?");
+  st.bind(1, status).bind(2, now);
+  if (error.empty()) st.bind_null(3); else st.bind(3, error);
+  st.bind(4, trial_id).bind(5, attempt).step();
+}
+
+// The metrics and artifacts of stage `name` in one attempt, in the order they were recorded / by name.
+std::vector<MetricRow> stage_metrics(sqlite3* db, const fs::path& file, int64_t trial_id, int attempt,
+                                     const std::string& name) {
+  std::vector<MetricRow> out;
+  Stmt st(db, file, "SELECT name, step, value FROM metrics WHERE trial_id = ? AND attempt = ? AND stage = ? ORDER BY rowid");
+  st.bind(1, trial_id).bind(2, attempt).bind(3, name);
+  while (st.step()) {
+    const bool final_value = sqlite3_column_type(st.raw(), 1) == SQLITE_NULL;
+    out.push_back({st.text_col(0), final_value ? -1 : st.int_col(1), sqlite3_column_double(st.raw(), 2)});
+  }
+  return out;
+}
+
+std::vector<ArtifactRow> stage_artifacts(sqlite3* db, const fs::path& file, int64_t trial_id, int attempt,
+                                         const std::string& name) {
+  std::vector<ArtifactRow> out;
+  Stmt st(db, file,
+          "SELECT name, path, sha256, bytes FROM artifacts WHERE trial_id = ? AND attempt = ? AND stage = ? "
+          "ORDER BY name");
+  st.bind(1, trial_id).bind(2, attempt).bind(3, name);
+  while (st.step()) out.push_back({st.text_col(0), st.text_col(1), st.text_col(2), st.int_col(3)});
+  return out;
+}
+
 }  // namespace
 
 std::string now_iso8601() {
@@ -199,25 +312,8 @@ std::string now_iso8601() {
   return fmt::format("{}.{:03d}Z", buf, static_cast<int>(ms));
 }
 
-Store::Store(const fs::path& path, Mode mode, int target_version) : path_(path), mode_(mode) {
-  if (mode == Mode::ReadOnly && !fs::exists(path))
-    throw IoError(fmt::format("results database '{}' does not exist (run an experiment first, or pass --results)",
-                              path.string()));
-  if (mode == Mode::ReadWrite && path.has_parent_path()) {
-    std::error_code ec;
-    fs::create_directories(path.parent_path(), ec);
-    if (ec) throw IoError(fmt::format("cannot create folder '{}' for the results database: {}",
-                                      path.parent_path().string(), ec.message()));
-  }
-  const int flags = mode == Mode::ReadOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  if (sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
-    const std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
-    sqlite3_close(db_);
-    db_ = nullptr;
-    throw IoError(fmt::format("cannot open results database '{}' ({}): {}", path.string(),
-                              mode == Mode::ReadOnly ? "read-only" : "read-write", why));
-  }
-  sqlite3_busy_timeout(db_, 30000);
+Store::Store(const fs::path& path, Mode mode, int target_version)
+    : path_(path), mode_(mode), db_(open_database(path, mode)) {
   try {
     exec("PRAGMA foreign_keys = ON");
     if (mode == Mode::ReadWrite) {
@@ -342,43 +438,10 @@ void Store::commit_stage(int64_t trial_id, int attempt, const StageRecord& stage
                          const std::optional<std::string>& trial_status, const std::string& error) {
   Transaction tx(*this);
   const std::string now = now_iso8601();
-  {
-    Stmt st(db_, path_,
-            "INSERT OR REPLACE INTO stages (trial_id, attempt, name, ordinal, plugin, status, started_at, ended_at, "
-            "error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    st.bind(1, trial_id).bind(2, attempt).bind(3, stage.name).bind(4, stage.ordinal).bind(5, stage.plugin)
-        .bind(6, stage.status).bind(7, stage.started_at).bind(8, stage.ended_at);
-    if (stage.error.empty()) st.bind_null(9); else st.bind(9, stage.error);
-    st.step();
-  }
-  {
-    Stmt st(db_, path_,
-            "INSERT INTO metrics (trial_id, attempt, stage, name, step, value, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
-    for (const auto& m : stage.metrics) {
-      sqlite3_reset(st.raw());
-      st.bind(1, trial_id).bind(2, attempt).bind(3, stage.name).bind(4, m.name);
-      if (m.step < 0) st.bind_null(5); else st.bind(5, m.step);
-      st.bind(6, m.value).bind(7, now);
-      st.step();
-    }
-  }
-  {
-    Stmt st(db_, path_,
-            "INSERT OR REPLACE INTO artifacts (trial_id, attempt, stage, name, path, sha256, bytes) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)");
-    for (const auto& a : stage.artifacts) {
-      sqlite3_reset(st.raw());
-      st.bind(1, trial_id).bind(2, attempt).bind(3, stage.name).bind(4, a.name).bind(5, a.path).bind(6, a.sha256)
-          .bind(7, a.bytes);
-      st.step();
-    }
-  }
-  if (trial_status) {
-    Stmt st(db_, path_, "UPDATE trials SET status = ?, ended_at = ?, error = ? WHERE id = ? AND attempt = ?");
-    st.bind(1, *trial_status).bind(2, now);
-    if (error.empty()) st.bind_null(3); else st.bind(3, error);
-    st.bind(4, trial_id).bind(5, attempt).step();
-  }
+  insert_stage(db_, path_, trial_id, attempt, stage);
+  insert_metrics(db_, path_, trial_id, attempt, stage, now);
+  insert_artifacts(db_, path_, trial_id, attempt, stage);
+  if (trial_status) update_trial_end(db_, path_, trial_id, attempt, *trial_status, error, now);
   tx.commit();
 }
 
@@ -400,30 +463,13 @@ std::optional<StageRecord> Store::previous_stage(int64_t trial_id, int before_at
   rec.name = name;
   rec.plugin = plugin;
   rec.status = "finished";
-  {
-    Stmt st(db_, path_,
-            "SELECT name, step, value FROM metrics WHERE trial_id = ? AND attempt = ? AND stage = ? ORDER BY rowid");
-    st.bind(1, trial_id).bind(2, attempt).bind(3, name);
-    while (st.step()) {
-      const bool final_value = sqlite3_column_type(st.raw(), 1) == SQLITE_NULL;
-      rec.metrics.push_back({st.text_col(0), final_value ? -1 : st.int_col(1), sqlite3_column_double(st.raw(), 2)});
-    }
-  }
-  {
-    Stmt st(db_, path_,
-            "SELECT name, path, sha256, bytes FROM artifacts WHERE trial_id = ? AND attempt = ? AND stage = ? "
-            "ORDER BY name");
-    st.bind(1, trial_id).bind(2, attempt).bind(3, name);
-    while (st.step()) rec.artifacts.push_back({st.text_col(0), st.text_col(1), st.text_col(2), st.int_col(3)});
-  }
+  rec.metrics = stage_metrics(db_, path_, trial_id, attempt, name);
+  rec.artifacts = stage_artifacts(db_, path_, trial_id, attempt, name);
   return rec;
 }
 
 void Store::end_trial(int64_t trial_id, int attempt, const std::string& status, const std::string& error) {
-  Stmt st(db_, path_, "UPDATE trials SET status = ?, ended_at = ?, error = ? WHERE id = ? AND attempt = ?");
-  st.bind(1, status).bind(2, now_iso8601());
-  if (error.empty()) st.bind_null(3); else st.bind(3, error);
-  st.bind(4, trial_id).bind(5, attempt).step();
+  update_trial_end(db_, path_, trial_id, attempt, status, error, now_iso8601());
 }
 
 std::optional<std::string> Store::cached_judgment(const std::string& judge, const std::string& prompt) const {
@@ -437,6 +483,42 @@ void Store::store_judgment(const std::string& judge, const std::string& prompt, 
   Stmt st(db_, path_,
           "INSERT OR REPLACE INTO judgments (judge, prompt_sha256, prompt, reply, created_at) VALUES (?, ?, ?, ?, ?)");
   st.bind(1, judge).bind(2, sha256_hex(prompt)).bind(3, prompt).bind(4, reply).bind(5, now_iso8601()).step();
+}
+
+std::vector<std::string> Store::experiment_names() const {
+  std::vector<std::string> out;
+  Stmt st(db_, path_, "SELECT name FROM experiments ORDER BY name");
+  while (st.step()) out.push_back(st.text_col(0));
+  return out;
+}
+
+bool Store::has_experiment(const std::string& name) const {
+  Stmt st(db_, path_, "SELECT 1 FROM experiments WHERE name = ?");
+  st.bind(1, name);
+  return st.step();
+}
+
+std::vector<TrialSummary> Store::trials(const std::optional<std::string>& experiment) const {
+  std::vector<TrialSummary> out;
+  Stmt st(db_, path_,
+          "SELECT e.name, t.id, t.ordinal, t.identity, t.label, t.status, t.attempt FROM trials t "
+          "JOIN experiments e ON e.id = t.experiment_id WHERE ?1 IS NULL OR e.name = ?1 "
+          "ORDER BY e.name, t.ordinal, t.id");
+  st.bind(1, experiment);
+  while (st.step())
+    out.push_back({st.text_col(0), st.int_col(1), st.int_col(2), st.text_col(3), st.text_col(4), st.text_col(5),
+                   static_cast<int>(st.int_col(6))});
+  return out;
+}
+
+std::vector<FinalMetric> Store::final_metrics(const std::optional<std::string>& experiment) const {
+  std::vector<FinalMetric> out;
+  Stmt st(db_, path_,
+          "SELECT f.trial_id, f.stage, f.name, f.value FROM final_metrics f "
+          "JOIN experiments e ON e.id = f.experiment_id WHERE ?1 IS NULL OR e.name = ?1 ORDER BY f.stage, f.name");
+  st.bind(1, experiment);
+  while (st.step()) out.push_back({st.int_col(0), st.text_col(1), st.text_col(2), st.cell_col(3)});
+  return out;
 }
 
 QueryResult Store::query(const std::string& sql) const {
@@ -455,21 +537,8 @@ QueryResult Store::query(const std::string& sql) const {
     for (int i = 0; i < n; ++i) r.columns.emplace_back(sqlite3_column_name(raw, i));
     int rc;
     while ((rc = sqlite3_step(raw)) == SQLITE_ROW) {
-      std::vector<QueryCell> row(n);
-      for (int i = 0; i < n; ++i) {
-        switch (sqlite3_column_type(raw, i)) {
-          case SQLITE_NULL: row[i].type = QueryCell::Null; break;
-          case SQLITE_INTEGER: row[i].type = QueryCell::Integer; break;
-          case SQLITE_FLOAT: row[i].type = QueryCell::Real; break;
-          case SQLITE_BLOB: row[i].type = QueryCell::Blob; break;
-          default: row[i].type = QueryCell::Text;
-        }
-        if (row[i].type == QueryCell::Blob) {  // SQLite's own text for numbers: 3.0, 0.125, 1.0e-05
-          row[i].text = fmt::format("<blob {} bytes>", sqlite3_column_bytes(raw, i));
-        } else if (const auto* p = sqlite3_column_text(raw, i)) {
-          row[i].text.assign(reinterpret_cast<const char*>(p), sqlite3_column_bytes(raw, i));
-        }
-      }
+      std::vector<QueryCell> row;
+      for (int i = 0; i < n; ++i) row.push_back(read_cell(raw, i));
       r.rows.push_back(std::move(row));
     }
     const std::string why = rc == SQLITE_DONE ? "" : sqlite3_errmsg(db_);

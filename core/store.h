@@ -42,6 +42,25 @@ struct TrialRow {
   std::string error;
 };
 
+// A trial as `runner results` and `runner plan` list it.
+struct TrialSummary {
+  std::string experiment;  // the experiment's name
+  int64_t id = 0;
+  int64_t ordinal = 0;
+  std::string identity;
+  std::string label;
+  std::string status;
+  int attempt = 0;
+};
+
+// The value a metric ended with in a trial's latest attempt (a row of the final_metrics view).
+struct FinalMetric {
+  int64_t trial_id = 0;
+  std::string stage;
+  std::string name;
+  QueryCell value;  // as SQLite prints it (a REAL: "0.125", "4.0"), or NULL (a NaN is stored as NULL)
+};
+
 struct MetricRow {
   std::string name;
   int64_t step = -1;  // < 0: a final value (stored as NULL)
@@ -107,6 +126,15 @@ class Store {
   // Judge cache (schema v2).
   std::optional<std::string> cached_judgment(const std::string& judge, const std::string& prompt) const;
   void store_judgment(const std::string& judge, const std::string& prompt, const std::string& reply);
+
+  // Reading for the command line. `experiment` names one experiment; nullopt means all of them. Every value is
+  // a bound parameter, so any name (quotes and all) is safe.
+  std::vector<std::string> experiment_names() const;  // sorted
+  bool has_experiment(const std::string& name) const;
+  // Trials ordered by experiment name, ordinal, id.
+  std::vector<TrialSummary> trials(const std::optional<std::string>& experiment) const;
+  // Final metric values (the final_metrics view) ordered by stage, then name.
+  std::vector<FinalMetric> final_metrics(const std::optional<std::string>& experiment) const;
 
   // Any SQL; in ReadOnly mode the connection refuses writes.
   QueryResult query(const std::string& sql) const;

@@ -12,7 +12,7 @@ b=build-gpu
 if [[ "${1:-}" != "--bench" ]]; then
   for fx in tiny-llava tiny-llava-gqa-llama3; do
     echo "== training parity on CUDA, fixture $fx"
-    LLAVA_REFERENCE_DIR=tests/data/$fx MMR_TEST_DEVICE=cuda $b/tests/test_training_parity > "$out/train_parity_$fx.log" 2>&1
+    LLAVA_REFERENCE_DIR=tests/data/$fx MMR_TEST_DEVICE=cuda $b/tests/test_dpo_parity > "$out/train_parity_$fx.log" 2>&1
     grep -E "^\[  (PASSED|FAILED) |Failure|Expected|actual|Which" "$out/train_parity_$fx.log" | head -20
   done
   echo "== DPO and SFT learning in bf16 on CUDA"

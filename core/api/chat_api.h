@@ -13,6 +13,12 @@
 
 namespace mmr {
 
+// The label and id conventions of an encoded sample (LanguageModel::encode), LLaVA's constants: labels are
+// kIgnoreIndex (IGNORE_INDEX) where no loss is taken, and input ids hold one kImagePlaceholderId
+// (IMAGE_TOKEN_INDEX) per image, which the model expands into patch features.
+constexpr int64_t kIgnoreIndex = -100;
+constexpr int64_t kImagePlaceholderId = -200;
+
 // One conversation: alternating human/gpt turns (LLaVA's "from" values), and the image files its <image>
 // placeholders refer to, in order.
 struct ChatTurn {

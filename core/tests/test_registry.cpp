@@ -138,6 +138,29 @@ TEST(Registry, OptionsAreCheckedAgainstTheSchema) {
   EXPECT_EQ(message("steps: 2\nstart: 1e-3"), "");
 }
 
+TEST(Registry, CreateFromCheckedOptionsDoesNotCheckThemAgain) {
+  Registry r;
+  r.scan(kGood);
+  const PluginInfo& info = r.find(PluginKind::Algorithm, "counter");
+  const Options checked(check_options(info.options, yaml("steps: 3"), "exp.yaml", "stage 't'"), "exp.yaml");
+  EXPECT_EQ(checked.get<double>("decay"), 0.5);  // the one check filled the defaults in
+  EXPECT_NE(r.create(info, checked), nullptr);
+  // The plugin gets exactly what it is handed: a key the schema does not know is not rejected a second time...
+  YAML::Node extra = YAML::Clone(checked.node());
+  extra["not_in_schema"] = 1;
+  EXPECT_NE(r.create(info, Options(extra, "exp.yaml")), nullptr);
+  // ...and errors from inside the plugin still name it.
+  YAML::Node bad = YAML::Clone(checked.node());
+  bad["decay"] = -1;
+  try {
+    r.create(info, Options(bad, "exp.yaml"));
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("decay must be positive [algorithm plugin 'counter'"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Registry, MissingRequiredOptionIsNamed) {
   const OptionSchema schema = {{"path", "path", "", "the checkpoint folder", /*required=*/true}};
   try {

@@ -204,12 +204,14 @@ TEST(Interpolation, DoubleDollarEscapes) {
 }
 
 TEST(Overrides, SetVarsAndPathsAndGrid) {
-  const std::string text = std::string(R"(
+  const std::string text = R"(
 name: o
 vars: {data: /a}
 defaults: {train: {lr: 1}, p: "${data}"}
 grid: {train.beta: [0.1, 0.2]}
-)") + kStages;
+stages:
+  - {name: train, algorithm: counter, beta: "${train.beta}"}
+)";
   const auto e = parse(text, {"data=/b", "defaults.train.lr=5", "grid.train.beta=[0.7]", "seeds=[3]"});
   ASSERT_EQ(e.trials.size(), 1u);
   EXPECT_EQ(e.trials[0].config["p"].Scalar(), "/b");
@@ -219,9 +221,145 @@ grid: {train.beta: [0.1, 0.2]}
 
 TEST(Overrides, UnknownVarAndMissingEqualsAreErrors) {
   const std::string text = std::string("name: o\nvars: {data: /a}\n") + kStages;
-  EXPECT_NE(error_of(text, {"dta=/b"}).find("-o 'dta=/b': exp.yaml has no var 'dta' (vars: data)"), std::string::npos)
-      << error_of(text, {"dta=/b"});
+  const std::string msg = error_of(text, {"dta=/b"});
+  EXPECT_NE(msg.find("-o 'dta=/b': exp.yaml has no var, stage or defaults key 'dta' (vars: data; stages: train; "
+                     "defaults: (none))"), std::string::npos) << msg;
   EXPECT_NE(error_of(text, {"data"}).find("expected key=value"), std::string::npos);
+}
+
+// ---- A stage's option addressed directly: <stage>.<option> in grid, zip, include, exclude and -o -----------
+
+const char* kTrainEval = R"(
+stages:
+  - name: train
+    algorithm: counter
+    lr: 1.0e-3
+    steps: 3
+    model: {plugin: llava, path: /m, lora_r: 8}
+  - {name: eval, benchmark: line_bench, file: "${artifact:train/curve}"}
+)";
+
+TEST(StageOptions, GridOverAStageOptionSetsItWithoutADefaultsCopy) {
+  const auto e = parse(std::string("name: s\ngrid: {train.lr: [5.0e-5, 5.0e-6]}\n") + kTrainEval);
+  EXPECT_EQ(labels(e), (std::vector<std::string>{"train.lr=5.0e-5", "train.lr=5.0e-6"}));
+  const YAML::Node opts = e.trials[1].stages[0].options;
+  EXPECT_EQ(opts["lr"].Scalar(), "5.0e-6");
+  EXPECT_EQ(opts["steps"].Scalar(), "3");                   // the stage's other options are untouched
+  EXPECT_EQ(canonical_json(e.trials[1].config), "{}");      // nothing went into the configuration
+  EXPECT_EQ(e.trials[1].stages[1].options["file"].Scalar(), "${artifact:train/curve}");
+  EXPECT_NE(e.trials[0].resolved_json.find(R"("lr":5e-05)"), std::string::npos) << e.trials[0].resolved_json;
+  // The identity is that of the resolved configuration: the same as writing the value into the stage.
+  std::string literal = std::string("name: s\n") + kTrainEval;
+  literal.replace(literal.find("lr: 1.0e-3"), 10, "lr: 5e-5");
+  EXPECT_EQ(e.trials[0].identity, parse(literal).trials[0].identity);
+  EXPECT_NE(e.trials[0].identity, e.trials[1].identity);
+}
+
+TEST(StageOptions, OverrideSetsAStageOptionAndANestedPath) {
+  const auto e = parse(std::string("name: s\n") + kTrainEval,
+                       {"train.lr=5e-5", "train.model.lora_r=128", "train.model.dtype=bfloat16", "eval.limit=4"});
+  ASSERT_EQ(e.trials.size(), 1u);
+  EXPECT_EQ(e.trials[0].label, "");  // -o is the base of every trial, not a varied key
+  const YAML::Node train = e.trials[0].stages[0].options;
+  EXPECT_EQ(train["lr"].Scalar(), "5e-5");
+  EXPECT_EQ(canonical_json(train["model"]), R"({"dtype":"bfloat16","lora_r":128,"path":"/m","plugin":"llava"})");
+  EXPECT_EQ(e.trials[0].stages[1].options["limit"].Scalar(), "4");
+  // The file's own nodes are not changed: a second parse without -o sees the values as written.
+  EXPECT_EQ(parse(std::string("name: s\n") + kTrainEval).trials[0].stages[0].options["model"]["lora_r"].Scalar(), "8");
+}
+
+TEST(StageOptions, ZipIncludeAndExcludeAddressStageOptionsToo) {
+  const auto e = parse(std::string(R"(name: s
+grid: {train.model.lora_r: [8, 64]}
+zip:
+  - {train.lr: [1.0e-4, 5.0e-5], train.epochs: [1, 3]}
+exclude:
+  - {train.model.lora_r: 64, train.epochs: 1}
+  - {train.model.path: /m, train.lr: 5.0e-5, train.model.lora_r: 8}   # path is not varied: compared as written
+include:
+  - {train.lr: 1, train.model.lora_r: 4}
+)") + kTrainEval);
+  EXPECT_EQ(labels(e), (std::vector<std::string>{"train.model.lora_r=8 train.lr=1.0e-4 train.epochs=1",
+                                                  "train.model.lora_r=64 train.lr=5.0e-5 train.epochs=3",
+                                                  "train.lr=1 train.model.lora_r=4"}));
+  EXPECT_EQ(canonical_json(e.trials[1].stages[0].options["model"]), R"({"lora_r":64,"path":"/m","plugin":"llava"})");
+  EXPECT_EQ(e.trials[1].stages[0].options["epochs"].Scalar(), "3");
+}
+
+TEST(StageOptions, ANestedPathCreatesMapsButNotBelowAScalar) {
+  const auto e = parse(std::string("name: s\ngrid: {train.optimizer.betas: [[0.9, 0.99]]}\n") + kTrainEval);
+  EXPECT_EQ(canonical_json(e.trials[0].stages[0].options["optimizer"]), R"({"betas":[0.9,0.99]})");
+  const std::string msg = error_of(std::string("name: s\ngrid: {train.steps.x: [1]}\n") + kTrainEval);
+  EXPECT_NE(msg.find("exp.yaml:2:8: 'train.steps.x': 'train.steps' is '3' in the options of stage 'train', not a map"),
+            std::string::npos) << msg;
+}
+
+TEST(StageOptions, AStageAloneOrItsPluginIsNotAnOption) {
+  std::string msg = error_of(std::string("name: s\n") + kTrainEval, {"train=3"});
+  EXPECT_NE(msg.find("-o 'train=3': 'train' is a stage: name one of its options as train.<option> (written in the "
+                     "file: lr, steps, model)"), std::string::npos) << msg;
+  msg = error_of(std::string("name: s\ngrid: {train.algorithm: [dpo]}\n") + kTrainEval);
+  EXPECT_NE(msg.find("exp.yaml:2:8: 'train.algorithm': a stage's algorithm is not an option"), std::string::npos) << msg;
+}
+
+TEST(StageOptions, OverridingAKeyTheGridVariesIsAnError) {
+  const std::string msg = error_of(std::string("name: s\ngrid:\n  train.lr: [1, 2]\n") + kTrainEval, {"train.lr=3"});
+  EXPECT_NE(msg.find("-o 'train.lr=3': 'train.lr' is varied at exp.yaml:3:3, which sets it in every trial; to run one "
+                     "value use -o grid.train.lr=[...]"), std::string::npos) << msg;
+  // The grid's own override is the road for that.
+  EXPECT_EQ(labels(parse(std::string("name: s\ngrid:\n  train.lr: [1, 2]\n") + kTrainEval, {"grid.train.lr=[3]"})),
+            (std::vector<std::string>{"train.lr=3"}));
+}
+
+TEST(StageOptions, UnknownStageOrVarNamesWhatExists) {
+  const std::string text = std::string("name: s\nvars: {world: 60}\ndefaults: {data: {fraction: 1}}\n") + kTrainEval;
+  const std::string msg = error_of(text, {"dpo.lr=5.0e-5"});
+  EXPECT_NE(msg.find("-o 'dpo.lr=5.0e-5': exp.yaml has no var, stage or defaults key 'dpo' (vars: world; stages: "
+                     "train, eval; defaults: data); -o <stage>.<option>=... sets a stage's option"),
+            std::string::npos) << msg;
+}
+
+TEST(StageOptions, AStageCannotBeNamedLikeASection) {
+  const std::string msg = error_of("name: s\nstages:\n  - {name: grid, algorithm: counter}\n");
+  EXPECT_NE(msg.find("exp.yaml:3:5: stage name 'grid' is a section's name"), std::string::npos) << msg;
+}
+
+// A key whose first part is both a top-level key of defaults: and a stage name: defaults win.
+const char* kAmbiguous = R"(name: a
+defaults: {data: {fraction: 1.0}}
+stages:
+  - name: data
+    dataset: synthetic
+    rows: preference
+    transforms: [{fraction: "${data.fraction}"}]
+)";
+
+TEST(StageOptions, WhenAKeyNamesADefaultsKeyAndAStageDefaultsWin) {
+  const auto e = parse(std::string(kAmbiguous) + "grid: {data.fraction: [0.5, 1.0]}\n");
+  EXPECT_EQ(labels(e), (std::vector<std::string>{"data.fraction=0.5", "data.fraction=1.0"}));
+  EXPECT_EQ(e.trials[0].config["data"]["fraction"].Scalar(), "0.5");
+  const YAML::Node opts = e.trials[0].stages[0].options;
+  EXPECT_FALSE(opts["fraction"]);  // not the stage's option
+  EXPECT_EQ(canonical_json(opts["transforms"]), R"([{"fraction":0.5}])");
+  EXPECT_EQ(canonical_json(parse(kAmbiguous, {"data.fraction=0.25"}).trials[0].stages[0].options["transforms"]),
+            R"([{"fraction":0.25}])");
+}
+
+TEST(StageOptions, AnAmbiguousKeyNothingReadsIsAnErrorNamingBoth) {
+  const std::string expected =
+      "'data.rows': 'data' is both a key of defaults: (exp.yaml:2:12) and a stage (exp.yaml:4:5); defaults win, so "
+      "this sets the configuration value data.rows, but no ${...} refers to it. To set the stage's option directly, "
+      "rename the defaults key 'data'";
+  std::string msg = error_of(kAmbiguous, {"data.rows=sft"});
+  EXPECT_EQ(msg.rfind("-o 'data.rows=sft': " + expected, 0), 0u) << msg;
+  msg = error_of(std::string(kAmbiguous) + "grid:\n  data.rows: [sft]\n");
+  EXPECT_EQ(msg.rfind("exp.yaml:9:3: " + expected, 0), 0u) << msg;
+}
+
+TEST(StageOptions, AVarWinsForOverridesWhenTheFileHasThatVar) {
+  const auto e = parse(std::string("name: s\nvars: {train: {lr: 1}}\n") + kTrainEval, {"train.lr=2", "train.steps=9"});
+  EXPECT_EQ(e.trials[0].stages[0].options["lr"].Scalar(), "1.0e-3");     // train.lr is the var
+  EXPECT_EQ(e.trials[0].stages[0].options["steps"].Scalar(), "9");       // train.steps is no var: the stage's
 }
 
 TEST(SpecErrors, YamlSyntaxErrorHasLineAndColumn) {

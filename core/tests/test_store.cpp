@@ -1,10 +1,12 @@
 // The results store: schema and migrations, trial claiming and resume semantics, atomic stage commits, the
-// final_metrics view, the judge cache, read-only access; plus SHA-256 against FIPS 180-2 test vectors.
+// final_metrics view, the judge cache, read-only access, the readers the command line uses (names bound, never
+// spliced into SQL); plus SHA-256 against FIPS 180-2 test vectors.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -212,4 +214,67 @@ TEST(Store, QueryReturnsTypedCellsOfTheLastStatement) {
   } catch (const DataError& e) {
     EXPECT_NE(std::string(e.what()).find("syntax error"), std::string::npos) << e.what();
   }
+}
+
+TEST(Store, ReadersForTheCommandLineFilterByExperimentWithBoundNames) {
+  const auto dir = temp_dir();
+  const std::string quoted = "it's \"quoted\"";
+  {
+    Store s(dir / "r.db");
+    const int64_t q = s.upsert_experiment(quoted, "", "");
+    const int64_t o = s.upsert_experiment("other", "", "");
+    Trial second = make_trial("q2"), first = make_trial("q1");
+    second.ordinal = 1;
+    first.ordinal = 0;
+    const int64_t q2 = s.ensure_trial(q, second).id;  // inserted first, listed second
+    const int64_t q1 = s.ensure_trial(q, first).id;
+    const int64_t o1 = s.ensure_trial(o, make_trial("o1")).id;
+    StageRecord rec;
+    rec.name = "eval";
+    rec.plugin = "p";
+    rec.status = "finished";
+    rec.metrics = {{"acc", 0, 0.5}, {"acc", 1, 0.75}, {"nan", -1, std::nan("")}};
+    s.commit_stage(q1, *s.begin_attempt(q1, "h", 1, "", ""), rec, std::string("finished"));
+    rec.name = "train";
+    rec.metrics = {{"loss", -1, 0.125}};
+    s.commit_stage(q2, *s.begin_attempt(q2, "h", 1, "", ""), rec, std::string("finished"));
+    s.commit_stage(o1, *s.begin_attempt(o1, "h", 1, "", ""), rec, std::string("failed"), "boom");
+  }
+  const Store s(dir / "r.db", Store::Mode::ReadOnly);
+  EXPECT_EQ(s.experiment_names(), (std::vector<std::string>{quoted, "other"}));
+  EXPECT_TRUE(s.has_experiment(quoted));
+  EXPECT_TRUE(s.has_experiment("other"));
+  EXPECT_FALSE(s.has_experiment("x' OR '1'='1"));
+  EXPECT_FALSE(s.has_experiment("it's"));
+
+  const std::vector<TrialSummary> trials = s.trials(quoted);
+  ASSERT_EQ(trials.size(), 2u);
+  EXPECT_EQ(trials[0].experiment, quoted);
+  EXPECT_EQ(trials[0].identity, "q1");
+  EXPECT_EQ(trials[0].ordinal, 0);
+  EXPECT_EQ(trials[0].label, "x=q1");
+  EXPECT_EQ(trials[0].status, "finished");
+  EXPECT_EQ(trials[0].attempt, 1);
+  EXPECT_EQ(trials[1].identity, "q2");
+  EXPECT_EQ(trials[1].ordinal, 1);
+  const std::vector<TrialSummary> all = s.trials(std::nullopt);
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[2].experiment, "other");
+  EXPECT_EQ(all[2].status, "failed");
+  EXPECT_TRUE(s.trials("x' OR '1'='1").empty());
+
+  // Ordered by stage, then name; values as SQLite prints them, a NaN as NULL.
+  const std::vector<FinalMetric> metrics = s.final_metrics(quoted);
+  ASSERT_EQ(metrics.size(), 3u);
+  EXPECT_EQ(metrics[0].stage + "/" + metrics[0].name, "eval/acc");
+  EXPECT_EQ(metrics[0].trial_id, trials[0].id);
+  EXPECT_EQ(metrics[0].value.type, QueryCell::Real);
+  EXPECT_EQ(metrics[0].value.text, "0.75");
+  EXPECT_EQ(metrics[1].stage + "/" + metrics[1].name, "eval/nan");
+  EXPECT_EQ(metrics[1].value.type, QueryCell::Null);
+  EXPECT_EQ(metrics[2].stage + "/" + metrics[2].name, "train/loss");
+  EXPECT_EQ(metrics[2].trial_id, trials[1].id);
+  EXPECT_EQ(metrics[2].value.text, "0.125");
+  EXPECT_EQ(s.final_metrics(std::nullopt).size(), 4u);
+  EXPECT_TRUE(s.final_metrics("other' --").empty());
 }

@@ -275,7 +275,7 @@ TEST_F(Algorithms, RejectionSamplingKeepsTheBestAndSteerLmAndSampleRun) {
                            ", max_steps: 2, batch_size: 4, grad_accum: 1}\n"
                            "  - {name: sample, algorithm: sample, data: {plugin: scored_candidates, file: " + data +
                            "}, model: {plugin: llava, path: " + (kFixture / "model").string() +
-                           ", adapter: \"${artifact:steer/adapter}\", steer_attributes: \"Helpfulness:4,Correctness:4,"
+                           ", adapter: \"${artifact:steer/adapter}\", prompt_template: \"{prompt}\\nHelpfulness:4,Correctness:4,"
                            "Coherence:4,Complexity:4,Verbosity:4\"}, num_candidates: 2, max_new_tokens: 6, batch_size: 3}\n";
   const auto r = runner("r.db", {write("mix.yaml", spec)});
   ASSERT_EQ(r.status, 0) << r.err;
@@ -290,6 +290,10 @@ TEST_F(Algorithms, RejectionSamplingKeepsTheBestAndSteerLmAndSampleRun) {
     };
     if (e.path().filename() == "selected.jsonl") read(selected);
     if (e.path().filename() == "candidates.jsonl") read(candidates);
+    if (e.path().filename() == "steer.json") {  // the conditioning steerlm hands to evaluation
+      std::ifstream f(e.path());
+      EXPECT_EQ(json::parse(f)["prompt_template"], "{prompt}\nHelpfulness:4,Correctness:4,Coherence:4,Complexity:4,Verbosity:4");
+    }
   }
   ASSERT_EQ(selected.size(), 4u);
   for (size_t i = 0; i < 4; ++i)
@@ -307,5 +311,5 @@ TEST_F(Algorithms, BadOptionsAreClearErrors) {
                                                       "    data: " + (dir_ / "pairs.jsonl").string() + "\n"
                                                       "    model: {plugin: llava, path: " + (kFixture / "model").string() + "}\n")});
   EXPECT_NE(r2.status, 0);
-  EXPECT_NE(r2.err.find("nothing to train"), std::string::npos) << r2.err;
+  EXPECT_NE(r2.err.find("reports no trainable parameters"), std::string::npos) << r2.err;
 }

@@ -266,6 +266,24 @@ TEST_F(Cli, ResultsInTableCsvAndJson) {
   EXPECT_NE(unknown.err.find("experiments: e2e"), std::string::npos);
 }
 
+TEST_F(Cli, ResultsAndPlanTakeAnyExperimentNameQuotesIncluded) {
+  const std::string spec =
+      write("exp.yaml", "name: \"it's\"\nstages:\n  - {name: t, algorithm: counter, steps: 2}\n");
+  ASSERT_EQ(runner({spec}).status, 0);
+  const ProcessResult csv = runner({"results", "--experiment", "it's", "--format", "csv"});
+  ASSERT_EQ(csv.status, 0) << csv.err;
+  EXPECT_EQ(csv.out.substr(0, csv.out.find('\n')), "experiment,#,trial,label,status,attempt,t/final_loss,t/loss,t/seed");
+  EXPECT_NE(csv.out.find("\nit's,0,"), std::string::npos) << csv.out;
+  EXPECT_NE(csv.out.find(",-,finished,1,0.5,0.5,42.0\n"), std::string::npos) << csv.out;
+  const ProcessResult plan = runner({"plan", spec});
+  ASSERT_EQ(plan.status, 0) << plan.err;
+  EXPECT_NE(plan.out.find("0 to run, 1 finished"), std::string::npos) << plan.out;
+  const ProcessResult injected = runner({"results", "--experiment", "x' OR '1'='1"});
+  EXPECT_EQ(injected.status, 2);
+  EXPECT_NE(injected.err.find("no experiment 'x' OR '1'='1'"), std::string::npos) << injected.err;
+  EXPECT_NE(injected.err.find("experiments: it's"), std::string::npos) << injected.err;
+}
+
 TEST_F(Cli, QueryIsReadOnly) {
   ASSERT_EQ(runner({write("exp.yaml", grid_spec((dir_ / "m").string()))}).status, 0);
   const ProcessResult q = runner({"query", "SELECT count(*) AS n FROM trials", "--format", "csv"});

@@ -15,7 +15,7 @@
 #include "core/api/dataset_api.h"
 #include "core/registry.h"
 #include "core/store.h"
-#include "../core/process.h"
+#include "process.h"
 
 namespace fs = std::filesystem;
 using namespace mmr;

@@ -10,23 +10,16 @@
 #include <iostream>
 #include <sstream>
 
+#include "bench_common.h"
 #include "plugins/models/llava/llava.h"
 
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
+using bench::seconds_since;
+using bench::sync;
 
-namespace {
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-void sync(const torch::Device& d) {
-  if (d.is_cuda()) torch::cuda::synchronize();
-}
-}  // namespace
 
 int main(int argc, char** argv) {
-  mmr::llava::LlavaOptions o;
-  o.random_init = true;
-  o.shape = "llava-1.5-13b";
-  o.dtype = "bfloat16";
-  o.device = "cuda";
+  mmr::llava::LlavaOptions o = bench::published_shape();
   std::string image, batches = "1,8";
   int64_t new_tokens = 128;
   for (int i = 1; i + 1 < argc; i += 2) {

@@ -10,21 +10,20 @@
 #include <iostream>
 #include <random>
 
-#include "plugins/algorithms/common/preference.h"
-#include "plugins/algorithms/common/trainer.h"
+#include "preference.h"
+#include "trainer.h"
+#include "bench_common.h"
 #include "plugins/models/llava/llava.h"
 
 #ifdef MMR_CUDA_ALLOCATOR_STATS
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
+using bench::seconds_since;
+using bench::sync;
 
 namespace {
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-void sync(const torch::Device& d) {
-  if (d.is_cuda()) torch::cuda::synchronize();
-}
 double peak_gib() {
 #ifdef MMR_CUDA_ALLOCATOR_STATS
   const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(0);
@@ -36,11 +35,7 @@ double peak_gib() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  mmr::llava::LlavaOptions o;
-  o.random_init = true;
-  o.shape = "llava-1.5-13b";
-  o.dtype = "bfloat16";
-  o.device = "cuda";
+  mmr::llava::LlavaOptions o = bench::published_shape();
   o.lora_r = 128;
   o.lora_alpha = 256;
   o.train_projector = true;
@@ -73,7 +68,7 @@ int main(int argc, char** argv) {
     auto sequence = [&](const std::vector<int64_t>& prompt) {
       mmr::EncodedSample s;
       s.input_ids = prompt;
-      s.labels.assign(prompt.size(), -100);
+      s.labels.assign(prompt.size(), mmr::kIgnoreIndex);
       for (int64_t i = 0; i < response_tokens; ++i) {
         const int64_t t = tok(rng);
         s.input_ids.push_back(t);
@@ -84,7 +79,7 @@ int main(int argc, char** argv) {
     };
     std::vector<mmr::train::PreferenceExample> examples(static_cast<size_t>(pairs));
     for (auto& e : examples) {
-      std::vector<int64_t> prompt = {1, -200};
+      std::vector<int64_t> prompt = {1, mmr::kImagePlaceholderId};
       while (static_cast<int64_t>(prompt.size()) < text_tokens - response_tokens + 1) prompt.push_back(tok(rng));
       e.chosen = sequence(prompt);
       e.rejected = sequence(prompt);
@@ -96,7 +91,7 @@ int main(int argc, char** argv) {
     mmr::train::TrainConfig tc;
     tc.lr = 5e-5, tc.projector_lr = 2e-5;
     auto params = model.trainable_parameters();
-    auto opt = mmr::train::make_optimizer(params, tc);
+    auto opt = mmr::train::make_optimizer(model.parameter_groups(), tc);
     model.set_training(true);
     model.set_activation_checkpointing(checkpointing);
     const int64_t tokens_per_step = pairs * 2 * (576 + text_tokens);

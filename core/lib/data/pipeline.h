@@ -1,4 +1,5 @@
-// The loading pipeline every file-backed dataset plugin shares, and FileDataset, the DatasetProvider built on it.
+// The loading pipeline every dataset plugin shares, its options, and the DatasetProvider classes built on it
+// (PipelineDataset; FileDataset for the plugins that read row files).
 //
 //   read records (records.h) -> parse + validate each row (rows.h) -> rewrite its image paths (the image_folder
 //   transforms) and check its image files -> the other transforms in order (transforms.h)
@@ -18,17 +19,16 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "core/api/dataset_api.h"
+#include "core/api/options.h"
 #include "core/lib/data/rows.h"
 #include "core/lib/data/transforms.h"
-#include "core/api/dataset_api.h"
 
 namespace mmr::data {
-
-// Options every file dataset accepts (merged into each plugin's schema).
-OptionSchema common_option_schema();
 
 struct BadRowReport {
   std::string file;
@@ -45,15 +45,25 @@ struct LoadResult {
   Counters counts;  // transforms' counts and skipped/<reason>
 };
 
+// What the pipeline does, read from the options every dataset plugin shares. The options are declared here once
+// (core/api/options.h); a plugin's Config::bind calls bind_files and bind_rows, so each plugin's schema lists them.
+// The fields are filled by the bind functions, which hold the defaults.
 struct PipelineOptions {
   std::vector<std::string> files;
   ParseOptions parse;
   bool skip_bad_rows = false;  // on_bad_row: skip
-  bool check_images = true;
+  bool check_images{};
   std::optional<uint64_t> seed;  // the dataset's `seed` option
   std::vector<Transform> transforms;
-  int64_t log_bad_rows = 20;  // how many skipped rows to log one by one (all are in the report)
+  int64_t log_bad_rows{};  // how many skipped rows to log one by one (all are in the report)
 
+  // `file` and `image_folder`: the row files (left out by a dataset that makes its own files).
+  void bind_files(OptionBinder& o);
+  // `on_bad_row`, `check_images`, `image_token`, `seed`, `transforms`, `log_bad_rows`. A plugin whose questions
+  // carry no "<image>" passes "add" as the default of image_token.
+  void bind_rows(OptionBinder& o, const std::string& image_token_default = "require");
+
+  // Both, as llava_json and preference declare them, read from (unchecked) options: for tests.
   static PipelineOptions from(const Options& options);
 };
 
@@ -67,7 +77,7 @@ LoadResult load_dataset(const PipelineOptions& opt, RowKind input, DataContext& 
 // Records the counts as metrics through the context.
 void record_metrics(const LoadResult& result, DataContext& ctx);
 
-// Writes the rows as JSONL (one normalized row per line), atomically (temp file + rename).
+// Writes the rows as JSONL (one normalized row per line), atomically (core/lib/util/atomic_file.h).
 void write_rows(const RowSet& rows, const std::filesystem::path& path);
 void write_bad_rows(const std::vector<BadRowReport>& bad, const std::filesystem::path& path);
 
@@ -75,32 +85,53 @@ void write_bad_rows(const std::vector<BadRowReport>& bad, const std::filesystem:
 // Returns "" when fine, else the reason code (missing_image / unreadable_image) and fills `message`.
 std::string check_image_file(const std::string& path, std::string& message);
 
-// A dataset plugin backed by row files. Subclasses give the row kind of their files and a parser.
-class FileDataset : public DatasetProvider {
+// A DatasetProvider whose rows come out of the pipeline; a subclass says how it loads them. The three row
+// methods load afresh, record the counts and hand on the rows of the one kind the dataset provides.
+class PipelineDataset : public DatasetProvider {
  public:
-  using Parser = RowParser;
-  FileDataset(const Options& options, RowKind input, Parser parser);
+  explicit PipelineDataset(RowKind output) : output_(output) {}
 
   std::vector<RowKind> row_kinds() const override { return {output_}; }
   std::vector<ConversationRow> conversation_rows(DataContext& ctx) override;
   std::vector<PreferenceRow> preference_rows(DataContext& ctx) override;
   std::vector<ScoredCandidatesRow> scored_candidates_rows(DataContext& ctx) override;
 
-  // prepare: load, validate, transform; writes rows.jsonl (artifact "rows") and, when rows were skipped,
-  // bad_rows.jsonl (artifact "bad_rows"); records the counts as metrics.
+ protected:
+  // Loads the rows an algorithm gets (the counts are recorded by the caller).
+  virtual LoadResult load_rows(DataContext& ctx) = 0;
+  // The prepare stage's output: rows.jsonl (artifact "rows") and, when rows were skipped, bad_rows.jsonl
+  // (artifact "bad_rows") in the stage folder.
+  static void write_artifacts(const LoadResult& result, StageContext& ctx);
+
+ private:
+  RowSet rows_of(RowKind kind, DataContext& ctx);
+  RowKind output_;
+};
+
+// A dataset plugin backed by row files. Subclasses give the row kind of their files.
+class FileDataset : public PipelineDataset {
+ public:
+  // The options of a file dataset (llava_json, preference; a subclass with more declares its own Config).
+  struct Config {
+    PipelineOptions pipeline;
+    void bind(OptionBinder& o) {
+      pipeline.bind_files(o);
+      pipeline.bind_rows(o);
+    }
+  };
+  FileDataset(PipelineOptions options, RowKind input);
+
+  // prepare: load, validate, transform; writes the artifacts (see write_artifacts); records the counts as metrics.
   void run(StageContext& ctx) override;
 
   LoadResult load(DataContext& ctx) const;
 
+ protected:
+  LoadResult load_rows(DataContext& ctx) override { return load(ctx); }
+
  private:
   PipelineOptions opt_;
-  RowKind input_, output_;
-  Parser parser_;
+  RowKind input_;
 };
-
-// Parsers for FileDataset (rows.h's functions appending to a RowSet).
-void parse_into_conversations(const nlohmann::json& row, const RowOrigin& origin, const ParseOptions& opt, RowSet& out);
-void parse_into_preferences(const nlohmann::json& row, const RowOrigin& origin, const ParseOptions& opt, RowSet& out);
-void parse_into_scored(const nlohmann::json& row, const RowOrigin& origin, const ParseOptions& opt, RowSet& out);
 
 }  // namespace mmr::data

@@ -167,105 +167,148 @@ T scalar_as(const YAML::Node& v, const std::string& where, const std::string& wh
 
 }  // namespace
 
+namespace {
+
+// Reads one item of the `transforms` list: its name, its parameters (checked against the known keys) and the
+// values of those parameters. Every error names file:line:column, the transform and the key.
+class TransformReader {
+ public:
+  TransformReader(const YAML::Node& item, const std::string& source) : source_(source) {
+    t_.where = where_of(item, source);
+    YAML::Node value;
+    if (item.IsScalar()) {
+      t_.name = item.Scalar();
+    } else if (item.IsMap() && item.size() == 1) {
+      t_.name = item.begin()->first.Scalar();
+      value = item.begin()->second;
+    } else {
+      throw ConfigError(t_.where + "a transform is its name (shuffle) or a one-key map ({fraction: 0.5}); known: " +
+                        known_names());
+    }
+    const auto known = known_params().find(t_.name);
+    if (known == known_params().end())
+      throw ConfigError(t_.where + "unknown transform '" + t_.name + "'; known transforms: " + known_names());
+    what_ = "transform '" + t_.name + "'";
+    enabled_ = read_params(value, known->second);
+  }
+
+  // False for `shuffle: false` / `build_pairs: false`, which leave the transform out.
+  bool enabled() const { return enabled_; }
+
+  Transform read() {
+    if (get("seed")) t_.seed = scalar_as<uint64_t>(get("seed"), at("seed"), what_ + " seed", "a non-negative integer");
+    if (t_.name == "fraction" || t_.name == "flip_fraction") read_fraction();
+    else if (t_.name == "max_rows") read_max_rows();
+    else if (t_.name == "filter") read_filter();
+    else if (t_.name == "image_folder") read_image_folder();
+    else if (t_.name == "build_pairs") read_build_pairs();
+    return t_;
+  }
+
+ private:
+  // Parameters: a map of them, or a scalar that is the main one ("value", or an on/off switch).
+  bool read_params(const YAML::Node& value, const std::set<std::string>& known) {
+    if (value && value.IsMap()) {
+      for (const auto& kv : value) {
+        const std::string key = kv.first.Scalar();
+        if (!known.count(key)) {
+          std::string names;
+          for (const auto& n : known) names += (names.empty() ? "" : ", ") + n;
+          throw ConfigError(where_of(kv.first, source_) + what_ + ": unknown key '" + key + "'; known keys: " + names);
+        }
+        params_[key] = kv.second;
+      }
+    } else if (value && !value.IsNull()) {
+      if (t_.name == "shuffle") return scalar_as<bool>(value, where_of(value, source_), what_, "true or false");
+      if (t_.name == "build_pairs")
+        return scalar_as<bool>(value, where_of(value, source_), what_, "true, false or a map of its parameters");
+      if (!known.count("value")) throw ConfigError(where_of(value, source_) + what_ + ": expected a map of its parameters");
+      params_["value"] = value;
+    }
+    return true;
+  }
+
+  YAML::Node get(const std::string& key) { return params_[key]; }
+  std::string at(const std::string& key) { return params_[key] ? where_of(params_[key], source_) : t_.where; }
+  [[noreturn]] void fail(const std::string& where, const std::string& message) const {
+    throw ConfigError(where + what_ + ": " + message);
+  }
+
+  void read_fraction() {
+    if (!get("value")) fail(t_.where, "missing its value (e.g. {" + t_.name + ": 0.25})");
+    if (!get("value").IsScalar()) fail(at("value"), "expected a number between 0 and 1");
+    t_.fraction = parse_fraction(get("value").Scalar(), at("value") + what_ + ": ");
+  }
+
+  void read_max_rows() {
+    if (!get("value")) fail(t_.where, "missing its value (e.g. {max_rows: 1000})");
+    t_.max_rows = scalar_as<int64_t>(get("value"), at("value"), what_, "a non-negative integer");
+    if (t_.max_rows < 0) fail(at("value"), "expected a non-negative integer");
+  }
+
+  void read_filter() {
+    if (!get("field")) fail(t_.where, "missing 'field'");
+    t_.field = scalar_as<std::string>(get("field"), at("field"), what_ + " field", "a field name");
+    int ops = 0;
+    for (const char* op : {"equals", "in", "regex"})
+      if (get(op)) {
+        ++ops;
+        t_.op = op;
+      }
+    if (ops != 1) fail(t_.where, "give exactly one of equals, in, regex");
+    const YAML::Node v = get(t_.op);
+    if (t_.op == "in") {
+      if (!v.IsSequence()) fail(at("in"), "'in' expects a list of values");
+      for (const auto& e : v) t_.values.push_back(scalar_as<std::string>(e, where_of(e, source_), what_ + " in", "a scalar"));
+    } else {
+      t_.values.push_back(scalar_as<std::string>(v, at(t_.op), what_ + " " + t_.op, "a scalar"));
+    }
+    if (t_.op == "regex") {
+      try {
+        std::regex re(t_.values[0]);
+      } catch (const std::regex_error& e) {
+        fail(at("regex"), "invalid regex '" + t_.values[0] + "': " + e.what());
+      }
+    }
+    if (get("not")) t_.negate = scalar_as<bool>(get("not"), at("not"), what_ + " not", "true or false");
+  }
+
+  void read_image_folder() {
+    if (!get("from") || !get("to")) fail(t_.where, "expected {from: <old prefix>, to: <new prefix>}");
+    t_.from = scalar_as<std::string>(get("from"), at("from"), what_ + " from", "a path prefix");
+    t_.to = scalar_as<std::string>(get("to"), at("to"), what_ + " to", "a path prefix");
+    if (t_.from.empty()) fail(at("from"), "'from' must not be empty");
+  }
+
+  void read_build_pairs() {
+    if (get("attributes")) {
+      if (!get("attributes").IsSequence() || get("attributes").size() == 0)
+        fail(at("attributes"), "'attributes' expects a non-empty list of attribute names");
+      t_.rule.attributes.clear();
+      for (const auto& e : get("attributes"))
+        t_.rule.attributes.push_back(scalar_as<std::string>(e, where_of(e, source_), what_ + " attributes", "a name"));
+    }
+    if (get("min_gap")) t_.rule.min_gap = scalar_as<double>(get("min_gap"), at("min_gap"), what_ + " min_gap", "a number");
+    if (t_.rule.min_gap < 0) fail(at("min_gap"), "min_gap must be >= 0");
+  }
+
+  const std::string& source_;
+  Transform t_;
+  std::string what_;
+  YAML::Node params_{YAML::NodeType::Map};
+  bool enabled_ = true;
+};
+
+}  // namespace
+
 std::vector<Transform> parse_transforms(const YAML::Node& list, const std::string& source) {
   std::vector<Transform> out;
   if (!list || list.IsNull()) return out;
   if (!list.IsSequence())
     throw ConfigError(where_of(list, source) + "option 'transforms': expected a list such as [{fraction: 0.5}, shuffle]");
   for (const auto& item : list) {
-    Transform t;
-    t.where = where_of(item, source);
-    YAML::Node value;
-    if (item.IsScalar()) {
-      t.name = item.Scalar();
-    } else if (item.IsMap() && item.size() == 1) {
-      t.name = item.begin()->first.Scalar();
-      value = item.begin()->second;
-    } else {
-      throw ConfigError(t.where + "a transform is its name (shuffle) or a one-key map ({fraction: 0.5}); known: " +
-                        known_names());
-    }
-    auto kp = known_params().find(t.name);
-    if (kp == known_params().end())
-      throw ConfigError(t.where + "unknown transform '" + t.name + "'; known transforms: " + known_names());
-    const std::string what = "transform '" + t.name + "'";
-    // Parameters: a map of them, or a scalar that is the main one ("value", or shuffle's on/off).
-    YAML::Node params(YAML::NodeType::Map);
-    if (value && value.IsMap()) {
-      for (const auto& kv : value) {
-        const std::string key = kv.first.Scalar();
-        if (!kp->second.count(key)) {
-          std::string names;
-          for (const auto& n : kp->second) names += (names.empty() ? "" : ", ") + n;
-          throw ConfigError(where_of(kv.first, source) + what + ": unknown key '" + key + "'; known keys: " + names);
-        }
-        params[key] = kv.second;
-      }
-    } else if (value && !value.IsNull()) {
-      if (t.name == "shuffle") {
-        if (!scalar_as<bool>(value, where_of(value, source), what, "true or false")) continue;  // shuffle: false
-      } else if (t.name == "build_pairs") {
-        if (!scalar_as<bool>(value, where_of(value, source), what, "true, false or a map of its parameters")) continue;
-      } else if (kp->second.count("value")) {
-        params["value"] = value;
-      } else {
-        throw ConfigError(where_of(value, source) + what + ": expected a map of its parameters");
-      }
-    }
-    auto get = [&](const std::string& key) { return params[key]; };
-    auto at = [&](const std::string& key) { return params[key] ? where_of(params[key], source) : t.where; };
-    if (get("seed")) t.seed = scalar_as<uint64_t>(get("seed"), at("seed"), what + " seed", "a non-negative integer");
-
-    if (t.name == "fraction" || t.name == "flip_fraction") {
-      if (!get("value")) throw ConfigError(t.where + what + ": missing its value (e.g. {" + t.name + ": 0.25})");
-      if (!get("value").IsScalar()) throw ConfigError(at("value") + what + ": expected a number between 0 and 1");
-      t.fraction = parse_fraction(get("value").Scalar(), at("value") + what + ": ");
-    } else if (t.name == "max_rows") {
-      if (!get("value")) throw ConfigError(t.where + what + ": missing its value (e.g. {max_rows: 1000})");
-      t.max_rows = scalar_as<int64_t>(get("value"), at("value"), what, "a non-negative integer");
-      if (t.max_rows < 0) throw ConfigError(at("value") + what + ": expected a non-negative integer");
-    } else if (t.name == "filter") {
-      if (!get("field")) throw ConfigError(t.where + what + ": missing 'field'");
-      t.field = scalar_as<std::string>(get("field"), at("field"), what + " field", "a field name");
-      int ops = 0;
-      for (const char* op : {"equals", "in", "regex"})
-        if (get(op)) {
-          ++ops;
-          t.op = op;
-        }
-      if (ops != 1) throw ConfigError(t.where + what + ": give exactly one of equals, in, regex");
-      const YAML::Node v = get(t.op);
-      if (t.op == "in") {
-        if (!v.IsSequence()) throw ConfigError(at("in") + what + ": 'in' expects a list of values");
-        for (const auto& e : v) t.values.push_back(scalar_as<std::string>(e, where_of(e, source), what + " in", "a scalar"));
-      } else {
-        t.values.push_back(scalar_as<std::string>(v, at(t.op), what + " " + t.op, "a scalar"));
-      }
-      if (t.op == "regex") {
-        try {
-          std::regex re(t.values[0]);
-        } catch (const std::regex_error& e) {
-          throw ConfigError(at("regex") + what + ": invalid regex '" + t.values[0] + "': " + e.what());
-        }
-      }
-      if (get("not")) t.negate = scalar_as<bool>(get("not"), at("not"), what + " not", "true or false");
-    } else if (t.name == "image_folder") {
-      if (!get("from") || !get("to")) throw ConfigError(t.where + what + ": expected {from: <old prefix>, to: <new prefix>}");
-      t.from = scalar_as<std::string>(get("from"), at("from"), what + " from", "a path prefix");
-      t.to = scalar_as<std::string>(get("to"), at("to"), what + " to", "a path prefix");
-      if (t.from.empty()) throw ConfigError(at("from") + what + ": 'from' must not be empty");
-    } else if (t.name == "build_pairs") {
-      if (get("attributes")) {
-        if (!get("attributes").IsSequence() || get("attributes").size() == 0)
-          throw ConfigError(at("attributes") + what + ": 'attributes' expects a non-empty list of attribute names");
-        t.rule.attributes.clear();
-        for (const auto& e : get("attributes"))
-          t.rule.attributes.push_back(scalar_as<std::string>(e, where_of(e, source), what + " attributes", "a name"));
-      }
-      if (get("min_gap")) t.rule.min_gap = scalar_as<double>(get("min_gap"), at("min_gap"), what + " min_gap", "a number");
-      if (t.rule.min_gap < 0) throw ConfigError(at("min_gap") + what + ": min_gap must be >= 0");
-    }
-    out.push_back(std::move(t));
+    TransformReader reader(item, source);
+    if (reader.enabled()) out.push_back(reader.read());
   }
   return out;
 }

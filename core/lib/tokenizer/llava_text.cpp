@@ -204,16 +204,30 @@ std::vector<int64_t> tokenizer_image_token(const Tokenizer& tokenizer, const std
   return out;
 }
 
-EncodedConversation encode_conversation_v1(const Tokenizer& tokenizer, const std::vector<Turn>& turns,
-                                           bool has_image) {
+namespace {
+
+// The vicuna_v1 text of the turns and its ids; with for_generation, cut before the last reply ("... ASSISTANT:").
+EncodedPrompt encode_vicuna_v1(const Tokenizer& tokenizer, const std::vector<Turn>& turns, bool has_image,
+                               bool for_generation) {
   // LazySupervisedDataset: preprocess_multimodal only for rows that have an image.
   const std::vector<Turn> conversation = drop_leading_gpt(has_image ? move_image_to_front(turns) : turns);
-
-  EncodedConversation enc;
-  enc.prompt = vicuna_v1_prompt(conversation, /*for_generation=*/false);
+  EncodedPrompt enc;
+  enc.prompt = vicuna_v1_prompt(conversation, for_generation);
   enc.input_ids = encode_prompt(tokenizer, enc.prompt, has_image);
-  enc.labels = enc.input_ids;
   enc.num_images = count_images(enc.input_ids);
+  return enc;
+}
+
+}  // namespace
+
+EncodedConversation encode_conversation_v1(const Tokenizer& tokenizer, const std::vector<Turn>& turns,
+                                           bool has_image) {
+  EncodedPrompt text = encode_vicuna_v1(tokenizer, turns, has_image, /*for_generation=*/false);
+  EncodedConversation enc;
+  enc.prompt = std::move(text.prompt);
+  enc.input_ids = std::move(text.input_ids);
+  enc.labels = enc.input_ids;
+  enc.num_images = text.num_images;
 
   const auto n = static_cast<int64_t>(enc.labels.size());
   auto mask = [&](int64_t from, int64_t to) {  // Python's target[from:to] = IGNORE_INDEX, indices clamped
@@ -255,12 +269,7 @@ EncodedConversation encode_conversation_v1(const Tokenizer& tokenizer, const std
 
 EncodedPrompt encode_generation_prompt_v1(const Tokenizer& tokenizer, const std::vector<Turn>& turns,
                                           bool has_image) {
-  const std::vector<Turn> conversation = drop_leading_gpt(has_image ? move_image_to_front(turns) : turns);
-  EncodedPrompt enc;
-  enc.prompt = vicuna_v1_prompt(conversation, /*for_generation=*/true);
-  enc.input_ids = encode_prompt(tokenizer, enc.prompt, has_image);
-  enc.num_images = count_images(enc.input_ids);
-  return enc;
+  return encode_vicuna_v1(tokenizer, turns, has_image, /*for_generation=*/true);
 }
 
 }  // namespace mmr::llava

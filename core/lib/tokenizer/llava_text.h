@@ -14,12 +14,13 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "core/api/chat_api.h"
 #include "core/lib/tokenizer/tokenizer.h"
 
 namespace mmr::llava {
 
-constexpr int64_t kIgnoreIndex = -100;            // IGNORE_INDEX: label positions the loss skips
-constexpr int64_t kImagePlaceholderId = -200;     // IMAGE_TOKEN_INDEX: one id per <image> in input_ids
+using mmr::kIgnoreIndex;         // LLaVA's IGNORE_INDEX and IMAGE_TOKEN_INDEX, defined once in core/api/chat_api.h
+using mmr::kImagePlaceholderId;
 inline constexpr std::string_view kImageToken = "<image>";
 
 // vicuna_v1 (conv_vicuna_v1 in llava/conversation.py).

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "core/api/error.h"
+#include "core/lib/util/strings.h"
 
 namespace mmr::annotate {
 
@@ -36,19 +37,11 @@ std::string build_prompt(std::string_view rubric, std::string_view question, std
   return out;
 }
 
-namespace {
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-}  // namespace
-
 std::optional<std::map<std::string, int>> parse_scores(std::string_view reply) {
-  const std::string text = lower(reply);
+  const std::string text = ascii_lower(reply);
   std::map<std::string, int> scores;
   for (const char* attribute : kAttributes) {
-    const std::string name = lower(attribute);
+    const std::string name = ascii_lower(attribute);
     bool found = false;
     for (size_t at = text.find(name); at != std::string::npos && !found; at = text.find(name, at + 1)) {
       // The name must start a line (after optional markdown/list marks), then ':' and one digit 0-4.

@@ -20,14 +20,13 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include "core/lib/judging/judging.h"
 #include "core/api/plugin_api.h"
+#include "core/lib/judging/judging.h"
+#include "core/lib/util/atomic_file.h"
 #include "plugins/algorithms/annotate/annotate.h"
 
 namespace mmr::annotate {
@@ -35,126 +34,168 @@ namespace {
 
 namespace fs = std::filesystem;
 
+struct Config {
+  std::string candidates;
+  YAML::Node judge;
+  std::string rubric;
+  int64_t max_tokens = 0;
+  double temperature = 0;
+  int64_t batch_size = 0;
+  bool show_image = false;
+  std::string image_folder;
+
+  void bind(OptionBinder& o) {
+    o.required("candidates", &candidates, "candidate rows JSONL: {id, image, question, candidates: [{response}...]}",
+               "path");
+    o.required("judge", &judge, "the judge: a judge plugin name or a map {plugin: openai_compatible, ...}");
+    o.bind("rubric", &rubric, "", "a rubric prompt file with {question} and {response} (default: the built-in "
+                                  "rubric.txt)", "path");
+    o.bind("max_tokens", &max_tokens, 64, "max tokens of a judge reply (five short lines)");
+    o.bind("temperature", &temperature, 0.0, "judge temperature");
+    o.bind("batch_size", &batch_size, 64, "requests handed to the judge at once (it bounds its own concurrency)");
+    o.bind("show_image", &show_image, false, "send each row's image with its prompts (for judges that see images)");
+    o.bind("image_folder", &image_folder, "", "folder that rows' relative image paths are relative to", "path");
+  }
+};
+
+// The rubric text (the built-in rubric.txt unless `rubric` names a file), checked for both placeholders.
+std::string load_rubric(const Config& cfg) {
+  std::string rubric = kDefaultRubric;
+  if (!cfg.rubric.empty()) {
+    try {
+      rubric = read_file(cfg.rubric);
+    } catch (const IoError&) {
+      throw IoError(fmt::format("option 'rubric': cannot read '{}'", cfg.rubric));
+    }
+  }
+  check_rubric(rubric, cfg.rubric.empty() ? "built-in rubric.txt" : cfg.rubric);
+  return rubric;
+}
+
+// The image a row's prompts show: none unless `show_image`; relative to `image_folder`; it must exist.
+std::vector<std::string> images_of(const Config& cfg, const CandidateRow& row) {
+  if (!cfg.show_image || row.image.empty()) return {};
+  fs::path image(row.image);
+  if (image.is_relative() && !cfg.image_folder.empty()) image = fs::path(cfg.image_folder) / image;
+  if (!fs::is_regular_file(image))
+    throw DataError(fmt::format("{}:{}: image '{}' does not exist (option 'image_folder': '{}')", cfg.candidates,
+                                row.line, image.string(), cfg.image_folder));
+  return {image.string()};
+}
+
+// One judge request per candidate, and which (row, candidate) it scores.
+struct Item {
+  size_t row, candidate;
+};
+struct Requests {
+  std::vector<Item> items;
+  std::vector<JudgeRequest> requests;
+};
+Requests build_requests(const Config& cfg, const std::string& rubric, const std::vector<CandidateRow>& rows) {
+  Requests out;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const std::vector<std::string> images = images_of(cfg, rows[r]);
+    for (size_t c = 0; c < rows[r].responses.size(); ++c) {
+      out.items.push_back({r, c});
+      out.requests.push_back({"", build_prompt(rubric, rows[r].question, rows[r].responses[c]), cfg.temperature,
+                              cfg.max_tokens, images});
+    }
+  }
+  return out;
+}
+
+// Asks the judge in batches of `batch_size`, with progress and Ctrl-C checks between batches.
+std::vector<std::string> ask_all(StageContext& ctx, JudgeClient& judge, const std::vector<JudgeRequest>& requests,
+                                 int64_t batch_size) {
+  const size_t batch = static_cast<size_t>(std::max<int64_t>(1, batch_size));
+  std::vector<std::string> replies;
+  auto progress = ctx.progress("annotate", static_cast<int64_t>(requests.size()));
+  for (size_t start = 0; start < requests.size(); start += batch) {
+    if (ctx.stop_requested()) throw Interrupted();
+    const auto end = requests.begin() + static_cast<std::ptrdiff_t>(std::min(requests.size(), start + batch));
+    const std::vector<JudgeRequest> part(requests.begin() + static_cast<std::ptrdiff_t>(start), end);
+    for (auto& reply : judge.ask(part)) replies.push_back(std::move(reply));
+    progress->advance(static_cast<int64_t>(part.size()));
+  }
+  progress->finish();
+  return replies;
+}
+
+// The scored candidates of every row, and the sums and count behind the mean/<attribute> metrics.
+struct Scored {
+  std::vector<nlohmann::ordered_json> candidates;  // per row: [{response, scores}, ...]
+  std::map<std::string, double> sums;
+  int64_t n = 0;
+};
+Scored collect(StageContext& ctx, JudgeClient& judge, const Config& cfg, const std::vector<CandidateRow>& rows,
+               const std::vector<Item>& items, const std::vector<std::string>& replies) {
+  Scored out;
+  out.candidates.assign(rows.size(), nlohmann::ordered_json::array());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const auto scores = parse_scores(replies[i]);
+    const CandidateRow& row = rows[items[i].row];
+    if (!scores) {
+      judge.count_unparseable();
+      ctx.log().debug("annotate: row at {}:{}, candidate {}: unparseable reply: {}", cfg.candidates, row.line,
+                      items[i].candidate, replies[i].substr(0, 200));
+      continue;
+    }
+    nlohmann::ordered_json s = nlohmann::ordered_json::object();
+    for (const char* a : kAttributes) s[a] = scores->at(a);
+    for (const auto& [name, value] : *scores) out.sums[name] += value;
+    out.candidates[items[i].row].push_back({{"response", row.responses[items[i].candidate]}, {"scores", s}});
+    ++out.n;
+  }
+  return out;
+}
+
 class Annotate : public Algorithm {
  public:
+  using Config = annotate::Config;
+
   explicit Annotate(const Options&) {}
   static const char* summary() {
     return "a judge scores candidate responses on the five HelpSteer attributes (0-4) into scored-candidates JSONL";
   }
-  static OptionSchema option_schema() {
-    return {
-        {"candidates", "path", "", "candidate rows JSONL: {id, image, question, candidates: [{response}...]}", true},
-        {"judge", "any", "", "the judge: a judge plugin name or a map {plugin: openai_compatible, ...}", true},
-        {"rubric", "path", "", "a rubric prompt file with {question} and {response} (default: the built-in "
-                               "rubric.txt)"},
-        {"max_tokens", "int", "64", "max tokens of a judge reply (five short lines)"},
-        {"temperature", "float", "0.0", "judge temperature"},
-        {"batch_size", "int", "64", "requests handed to the judge at once (it bounds its own concurrency)"},
-        {"show_image", "bool", "false", "send each row's image with its prompts (for judges that see images)"},
-        {"image_folder", "path", "", "folder that rows' relative image paths are relative to"},
-    };
-  }
 
   void run(StageContext& ctx) override {
-    const Options& o = ctx.options();
-    std::string rubric = kDefaultRubric, rubric_name = "built-in rubric.txt";
-    if (o.has("rubric")) {
-      rubric_name = o.get<std::string>("rubric");
-      std::ifstream in(rubric_name, std::ios::binary);
-      if (!in) throw IoError(fmt::format("option 'rubric': cannot read '{}'", rubric_name));
-      std::stringstream ss;
-      ss << in.rdbuf();
-      rubric = ss.str();
-    }
-    check_rubric(rubric, rubric_name);
-    const std::vector<CandidateRow> rows = read_candidate_rows(o.get<std::string>("candidates"));
-    JudgeClient judge(ctx, o.node()["judge"]);
+    const Config cfg = read_options<Config>(ctx.options());
+    const std::string rubric = load_rubric(cfg);
+    const std::vector<CandidateRow> rows = read_candidate_rows(cfg.candidates);
+    JudgeClient judge(ctx, cfg.judge);
+    const Requests built = build_requests(cfg, rubric, rows);
+    const std::vector<std::string> replies = ask_all(ctx, judge, built.requests, cfg.batch_size);
+    const Scored scored = collect(ctx, judge, cfg, rows, built.items, replies);
+    write(ctx, rows, scored, built.items.size());
+    judge.log_metrics();
+  }
 
-    struct Item {
-      size_t row, candidate;
-    };
-    std::vector<Item> items;
-    std::vector<JudgeRequest> requests;
-    const bool show_image = o.get<bool>("show_image");
-    for (size_t r = 0; r < rows.size(); ++r) {
-      std::vector<std::string> images;
-      if (show_image && !rows[r].image.empty()) {
-        fs::path image(rows[r].image);
-        if (image.is_relative() && o.has("image_folder")) image = fs::path(o.get<std::string>("image_folder")) / image;
-        if (!fs::is_regular_file(image))
-          throw DataError(fmt::format("{}:{}: image '{}' does not exist (option 'image_folder': '{}')",
-                                      o.get<std::string>("candidates"), rows[r].line, image.string(),
-                                      o.get<std::string>("image_folder", std::string())));
-        images.push_back(image.string());
-      }
-      for (size_t c = 0; c < rows[r].responses.size(); ++c) {
-        items.push_back({r, c});
-        requests.push_back({"", build_prompt(rubric, rows[r].question, rows[r].responses[c]),
-                            o.get<double>("temperature"), o.get<int64_t>("max_tokens"), images});
-      }
-    }
-    const size_t batch = static_cast<size_t>(std::max<int64_t>(1, o.get<int64_t>("batch_size")));
-    std::vector<std::string> replies;
-    auto progress = ctx.progress("annotate", static_cast<int64_t>(requests.size()));
-    for (size_t start = 0; start < requests.size(); start += batch) {
-      if (ctx.stop_requested()) throw Interrupted();
-      const std::vector<JudgeRequest> part(requests.begin() + static_cast<std::ptrdiff_t>(start),
-                                           requests.begin() + static_cast<std::ptrdiff_t>(std::min(requests.size(), start + batch)));
-      for (auto& reply : judge.ask(part)) replies.push_back(std::move(reply));
-      progress->advance(static_cast<int64_t>(part.size()));
-    }
-    progress->finish();
-
-    std::vector<nlohmann::ordered_json> scored(rows.size(), nlohmann::ordered_json::array());
-    std::map<std::string, double> sums;
-    int64_t n_scored = 0;
-    for (size_t i = 0; i < items.size(); ++i) {
-      const auto scores = parse_scores(replies[i]);
-      if (!scores) {
-        judge.count_unparseable();
-        ctx.log().debug("annotate: row at {}:{}, candidate {}: unparseable reply: {}", o.get<std::string>("candidates"),
-                        rows[items[i].row].line, items[i].candidate, replies[i].substr(0, 200));
-        continue;
-      }
-      nlohmann::ordered_json cand = {{"response", rows[items[i].row].responses[items[i].candidate]}};
-      for (const auto& [name, value] : *scores) sums[name] += value;
-      nlohmann::ordered_json s = nlohmann::ordered_json::object();
-      for (const char* a : kAttributes) s[a] = scores->at(a);
-      cand["scores"] = s;
-      scored[items[i].row].push_back(cand);
-      ++n_scored;
-    }
+ private:
+  // Writes scored_candidates.jsonl (rows with no scored candidate left out) and the stage's metrics.
+  static void write(StageContext& ctx, const std::vector<CandidateRow>& rows, const Scored& scored, size_t n_items) {
     std::string out;
     int64_t rows_written = 0, rows_empty = 0;
     for (size_t r = 0; r < rows.size(); ++r) {
-      if (scored[r].empty()) {
+      if (scored.candidates[r].empty()) {
         ++rows_empty;
         continue;
       }
       nlohmann::ordered_json row = rows[r].row;
-      row["candidates"] = scored[r];
+      row["candidates"] = scored.candidates[r];
       out += row.dump() + "\n";
       ++rows_written;
     }
     const fs::path path = ctx.stage_dir() / "scored_candidates.jsonl";
-    const fs::path tmp = path.string() + ".tmp";
-    {
-      std::ofstream f(tmp, std::ios::binary);
-      f << out;
-      if (!f) throw IoError("cannot write '" + tmp.string() + "'");
-    }
-    fs::rename(tmp, path);
+    write_file_atomic(path, out);
     ctx.add_artifact("scored_candidates", path);
-
     ctx.log_metric("rows_in", static_cast<double>(rows.size()));
-    ctx.log_metric("candidates_in", static_cast<double>(items.size()));
-    ctx.log_metric("candidates_scored", static_cast<double>(n_scored));
-    ctx.log_metric("candidates_unparseable", static_cast<double>(items.size() - static_cast<size_t>(n_scored)));
+    ctx.log_metric("candidates_in", static_cast<double>(n_items));
+    ctx.log_metric("candidates_scored", static_cast<double>(scored.n));
+    ctx.log_metric("candidates_unparseable", static_cast<double>(n_items - static_cast<size_t>(scored.n)));
     ctx.log_metric("rows_written", static_cast<double>(rows_written));
     ctx.log_metric("rows_without_scores", static_cast<double>(rows_empty));
     for (const char* a : kAttributes)
-      if (n_scored > 0) ctx.log_metric(std::string("mean/") + a, sums[a] / static_cast<double>(n_scored));
-    judge.log_metrics();
+      if (scored.n > 0) ctx.log_metric(std::string("mean/") + a, scored.sums.at(a) / static_cast<double>(scored.n));
     if (rows_empty > 0)
       ctx.log().warn("annotate: {} row(s) had no candidate with a parseable judge reply and were left out", rows_empty);
   }

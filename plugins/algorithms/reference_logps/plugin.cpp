@@ -25,17 +25,26 @@ std::vector<double> to_vector(const torch::Tensor& t) {
   return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
 }
 
+std::vector<const EncodedSample*> pointers(const std::vector<EncodedSample>& samples) {
+  std::vector<const EncodedSample*> out;
+  for (const auto& s : samples) out.push_back(&s);
+  return out;
+}
+
 class ReferenceLogps : public Algorithm {
  public:
-  explicit ReferenceLogps(const Options& o) : batch_size_(o.get<int64_t>("batch_size")) {
-    if (batch_size_ < 1) throw ConfigError(o.where(o.node()["batch_size"]) + "batch_size must be at least 1");
-  }
+  struct Config {
+    YAML::Node model, data;
+    int64_t batch_size;
+    void bind(OptionBinder& o) {
+      o.required("model", &model, "the reference model (the base model: no new LoRA adapter)");
+      bind_data(o, &data, "preference pairs");
+      o.bind("batch_size", &batch_size, 8, "pairs per forward pass (both sides go in one batch)");
+      o.check(batch_size >= 1, "batch_size", "must be at least 1");
+    }
+  };
+  explicit ReferenceLogps(const Options& o) : batch_size_(read_options<Config>(o).batch_size) {}
   static const char* summary() { return "annotate preference pairs with the reference model's log-probs (ref_*_logp)"; }
-  static OptionSchema option_schema() {
-    return {{"model", "any", "", "the reference model (the base model: no new LoRA adapter)", true},
-            data_option("preference pairs"),
-            {"batch_size", "int", "8", "pairs per forward pass (both sides go in one batch)"}};
-  }
 
   void run(StageContext& ctx) override {
     std::shared_ptr<LanguageModel> model = load_model(ctx);
@@ -57,21 +66,24 @@ class ReferenceLogps : public Algorithm {
     double sum_c = 0, sum_r = 0;
     for (size_t i = done; i < rows.size(); i += static_cast<size_t>(batch_size_)) {
       const size_t end = std::min(rows.size(), i + static_cast<size_t>(batch_size_));
-      std::vector<EncodedSample> samples;
-      for (size_t j = i; j < end; ++j) samples.push_back(keep_last_reply(model->encode(side_sample(rows[j], true))));
-      for (size_t j = i; j < end; ++j) samples.push_back(keep_last_reply(model->encode(side_sample(rows[j], false))));
-      const SequenceLogps lp = model->sequence_logps(model->collate(samples, false), /*per_token=*/true);
-      const std::vector<double> sums = to_vector(lp.sum), means = to_vector(lp.mean);
-      const size_t n = end - i;
-      for (size_t k = 0; k < n; ++k) {
+      std::vector<EncodedSample> chosen, rejected;
+      for (size_t j = i; j < end; ++j) {
+        chosen.push_back(keep_last_reply(model->encode(side_sample(rows[j], true))));
+        rejected.push_back(keep_last_reply(model->encode(side_sample(rows[j], false))));
+      }
+      const PairSides lp = pair_logps(*model, pointers(chosen), pointers(rejected), /*per_token=*/true);
+      const std::vector<double> c_sum = to_vector(lp.chosen.sum), r_sum = to_vector(lp.rejected.sum);
+      const std::vector<double> c_mean = to_vector(lp.chosen.mean), r_mean = to_vector(lp.rejected.mean);
+      for (size_t k = 0; k < end - i; ++k) {
         PreferenceRow& r = rows[i + k];
-        r.ref_win_logp = sums[k], r.ref_rej_logp = sums[n + k];
-        r.ref_win_avg_logp = means[k], r.ref_rej_avg_logp = means[n + k];
-        r.ref_win_per_token_logp = to_vector(lp.per_token[k]);
-        r.ref_rej_per_token_logp = to_vector(lp.per_token[n + k]);
-        sum_c += sums[k], sum_r += sums[n + k];
+        r.ref_win_logp = c_sum[k], r.ref_rej_logp = r_sum[k];
+        r.ref_win_avg_logp = c_mean[k], r.ref_rej_avg_logp = r_mean[k];
+        r.ref_win_per_token_logp = to_vector(lp.chosen.per_token[k]);
+        r.ref_rej_per_token_logp = to_vector(lp.rejected.per_token[k]);
+        sum_c += c_sum[k], sum_r += r_sum[k];
         out.write(data::to_json(r));
       }
+      const size_t n = end - i;
       out.flush();
       progress->advance(static_cast<int64_t>(n));
       if (ctx.stop_requested()) throw Interrupted();

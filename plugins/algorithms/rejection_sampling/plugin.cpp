@@ -14,26 +14,30 @@ namespace {
 
 class RejectionSampling : public Algorithm {
  public:
-  explicit RejectionSampling(const Options& o)
-      : config_(TrainConfig::from(o)),
-        attributes_(o.node()["score_attributes"].as<std::vector<std::string>>()),
-        min_score_(o.get<double>("min_score")) {
-    const auto known = attribute_names();
-    for (const auto& a : attributes_)
-      if (std::find(known.begin(), known.end(), a) == known.end())
-        throw ConfigError(o.where(o.node()["score_attributes"]) + fmt::format("score_attributes: unknown attribute '{}' "
-                                                                              "(expected some of {})", a, fmt::join(known, ", ")));
-    if (attributes_.empty()) throw ConfigError(o.where(o.node()["score_attributes"]) + "score_attributes: empty");
-  }
+  struct Config {
+    YAML::Node model, data, eval_data;
+    std::vector<std::string> score_attributes;
+    double min_score;
+    TrainConfig train{sft_defaults()};
+    void bind(OptionBinder& o) {
+      bind_model(o, &model);
+      bind_data(o, &data, "scored candidates");
+      bind_eval_data(o, &eval_data);
+      o.bind("score_attributes", &score_attributes, std::vector<std::string>{"Helpfulness", "Correctness", "Coherence"},
+             "attributes summed to rank the candidates");
+      o.bind("min_score", &min_score, -1.0e300, "drop questions whose best candidate scores below this");
+      train.bind(o, sft_defaults());
+      const auto known = attribute_names();
+      o.check(!score_attributes.empty(), "score_attributes", "empty");
+      for (const auto& a : score_attributes)
+        o.check(std::find(known.begin(), known.end(), a) != known.end(), "score_attributes",
+                fmt::format("unknown attribute '{}' (expected some of {})", a, fmt::join(known, ", ")));
+    }
+  };
+  explicit RejectionSampling(const Options& o) : RejectionSampling(read_options<Config>(o)) {}
+  explicit RejectionSampling(const Config& c)
+      : config_(c.train), attributes_(c.score_attributes), min_score_(c.min_score) {}
   static const char* summary() { return "best-of-N by attribute scores, then supervised fine-tuning"; }
-  static OptionSchema option_schema() {
-    const TrainDefaults d = sft_defaults();
-    return concat({model_option(), data_option("scored candidates"), eval_data_option(),
-                   {"score_attributes", "list", "[Helpfulness, Correctness, Coherence]",
-                    "attributes summed to rank the candidates"},
-                   {"min_score", "float", "-1.0e300", "drop questions whose best candidate scores below this"}},
-                  train_option_schema(d));
-  }
 
   void run(StageContext& ctx) override {
     std::shared_ptr<LanguageModel> model = load_model(ctx);

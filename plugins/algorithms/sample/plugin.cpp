@@ -51,27 +51,27 @@ std::vector<Prompt> prompts_of(DatasetProvider& data, DataContext& dctx) {
 
 class Sample : public Algorithm {
  public:
-  explicit Sample(const Options& o)
-      : n_(o.get<int64_t>("num_candidates")), batch_size_(o.get<int64_t>("batch_size")) {
-    gen_.temperature = o.get<double>("temperature");
-    gen_.top_p = o.get<double>("top_p");
-    gen_.top_k = o.get<int64_t>("top_k");
-    gen_.max_new_tokens = o.get<int64_t>("max_new_tokens");
-    if (n_ < 1) throw ConfigError(o.where(o.node()["num_candidates"]) + "num_candidates must be at least 1");
-    if (batch_size_ < 1) throw ConfigError(o.where(o.node()["batch_size"]) + "batch_size must be at least 1");
-    if (gen_.temperature < 0) throw ConfigError(o.where(o.node()["temperature"]) + "temperature must be >= 0");
-  }
+  struct Config {
+    YAML::Node model, data;
+    int64_t num_candidates, batch_size;
+    GenerationConfig gen;
+    void bind(OptionBinder& o) {
+      o.required("model", &model, "the model to sample from");
+      bind_data(o, &data, "prompts (preference, conversation or scored-candidates rows)");
+      o.bind("num_candidates", &num_candidates, 4, "responses per prompt");
+      o.bind("temperature", &gen.temperature, 0.7, "sampling temperature (0: greedy, every candidate identical)");
+      o.bind("top_p", &gen.top_p, 1.0, "nucleus sampling");
+      o.bind("top_k", &gen.top_k, 0, "top-k sampling (0: off)");
+      o.bind("max_new_tokens", &gen.max_new_tokens, 512, "longest response");
+      o.bind("batch_size", &batch_size, 8, "prompts per generation batch");
+      o.check(num_candidates >= 1, "num_candidates", "must be at least 1");
+      o.check(batch_size >= 1, "batch_size", "must be at least 1");
+      o.check(gen.temperature >= 0, "temperature", "must be >= 0");
+    }
+  };
+  explicit Sample(const Options& o) : Sample(read_options<Config>(o)) {}
+  explicit Sample(const Config& c) : n_(c.num_candidates), batch_size_(c.batch_size), gen_(c.gen) {}
   static const char* summary() { return "generate N candidate responses per prompt (for a judge to score)"; }
-  static OptionSchema option_schema() {
-    return {{"model", "any", "", "the model to sample from", true},
-            data_option("prompts (preference, conversation or scored-candidates rows)"),
-            {"num_candidates", "int", "4", "responses per prompt"},
-            {"temperature", "float", "0.7", "sampling temperature (0: greedy, every candidate identical)"},
-            {"top_p", "float", "1.0", "nucleus sampling"},
-            {"top_k", "int", "0", "top-k sampling (0: off)"},
-            {"max_new_tokens", "int", "512", "longest response"},
-            {"batch_size", "int", "8", "prompts per generation batch"}};
-  }
 
   void run(StageContext& ctx) override {
     std::shared_ptr<LanguageModel> model = load_model(ctx);

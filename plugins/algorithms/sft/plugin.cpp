@@ -10,12 +10,18 @@ namespace {
 
 class Sft : public Algorithm {
  public:
-  explicit Sft(const Options& o) : config_(TrainConfig::from(o)) {}
+  struct Config {
+    YAML::Node model, data, eval_data;
+    TrainConfig train{sft_defaults()};
+    void bind(OptionBinder& o) {
+      bind_model(o, &model);
+      bind_data(o, &data, "conversation rows");
+      bind_eval_data(o, &eval_data);
+      train.bind(o, sft_defaults());
+    }
+  };
+  explicit Sft(const Options& o) : config_(read_options<Config>(o).train) {}
   static const char* summary() { return "supervised fine-tuning (LM loss on the replies) with LoRA"; }
-  static OptionSchema option_schema() {
-    const TrainDefaults d = sft_defaults();
-    return concat({model_option(), data_option("conversation rows"), eval_data_option()}, train_option_schema(d));
-  }
 
   void run(StageContext& ctx) override {
     std::shared_ptr<LanguageModel> model = load_model(ctx);

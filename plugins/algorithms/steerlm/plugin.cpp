@@ -1,7 +1,9 @@
 // The `steerlm` algorithm: attribute-conditioned SFT (Dong et al. 2023). Every scored candidate becomes a training
-// conversation whose user turn carries its five 0-4 scores ("Helpfulness:3,Correctness:4,...", core/steer.h), so
-// the model learns what each attribute value reads like. At evaluation the model is conditioned on target values
-// with the llava model's `steer_attributes` option (default here: all 4), written to the `steer` artifact.
+// conversation whose user turn carries its five 0-4 scores ("Helpfulness:3,Correctness:4,...", steer.h), so the
+// model learns what each attribute value reads like. At evaluation the model is conditioned on target values
+// (default here: all 4) through the generic prompt-conditioning hook of the model interface: the `steer` artifact
+// (steer.json) holds the `prompt_template` to give the model (ChatModel::set_prompt_template, or the model
+// plugin's `prompt_template` option).
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -9,6 +11,7 @@
 
 #include "common.h"
 #include "core/api/error.h"
+#include "core/lib/util/atomic_file.h"
 #include "steer.h"
 
 namespace mmr::train {
@@ -16,23 +19,29 @@ namespace {
 
 class SteerLm : public Algorithm {
  public:
-  explicit SteerLm(const Options& o)
-      : config_(TrainConfig::from(o)), template_(o.get<std::string>("attribute_template")),
-        target_(o.get<std::string>("target_attributes")) {
-    if (template_.find("{question}") == std::string::npos || template_.find("{attributes}") == std::string::npos)
-      throw ConfigError(o.where(o.node()["attribute_template"]) +
-                        "attribute_template must contain {question} and {attributes}");
-  }
+  struct Config {
+    YAML::Node model, data, eval_data;
+    std::string attribute_template, target_attributes;
+    TrainConfig train{sft_defaults()};
+    void bind(OptionBinder& o) {
+      bind_model(o, &model);
+      bind_data(o, &data, "scored candidates");
+      bind_eval_data(o, &eval_data);
+      o.bind("attribute_template", &attribute_template, "{question}\n{attributes}",
+             "how the attribute string joins the user turn");
+      o.bind("target_attributes", &target_attributes,
+             "Helpfulness:4,Correctness:4,Coherence:4,Complexity:4,Verbosity:4",
+             "the conditioning to evaluate with (recorded in the `steer` artifact)");
+      train.bind(o, sft_defaults());
+      o.check(attribute_template.find("{question}") != std::string::npos &&
+                  attribute_template.find("{attributes}") != std::string::npos,
+              "attribute_template", "must contain {question} and {attributes}");
+    }
+  };
+  explicit SteerLm(const Options& o) : SteerLm(read_options<Config>(o)) {}
+  explicit SteerLm(const Config& c)
+      : config_(c.train), template_(c.attribute_template), target_(c.target_attributes) {}
   static const char* summary() { return "SteerLM: attribute-conditioned supervised fine-tuning"; }
-  static OptionSchema option_schema() {
-    const TrainDefaults d = sft_defaults();
-    return concat({model_option(), data_option("scored candidates"), eval_data_option(),
-                   {"attribute_template", "string", "\"{question}\\n{attributes}\"",
-                    "how the attribute string joins the user turn"},
-                   {"target_attributes", "string", "Helpfulness:4,Correctness:4,Coherence:4,Complexity:4,Verbosity:4",
-                    "the conditioning to evaluate with (recorded in the `steer` artifact)"}},
-                  train_option_schema(d));
-  }
 
   void run(StageContext& ctx) override {
     std::shared_ptr<LanguageModel> model = load_model(ctx);
@@ -51,8 +60,10 @@ class SteerLm : public Algorithm {
     }
     run_sft(ctx, *model, train, held_out, config_);
 
+    // The conditioning to evaluate with, as the model interface's prompt template ("{prompt}" = the user's text).
     const auto path = ctx.stage_dir() / "steer.json";
-    std::ofstream(path) << nlohmann::json{{"steer_template", template_}, {"steer_attributes", target_}}.dump(2) << "\n";
+    const std::string prompt_template = apply_steer_template(template_, "{prompt}", target_);
+    write_file_atomic(path, nlohmann::json{{"prompt_template", prompt_template}}.dump(2) + "\n");
     ctx.add_artifact("steer", path);
   }
 

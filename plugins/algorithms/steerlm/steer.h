@@ -1,8 +1,8 @@
 // SteerLM conditioning (Dong et al. 2023, "SteerLM: Attribute Conditioned SFT as an (User-Steerable) Alternative to
 // RLHF"), as the paper applied it to LLaVA: the five attribute scores written as
 // "Helpfulness:4,Correctness:4,Coherence:4,Complexity:4,Verbosity:4" into the user turn. The `steerlm` algorithm
-// trains on it; the model plugin's `steer_attributes` option conditions generation on target values with the same
-// template. Torch-free, header-only; no statics (see dataset_api.h on GNU-unique symbols).
+// trains on it, and hands generation the same conditioning as a model prompt template (ChatModel's
+// set_prompt_template). Torch-free, header-only; no statics (see dataset_api.h on GNU-unique symbols).
 #pragma once
 
 #include <cmath>
@@ -14,8 +14,6 @@
 namespace mmr {
 
 // "{question}" and "{attributes}" are replaced; the question keeps its "<image>\n" prefix.
-inline std::string default_steer_template() { return "{question}\n{attributes}"; }
-
 // Scores as "Name:v,Name:v,..." in the paper's attribute order; whole numbers print without a decimal point.
 inline std::string steer_attribute_string(const std::map<std::string, double>& scores) {
   std::string out;

@@ -10,19 +10,27 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "core/api/plugin_api.h"
+#include "core/lib/util/atomic_file.h"
+#include "core/lib/util/strings.h"
 
 namespace mmr::benchmarks {
 
+// An option with a value: present, not null, and not an empty string (the default of a path option nobody gave).
+inline bool given(const Options& o, const std::string& key) {
+  if (!o.has(key)) return false;
+  const YAML::Node v = o.node()[key];
+  return !(v.IsScalar() && v.Scalar().empty());
+}
+inline bool given(const YAML::Node& v) { return v.IsDefined() && !v.IsNull(); }
 
 // Unknown keys and missing required ones are ConfigErrors naming the key and listing the known ones, worded as
 // the host's check_options words them. Stage options were checked by the host already; this catches
-// `runner score` arguments, which arrive unchecked.
+// `runner score` arguments, which arrive unchecked, and options a stage needs only on one of its paths.
 inline void check_keys(const Options& o, const OptionSchema& schema, const std::vector<std::string>& required,
                        const char* usage_line) {
   const bool command_line = o.source().rfind("runner score", 0) == 0;
@@ -39,7 +47,7 @@ inline void check_keys(const Options& o, const OptionSchema& schema, const std::
     }
   }
   for (const auto& key : required) {
-    if (o.has(key)) continue;
+    if (given(o, key)) continue;
     std::string help;
     for (const auto& spec : schema)
       if (spec.name == key) help = spec.help;
@@ -48,8 +56,10 @@ inline void check_keys(const Options& o, const OptionSchema& schema, const std::
   }
 }
 
-// A list option: a YAML list, or one string with comma-separated items (the command line's form).
+// A list option: a YAML list, or one string with comma-separated items (the command line's form). Empty when
+// the option is not given.
 inline std::vector<std::string> list_option(const Options& o, const std::string& key) {
+  if (!o.has(key)) return {};
   const YAML::Node v = o.node()[key];
   std::vector<std::string> items;
   if (v.IsSequence()) {
@@ -58,13 +68,7 @@ inline std::vector<std::string> list_option(const Options& o, const std::string&
       items.push_back(item.Scalar());
     }
   } else if (v.IsScalar()) {
-    const std::string& s = v.Scalar();
-    for (size_t start = 0;;) {
-      const size_t comma = s.find(',', start);
-      items.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-      if (comma == std::string::npos) break;
-      start = comma + 1;
-    }
+    for (std::string_view item : python_split(v.Scalar(), ',')) items.emplace_back(item);
   } else {
     throw ConfigError(o.where(v) + "option '" + key + "': expected a string, a comma-separated list or a YAML list");
   }
@@ -74,45 +78,22 @@ inline std::vector<std::string> list_option(const Options& o, const std::string&
   return items;
 }
 
-inline void write_scores(StageContext& ctx, const MetricList& metrics);
-
-// Records every metric, copies the scored file(s) into the stage folder as artifact `artifact` (one file: the
-// copy; several: a folder <artifact>/ of copies), and writes the metrics to scores.json (artifact "scores").
-inline void record(StageContext& ctx, const MetricList& metrics, const std::string& artifact,
-            const std::vector<std::string>& files) {
-  for (const auto& m : metrics) ctx.log_metric(m.name, m.value);
-  std::filesystem::path folder = ctx.stage_dir();
-  if (files.size() > 1) {
-    folder /= artifact;
-    std::filesystem::remove_all(folder);  // an earlier attempt's copies
-    std::filesystem::create_directories(folder);
-  }
-  std::set<std::string> names;
-  for (const auto& file : files) {
-    const std::filesystem::path copy = folder / std::filesystem::path(file).filename();
-    if (!names.insert(copy.filename().string()).second)
-      throw ConfigError("two scored files are named '" + copy.filename().string() + "'; give them distinct names");
-    if (std::filesystem::exists(copy) && std::filesystem::equivalent(copy, file))
-      throw ConfigError("'" + file + "' is this stage's own copy of a scored file; point the stage at the original");
-    std::filesystem::copy_file(file, copy, std::filesystem::copy_options::overwrite_existing);
-  }
-  ctx.add_artifact(artifact, files.size() == 1 ? folder / std::filesystem::path(files[0]).filename() : folder);
-  write_scores(ctx, metrics);
+// Declares a list option (type "any": a YAML list, or comma-separated on the command line) and reads it into
+// `items`.
+inline void bind_list(OptionBinder& o, const std::string& name, std::vector<std::string>* items,
+                      const std::string& help) {
+  YAML::Node node;
+  o.bind(name, &node, YAML::Node(), help);
+  if (o.reading()) *items = list_option(o.options(), name);
 }
 
 // Writes the metrics to scores.json in the stage folder (artifact "scores"), without logging them.
 inline void write_scores(StageContext& ctx, const MetricList& metrics) {
   nlohmann::ordered_json scores = nlohmann::ordered_json::object();
   for (const auto& m : metrics) scores[m.name] = m.value;
-  const std::filesystem::path scores_path = ctx.stage_dir() / "scores.json";
-  const std::filesystem::path tmp = scores_path.string() + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << scores.dump(2) << "\n";
-    if (!out) throw IoError("cannot write '" + tmp.string() + "'");
-  }
-  std::filesystem::rename(tmp, scores_path);
-  ctx.add_artifact("scores", scores_path);
+  const std::filesystem::path path = ctx.stage_dir() / "scores.json";
+  write_file_atomic(path, scores.dump(2) + "\n");
+  ctx.add_artifact("scores", path);
 }
 
 // An evaluation's metrics: logged to the store and written to scores.json.
@@ -121,5 +102,34 @@ inline void record_metrics(StageContext& ctx, const MetricList& metrics) {
   write_scores(ctx, metrics);
 }
 
+// Copies the scored file(s) into the stage folder as artifact `artifact` (one file: the copy; several: a folder
+// <artifact>/ of copies), so the scores stay beside what they score.
+inline void copy_scored_files(StageContext& ctx, const std::string& artifact, const std::vector<std::string>& files) {
+  namespace fs = std::filesystem;
+  fs::path folder = ctx.stage_dir();
+  if (files.size() > 1) {
+    folder /= artifact;
+    fs::remove_all(folder);  // an earlier attempt's copies
+    fs::create_directories(folder);
+  }
+  std::set<std::string> names;
+  for (const auto& file : files) {
+    const fs::path copy = folder / fs::path(file).filename();
+    if (!names.insert(copy.filename().string()).second)
+      throw ConfigError("two scored files are named '" + copy.filename().string() + "'; give them distinct names");
+    if (fs::exists(copy) && fs::equivalent(copy, file))
+      throw ConfigError("'" + file + "' is this stage's own copy of a scored file; point the stage at the original");
+    fs::copy_file(file, copy, fs::copy_options::overwrite_existing);
+  }
+  ctx.add_artifact(artifact, files.size() == 1 ? folder / fs::path(files[0]).filename() : folder);
+}
+
+// A scoring stage's record: every metric, the scored file(s) (copy_scored_files) and scores.json.
+inline void record(StageContext& ctx, const MetricList& metrics, const std::string& artifact,
+                   const std::vector<std::string>& files) {
+  for (const auto& m : metrics) ctx.log_metric(m.name, m.value);
+  copy_scored_files(ctx, artifact, files);
+  write_scores(ctx, metrics);
+}
 
 }  // namespace mmr::benchmarks

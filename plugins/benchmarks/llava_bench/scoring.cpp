@@ -3,119 +3,19 @@
 #include "plugins/benchmarks/llava_bench/scoring.h"
 
 #include <algorithm>
-#include <cctype>
-#include <cerrno>
-#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
-#include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 
 #include "core/api/error.h"
+#include "core/lib/util/python_float.h"
+#include "core/lib/util/strings.h"
 #include "plugins/benchmarks/common/jsonl.h"
 
 namespace mmr::llava_bench {
-namespace {
 
-using Json = nlohmann::ordered_json;
-// JSONL helpers shared with the other benchmarks (plugins/benchmarks/common/jsonl.h).
-using benchmarks::JsonLine;
-using benchmarks::at;
-using benchmarks::is_blank;
-using benchmarks::read_jsonl;
-using benchmarks::require;
-using benchmarks::string_field;
-using benchmarks::int_field;
-
-std::string_view strip(std::string_view s) {
-  auto ws = [](unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f); };
-  while (!s.empty() && ws(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && ws(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != b[i]) return false;
-  }
-  return true;
-}
-
-// Python's float(str) (same rules as in the MM-Vet library): sign, inf/infinity/nan, or a decimal literal with
-// optional fraction/exponent and single underscores between digits; surrounding whitespace stripped.
-std::optional<double> python_float(std::string_view text) {
-  std::string_view s = strip(text);
-  bool negative = false;
-  if (!s.empty() && (s.front() == '+' || s.front() == '-')) {
-    negative = s.front() == '-';
-    s.remove_prefix(1);
-  }
-  if (iequals(s, "inf") || iequals(s, "infinity")) return negative ? -HUGE_VAL : HUGE_VAL;
-  if (iequals(s, "nan")) return std::nan("");
-  std::string digits;
-  size_t i = 0;
-  auto take_digits = [&]() -> int {
-    int n = 0;
-    while (i < s.size()) {
-      if (std::isdigit(static_cast<unsigned char>(s[i]))) {
-        digits.push_back(s[i++]);
-        ++n;
-      } else if (s[i] == '_' && n > 0 && i + 1 < s.size() && std::isdigit(static_cast<unsigned char>(s[i + 1]))) {
-        ++i;
-      } else {
-        break;
-      }
-    }
-    return n;
-  };
-  int mantissa = take_digits();
-  if (i < s.size() && s[i] == '.') {
-    digits.push_back(s[i++]);
-    mantissa += take_digits();
-  }
-  if (mantissa == 0) return std::nullopt;
-  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
-    digits.push_back(s[i++]);
-    if (i < s.size() && (s[i] == '+' || s[i] == '-')) digits.push_back(s[i++]);
-    if (take_digits() == 0) return std::nullopt;
-  }
-  if (i != s.size()) return std::nullopt;
-  double value = 0;
-  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-  if (ec == std::errc::result_out_of_range) {
-    const size_t e = digits.find_first_of("eE");
-    value = (e == std::string::npos || digits[e + 1] != '-') ? HUGE_VAL : 0.0;
-  } else if (ec != std::errc() || end != digits.data() + digits.size()) {
-    return std::nullopt;
-  }
-  return negative ? -value : value;
-}
-
-// Python's str.split(sep) for a one-character separator: every piece, empty ones included.
-std::vector<std::string_view> split(std::string_view s, char sep) {
-  std::vector<std::string_view> out;
-  size_t start = 0;
-  while (true) {
-    const size_t hit = s.find(sep, start);
-    out.push_back(s.substr(start, hit == std::string_view::npos ? std::string_view::npos : hit - start));
-    if (hit == std::string_view::npos) return out;
-    start = hit + 1;
-  }
-}
-
-void write_lines(const std::string& path, const std::string& what, const std::vector<std::string>& lines) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw mmr::IoError("cannot open " + what + " '" + path + "' for writing: " + std::strerror(errno));
-  for (const std::string& l : lines) out << l << '\n';
-  if (!out) throw mmr::IoError("writing " + what + " '" + path + "' failed: " + std::strerror(errno));
-}
-
-}  // namespace
+using namespace benchmarks::jsonl;
 
 std::vector<Review> read_reviews(const std::string& path) {
   std::vector<Review> reviews;
@@ -215,16 +115,7 @@ mmr::MetricList score_file(const std::string& review_path, const std::set<int64_
 // ---- review prompts ----
 
 std::map<std::string, Rule> read_rules(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw mmr::IoError("cannot open LLaVA rule file '" + path + "' for reading: " + std::strerror(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  Json doc;
-  try {
-    doc = Json::parse(ss.str());
-  } catch (const Json::exception& e) {
-    throw mmr::DataError(path + ": malformed JSON in rule file: " + e.what());
-  }
+  const Json doc = read_json_file(path, "LLaVA rule file");
   if (!doc.is_object()) throw mmr::DataError(path + ": expected an object {category: {role, prompt}}");
   std::map<std::string, Rule> rules;
   for (const auto& [key, v] : doc.items()) {
@@ -238,33 +129,20 @@ std::map<std::string, Rule> read_rules(const std::string& path) {
 }
 
 std::vector<Question> read_questions(const std::string& path) {
-  std::vector<Question> out;
-  for (const JsonLine& row : read_jsonl(path, "LLaVA-Bench question file")) {
-    Question q;
-    q.line = row.line;
-    q.question_id = int_field(row, "question_id", path);
-    q.image = string_field(row, "image", path);
-    q.text = string_field(row, "text", path);
-    q.category = string_field(row, "category", path);
-    out.push_back(std::move(q));
-  }
-  return out;
+  return read_rows(path, "LLaVA-Bench question file", [&](const JsonLine& row) {
+    return Question{row.line, int_field(row, "question_id", path), string_field(row, "image", path),
+                    string_field(row, "text", path), string_field(row, "category", path)};
+  });
 }
 
 std::vector<Answer> read_answers(const std::string& path) {
-  std::vector<Answer> out;
-  for (const JsonLine& row : read_jsonl(path, "LLaVA-Bench answer file")) {
-    Answer a;
-    a.line = row.line;
-    a.question_id = int_field(row, "question_id", path);
-    a.text = string_field(row, "text", path);
-    if (row.value.contains("answer_id")) {
-      const Json& id = row.value["answer_id"];
-      a.answer_id = id.is_string() ? id.get<std::string>() : id.dump();
-    }
-    out.push_back(std::move(a));
-  }
-  return out;
+  return read_rows(path, "LLaVA-Bench answer file", [&](const JsonLine& row) {
+    const int64_t question_id = int_field(row, "question_id", path);
+    const std::string text = string_field(row, "text", path);
+    const auto id = row.value.find("answer_id");  // any JSON value; its text when it is not a string
+    const std::string answer_id = id == row.value.end() ? "" : id->is_string() ? id->get<std::string>() : id->dump();
+    return Answer{row.line, question_id, answer_id, text};
+  });
 }
 
 std::string join_caption(const std::string& caption_json_text, bool join_string_characters) {
@@ -369,7 +247,7 @@ std::vector<ReviewRequest> build_review_requests(const std::vector<Question>& qu
 std::array<double, 2> parse_score(std::string_view review) {
   std::string first(review.substr(0, review.find('\n')));
   std::replace(first.begin(), first.end(), ',', ' ');
-  const std::vector<std::string_view> parts = split(first, ' ');
+  const std::vector<std::string_view> parts = python_split(first, ' ');
   if (parts.size() != 2) return {-1, -1};
   const std::optional<double> a = python_float(parts[0]), b = python_float(parts[1]);
   if (!a || !b) return {-1, -1};
@@ -392,19 +270,10 @@ std::string review_line(const ReviewRequest& request, std::string_view review_te
   return row.dump(-1, ' ', /*ensure_ascii=*/true);
 }
 
-void write_answers(const std::string& path, const std::vector<AnswerRecord>& answers) {
-  std::vector<std::string> lines;
-  for (const AnswerRecord& a : answers) {
-    Json row;
-    row["question_id"] = a.question_id;
-    row["prompt"] = a.prompt;
-    row["text"] = a.text;
-    row["answer_id"] = a.answer_id;
-    row["model_id"] = a.model_id;
-    row["metadata"] = Json::object();
-    lines.push_back(row.dump(-1, ' ', /*ensure_ascii=*/true));
-  }
-  write_lines(path, "LLaVA-Bench answer file", lines);
+std::string answers_jsonl(const std::vector<AnswerRecord>& answers) {
+  std::string text;
+  for (const AnswerRecord& a : answers) text += llava_answer_line(a.question_id, a.prompt, a.text, a.answer_id, a.model_id);
+  return text;
 }
 
 }  // namespace mmr::llava_bench

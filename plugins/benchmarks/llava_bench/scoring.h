@@ -142,7 +142,7 @@ std::array<double, 2> parse_score(std::string_view review);
 std::string review_line(const ReviewRequest& request, std::string_view review_text, const std::array<double, 2>& tuple);
 
 // One line of LLaVA's answer file (llava/eval/model_vqa.py): {"question_id", "prompt", "text", "answer_id",
-// "model_id", "metadata": {}}; ASCII-escaped. Throws mmr::IoError.
+// "model_id", "metadata": {}}; ASCII-escaped.
 struct AnswerRecord {
   int64_t question_id = 0;
   std::string prompt;
@@ -150,6 +150,6 @@ struct AnswerRecord {
   std::string answer_id;
   std::string model_id;
 };
-void write_answers(const std::string& path, const std::vector<AnswerRecord>& answers);
+std::string answers_jsonl(const std::vector<AnswerRecord>& answers);  // the answer file's text
 
 }  // namespace mmr::llava_bench

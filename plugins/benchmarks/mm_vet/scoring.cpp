@@ -3,43 +3,23 @@
 #include "plugins/benchmarks/mm_vet/scoring.h"
 
 #include <algorithm>
-#include <cctype>
-#include <cerrno>
-#include <charconv>
 #include <cmath>
-#include <cstring>
-#include <fstream>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "core/api/error.h"
+#include "core/lib/util/python_float.h"
+#include "core/lib/util/strings.h"
+#include "plugins/benchmarks/common/jsonl.h"
 
 namespace mmr::mm_vet {
 namespace {
 
-using Json = nlohmann::ordered_json;
+using namespace benchmarks::jsonl;
 
-std::string read_file(const std::string& path, const std::string& what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw mmr::IoError("cannot open " + what + " '" + path + "' for reading: " + std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
+// A grade file or the metadata: one JSON object keyed by sample id.
 Json read_json_object(const std::string& path, const std::string& what) {
-  const std::string text = read_file(path, what);
-  Json doc;
-  try {
-    doc = Json::parse(text);
-  } catch (const Json::parse_error& e) {
-    // nlohmann reports the byte offset; turn it into a line number for the user.
-    const size_t offset = std::min(e.byte, text.size());
-    const auto line = 1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(offset), '\n');
-    throw mmr::DataError(path + ":" + std::to_string(line) + ": malformed JSON in " + what + ": " + e.what());
-  }
+  Json doc = read_json_file(path, what);
   if (!doc.is_object()) {
     throw mmr::DataError(path + ": expected a JSON object {\"v1_0\": ...} in " + what + ", found " +
                          std::string(doc.type_name()));
@@ -48,74 +28,6 @@ Json read_json_object(const std::string& path, const std::string& what) {
 }
 
 std::string at_key(const std::string& path, const std::string& key) { return path + ": key \"" + key + "\": "; }
-
-// Python's str.strip() for the whitespace a grader reply can contain.
-std::string_view strip(std::string_view s) {
-  auto ws = [](unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f); };
-  while (!s.empty() && ws(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && ws(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != b[i]) return false;
-  }
-  return true;
-}
-
-// Python's float(str): optional sign, then inf/infinity/nan (any case) or a decimal literal with optional
-// fraction and exponent; single underscores are allowed between digits. Surrounding whitespace is stripped.
-std::optional<double> python_float(std::string_view text) {
-  std::string_view s = strip(text);
-  bool negative = false;
-  if (!s.empty() && (s.front() == '+' || s.front() == '-')) {
-    negative = s.front() == '-';
-    s.remove_prefix(1);
-  }
-  if (iequals(s, "inf") || iequals(s, "infinity")) return negative ? -HUGE_VAL : HUGE_VAL;
-  if (iequals(s, "nan")) return std::nan("");
-  std::string digits;  // the literal without underscores
-  size_t i = 0;
-  auto take_digits = [&]() -> int {  // digits with single underscores between them; -1 on a bad underscore
-    int n = 0;
-    while (i < s.size()) {
-      if (std::isdigit(static_cast<unsigned char>(s[i]))) {
-        digits.push_back(s[i++]);
-        ++n;
-      } else if (s[i] == '_' && n > 0 && i + 1 < s.size() && std::isdigit(static_cast<unsigned char>(s[i + 1]))) {
-        ++i;
-      } else {
-        break;
-      }
-    }
-    return n;
-  };
-  int mantissa = take_digits();
-  if (i < s.size() && s[i] == '.') {
-    digits.push_back(s[i++]);
-    mantissa += take_digits();
-  }
-  if (mantissa == 0) return std::nullopt;
-  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
-    digits.push_back(s[i++]);
-    if (i < s.size() && (s[i] == '+' || s[i] == '-')) digits.push_back(s[i++]);
-    if (take_digits() == 0) return std::nullopt;
-  }
-  if (i != s.size()) return std::nullopt;
-  double value = 0;
-  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-  if (ec == std::errc::result_out_of_range) {
-    // from_chars leaves `value` untouched on overflow/underflow; Python gives inf or 0.
-    const bool big = digits.find_first_of("eE") == std::string::npos ||
-                     digits[digits.find_first_of("eE") + 1] != '-';
-    value = big ? HUGE_VAL : 0.0;
-  } else if (ec != std::errc() || end != digits.data() + digits.size()) {
-    return std::nullopt;
-  }
-  return negative ? -value : value;
-}
 
 // numpy's pairwise_sum for float64 (numpy/_core/src/umath/loops_utils.h.src).
 double pairwise_sum(const double* a, size_t n) {
@@ -145,13 +57,6 @@ Json strings_to_json(const std::vector<std::string>& v) {
   Json out = Json::array();
   for (const auto& s : v) out.push_back(s);
   return out;
-}
-
-void write_text(const std::string& path, const std::string& what, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw mmr::IoError("cannot open " + what + " '" + path + "' for writing: " + std::strerror(errno));
-  out << text;
-  if (!out) throw mmr::IoError("writing " + what + " '" + path + "' failed: " + std::strerror(errno));
 }
 
 }  // namespace
@@ -237,13 +142,11 @@ double numpy_std(const std::vector<double>& values) {
   return std::sqrt(numpy_sum(sq) / static_cast<double>(values.size()));
 }
 
-ScoreResult score(const std::vector<SampleGrade>& grades, const std::vector<Sample>* metadata,
-                  const ScoreOptions& options) {
-  if (grades.empty()) throw mmr::DataError("MM-Vet grade file has no graded samples");
-  ScoreResult result;
+namespace {
 
-  // The run count: given, or the (common) number of scores per sample.
-  int num_run = options.num_run;
+// The run count: given, or the (common) number of scores per sample.
+int run_count(const std::vector<SampleGrade>& grades, int given) {
+  int num_run = given;
   if (num_run <= 0) {
     num_run = static_cast<int>(grades.front().score.size());
     for (const SampleGrade& g : grades) {
@@ -261,87 +164,118 @@ ScoreResult score(const std::vector<SampleGrade>& grades, const std::vector<Samp
                            " scores, fewer than the " + std::to_string(num_run) + " runs to score");
     }
   }
-  result.num_run = num_run;
+  return num_run;
+}
 
-  // Capability and capability-set counts from the metadata (load_metadata in the evaluator).
+// What load_metadata in the evaluator counts: every capability and every capability set, in first-occurrence
+// order (see the header on why not Python's set order).
+struct Columns {
   std::map<std::string, const Sample*> sample_by_id;
-  std::vector<std::string> cap_names;                 // first-occurrence order
+  std::vector<std::string> cap_names;
   std::map<std::string, int64_t> cap_count;
-  std::vector<std::set<std::string>> set_list;        // first-occurrence order
-  std::vector<std::string> set_names;
+  std::vector<std::set<std::string>> set_list;
+  std::vector<std::string> set_names;  // the capabilities joined with '_'
   std::vector<int64_t> set_count;
+
+  // The index in set_list of a sample's capability set; set_list.size() for a new set.
+  size_t set_of(const Sample& s) const {
+    const std::set<std::string> caps(s.capability.begin(), s.capability.end());
+    return static_cast<size_t>(std::find(set_list.begin(), set_list.end(), caps) - set_list.begin());
+  }
+  void add(const Sample& s) {
+    sample_by_id[s.id] = &s;
+    for (const std::string& c : s.capability)
+      if (cap_count[c]++ == 0) cap_names.push_back(c);
+    const size_t k = set_of(s);
+    if (k < set_list.size()) {
+      ++set_count[k];
+      return;
+    }
+    set_list.emplace_back(s.capability.begin(), s.capability.end());
+    std::string name;
+    for (const std::string& c : s.capability) name += (name.empty() ? "" : "_") + c;
+    set_names.push_back(name);
+    set_count.push_back(1);
+  }
+};
+
+// Every graded sample is in the metadata and every sample of the metadata is graded.
+void check_coverage(const std::vector<SampleGrade>& grades, const std::vector<Sample>& metadata, const Columns& c) {
+  std::set<std::string> graded;
+  for (const SampleGrade& g : grades) {
+    if (!c.sample_by_id.count(g.id))
+      throw mmr::DataError("MM-Vet grade file: sample \"" + g.id + "\" is not in the metadata (mm-vet.json)");
+    graded.insert(g.id);
+  }
+  for (const Sample& s : metadata)
+    if (!graded.count(s.id)) throw mmr::DataError("MM-Vet grade file: no grade for sample \"" + s.id + "\" of the metadata");
+}
+
+// Per-run Python float sums, in grade-file order (the evaluator's cap_socres / cap_socres2 loops).
+struct Sums {
+  std::map<std::string, std::vector<double>> cap, set;
+  std::vector<double> total;
+};
+Sums sum_runs(const std::vector<SampleGrade>& grades, const Columns* columns, int num_run) {
+  const size_t runs = static_cast<size_t>(num_run);
+  Sums sums;
+  sums.total.assign(runs, 0.0);
+  if (columns) {
+    for (const std::string& c : columns->cap_names) sums.cap[c].assign(runs, 0.0);
+    for (const std::string& n : columns->set_names) sums.set[n].assign(runs, 0.0);
+  }
+  for (const SampleGrade& g : grades) {
+    for (size_t i = 0; i < runs; ++i) {
+      const double s = g.score[i];
+      sums.total[i] += s;
+      if (!columns) continue;
+      const Sample& sample = *columns->sample_by_id.at(g.id);
+      for (const std::string& c : sample.capability) sums.cap[c][i] += s;
+      sums.set[columns->set_names[columns->set_of(sample)]][i] += s;
+    }
+  }
+  return sums;
+}
+
+ColumnScore column(const std::string& name, int64_t count, const std::vector<double>& sums, int decimal_places) {
+  ColumnScore col;
+  col.name = name;
+  col.count = count;
+  for (double s : sums) col.run_values.push_back(s / static_cast<double>(count) * 100);
+  col.value = numpy_round(numpy_mean(col.run_values), decimal_places);
+  return col;
+}
+
+// Columns by count, most common first; ties by first occurrence (Counter.most_common is stable; see header).
+void add_columns(const Columns& c, Sums& sums, int dp, ScoreResult& result) {
+  std::vector<std::string> cap_order = c.cap_names;
+  std::stable_sort(cap_order.begin(), cap_order.end(),
+                   [&](const std::string& a, const std::string& b) { return c.cap_count.at(a) > c.cap_count.at(b); });
+  for (const std::string& name : cap_order) result.capabilities.push_back(column(name, c.cap_count.at(name), sums.cap[name], dp));
+  std::vector<size_t> set_order(c.set_names.size());
+  for (size_t k = 0; k < set_order.size(); ++k) set_order[k] = k;
+  std::stable_sort(set_order.begin(), set_order.end(), [&](size_t a, size_t b) { return c.set_count[a] > c.set_count[b]; });
+  for (size_t k : set_order)
+    result.integrations.push_back(column(c.set_names[k], c.set_count[k], sums.set[c.set_names[k]], dp));
+}
+
+}  // namespace
+
+ScoreResult score(const std::vector<SampleGrade>& grades, const std::vector<Sample>* metadata,
+                  const ScoreOptions& options) {
+  if (grades.empty()) throw mmr::DataError("MM-Vet grade file has no graded samples");
+  ScoreResult result;
+  result.num_run = run_count(grades, options.num_run);
+  Columns columns;
   if (metadata) {
-    for (const Sample& s : *metadata) {
-      sample_by_id[s.id] = &s;
-      for (const std::string& c : s.capability) {
-        if (cap_count[c]++ == 0) cap_names.push_back(c);
-      }
-      std::set<std::string> caps(s.capability.begin(), s.capability.end());
-      auto it = std::find(set_list.begin(), set_list.end(), caps);
-      if (it == set_list.end()) {
-        set_list.push_back(caps);
-        std::string name;
-        for (const std::string& c : s.capability) name += (name.empty() ? "" : "_") + c;
-        set_names.push_back(name);
-        set_count.push_back(1);
-      } else {
-        ++set_count[static_cast<size_t>(it - set_list.begin())];
-      }
-    }
-    std::set<std::string> graded;
-    for (const SampleGrade& g : grades) {
-      if (!sample_by_id.count(g.id)) {
-        throw mmr::DataError("MM-Vet grade file: sample \"" + g.id + "\" is not in the metadata (mm-vet.json)");
-      }
-      graded.insert(g.id);
-    }
-    for (const Sample& s : *metadata) {
-      if (!graded.count(s.id)) {
-        throw mmr::DataError("MM-Vet grade file: no grade for sample \"" + s.id + "\" of the metadata");
-      }
-    }
+    for (const Sample& s : *metadata) columns.add(s);
+    check_coverage(grades, *metadata, columns);
   }
   result.n_samples = metadata ? static_cast<int64_t>(metadata->size()) : static_cast<int64_t>(grades.size());
-
-  // Per-run Python float sums, in grade-file order.
-  std::map<std::string, std::vector<double>> cap_sum, set_sum;
-  std::vector<double> total_sum(static_cast<size_t>(num_run), 0.0);
-  for (const std::string& c : cap_names) cap_sum[c].assign(static_cast<size_t>(num_run), 0.0);
-  for (const std::string& n : set_names) set_sum[n].assign(static_cast<size_t>(num_run), 0.0);
-  for (const SampleGrade& g : grades) {
-    for (int i = 0; i < num_run; ++i) {
-      const double s = g.score[static_cast<size_t>(i)];
-      total_sum[static_cast<size_t>(i)] += s;
-      if (!metadata) continue;
-      const Sample& sample = *sample_by_id.at(g.id);
-      for (const std::string& c : sample.capability) cap_sum[c][static_cast<size_t>(i)] += s;
-      const std::set<std::string> caps(sample.capability.begin(), sample.capability.end());
-      const size_t k = static_cast<size_t>(std::find(set_list.begin(), set_list.end(), caps) - set_list.begin());
-      set_sum[set_names[k]][static_cast<size_t>(i)] += s;
-    }
-  }
-
+  Sums sums = sum_runs(grades, metadata ? &columns : nullptr, result.num_run);
   const int dp = options.decimal_places;
-  auto column = [&](const std::string& name, int64_t count, const std::vector<double>& sums) {
-    ColumnScore col;
-    col.name = name;
-    col.count = count;
-    for (double s : sums) col.run_values.push_back(s / static_cast<double>(count) * 100);
-    col.value = numpy_round(numpy_mean(col.run_values), dp);
-    return col;
-  };
-
-  // Columns by count, most common first; ties by first occurrence (Counter.most_common is stable; see header).
-  std::vector<std::string> cap_order = cap_names;
-  std::stable_sort(cap_order.begin(), cap_order.end(),
-                   [&](const std::string& a, const std::string& b) { return cap_count[a] > cap_count[b]; });
-  for (const std::string& c : cap_order) result.capabilities.push_back(column(c, cap_count[c], cap_sum[c]));
-  std::vector<size_t> set_order(set_names.size());
-  for (size_t k = 0; k < set_order.size(); ++k) set_order[k] = k;
-  std::stable_sort(set_order.begin(), set_order.end(), [&](size_t a, size_t b) { return set_count[a] > set_count[b]; });
-  for (size_t k : set_order) result.integrations.push_back(column(set_names[k], set_count[k], set_sum[set_names[k]]));
-
-  result.total = column("total", result.n_samples, total_sum);
+  add_columns(columns, sums, dp, result);  // nothing without metadata
+  result.total = column("total", result.n_samples, sums.total, dp);
   result.std = numpy_round(numpy_std(result.total.run_values), dp);
   for (double v : result.total.run_values) result.runs.push_back(numpy_round(v, dp));
   return result;
@@ -369,7 +303,7 @@ mmr::MetricList score_files(const std::string& grade_path, const std::string& me
   }
 }
 
-std::string read_grader_prompt(const std::string& path) { return read_file(path, "MM-Vet grader prompt"); }
+std::string read_grader_prompt(const std::string& path) { return read_text_file(path, "MM-Vet grader prompt"); }
 
 std::string pad_ground_truth(std::string_view answer) {
   // Python: answer.replace("<AND>", " <AND> ").replace("<OR>", " <OR> ").
@@ -394,8 +328,8 @@ std::string build_grader_message(std::string_view prompt, std::string_view quest
 }
 
 std::optional<double> parse_grader_reply(std::string_view reply) {
-  const std::string_view first = reply.substr(0, reply.find(' '));  // content.split(" ")[0]
-  std::optional<double> v = python_float(first);                    // .strip() happens inside
+  // float(content.split(" ")[0].strip())
+  const std::optional<double> v = python_float(python_strip(reply.substr(0, reply.find(' '))));
   if (!v || std::isnan(*v) || *v > 1.0 || *v < 0.0) return std::nullopt;
   return v;
 }
@@ -411,7 +345,7 @@ GradeOutcome grade_sample(std::string_view prompt, std::string_view question, st
   for (int parsed = 1;; ++parsed) {
     if (std::optional<double> s = parse_grader_reply(reply)) {
       out.score = *s;
-      out.content = std::string(strip(std::string_view(reply).substr(0, reply.find(' '))));
+      out.content = std::string(python_strip(std::string_view(reply).substr(0, reply.find(' '))));
       return out;
     }
     if (parsed == kGraderMaxParsedReplies) {
@@ -427,16 +361,16 @@ GradeOutcome grade_sample(std::string_view prompt, std::string_view question, st
 
 std::string result_key(int64_t question_id) { return "v1_" + std::to_string(question_id); }
 
-void write_results(const std::string& path, const std::vector<std::pair<std::string, std::string>>& results) {
+std::string results_json(const std::vector<std::pair<std::string, std::string>>& results) {
   Json doc = Json::object();
   for (const auto& [key, text] : results) {
-    if (doc.contains(key)) throw mmr::DataError("MM-Vet results for '" + path + "': duplicate key \"" + key + "\"");
+    if (doc.contains(key)) throw mmr::DataError("MM-Vet results: duplicate key \"" + key + "\"");
     doc[key] = text;
   }
-  write_text(path, "MM-Vet results file", doc.dump(2, ' ', /*ensure_ascii=*/true));
+  return doc.dump(2, ' ', /*ensure_ascii=*/true);
 }
 
-void write_grade_file(const std::string& path, const std::vector<SampleGrade>& grades) {
+std::string grade_file_json(const std::vector<SampleGrade>& grades) {
   Json doc = Json::object();
   for (const SampleGrade& g : grades) {
     Json entry;
@@ -445,7 +379,7 @@ void write_grade_file(const std::string& path, const std::vector<SampleGrade>& g
     entry["score"] = g.score;
     doc[g.id] = entry;
   }
-  write_text(path, "MM-Vet grade file", doc.dump(4, ' ', /*ensure_ascii=*/true));
+  return doc.dump(4, ' ', /*ensure_ascii=*/true);
 }
 
 }  // namespace mmr::mm_vet

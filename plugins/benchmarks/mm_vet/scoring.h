@@ -136,9 +136,10 @@ GradeOutcome grade_sample(std::string_view prompt, std::string_view question, st
 
 // "v1_<question_id>", the key LLaVA's convert_mmvet_for_eval.py gives question_id N of llava-mm-vet.jsonl.
 std::string result_key(int64_t question_id);
-// {"v1_0": "text", ...} with json.dump(indent=2) layout, ASCII-escaped. Throws mmr::IoError.
-void write_results(const std::string& path, const std::vector<std::pair<std::string, std::string>>& results);
-// The grade file in the evaluator's layout (indent=4), e.g. to resume grading with the official script.
-void write_grade_file(const std::string& path, const std::vector<SampleGrade>& grades);
+// The results file's text: {"v1_0": "text", ...} in json.dump(indent=2) layout, ASCII-escaped. A repeated key is a
+// DataError.
+std::string results_json(const std::vector<std::pair<std::string, std::string>>& results);
+// The grade file's text in the evaluator's layout (indent=4), e.g. to resume grading with the official script.
+std::string grade_file_json(const std::vector<SampleGrade>& grades);
 
 }  // namespace mmr::mm_vet

@@ -3,12 +3,7 @@
 #include "plugins/benchmarks/mt_bench/scoring.h"
 
 #include <algorithm>
-#include <cctype>
-#include <cerrno>
 #include <cmath>
-#include <cstring>
-#include <fstream>
-#include <nlohmann/json.hpp>
 #include <set>
 #include <tuple>
 
@@ -18,15 +13,7 @@
 namespace mmr::mt_bench {
 namespace {
 
-using Json = nlohmann::ordered_json;
-// JSONL helpers shared with the other benchmarks (plugins/benchmarks/common/jsonl.h).
-using benchmarks::JsonLine;
-using benchmarks::at;
-using benchmarks::is_blank;
-using benchmarks::read_jsonl;
-using benchmarks::require;
-using benchmarks::string_field;
-using benchmarks::int_field;
+using namespace benchmarks::jsonl;
 
 std::vector<std::string> string_list(const Json& v, const std::string& where) {
   if (!v.is_array()) throw mmr::DataError(where + "expected a list of strings, found " + v.dump());
@@ -66,72 +53,59 @@ std::optional<std::string_view> search_rating(std::string_view s, int brackets) 
   return std::nullopt;
 }
 
+// The turns of an answer's first choice (choices[0].turns).
+std::vector<std::string> first_choice_turns(const JsonLine& row, const std::string& path) {
+  const Json& choices = require(row, "choices", path);
+  if (!choices.is_array() || choices.empty() || !choices[0].is_object() || !choices[0].contains("turns"))
+    throw mmr::DataError(at(path, row.line) + "expected \"choices\": [{\"index\": 0, \"turns\": [...]}, ...]");
+  return string_list(choices[0]["turns"], at(path, row.line) + "\"choices\"[0][\"turns\"]: ");
+}
+
+Judgment judgment_of(const JsonLine& row, const std::string& path) {
+  Judgment j;
+  j.line = row.line;
+  j.question_id = int_field(row, "question_id", path);
+  j.model = string_field(row, "model", path);
+  const Json& score = require(row, "score", path);
+  if (!score.is_number()) throw mmr::DataError(at(path, row.line) + "expected \"score\" to be a number, found " + score.dump());
+  j.score = score.get<double>();
+  const int64_t turn = int_field(row, "turn", path);
+  if (turn != 1 && turn != 2)
+    throw mmr::DataError(at(path, row.line) + "expected \"turn\" to be 1 or 2, found " + std::to_string(turn));
+  j.turn = static_cast<int>(turn);
+  if (auto judge = row.value.find("judge"); judge != row.value.end() && judge->is_array() && judge->size() == 2 &&
+                                            (*judge)[0].is_string() && (*judge)[1].is_string()) {
+    j.judge_model = (*judge)[0].get<std::string>();
+    j.judge_prompt = (*judge)[1].get<std::string>();
+  }
+  return j;
+}
+
 }  // namespace
 
 std::vector<Judgment> read_judgments(const std::string& path) {
-  std::vector<Judgment> out;
-  for (const JsonLine& row : read_jsonl(path, "MT-Bench judgment file")) {
-    Judgment j;
-    j.line = row.line;
-    j.question_id = int_field(row, "question_id", path);
-    j.model = string_field(row, "model", path);
-    const Json& score = require(row, "score", path);
-    if (!score.is_number()) throw mmr::DataError(at(path, row.line) + "expected \"score\" to be a number, found " + score.dump());
-    j.score = score.get<double>();
-    const int64_t turn = int_field(row, "turn", path);
-    if (turn != 1 && turn != 2) {
-      throw mmr::DataError(at(path, row.line) + "expected \"turn\" to be 1 or 2, found " + std::to_string(turn));
-    }
-    j.turn = static_cast<int>(turn);
-    if (auto judge = row.value.find("judge"); judge != row.value.end() && judge->is_array() && judge->size() == 2 &&
-                                              (*judge)[0].is_string() && (*judge)[1].is_string()) {
-      j.judge_model = (*judge)[0].get<std::string>();
-      j.judge_prompt = (*judge)[1].get<std::string>();
-    }
-    out.push_back(std::move(j));
-  }
-  return out;
+  return read_rows(path, "MT-Bench judgment file", [&](const JsonLine& row) { return judgment_of(row, path); });
 }
 
 std::vector<Question> read_questions(const std::string& path) {
-  std::vector<Question> out;
-  std::map<int64_t, int> seen;
-  for (const JsonLine& row : read_jsonl(path, "MT-Bench question file")) {
-    Question q;
-    q.line = row.line;
-    q.question_id = int_field(row, "question_id", path);
-    q.category = string_field(row, "category", path);
-    q.turns = string_list(require(row, "turns", path), at(path, row.line) + "\"turns\": ");
-    if (auto [it, inserted] = seen.emplace(q.question_id, row.line); !inserted) {
-      throw mmr::DataError(at(path, row.line) + "duplicate question_id " + std::to_string(q.question_id) +
-                           " (first on line " + std::to_string(it->second) + ")");
-    }
-    out.push_back(std::move(q));
-  }
-  return out;
+  FirstLines seen(path, "question_id");
+  return read_rows(path, "MT-Bench question file", [&](const JsonLine& row) {
+    Question q{row.line, int_field(row, "question_id", path), string_field(row, "category", path),
+               string_list(require(row, "turns", path), at(path, row.line) + "\"turns\": ")};
+    seen.add(std::to_string(q.question_id), row.line);
+    return q;
+  });
 }
 
 std::vector<ModelAnswer> read_model_answers(const std::string& path) {
-  std::vector<ModelAnswer> out;
-  std::map<int64_t, int> seen;
-  for (const JsonLine& row : read_jsonl(path, "MT-Bench model answer file")) {
-    ModelAnswer a;
-    a.line = row.line;
-    a.question_id = int_field(row, "question_id", path);
-    a.model_id = row.value.contains("model_id") ? string_field(row, "model_id", path) : "";
-    const Json& choices = require(row, "choices", path);
-    if (!choices.is_array() || choices.empty() || !choices[0].is_object() || !choices[0].contains("turns")) {
-      throw mmr::DataError(at(path, row.line) + "expected \"choices\": [{\"index\": 0, \"turns\": [...]}, ...]");
-    }
-    a.turns = string_list(choices[0]["turns"], at(path, row.line) + "\"choices\"[0][\"turns\"]: ");
-    // FastChat's load_model_answers keeps the last line of a question_id; a repeat is more likely a mistake.
-    if (auto [it, inserted] = seen.emplace(a.question_id, row.line); !inserted) {
-      throw mmr::DataError(at(path, row.line) + "duplicate answer for question_id " + std::to_string(a.question_id) +
-                           " (first on line " + std::to_string(it->second) + ")");
-    }
-    out.push_back(std::move(a));
-  }
-  return out;
+  FirstLines seen(path, "answer for question_id");  // FastChat's load_model_answers would keep the last one
+  return read_rows(path, "MT-Bench model answer file", [&](const JsonLine& row) {
+    ModelAnswer a{row.line, int_field(row, "question_id", path),
+                  row.value.contains("model_id") ? string_field(row, "model_id", path) : "",
+                  first_choice_turns(row, path)};
+    seen.add(std::to_string(a.question_id), row.line);
+    return a;
+  });
 }
 
 double kahan_mean(const std::vector<double>& values) {
@@ -375,9 +349,8 @@ std::string judgment_line(int64_t question_id, std::string_view model, std::stri
   return row.dump(-1, ' ', /*ensure_ascii=*/true);
 }
 
-void write_model_answers(const std::string& path, const std::vector<AnswerRecord>& answers) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw mmr::IoError("cannot open MT-Bench answer file '" + path + "' for writing: " + std::strerror(errno));
+std::string model_answers_jsonl(const std::vector<AnswerRecord>& answers) {
+  std::string text;
   for (const AnswerRecord& a : answers) {
     Json row;
     row["question_id"] = a.question_id;
@@ -388,9 +361,9 @@ void write_model_answers(const std::string& path, const std::vector<AnswerRecord
     choice["turns"] = a.turns;
     row["choices"] = Json::array({choice});
     row["tstamp"] = a.tstamp;
-    out << row.dump(-1, ' ', /*ensure_ascii=*/true) << '\n';
+    text += row.dump(-1, ' ', /*ensure_ascii=*/true) + "\n";
   }
-  if (!out) throw mmr::IoError("writing MT-Bench answer file '" + path + "' failed: " + std::strerror(errno));
+  return text;
 }
 
 }  // namespace mmr::mt_bench

@@ -138,7 +138,7 @@ std::string judgment_line(int64_t question_id, std::string_view model, std::stri
                           const JudgeRequest& request, std::string_view judgment, double score, double tstamp);
 
 // FastChat's model answer line: {"question_id", "answer_id", "model_id", "choices": [{"index": 0, "turns": [...]}],
-// "tstamp"}. write_model_answers throws mmr::IoError.
+// "tstamp"}, ASCII-escaped.
 struct AnswerRecord {
   int64_t question_id = 0;
   std::string answer_id;
@@ -146,6 +146,6 @@ struct AnswerRecord {
   std::vector<std::string> turns;
   double tstamp = 0;
 };
-void write_model_answers(const std::string& path, const std::vector<AnswerRecord>& answers);
+std::string model_answers_jsonl(const std::vector<AnswerRecord>& answers);  // the answer file's text
 
 }  // namespace mmr::mt_bench

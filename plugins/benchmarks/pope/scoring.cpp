@@ -2,30 +2,19 @@
 #include "plugins/benchmarks/pope/scoring.h"
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <set>
 
 #include "core/api/error.h"
+#include "core/lib/util/strings.h"
 #include "plugins/benchmarks/common/jsonl.h"
 
 namespace mmr::pope {
 namespace {
 
-using Json = nlohmann::ordered_json;
-// JSONL helpers shared with the other benchmarks (plugins/benchmarks/common/jsonl.h).
-using benchmarks::JsonLine;
-using benchmarks::at;
-using benchmarks::is_blank;
-using benchmarks::read_jsonl;
-using benchmarks::require;
-using benchmarks::string_field;
+using namespace benchmarks::jsonl;
 
-// One JSON object per non-blank line; errors name file:line.
 std::string optional_string(const JsonLine& row, const char* key, const std::string& path) {
   if (!row.value.contains(key)) return "";
   return string_field(row, key, path);
@@ -45,58 +34,35 @@ double ratio(int64_t num, int64_t den) { return den == 0 ? 0.0 : static_cast<dou
 }  // namespace
 
 std::vector<Question> read_questions(const std::string& path) {
-  std::vector<Question> questions;
-  std::map<QuestionId, int> seen;
-  for (const JsonLine& row : read_jsonl(path, "POPE question file")) {
+  FirstLines seen(path, "question_id");
+  return read_rows(path, "POPE question file", [&](const JsonLine& row) {
     Question q;
     q.question_id = id_field(row, path);
     q.category = string_field(row, "category", path);
     q.image = optional_string(row, "image", path);
     q.text = optional_string(row, "text", path);
     q.line = row.line;
-    auto [it, inserted] = seen.emplace(q.question_id, row.line);
-    if (!inserted) {
-      throw mmr::DataError(at(path, row.line) + "duplicate question_id " + q.question_id.key + " (first on line " +
-                           std::to_string(it->second) + ")");
-    }
-    questions.push_back(std::move(q));
-  }
-  return questions;
+    seen.add(q.question_id.key, row.line);
+    return q;
+  });
 }
 
 std::vector<Answer> read_answers(const std::string& path) {
-  std::vector<Answer> answers;
-  std::map<QuestionId, int> seen;
-  for (const JsonLine& row : read_jsonl(path, "POPE answer file")) {
-    Answer a;
-    a.question_id = id_field(row, path);
-    a.text = string_field(row, "text", path);
-    a.line = row.line;
-    auto [it, inserted] = seen.emplace(a.question_id, row.line);
-    if (!inserted) {
-      throw mmr::DataError(at(path, row.line) + "duplicate answer for question_id " + a.question_id.key +
-                           " (first on line " + std::to_string(it->second) + ")");
-    }
-    answers.push_back(std::move(a));
-  }
-  return answers;
+  FirstLines seen(path, "answer for question_id");
+  return read_rows(path, "POPE answer file", [&](const JsonLine& row) {
+    Answer a{id_field(row, path), string_field(row, "text", path), row.line};
+    seen.add(a.question_id.key, row.line);
+    return a;
+  });
 }
 
 std::vector<Label> read_labels(const std::string& path) {
-  std::vector<Label> labels;
-  for (const JsonLine& row : read_jsonl(path, "POPE label file")) {
-    Label l;
+  return read_rows(path, "POPE label file", [&](const JsonLine& row) {
     const std::string label = string_field(row, "label", path);
-    if (label != "yes" && label != "no") {
+    if (label != "yes" && label != "no")
       throw mmr::DataError(at(path, row.line) + "expected \"label\" to be \"yes\" or \"no\", found \"" + label + "\"");
-    }
-    l.is_yes = label == "yes";
-    l.image = optional_string(row, "image", path);
-    l.text = optional_string(row, "text", path);
-    l.line = row.line;
-    labels.push_back(std::move(l));
-  }
-  return labels;
+    return Label{optional_string(row, "image", path), optional_string(row, "text", path), label == "yes", row.line};
+  });
 }
 
 std::string split_from_label_filename(std::string_view filename) {
@@ -135,16 +101,9 @@ bool parse_yes_no(std::string_view text) {
   for (char c : text) {
     if (c != ',') kept.push_back(c);
   }
-  // Python's str.split(' '): split on every single space, empty words included.
-  size_t start = 0;
-  while (true) {
-    const size_t space = kept.find(' ', start);
-    const std::string_view word = std::string_view(kept).substr(start, space == std::string::npos ? std::string::npos
-                                                                                                   : space - start);
+  // Python's str.split(' '): every single space splits, so "No\n" and "" are words too.
+  for (std::string_view word : python_split(kept, ' '))
     if (word == "No" || word == "not" || word == "no") return false;
-    if (space == std::string::npos) break;
-    start = space + 1;
-  }
   return true;
 }
 
@@ -170,76 +129,92 @@ SplitMetrics compute_metrics(const std::vector<bool>& predicted_yes, const std::
   return m;
 }
 
-ScoreResult score(const ScoreInputs& inputs) {
-  if (inputs.label_files.empty()) throw mmr::DataError("POPE scoring needs at least one label file");
-  const std::vector<Question> questions = read_questions(inputs.questions_path);
-  const std::vector<Answer> answers = read_answers(inputs.answers_path);
+namespace {
 
+// The questions and answers of one scoring run, indexed the ways eval_pope.py looks them up.
+struct Indexed {
+  std::vector<Question> questions;
+  std::vector<Answer> answers;
   std::map<QuestionId, const Question*> question_by_id;
-  for (const Question& q : questions) question_by_id[q.question_id] = &q;
-
-  // Every answer must belong to a known question (eval_pope.py raises KeyError otherwise).
-  std::map<std::string, std::vector<const Answer*>> answers_by_split;
+  std::map<std::string, std::vector<const Answer*>> answers_by_split;  // in answer-file order
   std::set<QuestionId> answered;
-  for (const Answer& a : answers) {
-    auto it = question_by_id.find(a.question_id);
-    if (it == question_by_id.end()) {
+};
+
+// Every answer must belong to a known question (eval_pope.py raises KeyError otherwise).
+void index(const ScoreInputs& inputs, Indexed& ix) {
+  ix.questions = read_questions(inputs.questions_path);
+  ix.answers = read_answers(inputs.answers_path);
+  for (const Question& q : ix.questions) ix.question_by_id[q.question_id] = &q;
+  for (const Answer& a : ix.answers) {
+    auto it = ix.question_by_id.find(a.question_id);
+    if (it == ix.question_by_id.end()) {
       throw mmr::DataError(at(inputs.answers_path, a.line) + "answer for question_id " + a.question_id.key +
                            ", which is not in the question file " + inputs.questions_path);
     }
-    answers_by_split[it->second->category].push_back(&a);
-    answered.insert(a.question_id);
+    ix.answers_by_split[it->second->category].push_back(&a);
+    ix.answered.insert(a.question_id);
   }
+}
 
+// eval_pope.py's zip() truncates to the shorter list; we require equal counts and name the first gap.
+void check_counts(const ScoreInputs& inputs, const Indexed& ix, const LabelFile& file, size_t n_answers,
+                  size_t n_labels) {
+  if (n_answers == n_labels) return;
+  std::string detail;
+  for (const Question& q : ix.questions) {
+    if (q.category == file.split && !ix.answered.count(q.question_id)) {
+      detail = "; first unanswered question_id " + q.question_id.key + " (" + inputs.questions_path + ":" +
+               std::to_string(q.line) + ")";
+      break;
+    }
+  }
+  throw mmr::DataError(inputs.answers_path + ": split '" + file.split + "' has " + std::to_string(n_answers) +
+                       " answers but " + file.path + " has " + std::to_string(n_labels) + " labels" + detail +
+                       " (eval_pope.py pairs answers and labels by position, so the counts must agree)");
+}
+
+// The positional pairing is right only when the i-th answer's question shows the i-th label's image and text.
+void check_aligned(const ScoreInputs& inputs, const Indexed& ix, const LabelFile& file, size_t i, const Answer& a,
+                   const Label& l) {
+  const Question& q = *ix.question_by_id.at(a.question_id);
+  const bool same_image = l.image.empty() || q.image == l.image;
+  const bool same_text = l.text.empty() || q.text.compare(0, l.text.size(), l.text) == 0;
+  if (same_image && same_text) return;
+  throw mmr::DataError(at(inputs.answers_path, a.line) + "answer #" + std::to_string(i + 1) + " of split '" +
+                       file.split + "' (question_id " + a.question_id.key + ": '" + q.image + "', \"" + q.text +
+                       "\") does not match label line " + file.path + ":" + std::to_string(l.line) + " ('" +
+                       l.image + "', \"" + l.text + "\"); eval_pope.py pairs them by position, so the answers " +
+                       "must be in question-file order");
+}
+
+SplitResult score_split(const ScoreInputs& inputs, Indexed& ix, const LabelFile& file) {
+  const std::vector<Label> labels = read_labels(file.path);
+  const std::vector<const Answer*>& split_answers = ix.answers_by_split[file.split];
+  check_counts(inputs, ix, file, split_answers.size(), labels.size());
+  std::vector<bool> predicted_yes, label_yes;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (inputs.check_alignment) check_aligned(inputs, ix, file, i, *split_answers[i], labels[i]);
+    predicted_yes.push_back(parse_yes_no(split_answers[i]->text));
+    label_yes.push_back(labels[i].is_yes);
+  }
+  return {file.split, static_cast<int64_t>(labels.size()), compute_metrics(predicted_yes, label_yes)};
+}
+
+}  // namespace
+
+ScoreResult score(const ScoreInputs& inputs) {
+  if (inputs.label_files.empty()) throw mmr::DataError("POPE scoring needs at least one label file");
+  Indexed ix;
+  index(inputs, ix);
   ScoreResult result;
   std::set<std::string> scored_splits;
   for (const LabelFile& file : inputs.label_files) {
-    if (!scored_splits.insert(file.split).second) {
+    if (!scored_splits.insert(file.split).second)
       throw mmr::DataError("POPE split '" + file.split + "' is given twice (second file: " + file.path + ")");
-    }
-    const std::vector<Label> labels = read_labels(file.path);
-    const std::vector<const Answer*>& split_answers = answers_by_split[file.split];
-
-    if (split_answers.size() != labels.size()) {
-      std::string detail;
-      for (const Question& q : questions) {
-        if (q.category == file.split && !answered.count(q.question_id)) {
-          detail = "; first unanswered question_id " + q.question_id.key + " (" + inputs.questions_path + ":" +
-                   std::to_string(q.line) + ")";
-          break;
-        }
-      }
-      throw mmr::DataError(inputs.answers_path + ": split '" + file.split + "' has " +
-                           std::to_string(split_answers.size()) + " answers but " + file.path + " has " +
-                           std::to_string(labels.size()) + " labels" + detail +
-                           " (eval_pope.py pairs answers and labels by position, so the counts must agree)");
-    }
-
-    std::vector<bool> predicted_yes, label_yes;
-    for (size_t i = 0; i < labels.size(); ++i) {
-      const Answer& a = *split_answers[i];
-      const Label& l = labels[i];
-      if (inputs.check_alignment) {
-        const Question& q = *question_by_id.at(a.question_id);
-        const bool same_image = l.image.empty() || q.image == l.image;
-        const bool same_text = l.text.empty() || q.text.compare(0, l.text.size(), l.text) == 0;
-        if (!same_image || !same_text) {
-          throw mmr::DataError(at(inputs.answers_path, a.line) + "answer #" + std::to_string(i + 1) + " of split '" +
-                               file.split + "' (question_id " + a.question_id.key + ": '" + q.image + "', \"" +
-                               q.text + "\") does not match label line " + file.path + ":" + std::to_string(l.line) +
-                               " ('" + l.image + "', \"" + l.text + "\"); eval_pope.py pairs them by position, so " +
-                               "the answers must be in question-file order");
-        }
-      }
-      predicted_yes.push_back(parse_yes_no(a.text));
-      label_yes.push_back(l.is_yes);
-    }
-    result.splits.push_back({file.split, static_cast<int64_t>(labels.size()), compute_metrics(predicted_yes, label_yes)});
+    result.splits.push_back(score_split(inputs, ix, file));
   }
-
-  for (const auto& [split, list] : answers_by_split) {
+  for (const auto& [split, list] : ix.answers_by_split)
     if (!scored_splits.count(split)) result.n_unscored_answers += static_cast<int64_t>(list.size());
-  }
   double sum_f1 = 0, sum_acc = 0;
   for (const SplitResult& s : result.splits) {
     sum_f1 += s.metrics.f1;
@@ -275,20 +250,11 @@ mmr::MetricList score_files(const ScoreInputs& inputs) { return to_metrics(score
 
 QuestionId question_id_from_int(int64_t id) { return QuestionId{std::to_string(id)}; }
 
-void write_answers(const std::string& path, const std::vector<AnswerRecord>& answers) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw mmr::IoError("cannot open POPE answer file '" + path + "' for writing: " + std::strerror(errno));
-  for (const AnswerRecord& a : answers) {
-    Json row;
-    row["question_id"] = Json::parse(a.question_id.key);
-    row["prompt"] = a.prompt;
-    row["text"] = a.text;
-    row["answer_id"] = a.answer_id;
-    row["model_id"] = a.model_id;
-    row["metadata"] = Json::object();
-    out << row.dump(-1, ' ', /*ensure_ascii=*/true) << '\n';
-  }
-  if (!out) throw mmr::IoError("writing POPE answer file '" + path + "' failed: " + std::strerror(errno));
+std::string answers_jsonl(const std::vector<AnswerRecord>& answers) {
+  std::string text;
+  for (const AnswerRecord& a : answers)
+    text += llava_answer_line(Json::parse(a.question_id.key), a.prompt, a.text, a.answer_id, a.model_id);
+  return text;
 }
 
 }  // namespace mmr::pope

@@ -126,8 +126,8 @@ struct AnswerRecord {
   std::string model_id;
 };
 QuestionId question_id_from_int(int64_t id);
-// Writes {"question_id", "prompt", "text", "answer_id", "model_id", "metadata": {}} per line, ASCII-escaped as
-// Python's json.dumps does. Throws mmr::IoError.
-void write_answers(const std::string& path, const std::vector<AnswerRecord>& answers);
+// The answer file's text: {"question_id", "prompt", "text", "answer_id", "model_id", "metadata": {}} per line,
+// ASCII-escaped as Python's json.dumps does.
+std::string answers_jsonl(const std::vector<AnswerRecord>& answers);
 
 }  // namespace mmr::pope

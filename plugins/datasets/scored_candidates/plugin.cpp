@@ -7,19 +7,21 @@ namespace {
 
 class ScoredCandidates : public mmr::data::FileDataset {
  public:
+  struct Config {
+    mmr::data::PipelineOptions pipeline;
+    void bind(mmr::OptionBinder& o) {
+      pipeline.bind_files(o);
+      // The question is a bare string here (no conversation), so "<image>\n" is prepended as LLaVA's data has it.
+      pipeline.bind_rows(o, "add");
+      o.bind("required_attributes", &pipeline.parse.required_attributes, mmr::attribute_names(),
+             "attributes every candidate must score (0-4)");
+    }
+  };
+
   explicit ScoredCandidates(const mmr::Options& o)
-      : FileDataset(o, mmr::RowKind::ScoredCandidates, &mmr::data::parse_into_scored) {}
+      : FileDataset(mmr::read_options<Config>(o).pipeline, mmr::RowKind::ScoredCandidates) {}
   static const char* summary() {
     return "scored candidate responses (five attributes, 0-4); build_pairs turns them into preference pairs";
-  }
-  static mmr::OptionSchema option_schema() {
-    mmr::OptionSchema s = mmr::data::common_option_schema();
-    // The question is a bare string here (no conversation), so "<image>\n" is prepended as LLaVA's data has it.
-    for (auto& o : s)
-      if (o.name == "image_token") o.default_yaml = "add";
-    s.push_back({"required_attributes", "list", "[Helpfulness, Correctness, Coherence, Complexity, Verbosity]",
-                 "attributes every candidate must score (0-4)"});
-    return s;
   }
 };
 

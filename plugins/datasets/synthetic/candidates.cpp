@@ -7,28 +7,22 @@
 #include <sstream>
 
 #include "core/api/error.h"
+#include "plugins/datasets/synthetic/names.h"
 
 namespace mmr::synthetic {
 
-const std::vector<CandidateKind>& all_candidate_kinds() {
-  static const std::vector<CandidateKind> kAll = {CandidateKind::kCorrect, CandidateKind::kPartial,
-                                                  CandidateKind::kHallucinated, CandidateKind::kPadded};
-  return kAll;
+namespace {
+const EnumNames<CandidateKind>& candidate_kinds() {
+  static const EnumNames<CandidateKind> kNames({"correct", "partial", "hallucinated", "padded"}, "candidate kind",
+                                               "kinds");
+  return kNames;
 }
+}  // namespace
 
-const std::string& candidate_kind_name(CandidateKind kind) {
-  static const std::vector<std::string> kNames = {"correct", "partial", "hallucinated", "padded"};
-  return kNames[static_cast<size_t>(kind)];
-}
-
+const std::vector<CandidateKind>& all_candidate_kinds() { return candidate_kinds().values(); }
+const std::string& candidate_kind_name(CandidateKind kind) { return candidate_kinds().name(kind); }
 CandidateKind candidate_kind_from_name(const std::string& name, const std::string& key) {
-  std::vector<std::string> known;
-  for (CandidateKind k : all_candidate_kinds()) {
-    if (candidate_kind_name(k) == name) return k;
-    known.push_back(candidate_kind_name(k));
-  }
-  throw ConfigError(
-      fmt::format("{}: unknown candidate kind '{}'; known kinds: {}", key, name, fmt::join(known, ", ")));
+  return candidate_kinds().from_name(name, key);
 }
 
 const std::vector<std::string>& attribute_names() {
@@ -37,20 +31,25 @@ const std::vector<std::string>& attribute_names() {
   return kNames;
 }
 
+std::vector<int> AttributeScores::values() const {
+  return {helpfulness, correctness, coherence, complexity, verbosity};
+}
+
+std::map<std::string, double> AttributeScores::by_name() const {
+  std::map<std::string, double> out;
+  const std::vector<int> v = values();
+  for (size_t i = 0; i < v.size(); ++i) out[attribute_names()[i]] = v[i];
+  return out;
+}
+
 nlohmann::ordered_json AttributeScores::to_json() const {
   nlohmann::ordered_json j;
-  j["Helpfulness"] = helpfulness;
-  j["Correctness"] = correctness;
-  j["Coherence"] = coherence;
-  j["Complexity"] = complexity;
-  j["Verbosity"] = verbosity;
+  const std::vector<int> v = values();
+  for (size_t i = 0; i < v.size(); ++i) j[attribute_names()[i]] = v[i];  // integers, as the files have always had
   return j;
 }
 
-bool AttributeScores::operator==(const AttributeScores& o) const {
-  return helpfulness == o.helpfulness && correctness == o.correctness && coherence == o.coherence &&
-         complexity == o.complexity && verbosity == o.verbosity;
-}
+bool AttributeScores::operator==(const AttributeScores& o) const { return values() == o.values(); }
 
 int base_complexity(QuestionType type) {
   switch (type) {

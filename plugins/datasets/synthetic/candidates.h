@@ -26,6 +26,7 @@
 // correct or padded beat partial and hallucinated, and partial beats hallucinated.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -50,7 +51,9 @@ const std::vector<std::string>& attribute_names();
 
 struct AttributeScores {
   int helpfulness = 0, correctness = 0, coherence = 0, complexity = 0, verbosity = 0;
-  nlohmann::ordered_json to_json() const;  // {"Helpfulness": h, "Correctness": c, ...}
+  std::vector<int> values() const;                 // in attribute_names() order
+  std::map<std::string, double> by_name() const;   // attribute name -> score (what the pair rule reads)
+  nlohmann::ordered_json to_json() const;          // {"Helpfulness": h, "Correctness": c, ...}, in that order
   bool operator==(const AttributeScores& o) const;
 };
 

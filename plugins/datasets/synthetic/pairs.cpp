@@ -11,12 +11,10 @@
 namespace mmr::synthetic {
 
 nlohmann::ordered_json PairStats::to_json() const {
-  nlohmann::ordered_json j;
-  j["groups"] = groups;
-  j["pairs"] = pairs;
-  j["skipped_small_spread"] = skipped_small_spread;
-  j["skipped_too_few_candidates"] = skipped_too_few_candidates;
-  return j;
+  return {{"groups", groups},
+          {"pairs", pairs},
+          {"skipped_small_spread", skipped_small_spread},
+          {"skipped_too_few_candidates", skipped_too_few_candidates}};
 }
 
 PairResult build_pairs(const std::vector<ScoredGroup>& groups, const PairRule& rule, uint64_t seed) {

@@ -9,28 +9,21 @@
 #include <set>
 
 #include "core/api/error.h"
+#include "plugins/datasets/synthetic/names.h"
 
 namespace mmr::synthetic {
 
-const std::vector<QuestionType>& all_question_types() {
-  static const std::vector<QuestionType> kAll = {QuestionType::kCount, QuestionType::kColour,
-                                                 QuestionType::kPosition, QuestionType::kExistence};
-  return kAll;
+namespace {
+const EnumNames<QuestionType>& question_types() {
+  static const EnumNames<QuestionType> kNames({"count", "colour", "position", "existence"}, "question type", "types");
+  return kNames;
 }
+}  // namespace
 
-const std::string& question_type_name(QuestionType type) {
-  static const std::vector<std::string> kNames = {"count", "colour", "position", "existence"};
-  return kNames[static_cast<size_t>(type)];
-}
-
+const std::vector<QuestionType>& all_question_types() { return question_types().values(); }
+const std::string& question_type_name(QuestionType type) { return question_types().name(type); }
 QuestionType question_type_from_name(const std::string& name, const std::string& key) {
-  std::vector<std::string> known;
-  for (QuestionType t : all_question_types()) {
-    if (question_type_name(t) == name) return t;
-    known.push_back(question_type_name(t));
-  }
-  throw ConfigError(
-      fmt::format("{}: unknown question type '{}'; known types: {}", key, name, fmt::join(known, ", ")));
+  return question_types().from_name(name, key);
 }
 
 std::string plural_of(const std::string& noun) {

@@ -7,28 +7,20 @@
 #include <algorithm>
 
 #include "core/api/error.h"
+#include "plugins/datasets/synthetic/names.h"
 
 namespace mmr::synthetic {
 
-const std::vector<Shape>& all_shapes() {
-  static const std::vector<Shape> kShapes = {Shape::kCircle, Shape::kSquare, Shape::kTriangle, Shape::kStar,
-                                             Shape::kCross};
-  return kShapes;
+namespace {
+const EnumNames<Shape>& shapes() {
+  static const EnumNames<Shape> kNames({"circle", "square", "triangle", "star", "cross"}, "shape", "shapes");
+  return kNames;
 }
+}  // namespace
 
-const std::string& shape_name(Shape shape) {
-  static const std::vector<std::string> kNames = {"circle", "square", "triangle", "star", "cross"};
-  return kNames[static_cast<size_t>(shape)];
-}
-
-Shape shape_from_name(const std::string& name, const std::string& key) {
-  std::vector<std::string> known;
-  for (Shape s : all_shapes()) {
-    if (shape_name(s) == name) return s;
-    known.push_back(shape_name(s));
-  }
-  throw ConfigError(fmt::format("{}: unknown shape '{}'; known shapes: {}", key, name, fmt::join(known, ", ")));
-}
+const std::vector<Shape>& all_shapes() { return shapes().values(); }
+const std::string& shape_name(Shape shape) { return shapes().name(shape); }
+Shape shape_from_name(const std::string& name, const std::string& key) { return shapes().from_name(name, key); }
 
 const std::vector<Colour>& palette() {
   static const std::vector<Colour> kPalette = {

@@ -8,32 +8,23 @@
 #include <cstdlib>
 
 #include "core/api/error.h"
+#include "plugins/datasets/synthetic/names.h"
 
 namespace mmr::synthetic {
 
-const std::vector<TextTaskType>& all_text_task_types() {
-  static const std::vector<TextTaskType> kAll = {
-      TextTaskType::kAdd,         TextTaskType::kSubtract,    TextTaskType::kMultiply,
-      TextTaskType::kReverse,     TextTaskType::kUppercase,   TextTaskType::kCountLetter,
-      TextTaskType::kSortNumbers, TextTaskType::kSortWords,   TextTaskType::kWordProblem};
-  return kAll;
+namespace {
+const EnumNames<TextTaskType>& text_task_types() {
+  static const EnumNames<TextTaskType> kNames({"add", "subtract", "multiply", "reverse", "uppercase", "count_letter",
+                                               "sort_numbers", "sort_words", "word_problem"},
+                                              "text task type", "types");
+  return kNames;
 }
+}  // namespace
 
-const std::string& text_task_type_name(TextTaskType type) {
-  static const std::vector<std::string> kNames = {"add",          "subtract",     "multiply",
-                                                  "reverse",      "uppercase",    "count_letter",
-                                                  "sort_numbers", "sort_words",   "word_problem"};
-  return kNames[static_cast<size_t>(type)];
-}
-
+const std::vector<TextTaskType>& all_text_task_types() { return text_task_types().values(); }
+const std::string& text_task_type_name(TextTaskType type) { return text_task_types().name(type); }
 TextTaskType text_task_type_from_name(const std::string& name, const std::string& key) {
-  std::vector<std::string> known;
-  for (TextTaskType t : all_text_task_types()) {
-    if (text_task_type_name(t) == name) return t;
-    known.push_back(text_task_type_name(t));
-  }
-  throw ConfigError(
-      fmt::format("{}: unknown text task type '{}'; known types: {}", key, name, fmt::join(known, ", ")));
+  return text_task_types().from_name(name, key);
 }
 
 const std::vector<std::string>& task_words() {

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -21,47 +22,55 @@
 namespace mmr::judges {
 namespace {
 
+// The text of one human turn: the system prompt before the user prompt, "<image>\n" per image in front.
+std::string turn_text(const JudgeRequest& r) {
+  std::string text = r.system.empty() ? r.user : r.system + "\n\n" + r.user;
+  for (size_t n = 0; n < r.images.size(); ++n) text = "<image>\n" + text;
+  return text;
+}
+
 class LocalModel : public Judge {
  public:
-  explicit LocalModel(const Options& o)
-      : model_spec_(o.node()["model"]),
-        temperature_(o.get<double>("temperature")),
-        max_tokens_(o.get<int64_t>("max_tokens")),
-        batch_size_(o.get<int64_t>("batch_size")),
-        seed_(o.get<uint64_t>("seed")) {
-    if (batch_size_ < 1) throw ConfigError(o.where(o.node()["batch_size"]) + "option 'batch_size': expected >= 1");
+  struct Config {
+    YAML::Node model;
+    double temperature = 0;
+    int64_t max_tokens = 0, batch_size = 0;
+    uint64_t seed = 0;
+
+    void bind(OptionBinder& o) {
+      o.required("model", &model, "the model: a plugin name, or a map {plugin: llava, path: ..., ...}");
+      o.bind("temperature", &temperature, 0.0, "0 = greedy; a benchmark may override it per request");
+      o.bind("max_tokens", &max_tokens, 1024, "max new tokens of a reply unless a benchmark overrides it");
+      o.bind("batch_size", &batch_size, 8, "requests generated together");
+      o.bind("seed", &seed, 0, "sampling seed (used only at temperature > 0)");
+      o.check(batch_size >= 1, "batch_size", "expected >= 1");
+    }
+  };
+
+  explicit LocalModel(const Options& o) : cfg_(read_options<Config>(o)) {
     YAML::Emitter e;
-    e << YAML::Flow << model_spec_;
+    e << YAML::Flow << cfg_.model;
     model_text_ = e.c_str();
   }
   static const char* summary() { return "judge with a model plugin loaded in-process (greedy unless told otherwise)"; }
-  static OptionSchema option_schema() {
-    return {
-        {"model", "any", "", "the model: a plugin name, or a map {plugin: llava, path: ..., ...}", true},
-        {"temperature", "float", "0.0", "0 = greedy; a benchmark may override it per request"},
-        {"max_tokens", "int", "1024", "max new tokens of a reply unless a benchmark overrides it"},
-        {"batch_size", "int", "8", "requests generated together"},
-        {"seed", "int", "0", "sampling seed (used only at temperature > 0)"},
-    };
-  }
 
   std::string identity() const override {
-    return fmt::format("local_model model={} temperature={} max_tokens={} seed={}", model_text_, temperature_,
-                       max_tokens_, seed_);
+    return fmt::format("local_model model={} temperature={} max_tokens={} seed={}", model_text_, cfg_.temperature,
+                       cfg_.max_tokens, cfg_.seed);
   }
 
   void attach(StageContext& ctx) override {
-    holder_ = ctx.create(PluginKind::Model, model_spec_);
+    holder_ = ctx.create(PluginKind::Model, cfg_.model);
     model_ = &chat_model(*holder_, "judge local_model");
   }
 
+  // Requests with the same settings are generated together, in batches.
   std::vector<JudgeReply> judge(const std::vector<JudgeRequest>& requests) override {
     if (!model_) throw InternalError("local_model judge used before attach()");
-    // Requests with the same settings are generated together, in batches.
     std::map<std::pair<double, int64_t>, std::vector<size_t>> groups;
     for (size_t i = 0; i < requests.size(); ++i) {
       const JudgeRequest& r = requests[i];
-      groups[{r.temperature >= 0 ? r.temperature : temperature_, r.max_tokens >= 0 ? r.max_tokens : max_tokens_}]
+      groups[{r.temperature >= 0 ? r.temperature : cfg_.temperature, r.max_tokens >= 0 ? r.max_tokens : cfg_.max_tokens}]
           .push_back(i);
     }
     std::vector<JudgeReply> replies(requests.size());
@@ -69,30 +78,28 @@ class LocalModel : public Judge {
       GenerationConfig config;
       config.temperature = settings.first;
       config.max_new_tokens = settings.second;
-      config.seed = seed_;
-      for (size_t start = 0; start < indices.size(); start += static_cast<size_t>(batch_size_)) {
-        const size_t end = std::min(indices.size(), start + static_cast<size_t>(batch_size_));
-        std::vector<ChatSample> prompts;
-        for (size_t k = start; k < end; ++k) {
-          const JudgeRequest& r = requests[indices[k]];
-          std::string text = r.system.empty() ? r.user : r.system + "\n\n" + r.user;
-          for (size_t n = 0; n < r.images.size(); ++n) text = "<image>\n" + text;
-          prompts.push_back(ChatSample{{{"human", text}}, r.images});
-        }
-        const std::vector<Generation> out = model_->generate(prompts, config);
-        for (size_t k = start; k < end; ++k) replies[indices[k]] = JudgeReply{true, out[k - start].text, ""};
-      }
+      config.seed = cfg_.seed;
+      generate_group(requests, indices, config, replies);
     }
     return replies;
   }
 
  private:
-  YAML::Node model_spec_;
+  void generate_group(const std::vector<JudgeRequest>& requests, const std::vector<size_t>& indices,
+                      const GenerationConfig& config, std::vector<JudgeReply>& replies) {
+    const size_t step = static_cast<size_t>(cfg_.batch_size);
+    for (size_t start = 0; start < indices.size(); start += step) {
+      const size_t end = std::min(indices.size(), start + step);
+      std::vector<ChatSample> prompts;
+      for (size_t k = start; k < end; ++k)
+        prompts.push_back(ChatSample{{{"human", turn_text(requests[indices[k]])}}, requests[indices[k]].images});
+      const std::vector<Generation> out = model_->generate(prompts, config);
+      for (size_t k = start; k < end; ++k) replies[indices[k]] = JudgeReply{true, out[k - start].text, ""};
+    }
+  }
+
+  const Config cfg_;
   std::string model_text_;
-  double temperature_;
-  int64_t max_tokens_;
-  int64_t batch_size_;
-  uint64_t seed_;
   std::shared_ptr<Plugin> holder_;
   ChatModel* model_ = nullptr;
 };

@@ -20,14 +20,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "core/lib/util/base64.h"
 #include "core/api/plugin_api.h"
+#include "core/lib/util/atomic_file.h"
+#include "core/lib/util/base64.h"
 
 namespace mmr::judges {
 namespace {
@@ -51,52 +50,76 @@ Endpoint parse_base_url(const std::string& url, const std::string& where) {
   return e;
 }
 
+// "data:<mime>;base64,..." for an image file; an error text (and "") when it cannot be sent.
+std::string image_data_url(const std::string& path, std::string& error) {
+  const std::string mime = image_mime_type(path);
+  if (mime.empty()) {
+    error = fmt::format("image '{}': not a PNG/JPEG/GIF/BMP/WebP file name", path);
+    return "";
+  }
+  try {
+    return "data:" + mime + ";base64," + base64_encode(read_file(path));
+  } catch (const IoError&) {
+    error = fmt::format("image '{}': cannot read it", path);
+    return "";
+  }
+}
+
+// Seconds from a Retry-After header that gives seconds (at most 60), else `wait_s`.
+double retry_after(const httplib::Response& res, double wait_s) {
+  if (!res.has_header("Retry-After")) return wait_s;
+  char* end = nullptr;
+  const std::string v = res.get_header_value("Retry-After");
+  const double s = std::strtod(v.c_str(), &end);
+  return end != v.c_str() && *end == '\0' && s >= 0 ? std::min(60.0, s) : wait_s;
+}
+
 class OpenAiCompatible : public Judge {
  public:
-  explicit OpenAiCompatible(const Options& o)
-      : base_url_(o.get<std::string>("base_url")),
-        endpoint_(parse_base_url(base_url_, o.where(o.node()["base_url"]))),
-        model_(o.get<std::string>("model")),
-        temperature_(o.get<double>("temperature")),
-        max_tokens_(o.get<int64_t>("max_tokens")),
-        timeout_s_(o.get<double>("timeout_s")),
-        max_retries_(o.get<int>("max_retries")),
-        backoff_s_(o.get<double>("backoff_s")),
-        concurrency_(o.get<int>("concurrency")) {
-    const std::string env = o.get<std::string>("api_key_env");
-    if (!env.empty()) {
-      const char* key = std::getenv(env.c_str());
-      if (!key || !*key)
-        throw ConfigError(fmt::format("{}option 'api_key_env': the environment variable '{}' is not set (it should "
-                                      "hold the API key)", o.where(o.node()["api_key_env"]), env));
-      api_key_ = key;
+  struct Config {
+    std::string base_url, model;
+    double temperature = 0;
+    int64_t max_tokens = 0;
+    std::string api_key_env;
+    double timeout_s = 0;
+    int max_retries = 0;
+    double backoff_s = 0;
+    int concurrency = 0;
+
+    void bind(OptionBinder& o) {
+      o.required("base_url", &base_url, "endpoint root, e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1");
+      o.required("model", &model, "the model name sent in each request (e.g. gpt-4-0613)");
+      o.bind("temperature", &temperature, 0.0, "sampling temperature unless a benchmark overrides it per request");
+      o.bind("max_tokens", &max_tokens, 1024, "max tokens of a reply unless a benchmark overrides it per request");
+      o.bind("api_key_env", &api_key_env, "", "NAME of the environment variable holding the API key (sent as a "
+                                              "bearer token; never logged or stored); empty: no key");
+      o.bind("timeout_s", &timeout_s, 120.0, "connect/read/write timeout of one HTTP request, seconds");
+      o.bind("max_retries", &max_retries, 5, "retries on 429, 5xx and connection errors (exponential backoff)");
+      o.bind("backoff_s", &backoff_s, 1.0, "first backoff; doubles on each retry (at most 60 s)");
+      o.bind("concurrency", &concurrency, 4, "requests in flight at once (one connection per worker thread)");
+      o.check(concurrency >= 1, "concurrency", "expected >= 1");
+      o.check(max_retries >= 0, "max_retries", "expected >= 0");
+      o.check(timeout_s > 0, "timeout_s", "expected > 0");
     }
-    if (concurrency_ < 1) throw ConfigError(o.where(o.node()["concurrency"]) + "option 'concurrency': expected >= 1");
-    if (max_retries_ < 0) throw ConfigError(o.where(o.node()["max_retries"]) + "option 'max_retries': expected >= 0");
-    if (timeout_s_ <= 0) throw ConfigError(o.where(o.node()["timeout_s"]) + "option 'timeout_s': expected > 0");
+  };
+
+  explicit OpenAiCompatible(const Options& o)
+      : cfg_(read_options<Config>(o)), endpoint_(parse_base_url(cfg_.base_url, o.where("base_url"))) {
+    if (cfg_.api_key_env.empty()) return;
+    const char* key = std::getenv(cfg_.api_key_env.c_str());
+    if (!key || !*key)
+      throw ConfigError(fmt::format("{}option 'api_key_env': the environment variable '{}' is not set (it should "
+                                    "hold the API key)", o.where("api_key_env"), cfg_.api_key_env));
+    api_key_ = key;
   }
 
   static const char* summary() {
     return "judge over any OpenAI-compatible chat-completions endpoint (HTTP/HTTPS), with retries and bounded concurrency";
   }
-  static OptionSchema option_schema() {
-    return {
-        {"base_url", "string", "", "endpoint root, e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1", true},
-        {"model", "string", "", "the model name sent in each request (e.g. gpt-4-0613)", true},
-        {"temperature", "float", "0.0", "sampling temperature unless a benchmark overrides it per request"},
-        {"max_tokens", "int", "1024", "max tokens of a reply unless a benchmark overrides it per request"},
-        {"api_key_env", "string", "\"\"", "NAME of the environment variable holding the API key (sent as a bearer "
-                                          "token; never logged or stored); empty: no key"},
-        {"timeout_s", "float", "120", "connect/read/write timeout of one HTTP request, seconds"},
-        {"max_retries", "int", "5", "retries on 429, 5xx and connection errors (exponential backoff)"},
-        {"backoff_s", "float", "1.0", "first backoff; doubles on each retry (at most 60 s)"},
-        {"concurrency", "int", "4", "requests in flight at once (one connection per worker thread)"},
-    };
-  }
 
   std::string identity() const override {
-    return fmt::format("openai_compatible base_url={} model={} temperature={} max_tokens={}", base_url_, model_,
-                       temperature_, max_tokens_);
+    return fmt::format("openai_compatible base_url={} model={} temperature={} max_tokens={}", cfg_.base_url,
+                       cfg_.model, cfg_.temperature, cfg_.max_tokens);
   }
 
   void attach(StageContext& ctx) override { log_ = &ctx.log(); }
@@ -105,12 +128,7 @@ class OpenAiCompatible : public Judge {
     std::vector<JudgeReply> replies(requests.size());
     std::atomic<size_t> next{0};
     auto worker = [&] {
-      httplib::Client client(endpoint_.scheme_host_port);
-      const auto t = std::chrono::duration<double>(timeout_s_);
-      client.set_connection_timeout(std::chrono::duration_cast<std::chrono::microseconds>(t));
-      client.set_read_timeout(std::chrono::duration_cast<std::chrono::microseconds>(t));
-      client.set_write_timeout(std::chrono::duration_cast<std::chrono::microseconds>(t));
-      if (!api_key_.empty()) client.set_bearer_token_auth(api_key_.c_str());
+      httplib::Client client = connect();
       for (size_t i = next++; i < requests.size(); i = next++) {
         try {
           replies[i] = send(client, requests[i]);
@@ -119,7 +137,7 @@ class OpenAiCompatible : public Judge {
         }
       }
     };
-    const size_t n_threads = std::min<size_t>(static_cast<size_t>(concurrency_), requests.size());
+    const size_t n_threads = std::min<size_t>(static_cast<size_t>(cfg_.concurrency), requests.size());
     std::vector<std::thread> threads;
     for (size_t t = 0; t + 1 < n_threads; ++t) threads.emplace_back(worker);
     if (n_threads > 0) worker();
@@ -128,9 +146,20 @@ class OpenAiCompatible : public Judge {
   }
 
  private:
-  JudgeReply send(httplib::Client& client, const JudgeRequest& r) const {
+  httplib::Client connect() const {
+    httplib::Client client(endpoint_.scheme_host_port);
+    const auto t = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::duration<double>(cfg_.timeout_s));
+    client.set_connection_timeout(t);
+    client.set_read_timeout(t);
+    client.set_write_timeout(t);
+    if (!api_key_.empty()) client.set_bearer_token_auth(api_key_.c_str());
+    return client;
+  }
+
+  // The chat-completion request body; `error` says why there is none (an image that cannot be sent).
+  std::string body_of(const JudgeRequest& r, std::string& error) const {
     nlohmann::json body;
-    body["model"] = model_;
+    body["model"] = cfg_.model;
     body["messages"] = nlohmann::json::array();
     if (!r.system.empty()) body["messages"].push_back({{"role", "system"}, {"content", r.system}});
     if (r.images.empty()) {
@@ -139,66 +168,59 @@ class OpenAiCompatible : public Judge {
       // Images as data: URLs before the text, the content-parts form vision models take.
       nlohmann::json parts = nlohmann::json::array();
       for (const auto& path : r.images) {
-        const std::string mime = image_mime_type(path);
-        std::ifstream in(path, std::ios::binary);
-        std::stringstream bytes;
-        bytes << in.rdbuf();
-        if (!in || mime.empty())
-          return JudgeReply{false, "", fmt::format("image '{}': {}", path, mime.empty() ? "not a PNG/JPEG/GIF/BMP/WebP "
-                                                                                          "file name" : "cannot read it")};
-        parts.push_back({{"type", "image_url"},
-                         {"image_url", {{"url", "data:" + mime + ";base64," + base64_encode(bytes.str())}}}});
+        const std::string url = image_data_url(path, error);
+        if (url.empty()) return "";
+        parts.push_back({{"type", "image_url"}, {"image_url", {{"url", url}}}});
       }
       parts.push_back({{"type", "text"}, {"text", r.user}});
       body["messages"].push_back({{"role", "user"}, {"content", parts}});
     }
-    body["temperature"] = r.temperature >= 0 ? r.temperature : temperature_;
-    body["max_tokens"] = r.max_tokens >= 0 ? r.max_tokens : max_tokens_;
+    body["temperature"] = r.temperature >= 0 ? r.temperature : cfg_.temperature;
+    body["max_tokens"] = r.max_tokens >= 0 ? r.max_tokens : cfg_.max_tokens;
     // Model-written text may hold broken UTF-8; send U+FFFD for it rather than fail the request.
-    const std::string text = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+
+  // The first choice's text of a 200 reply.
+  JudgeReply read_reply(const httplib::Response& res) const {
+    try {
+      const auto reply = nlohmann::json::parse(res.body);
+      const auto& content = reply.at("choices").at(0).at("message").at("content");
+      return JudgeReply{true, content.get<std::string>(), ""};
+    } catch (const std::exception& e) {
+      return JudgeReply{false, "", fmt::format("POST {}/chat/completions: the reply is not a chat completion "
+                                               "({}): {}", cfg_.base_url, e.what(), res.body.substr(0, 300))};
+    }
+  }
+
+  // POSTs the request, retrying with backoff on connection errors, 429 and 5xx.
+  JudgeReply send(httplib::Client& client, const JudgeRequest& r) const {
+    std::string error;
+    const std::string text = body_of(r, error);
+    if (!error.empty()) return JudgeReply{false, "", error};
     const std::string path = endpoint_.path_prefix + "/chat/completions";
-    std::string last_error;
     for (int attempt = 0;; ++attempt) {
-      double wait_s = std::min(60.0, backoff_s_ * std::pow(2.0, attempt));
+      double wait_s = std::min(60.0, cfg_.backoff_s * std::pow(2.0, attempt));
       auto res = client.Post(path, text, "application/json");
       if (!res) {
-        last_error = fmt::format("POST {}{}: {}", base_url_, "/chat/completions", httplib::to_string(res.error()));
+        error = fmt::format("POST {}{}: {}", cfg_.base_url, "/chat/completions", httplib::to_string(res.error()));
       } else if (res->status == 200) {
-        try {
-          const auto reply = nlohmann::json::parse(res->body);
-          const auto& content = reply.at("choices").at(0).at("message").at("content");
-          return JudgeReply{true, content.get<std::string>(), ""};
-        } catch (const std::exception& e) {
-          return JudgeReply{false, "", fmt::format("POST {}/chat/completions: the reply is not a chat completion "
-                                                   "({}): {}", base_url_, e.what(), res->body.substr(0, 300))};
-        }
+        return read_reply(*res);
       } else {
-        last_error = fmt::format("POST {}/chat/completions: HTTP {}: {}", base_url_, res->status,
-                                 res->body.substr(0, 300));
-        if (res->status != 429 && res->status < 500) return JudgeReply{false, "", last_error};
-        if (res->has_header("Retry-After")) {
-          char* end = nullptr;
-          const std::string v = res->get_header_value("Retry-After");
-          const double s = std::strtod(v.c_str(), &end);
-          if (end != v.c_str() && *end == '\0' && s >= 0) wait_s = std::min(60.0, s);
-        }
+        error = fmt::format("POST {}/chat/completions: HTTP {}: {}", cfg_.base_url, res->status,
+                            res->body.substr(0, 300));
+        if (res->status != 429 && res->status < 500) return JudgeReply{false, "", error};
+        wait_s = retry_after(*res, wait_s);
       }
-      if (attempt >= max_retries_)
-        return JudgeReply{false, "", fmt::format("{} (gave up after {} retries)", last_error, max_retries_)};
-      if (log_) log_->warn("judge: {}; retry {}/{} in {:.2f} s", last_error, attempt + 1, max_retries_, wait_s);
+      if (attempt >= cfg_.max_retries)
+        return JudgeReply{false, "", fmt::format("{} (gave up after {} retries)", error, cfg_.max_retries)};
+      if (log_) log_->warn("judge: {}; retry {}/{} in {:.2f} s", error, attempt + 1, cfg_.max_retries, wait_s);
       std::this_thread::sleep_for(std::chrono::duration<double>(wait_s));
     }
   }
 
-  std::string base_url_;
-  Endpoint endpoint_;
-  std::string model_;
-  double temperature_;
-  int64_t max_tokens_;
-  double timeout_s_;
-  int max_retries_;
-  double backoff_s_;
-  int concurrency_;
+  const Config cfg_;
+  const Endpoint endpoint_;
   std::string api_key_;
   spdlog::logger* log_ = nullptr;
 };

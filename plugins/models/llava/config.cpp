@@ -77,13 +77,18 @@ void read_rope(const json& t, TextConfig& c, const std::string& source, const st
   c.rope.type = type;
 }
 
-TextConfig read_text_config(const json& t, const std::string& source, const std::string& where) {
-  TextConfig c;
-  read(t, "vocab_size", c.vocab_size, source, where);
+void read_stack_shape(const json& t, StackShape& c, const std::string& source, const std::string& where) {
   read(t, "hidden_size", c.hidden_size, source, where);
   read(t, "intermediate_size", c.intermediate_size, source, where);
   read(t, "num_hidden_layers", c.num_hidden_layers, source, where);
   read(t, "num_attention_heads", c.num_attention_heads, source, where);
+  read(t, "hidden_act", c.hidden_act, source, where);
+}
+
+TextConfig read_text_config(const json& t, const std::string& source, const std::string& where) {
+  TextConfig c;
+  read(t, "vocab_size", c.vocab_size, source, where);
+  read_stack_shape(t, c, source, where);
   c.num_key_value_heads = c.num_attention_heads;
   read(t, "num_key_value_heads", c.num_key_value_heads, source, where);
   c.head_dim = c.hidden_size / c.num_attention_heads;
@@ -93,7 +98,6 @@ TextConfig read_text_config(const json& t, const std::string& source, const std:
   read(t, "tie_word_embeddings", c.tie_word_embeddings, source, where);
   read(t, "attention_bias", c.attention_bias, source, where);
   read(t, "mlp_bias", c.mlp_bias, source, where);
-  read(t, "hidden_act", c.hidden_act, source, where);
   read_rope(t, c, source, where);
   if (c.hidden_act != "silu")
     throw DataError(fmt::format("{}: '{}hidden_act': '{}' is not supported (LLaMA uses silu)", source, where,
@@ -110,15 +114,11 @@ TextConfig read_text_config(const json& t, const std::string& source, const std:
 
 VisionConfig read_vision_config(const json& v, const std::string& source, const std::string& where) {
   VisionConfig c;
-  read(v, "hidden_size", c.hidden_size, source, where);
-  read(v, "intermediate_size", c.intermediate_size, source, where);
-  read(v, "num_hidden_layers", c.num_hidden_layers, source, where);
-  read(v, "num_attention_heads", c.num_attention_heads, source, where);
+  read_stack_shape(v, c, source, where);
   read(v, "image_size", c.image_size, source, where);
   read(v, "patch_size", c.patch_size, source, where);
   read(v, "num_channels", c.num_channels, source, where);
   read(v, "layer_norm_eps", c.layer_norm_eps, source, where);
-  read(v, "hidden_act", c.hidden_act, source, where);
   if (c.hidden_act != "quick_gelu" && c.hidden_act != "gelu")
     throw DataError(fmt::format("{}: '{}hidden_act': '{}' is not supported (expected quick_gelu or gelu)", source,
                                 where, c.hidden_act));

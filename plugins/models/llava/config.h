@@ -22,12 +22,18 @@ struct RopeConfig {
   double attention_factor = 0.0;                 // yarn; 0 = derive from factor
 };
 
-struct TextConfig {
+// The sizes every transformer stack of the model has (the LLaMA decoder and the CLIP tower), read alike.
+struct StackShape {
+  int64_t hidden_size;
+  int64_t intermediate_size;
+  int64_t num_hidden_layers;
+  int64_t num_attention_heads;
+  std::string hidden_act;
+};
+
+struct TextConfig : StackShape {
+  TextConfig() : StackShape{4096, 11008, 32, 32, "silu"} {}
   int64_t vocab_size = 32000;
-  int64_t hidden_size = 4096;
-  int64_t intermediate_size = 11008;
-  int64_t num_hidden_layers = 32;
-  int64_t num_attention_heads = 32;
   int64_t num_key_value_heads = 32;
   int64_t head_dim = 128;
   int64_t max_position_embeddings = 4096;
@@ -35,20 +41,15 @@ struct TextConfig {
   bool tie_word_embeddings = false;
   bool attention_bias = false;
   bool mlp_bias = false;
-  std::string hidden_act = "silu";
   RopeConfig rope;
 };
 
-struct VisionConfig {
-  int64_t hidden_size = 1024;
-  int64_t intermediate_size = 4096;
-  int64_t num_hidden_layers = 24;
-  int64_t num_attention_heads = 16;
+struct VisionConfig : StackShape {
+  VisionConfig() : StackShape{1024, 4096, 24, 16, "quick_gelu"} {}
   int64_t image_size = 336;
   int64_t patch_size = 14;
   int64_t num_channels = 3;
   double layer_norm_eps = 1e-5;
-  std::string hidden_act = "quick_gelu";
   int64_t num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
 };
 

@@ -1,4 +1,6 @@
-// The `llava` model plugin. See llava.h. Shape letters as in modules.h.
+// The `llava` model plugin: options, construction and loading of checkpoints. See llava.h; the rest of the class
+// is in adapters.cpp (LoRA, PEFT adapters), forward.cpp (encoding, batches, log-probs) and generate.cpp.
+// Shape letters as in modules.h.
 #include "llava.h"
 
 #include <fmt/format.h>
@@ -15,21 +17,13 @@
 #include <sstream>
 
 #include "core/lib/safetensors/safetensors.h"
-#include "core/lib/tokenizer/llava_text.h"
+#include "internal.h"
 
 namespace fs = std::filesystem;
 namespace st = mmr::safetensors;
 
 namespace mmr::llava {
 namespace {
-
-constexpr int64_t kIgnore = -100;
-constexpr int64_t kPlaceholder = -200;
-
-std::shared_ptr<spdlog::logger> log() {
-  auto l = spdlog::get("llava");
-  return l ? l : spdlog::default_logger();
-}
 
 torch::Dtype parse_dtype(const std::string& s) {
   if (s == "float32" || s == "fp32") return torch::kFloat32;
@@ -47,13 +41,6 @@ torch::ScalarType torch_type(st::Dtype d, const std::string& file, const std::st
       throw DataError(fmt::format("{}: tensor '{}': dtype {} is not a floating-point weight type (expected F32, F16 or "
                                   "BF16)", file, name, st::dtype_name(d)));
   }
-}
-
-// A checkpoint tensor as a torch tensor on the CPU (a copy; the mapping stays read-only).
-torch::Tensor read_tensor(const st::Checkpoint& ckpt, const std::string& name) {
-  const st::TensorView v = ckpt.view(name);
-  const auto type = torch_type(v.info->dtype, *v.file, name);
-  return torch::from_blob(const_cast<uint8_t*>(v.data), v.info->shape, torch::TensorOptions().dtype(type)).clone();
 }
 
 // HF checkpoint names for one of our parameter names ("vision_tower.layers.0.q_proj.weight", ...).
@@ -119,29 +106,18 @@ LlavaConfig preset(const std::string& shape) {
   return c;
 }
 
-std::vector<Turn> to_turns(const ChatSample& s) {
-  std::vector<Turn> turns;
-  for (const auto& t : s.turns) turns.push_back({t.role, t.text});
-  return turns;
-}
-
-int64_t count_placeholders(const std::vector<int64_t>& ids) {
-  return std::count(ids.begin(), ids.end(), kPlaceholder);
-}
-
-void write_text_atomically(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError(fmt::format("cannot open '{}' for writing", tmp.string()));
-    out << text;
-    out.flush();
-    if (!out) throw IoError(fmt::format("write to '{}' failed (disk full?)", tmp.string()));
-  }
-  fs::rename(tmp, path);
-}
-
 }  // namespace
+
+std::shared_ptr<spdlog::logger> log() {
+  auto l = spdlog::get("llava");
+  return l ? l : spdlog::default_logger();
+}
+
+torch::Tensor read_tensor(const st::Checkpoint& ckpt, const std::string& name) {
+  const st::TensorView v = ckpt.view(name);
+  const auto type = torch_type(v.info->dtype, *v.file, name);
+  return torch::from_blob(const_cast<uint8_t*>(v.data), v.info->shape, torch::TensorOptions().dtype(type)).clone();
+}
 
 // ---- construction and loading ----
 
@@ -150,55 +126,37 @@ const char* LlavaModel::summary() {
          "adapters, KV-cache generation, response log-probs";
 }
 
-OptionSchema LlavaModel::option_schema() {
-  return {
-      {"path", "path", "", "checkpoint folder: config.json, *.safetensors (sharded or not), tokenizer.model"},
-      {"vision_tower", "path", "", "original LLaVA checkpoints: the CLIP checkpoint folder (default: mm_vision_tower)"},
-      {"tokenizer", "path", "", "tokenizer.model or its folder (default: path)"},
-      {"adapter", "path", "", "a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) to load"},
-      {"dtype", "string", "float32", "float32, bfloat16 or float16"},
-      {"device", "string", "cpu", "cpu, cuda or cuda:N"},
-      {"random_init", "bool", "false", "random weights of the configured shape (benchmarks); no weights are read"},
-      {"shape", "string", "", "with random_init and no path: llava-1.5-7b or llava-1.5-13b"},
-      {"seed", "int", "0", "seed of random_init and of new LoRA weights"},
-      {"lora_r", "int", "0", "rank of a new LoRA adapter (0: none; the paper used 128)"},
-      {"lora_alpha", "float", "16", "LoRA alpha (the paper used 256); scaling = alpha / r"},
-      {"lora_dropout", "float", "0.0", "dropout on the LoRA branch input (the paper used 0.05)"},
-      {"lora_rslora", "bool", "false", "rank-stabilised scaling alpha / sqrt(r)"},
-      {"lora_target_modules", "list", "[q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]",
-       "language-model linears that get LoRA (the paper: all of them)"},
-      {"train_projector", "bool", "false", "make the projector trainable (the paper: yes, at lr 2e-5)"},
-      {"max_length", "int", "2048", "maximum tokens after image expansion; longer rows are cut and counted"},
-      {"steer_attributes", "string", "", "SteerLM: condition generation on these attribute values, e.g. "
-       "Helpfulness:4,Correctness:4,Coherence:4,Complexity:4,Verbosity:4 (\"\": off)"},
-      {"steer_template", "string", "\"{question}\\n{attributes}\"", "SteerLM: how the attributes join the last user turn"},
-  };
+LlavaOptions::LlavaOptions() {
+  OptionBinder defaults;
+  bind(defaults);
 }
 
-LlavaModel::LlavaModel(const Options& o) : LlavaModel([&] {
-  LlavaOptions x;
-  x.path = o.get<std::string>("path", "");
-  x.vision_tower = o.get<std::string>("vision_tower", "");
-  x.tokenizer = o.get<std::string>("tokenizer", "");
-  x.adapter = o.get<std::string>("adapter", "");
-  x.dtype = o.get<std::string>("dtype", "float32");
-  x.device = o.get<std::string>("device", "cpu");
-  x.random_init = o.get<bool>("random_init", false);
-  x.shape = o.get<std::string>("shape", "");
-  x.seed = o.get<uint64_t>("seed", 0);
-  x.lora_r = o.get<int64_t>("lora_r", 0);
-  x.lora_alpha = o.get<double>("lora_alpha", 16);
-  x.lora_dropout = o.get<double>("lora_dropout", 0.0);
-  x.lora_rslora = o.get<bool>("lora_rslora", false);
-  if (o.has("lora_target_modules")) x.lora_target_modules = o.get<std::vector<std::string>>("lora_target_modules");
-  x.train_projector = o.get<bool>("train_projector", false);
-  x.max_length = o.get<int64_t>("max_length", 2048);
-  x.steer_attributes = o.get<std::string>("steer_attributes", "");
-  x.steer_template = o.get<std::string>("steer_template", default_steer_template());
-  if (x.path.empty() && !(x.random_init && !x.shape.empty()))
-    throw ConfigError(o.where(o.node()) + "llava: give 'path' (a checkpoint folder), or random_init: true with a shape");
-  return x;
-}()) {}
+void LlavaOptions::bind(OptionBinder& o) {
+  o.bind("path", &path, "", "checkpoint folder: config.json, *.safetensors (sharded or not), tokenizer.model", "path");
+  o.bind("vision_tower", &vision_tower, "", "original LLaVA checkpoints: the CLIP checkpoint folder (default: mm_vision_tower)", "path");
+  o.bind("tokenizer", &tokenizer, "", "tokenizer.model or its folder (default: path)", "path");
+  o.bind("adapter", &adapter, "", "a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) to load", "path");
+  o.bind("dtype", &dtype, "float32", "float32, bfloat16 or float16");
+  o.bind("device", &device, "cpu", "cpu, cuda or cuda:N");
+  o.bind("random_init", &random_init, false, "random weights of the configured shape (benchmarks); no weights are read");
+  o.bind("shape", &shape, "", "with random_init and no path: llava-1.5-7b or llava-1.5-13b");
+  o.bind("seed", &seed, 0, "seed of random_init and of new LoRA weights");
+  o.bind("lora_r", &lora_r, 0, "rank of a new LoRA adapter (0: none; the paper used 128)");
+  o.bind("lora_alpha", &lora_alpha, 16.0, "LoRA alpha (the paper used 256); scaling = alpha / r");
+  o.bind("lora_dropout", &lora_dropout, 0.0, "dropout on the LoRA branch input (the paper used 0.05)");
+  o.bind("lora_rslora", &lora_rslora, false, "rank-stabilised scaling alpha / sqrt(r)");
+  o.bind("lora_target_modules", &lora_target_modules,
+         std::vector<std::string>{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
+         "language-model linears that get LoRA (the paper: all of them)");
+  o.bind("train_projector", &train_projector, false, "make the projector trainable (the paper: yes, at lr 2e-5)");
+  o.bind("max_length", &max_length, 2048, "maximum tokens after image expansion; longer rows are cut and counted");
+  o.bind("prompt_template", &prompt_template, "", "generation: the last user turn becomes this text with {prompt} "
+         "replaced by it, e.g. SteerLM's \"{prompt}\\nHelpfulness:4,...\" (\"\": off)");
+  o.check(!path.empty() || (random_init && !shape.empty()), "path",
+          "give 'path' (a checkpoint folder), or random_init: true with a shape");
+}
+
+LlavaModel::LlavaModel(const Options& o) : LlavaModel(read_options<LlavaOptions>(o)) {}
 
 LlavaModel::LlavaModel(const LlavaOptions& options) : options_(options) {
   dtype_ = parse_dtype(options_.dtype);
@@ -247,6 +205,7 @@ LlavaModel::LlavaModel(const LlavaOptions& options) : options_(options) {
   // and dtype: a 13B checkpoint never exists as float32 in host memory.
   root_->to(device_, dtype_);
   if (options_.random_init) random_init(); else load_checkpoint();
+  if (options_.train_projector || !options_.adapter.empty()) freeze_base_projector();
   if (!options_.adapter.empty()) load_adapter(options_.adapter);
   if (options_.lora_r > 0) add_lora(options_.lora_r, options_.lora_alpha, options_.lora_dropout, options_.lora_rslora,
                                     options_.lora_target_modules);
@@ -318,474 +277,5 @@ void LlavaModel::random_init() {
   if (config_.text.tie_word_embeddings) llama_->lm_head = llama_->embed_tokens->weight;
 }
 
-// ---- LoRA and adapters ----
-
-std::string LlavaModel::peft_prefix() const {
-  return config_.layout == LlavaConfig::Layout::HfLlava ? "base_model.model.language_model.model."
-                                                        : "base_model.model.model.";
-}
-
-std::string LlavaModel::projector_name() const {
-  return config_.layout == LlavaConfig::Layout::HfLlava ? "multi_modal_projector" : "model.mm_projector";
-}
-
-void LlavaModel::add_lora(int64_t r, double alpha, double dropout, bool rslora, const std::vector<std::string>& targets) {
-  torch::manual_seed(options_.seed);
-  int64_t added = 0;
-  for (auto& [path, lin] : lora_targets(llama_)) {
-    const std::string leaf = path.substr(path.rfind('.') + 1);
-    if (std::find(targets.begin(), targets.end(), leaf) == targets.end()) continue;
-    if (lin->has_lora()) throw ConfigError(fmt::format("llava: '{}' already has a LoRA adapter (loaded from '{}'); "
-                                                       "set lora_r: 0 to train the loaded one", path, options_.adapter));
-    lin->add_lora(r, alpha, dropout, rslora);
-    ++added;
-  }
-  if (added == 0)
-    throw ConfigError(fmt::format("llava: lora_target_modules {} match no language-model linear (expected names "
-                                  "among q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)",
-                                  fmt::join(targets, ", ")));
-  lora_target_modules_ = targets;
-}
-
-std::vector<std::pair<std::string, torch::Tensor>> LlavaModel::trainable_parameters() {
-  std::vector<std::pair<std::string, torch::Tensor>> out;
-  if (options_.train_projector)
-    for (auto& item : projector_->named_parameters())
-      out.emplace_back("multi_modal_projector." + item.key(), item.value());
-  for (auto& [path, lin] : lora_targets(llama_)) {
-    if (!lin->has_lora()) continue;
-    out.emplace_back(peft_prefix() + path + ".lora_A.weight", lin->lora_A);
-    out.emplace_back(peft_prefix() + path + ".lora_B.weight", lin->lora_B);
-  }
-  return out;
-}
-
-void LlavaModel::set_training(bool on) { root_->train(on); }
-
-void LlavaModel::set_activation_checkpointing(bool on) { llama_->checkpoint_layers = on; }
-
-void LlavaModel::merge_lora() {
-  for (auto& [path, lin] : lora_targets(llama_)) lin->merge();
-}
-
-void LlavaModel::unmerge_lora() {
-  for (auto& [path, lin] : lora_targets(llama_)) lin->unmerge();
-}
-
-void LlavaModel::save_adapter(const fs::path& dir) const {
-  fs::create_directories(dir);
-  st::Writer writer;
-  std::vector<std::string> targets;
-  int64_t r = 0;
-  double alpha = 0, dropout = 0;
-  bool rslora = false;
-  std::vector<torch::Tensor> keep;  // float32 CPU copies that the writer borrows
-  auto add = [&](const std::string& name, const torch::Tensor& t) {
-    torch::Tensor c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
-    keep.push_back(c);
-    writer.add_borrowed(name, st::Dtype::F32, std::vector<int64_t>(c.sizes().begin(), c.sizes().end()),
-                        c.data_ptr<float>(), static_cast<size_t>(c.numel()) * sizeof(float));
-  };
-  for (auto& [path, lin] : lora_targets(const_cast<Llama&>(llama_))) {
-    if (!lin->has_lora()) continue;
-    add(peft_prefix() + path + ".lora_A.weight", lin->lora_A);
-    add(peft_prefix() + path + ".lora_B.weight", lin->lora_B);
-    const std::string leaf = path.substr(path.rfind('.') + 1);
-    if (std::find(targets.begin(), targets.end(), leaf) == targets.end()) targets.push_back(leaf);
-    r = lin->r, alpha = lin->alpha, dropout = lin->dropout, rslora = lin->rslora;
-  }
-  if (r == 0) throw Error("llava: save_adapter: the model has no LoRA adapter to save");
-  nlohmann::json modules_to_save = nullptr;
-  if (options_.train_projector) {
-    for (auto& item : const_cast<Projector&>(projector_)->named_parameters())
-      add("base_model.model." + projector_name() + "." + item.key(), item.value());
-    modules_to_save = nlohmann::json::array({projector_name().substr(projector_name().rfind('.') + 1)});
-  }
-  writer.set_metadata({{"format", "pt"}});
-  writer.write((dir / "adapter_model.safetensors").string());
-  nlohmann::json cfg = {{"peft_type", "LORA"},       {"r", r},
-                        {"lora_alpha", alpha},       {"lora_dropout", dropout},
-                        {"bias", "none"},            {"task_type", "CAUSAL_LM"},
-                        {"target_modules", targets}, {"base_model_name_or_path", options_.path},
-                        {"fan_in_fan_out", false},   {"use_rslora", rslora},
-                        {"use_dora", false},         {"modules_to_save", modules_to_save},
-                        {"inference_mode", true}};
-  write_text_atomically(dir / "adapter_config.json", cfg.dump(2) + "\n");
-}
-
-void LlavaModel::load_adapter(const fs::path& dir) {
-  const fs::path cfg_path = dir / "adapter_config.json";
-  std::ifstream in(cfg_path);
-  if (!in) throw IoError(fmt::format("cannot open '{}' (expected a PEFT adapter folder)", cfg_path.string()));
-  nlohmann::json cfg;
-  try {
-    cfg = nlohmann::json::parse(in);
-  } catch (const std::exception& e) {
-    throw DataError(fmt::format("{}: not valid JSON: {}", cfg_path.string(), e.what()));
-  }
-  auto need = [&](const char* key) -> const nlohmann::json& {
-    if (!cfg.contains(key)) throw DataError(fmt::format("{}: missing '{}'", cfg_path.string(), key));
-    return cfg[key];
-  };
-  if (need("peft_type") != "LORA")
-    throw DataError(fmt::format("{}: peft_type {} is not supported (expected \"LORA\")", cfg_path.string(),
-                                cfg["peft_type"].dump()));
-  for (const char* unsupported : {"use_dora", "fan_in_fan_out"})
-    if (cfg.value(unsupported, false))
-      throw DataError(fmt::format("{}: '{}: true' is not supported", cfg_path.string(), unsupported));
-  for (const char* pattern : {"rank_pattern", "alpha_pattern"})
-    if (cfg.contains(pattern) && cfg[pattern].is_object() && !cfg[pattern].empty())
-      throw DataError(fmt::format("{}: per-module '{}' is not supported", cfg_path.string(), pattern));
-  const int64_t r = need("r").get<int64_t>();
-  const double alpha = need("lora_alpha").get<double>();
-  const double dropout = cfg.value("lora_dropout", 0.0);
-  const bool rslora = cfg.value("use_rslora", false);
-
-  const st::Checkpoint ckpt = st::Checkpoint::open((dir / "adapter_model.safetensors").string());
-  std::map<std::string, LoraLinear> by_path;
-  for (auto& [path, lin] : lora_targets(llama_)) by_path.emplace(path, lin);
-  static const std::regex lora_re(R"((?:.*\.)?(layers\.\d+\.(?:self_attn|mlp)\.\w+)\.lora_([AB])(?:\.default)?\.weight)");
-  torch::NoGradGuard no_grad;
-  int64_t loaded = 0;
-  for (const auto& name : ckpt.names()) {
-    std::smatch m;
-    if (name.find("vision_tower") != std::string::npos)
-      throw DataError(fmt::format("{}: tensor '{}': LoRA on the vision tower is not supported", ckpt.path(), name));
-    if (std::regex_match(name, m, lora_re)) {
-      auto it = by_path.find(m[1].str());
-      if (it == by_path.end())
-        throw DataError(fmt::format("{}: tensor '{}': no module '{}' in this {}-layer model", ckpt.path(), name,
-                                    m[1].str(), config_.text.num_hidden_layers));
-      LoraLinear& lin = it->second;
-      if (!lin->has_lora()) lin->add_lora(r, alpha, dropout, rslora);
-      torch::Tensor& dst = m[2] == "A" ? lin->lora_A : lin->lora_B;
-      ckpt.expect_shape(name, std::vector<int64_t>(dst.sizes().begin(), dst.sizes().end()));
-      dst.copy_(read_tensor(ckpt, name));
-      ++loaded;
-      continue;
-    }
-    const std::string proj = "base_model.model." + projector_name() + ".";
-    if (name.rfind(proj, 0) == 0 || name.find("multi_modal_projector.") != std::string::npos) {
-      std::string param = name.substr(name.find("projector.") + 10);
-      if (param.rfind("modules_to_save.default.", 0) == 0) param = param.substr(24);
-      if (param.rfind("0.", 0) == 0) param = "linear_1." + param.substr(2);
-      if (param.rfind("2.", 0) == 0) param = "linear_2." + param.substr(2);
-      auto params = projector_->named_parameters();
-      if (!params.contains(param))
-        throw DataError(fmt::format("{}: tensor '{}': the projector has no parameter '{}'", ckpt.path(), name, param));
-      torch::Tensor dst = params[param];
-      ckpt.expect_shape(name, std::vector<int64_t>(dst.sizes().begin(), dst.sizes().end()));
-      dst.copy_(read_tensor(ckpt, name));
-      continue;
-    }
-    throw DataError(fmt::format("{}: tensor '{}' is neither a LoRA weight of a language-model linear nor a projector "
-                                "weight", ckpt.path(), name));
-  }
-  for (auto& [path, lin] : by_path)
-    if (lin->has_lora() && (lin->lora_A.abs().sum().item<double>() == 0 && lin->lora_B.abs().sum().item<double>() == 0))
-      log()->warn("llava: adapter {}: '{}' has all-zero LoRA weights", dir.string(), path);
-  log()->info("llava: loaded adapter {} ({} LoRA tensors, r {}, alpha {})", dir.string(), loaded, r, alpha);
-}
-
-// ---- encoding ----
-
-EncodedSample LlavaModel::encode(const ChatSample& sample) const {
-  if (!tokenizer_) throw ConfigError("llava: no tokenizer (give 'tokenizer' or a 'path' with tokenizer.model)");
-  const EncodedConversation enc = encode_conversation_v1(*tokenizer_, to_turns(sample), !sample.images.empty());
-  if (enc.num_images != static_cast<int64_t>(sample.images.size()))
-    throw DataError(fmt::format("conversation has {} <image> placeholder(s) but {} image(s)", enc.num_images,
-                                sample.images.size()));
-  return EncodedSample{enc.input_ids, enc.labels, sample.images, enc.mismatch};
-}
-
-EncodedSample LlavaModel::encode_prompt(const ChatSample& sample) const {
-  if (!tokenizer_) throw ConfigError("llava: no tokenizer (give 'tokenizer' or a 'path' with tokenizer.model)");
-  std::vector<Turn> turns = to_turns(sample);
-  if (!options_.steer_attributes.empty())
-    for (auto it = turns.rbegin(); it != turns.rend(); ++it)
-      if (it->role == "human") {
-        it->text = apply_steer_template(options_.steer_template, it->text, options_.steer_attributes);
-        break;
-      }
-  const EncodedPrompt enc = encode_generation_prompt_v1(*tokenizer_, turns, !sample.images.empty());
-  if (enc.num_images != static_cast<int64_t>(sample.images.size()))
-    throw DataError(fmt::format("prompt has {} <image> placeholder(s) but {} image(s)", enc.num_images,
-                                sample.images.size()));
-  return EncodedSample{enc.input_ids, std::vector<int64_t>(enc.input_ids.size(), kIgnore), sample.images, false};
-}
-
-torch::Tensor LlavaModel::pixel_values_for(const std::string& path) const {
-  std::vector<float> v = image::preprocess_file(path, image_config_);
-  return torch::from_blob(v.data(), {3, image_config_.crop_height, image_config_.crop_width}, torch::kFloat32).clone();
-}
-
-ModelBatch LlavaModel::collate(const std::vector<EncodedSample>& samples, bool left_pad) const {
-  MMR_CHECK(!samples.empty(), "collate of an empty batch");
-  const int64_t b = static_cast<int64_t>(samples.size());
-  int64_t t = 0;
-  for (const auto& s : samples) t = std::max<int64_t>(t, static_cast<int64_t>(s.input_ids.size()));
-  const int64_t pad = config_.pad_token_id >= 0 ? config_.pad_token_id : 0;
-  torch::Tensor ids = torch::full({b, t}, pad, torch::kInt64);
-  torch::Tensor labels = torch::full({b, t}, kIgnore, torch::kInt64);
-  torch::Tensor mask = torch::zeros({b, t}, torch::kInt64);
-  std::vector<torch::Tensor> pixels;
-  for (int64_t i = 0; i < b; ++i) {
-    const auto& s = samples[i];
-    const int64_t n = static_cast<int64_t>(s.input_ids.size());
-    MMR_CHECK(s.labels.size() == s.input_ids.size(), "labels and ids differ in length");
-    const int64_t off = left_pad ? t - n : 0;
-    ids[i].narrow(0, off, n).copy_(torch::tensor(s.input_ids, torch::kInt64));
-    labels[i].narrow(0, off, n).copy_(torch::tensor(s.labels, torch::kInt64));
-    mask[i].narrow(0, off, n).fill_(1);
-    if (count_placeholders(s.input_ids) != static_cast<int64_t>(s.images.size()))
-      throw DataError(fmt::format("sample {} has {} image placeholder(s) but {} image(s)", i,
-                                  count_placeholders(s.input_ids), s.images.size()));
-    for (const auto& img : s.images) pixels.push_back(pixel_values_for(img));
-  }
-  ModelBatch out;
-  out.input_ids = ids.to(device_);
-  out.labels = labels.to(device_);
-  out.attention_mask = mask.to(device_);
-  if (!pixels.empty()) out.pixel_values = torch::stack(pixels).to(device_);
-  out.left_padded = left_pad;
-  return out;
-}
-
-// ---- forward ----
-
-torch::Tensor LlavaModel::image_features(const torch::Tensor& pixel_values) {
-  torch::Tensor h = vision_(pixel_values.to(device_, dtype_), vision_layer_);  // (N, 1+P, Dv)
-  if (config_.vision_feature_select_strategy == "default") h = h.narrow(1, 1, h.size(1) - 1);  // drop CLS
-  return projector_(h);  // (N, P, D)
-}
-
-LlavaModel::Expanded LlavaModel::expand(const ModelBatch& batch) {
-  const int64_t b = batch.input_ids.size(0);
-  torch::Tensor features;
-  if (batch.pixel_values.defined() && batch.pixel_values.size(0) > 0) features = image_features(batch.pixel_values);
-  const torch::Tensor ids_cpu = batch.input_ids.to(torch::kCPU), mask_cpu = batch.attention_mask.to(torch::kCPU);
-  const torch::Tensor labels_cpu = batch.labels.to(torch::kCPU);
-  auto ids_a = ids_cpu.accessor<int64_t, 2>();
-  auto mask_a = mask_cpu.accessor<int64_t, 2>();
-  auto lab_a = labels_cpu.accessor<int64_t, 2>();
-  std::vector<torch::Tensor> rows_embeds, rows_labels;
-  std::vector<std::vector<int64_t>> text_pos(b);
-  int64_t image_index = 0, longest = 0;
-  const int64_t p = config_.vision.num_patches();
-  for (int64_t i = 0; i < b; ++i) {
-    // LLaVA's prepare_inputs_labels_for_multimodal: drop padding, splice each image's P features in place of
-    // its placeholder, cut to the maximum length, pad again.
-    std::vector<torch::Tensor> parts, part_labels;
-    std::vector<int64_t> run_ids, run_labels;
-    int64_t len = 0;
-    auto flush = [&] {
-      if (run_ids.empty()) return;
-      parts.push_back(llama_->embed_tokens(torch::tensor(run_ids, torch::kInt64).to(device_)));
-      part_labels.push_back(torch::tensor(run_labels, torch::kInt64));
-      run_ids.clear();
-      run_labels.clear();
-    };
-    for (int64_t j = 0; j < ids_cpu.size(1); ++j) {
-      if (mask_a[i][j] == 0) continue;
-      if (ids_a[i][j] == kPlaceholder) {
-        flush();
-        if (!features.defined() || image_index >= features.size(0))
-          throw DataError(fmt::format("batch row {} has more image placeholders than the batch has images", i));
-        parts.push_back(features[image_index++]);
-        part_labels.push_back(torch::full({p}, kIgnore, torch::kInt64));
-        len += p;
-      } else {
-        text_pos[i].push_back(len);
-        run_ids.push_back(ids_a[i][j]);
-        run_labels.push_back(lab_a[i][j]);
-        ++len;
-      }
-    }
-    flush();
-    torch::Tensor e = torch::cat(parts, 0), l = torch::cat(part_labels, 0);
-    if (e.size(0) > options_.max_length) {
-      ++truncated_rows_;
-      log()->warn("llava: a row of {} tokens (after image expansion) was cut to max_length {} ({} row(s) so far)",
-                  e.size(0), options_.max_length, truncated_rows_);
-      e = e.narrow(0, 0, options_.max_length);
-      l = l.narrow(0, 0, options_.max_length);
-      auto& tp = text_pos[i];
-      tp.erase(std::remove_if(tp.begin(), tp.end(), [&](int64_t x) { return x >= options_.max_length; }), tp.end());
-    }
-    longest = std::max(longest, e.size(0));
-    rows_embeds.push_back(e);
-    rows_labels.push_back(l);
-  }
-  if (features.defined() && image_index != features.size(0))
-    throw DataError(fmt::format("the batch has {} image(s) but {} placeholder(s)", features.size(0), image_index));
-  const int64_t d = config_.text.hidden_size;
-  Expanded out;
-  out.embeds = torch::zeros({b, longest, d}, torch::TensorOptions().dtype(dtype_).device(device_));
-  out.labels = torch::full({b, longest}, kIgnore, torch::kInt64);
-  torch::Tensor mask = torch::zeros({b, longest}, torch::kInt64);
-  for (int64_t i = 0; i < b; ++i) {
-    const int64_t n = rows_embeds[i].size(0), off = batch.left_padded ? longest - n : 0;
-    out.embeds[i].narrow(0, off, n).copy_(rows_embeds[i]);
-    out.labels[i].narrow(0, off, n).copy_(rows_labels[i]);
-    mask[i].narrow(0, off, n).fill_(1);
-    if (off) for (auto& x : text_pos[i]) x += off;
-  }
-  out.labels = out.labels.to(device_);
-  out.attention_mask = mask.to(device_);
-  out.position_ids = (out.attention_mask.cumsum(1) - 1).clamp_min(0);
-  out.text_positions = std::move(text_pos);
-  return out;
-}
-
-torch::Tensor LlavaModel::hidden_states(const Expanded& e, std::vector<LayerCache>* caches) {
-  return llama_->forward(e.embeds, e.attention_mask, e.position_ids, caches);
-}
-
-torch::Tensor LlavaModel::logits(const ModelBatch& batch) {
-  Expanded e = expand(batch);
-  return llama_->lm_head_forward(hidden_states(e, nullptr));
-}
-
-SequenceLogps LlavaModel::sequence_logps(const ModelBatch& batch, bool per_token) {
-  Expanded e = expand(batch);
-  torch::Tensor h = hidden_states(e, nullptr);  // (B, T', D)
-  const int64_t b = h.size(0), t = h.size(1);
-  // get_batch_logps: logits[:, :-1] predict labels[:, 1:]; only labelled positions count. Only those rows of the
-  // hidden states go through lm_head, so no (B, T', V) float32 tensor is made.
-  torch::Tensor target = e.labels.narrow(1, 1, t - 1);                  // (B, T'-1)
-  torch::Tensor sel = target.ne(kIgnore);
-  torch::Tensor idx = sel.nonzero();                                     // (M, 2): row, position
-  torch::Tensor rows = idx.select(1, 0), cols = idx.select(1, 1);
-  torch::Tensor hs = h.narrow(1, 0, t - 1).index({rows, cols});          // (M, D)
-  torch::Tensor lp = torch::log_softmax(llama_->lm_head_forward(hs).to(torch::kFloat32), -1);  // (M, V)
-  torch::Tensor tok = lp.gather(1, target.index({rows, cols}).unsqueeze(1)).squeeze(1);        // (M)
-  SequenceLogps out;
-  out.sum = torch::zeros({b}, tok.options()).index_add(0, rows, tok);
-  out.count = sel.sum(1).to(torch::kFloat32);
-  out.mean = out.sum / out.count.clamp_min(1);
-  if (per_token) {
-    const torch::Tensor counts = sel.sum(1).to(torch::kCPU);
-    int64_t start = 0;
-    for (int64_t i = 0; i < b; ++i) {
-      const int64_t n = counts[i].item<int64_t>();
-      out.per_token.push_back(tok.narrow(0, start, n));
-      start += n;
-    }
-  }
-  return out;
-}
-
-torch::Tensor LlavaModel::lm_loss(const ModelBatch& batch) {
-  Expanded e = expand(batch);
-  torch::Tensor h = hidden_states(e, nullptr);
-  const int64_t t = h.size(1);
-  torch::Tensor target = e.labels.narrow(1, 1, t - 1);
-  torch::Tensor idx = target.ne(kIgnore).nonzero();
-  if (idx.size(0) == 0) throw DataError("lm_loss: the batch has no labelled tokens (every row masked?)");
-  torch::Tensor rows = idx.select(1, 0), cols = idx.select(1, 1);
-  torch::Tensor logits = llama_->lm_head_forward(h.narrow(1, 0, t - 1).index({rows, cols})).to(torch::kFloat32);
-  return torch::nn::functional::cross_entropy(logits, target.index({rows, cols}));
-}
-
-// ---- generation ----
-
-std::vector<Generation> LlavaModel::generate(const std::vector<ChatSample>& prompts, const GenerationConfig& g) {
-  if (prompts.empty()) return {};
-  torch::NoGradGuard no_grad;
-  const bool was_training = root_->is_training();
-  root_->eval();
-  std::vector<EncodedSample> enc;
-  for (const auto& p : prompts) enc.push_back(encode_prompt(p));
-  ModelBatch batch = collate(enc, /*left_pad=*/true);
-  Expanded e = expand(batch);
-  const int64_t b = e.embeds.size(0), t0 = e.embeds.size(1);
-  const int64_t total = t0 + g.max_new_tokens;
-  std::vector<LayerCache> caches(static_cast<size_t>(config_.text.num_hidden_layers));
-  const auto kv_opts = torch::TensorOptions().dtype(dtype_).device(device_);
-  for (auto& c : caches) {
-    c.k = torch::empty({b, config_.text.num_key_value_heads, total, config_.text.head_dim}, kv_opts);
-    c.v = torch::empty_like(c.k);
-  }
-  torch::Tensor mask = torch::zeros({b, total}, torch::TensorOptions().dtype(torch::kInt64).device(device_));
-  mask.narrow(1, 0, t0).copy_(e.attention_mask);
-  torch::Tensor positions = e.position_ids;
-  torch::Tensor h = llama_->forward(e.embeds, mask.narrow(1, 0, t0), positions, &caches);
-  torch::Tensor last = h.select(1, t0 - 1);  // (B, D)
-  torch::Tensor next_pos = positions.select(1, t0 - 1).unsqueeze(1) + 1;  // (B, 1)
-
-  auto gen = at::detail::createCPUGenerator(g.seed);
-  std::vector<Generation> out(b);
-  std::vector<bool> done(b, false);
-  const int64_t eos = tokenizer_ ? tokenizer_->eos_id() : 2;
-  const int64_t pad = config_.pad_token_id >= 0 ? config_.pad_token_id : 0;
-  for (int64_t step = 0; step < g.max_new_tokens; ++step) {
-    torch::Tensor logits = llama_->lm_head_forward(last).to(torch::kFloat32);  // (B, V)
-    torch::Tensor next;
-    if (g.temperature <= 0) {
-      next = logits.argmax(-1);
-    } else {
-      // HF's order: temperature, top-k, top-p, then sample.
-      logits = (logits / g.temperature).to(torch::kCPU);
-      if (g.top_k > 0 && g.top_k < logits.size(-1)) {
-        torch::Tensor kth = std::get<0>(logits.topk(g.top_k, -1)).select(1, g.top_k - 1).unsqueeze(1);
-        logits = logits.masked_fill(logits < kth, -std::numeric_limits<float>::infinity());
-      }
-      if (g.top_p < 1.0) {
-        auto [sorted, order] = logits.sort(-1, /*descending=*/false);
-        torch::Tensor cum = sorted.softmax(-1).cumsum(-1);
-        torch::Tensor remove = cum <= (1 - g.top_p);
-        remove.select(1, remove.size(1) - 1).fill_(false);  // keep at least the best token
-        logits = logits.scatter(1, order, sorted.masked_fill(remove, -std::numeric_limits<float>::infinity()));
-      }
-      next = torch::multinomial(logits.softmax(-1), 1, false, gen).squeeze(1).to(device_);
-    }
-    const torch::Tensor next_cpu = next.to(torch::kCPU);
-    for (int64_t i = 0; i < b; ++i) {
-      if (done[i]) continue;
-      const int64_t id = next_cpu[i].item<int64_t>();
-      out[i].token_ids.push_back(id);
-      if (g.stop_at_eos && id == eos) {
-        done[i] = true;
-        out[i].finish_reason = "eos";
-        continue;
-      }
-      if (!g.stop_strings.empty() && tokenizer_) {
-        size_t skipped = 0;
-        const std::string text = tokenizer_->decode(out[i].token_ids, &skipped);
-        for (const auto& s : g.stop_strings)
-          if (!s.empty() && text.find(s) != std::string::npos) {
-            done[i] = true;
-            out[i].finish_reason = "stop_string";
-          }
-      }
-    }
-    if (std::all_of(done.begin(), done.end(), [](bool x) { return x; }) || step + 1 == g.max_new_tokens) break;
-    // Finished rows keep decoding a pad token that nothing reads.
-    torch::Tensor feed = next.clone();
-    for (int64_t i = 0; i < b; ++i)
-      if (done[i]) feed[i] = pad;
-    mask.select(1, t0 + step).fill_(1);
-    h = llama_->forward(llama_->embed_tokens(feed.unsqueeze(1)), mask.narrow(1, 0, t0 + step + 1), next_pos, &caches);
-    last = h.select(1, 0);
-    next_pos = next_pos + 1;
-  }
-  for (int64_t i = 0; i < b; ++i) {
-    auto& o = out[i];
-    if (o.finish_reason.empty()) o.finish_reason = "length";
-    o.prompt_tokens = e.attention_mask[i].sum().item<int64_t>();
-    std::vector<int64_t> text_ids = o.token_ids;
-    if (o.finish_reason == "eos") text_ids.pop_back();
-    size_t skipped = 0;
-    o.text = tokenizer_ ? tokenizer_->decode(text_ids, &skipped) : "";
-    if (o.finish_reason == "stop_string")
-      for (const auto& s : g.stop_strings) {
-        const size_t at = o.text.find(s);
-        if (!s.empty() && at != std::string::npos) o.text = o.text.substr(0, at);
-      }
-  }
-  root_->train(was_training);
-  return out;
-}
 
 }  // namespace mmr::llava
-

@@ -9,40 +9,42 @@
 #include "config.h"
 #include "core/api/model_api.h"
 #include "core/lib/image/image.h"
-#include "steer.h"
 #include "core/lib/tokenizer/tokenizer.h"
 #include "modules.h"
 
 namespace mmr::llava {
 
+// The plugin's options, declared once each in bind() (llava.cpp); a default-constructed LlavaOptions holds the
+// defaults (tests and tools build the model from one directly).
 struct LlavaOptions {
   std::string path;          // checkpoint folder (config.json, *.safetensors, tokenizer.model)
   std::string vision_tower;  // original layout: the CLIP checkpoint folder (default: mm_vision_tower)
   std::string adapter;       // PEFT adapter folder to load
-  std::string dtype = "float32";
-  std::string device = "cpu";
-  bool random_init = false;
+  std::string dtype;
+  std::string device;
+  bool random_init;
   std::string shape;         // with random_init and no path: llava-1.5-7b | llava-1.5-13b
   std::string tokenizer;     // tokenizer.model or its folder (default: path)
-  uint64_t seed = 0;
-  int64_t lora_r = 0;        // > 0: add a new LoRA adapter
-  double lora_alpha = 16;
-  double lora_dropout = 0.0;
-  bool lora_rslora = false;
-  std::vector<std::string> lora_target_modules = {"q_proj", "k_proj", "v_proj", "o_proj",
-                                                  "gate_proj", "up_proj", "down_proj"};
-  bool train_projector = false;
-  int64_t max_length = 2048;  // tokens after image expansion; longer rows are truncated and counted
-  std::string steer_attributes;  // SteerLM conditioning at generation ("" = off), see core/steer.h
-  std::string steer_template = "{question}\n{attributes}";
+  uint64_t seed;
+  int64_t lora_r;            // > 0: add a new LoRA adapter
+  double lora_alpha;
+  double lora_dropout;
+  bool lora_rslora;
+  std::vector<std::string> lora_target_modules;
+  bool train_projector;
+  int64_t max_length;        // tokens after image expansion; longer rows are truncated and counted
+  std::string prompt_template;  // ChatModel::set_prompt_template at construction ("": off)
+
+  LlavaOptions();
+  void bind(OptionBinder& o);
 };
 
 class LlavaModel : public LanguageModel {
  public:
+  using Config = LlavaOptions;
   explicit LlavaModel(const LlavaOptions& options);
   explicit LlavaModel(const Options& options);  // the plugin constructor
   static const char* summary();
-  static OptionSchema option_schema();
 
   EncodedSample encode(const ChatSample& sample) const override;
   EncodedSample encode_prompt(const ChatSample& sample) const override;
@@ -50,7 +52,9 @@ class LlavaModel : public LanguageModel {
   torch::Tensor logits(const ModelBatch& batch) override;
   SequenceLogps sequence_logps(const ModelBatch& batch, bool per_token = false) override;
   torch::Tensor lm_loss(const ModelBatch& batch) override;
-  std::vector<std::pair<std::string, torch::Tensor>> trainable_parameters() override;
+  std::vector<ParameterGroup> parameter_groups() override;
+  void set_adapters_enabled(bool on) override;
+  void set_prompt_template(const std::string& tmpl) override { options_.prompt_template = tmpl; }
   void set_training(bool on) override;
   void set_activation_checkpointing(bool on) override;
   std::vector<Generation> generate(const std::vector<ChatSample>& prompts, const GenerationConfig& config) override;
@@ -79,6 +83,10 @@ class LlavaModel : public LanguageModel {
   void load_checkpoint();
   void random_init();
   void add_lora(int64_t r, double alpha, double dropout, bool rslora, const std::vector<std::string>& targets);
+  void freeze_base_projector();  // keeps the loaded projector for set_adapters_enabled(false)
+  // One decoding step's choice of the next token per row: greedy, or temperature/top-k/top-p sampling.
+  torch::Tensor next_tokens(torch::Tensor logits, const GenerationConfig& g, at::Generator& gen) const;
+  void finish_generation(std::vector<Generation>& out, const Expanded& e, const GenerationConfig& g) const;
   std::string peft_prefix() const;  // "base_model.model.language_model.model." (llava-hf) / "base_model.model.model."
   std::string projector_name() const;  // "multi_modal_projector" / "model.mm_projector"
   torch::Tensor hidden_states(const Expanded& e, std::vector<LayerCache>* caches);
@@ -92,6 +100,9 @@ class LlavaModel : public LanguageModel {
   int64_t vision_layer_ = 0;
   ClipVision vision_{nullptr};
   Projector projector_{nullptr};
+  Projector base_projector_{nullptr};  // the projector as loaded, when train_projector trains a copy (PEFT's
+                                       // modules_to_save); used while adapters are disabled
+  bool adapters_enabled_ = true;
   Llama llama_{nullptr};
   std::shared_ptr<torch::nn::Module> root_;
   int64_t truncated_rows_ = 0;

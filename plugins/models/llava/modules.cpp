@@ -37,7 +37,7 @@ void LoraLinearImpl::add_lora(int64_t rank, double a, double p, bool rs) {
 
 torch::Tensor LoraLinearImpl::forward(const torch::Tensor& x) {
   torch::Tensor y = F::linear(x, weight, bias);
-  if (!lora_A.defined() || merged) return y;
+  if (!lora_A.defined() || merged || !enabled) return y;
   torch::Tensor h = (dropout > 0 && is_training()) ? F::dropout(x, F::DropoutFuncOptions().p(dropout).training(true)) : x;
   // PEFT: result + lora_B(lora_A(dropout(x))) * scaling
   return y + F::linear(F::linear(h, lora_A.to(h.scalar_type())), lora_B.to(h.scalar_type())) * scaling;

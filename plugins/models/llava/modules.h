@@ -34,6 +34,7 @@ struct LoraLinearImpl : torch::nn::Module {
   int64_t r = 0;
   double alpha = 0, scaling = 0, dropout = 0;
   bool rslora = false, merged = false;
+  bool enabled = true;  // false: the base layer alone (LanguageModel::set_adapters_enabled)
 };
 TORCH_MODULE(LoraLinear);
 

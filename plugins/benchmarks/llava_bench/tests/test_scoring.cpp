@@ -2,56 +2,22 @@
 // and the documented parse_score rule (see ../scoring.h).
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "core/api/error.h"
+#include "plugins/benchmarks/common/testing.h"
 #include "plugins/benchmarks/llava_bench/scoring.h"
+#include "plugins/benchmarks/llava_bench/tests/references.h"
 
 namespace {
 
 using namespace mmr::llava_bench;
+using namespace mmr::benchmarks::testing;
 
 const std::string kDir = std::string(MMR_TEST_DATA_DIR) + "/benchmarks/llava_bench/";
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string write_temp(const std::string& name, const std::string& text) {
-  const std::string path = ::testing::TempDir() + "llavabench_" + name;
-  std::ofstream(path) << text;
-  return path;
-}
-
-double metric(const mmr::MetricList& list, const std::string& name) {
-  for (const auto& m : list) {
-    if (m.name == name) return m.value;
-  }
-  ADD_FAILURE() << "no metric " << name;
-  return -1;
-}
-
-template <typename Fn>
-void expect_data_error(Fn fn, std::initializer_list<std::string> pieces) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected mmr::DataError";
-  } catch (const mmr::DataError& e) {
-    for (const auto& p : pieces) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
-}
 
 // ---- summarize_gpt_review.py ----
 
 TEST(LlavaBenchScoring, SummarizesPerCategoryAndAll) {
-  // conv: ref (8+7)/2 = 7.5, model (7+5)/2 = 6.0 -> 6/7.5*100 = 80.0
-  // detail: ref (9+10)/2 = 9.5, model (6+7)/2 = 6.5 -> 68.421... -> 68.4
-  // complex: the failed review [-1, -1] is averaged in: ref (8-1)/2 = 3.5, model 3.5 -> 100.0
-  // all: ref 41/6 = 6.8333 -> 6.833, model 32/6 = 5.3333 -> 5.333; 5.333/6.833*100 = 78.048... -> 78.0
+  // The references are derived in references.h.
   ReviewSummary s = summarize_file(kDir + "reviews_small.jsonl");
   EXPECT_EQ(s.config, "reviews_small");
   ASSERT_EQ(s.categories.size(), 4u);
@@ -68,21 +34,14 @@ TEST(LlavaBenchScoring, SummarizesPerCategoryAndAll) {
   EXPECT_DOUBLE_EQ(s.categories[2].relative, 80.0);
   EXPECT_DOUBLE_EQ(s.categories[3].relative, 68.4);
 
-  mmr::MetricList m = to_metrics(s);
-  EXPECT_DOUBLE_EQ(metric(m, "all"), 78.0);
-  EXPECT_DOUBLE_EQ(metric(m, "llava_bench_conv"), 80.0);
-  EXPECT_DOUBLE_EQ(metric(m, "llava_bench_conv/reference"), 7.5);
-  EXPECT_DOUBLE_EQ(metric(m, "llava_bench_complex/n_failed"), 1);
-  // x10 and rounded to 1 place: round(6.833 * 10, 1) = 68.3, round(5.333 * 10, 1) = 53.3.
-  EXPECT_DOUBLE_EQ(metric(m, "all/reference_score"), 68.3);
-  EXPECT_DOUBLE_EQ(metric(m, "all/model_score"), 53.3);
+  const mmr::MetricList m = to_metrics(s);
+  expect_metrics(m, references::kSmallScores);
+  expect_counts(m, references::kSmallCounts);
 }
 
 TEST(LlavaBenchScoring, RoundsTheMeansBeforeTheRatio) {
-  // tuples [1,2], [1,2], [2,1]: means 4/3 and 5/3, rounded to 1.333 and 1.667 first;
-  // 1.667/1.333*100 = 125.0937... -> 125.1 (the unrounded ratio 125.0 would give 125.0).
   ReviewSummary s = summarize_file(kDir + "reviews_rounding.jsonl");
-  EXPECT_DOUBLE_EQ(s.categories[0].relative, 125.1);
+  EXPECT_DOUBLE_EQ(s.categories[0].relative, references::kRoundingAll);
 }
 
 TEST(LlavaBenchScoring, PythonRoundIsCorrectlyRoundedHalfEven) {
@@ -95,11 +54,9 @@ TEST(LlavaBenchScoring, PythonRoundIsCorrectlyRoundedHalfEven) {
 }
 
 TEST(LlavaBenchScoring, SkipsIgnoredQuestions) {
-  // Without question 4 (the failed review): complex = [8, 8] -> 100.0;
-  // all: ref (8+9+8+7+10)/5 = 8.4, model (7+6+8+5+7)/5 = 6.6 -> 78.571... -> 78.6
   ReviewSummary s = summarize_file(kDir + "reviews_small.jsonl", {4});
   EXPECT_EQ(s.categories[0].n, 5);
-  EXPECT_DOUBLE_EQ(s.categories[0].relative, 78.6);
+  EXPECT_DOUBLE_EQ(s.categories[0].relative, references::kSmallAllIgnoring4);
 }
 
 TEST(LlavaBenchScoring, LinesWithoutCategoryCountOnlyInAll) {
@@ -187,25 +144,20 @@ TEST(LlavaBenchScoring, BuildsOneRequestPerQuestion) {
 }
 
 TEST(LlavaBenchScoring, WrittenReviewLinesScoreBack) {
-  const std::string path = ::testing::TempDir() + "llavabench_written.jsonl";
-  {
-    std::ofstream out(path);
-    ReviewRequest r;
-    r.id = 1;
-    r.question_id = 0;
-    r.answer1_id = "0";
-    r.answer1_id_is_int = true;
-    r.answer2_id = "m";
-    r.category = "llava_bench_conv";
-    out << review_line(r, "6 3", parse_score("6 3")) << "\n";
-  }
+  ReviewRequest r;
+  r.id = 1;
+  r.question_id = 0;
+  r.answer1_id = "0";
+  r.answer1_id_is_int = true;
+  r.answer2_id = "m";
+  r.category = "llava_bench_conv";
+  const std::string path = write_temp("written.jsonl", review_line(r, "6 3", parse_score("6 3")) + "\n");
   EXPECT_DOUBLE_EQ(score_file(path)[0].value, 50.0);  // "all": 3/6*100
   EXPECT_NE(read_text(path).find("\"answer1_id\":0,"), std::string::npos);
 }
 
 TEST(LlavaBenchScoring, WritesAnswersInModelVqaFormat) {
-  const std::string path = ::testing::TempDir() + "llavabench_answers.jsonl";
-  write_answers(path, {{3, "Describe.", "A \"cat\".", "id3", "m"}});
+  const std::string path = write_temp("answers.jsonl", answers_jsonl({{3, "Describe.", "A \"cat\".", "id3", "m"}}));
   EXPECT_EQ(read_text(path), "{\"question_id\":3,\"prompt\":\"Describe.\",\"text\":\"A \\\"cat\\\".\",\"answer_id\":\"id3\","
                              "\"model_id\":\"m\",\"metadata\":{}}\n");
   EXPECT_EQ(read_answers(path)[0].text, "A \"cat\".");

@@ -1,48 +1,17 @@
 // MM-Vet scoring against hand-computed references and the documented evaluator behaviour (see ../scoring.h).
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "core/api/error.h"
+#include "plugins/benchmarks/common/testing.h"
 #include "plugins/benchmarks/mm_vet/scoring.h"
+#include "plugins/benchmarks/mm_vet/tests/references.h"
 
 namespace {
 
 using namespace mmr::mm_vet;
+using namespace mmr::benchmarks::testing;
 
 const std::string kDir = std::string(MMR_TEST_DATA_DIR) + "/benchmarks/mm_vet/";
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string write_temp(const std::string& name, const std::string& text) {
-  const std::string path = ::testing::TempDir() + "mmvet_" + name;
-  std::ofstream(path) << text;
-  return path;
-}
-
-double metric(const mmr::MetricList& list, const std::string& name) {
-  for (const auto& m : list) {
-    if (m.name == name) return m.value;
-  }
-  ADD_FAILURE() << "no metric " << name;
-  return -1;
-}
-
-template <typename Fn>
-void expect_data_error(Fn fn, std::initializer_list<std::string> pieces) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected mmr::DataError";
-  } catch (const mmr::DataError& e) {
-    for (const auto& p : pieces) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
-}
 
 // ---- numpy arithmetic the evaluator relies on ----
 
@@ -77,13 +46,7 @@ TEST(MmVetScoring, SumsInNumpyPairwiseOrder) {
 // ---- scoring ----
 
 TEST(MmVetScoring, ScoresCapabilitiesIntegrationsAndRuns) {
-  // grades (run1, run2): v1_0 rec (1.0, 0.5); v1_1 ocr+math (0, 0); v1_2 rec+know (0.5, 0.5);
-  //                      v1_3 ocr (0.3, 0.2); v1_4 math+ocr (1.0, 1.0).
-  // total: run1 2.8/5*100 = 56, run2 2.2/5*100 = 44 -> mean 50.0, std 6.0, runs [56.0, 44.0].
-  // rec (2 samples): (1.5/2, 1.0/2)*100 = 75, 50 -> 62.5.   ocr (3): 1.3/3*100 = 43.33, 1.2/3*100 = 40 -> 41.7.
-  // math (2): 50, 50 -> 50.0.   know (1): 50, 50 -> 50.0.
-  // Column order by count: ocr (3), rec (2), math (2), know (1); rec before math by first occurrence.
-  // Integrations: ocr_math (2 samples: v1_1, v1_4) 50.0; rec (v1_0) 75.0; rec_know 50.0; ocr (v1_3) 25.0.
+  // The references are derived in references.h.
   const auto grades = read_grade_file(kDir + "grades_small_2runs.json");
   const auto meta = read_metadata(kDir + "metadata_small.json");
   ScoreResult r = score(grades, &meta);
@@ -106,31 +69,20 @@ TEST(MmVetScoring, ScoresCapabilitiesIntegrationsAndRuns) {
   EXPECT_EQ(r.integrations[0].count, 2);
   EXPECT_DOUBLE_EQ(r.integrations[0].value, 50.0);
 
-  mmr::MetricList m = to_metrics(r);
-  EXPECT_DOUBLE_EQ(metric(m, "total"), 50.0);
-  EXPECT_DOUBLE_EQ(metric(m, "std"), 6.0);
-  EXPECT_DOUBLE_EQ(metric(m, "run_1/total"), 56.0);
-  EXPECT_DOUBLE_EQ(metric(m, "run_2/total"), 44.0);
-  EXPECT_DOUBLE_EQ(metric(m, "rec"), 62.5);
-  EXPECT_DOUBLE_EQ(metric(m, "integration/rec"), 75.0);
-  EXPECT_DOUBLE_EQ(metric(m, "integration/ocr"), 25.0);
+  expect_metrics(to_metrics(r), references::kSmallScores);
 }
 
 TEST(MmVetScoring, ScoresTheTotalWithoutMetadata) {
   mmr::MetricList m = score_files(kDir + "grades_small_2runs.json", "");
-  EXPECT_DOUBLE_EQ(metric(m, "total"), 50.0);
-  EXPECT_DOUBLE_EQ(metric(m, "run_1/total"), 56.0);
+  expect_metrics(m, references::kTotalOnlyScores);
   EXPECT_EQ(m.size(), 4u);  // total, std, run_1/total, run_2/total
 }
 
 TEST(MmVetScoring, ScoresOnlyTheFirstRunsWhenAsked) {
-  // num_run = 1: only run 1 -> total 56.0, std 0.0.
   ScoreOptions o;
   o.num_run = 1;
-  mmr::MetricList m = score_files(kDir + "grades_small_2runs.json", kDir + "metadata_small.json", o);
-  EXPECT_DOUBLE_EQ(metric(m, "total"), 56.0);
-  EXPECT_DOUBLE_EQ(metric(m, "std"), 0.0);
-  EXPECT_DOUBLE_EQ(metric(m, "rec"), 75.0);
+  expect_metrics(score_files(kDir + "grades_small_2runs.json", kDir + "metadata_small.json", o),
+                 references::kFirstRunScores);
 }
 
 TEST(MmVetScoring, RejectsUnequalRunCounts) {
@@ -217,14 +169,11 @@ TEST(MmVetScoring, StopsAtTheFirstParsableReply) {
 // ---- writers ----
 
 TEST(MmVetScoring, WritesResultsAsConvertMmvetForEval) {
-  const std::string path = ::testing::TempDir() + "mmvet_results.json";
-  write_results(path, {{result_key(0), "A dog."}, {result_key(1), "caf\xc3\xa9"}});
-  EXPECT_EQ(read_text(path), "{\n  \"v1_0\": \"A dog.\",\n  \"v1_1\": \"caf\\u00e9\"\n}");
+  EXPECT_EQ(results_json({{result_key(0), "A dog."}, {result_key(1), "caf\xc3\xa9"}}), "{\n  \"v1_0\": \"A dog.\",\n  \"v1_1\": \"caf\\u00e9\"\n}");
 }
 
 TEST(MmVetScoring, WrittenGradeFileScoresTheSame) {
-  const std::string path = ::testing::TempDir() + "mmvet_grades_rt.json";
-  write_grade_file(path, read_grade_file(kDir + "grades_small_2runs.json"));
+  const std::string path = write_temp("grades_rt.json", grade_file_json(read_grade_file(kDir + "grades_small_2runs.json")));
   mmr::MetricList m = score_files(path, kDir + "metadata_small.json");
   EXPECT_DOUBLE_EQ(metric(m, "total"), 50.0);
   EXPECT_DOUBLE_EQ(metric(m, "ocr"), 41.7);

@@ -2,55 +2,22 @@
 // Python's str.format, and FastChat's documented rating patterns (see ../scoring.h).
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "core/api/error.h"
+#include "plugins/benchmarks/common/testing.h"
 #include "plugins/benchmarks/mt_bench/scoring.h"
+#include "plugins/benchmarks/mt_bench/tests/references.h"
 
 namespace {
 
 using namespace mmr::mt_bench;
+using namespace mmr::benchmarks::testing;
 
 const std::string kDir = std::string(MMR_TEST_DATA_DIR) + "/benchmarks/mt_bench/";
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string write_temp(const std::string& name, const std::string& text) {
-  const std::string path = ::testing::TempDir() + "mtbench_" + name;
-  std::ofstream(path) << text;
-  return path;
-}
-
-double metric(const mmr::MetricList& list, const std::string& name) {
-  for (const auto& m : list) {
-    if (m.name == name) return m.value;
-  }
-  ADD_FAILURE() << "no metric " << name;
-  return -1;
-}
-
-template <typename Fn>
-void expect_data_error(Fn fn, std::initializer_list<std::string> pieces) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected mmr::DataError";
-  } catch (const mmr::DataError& e) {
-    for (const auto& p : pieces) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
-}
 
 // ---- show_result.py ----
 
 TEST(MtBenchScoring, AveragesPerTurnAndOverallExcludingFailures) {
-  // tiny-model: turn 1 [8] (the -1 on q111 is dropped) = 8; turn 2 [6, 3] = 4.5; overall [8, 6, 3] = 17/3.
-  // other: turn 1 [10, 9, 5] = 8 (the duplicate q81 row counts, as in pandas); turn 2 [7.5] = 7.5;
-  //        overall [10, 9, 5, 7.5] = 7.875. (pandas 1.5.3 prints the same: 8.0/8.0, 7.5/4.5, 7.875/5.666667.)
+  // The references are derived in references.h.
   auto scores = score(read_judgments(kDir + "judgments_small.jsonl"), nullptr);
   ASSERT_EQ(scores.size(), 2u);
   EXPECT_EQ(scores[0].model, "other");  // best overall first
@@ -66,19 +33,13 @@ TEST(MtBenchScoring, AveragesPerTurnAndOverallExcludingFailures) {
   EXPECT_DOUBLE_EQ(scores[1].overall->mean, 17.0 / 3);
   EXPECT_EQ(scores[1].n_judgments, 4);
 
-  mmr::MetricList m = to_metrics(scores);
-  EXPECT_DOUBLE_EQ(metric(m, "tiny-model/turn_2"), 4.5);
-  EXPECT_DOUBLE_EQ(metric(m, "other/overall"), 7.875);
-  EXPECT_DOUBLE_EQ(metric(m, "other/n_failed"), 1);
+  const mmr::MetricList m = to_metrics(scores);
+  expect_metrics(m, references::kSmallScores);
+  expect_counts(m, references::kSmallCounts);
 }
 
 TEST(MtBenchScoring, AveragesPerCategoryWithTheQuestionFile) {
-  // q81 is writing, q111 math. tiny-model: writing [8, 6] = 7, math [3] = 3.
-  // other: writing [10, 9, 7.5] = 26.5/3, math [5] = 5.
-  mmr::MetricList m = score_files(kDir + "judgments_small.jsonl", kDir + "question.jsonl");
-  EXPECT_DOUBLE_EQ(metric(m, "tiny-model/writing"), 7.0);
-  EXPECT_DOUBLE_EQ(metric(m, "tiny-model/math"), 3.0);
-  EXPECT_DOUBLE_EQ(metric(m, "other/writing"), 26.5 / 3);
+  expect_metrics(score_files(kDir + "judgments_small.jsonl", kDir + "question.jsonl"), references::kSmallCategoryScores);
 }
 
 TEST(MtBenchScoring, FiltersByModelList) {
@@ -180,13 +141,9 @@ TEST(MtBenchScoring, WritesJudgmentsThatScoreBack) {
   const auto questions = read_questions(kDir + "question.jsonl");
   const auto answers = read_model_answers(kDir + "model_answer_small.jsonl");
   JudgeRequest r = build_judge_request(prompts, questions[0], answers[0], nullptr, 1);
-  const std::string path = ::testing::TempDir() + "mtbench_written.jsonl";
-  {
-    std::ofstream out(path);
-    out << judgment_line(81, "m", "gpt-4", r, "Good. [[9]]", parse_rating("Good. [[9]]"), 1.5) << "\n";
-    out << judgment_line(81, "m", "gpt-4", r, "???", parse_rating("???"), 1.5) << "\n";
-  }
-  const std::string text = read_text(path);
+  const std::string text = judgment_line(81, "m", "gpt-4", r, "Good. [[9]]", parse_rating("Good. [[9]]"), 1.5) + "\n" +
+                           judgment_line(81, "m", "gpt-4", r, "???", parse_rating("???"), 1.5) + "\n";
+  const std::string path = write_temp("written.jsonl", text);
   EXPECT_NE(text.find("\"judge\":[\"gpt-4\",\"single-v1\"]"), std::string::npos);
   EXPECT_NE(text.find("\"score\":9,\"turn\":1"), std::string::npos);
   EXPECT_NE(text.find("\"score\":-1,"), std::string::npos);
@@ -196,8 +153,7 @@ TEST(MtBenchScoring, WritesJudgmentsThatScoreBack) {
 }
 
 TEST(MtBenchScoring, WritesModelAnswersInFastChatFormat) {
-  const std::string path = ::testing::TempDir() + "mtbench_answers.jsonl";
-  write_model_answers(path, {{81, "id81", "mine", {"one", "two"}, 2.5}});
+  const std::string path = write_temp("answers.jsonl", model_answers_jsonl({{81, "id81", "mine", {"one", "two"}, 2.5}}));
   EXPECT_EQ(read_text(path), "{\"question_id\":81,\"answer_id\":\"id81\",\"model_id\":\"mine\",\"choices\":[{\"index\":0,"
                              "\"turns\":[\"one\",\"two\"]}],\"tstamp\":2.5}\n");
   auto back = read_model_answers(path);

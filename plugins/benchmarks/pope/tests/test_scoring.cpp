@@ -1,32 +1,20 @@
 // POPE scoring against hand-computed references and the official eval_pope.py rules (see ../scoring.h).
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "core/api/error.h"
+#include "plugins/benchmarks/common/testing.h"
 #include "plugins/benchmarks/pope/scoring.h"
+#include "plugins/benchmarks/pope/tests/references.h"
 
 namespace {
 
 using namespace mmr::pope;
+using namespace mmr::benchmarks::testing;
 
 const std::string kSmall = std::string(MMR_TEST_DATA_DIR) + "/benchmarks/pope/small/";
 const std::string kOfficial = std::string(MMR_TEST_DATA_DIR) + "/benchmarks/pope/llava_v1.5_eval/";
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string write_temp(const std::string& name, const std::string& text) {
-  const std::string path = ::testing::TempDir() + "pope_" + name;
-  std::ofstream(path) << text;
-  return path;
-}
 
 ScoreInputs small_inputs(const std::string& answers = kSmall + "answers.jsonl") {
   ScoreInputs in;
@@ -34,25 +22,6 @@ ScoreInputs small_inputs(const std::string& answers = kSmall + "answers.jsonl") 
   in.questions_path = kSmall + "questions.jsonl";
   in.label_files = {{"adversarial", kSmall + "coco_pope_adversarial.json"}, {"random", kSmall + "coco_pope_random.json"}};
   return in;
-}
-
-double metric(const mmr::MetricList& list, const std::string& name) {
-  for (const auto& m : list) {
-    if (m.name == name) return m.value;
-  }
-  ADD_FAILURE() << "no metric " << name;
-  return -1;
-}
-
-// Expect `fn` to throw mmr::DataError whose message contains every piece.
-template <typename Fn>
-void expect_data_error(Fn fn, std::initializer_list<std::string> pieces) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected mmr::DataError";
-  } catch (const mmr::DataError& e) {
-    for (const auto& p : pieces) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
 }
 
 // ---- the yes/no rule of eval_pope.py ----
@@ -124,11 +93,7 @@ TEST(PopeScoring, GivesZeroInsteadOfDividingByZero) {
 // ---- whole files ----
 
 TEST(PopeScoring, ScoresSmallFilesPerSplitAndMean) {
-  // adversarial (answers by position): q1 "Yes"/yes TP, q2 "No, there is not."/no TN, q3 "No"/yes FN,
-  //   q4 "Yes, there is a bus."/no FP -> TP=FP=TN=FN=1: P=R=F1=acc=yes=0.5.
-  // random: "Yes."/yes TP, "There is a cup. It is not full."/yes TP (only the first sentence counts),
-  //   "Yes"/no FP -> TP=2 FP=1: P=2/3, R=1, F1=2*(2/3)/(5/3)=0.8, acc=2/3, yes=1.
-  // The popular answer has no label file: unscored (as eval_pope.py, which only scores splits with label files).
+  // The references are derived in references.h.
   ScoreResult r = score(small_inputs());
   ASSERT_EQ(r.splits.size(), 2u);
   EXPECT_EQ(r.splits[0].split, "adversarial");
@@ -145,13 +110,9 @@ TEST(PopeScoring, ScoresSmallFilesPerSplitAndMean) {
   EXPECT_EQ(r.n_unscored_answers, 1);
   EXPECT_DOUBLE_EQ(r.mean_f1, 0.65);  // (0.5 + 0.8) / 2
 
-  mmr::MetricList m = to_metrics(r);
-  EXPECT_DOUBLE_EQ(metric(m, "adversarial/f1"), 50.0);
-  EXPECT_DOUBLE_EQ(metric(m, "random/f1"), 80.0);
-  EXPECT_DOUBLE_EQ(metric(m, "random/accuracy"), 100.0 * 2 / 3);
-  EXPECT_DOUBLE_EQ(metric(m, "mean/f1"), 65.0);
-  EXPECT_DOUBLE_EQ(metric(m, "mean/accuracy"), 100 * (0.5 + 2.0 / 3) / 2);
-  EXPECT_EQ(metric(m, "adversarial/n"), 4);
+  const mmr::MetricList m = to_metrics(r);
+  expect_metrics(m, references::kSmallScores);
+  expect_counts(m, references::kSmallCounts);
 }
 
 TEST(PopeScoring, FindsLabelFilesAndSplitNamesInAFolder) {
@@ -258,8 +219,8 @@ TEST(PopeScoring, RejectsMissingKeys) {
 }
 
 TEST(PopeScoring, WritesAnswersThatReadBack) {
-  const std::string path = ::testing::TempDir() + "pope_written.jsonl";
-  write_answers(path, {{question_id_from_int(7), "Is there a dog?", "No caf\xc3\xa9", "x1", "m"}});
+  const std::string path =
+      write_temp("written.jsonl", answers_jsonl({{question_id_from_int(7), "Is there a dog?", "No caf\xc3\xa9", "x1", "m"}}));
   EXPECT_EQ(read_text(path),
             "{\"question_id\":7,\"prompt\":\"Is there a dog?\",\"text\":\"No caf\\u00e9\",\"answer_id\":\"x1\","
             "\"model_id\":\"m\",\"metadata\":{}}\n");

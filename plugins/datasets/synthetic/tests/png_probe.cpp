@@ -9,6 +9,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "core/lib/util/atomic_file.h"
+
 namespace synth_test {
 
 namespace fs = std::filesystem;
@@ -59,7 +61,7 @@ std::string bucket(int x0, int y0, int x1, int y1, int width, int height) {
 }
 
 Decoded decode_scene(const fs::path& png, const std::array<int, 3>& background) {
-  const std::string bytes = read_bytes(png);
+  const std::string bytes = mmr::read_file(png);
   int w = 0, h = 0, channels = 0;
   unsigned char* data = stbi_load_from_memory(reinterpret_cast<const unsigned char*>(bytes.data()),
                                               static_cast<int>(bytes.size()), &w, &h, &channels, 3);
@@ -141,17 +143,9 @@ fs::path fresh_temp_dir(const std::string& tag) {
 }
 
 const mmr::synthetic::WorldConfig& small_world_config() {
-  static const mmr::synthetic::WorldConfig config = [] {
-    mmr::synthetic::WorldConfig c;
-    c.seed = 20240607;
-    c.image_size = 224;
-    c.num_train_images = 40;
-    c.num_eval_images = 40;
-    c.max_objects = 6;
-    c.num_text_tasks = 120;
-    c.num_eval_text_tasks = 30;
-    return c;
-  }();
+  static const auto config = mmr::synthetic::WorldConfig::from_json(
+      {{"seed", 20240607}, {"image_size", 224}, {"num_train_images", 40}, {"num_eval_images", 40},
+       {"max_objects", 6}, {"num_text_tasks", 120}, {"num_eval_text_tasks", 30}});
   return config;
 }
 
@@ -164,16 +158,8 @@ const fs::path& small_world() {
   return dir;
 }
 
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot open " + path.string());
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
-}
-
 std::vector<nlohmann::json> read_jsonl(const fs::path& path) {
-  std::istringstream in(read_bytes(path));
+  std::istringstream in(mmr::read_file(path));
   std::vector<nlohmann::json> rows;
   std::string line;
   while (std::getline(in, line)) {
@@ -182,6 +168,6 @@ std::vector<nlohmann::json> read_jsonl(const fs::path& path) {
   return rows;
 }
 
-nlohmann::json read_json(const fs::path& path) { return nlohmann::json::parse(read_bytes(path)); }
+nlohmann::json read_json(const fs::path& path) { return nlohmann::json::parse(mmr::read_file(path)); }
 
 }  // namespace synth_test

@@ -1,7 +1,7 @@
 // Test helpers, independent of the generator's code: decode a PNG with stb_image, split it into connected
 // components, and recognise each component's colour (from the palette's published RGB values), shape (from
 // its geometry), bounding box and position bucket. Also: temp folders, a small generated world shared by the
-// tests, and JSON/JSONL readers.
+// tests, and JSON/JSONL readers (whole files: mmr::read_file of core/lib/util/atomic_file.h).
 #pragma once
 
 #include <filesystem>
@@ -41,6 +41,5 @@ const std::filesystem::path& small_world();
 
 std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& path);
 nlohmann::json read_json(const std::filesystem::path& path);
-std::string read_bytes(const std::filesystem::path& path);
 
 }  // namespace synth_test

@@ -27,6 +27,18 @@ ScoredGroup group(const std::string& id, const std::vector<double>& sums) {
   return g;
 }
 
+// The message of the DataError that `fn` must throw.
+template <class F>
+std::string data_error(F&& fn) {
+  try {
+    fn();
+  } catch (const mmr::DataError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected DataError";
+  return "";
+}
+
 }  // namespace
 
 TEST(SyntheticPairs, ChosenIsTheBestRejectedIsRandomAmongThoseAtLeastTheGapLower) {
@@ -101,14 +113,9 @@ TEST(SyntheticPairs, RejectedDependsOnlyOnSeedAndGroupId) {
 TEST(SyntheticPairs, MissingAttributeIsADataErrorNamingGroupAndKey) {
   ScoredGroup g = group("broken", {12, 4});
   g.candidates[1].scores.erase("Correctness");
-  try {
-    build_pairs({g}, PairRule{}, 1);
-    FAIL() << "expected DataError";
-  } catch (const mmr::DataError& e) {
-    const std::string what = e.what();
-    EXPECT_NE(what.find("broken"), std::string::npos) << what;
-    EXPECT_NE(what.find("Correctness"), std::string::npos) << what;
-  }
+  const std::string what = data_error([&] { build_pairs({g}, PairRule{}, 1); });
+  EXPECT_NE(what.find("broken"), std::string::npos) << what;
+  EXPECT_NE(what.find("Correctness"), std::string::npos) << what;
 }
 
 TEST(SyntheticPairs, ParsesScoredRowsAndWritesDpoRows) {
@@ -127,15 +134,12 @@ TEST(SyntheticPairs, ParsesScoredRowsAndWritesDpoRows) {
   const PairResult r2 = build_pairs({with_image}, PairRule{}, 1);
   EXPECT_EQ(to_dpo_row(r2.pairs[0]).dump().rfind(R"({"id":"x1","image":"a.png","question")", 0), 0u);
 
-  try {
+  const std::string what = data_error([] {
     scored_group_from_json(nlohmann::json::parse(R"({"id": "x2", "question": "q", "candidates": [{"response": "r",
         "scores": {"Helpfulness": "high"}}]})"), "rows.jsonl:7");
-    FAIL() << "expected DataError";
-  } catch (const mmr::DataError& e) {
-    const std::string what = e.what();
-    EXPECT_NE(what.find("rows.jsonl:7"), std::string::npos) << what;
-    EXPECT_NE(what.find("Helpfulness"), std::string::npos) << what;
-  }
+  });
+  EXPECT_NE(what.find("rows.jsonl:7"), std::string::npos) << what;
+  EXPECT_NE(what.find("Helpfulness"), std::string::npos) << what;
 }
 
 TEST(SyntheticPairs, WorldPairsFollowThePaperRule) {

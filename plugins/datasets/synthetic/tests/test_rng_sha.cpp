@@ -86,7 +86,7 @@ TEST(SyntheticRng, DerivedSeedsDifferAcrossStreamsAndIndices) {
 }
 
 TEST(SyntheticSha256, MatchesFipsExamples) {
-  using mmr::synthetic::sha256_hex;
+  using mmr::sha256_hex;
   EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   EXPECT_EQ(sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
@@ -102,10 +102,10 @@ TEST(SyntheticSha256, MatchesFipsExamples) {
 TEST(SyntheticAtomicFile, ReplacesTheFileAndLeavesNoTemporary) {
   const fs::path dir = synth_test::fresh_temp_dir("atomic");
   const fs::path target = dir / "sub" / "file.txt";
-  mmr::synthetic::write_file_atomic(target, "first");
-  mmr::synthetic::write_file_atomic(target, "second version");
-  EXPECT_EQ(synth_test::read_bytes(target), "second version");
-  EXPECT_FALSE(fs::exists(mmr::synthetic::temp_path_for(target)));
+  mmr::write_file_atomic(target, "first");
+  mmr::write_file_atomic(target, "second version");
+  EXPECT_EQ(mmr::read_file(target), "second version");
+  EXPECT_FALSE(fs::exists(mmr::temp_path_for(target)));
   size_t entries = 0;
   for (const auto& e : fs::directory_iterator(dir / "sub")) {
     (void)e;
@@ -116,13 +116,13 @@ TEST(SyntheticAtomicFile, ReplacesTheFileAndLeavesNoTemporary) {
 
 TEST(SyntheticAtomicFile, UnwritablePlaceIsIoErrorNamingThePath) {
   const fs::path dir = synth_test::fresh_temp_dir("atomic_bad");
-  mmr::synthetic::write_file_atomic(dir / "plain", "x");
+  mmr::write_file_atomic(dir / "plain", "x");
   const fs::path impossible = dir / "plain" / "child.txt";  // parent is a regular file
   try {
-    mmr::synthetic::write_file_atomic(impossible, "data");
+    mmr::write_file_atomic(impossible, "data");
     FAIL() << "expected IoError";
   } catch (const mmr::IoError& e) {
     EXPECT_NE(std::string(e.what()).find("child.txt"), std::string::npos) << e.what();
   }
-  EXPECT_FALSE(fs::exists(mmr::synthetic::temp_path_for(impossible)));
+  EXPECT_FALSE(fs::exists(mmr::temp_path_for(impossible)));
 }

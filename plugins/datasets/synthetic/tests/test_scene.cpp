@@ -8,6 +8,7 @@
 
 #include "plugins/datasets/synthetic/scene.h"
 #include "plugins/datasets/synthetic/world.h"
+#include "core/lib/util/atomic_file.h"
 #include "png_probe.h"
 
 namespace fs = std::filesystem;
@@ -35,11 +36,7 @@ TEST(SyntheticScene, RenderedPixelsShowExactlyTheGroundTruth) {
   for (int i = 0; i < 60; ++i) {
     const ImageTruth truth = make_image_truth(config, "train", i);
     const fs::path png = dir / truth.image;
-    {
-      std::ofstream out(png, std::ios::binary);
-      const std::string bytes = encode_png(render(truth));
-      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    }
+    mmr::write_file_atomic(png, encode_png(render(truth)));
     const synth_test::Decoded seen = synth_test::decode_scene(png, {255, 255, 255});
     ASSERT_EQ(seen.width, 336);
     ASSERT_EQ(seen.objects.size(), truth.objects.size()) << truth.image;
@@ -67,11 +64,7 @@ TEST(SyntheticScene, SmallImagesStillDecodeToTheirShapes) {
   for (int i = 0; i < 80; ++i) {
     const ImageTruth truth = make_image_truth(config, "eval", i);
     const fs::path png = dir / truth.image;
-    {
-      std::ofstream out(png, std::ios::binary);
-      const std::string bytes = encode_png(render(truth));
-      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    }
+    mmr::write_file_atomic(png, encode_png(render(truth)));
     const synth_test::Decoded seen = synth_test::decode_scene(png, {255, 255, 255});
     ASSERT_EQ(seen.objects.size(), truth.objects.size());
     std::multiset<std::string> expected, actual;
@@ -102,7 +95,7 @@ TEST(SyntheticScene, CategoryModelIsZipfLikeWithOneCompanionCycle) {
 
 TEST(SyntheticScene, PngIsRgbOfTheConfiguredSize) {
   const fs::path png = synth_test::small_world() / "images" / "train_000000.png";
-  const std::string bytes = synth_test::read_bytes(png);
+  const std::string bytes = mmr::read_file(png);
   ASSERT_GE(bytes.size(), 24u);
   EXPECT_EQ(bytes.substr(1, 3), "PNG");
   const synth_test::Decoded d = synth_test::decode_scene(png, {255, 255, 255});

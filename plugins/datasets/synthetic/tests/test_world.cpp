@@ -7,6 +7,7 @@
 #include "core/api/error.h"
 #include "core/lib/util/sha256.h"
 #include "plugins/datasets/synthetic/world.h"
+#include "core/lib/util/atomic_file.h"
 #include "png_probe.h"
 
 namespace fs = std::filesystem;
@@ -15,21 +16,15 @@ using namespace mmr::synthetic;
 namespace {
 
 WorldConfig tiny(uint64_t seed) {
-  WorldConfig c;
-  c.seed = seed;
-  c.image_size = 168;
-  c.num_train_images = 12;
-  c.num_eval_images = 6;
-  c.num_text_tasks = 20;
-  c.num_eval_text_tasks = 5;
-  return c;
+  return WorldConfig::from_json({{"seed", seed}, {"image_size", 168}, {"num_train_images", 12}, {"num_eval_images", 6},
+                                 {"num_text_tasks", 20}, {"num_eval_text_tasks", 5}});
 }
 
 // Relative path -> bytes, for every regular file under dir.
 std::map<std::string, std::string> snapshot(const fs::path& dir) {
   std::map<std::string, std::string> out;
   for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file()) out[fs::relative(e.path(), dir).generic_string()] = synth_test::read_bytes(e.path());
+    if (e.is_regular_file()) out[fs::relative(e.path(), dir).generic_string()] = mmr::read_file(e.path());
   }
   return out;
 }
@@ -104,7 +99,7 @@ TEST(SyntheticWorld, ManifestListsEveryFileWithSizeAndSha256) {
     if (path == "manifest.json") continue;
     ASSERT_TRUE(listing.contains(path)) << path;
     EXPECT_EQ(listing.at(path).at("bytes"), bytes.size()) << path;
-    EXPECT_EQ(listing.at(path).at("sha256"), sha256_hex(bytes)) << path;
+    EXPECT_EQ(listing.at(path).at("sha256"), mmr::sha256_hex(bytes)) << path;
   }
   const auto& counts = manifest.at("counts");
   EXPECT_EQ(counts.at("train_images"), 40);

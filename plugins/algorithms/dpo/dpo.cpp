@@ -9,8 +9,8 @@
 //   rows     from the rows; a row without them is an error naming it
 //   initial  computed once before the first step with the model being trained (with a fresh LoRA adapter that is
 //            the base model, the paper's reference), cached in the stage folder so a resumed run reuses them
-//   live     a second, frozen model (`reference_model`, default: the `model` node without LoRA) evaluated at
-//            every step
+//   live     evaluated at every step: the policy itself with its adapters disabled (as TRL does with a PEFT
+//            model: no second copy of the weights), or another frozen model given as `reference_model`
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -18,6 +18,7 @@
 
 #include "common.h"
 #include "core/api/error.h"
+#include "core/lib/util/atomic_file.h"
 #include "preference.h"
 
 namespace mmr::train {
@@ -26,47 +27,46 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
+// The paper's DPO values (DESIGN §6).
+TrainDefaults dpo_defaults() {
+  TrainDefaults d;
+  d.lr = 5e-5, d.projector_lr = 2e-5, d.epochs = 3, d.batch_size = 8, d.grad_accum = 4, d.warmup_ratio = 0.03;
+  return d;
+}
+
 class Dpo : public Algorithm {
  public:
-  explicit Dpo(const Options& o) : config_(TrainConfig::from(o)) {
-    pref_.loss.type = o.get<std::string>("loss");
-    pref_.loss.beta = o.get<double>("beta");
-    pref_.loss.label_smoothing = o.get<double>("label_smoothing");
-    pref_.loss.simpo_gamma = o.get<double>("simpo_gamma");
-    pref_.loss.kto_desirable_weight = o.get<double>("kto_desirable_weight");
-    pref_.loss.kto_undesirable_weight = o.get<double>("kto_undesirable_weight");
-    pref_.use_average = o.get<bool>("use_average");
-    reference_ = o.get<std::string>("reference");
-    const auto types = preference_loss_types();
-    if (std::find(types.begin(), types.end(), pref_.loss.type) == types.end())
-      throw ConfigError(o.where(o.node()["loss"]) + fmt::format("loss: expected one of {}, found '{}'",
-                                                                fmt::join(types, ", "), pref_.loss.type));
-    if (reference_ != "auto" && reference_ != "rows" && reference_ != "initial" && reference_ != "live")
-      throw ConfigError(o.where(o.node()["reference"]) + "reference: expected auto, rows, initial or live, found '" +
-                        reference_ + "'");
-    if (pref_.loss.beta <= 0) throw ConfigError(o.where(o.node()["beta"]) + "beta must be positive");
-    if (pref_.loss.label_smoothing < 0 || pref_.loss.label_smoothing >= 0.5)
-      throw ConfigError(o.where(o.node()["label_smoothing"]) + "label_smoothing must be in [0, 0.5)");
-  }
+  struct Config {
+    YAML::Node model, data, reference_model, eval_data;
+    PreferenceConfig pref;
+    std::string reference;
+    TrainConfig train{dpo_defaults()};
+    void bind(OptionBinder& o) {
+      bind_model(o, &model);
+      bind_data(o, &data, "preference pairs");
+      PreferenceLossConfig& l = pref.loss;
+      o.one_of("loss", &l.type, "sigmoid", preference_loss_types(), "the preference objective");
+      o.bind("beta", &l.beta, 0.1, "the KL strength (simpo: the reward scale; orpo: lambda)");
+      o.bind("use_average", &pref.use_average, false, "compare token-mean instead of summed response log-probs");
+      o.bind("label_smoothing", &l.label_smoothing, 0.0, "sigmoid: conservative DPO; robust: the assumed label-flip rate");
+      o.bind("simpo_gamma", &l.simpo_gamma, 0.5, "simpo: target reward margin");
+      o.bind("kto_desirable_weight", &l.kto_desirable_weight, 1.0, "kto: weight of the chosen (desirable) responses");
+      o.bind("kto_undesirable_weight", &l.kto_undesirable_weight, 1.0, "kto: weight of the rejected (undesirable) responses");
+      o.one_of("reference", &reference, "auto", {"auto", "rows", "initial", "live"}, "where reference log-probs come from");
+      o.bind("reference_model", &reference_model, YAML::Node(),
+             "reference: live — another frozen model (default: the policy with its adapters disabled)");
+      o.bind("eval_data", &eval_data, YAML::Node(), "held-out pairs: reward accuracy, margin and loss after training");
+      train.bind(o, dpo_defaults());
+      o.check(l.beta > 0, "beta", "must be positive");
+      o.check(l.label_smoothing >= 0 && l.label_smoothing < 0.5, "label_smoothing", "must be in [0, 0.5)");
+    }
+  };
+
+  explicit Dpo(const Options& o)
+      : cfg_(read_options<Config>(o)), config_(cfg_.train), pref_(cfg_.pref), reference_(cfg_.reference) {}
 
   static const char* summary() {
     return "DPO and its variants (sigmoid, robust/conservative, ipo, hinge, simpo, orpo, kto) with LoRA";
-  }
-  static OptionSchema option_schema() {
-    TrainDefaults d;  // the paper's DPO values
-    d.lr = 5e-5, d.projector_lr = 2e-5, d.epochs = 3, d.batch_size = 8, d.grad_accum = 4, d.warmup_ratio = 0.03;
-    return concat({model_option(), data_option("preference pairs"),
-                   {"loss", "string", "sigmoid", "sigmoid | robust | ipo | hinge | simpo | orpo | kto"},
-                   {"beta", "float", "0.1", "the KL strength (simpo: the reward scale; orpo: lambda)"},
-                   {"use_average", "bool", "false", "compare token-mean instead of summed response log-probs"},
-                   {"label_smoothing", "float", "0.0", "sigmoid: conservative DPO; robust: the assumed label-flip rate"},
-                   {"simpo_gamma", "float", "0.5", "simpo: target reward margin"},
-                   {"kto_desirable_weight", "float", "1.0", "kto: weight of the chosen (desirable) responses"},
-                   {"kto_undesirable_weight", "float", "1.0", "kto: weight of the rejected (undesirable) responses"},
-                   {"reference", "string", "auto", "where reference log-probs come from: auto | rows | initial | live"},
-                   {"reference_model", "any", "~", "reference: live — the frozen model (default: `model` without LoRA)"},
-                   {"eval_data", "any", "~", "held-out pairs: reward accuracy, margin and loss after training"}},
-                  train_option_schema(d));
   }
 
   void run(StageContext& ctx) override {
@@ -103,7 +103,7 @@ class Dpo : public Algorithm {
                         "reference_logps.json");
       if (!eval.empty()) initial_reference(ctx, *model, eval, std::vector<bool>(eval.size(), true), "eval_reference_logps.json");
     }
-    if (mode == "live") live = live_reference(ctx);
+    if (mode == "live") live = live_reference(ctx, model);
     ctx.log().info("{}: {} pairs, loss {}, beta {}, reference {}", ctx.stage_name(), examples.size(), pref_.loss.type,
                    pref_.loss.beta, mode);
 
@@ -203,29 +203,20 @@ class Dpo : public Algorithm {
       j["sum"].push_back({e.ref_chosen, e.ref_rejected});
       j["mean"].push_back({e.ref_chosen_mean, e.ref_rejected_mean});
     }
-    const fs::path tmp = cache.string() + ".tmp";
-    std::ofstream(tmp) << j.dump() << "\n";
-    fs::rename(tmp, cache);
+    write_file_atomic(cache, j.dump() + "\n");
   }
 
-  std::shared_ptr<LanguageModel> live_reference(StageContext& ctx) {
-    const Options& o = ctx.options();
-    YAML::Node node;
-    if (o.has("reference_model")) {
-      node = o.node()["reference_model"];
-    } else {
-      node = YAML::Clone(o.node()["model"]);
-      if (node.IsMap()) {
-        for (const char* k : {"lora_r", "train_projector"}) node.remove(k);
-      }
-    }
-    std::shared_ptr<Plugin> plugin = ctx.create(PluginKind::Model, node);
+  // The policy itself (run with its adapters disabled), or the frozen `reference_model`.
+  std::shared_ptr<LanguageModel> live_reference(StageContext& ctx, const std::shared_ptr<LanguageModel>& policy) {
+    if (!cfg_.reference_model) return policy;
+    std::shared_ptr<Plugin> plugin = ctx.create(PluginKind::Model, cfg_.reference_model);
     auto* lm = dynamic_cast<LanguageModel*>(plugin.get());
-    if (!lm) throw ConfigError(o.where(node) + "reference_model: not a language model");
+    if (!lm) throw ConfigError(ctx.options().where("reference_model") + "reference_model: not a language model");
     lm->set_training(false);
     return std::shared_ptr<LanguageModel>(plugin, lm);
   }
 
+  Config cfg_;
   TrainConfig config_;
   PreferenceConfig pref_;
   std::string reference_;

@@ -99,7 +99,7 @@ TEST(TrainingParity, OneDpoStepThenOneSftStepMatchHfPeft) {
   TrainConfig cfg;
   cfg.lr = 1e-3, cfg.projector_lr = -1, cfg.weight_decay = 0, cfg.adam_beta1 = 0.9, cfg.adam_beta2 = 0.999;
   cfg.adam_eps = 1e-8;
-  auto opt = make_optimizer(params, cfg);
+  auto opt = make_optimizer(model->parameter_groups(), cfg);
   opt->step();
   {
     torch::NoGradGuard no_grad;
@@ -163,4 +163,36 @@ TEST(ActivationRecomputation, GivesTheSameGradientsWithDropout) {
     ASSERT_TRUE(ckpt.at(name).defined()) << name;
     EXPECT_LE(rel_err(ckpt.at(name), g), 1e-5) << name;
   }
+}
+
+// reference: live without reference_model runs the policy with its adapters off. That must be the base model HF
+// computed the fixture's ref_*_logp with, even after training moved the projector (a trained copy, as PEFT's
+// modules_to_save), and switching the adapters back on must give the policy's log-probs again.
+TEST(LiveReference, IsThePolicyWithAdaptersOff) {
+  const json dpo = read_json(fixture() / "expected" / "dpo_step.json");
+  auto model = policy(/*checkpointing=*/false);
+  {
+    torch::NoGradGuard no_grad;  // what training does to the projector: its trainable copy moves
+    for (auto& group : model->parameter_groups())
+      if (group.name == "projector")
+        for (auto& [name, t] : group.params) t.add_(0.05);
+  }
+  const auto pairs = fixture_pairs(*model);
+  std::vector<const mmr::EncodedSample*> chosen, rejected;
+  for (const auto& p : pairs) chosen.push_back(&p.chosen), rejected.push_back(&p.rejected);
+  torch::NoGradGuard no_grad;
+  {
+    mmr::AdaptersDisabled base(*model);
+    const PairSides ref = pair_logps(*model, chosen, rejected);
+    for (size_t i = 0; i < pairs.size(); ++i) {
+      const auto k = static_cast<int64_t>(i);
+      EXPECT_NEAR(ref.chosen.sum[k].item<double>(), pairs[i].ref_chosen, 1e-3 * scale()) << i;
+      EXPECT_NEAR(ref.rejected.sum[k].item<double>(), pairs[i].ref_rejected, 1e-3 * scale()) << i;
+    }
+  }
+  const PairSides moved = pair_logps(*model, chosen, rejected);  // adapters on again, projector moved
+  double diff = 0;
+  for (size_t i = 0; i < pairs.size(); ++i)
+    diff += std::abs(moved.chosen.sum[static_cast<int64_t>(i)].item<double>() - dpo["policy_chosen_logps"][i].get<double>());
+  EXPECT_GT(diff, 1e-2) << "the moved projector should change the policy's log-probs";
 }

@@ -14,6 +14,7 @@
 
 #include "core/api/error.h"
 #include "core/lib/safetensors/safetensors.h"
+#include "core/lib/util/atomic_file.h"
 
 namespace mmr::train {
 
@@ -23,24 +24,9 @@ using json = nlohmann::json;
 
 namespace {
 
-void write_file_atomically(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError("cannot write '" + tmp.string() + "'");
-    out << text;
-    if (!out.flush()) throw IoError("cannot write '" + tmp.string() + "' (disk full?)");
-  }
-  fs::rename(tmp, path);
-}
-
-bool is_projector(const std::string& name) {
-  return name.find("multi_modal_projector.") != std::string::npos || name.find("mm_projector.") != std::string::npos;
-}
-
-bool has_lora(const std::vector<std::pair<std::string, torch::Tensor>>& params) {
-  for (const auto& [name, t] : params)
-    if (name.find(".lora_") != std::string::npos) return true;
+bool has_adapter(const std::vector<ParameterGroup>& groups) {
+  for (const auto& g : groups)
+    if (g.name == "lora" && !g.params.empty()) return true;
   return false;
 }
 
@@ -61,62 +47,37 @@ void write_trainable(const std::vector<std::pair<std::string, torch::Tensor>>& p
 
 }  // namespace
 
-TrainConfig TrainConfig::from(const Options& o) {
-  TrainConfig c;
-  c.lr = o.get<double>("lr");
-  c.projector_lr = o.get<double>("projector_lr");
-  c.weight_decay = o.get<double>("weight_decay");
-  c.adam_beta1 = o.get<double>("adam_beta1");
-  c.adam_beta2 = o.get<double>("adam_beta2");
-  c.adam_eps = o.get<double>("adam_eps");
-  c.scheduler = o.get<std::string>("scheduler");
-  c.warmup_ratio = o.get<double>("warmup_ratio");
-  c.warmup_steps = o.get<int64_t>("warmup_steps");
-  c.epochs = o.get<int64_t>("epochs");
-  c.max_steps = o.get<int64_t>("max_steps");
-  c.batch_size = o.get<int64_t>("batch_size");
-  c.grad_accum = o.get<int64_t>("grad_accum");
-  c.max_grad_norm = o.get<double>("max_grad_norm");
-  c.gradient_checkpointing = o.get<bool>("gradient_checkpointing");
-  c.save_every = o.get<int64_t>("save_every");
-  c.keep_checkpoints = o.get<int64_t>("keep_checkpoints");
-  c.resume = o.get<bool>("resume");
-  c.keep_final_checkpoint = o.get<bool>("keep_final_checkpoint");
-  auto where = [&](const char* key) { return o.where(o.node()[key]); };
-  if (c.scheduler != "cosine" && c.scheduler != "linear" && c.scheduler != "constant")
-    throw ConfigError(where("scheduler") + "scheduler: expected cosine, linear or constant, found '" + c.scheduler + "'");
-  if (c.lr <= 0) throw ConfigError(where("lr") + "lr must be positive");
-  if (c.batch_size < 1) throw ConfigError(where("batch_size") + "batch_size must be at least 1");
-  if (c.grad_accum < 1) throw ConfigError(where("grad_accum") + "grad_accum must be at least 1");
-  if (c.epochs < 1 && c.max_steps < 1) throw ConfigError(where("epochs") + "give epochs >= 1 or max_steps >= 1");
-  if (c.warmup_ratio < 0 || c.warmup_ratio >= 1) throw ConfigError(where("warmup_ratio") + "warmup_ratio must be in [0, 1)");
-  if (c.keep_checkpoints < 1) throw ConfigError(where("keep_checkpoints") + "keep_checkpoints must be at least 1");
-  return c;
+TrainConfig::TrainConfig(const TrainDefaults& defaults) {
+  OptionBinder declare;
+  bind(declare, defaults);
 }
 
-std::vector<OptionSpec> train_option_schema(const TrainDefaults& d) {
-  auto num = [](double v) { return fmt::format("{}", v); };
-  return {
-      {"lr", "float", num(d.lr), "learning rate of the LoRA weights"},
-      {"projector_lr", "float", num(d.projector_lr), "learning rate of the projector (when the model trains it); < 0: lr"},
-      {"weight_decay", "float", "0.0", "AdamW decoupled weight decay"},
-      {"adam_beta1", "float", "0.9", "AdamW beta1"},
-      {"adam_beta2", "float", "0.999", "AdamW beta2"},
-      {"adam_eps", "float", "1.0e-8", "AdamW epsilon"},
-      {"scheduler", "string", "cosine", "learning-rate schedule after warmup: cosine | linear | constant"},
-      {"warmup_ratio", "float", num(d.warmup_ratio), "share of the steps spent warming up linearly from 0"},
-      {"warmup_steps", "int", "0", "warmup steps (> 0 overrides warmup_ratio)"},
-      {"epochs", "int", std::to_string(d.epochs), "passes over the data"},
-      {"max_steps", "int", "0", "optimizer steps (> 0 overrides epochs)"},
-      {"batch_size", "int", std::to_string(d.batch_size), "examples per micro-batch"},
-      {"grad_accum", "int", std::to_string(d.grad_accum), "micro-batches per optimizer step"},
-      {"max_grad_norm", "float", "1.0", "clip the global gradient norm to this (0: no clipping)"},
-      {"gradient_checkpointing", "bool", "true", "recompute each decoder layer in the backward pass (less memory)"},
-      {"save_every", "int", "50", "steps between checkpoints (0: only when interrupted)"},
-      {"keep_checkpoints", "int", "1", "how many recent checkpoints to keep"},
-      {"resume", "bool", "true", "continue from this trial's latest checkpoint when there is one"},
-      {"keep_final_checkpoint", "bool", "false", "keep the last checkpoint after the adapter is written"},
-  };
+void TrainConfig::bind(OptionBinder& o, const TrainDefaults& d) {
+  o.bind("lr", &lr, d.lr, "learning rate of the LoRA weights");
+  o.bind("projector_lr", &projector_lr, d.projector_lr, "learning rate of the projector (when the model trains it); < 0: lr");
+  o.bind("weight_decay", &weight_decay, 0.0, "AdamW decoupled weight decay");
+  o.bind("adam_beta1", &adam_beta1, 0.9, "AdamW beta1");
+  o.bind("adam_beta2", &adam_beta2, 0.999, "AdamW beta2");
+  o.bind("adam_eps", &adam_eps, 1.0e-8, "AdamW epsilon");
+  o.one_of("scheduler", &scheduler, "cosine", {"cosine", "linear", "constant"}, "learning-rate schedule after warmup");
+  o.bind("warmup_ratio", &warmup_ratio, d.warmup_ratio, "share of the steps spent warming up linearly from 0");
+  o.bind("warmup_steps", &warmup_steps, 0, "warmup steps (> 0 overrides warmup_ratio)");
+  o.bind("epochs", &epochs, d.epochs, "passes over the data");
+  o.bind("max_steps", &max_steps, 0, "optimizer steps (> 0 overrides epochs)");
+  o.bind("batch_size", &batch_size, d.batch_size, "examples per micro-batch");
+  o.bind("grad_accum", &grad_accum, d.grad_accum, "micro-batches per optimizer step");
+  o.bind("max_grad_norm", &max_grad_norm, 1.0, "clip the global gradient norm to this (0: no clipping)");
+  o.bind("gradient_checkpointing", &gradient_checkpointing, true, "recompute each decoder layer in the backward pass (less memory)");
+  o.bind("save_every", &save_every, 50, "steps between checkpoints (0: only when interrupted)");
+  o.bind("keep_checkpoints", &keep_checkpoints, 1, "how many recent checkpoints to keep");
+  o.bind("resume", &resume, true, "continue from this trial's latest checkpoint when there is one");
+  o.bind("keep_final_checkpoint", &keep_final_checkpoint, false, "keep the last checkpoint after the adapter is written");
+  o.check(lr > 0, "lr", "must be positive");
+  o.check(batch_size >= 1, "batch_size", "must be at least 1");
+  o.check(grad_accum >= 1, "grad_accum", "must be at least 1");
+  o.check(epochs >= 1 || max_steps >= 1, "epochs", "give epochs >= 1 or max_steps >= 1");
+  o.check(warmup_ratio >= 0 && warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)");
+  o.check(keep_checkpoints >= 1, "keep_checkpoints", "must be at least 1");
 }
 
 double lr_factor(const std::string& scheduler, int64_t step, int64_t warmup, int64_t total) {
@@ -127,21 +88,21 @@ double lr_factor(const std::string& scheduler, int64_t step, int64_t warmup, int
   return std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * progress)));  // cosine, half a cycle
 }
 
-std::unique_ptr<torch::optim::AdamW> make_optimizer(const std::vector<std::pair<std::string, torch::Tensor>>& params,
-                                                    const TrainConfig& c) {
+std::unique_ptr<torch::optim::AdamW> make_optimizer(const std::vector<ParameterGroup>& groups, const TrainConfig& c) {
   std::vector<torch::Tensor> rest, projector;
-  for (const auto& [name, t] : params) (is_projector(name) ? projector : rest).push_back(t);
+  for (const auto& group : groups)
+    for (const auto& [name, t] : group.params) (group.name == "projector" ? projector : rest).push_back(t);
   auto opts = [&](double lr) {
     return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(lr)
                                                             .betas({c.adam_beta1, c.adam_beta2})
                                                             .eps(c.adam_eps)
                                                             .weight_decay(c.weight_decay));
   };
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  if (!rest.empty()) groups.emplace_back(rest, opts(c.lr));
-  if (!projector.empty()) groups.emplace_back(projector, opts(c.projector_lr < 0 ? c.lr : c.projector_lr));
-  MMR_CHECK(!groups.empty(), "make_optimizer: no parameters");
-  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(c.lr));
+  std::vector<torch::optim::OptimizerParamGroup> param_groups;
+  if (!rest.empty()) param_groups.emplace_back(rest, opts(c.lr));
+  if (!projector.empty()) param_groups.emplace_back(projector, opts(c.projector_lr < 0 ? c.lr : c.projector_lr));
+  MMR_CHECK(!param_groups.empty(), "make_optimizer: no parameters");
+  return std::make_unique<torch::optim::AdamW>(param_groups, torch::optim::AdamWOptions(c.lr));
 }
 
 std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
@@ -156,10 +117,12 @@ std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
 }
 
 Trainer::Trainer(StageContext& ctx, LanguageModel& model, TrainConfig config)
-    : ctx_(ctx), model_(model), cfg_(std::move(config)), params_(model.trainable_parameters()) {
+    : ctx_(ctx), model_(model), cfg_(std::move(config)), groups_(model.parameter_groups()),
+      params_(model.trainable_parameters()) {
   if (params_.empty())
-    throw ConfigError("stage '" + ctx.stage_name() + "': the model has nothing to train; give the model lora_r > 0 "
-                      "(a new LoRA adapter), an adapter to continue, and/or train_projector: true");
+    throw ConfigError("stage '" + ctx.stage_name() + "': the model reports no trainable parameters; give its model "
+                      "node a new adapter, an adapter to continue, or trainable modules (`runner plugins --kind model` "
+                      "lists the model's options)");
 }
 
 int64_t Trainer::total_steps(int64_t n) const {
@@ -198,17 +161,17 @@ void Trainer::save_checkpoint(int64_t step, const torch::optim::AdamW& opt) {
   std::vector<torch::Tensor> rng = {at::detail::getDefaultCPUGenerator().get_state()};
   if (model_.device().is_cuda()) rng.push_back(at::globalContext().defaultGenerator(model_.device()).get_state());
   torch::save(rng, (tmp / "rng.pt").string());
-  if (has_lora(params_)) model_.save_adapter(tmp / "adapter");
+  if (has_adapter(groups_)) model_.save_adapter(tmp / "adapter");
   const json state = {{"step", step},
                       {"trial", ctx_.trial_identity()},
                       {"stage", ctx_.stage_name()},
                       {"num_examples", num_examples_},
                       {"total_steps", total_steps(num_examples_)},
                       {"history", history_}};
-  write_file_atomically(tmp / "state.json", state.dump() + "\n");
+  write_file_atomic(tmp / "state.json", state.dump() + "\n");
   fs::remove_all(final_dir);
   fs::rename(tmp, final_dir);
-  write_file_atomically(root / "latest", step_dir_name(step) + "\n");
+  write_file_atomic(root / "latest", step_dir_name(step) + "\n");
   // Keep the newest keep_checkpoints.
   std::vector<fs::path> dirs;
   for (const auto& e : fs::directory_iterator(root))
@@ -268,7 +231,7 @@ FitResult Trainer::fit(int64_t n, const MicroBatchFn& fn) {
   const int64_t total = total_steps(n);
   const int64_t warmup = cfg_.warmup_steps > 0 ? cfg_.warmup_steps
                                                : static_cast<int64_t>(std::ceil(cfg_.warmup_ratio * static_cast<double>(total)));
-  auto opt = make_optimizer(params_, cfg_);
+  auto opt = make_optimizer(groups_, cfg_);
   std::vector<double> base_lr;
   for (auto& g : opt->param_groups()) base_lr.push_back(static_cast<torch::optim::AdamWOptions&>(g.options()).lr());
 
@@ -364,7 +327,7 @@ FitResult Trainer::fit(int64_t n, const MicroBatchFn& fn) {
 
   result.steps = total;
   result.adapter = ctx_.stage_dir() / "adapter";
-  if (has_lora(params_)) {
+  if (has_adapter(groups_)) {
     const fs::path tmp = ctx_.stage_dir() / "adapter.tmp";
     fs::remove_all(tmp);
     model_.save_adapter(tmp);

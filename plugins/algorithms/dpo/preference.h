@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common.h"
 #include "core/api/model_api.h"
 #include "losses.h"
 
@@ -35,8 +36,8 @@ struct PreferenceOutputs {
   std::map<std::string, double> metrics() const;
 };
 
-// `reference`, when given, computes the reference log-probs live (a frozen model, no gradients); otherwise they
-// come from the examples.
+// `reference`, when given, computes the reference log-probs live (no gradients): another frozen model, or `policy`
+// itself, which then runs with its adapters disabled. Otherwise they come from the examples.
 PreferenceOutputs preference_forward(LanguageModel& policy, const std::vector<const PreferenceExample*>& pairs,
                                      const PreferenceConfig& config, LanguageModel* reference = nullptr);
 

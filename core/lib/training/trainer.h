@@ -18,31 +18,10 @@
 #include <vector>
 
 #include "core/api/model_api.h"
+#include "core/api/options.h"
 #include "core/api/plugin_api.h"
 
 namespace mmr::train {
-
-struct TrainConfig {
-  double lr = 5e-5;
-  double projector_lr = -1;  // < 0: same as lr
-  double weight_decay = 0.0;
-  double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_eps = 1e-8;
-  std::string scheduler = "cosine";  // cosine | linear | constant
-  double warmup_ratio = 0.03;
-  int64_t warmup_steps = 0;          // > 0 overrides warmup_ratio
-  int64_t epochs = 3;
-  int64_t max_steps = 0;             // > 0 overrides epochs
-  int64_t batch_size = 8;            // examples per micro-batch
-  int64_t grad_accum = 4;            // micro-batches per optimizer step
-  double max_grad_norm = 1.0;        // 0: no clipping
-  bool gradient_checkpointing = true;
-  int64_t save_every = 50;           // steps between checkpoints (0: only when interrupted)
-  int64_t keep_checkpoints = 1;
-  bool resume = true;
-  bool keep_final_checkpoint = false;  // checkpoints are deleted once the adapter is written, unless true
-
-  static TrainConfig from(const Options& options);
-};
 
 // The paper's defaults differ per algorithm (DPO lr 5e-5, SFT 4e-4, ...): each algorithm passes its own.
 struct TrainDefaults {
@@ -50,15 +29,37 @@ struct TrainDefaults {
   int64_t epochs = 3, batch_size = 8, grad_accum = 4;
   double warmup_ratio = 0.03;
 };
-std::vector<OptionSpec> train_option_schema(const TrainDefaults& defaults);
+
+// The loop's options, declared once each in bind() with an algorithm's defaults.
+struct TrainConfig {
+  double lr;
+  double projector_lr;       // the model's `projector` parameter group; < 0: same as lr
+  double weight_decay;
+  double adam_beta1, adam_beta2, adam_eps;
+  std::string scheduler;     // cosine | linear | constant
+  double warmup_ratio;
+  int64_t warmup_steps;      // > 0 overrides warmup_ratio
+  int64_t epochs;
+  int64_t max_steps;         // > 0 overrides epochs
+  int64_t batch_size;        // examples per micro-batch
+  int64_t grad_accum;        // micro-batches per optimizer step
+  double max_grad_norm;      // 0: no clipping
+  bool gradient_checkpointing;
+  int64_t save_every;        // steps between checkpoints (0: only when interrupted)
+  int64_t keep_checkpoints;
+  bool resume;
+  bool keep_final_checkpoint;  // checkpoints are deleted once the adapter is written, unless true
+
+  explicit TrainConfig(const TrainDefaults& defaults = {});
+  void bind(OptionBinder& o, const TrainDefaults& defaults);
+};
 
 // The learning-rate factor at optimizer step `step` (0-based) of `total`, with `warmup` warmup steps — the
 // schedules of transformers' get_{cosine,linear,constant}_schedule_with_warmup.
 double lr_factor(const std::string& scheduler, int64_t step, int64_t warmup, int64_t total);
 
-// AdamW over the model's trainable parameters: the projector's at projector_lr, the rest at lr.
-std::unique_ptr<torch::optim::AdamW> make_optimizer(
-    const std::vector<std::pair<std::string, torch::Tensor>>& params, const TrainConfig& config);
+// AdamW over the model's parameter groups: the group named `projector` at projector_lr, the others at lr.
+std::unique_ptr<torch::optim::AdamW> make_optimizer(const std::vector<ParameterGroup>& groups, const TrainConfig& config);
 
 struct MicroBatch {
   torch::Tensor loss;                      // scalar: this micro-batch's loss (a mean over its examples/tokens)
@@ -92,7 +93,8 @@ class Trainer {
   StageContext& ctx_;
   LanguageModel& model_;
   TrainConfig cfg_;
-  std::vector<std::pair<std::string, torch::Tensor>> params_;
+  std::vector<ParameterGroup> groups_;
+  std::vector<std::pair<std::string, torch::Tensor>> params_;  // every tensor of groups_, named
   std::vector<nlohmann::json> history_;  // every metric logged so far ({name, value, step}), kept in checkpoints
   int64_t num_examples_ = 0;
 };

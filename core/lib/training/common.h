@@ -70,12 +70,19 @@ class ResumableJsonl {
   size_t done_ = 0;
 };
 
-// Option specs shared by the algorithms.
-OptionSpec model_option();
-OptionSpec data_option(const std::string& what);
-OptionSpec eval_data_option();
+// The options the training algorithms share, declared once here: `model` (required), `data` (required; `what`
+// says which rows) and `eval_data` (optional held-out rows).
+void bind_model(OptionBinder& o, YAML::Node* model);
+void bind_data(OptionBinder& o, YAML::Node* data, const std::string& what);
+void bind_eval_data(OptionBinder& o, YAML::Node* eval_data);
 
-// Appends `more` to `schema`.
-OptionSchema concat(OptionSchema schema, const std::vector<OptionSpec>& more);
+// Response log-probs of both sides of preference pairs, in one right-padded batch (chosen rows first, then
+// rejected): the one place a pair's log-probs are computed (DPO's policy and reference, the reference_logps stage).
+struct PairSides {
+  SequenceLogps chosen, rejected;
+  int64_t tokens = 0;  // positions in the batch that are not padding
+};
+PairSides pair_logps(LanguageModel& model, const std::vector<const EncodedSample*>& chosen,
+                     const std::vector<const EncodedSample*>& rejected, bool per_token = false);
 
 }  // namespace mmr::train

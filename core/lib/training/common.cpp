@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/api/error.h"
+#include "core/lib/util/atomic_file.h"
 
 namespace mmr::train {
 
@@ -56,12 +57,11 @@ ChatSample side_sample(const PreferenceRow& row, bool chosen) {
 }
 
 EncodedSample keep_last_reply(EncodedSample s) {
-  constexpr int64_t kIgnore = -100;
   int64_t end = static_cast<int64_t>(s.labels.size());
-  while (end > 0 && s.labels[static_cast<size_t>(end - 1)] == kIgnore) --end;
+  while (end > 0 && s.labels[static_cast<size_t>(end - 1)] == kIgnoreIndex) --end;
   int64_t begin = end;
-  while (begin > 0 && s.labels[static_cast<size_t>(begin - 1)] != kIgnore) --begin;
-  for (int64_t i = 0; i < begin; ++i) s.labels[static_cast<size_t>(i)] = kIgnore;
+  while (begin > 0 && s.labels[static_cast<size_t>(begin - 1)] != kIgnoreIndex) --begin;
+  for (int64_t i = 0; i < begin; ++i) s.labels[static_cast<size_t>(i)] = kIgnoreIndex;
   return s;
 }
 
@@ -105,7 +105,7 @@ FitResult run_sft(StageContext& ctx, LanguageModel& model, const std::vector<Cha
     for (int64_t i : idx) part.push_back(enc[static_cast<size_t>(i)]);
     const ModelBatch batch = model.collate(part, false);
     MicroBatch mb;
-    if (batch.labels.ne(-100).sum().item<int64_t>() == 0) {
+    if (batch.labels.ne(kIgnoreIndex).sum().item<int64_t>() == 0) {
       mb.loss = torch::zeros({}, torch::TensorOptions().device(model.device())).requires_grad_();
     } else {
       mb.loss = model.lm_loss(batch);
@@ -157,13 +157,9 @@ ResumableJsonl::ResumableJsonl(std::filesystem::path final_path, const std::vect
     }
   }
   kept.resize(kept.size() / block * block);
-  const auto tmp = partial_.string() + ".tmp";
-  {
-    std::ofstream rewrite(tmp, std::ios::trunc);
-    for (const auto& l : kept) rewrite << l << "\n";
-    if (!rewrite.flush()) throw IoError("cannot write '" + tmp + "'");
-  }
-  std::filesystem::rename(tmp, partial_);
+  std::string text;
+  for (const auto& l : kept) text += l + "\n";
+  write_file_atomic(partial_, text);
   done_ = kept.size();
   out_.open(partial_, std::ios::app);
   if (!out_) throw IoError("cannot append to '" + partial_.string() + "'");
@@ -175,22 +171,38 @@ void ResumableJsonl::finish() {
   std::filesystem::rename(partial_, final_);
 }
 
-OptionSpec model_option() {
-  return {"model", "any", "", "the model to train: a plugin name or {plugin: llava, path: ..., lora_r: 128, ...}", true};
+void bind_model(OptionBinder& o, YAML::Node* model) {
+  o.required("model", model, "the model to train: a plugin name or {plugin: llava, path: ..., lora_r: 128, ...}");
 }
 
-OptionSpec data_option(const std::string& what) {
-  return {"data", "any", "", what + ": a row file (e.g. ${artifact:data/rows}) or a dataset node {plugin: ..., file: ...}",
-          true};
+void bind_data(OptionBinder& o, YAML::Node* data, const std::string& what) {
+  o.required("data", data, what + ": a row file (e.g. ${artifact:data/rows}) or a dataset node {plugin: ..., file: ...}");
 }
 
-OptionSpec eval_data_option() {
-  return {"eval_data", "any", "~", "held-out rows (same forms as data): loss before and after training"};
+void bind_eval_data(OptionBinder& o, YAML::Node* eval_data) {
+  o.bind("eval_data", eval_data, YAML::Node(), "held-out rows (same forms as data): loss before and after training");
 }
 
-OptionSchema concat(OptionSchema schema, const std::vector<OptionSpec>& more) {
-  schema.insert(schema.end(), more.begin(), more.end());
-  return schema;
+PairSides pair_logps(LanguageModel& model, const std::vector<const EncodedSample*>& chosen,
+                     const std::vector<const EncodedSample*>& rejected, bool per_token) {
+  MMR_CHECK(chosen.size() == rejected.size(), "pair_logps: " << chosen.size() << " chosen, " << rejected.size() << " rejected");
+  std::vector<EncodedSample> samples;
+  for (const auto* s : chosen) samples.push_back(*s);
+  for (const auto* s : rejected) samples.push_back(*s);
+  const ModelBatch batch = model.collate(samples, false);
+  const SequenceLogps all = model.sequence_logps(batch, per_token);
+  const int64_t n = static_cast<int64_t>(chosen.size());
+  PairSides out;
+  out.tokens = batch.attention_mask.sum().item<int64_t>();
+  auto split = [&](SequenceLogps& side, int64_t from) {
+    side.sum = all.sum.narrow(0, from, n);
+    side.mean = all.mean.narrow(0, from, n);
+    side.count = all.count.narrow(0, from, n);
+    if (per_token) side.per_token.assign(all.per_token.begin() + from, all.per_token.begin() + from + n);
+  };
+  split(out.chosen, 0);
+  split(out.rejected, n);
+  return out;
 }
 
 }  // namespace mmr::train

@@ -1,6 +1,8 @@
 // See preference.h.
 #include "preference.h"
 
+#include <optional>
+
 #include "core/api/error.h"
 
 namespace mmr::train {
@@ -17,21 +19,10 @@ std::map<std::string, double> PreferenceOutputs::metrics() const {
 
 namespace {
 
-// Both sides of the pairs in one right-padded batch: chosen rows first, then rejected.
-std::pair<SequenceLogps, SequenceLogps> both_sides(LanguageModel& model, const std::vector<const PreferenceExample*>& pairs,
-                                                   int64_t* tokens) {
-  std::vector<EncodedSample> samples;
-  for (const auto* p : pairs) samples.push_back(p->chosen);
-  for (const auto* p : pairs) samples.push_back(p->rejected);
-  const ModelBatch batch = model.collate(samples, false);
-  if (tokens) *tokens = batch.attention_mask.sum().item<int64_t>();
-  const SequenceLogps all = model.sequence_logps(batch);
-  const int64_t n = static_cast<int64_t>(pairs.size());
-  SequenceLogps c, r;
-  c.sum = all.sum.narrow(0, 0, n), r.sum = all.sum.narrow(0, n, n);
-  c.mean = all.mean.narrow(0, 0, n), r.mean = all.mean.narrow(0, n, n);
-  c.count = all.count.narrow(0, 0, n), r.count = all.count.narrow(0, n, n);
-  return {c, r};
+PairSides both_sides(LanguageModel& model, const std::vector<const PreferenceExample*>& pairs) {
+  std::vector<const EncodedSample*> chosen, rejected;
+  for (const auto* p : pairs) chosen.push_back(&p->chosen), rejected.push_back(&p->rejected);
+  return pair_logps(model, chosen, rejected);
 }
 
 }  // namespace
@@ -40,7 +31,8 @@ PreferenceOutputs preference_forward(LanguageModel& policy, const std::vector<co
                                      const PreferenceConfig& config, LanguageModel* reference) {
   MMR_CHECK(!pairs.empty(), "preference_forward: no pairs");
   PreferenceOutputs out;
-  std::tie(out.chosen, out.rejected) = both_sides(policy, pairs, &out.tokens);
+  PairSides sides = both_sides(policy, pairs);
+  out.chosen = std::move(sides.chosen), out.rejected = std::move(sides.rejected), out.tokens = sides.tokens;
   PairLogps in;
   const bool avg = config.use_average;
   in.chosen = avg ? out.chosen.mean : out.chosen.sum;
@@ -51,7 +43,10 @@ PreferenceOutputs preference_forward(LanguageModel& policy, const std::vector<co
   if (loss_needs_reference(config.loss.type)) {
     if (reference) {
       torch::NoGradGuard no_grad;
-      auto [rc, rr] = both_sides(*reference, pairs, nullptr);
+      std::optional<AdaptersDisabled> base;  // the policy as its own reference: its adapters off (as TRL with PEFT)
+      if (reference == &policy) base.emplace(policy);
+      const PairSides ref = both_sides(*reference, pairs);
+      const SequenceLogps &rc = ref.chosen, &rr = ref.rejected;
       in.ref_chosen = (avg ? rc.mean : rc.sum).to(in.chosen.device(), in.chosen.scalar_type());
       in.ref_rejected = (avg ? rr.mean : rr.sum).to(in.chosen.device(), in.chosen.scalar_type());
     } else {
@@ -79,7 +74,8 @@ void compute_reference(LanguageModel& model, const std::vector<PreferenceExample
   for (size_t i = 0; i < examples.size(); i += static_cast<size_t>(batch_size)) {
     std::vector<const PreferenceExample*> part;
     for (size_t j = i; j < std::min(examples.size(), i + static_cast<size_t>(batch_size)); ++j) part.push_back(examples[j]);
-    auto [c, r] = both_sides(model, part, nullptr);
+    const PairSides sides = both_sides(model, part);
+    const SequenceLogps &c = sides.chosen, &r = sides.rejected;
     const auto cs = c.sum.to(torch::kCPU, torch::kFloat64), rs = r.sum.to(torch::kCPU, torch::kFloat64);
     const auto cm = c.mean.to(torch::kCPU, torch::kFloat64), rm = r.mean.to(torch::kCPU, torch::kFloat64);
     for (size_t k = 0; k < part.size(); ++k) {

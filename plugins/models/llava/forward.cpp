@@ -1,0 +1,227 @@
+// The llava model's forward side: encoding conversations (LLaVA-1.5's vicuna_v1), padded batches, image features,
+// the expansion of image placeholders into patch features, logits, response log-probs and the LM loss.
+// Shape letters as in modules.h.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "core/lib/tokenizer/llava_text.h"
+#include "internal.h"
+#include "llava.h"
+
+namespace mmr::llava {
+namespace {
+
+std::vector<Turn> to_turns(const ChatSample& s) {
+  std::vector<Turn> turns;
+  for (const auto& t : s.turns) turns.push_back({t.role, t.text});
+  return turns;
+}
+
+int64_t count_placeholders(const std::vector<int64_t>& ids) {
+  return std::count(ids.begin(), ids.end(), kImagePlaceholderId);
+}
+
+}  // namespace
+
+
+EncodedSample LlavaModel::encode(const ChatSample& sample) const {
+  if (!tokenizer_) throw ConfigError("llava: no tokenizer (give 'tokenizer' or a 'path' with tokenizer.model)");
+  const EncodedConversation enc = encode_conversation_v1(*tokenizer_, to_turns(sample), !sample.images.empty());
+  if (enc.num_images != static_cast<int64_t>(sample.images.size()))
+    throw DataError(fmt::format("conversation has {} <image> placeholder(s) but {} image(s)", enc.num_images,
+                                sample.images.size()));
+  return EncodedSample{enc.input_ids, enc.labels, sample.images, enc.mismatch};
+}
+
+EncodedSample LlavaModel::encode_prompt(const ChatSample& sample) const {
+  if (!tokenizer_) throw ConfigError("llava: no tokenizer (give 'tokenizer' or a 'path' with tokenizer.model)");
+  std::vector<Turn> turns = to_turns(sample);
+  if (!options_.prompt_template.empty())
+    for (auto it = turns.rbegin(); it != turns.rend(); ++it)
+      if (it->role == "human") {
+        it->text = apply_prompt_template(options_.prompt_template, it->text);
+        break;
+      }
+  const EncodedPrompt enc = encode_generation_prompt_v1(*tokenizer_, turns, !sample.images.empty());
+  if (enc.num_images != static_cast<int64_t>(sample.images.size()))
+    throw DataError(fmt::format("prompt has {} <image> placeholder(s) but {} image(s)", enc.num_images,
+                                sample.images.size()));
+  return EncodedSample{enc.input_ids, std::vector<int64_t>(enc.input_ids.size(), kIgnoreIndex), sample.images, false};
+}
+
+torch::Tensor LlavaModel::pixel_values_for(const std::string& path) const {
+  std::vector<float> v = image::preprocess_file(path, image_config_);
+  return torch::from_blob(v.data(), {3, image_config_.crop_height, image_config_.crop_width}, torch::kFloat32).clone();
+}
+
+ModelBatch LlavaModel::collate(const std::vector<EncodedSample>& samples, bool left_pad) const {
+  MMR_CHECK(!samples.empty(), "collate of an empty batch");
+  const int64_t b = static_cast<int64_t>(samples.size());
+  int64_t t = 0;
+  for (const auto& s : samples) t = std::max<int64_t>(t, static_cast<int64_t>(s.input_ids.size()));
+  const int64_t pad = config_.pad_token_id >= 0 ? config_.pad_token_id : 0;
+  torch::Tensor ids = torch::full({b, t}, pad, torch::kInt64);
+  torch::Tensor labels = torch::full({b, t}, kIgnoreIndex, torch::kInt64);
+  torch::Tensor mask = torch::zeros({b, t}, torch::kInt64);
+  std::vector<torch::Tensor> pixels;
+  for (int64_t i = 0; i < b; ++i) {
+    const auto& s = samples[i];
+    const int64_t n = static_cast<int64_t>(s.input_ids.size());
+    MMR_CHECK(s.labels.size() == s.input_ids.size(), "labels and ids differ in length");
+    const int64_t off = left_pad ? t - n : 0;
+    ids[i].narrow(0, off, n).copy_(torch::tensor(s.input_ids, torch::kInt64));
+    labels[i].narrow(0, off, n).copy_(torch::tensor(s.labels, torch::kInt64));
+    mask[i].narrow(0, off, n).fill_(1);
+    if (count_placeholders(s.input_ids) != static_cast<int64_t>(s.images.size()))
+      throw DataError(fmt::format("sample {} has {} image placeholder(s) but {} image(s)", i,
+                                  count_placeholders(s.input_ids), s.images.size()));
+    for (const auto& img : s.images) pixels.push_back(pixel_values_for(img));
+  }
+  ModelBatch out;
+  out.input_ids = ids.to(device_);
+  out.labels = labels.to(device_);
+  out.attention_mask = mask.to(device_);
+  if (!pixels.empty()) out.pixel_values = torch::stack(pixels).to(device_);
+  out.left_padded = left_pad;
+  return out;
+}
+
+
+torch::Tensor LlavaModel::image_features(const torch::Tensor& pixel_values) {
+  torch::Tensor h = vision_(pixel_values.to(device_, dtype_), vision_layer_);  // (N, 1+P, Dv)
+  if (config_.vision_feature_select_strategy == "default") h = h.narrow(1, 1, h.size(1) - 1);  // drop CLS
+  // With adapters off, the projector as loaded (a trained one is a copy: PEFT's modules_to_save).
+  Projector& projector = adapters_enabled_ || !base_projector_ ? projector_ : base_projector_;
+  return projector(h);  // (N, P, D)
+}
+
+LlavaModel::Expanded LlavaModel::expand(const ModelBatch& batch) {
+  const int64_t b = batch.input_ids.size(0);
+  torch::Tensor features;
+  if (batch.pixel_values.defined() && batch.pixel_values.size(0) > 0) features = image_features(batch.pixel_values);
+  const torch::Tensor ids_cpu = batch.input_ids.to(torch::kCPU), mask_cpu = batch.attention_mask.to(torch::kCPU);
+  const torch::Tensor labels_cpu = batch.labels.to(torch::kCPU);
+  auto ids_a = ids_cpu.accessor<int64_t, 2>();
+  auto mask_a = mask_cpu.accessor<int64_t, 2>();
+  auto lab_a = labels_cpu.accessor<int64_t, 2>();
+  std::vector<torch::Tensor> rows_embeds, rows_labels;
+  std::vector<std::vector<int64_t>> text_pos(b);
+  int64_t image_index = 0, longest = 0;
+  const int64_t p = config_.vision.num_patches();
+  for (int64_t i = 0; i < b; ++i) {
+    // LLaVA's prepare_inputs_labels_for_multimodal: drop padding, splice each image's P features in place of
+    // its placeholder, cut to the maximum length, pad again.
+    std::vector<torch::Tensor> parts, part_labels;
+    std::vector<int64_t> run_ids, run_labels;
+    int64_t len = 0;
+    auto flush = [&] {
+      if (run_ids.empty()) return;
+      parts.push_back(llama_->embed_tokens(torch::tensor(run_ids, torch::kInt64).to(device_)));
+      part_labels.push_back(torch::tensor(run_labels, torch::kInt64));
+      run_ids.clear();
+      run_labels.clear();
+    };
+    for (int64_t j = 0; j < ids_cpu.size(1); ++j) {
+      if (mask_a[i][j] == 0) continue;
+      if (ids_a[i][j] == kImagePlaceholderId) {
+        flush();
+        if (!features.defined() || image_index >= features.size(0))
+          throw DataError(fmt::format("batch row {} has more image placeholders than the batch has images", i));
+        parts.push_back(features[image_index++]);
+        part_labels.push_back(torch::full({p}, kIgnoreIndex, torch::kInt64));
+        len += p;
+      } else {
+        text_pos[i].push_back(len);
+        run_ids.push_back(ids_a[i][j]);
+        run_labels.push_back(lab_a[i][j]);
+        ++len;
+      }
+    }
+    flush();
+    torch::Tensor e = torch::cat(parts, 0), l = torch::cat(part_labels, 0);
+    if (e.size(0) > options_.max_length) {
+      ++truncated_rows_;
+      log()->warn("llava: a row of {} tokens (after image expansion) was cut to max_length {} ({} row(s) so far)",
+                  e.size(0), options_.max_length, truncated_rows_);
+      e = e.narrow(0, 0, options_.max_length);
+      l = l.narrow(0, 0, options_.max_length);
+      auto& tp = text_pos[i];
+      tp.erase(std::remove_if(tp.begin(), tp.end(), [&](int64_t x) { return x >= options_.max_length; }), tp.end());
+    }
+    longest = std::max(longest, e.size(0));
+    rows_embeds.push_back(e);
+    rows_labels.push_back(l);
+  }
+  if (features.defined() && image_index != features.size(0))
+    throw DataError(fmt::format("the batch has {} image(s) but {} placeholder(s)", features.size(0), image_index));
+  const int64_t d = config_.text.hidden_size;
+  Expanded out;
+  out.embeds = torch::zeros({b, longest, d}, torch::TensorOptions().dtype(dtype_).device(device_));
+  out.labels = torch::full({b, longest}, kIgnoreIndex, torch::kInt64);
+  torch::Tensor mask = torch::zeros({b, longest}, torch::kInt64);
+  for (int64_t i = 0; i < b; ++i) {
+    const int64_t n = rows_embeds[i].size(0), off = batch.left_padded ? longest - n : 0;
+    out.embeds[i].narrow(0, off, n).copy_(rows_embeds[i]);
+    out.labels[i].narrow(0, off, n).copy_(rows_labels[i]);
+    mask[i].narrow(0, off, n).fill_(1);
+    if (off) for (auto& x : text_pos[i]) x += off;
+  }
+  out.labels = out.labels.to(device_);
+  out.attention_mask = mask.to(device_);
+  out.position_ids = (out.attention_mask.cumsum(1) - 1).clamp_min(0);
+  out.text_positions = std::move(text_pos);
+  return out;
+}
+
+torch::Tensor LlavaModel::hidden_states(const Expanded& e, std::vector<LayerCache>* caches) {
+  return llama_->forward(e.embeds, e.attention_mask, e.position_ids, caches);
+}
+
+torch::Tensor LlavaModel::logits(const ModelBatch& batch) {
+  Expanded e = expand(batch);
+  return llama_->lm_head_forward(hidden_states(e, nullptr));
+}
+
+SequenceLogps LlavaModel::sequence_logps(const ModelBatch& batch, bool per_token) {
+  Expanded e = expand(batch);
+  torch::Tensor h = hidden_states(e, nullptr);  // (B, T', D)
+  const int64_t b = h.size(0), t = h.size(1);
+  // get_batch_logps: logits[:, :-1] predict labels[:, 1:]; only labelled positions count. Only those rows of the
+  // hidden states go through lm_head, so no (B, T', V) float32 tensor is made.
+  torch::Tensor target = e.labels.narrow(1, 1, t - 1);                  // (B, T'-1)
+  torch::Tensor sel = target.ne(kIgnoreIndex);
+  torch::Tensor idx = sel.nonzero();                                     // (M, 2): row, position
+  torch::Tensor rows = idx.select(1, 0), cols = idx.select(1, 1);
+  torch::Tensor hs = h.narrow(1, 0, t - 1).index({rows, cols});          // (M, D)
+  torch::Tensor lp = torch::log_softmax(llama_->lm_head_forward(hs).to(torch::kFloat32), -1);  // (M, V)
+  torch::Tensor tok = lp.gather(1, target.index({rows, cols}).unsqueeze(1)).squeeze(1);        // (M)
+  SequenceLogps out;
+  out.sum = torch::zeros({b}, tok.options()).index_add(0, rows, tok);
+  out.count = sel.sum(1).to(torch::kFloat32);
+  out.mean = out.sum / out.count.clamp_min(1);
+  if (per_token) {
+    const torch::Tensor counts = sel.sum(1).to(torch::kCPU);
+    int64_t start = 0;
+    for (int64_t i = 0; i < b; ++i) {
+      const int64_t n = counts[i].item<int64_t>();
+      out.per_token.push_back(tok.narrow(0, start, n));
+      start += n;
+    }
+  }
+  return out;
+}
+
+torch::Tensor LlavaModel::lm_loss(const ModelBatch& batch) {
+  Expanded e = expand(batch);
+  torch::Tensor h = hidden_states(e, nullptr);
+  const int64_t t = h.size(1);
+  torch::Tensor target = e.labels.narrow(1, 1, t - 1);
+  torch::Tensor idx = target.ne(kIgnoreIndex).nonzero();
+  if (idx.size(0) == 0) throw DataError("lm_loss: the batch has no labelled tokens (every row masked?)");
+  torch::Tensor rows = idx.select(1, 0), cols = idx.select(1, 1);
+  torch::Tensor logits = llama_->lm_head_forward(h.narrow(1, 0, t - 1).index({rows, cols})).to(torch::kFloat32);
+  return torch::nn::functional::cross_entropy(logits, target.index({rows, cols}));
+}
+
+}  // namespace mmr::llava
