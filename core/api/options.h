@@ -106,7 +106,7 @@ class OptionBinder {
 
   // An option with a default. The type comes from the field: bool, integers (int), floating point (float),
   // std::string (string; pass type "path" for a file or folder), std::vector<std::string> (list), YAML::Node
-  // (any: a map, a list or a name; an undefined default means "not given").
+  // (any: a map, a list or a name; an option not given reads as a Null node).
   template <typename T, typename D>
   void bind(const std::string& name, T* field, const D& default_value, const std::string& help,
             const char* type = nullptr) {

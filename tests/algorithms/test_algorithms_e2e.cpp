@@ -151,6 +151,20 @@ TEST_F(Algorithms, DpoLearnsThePreferenceAndFlippedPairsReverseIt) {
   EXPECT_TRUE(fs::exists(fs::path(art.rows[0][0].text) / "adapter_config.json"));
 }
 
+// reference: live without a reference_model is the policy with its adapters off: at the first step the fresh LoRA
+// (B = 0) and the untouched projector copy make policy and reference equal, so every reward is 0; after steps the
+// policy moves away from it.
+TEST_F(Algorithms, LiveReferenceIsThePolicyWithoutItsAdapters) {
+  write("pairs.jsonl", preference_rows(8));
+  const auto r = runner("r.db", {write("live.yaml", dpo_spec("live", 0.0, "    reference: live\n    max_steps: 3\n"))});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto chosen = series("r.db", "train/rewards/chosen"), rejected = series("r.db", "train/rewards/rejected");
+  ASSERT_EQ(chosen.size(), 3u);
+  EXPECT_NEAR(chosen[0].second, 0.0, 1e-6);
+  EXPECT_NEAR(rejected[0].second, 0.0, 1e-6);
+  EXPECT_GT(std::abs(chosen[2].second - rejected[2].second), 1e-4) << "the policy should have moved off the reference";
+}
+
 TEST_F(Algorithms, SftLowersTheHeldOutLoss) {
   const std::string spec = "name: sft\nstages:\n  - name: train\n    algorithm: sft\n"
                            "    data: " + write("train.json", conversation_rows(0, 16)) + "\n"

@@ -30,8 +30,7 @@ std::vector<std::string> file_list(const OptionBinder& o, const YAML::Node& file
   if (!file.IsSequence() || file.size() == 0) o.fail("file", "expected a path or a non-empty list of paths");
   std::vector<std::string> files;
   for (const auto& f : file) {
-    if (!f.IsScalar())
-      throw ConfigError(o.options().where(f) + "file: expected a path, found a " + (f.IsMap() ? "map" : "list"));
+    if (!f.IsScalar()) o.fail("file", std::string("expected a path, found a ") + (f.IsMap() ? "map" : "list"));
     files.push_back(f.Scalar());
   }
   return files;

@@ -45,9 +45,9 @@ struct LoadResult {
   Counters counts;  // transforms' counts and skipped/<reason>
 };
 
-// What the pipeline does, read from the options every dataset plugin shares. The options are declared here once
-// (core/api/options.h); a plugin's Config::bind calls bind_files and bind_rows, so each plugin's schema lists them.
-// The fields are filled by the bind functions, which hold the defaults.
+// What the pipeline does, read from the options every dataset plugin shares. Those options are declared once, in
+// bind_files and bind_rows (core/api/options.h), which also hold their defaults and fill these fields; a plugin's
+// Config::bind calls them, so every plugin's schema lists them.
 struct PipelineOptions {
   std::vector<std::string> files;
   ParseOptions parse;

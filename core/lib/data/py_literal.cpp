@@ -193,40 +193,45 @@ class Parser {
         continue;
       }
       if (i_ + 1 >= s_.size()) fail("backslash at the end of the text");
-      const char e = s_[i_ + 1];
       if (raw) {  // raw strings keep the backslash; it only stops a quote from closing the string
         out += c;
-        out += e;
+        out += s_[i_ + 1];
         i_ += 2;
         continue;
       }
-      const size_t esc_at = i_;
-      i_ += 2;
-      switch (e) {
-        case '\n': break;  // line continuation
-        case '\\': out += '\\'; break;
-        case '\'': out += '\''; break;
-        case '"': out += '"'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'a': out += '\a'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'v': out += '\v'; break;
-        case 'x': append_utf8(out, hex(2, esc_at), esc_at); break;
-        case 'u': append_utf8(out, hex(4, esc_at), esc_at); break;
-        case 'U': append_utf8(out, hex(8, esc_at), esc_at); break;
-        default:
-          if (e >= '0' && e <= '7') {
-            uint32_t v = static_cast<uint32_t>(e - '0');
-            for (int k = 0; k < 2 && i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '7'; ++k) v = v * 8 + (s_[i_++] - '0');
-            append_utf8(out, v, esc_at);
-          } else {  // Python keeps unknown escapes as written
-            out += '\\';
-            out += e;
-          }
-      }
+      escape(out);
+    }
+  }
+
+  // The escape sequence at i_ (a backslash and what follows), as Python reads it in a non-raw string.
+  void escape(std::string& out) {
+    const size_t esc_at = i_;
+    const char e = s_[i_ + 1];
+    i_ += 2;
+    switch (e) {
+      case '\n': break;  // line continuation
+      case '\\': out += '\\'; break;
+      case '\'': out += '\''; break;
+      case '"': out += '"'; break;
+      case 'n': out += '\n'; break;
+      case 'r': out += '\r'; break;
+      case 't': out += '\t'; break;
+      case 'a': out += '\a'; break;
+      case 'b': out += '\b'; break;
+      case 'f': out += '\f'; break;
+      case 'v': out += '\v'; break;
+      case 'x': append_utf8(out, hex(2, esc_at), esc_at); break;
+      case 'u': append_utf8(out, hex(4, esc_at), esc_at); break;
+      case 'U': append_utf8(out, hex(8, esc_at), esc_at); break;
+      default:
+        if (e >= '0' && e <= '7') {
+          uint32_t v = static_cast<uint32_t>(e - '0');
+          for (int k = 0; k < 2 && i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '7'; ++k) v = v * 8 + (s_[i_++] - '0');
+          append_utf8(out, v, esc_at);
+        } else {  // Python keeps unknown escapes as written
+          out += '\\';
+          out += e;
+        }
     }
   }
 

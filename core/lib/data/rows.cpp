@@ -125,6 +125,17 @@ std::string id_of(const json& row, const RowOrigin& origin) {
   wrong_type("id", "a string or an integer", v);
 }
 
+// The fields every row kind starts with: the row is an object; its origin, id and images.
+template <typename Row>
+Row start_row(const json& row, const RowOrigin& origin, const ParseOptions& opt) {
+  if (!row.is_object()) throw BadRow("not_an_object", std::string("expected a JSON object, found ") + row.type_name());
+  Row out;
+  out.origin = origin;
+  out.id = id_of(row, origin);
+  out.images = parse_images(row, opt);
+  return out;
+}
+
 // The image/placeholder consistency check of LLaVA rows; `turns` are the turns the placeholders may be in.
 void check_image_tokens(std::vector<Turn>& turns, size_t images, const ParseOptions& opt) {
   size_t tokens = 0;
@@ -183,9 +194,18 @@ ordered_json turns_json(const std::vector<Turn>& turns) {
 
 ordered_json origin_json(const RowOrigin& o) { return {{"file", o.file}, {"row", o.row}}; }
 
-void add_extra(ordered_json& out, const json& extra) {
-  for (auto it = extra.begin(); it != extra.end(); ++it)
+// The normalized JSON of a row: id and images, the fields of its kind, then where it came from and the fields of
+// the source row that the struct has no place for.
+template <typename Row>
+ordered_json row_json(const Row& row, const ordered_json& fields) {
+  ordered_json out;
+  out["id"] = row.id;
+  out["images"] = row.images;
+  for (auto it = fields.begin(); it != fields.end(); ++it) out[it.key()] = it.value();
+  out["source"] = origin_json(row.origin);
+  for (auto it = row.extra.begin(); it != row.extra.end(); ++it)
     if (!out.contains(it.key())) out[it.key()] = it.value();
+  return out;
 }
 
 // One side of a pair: a turn (or its literal) -> the reply text; a list of turns -> the whole conversation; a
@@ -254,11 +274,7 @@ Turn parse_turn(const json& raw, const std::string& field) {
 // ---- llava_json ---------------------------------------------------------------------------------------------
 
 ConversationRow parse_conversation_row(const json& row, const RowOrigin& origin, const ParseOptions& opt) {
-  if (!row.is_object()) throw BadRow("not_an_object", std::string("expected a JSON object, found ") + row.type_name());
-  ConversationRow out;
-  out.origin = origin;
-  out.id = id_of(row, origin);
-  out.images = parse_images(row, opt);
+  ConversationRow out = start_row<ConversationRow>(row, origin, opt);
   const json& conv = require(row, "conversations");
   out.turns = parse_turns(conv, "conversations");
   if (out.turns.empty()) throw BadRow("empty_response", "field 'conversations': no turns");
@@ -280,43 +296,37 @@ ConversationRow parse_conversation_row(const json& row, const RowOrigin& origin,
 }
 
 ordered_json to_json(const ConversationRow& row) {
-  ordered_json out;
-  out["id"] = row.id;
-  out["images"] = row.images;
-  out["conversations"] = turns_json(row.turns);
-  out["source"] = origin_json(row.origin);
-  add_extra(out, row.extra);
-  return out;
+  return row_json(row, {{"conversations", turns_json(row.turns)}});
 }
 
 // ---- preference ---------------------------------------------------------------------------------------------
 
-PreferenceRow parse_preference_row(const json& row, const RowOrigin& origin, const ParseOptions& opt) {
-  if (!row.is_object()) throw BadRow("not_an_object", std::string("expected a JSON object, found ") + row.type_name());
-  PreferenceRow out;
-  out.origin = origin;
-  out.id = id_of(row, origin);
-  out.images = parse_images(row, opt);
-  out.chosen = parse_reply(require(row, "chosen"), "chosen");
-  out.rejected = parse_reply(require(row, "rejected"), "rejected");
+namespace {
 
-  // The prompt: `question` (the seed) or `prompt` (TRL), as a turn, its literal, a list of turns or plain text;
-  // or, when the sides are whole conversations and neither is given, the chosen conversation before its reply.
-  const char* prompt_field = has(row, "question") ? "question" : has(row, "prompt") ? "prompt" : nullptr;
-  if (prompt_field) {
-    const json v = unliteral(row[prompt_field], prompt_field);
-    if (v.is_string()) out.prompt = {{"human", v.get<std::string>()}};
-    else if (v.is_object()) out.prompt = {parse_turn(v, prompt_field)};
-    else if (v.is_array()) out.prompt = parse_turns(v, prompt_field);
-    else wrong_type(prompt_field, "a {from, value} turn, its Python-literal string, a list of turns or text", v);
-  } else if (!out.chosen.conversation.empty()) {
-    out.prompt.assign(out.chosen.conversation.begin(), out.chosen.conversation.end() - 1);
+// The prompt: `question` (the seed) or `prompt` (TRL), as a turn, its literal, a list of turns or plain text; or,
+// when the sides are whole conversations and neither is given, the chosen conversation before its reply.
+// `field` is set to the field it came from (null for the conversation).
+std::vector<Turn> parse_prompt(const json& row, const PreferenceRow& pair, const char*& field) {
+  field = has(row, "question") ? "question" : has(row, "prompt") ? "prompt" : nullptr;
+  std::vector<Turn> prompt;
+  if (field) {
+    const json v = unliteral(row[field], field);
+    if (v.is_string()) prompt = {{"human", v.get<std::string>()}};
+    else if (v.is_object()) prompt = {parse_turn(v, field)};
+    else if (v.is_array()) prompt = parse_turns(v, field);
+    else wrong_type(field, "a {from, value} turn, its Python-literal string, a list of turns or text", v);
+  } else if (!pair.chosen.conversation.empty()) {
+    prompt.assign(pair.chosen.conversation.begin(), pair.chosen.conversation.end() - 1);
   } else {
     throw BadRow("missing_field", "missing field 'question' (or 'prompt')");
   }
-  if (out.prompt.empty() || trim(out.prompt.back().value).empty())
-    throw BadRow("empty_response", std::string("field '") + (prompt_field ? prompt_field : "chosen") + "': the prompt is empty");
+  if (prompt.empty() || trim(prompt.back().value).empty())
+    throw BadRow("empty_response", std::string("field '") + (field ? field : "chosen") + "': the prompt is empty");
+  return prompt;
+}
 
+// The precomputed reference log-probs and the flip mark.
+void read_reference_fields(const json& row, PreferenceRow& out) {
   out.ref_win_logp = optional_number(row, "ref_win_logp");
   out.ref_rej_logp = optional_number(row, "ref_rej_logp");
   out.ref_win_avg_logp = optional_number(row, "ref_win_avg_logp");
@@ -327,17 +337,28 @@ PreferenceRow parse_preference_row(const json& row, const RowOrigin& origin, con
     if (!row["flipped"].is_boolean()) wrong_type("flipped", "true or false", row["flipped"]);
     out.flipped = row["flipped"].get<bool>();
   }
+}
 
-  // Placeholders may sit in the prompt or, for whole conversations, in their human turns.
+// Placeholders may sit in the prompt or, for whole conversations given without a prompt, in their human turns.
+void check_pair_image_tokens(PreferenceRow& out, bool prompt_given, const ParseOptions& opt) {
   std::vector<Turn> with_tokens = out.prompt;
   size_t in_prompt = 0;
   for (const auto& t : out.prompt) in_prompt += count_image_tokens(t.value);
-  if (in_prompt == 0 && !out.chosen.conversation.empty() && !prompt_field) {
-    with_tokens = out.chosen.conversation;
-  }
+  if (in_prompt == 0 && !out.chosen.conversation.empty() && !prompt_given) with_tokens = out.chosen.conversation;
   check_image_tokens(with_tokens, out.images.size(), opt);
   if (with_tokens.size() == out.prompt.size()) out.prompt = with_tokens;  // "<image>\n" may have been added
+}
 
+}  // namespace
+
+PreferenceRow parse_preference_row(const json& row, const RowOrigin& origin, const ParseOptions& opt) {
+  PreferenceRow out = start_row<PreferenceRow>(row, origin, opt);
+  out.chosen = parse_reply(require(row, "chosen"), "chosen");
+  out.rejected = parse_reply(require(row, "rejected"), "rejected");
+  const char* prompt_field = nullptr;
+  out.prompt = parse_prompt(row, out, prompt_field);
+  read_reference_fields(row, out);
+  check_pair_image_tokens(out, prompt_field != nullptr, opt);
   out.extra = extra_fields(row, {"id", "image", "images", "question", "prompt", "chosen", "rejected", "ref_win_logp",
                                  "ref_rej_logp", "ref_win_avg_logp", "ref_rej_avg_logp", "ref_win_per_token_logp",
                                  "ref_rej_per_token_logp", "flipped", "source"});
@@ -352,22 +373,18 @@ ordered_json reply_json(const Reply& r) {
 }  // namespace
 
 ordered_json to_json(const PreferenceRow& row) {
-  ordered_json out;
-  out["id"] = row.id;
-  out["images"] = row.images;
-  out["prompt"] = turns_json(row.prompt);
-  out["chosen"] = reply_json(row.chosen);
-  out["rejected"] = reply_json(row.rejected);
-  if (row.ref_win_logp) out["ref_win_logp"] = *row.ref_win_logp;
-  if (row.ref_rej_logp) out["ref_rej_logp"] = *row.ref_rej_logp;
-  if (row.ref_win_avg_logp) out["ref_win_avg_logp"] = *row.ref_win_avg_logp;
-  if (row.ref_rej_avg_logp) out["ref_rej_avg_logp"] = *row.ref_rej_avg_logp;
-  if (!row.ref_win_per_token_logp.empty()) out["ref_win_per_token_logp"] = row.ref_win_per_token_logp;
-  if (!row.ref_rej_per_token_logp.empty()) out["ref_rej_per_token_logp"] = row.ref_rej_per_token_logp;
-  out["flipped"] = row.flipped;
-  out["source"] = origin_json(row.origin);
-  add_extra(out, row.extra);
-  return out;
+  ordered_json fields;
+  fields["prompt"] = turns_json(row.prompt);
+  fields["chosen"] = reply_json(row.chosen);
+  fields["rejected"] = reply_json(row.rejected);
+  if (row.ref_win_logp) fields["ref_win_logp"] = *row.ref_win_logp;
+  if (row.ref_rej_logp) fields["ref_rej_logp"] = *row.ref_rej_logp;
+  if (row.ref_win_avg_logp) fields["ref_win_avg_logp"] = *row.ref_win_avg_logp;
+  if (row.ref_rej_avg_logp) fields["ref_rej_avg_logp"] = *row.ref_rej_avg_logp;
+  if (!row.ref_win_per_token_logp.empty()) fields["ref_win_per_token_logp"] = row.ref_win_per_token_logp;
+  if (!row.ref_rej_per_token_logp.empty()) fields["ref_rej_per_token_logp"] = row.ref_rej_per_token_logp;
+  fields["flipped"] = row.flipped;
+  return row_json(row, std::move(fields));
 }
 
 void flip(PreferenceRow& row) {
@@ -400,52 +417,53 @@ void flip(PreferenceRow& row) {
 
 // ---- scored candidates --------------------------------------------------------------------------------------
 
+namespace {
+
+// One candidate: its text (`response`, `text` or `answer`) and its scores, in a `scores` map or as keys of the
+// candidate itself. Required attributes must be there; every attribute given must be a number in 0-4.
+Candidate parse_candidate(const json& c, const std::string& field, const ParseOptions& opt) {
+  if (!c.is_object()) wrong_type(field, "an object {response, scores}", c);
+  Candidate cand;
+  const char* text_key = nullptr;
+  for (const char* k : {"response", "text", "answer"})
+    if (has(c, k)) {
+      text_key = k;
+      break;
+    }
+  if (!text_key) throw BadRow("missing_field", "field '" + field + "': missing 'response'");
+  if (!c[text_key].is_string()) wrong_type(field + "." + text_key, "a string", c[text_key]);
+  cand.response = c[text_key].get<std::string>();
+  if (trim(cand.response).empty()) throw BadRow("empty_response", "field '" + field + "." + text_key + "': empty");
+  const json& scores = has(c, "scores") ? c["scores"] : c;
+  if (!scores.is_object()) wrong_type(field + ".scores", "a map attribute -> score", scores);
+  const auto& required = opt.required_attributes;
+  std::set<std::string> wanted(required.begin(), required.end());
+  for (const auto& name : attribute_names()) wanted.insert(name);
+  for (const auto& name : wanted) {
+    if (!has(scores, name)) {
+      if (std::find(required.begin(), required.end(), name) != required.end())
+        throw BadRow("bad_score", "field '" + field + "': missing attribute score '" + name + "'");
+      continue;
+    }
+    const json& s = scores[name];
+    if (!s.is_number()) throw BadRow("bad_score", "field '" + field + "." + name + "': expected a number 0-4, found " + type_of(s));
+    const double v = s.get<double>();
+    if (!(v >= 0 && v <= 4)) throw BadRow("bad_score", "field '" + field + "." + name + "': " + s.dump() + " is outside 0-4");
+    cand.scores[name] = v;
+  }
+  return cand;
+}
+
+}  // namespace
+
 ScoredCandidatesRow parse_scored_candidates_row(const json& row, const RowOrigin& origin, const ParseOptions& opt) {
-  if (!row.is_object()) throw BadRow("not_an_object", std::string("expected a JSON object, found ") + row.type_name());
-  ScoredCandidatesRow out;
-  out.origin = origin;
-  out.id = id_of(row, origin);
-  out.images = parse_images(row, opt);
+  ScoredCandidatesRow out = start_row<ScoredCandidatesRow>(row, origin, opt);
   out.question = question_text(require(row, "question"), "question");
   if (trim(out.question).empty()) throw BadRow("empty_response", "field 'question': empty");
   const json& cands = require(row, "candidates");
   if (!cands.is_array()) wrong_type("candidates", "a list of {response, scores}", cands);
-  for (size_t i = 0; i < cands.size(); ++i) {
-    const std::string field = "candidates[" + std::to_string(i) + "]";
-    const json& c = cands[i];
-    if (!c.is_object()) wrong_type(field, "an object {response, scores}", c);
-    Candidate cand;
-    const char* text_key = nullptr;
-    for (const char* k : {"response", "text", "answer"})
-      if (has(c, k)) {
-        text_key = k;
-        break;
-      }
-    if (!text_key) throw BadRow("missing_field", "field '" + field + "': missing 'response'");
-    if (!c[text_key].is_string()) wrong_type(field + "." + text_key, "a string", c[text_key]);
-    cand.response = c[text_key].get<std::string>();
-    if (trim(cand.response).empty()) throw BadRow("empty_response", "field '" + field + "." + text_key + "': empty");
-    // Scores in a `scores` map, or the attributes as keys of the candidate itself.
-    const json& scores = has(c, "scores") ? c["scores"] : c;
-    if (!scores.is_object()) wrong_type(field + ".scores", "a map attribute -> score", scores);
-    std::set<std::string> wanted(opt.required_attributes.begin(), opt.required_attributes.end());
-    for (const auto& name : attribute_names()) wanted.insert(name);
-    for (const auto& name : wanted) {
-      const bool required = std::find(opt.required_attributes.begin(), opt.required_attributes.end(), name) !=
-                            opt.required_attributes.end();
-      if (!has(scores, name)) {
-        if (required) throw BadRow("bad_score", "field '" + field + "': missing attribute score '" + name + "'");
-        continue;
-      }
-      const json& s = scores[name];
-      if (!s.is_number()) throw BadRow("bad_score", "field '" + field + "." + name + "': expected a number 0-4, found " + type_of(s));
-      const double v = s.get<double>();
-      if (!(v >= 0 && v <= 4))
-        throw BadRow("bad_score", "field '" + field + "." + name + "': " + s.dump() + " is outside 0-4");
-      cand.scores[name] = v;
-    }
-    out.candidates.push_back(std::move(cand));
-  }
+  for (size_t i = 0; i < cands.size(); ++i)
+    out.candidates.push_back(parse_candidate(cands[i], "candidates[" + std::to_string(i) + "]", opt));
   std::vector<Turn> q = {{"human", out.question}};
   check_image_tokens(q, out.images.size(), opt);
   out.question = q[0].value;
@@ -454,23 +472,16 @@ ScoredCandidatesRow parse_scored_candidates_row(const json& row, const RowOrigin
 }
 
 ordered_json to_json(const ScoredCandidatesRow& row) {
-  ordered_json out;
-  out["id"] = row.id;
-  out["images"] = row.images;
-  out["question"] = row.question;
   ordered_json cands = ordered_json::array();
   for (const auto& c : row.candidates) {
-    ordered_json scores = ordered_json::object();
+    ordered_json scores = ordered_json::object();  // the five attributes in their order, then any others
     for (const auto& name : attribute_names())
       if (c.scores.count(name)) scores[name] = c.scores.at(name);
     for (const auto& [k, v] : c.scores)
       if (!scores.contains(k)) scores[k] = v;
     cands.push_back({{"response", c.response}, {"scores", scores}});
   }
-  out["candidates"] = cands;
-  out["source"] = origin_json(row.origin);
-  add_extra(out, row.extra);
-  return out;
+  return row_json(row, {{"question", row.question}, {"candidates", std::move(cands)}});
 }
 
 }  // namespace mmr::data

@@ -56,6 +56,60 @@ size_t Fraction::of(size_t n) const {
   return static_cast<size_t>(twice / (static_cast<u128>(den) * 2));
 }
 
+namespace {
+
+// p/q with both parts plain digits ("1/3"); false when the text is not of that form.
+bool read_ratio(const std::string& t, Fraction& f) {
+  const size_t slash = t.find('/');
+  auto digits = [](const std::string& s) { return !s.empty() && std::all_of(s.begin(), s.end(), ::isdigit); };
+  const std::string a = t.substr(0, slash), b = t.substr(slash + 1);
+  if (!digits(a) || !digits(b) || a.size() > 18 || b.size() > 18) return false;
+  f.num = std::stoull(a);
+  f.den = std::stoull(b);
+  return true;
+}
+
+// A decimal with an optional exponent ("+0.25", "2.5e-1") as mantissa / 10^scale; false when it is not one.
+bool read_decimal(const std::string& t, std::string& mantissa, int& scale) {
+  size_t i = 0;
+  if (i < t.size() && t[i] == '+') ++i;
+  int decimals = 0;
+  bool dot = false, any = false;
+  for (; i < t.size() && (std::isdigit(static_cast<unsigned char>(t[i])) || (t[i] == '.' && !dot)); ++i) {
+    if (t[i] == '.') {
+      dot = true;
+      continue;
+    }
+    any = true;
+    mantissa += t[i];
+    if (dot) ++decimals;
+  }
+  if (!any) return false;
+  int exponent = 0;
+  if (i < t.size() && (t[i] == 'e' || t[i] == 'E')) {
+    const std::string e = t.substr(i + 1);
+    size_t used = 0;
+    try {
+      exponent = std::stoi(e, &used);
+    } catch (const std::exception&) {
+      return false;
+    }
+    if (used != e.size()) return false;
+    i = t.size();
+  }
+  if (i != t.size()) return false;
+  mantissa.erase(0, std::min(mantissa.find_first_not_of('0'), mantissa.size()));
+  // Trailing zeros after the point carry no value; dropping them keeps the numbers small.
+  while (decimals > 0 && !mantissa.empty() && mantissa.back() == '0') {
+    mantissa.pop_back();
+    --decimals;
+  }
+  scale = decimals - exponent;
+  return true;
+}
+
+}  // namespace
+
 Fraction parse_fraction(const std::string& raw, const std::string& where) {
   auto bad = [&](const std::string& why) -> ConfigError {
     return ConfigError(where + "expected a fraction between 0 and 1 (e.g. 0.25), found '" + raw + "'" +
@@ -66,50 +120,13 @@ Fraction parse_fraction(const std::string& raw, const std::string& where) {
   t.erase(t.find_last_not_of(" \t") + 1);
   Fraction f;
   f.text = t;
-  const size_t slash = t.find('/');
-  auto digits = [](const std::string& s) { return !s.empty() && std::all_of(s.begin(), s.end(), ::isdigit); };
-  if (slash != std::string::npos) {
-    const std::string a = t.substr(0, slash), b = t.substr(slash + 1);
-    if (!digits(a) || !digits(b) || a.size() > 18 || b.size() > 18) throw bad("");
-    f.num = std::stoull(a);
-    f.den = std::stoull(b);
+  if (t.find('/') != std::string::npos) {
+    if (!read_ratio(t, f)) throw bad("");
     if (f.den == 0) throw bad("zero denominator");
   } else {
-    size_t i = 0;
-    if (i < t.size() && t[i] == '+') ++i;
     std::string mantissa;
-    int decimals = 0;
-    bool dot = false, any = false;
-    for (; i < t.size() && (std::isdigit(static_cast<unsigned char>(t[i])) || (t[i] == '.' && !dot)); ++i) {
-      if (t[i] == '.') {
-        dot = true;
-        continue;
-      }
-      any = true;
-      mantissa += t[i];
-      if (dot) ++decimals;
-    }
-    if (!any) throw bad("");
-    int exponent = 0;
-    if (i < t.size() && (t[i] == 'e' || t[i] == 'E')) {
-      const std::string e = t.substr(i + 1);
-      size_t used = 0;
-      try {
-        exponent = std::stoi(e, &used);
-      } catch (const std::exception&) {
-        throw bad("");
-      }
-      if (used != e.size()) throw bad("");
-      i = t.size();
-    }
-    if (i != t.size()) throw bad("");
-    mantissa.erase(0, std::min(mantissa.find_first_not_of('0'), mantissa.size()));
-    // Trailing zeros after the point carry no value; dropping them keeps the numbers small.
-    while (decimals > 0 && !mantissa.empty() && mantissa.back() == '0') {
-      mantissa.pop_back();
-      --decimals;
-    }
-    const int scale = decimals - exponent;  // value = mantissa / 10^scale
+    int scale = 0;  // value = mantissa / 10^scale
+    if (!read_decimal(t, mantissa, scale)) throw bad("");
     if (mantissa.empty()) return f.num = 0, f.den = 1, f;
     if (mantissa.size() > 18 || scale > 18 || scale < -18) throw bad("too many digits");
     f.num = std::stoull(mantissa);
@@ -352,6 +369,46 @@ void flip_fraction(std::vector<PreferenceRow>& rows, const Fraction& f, uint64_t
   counts["flipped"] += static_cast<int64_t>(k);
 }
 
+namespace {
+
+// Each candidate's sum of the rule's attributes; a missing one is bad data naming the row.
+std::vector<double> candidate_scores(const ScoredCandidatesRow& g, const PairRule& rule) {
+  std::vector<double> score(g.candidates.size(), 0.0);
+  for (size_t i = 0; i < g.candidates.size(); ++i)
+    for (const auto& a : rule.attributes) {
+      auto it = g.candidates[i].scores.find(a);
+      if (it == g.candidates[i].scores.end())
+        throw DataError(g.origin.file + ":" + std::to_string(g.origin.row) + ": bad_score: candidates[" +
+                        std::to_string(i) + "] has no score for '" + a + "' (build_pairs attributes)");
+      score[i] += it->second;
+    }
+  return score;
+}
+
+// The pair of candidates `best` and `rej` of a group, keeping their scores and positions as extra fields.
+PreferenceRow pair_of(const ScoredCandidatesRow& g, const std::vector<double>& score, size_t best, size_t rej) {
+  PreferenceRow p;
+  p.id = g.id;
+  p.images = g.images;
+  p.prompt = {{"human", g.question}};
+  p.chosen.text = g.candidates[best].response;
+  p.rejected.text = g.candidates[rej].response;
+  p.origin = g.origin;
+  p.extra = g.extra;
+  nlohmann::json cs = nlohmann::json::object(), rs = nlohmann::json::object();
+  for (const auto& [k, v] : g.candidates[best].scores) cs[k] = v;
+  for (const auto& [k, v] : g.candidates[rej].scores) rs[k] = v;
+  p.extra["chosen_scores"] = cs;
+  p.extra["rejected_scores"] = rs;
+  p.extra["chosen_index"] = best;
+  p.extra["rejected_index"] = rej;
+  p.extra["chosen_score"] = score[best];
+  p.extra["rejected_score"] = score[rej];
+  return p;
+}
+
+}  // namespace
+
 std::vector<PreferenceRow> build_pairs(const std::vector<ScoredCandidatesRow>& groups, const PairRule& rule,
                                        uint64_t seed, Counters& counts) {
   std::vector<PreferenceRow> out;
@@ -362,15 +419,7 @@ std::vector<PreferenceRow> build_pairs(const std::vector<ScoredCandidatesRow>& g
       ++counts["groups_skipped/too_few_candidates"];
       continue;
     }
-    std::vector<double> score(g.candidates.size(), 0.0);
-    for (size_t i = 0; i < g.candidates.size(); ++i)
-      for (const auto& a : rule.attributes) {
-        auto it = g.candidates[i].scores.find(a);
-        if (it == g.candidates[i].scores.end())
-          throw DataError(g.origin.file + ":" + std::to_string(g.origin.row) + ": bad_score: candidates[" +
-                          std::to_string(i) + "] has no score for '" + a + "' (build_pairs attributes)");
-        score[i] += it->second;
-      }
+    const std::vector<double> score = candidate_scores(g, rule);
     // chosen: the earliest candidate with the highest score (the samples' order is the only neutral tie-break).
     const size_t best = static_cast<size_t>(std::max_element(score.begin(), score.end()) - score.begin());
     const double lowest = *std::min_element(score.begin(), score.end());
@@ -384,26 +433,7 @@ std::vector<PreferenceRow> build_pairs(const std::vector<ScoredCandidatesRow>& g
       if (score[i] <= score[best] - rule.min_gap + kEps) pool.push_back(i);
     // The draw depends only on the seed and the group's id, so a subset of the groups keeps the same pairs.
     SplitMix64 g_rng(mix_seed(seed, "build_pairs", fnv1a64(g.id)));
-    const size_t rej = pool[g_rng.below(pool.size())];
-
-    PreferenceRow p;
-    p.id = g.id;
-    p.images = g.images;
-    p.prompt = {{"human", g.question}};
-    p.chosen.text = g.candidates[best].response;
-    p.rejected.text = g.candidates[rej].response;
-    p.origin = g.origin;
-    p.extra = g.extra;
-    nlohmann::json cs = nlohmann::json::object(), rs = nlohmann::json::object();
-    for (const auto& [k, v] : g.candidates[best].scores) cs[k] = v;
-    for (const auto& [k, v] : g.candidates[rej].scores) rs[k] = v;
-    p.extra["chosen_scores"] = cs;
-    p.extra["rejected_scores"] = rs;
-    p.extra["chosen_index"] = best;
-    p.extra["rejected_index"] = rej;
-    p.extra["chosen_score"] = score[best];
-    p.extra["rejected_score"] = score[rej];
-    out.push_back(std::move(p));
+    out.push_back(pair_of(g, score, best, pool[g_rng.below(pool.size())]));
   }
   counts["pairs_built"] += static_cast<int64_t>(out.size());
   return out;

@@ -68,32 +68,51 @@ class JudgeClient {
   }
 
  private:
-  std::vector<std::string> fetch(const std::vector<JudgeRequest>& requests, bool count) {
-    std::vector<std::string> replies(requests.size());
-    std::vector<std::string> keys(requests.size());
-    std::map<std::string, size_t> to_send;  // key -> index in `send`
+  // What the cache answers, and the requests left to send (each distinct request once).
+  struct Lookup {
+    std::vector<std::string> replies;        // the cached ones filled in
+    std::vector<std::string> keys;           // cache key per request
+    std::vector<bool> have;                  // answered from the cache
+    std::map<std::string, size_t> to_send;   // key -> index in `send`
     std::vector<JudgeRequest> send;
-    std::vector<bool> have(requests.size(), false);
+  };
+
+  Lookup lookup(const std::vector<JudgeRequest>& requests, bool count) {
+    Lookup l{std::vector<std::string>(requests.size()), std::vector<std::string>(requests.size()),
+             std::vector<bool>(requests.size(), false), {}, {}};
     for (size_t i = 0; i < requests.size(); ++i) {
-      keys[i] = cache_key(requests[i]);
+      l.keys[i] = cache_key(requests[i]);
       n_requests_ += count;
-      if (auto hit = ctx_.cached_judgment(identity_, keys[i])) {
-        replies[i] = *hit;
-        have[i] = true;
+      if (auto hit = ctx_.cached_judgment(identity_, l.keys[i])) {
+        l.replies[i] = *hit;
+        l.have[i] = true;
         // A reply this stage prefetched was sent by it, not found from an earlier run.
-        n_cache_hits_ += count && !prefetched_.count(keys[i]);
-      } else if (!to_send.count(keys[i])) {
-        to_send.emplace(keys[i], send.size());
-        send.push_back(requests[i]);
+        n_cache_hits_ += count && !prefetched_.count(l.keys[i]);
+      } else if (!l.to_send.count(l.keys[i])) {
+        l.to_send.emplace(l.keys[i], l.send.size());
+        l.send.push_back(requests[i]);
       }
     }
-    if (send.empty()) return replies;
+    return l;
+  }
+
+  std::vector<std::string> fetch(const std::vector<JudgeRequest>& requests, bool count) {
+    Lookup l = lookup(requests, count);
+    if (l.send.empty()) return l.replies;
     if (!count)
-      for (const auto& entry : to_send) prefetched_.insert(entry.first);
-    std::vector<std::string> send_keys(send.size());
-    for (const auto& [key, j] : to_send) send_keys[j] = key;
-    // In chunks: each chunk's replies are stored before the next is sent, so an interruption (Ctrl-C, a crash)
-    // loses at most one chunk of paid-for replies.
+      for (const auto& entry : l.to_send) prefetched_.insert(entry.first);
+    std::vector<std::string> send_keys(l.send.size());
+    for (const auto& [key, j] : l.to_send) send_keys[j] = key;
+    const std::vector<JudgeReply> got = send_all(l.send, send_keys);
+    for (size_t i = 0; i < requests.size(); ++i)
+      if (!l.have[i]) l.replies[i] = got[l.to_send.at(l.keys[i])].text;
+    return l.replies;
+  }
+
+  // Sends in chunks: each chunk's replies are stored before the next is sent, so an interruption (Ctrl-C, a
+  // crash) loses at most one chunk of paid-for replies. If any request got no reply, the replies that did come
+  // stay cached and an Error names how many failed and the first reason.
+  std::vector<JudgeReply> send_all(const std::vector<JudgeRequest>& send, const std::vector<std::string>& keys) {
     std::vector<JudgeReply> got;
     int64_t failed = 0;
     std::string first_error;
@@ -111,11 +130,8 @@ class JudgeClient {
                                         chunk.size()));
       n_sent_ += static_cast<int64_t>(chunk.size());
       for (size_t k = 0; k < part.size(); ++k) {
-        if (part[k].ok) {
-          ctx_.store_judgment(identity_, send_keys[start + k], part[k].text);
-        } else if (failed++ == 0) {
-          first_error = part[k].error;
-        }
+        if (part[k].ok) ctx_.store_judgment(identity_, keys[start + k], part[k].text);
+        else if (failed++ == 0) first_error = part[k].error;
         got.push_back(std::move(part[k]));
       }
       if (progress) progress->advance(static_cast<int64_t>(chunk.size()));
@@ -125,9 +141,7 @@ class JudgeClient {
       throw Error(fmt::format("judge '{}': {} of {} request(s) got no reply (the {} replies received are cached; "
                               "rerun to resume); first failure: {}", identity_, failed, send.size(),
                               send.size() - static_cast<size_t>(failed), first_error));
-    for (size_t i = 0; i < requests.size(); ++i)
-      if (!have[i]) replies[i] = got[to_send.at(keys[i])].text;
-    return replies;
+    return got;
   }
 
   static constexpr size_t kChunk = 32;

@@ -76,48 +76,61 @@ std::string text_of(const Json& v) {
 }
 }  // namespace
 
+namespace {
+
+// The candidates' texts: each a string, or an object with "response" (or "text", "answer").
+std::vector<std::string> responses_of(const Json& row, const std::string& where) {
+  auto c = row.find("candidates");
+  if (c == row.end() || !c->is_array() || c->empty())
+    throw DataError(where + "\"candidates\": expected a non-empty list of responses");
+  std::vector<std::string> responses;
+  for (size_t k = 0; k < c->size(); ++k) {
+    const Json& cand = (*c)[k];
+    std::string response;
+    if (cand.is_string()) response = cand.get<std::string>();
+    for (const char* key : {"response", "text", "answer"})
+      if (cand.is_object() && response.empty())
+        if (auto it = cand.find(key); it != cand.end() && it->is_string()) response = it->get<std::string>();
+    if (response.empty())
+      throw DataError(fmt::format("{}candidates[{}]: expected a string or an object with \"response\", found {}",
+                                  where, k, cand.dump()));
+    responses.push_back(std::move(response));
+  }
+  return responses;
+}
+
+// One row of the candidates file; `where` is "path:line: ".
+CandidateRow candidate_row(const std::string& text, int line, const std::string& where) {
+  CandidateRow r;
+  r.line = line;
+  try {
+    r.row = Json::parse(text);
+  } catch (const Json::exception& e) {
+    throw DataError(where + "malformed JSON line: " + e.what());
+  }
+  if (!r.row.is_object()) throw DataError(where + "expected a JSON object");
+  auto q = r.row.find("question");
+  if (q == r.row.end()) throw DataError(where + "missing \"question\" (a string or a turn)");
+  r.question = text_of(*q);
+  if (r.question.empty()) throw DataError(where + "\"question\": expected a non-empty string or turn, found " + q->dump());
+  if (auto im = r.row.find("image"); im != r.row.end() && !im->is_null()) {
+    if (!im->is_string()) throw DataError(where + "\"image\": expected a file name, found " + im->dump());
+    r.image = im->get<std::string>();
+  }
+  r.responses = responses_of(r.row, where);
+  return r;
+}
+
+}  // namespace
+
 std::vector<CandidateRow> read_candidate_rows(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError(fmt::format("cannot open the candidates file '{}': {}", path, std::strerror(errno)));
   std::vector<CandidateRow> rows;
   std::string text;
-  int line = 0;
-  while (std::getline(in, text)) {
-    ++line;
+  for (int line = 1; std::getline(in, text); ++line) {
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = fmt::format("{}:{}: ", path, line);
-    CandidateRow r;
-    r.line = line;
-    try {
-      r.row = Json::parse(text);
-    } catch (const Json::exception& e) {
-      throw DataError(where + "malformed JSON line: " + e.what());
-    }
-    if (!r.row.is_object()) throw DataError(where + "expected a JSON object");
-    auto q = r.row.find("question");
-    if (q == r.row.end()) throw DataError(where + "missing \"question\" (a string or a turn)");
-    r.question = text_of(*q);
-    if (r.question.empty()) throw DataError(where + "\"question\": expected a non-empty string or turn, found " + q->dump());
-    if (auto im = r.row.find("image"); im != r.row.end() && !im->is_null()) {
-      if (!im->is_string()) throw DataError(where + "\"image\": expected a file name, found " + im->dump());
-      r.image = im->get<std::string>();
-    }
-    auto c = r.row.find("candidates");
-    if (c == r.row.end() || !c->is_array() || c->empty())
-      throw DataError(where + "\"candidates\": expected a non-empty list of responses");
-    for (size_t k = 0; k < c->size(); ++k) {
-      const Json& cand = (*c)[k];
-      std::string response;
-      if (cand.is_string()) response = cand.get<std::string>();
-      for (const char* key : {"response", "text", "answer"})
-        if (cand.is_object() && response.empty())
-          if (auto it = cand.find(key); it != cand.end() && it->is_string()) response = it->get<std::string>();
-      if (response.empty())
-        throw DataError(fmt::format("{}candidates[{}]: expected a string or an object with \"response\", found {}",
-                                    where, k, cand.dump()));
-      r.responses.push_back(std::move(response));
-    }
-    rows.push_back(std::move(r));
+    rows.push_back(candidate_row(text, line, fmt::format("{}:{}: ", path, line)));
   }
   return rows;
 }

@@ -208,7 +208,7 @@ class Dpo : public Algorithm {
 
   // The policy itself (run with its adapters disabled), or the frozen `reference_model`.
   std::shared_ptr<LanguageModel> live_reference(StageContext& ctx, const std::shared_ptr<LanguageModel>& policy) {
-    if (!cfg_.reference_model) return policy;
+    if (cfg_.reference_model.IsNull()) return policy;
     std::shared_ptr<Plugin> plugin = ctx.create(PluginKind::Model, cfg_.reference_model);
     auto* lm = dynamic_cast<LanguageModel*>(plugin.get());
     if (!lm) throw ConfigError(ctx.options().where("reference_model") + "reference_model: not a language model");

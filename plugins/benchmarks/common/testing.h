@@ -68,6 +68,14 @@ void expect_counts(const Metrics& got, const Expected& expected) {
   for (const auto& [name, value] : expected) EXPECT_EQ(metric(got, name), value) << name;
 }
 
+// The `name` of every item, in order (columns, categories, splits).
+template <typename Items>
+void expect_names(const Items& items, const std::vector<std::string>& names) {
+  std::vector<std::string> got;
+  for (const auto& item : items) got.push_back(item.name);
+  EXPECT_EQ(got, names);
+}
+
 // `fn` throws an `E` whose message contains every piece.
 template <typename E, typename Fn>
 void expect_error(Fn fn, std::initializer_list<std::string> pieces) {

@@ -194,6 +194,29 @@ std::string build_review_prompt(const Rule& rule, std::string_view context, std:
   return c;
 }
 
+namespace {
+
+// Row i pairs a question with the reference answer and the model answer of the same question_id.
+void check_paired(size_t i, const Question& q, const Answer& a1, const Answer& a2) {
+  if (a1.question_id != q.question_id || a2.question_id != q.question_id) {
+    throw mmr::DataError("LLaVA-Bench review: row " + std::to_string(i + 1) + " pairs question_id " +
+                         std::to_string(q.question_id) + " (question line " + std::to_string(q.line) +
+                         ") with answers for " + std::to_string(a1.question_id) + " (reference line " +
+                         std::to_string(a1.line) + ") and " + std::to_string(a2.question_id) + " (model line " +
+                         std::to_string(a2.line) + ")");
+  }
+}
+
+// A map entry that must exist; `what` names it in the error.
+template <typename Map>
+const typename Map::mapped_type& find_or_throw(const Map& map, const std::string& key, const std::string& what) {
+  auto it = map.find(key);
+  if (it == map.end()) throw mmr::DataError("LLaVA-Bench review: " + what);
+  return it->second;
+}
+
+}  // namespace
+
 std::vector<ReviewRequest> build_review_requests(const std::vector<Question>& questions,
                                                  const std::map<std::string, std::string>& context,
                                                  const std::vector<Answer>& answers1,
@@ -209,24 +232,13 @@ std::vector<ReviewRequest> build_review_requests(const std::vector<Question>& qu
     const Question& q = questions[i];
     const Answer& a1 = answers1[i];
     const Answer& a2 = answers2[i];
-    if (a1.question_id != q.question_id || a2.question_id != q.question_id) {
-      throw mmr::DataError("LLaVA-Bench review: row " + std::to_string(i + 1) + " pairs question_id " +
-                           std::to_string(q.question_id) + " (question line " + std::to_string(q.line) +
-                           ") with answers for " + std::to_string(a1.question_id) + " (reference line " +
-                           std::to_string(a1.line) + ") and " + std::to_string(a2.question_id) + " (model line " +
-                           std::to_string(a2.line) + ")");
-    }
-    auto ctx = context.find(q.image);
-    if (ctx == context.end()) {
-      throw mmr::DataError("LLaVA-Bench review: no context for image '" + q.image + "' (question line " +
-                           std::to_string(q.line) + ")");
-    }
+    const std::string line = std::to_string(q.line);
     const std::string category = "llava_bench_" + q.category;
-    auto rule = rules.find(category);
-    if (rule == rules.end()) {
-      throw mmr::DataError("LLaVA-Bench review: category '" + category + "' (question line " + std::to_string(q.line) +
-                           ") is not in the rule file");
-    }
+    check_paired(i, q, a1, a2);
+    const std::string& caption =
+        find_or_throw(context, q.image, "no context for image '" + q.image + "' (question line " + line + ")");
+    const Rule& rule = find_or_throw(rules, category, "category '" + category + "' (question line " + line +
+                                                          ") is not in the rule file");
     if (a2.answer_id.empty()) {
       throw mmr::DataError("LLaVA-Bench review: model answer line " + std::to_string(a2.line) +
                            " has no answer_id (eval_gpt_review_bench.py requires it)");
@@ -238,7 +250,7 @@ std::vector<ReviewRequest> build_review_requests(const std::vector<Question>& qu
     r.answer1_id = r.answer1_id_is_int ? std::to_string(a1.question_id) : a1.answer_id;
     r.answer2_id = a2.answer_id;
     r.category = category;
-    r.content = build_review_prompt(rule->second, ctx->second, q.text, a1.text, a2.text);
+    r.content = build_review_prompt(rule, caption, q.text, a1.text, a2.text);
     out.push_back(std::move(r));
   }
   return out;

@@ -119,57 +119,67 @@ double kahan_mean(const std::vector<double>& values) {
   return sum / static_cast<double>(values.size());
 }
 
-std::vector<ModelScores> score(const std::vector<Judgment>& judgments, const std::vector<Question>* questions,
-                               const ScoreOptions& options) {
-  std::map<int64_t, std::string> category_of;
-  if (questions) {
-    for (const Question& q : *questions) category_of[q.question_id] = q.category;
-  }
-  const std::set<std::string> wanted(options.model_list.begin(), options.model_list.end());
+namespace {
 
-  struct Acc {
-    std::vector<double> turn[2], all;
-    std::map<std::string, std::vector<double>> category;
-    std::set<std::pair<int64_t, int>> seen;
-    ModelScores out;
-  };
-  std::map<std::string, Acc> by_model;
-  for (const Judgment& j : judgments) {
-    if (!wanted.empty() && !wanted.count(j.model)) continue;
-    Acc& acc = by_model[j.model];
-    acc.out.model = j.model;
-    ++acc.out.n_judgments;
-    if (!acc.seen.insert({j.question_id, j.turn}).second) ++acc.out.n_duplicates;
-    std::string category;
-    if (questions) {
-      auto it = category_of.find(j.question_id);
-      if (it == category_of.end()) {
-        throw mmr::DataError("MT-Bench judgment line " + std::to_string(j.line) + " (model '" + j.model +
-                             "'): question_id " + std::to_string(j.question_id) + " is not in the question file");
-      }
-      category = it->second;
-    }
+// One model's rows as display_result_single groups them: scores per turn, overall and (with questions) per
+// category, failed rows left out.
+struct ModelRows {
+  std::vector<double> turn[2], all;
+  std::map<std::string, std::vector<double>> category;
+  std::set<std::pair<int64_t, int>> seen;  // (question_id, turn), to count duplicates
+  ModelScores out;
+
+  void add(const Judgment& j, const std::string* category_name) {
+    out.model = j.model;
+    ++out.n_judgments;
+    if (!seen.insert({j.question_id, j.turn}).second) ++out.n_duplicates;
     if (j.score == -1) {
-      ++acc.out.n_failed;
-      continue;
+      ++out.n_failed;
+      return;
     }
-    acc.turn[j.turn - 1].push_back(j.score);
-    acc.all.push_back(j.score);
-    if (questions) acc.category[category].push_back(j.score);
+    turn[j.turn - 1].push_back(j.score);
+    all.push_back(j.score);
+    if (category_name) category[*category_name].push_back(j.score);
   }
 
-  std::vector<ModelScores> out;
-  for (auto& [model, acc] : by_model) {
+  ModelScores finish() {
     auto mean = [](const std::vector<double>& v) -> std::optional<MeanScore> {
       if (v.empty()) return std::nullopt;
       return MeanScore{kahan_mean(v), static_cast<int64_t>(v.size())};
     };
-    acc.out.turn_1 = mean(acc.turn[0]);
-    acc.out.turn_2 = mean(acc.turn[1]);
-    acc.out.overall = mean(acc.all);
-    for (const auto& [cat, v] : acc.category) acc.out.categories[cat] = *mean(v);
-    out.push_back(std::move(acc.out));
+    out.turn_1 = mean(turn[0]);
+    out.turn_2 = mean(turn[1]);
+    out.overall = mean(all);
+    for (const auto& [cat, v] : category) out.categories[cat] = *mean(v);
+    return std::move(out);
   }
+};
+
+// The category of a judged question; a judgment for a question not in the question file is a DataError.
+const std::string& category_of(const std::map<int64_t, std::string>& categories, const Judgment& j) {
+  auto it = categories.find(j.question_id);
+  if (it == categories.end()) {
+    throw mmr::DataError("MT-Bench judgment line " + std::to_string(j.line) + " (model '" + j.model +
+                         "'): question_id " + std::to_string(j.question_id) + " is not in the question file");
+  }
+  return it->second;
+}
+
+}  // namespace
+
+std::vector<ModelScores> score(const std::vector<Judgment>& judgments, const std::vector<Question>* questions,
+                               const ScoreOptions& options) {
+  std::map<int64_t, std::string> categories;
+  if (questions)
+    for (const Question& q : *questions) categories[q.question_id] = q.category;
+  const std::set<std::string> wanted(options.model_list.begin(), options.model_list.end());
+  std::map<std::string, ModelRows> by_model;
+  for (const Judgment& j : judgments) {
+    if (!wanted.empty() && !wanted.count(j.model)) continue;
+    by_model[j.model].add(j, questions ? &category_of(categories, j) : nullptr);
+  }
+  std::vector<ModelScores> out;
+  for (auto& [model, rows] : by_model) out.push_back(rows.finish());
   std::stable_sort(out.begin(), out.end(), [](const ModelScores& a, const ModelScores& b) {
     const double sa = a.overall ? a.overall->mean : -HUGE_VAL, sb = b.overall ? b.overall->mean : -HUGE_VAL;
     return sa > sb;
@@ -275,15 +285,12 @@ std::string format_template(std::string_view tmpl, const std::map<std::string, s
   return out;
 }
 
-JudgeRequest build_judge_request(const std::map<std::string, JudgePrompt>& prompts, const Question& question,
-                                 const ModelAnswer& answer, const ModelAnswer* reference, int turn) {
-  if (turn != 1 && turn != 2) throw mmr::DataError("MT-Bench: turn must be 1 or 2, got " + std::to_string(turn));
-  const bool multi_turn = turn == 2;
+namespace {
+
+// The answer is to this question and both have the turns the judged turn needs.
+void check_turns(const Question& question, const ModelAnswer& answer, int turn) {
   const std::string qid = std::to_string(question.question_id);
-  const std::string name = judge_prompt_name(question.category, multi_turn);
-  auto p = prompts.find(name);
-  if (p == prompts.end()) throw mmr::DataError("MT-Bench: judge prompt '" + name + "' is not in the judge prompt file");
-  const size_t need = multi_turn ? 2 : 1;
+  const size_t need = turn == 2 ? 2 : 1;
   if (question.turns.size() < need || answer.turns.size() < need) {
     throw mmr::DataError("MT-Bench question " + qid + ": turn " + std::to_string(turn) + " needs " + std::to_string(need) +
                          " question and answer turns; the question has " + std::to_string(question.turns.size()) +
@@ -293,17 +300,22 @@ JudgeRequest build_judge_request(const std::map<std::string, JudgePrompt>& promp
     throw mmr::DataError("MT-Bench: answer line " + std::to_string(answer.line) + " is for question " +
                          std::to_string(answer.question_id) + ", not " + qid);
   }
+}
+
+// The template fields run_judge_single fills: the question and answer of the turn (both turns for turn 2), and
+// both reference turns where the category needs them (a turn-1 template simply does not use the second).
+std::map<std::string, std::string> template_fields(const Question& question, const ModelAnswer& answer,
+                                                   const ModelAnswer* reference, int turn) {
   std::map<std::string, std::string> fields;
   if (needs_reference(question.category)) {
     if (!reference || reference->turns.size() < 2 || reference->question_id != question.question_id) {
-      throw mmr::DataError("MT-Bench question " + qid + " (" + question.category +
+      throw mmr::DataError("MT-Bench question " + std::to_string(question.question_id) + " (" + question.category +
                            ") needs the reference answer with 2 turns (reference_answer/gpt-4.jsonl)");
     }
-    // run_judge_single always passes both reference turns; a turn-1 template simply does not use the second.
     fields["ref_answer_1"] = reference->turns[0];
     fields["ref_answer_2"] = reference->turns[1];
   }
-  if (multi_turn) {
+  if (turn == 2) {
     fields["question_1"] = question.turns[0];
     fields["question_2"] = question.turns[1];
     fields["answer_1"] = answer.turns[0];
@@ -312,10 +324,22 @@ JudgeRequest build_judge_request(const std::map<std::string, JudgePrompt>& promp
     fields["question"] = question.turns[0];
     fields["answer"] = answer.turns[0];
   }
+  return fields;
+}
+
+}  // namespace
+
+JudgeRequest build_judge_request(const std::map<std::string, JudgePrompt>& prompts, const Question& question,
+                                 const ModelAnswer& answer, const ModelAnswer* reference, int turn) {
+  if (turn != 1 && turn != 2) throw mmr::DataError("MT-Bench: turn must be 1 or 2, got " + std::to_string(turn));
+  const std::string name = judge_prompt_name(question.category, turn == 2);
+  auto p = prompts.find(name);
+  if (p == prompts.end()) throw mmr::DataError("MT-Bench: judge prompt '" + name + "' is not in the judge prompt file");
+  check_turns(question, answer, turn);
   JudgeRequest r;
   r.prompt_name = name;
   r.system_prompt = p->second.system_prompt;
-  r.user_prompt = format_template(p->second.prompt_template, fields);
+  r.user_prompt = format_template(p->second.prompt_template, template_fields(question, answer, reference, turn));
   r.turn = turn;
   return r;
 }

@@ -163,65 +163,77 @@ std::string with_sentence(const std::string& text, const std::string& extra) {
 
 }  // namespace
 
+namespace {
+
+// The partial and hallucinated answers of each question type; `absent` names an object not in the image (or is
+// empty). Each draws from `rng` in a fixed order, which is part of the world's format.
+void count_variants(const VqaItem& item, const std::string& absent, Rng& rng, ResponseVariants& v) {
+  const int lo = (item.count > 0 && rng.bernoulli(0.5)) ? item.count - 1 : item.count;
+  v.partial = fmt::format("There are either {} or {} {}; I cannot tell exactly.", lo, lo + 1, item.noun_plural);
+  const int wrong = (item.count > 0 && rng.bernoulli(0.5)) ? item.count - 1
+                                                           : item.count + static_cast<int>(rng.uniform_int(1, 2));
+  v.hallucinated = with_sentence(count_sentence(wrong, item.noun_singular, item.noun_plural),
+                                 absent.empty() ? "" : fmt::format("I can also see {}.", absent));
+}
+
+void colour_variants(const VqaItem& item, const std::string& absent, const Vocabulary& vocab, Rng& rng,
+                     ResponseVariants& v) {
+  const std::string right = palette()[item.colour].name;
+  const std::string other = palette()[other_colour(item.colour, vocab, rng)].name;
+  const bool right_first = rng.bernoulli(0.5);
+  v.partial = fmt::format("{} is either {} or {}.", capitalised(item.subject), right_first ? right : other,
+                          right_first ? other : right);
+  const std::string wrong = palette()[other_colour(item.colour, vocab, rng)].name;
+  v.hallucinated = fmt::format("{} is {}", capitalised(item.subject), wrong) +
+                   (absent.empty() ? "." : fmt::format(", and there is {} beside it.", absent));
+}
+
+void position_variants(const VqaItem& item, const std::string& absent, Rng& rng, ResponseVariants& v) {
+  v.partial = fmt::format("{} is {}, I believe.", capitalised(item.subject),
+                          position_with_preposition(one_axis_off(item.position, rng)));
+  v.hallucinated = fmt::format("{} is {}", capitalised(item.subject),
+                               position_with_preposition(both_axes_off(item.position, rng))) +
+                   (absent.empty() ? "." : fmt::format(", next to {}.", absent));
+}
+
+void existence_variants(const VqaItem& item, const ImageTruth& truth, const std::string& absent,
+                        const Vocabulary& vocab, Rng& rng, ResponseVariants& v) {
+  const std::string a = article_for(item.noun_singular);
+  if (item.exists) {
+    // Right answer, wrong place: a bucket holding no instance of the object.
+    std::vector<Position> elsewhere;
+    for (Position p : all_positions()) {
+      const bool taken = std::any_of(truth.objects.begin(), truth.objects.end(), [&](const SceneObject& o) {
+        return o.position == p && vocab.name_of(vocab.category_of(o.shape, o.colour)) == item.noun_singular;
+      });
+      if (!taken) elsewhere.push_back(p);
+    }
+    v.partial = elsewhere.empty()
+                    ? fmt::format("Yes, I think there may be {} {} somewhere.", a, item.noun_singular)
+                    : fmt::format("Yes, there is {} {} {}.", a, item.noun_singular,
+                                  position_with_preposition(rng.pick(elsewhere)));
+    v.hallucinated = fmt::format("No, there is no {} in the image", item.noun_singular) +
+                     (absent.empty() ? "." : fmt::format("; I only see {}.", absent));
+  } else {
+    v.partial = fmt::format("I am not sure, but I do not think there is {} {} in the image.", a,
+                            item.noun_singular);
+    v.hallucinated = fmt::format("Yes, there is {} {} {} of the image.", a, item.noun_singular,
+                                 position_with_preposition(rng.pick(all_positions())));
+  }
+}
+
+}  // namespace
+
 ResponseVariants vqa_variants(const VqaItem& item, const ImageTruth& truth, const Vocabulary& vocab, Rng& rng) {
   ResponseVariants v;
   v.correct = item.answer;
   v.base_complexity = base_complexity(item.type);
   const std::string absent = absent_object_phrase(truth, vocab, rng);
   switch (item.type) {
-    case QuestionType::kCount: {
-      const int lo = (item.count > 0 && rng.bernoulli(0.5)) ? item.count - 1 : item.count;
-      v.partial = fmt::format("There are either {} or {} {}; I cannot tell exactly.", lo, lo + 1, item.noun_plural);
-      const int wrong = (item.count > 0 && rng.bernoulli(0.5)) ? item.count - 1
-                                                               : item.count + static_cast<int>(rng.uniform_int(1, 2));
-      v.hallucinated = with_sentence(count_sentence(wrong, item.noun_singular, item.noun_plural),
-                                     absent.empty() ? "" : fmt::format("I can also see {}.", absent));
-      break;
-    }
-    case QuestionType::kColour: {
-      const std::string right = palette()[item.colour].name;
-      const std::string other = palette()[other_colour(item.colour, vocab, rng)].name;
-      const bool right_first = rng.bernoulli(0.5);
-      v.partial = fmt::format("{} is either {} or {}.", capitalised(item.subject), right_first ? right : other,
-                              right_first ? other : right);
-      const std::string wrong = palette()[other_colour(item.colour, vocab, rng)].name;
-      v.hallucinated = fmt::format("{} is {}", capitalised(item.subject), wrong) +
-                       (absent.empty() ? "." : fmt::format(", and there is {} beside it.", absent));
-      break;
-    }
-    case QuestionType::kPosition: {
-      v.partial = fmt::format("{} is {}, I believe.", capitalised(item.subject),
-                              position_with_preposition(one_axis_off(item.position, rng)));
-      v.hallucinated = fmt::format("{} is {}", capitalised(item.subject),
-                                   position_with_preposition(both_axes_off(item.position, rng))) +
-                       (absent.empty() ? "." : fmt::format(", next to {}.", absent));
-      break;
-    }
-    case QuestionType::kExistence: {
-      const std::string a = article_for(item.noun_singular);
-      if (item.exists) {
-        // Right answer, wrong place: a bucket holding no instance of the object.
-        std::vector<Position> elsewhere;
-        for (Position p : all_positions()) {
-          const bool taken = std::any_of(truth.objects.begin(), truth.objects.end(), [&](const SceneObject& o) {
-            return o.position == p && vocab.name_of(vocab.category_of(o.shape, o.colour)) == item.noun_singular;
-          });
-          if (!taken) elsewhere.push_back(p);
-        }
-        v.partial = elsewhere.empty()
-                        ? fmt::format("Yes, I think there may be {} {} somewhere.", a, item.noun_singular)
-                        : fmt::format("Yes, there is {} {} {}.", a, item.noun_singular,
-                                      position_with_preposition(rng.pick(elsewhere)));
-        v.hallucinated = fmt::format("No, there is no {} in the image", item.noun_singular) +
-                         (absent.empty() ? "." : fmt::format("; I only see {}.", absent));
-      } else {
-        v.partial = fmt::format("I am not sure, but I do not think there is {} {} in the image.", a,
-                                item.noun_singular);
-        v.hallucinated = fmt::format("Yes, there is {} {} {} of the image.", a, item.noun_singular,
-                                     position_with_preposition(rng.pick(all_positions())));
-      }
-      break;
-    }
+    case QuestionType::kCount: count_variants(item, absent, rng, v); break;
+    case QuestionType::kColour: colour_variants(item, absent, vocab, rng, v); break;
+    case QuestionType::kPosition: position_variants(item, absent, rng, v); break;
+    case QuestionType::kExistence: existence_variants(item, truth, absent, vocab, rng, v); break;
   }
   return v;
 }

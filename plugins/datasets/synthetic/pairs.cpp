@@ -17,6 +17,26 @@ nlohmann::ordered_json PairStats::to_json() const {
           {"skipped_too_few_candidates", skipped_too_few_candidates}};
 }
 
+namespace {
+
+// Each candidate's sum of the rule's attributes; a missing one is bad data naming the group.
+std::vector<double> candidate_scores(const ScoredGroup& group, const PairRule& rule) {
+  std::vector<double> score(group.candidates.size(), 0.0);
+  for (size_t i = 0; i < group.candidates.size(); ++i) {
+    for (const std::string& attribute : rule.attributes) {
+      const auto it = group.candidates[i].scores.find(attribute);
+      if (it == group.candidates[i].scores.end()) {
+        throw DataError(fmt::format("scored group '{}': candidate {} has no score for '{}' (the pair rule sums {})",
+                                    group.id, i, attribute, fmt::join(rule.attributes, " + ")));
+      }
+      score[i] += it->second;
+    }
+  }
+  return score;
+}
+
+}  // namespace
+
 PairResult build_pairs(const std::vector<ScoredGroup>& groups, const PairRule& rule, uint64_t seed) {
   PairResult out;
   for (const ScoredGroup& group : groups) {
@@ -25,17 +45,7 @@ PairResult build_pairs(const std::vector<ScoredGroup>& groups, const PairRule& r
       ++out.stats.skipped_too_few_candidates;
       continue;
     }
-    std::vector<double> score(group.candidates.size(), 0.0);
-    for (size_t i = 0; i < group.candidates.size(); ++i) {
-      for (const std::string& attribute : rule.attributes) {
-        const auto it = group.candidates[i].scores.find(attribute);
-        if (it == group.candidates[i].scores.end()) {
-          throw DataError(fmt::format("scored group '{}': candidate {} has no score for '{}' (the pair rule sums {})",
-                                      group.id, i, attribute, fmt::join(rule.attributes, " + ")));
-        }
-        score[i] += it->second;
-      }
-    }
+    const std::vector<double> score = candidate_scores(group, rule);
     size_t best = 0, worst = 0;
     for (size_t i = 1; i < score.size(); ++i) {
       if (score[i] > score[best]) best = i;  // strict: ties keep the earliest
@@ -51,17 +61,8 @@ PairResult build_pairs(const std::vector<ScoredGroup>& groups, const PairRule& r
     }
     Rng rng(derive_seed(seed, kStreamPairs, fnv1a64(group.id)));
     const size_t rejected = rng.pick(low);
-    PreferencePair pair;
-    pair.id = group.id;
-    pair.image = group.image;
-    pair.question = group.question;
-    pair.chosen = group.candidates[best].response;
-    pair.rejected = group.candidates[rejected].response;
-    pair.chosen_score = score[best];
-    pair.rejected_score = score[rejected];
-    pair.chosen_index = best;
-    pair.rejected_index = rejected;
-    out.pairs.push_back(std::move(pair));
+    out.pairs.push_back({group.id, group.image, group.question, group.candidates[best].response,
+                         group.candidates[rejected].response, score[best], score[rejected], best, rejected});
     ++out.stats.pairs;
   }
   return out;

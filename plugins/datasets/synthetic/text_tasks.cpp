@@ -236,68 +236,84 @@ TextTask make_sort_words(Rng& rng) {
   return task;
 }
 
-// Three templates; the numbers appear in the question in the order a, b, c, d and the answer is
-//   template 0: a + b*c - d      template 1: c - a*b      template 2: a*b + c
-TextTask make_word_problem(Rng& rng) {
-  const Person& p = rng.pick(people());
+// Word problems: three templates, each with its numbers in the question in the order a, b, c, d. The partial
+// answer gets the first step right and the last one off; the wrong one starts from a wrong first step.
+
+// a + b*c - d apples.
+TextTask apples_problem(const Person& p, Rng& rng) {
   const std::string he = p.pronoun;
   const std::string He = he == "he" ? "He" : "She";
+  const int64_t a = rng.uniform_int(2, 30), b = rng.uniform_int(2, 9), c = rng.uniform_int(2, 12);
+  const int64_t first = b * c;
+  const int64_t d = rng.uniform_int(1, a + first - 1);
+  const int64_t result = a + first - d;
   TextTask task;
-  const int64_t which = rng.uniform_int(0, 2);
-  int64_t first = 0, result = 0;  // first step, final answer
-  std::string steps_fmt;
-  if (which == 0) {
-    const int64_t a = rng.uniform_int(2, 30), b = rng.uniform_int(2, 9), c = rng.uniform_int(2, 12);
-    first = b * c;
-    const int64_t d = rng.uniform_int(1, a + first - 1);
-    result = a + first - d;
-    task.question = fmt::format(
-        "{} has {} apples. {} buys {} bags with {} apples each and gives away {} apples. "
-        "How many apples does {} have now?", p.name, a, He, b, c, d, p.name);
-    auto steps = [&](int64_t step1, int64_t total, int64_t final_value) {
-      return fmt::format("{} buys {} * {} = {} apples, so {} has {} + {} = {} apples. After giving away {}, {} has "
-                         "{} - {} = {} apples. The answer is {}.", p.name, b, c, step1, he, a, step1, total, d, he,
-                         total, d, final_value, final_value);
-    };
-    task.answer = steps(first, a + first, result);
-    const int64_t off = wrong_offset(rng, result);
-    task.partial = steps(first, a + first, result + off);  // first steps right, last subtraction off
-    const int64_t bad_first = first + std::llabs(wrong_offset(rng, first));  // keeps the made-up total >= 0
-    task.wrong = steps(bad_first, a + bad_first, a + bad_first - d);
-  } else if (which == 1) {
-    const int64_t a = rng.uniform_int(2, 9), b = rng.uniform_int(2, 12);
-    first = a * b;
-    const int64_t c = first + rng.uniform_int(1, 50);
-    result = c - first;
-    task.question = fmt::format(
-        "A shop sells pencils for {} dollars each. {} buys {} pencils and pays with {} dollars. "
-        "How much change does {} get?", a, p.name, b, c, p.name);
-    auto steps = [&](int64_t cost, int64_t change) {
-      return fmt::format("The pencils cost {} * {} = {} dollars, so the change is {} - {} = {} dollars. The answer "
-                         "is {}.", b, a, cost, c, cost, change, change);
-    };
-    task.answer = steps(first, result);
-    task.partial = steps(first, result + wrong_offset(rng, result));
-    const int64_t bad_cost = first + rng.uniform_int(1, c - first);  // a wrong cost the payment still covers
-    task.wrong = steps(bad_cost, c - bad_cost);
-  } else {
-    const int64_t a = rng.uniform_int(20, 120), b = rng.uniform_int(2, 6), c = rng.uniform_int(5, 90);
-    first = a * b;
-    result = first + c;
-    task.question = fmt::format(
-        "A train travels {} km per hour for {} hours and then {} km more. How far does it travel in total?", a, b,
-        c);
-    auto steps = [&](int64_t part, int64_t total) {
-      return fmt::format("In {} hours it travels {} * {} = {} km, and {} + {} = {} km in total. The answer is {}.", b,
-                         a, b, part, part, c, total, total);
-    };
-    task.answer = steps(first, result);
-    task.partial = steps(first, result + wrong_offset(rng, result));
-    const int64_t bad_part = first + wrong_offset(rng, first);
-    task.wrong = steps(bad_part, bad_part + c);
-  }
+  task.question = fmt::format(
+      "{} has {} apples. {} buys {} bags with {} apples each and gives away {} apples. "
+      "How many apples does {} have now?", p.name, a, He, b, c, d, p.name);
+  auto steps = [&](int64_t step1, int64_t total, int64_t final_value) {
+    return fmt::format("{} buys {} * {} = {} apples, so {} has {} + {} = {} apples. After giving away {}, {} has "
+                       "{} - {} = {} apples. The answer is {}.", p.name, b, c, step1, he, a, step1, total, d, he,
+                       total, d, final_value, final_value);
+  };
+  task.answer = steps(first, a + first, result);
+  const int64_t off = wrong_offset(rng, result);
+  task.partial = steps(first, a + first, result + off);
+  const int64_t bad_first = first + std::llabs(wrong_offset(rng, first));  // keeps the made-up total >= 0
+  task.wrong = steps(bad_first, a + bad_first, a + bad_first - d);
   task.short_answer = std::to_string(result);
   return task;
+}
+
+// Change: c - a*b dollars.
+TextTask change_problem(const Person& p, Rng& rng) {
+  const int64_t a = rng.uniform_int(2, 9), b = rng.uniform_int(2, 12);
+  const int64_t first = a * b;
+  const int64_t c = first + rng.uniform_int(1, 50);
+  const int64_t result = c - first;
+  TextTask task;
+  task.question = fmt::format(
+      "A shop sells pencils for {} dollars each. {} buys {} pencils and pays with {} dollars. "
+      "How much change does {} get?", a, p.name, b, c, p.name);
+  auto steps = [&](int64_t cost, int64_t change) {
+    return fmt::format("The pencils cost {} * {} = {} dollars, so the change is {} - {} = {} dollars. The answer "
+                       "is {}.", b, a, cost, c, cost, change, change);
+  };
+  task.answer = steps(first, result);
+  task.partial = steps(first, result + wrong_offset(rng, result));
+  const int64_t bad_cost = first + rng.uniform_int(1, c - first);  // a wrong cost the payment still covers
+  task.wrong = steps(bad_cost, c - bad_cost);
+  task.short_answer = std::to_string(result);
+  return task;
+}
+
+// Distance: a*b + c km.
+TextTask distance_problem(Rng& rng) {
+  const int64_t a = rng.uniform_int(20, 120), b = rng.uniform_int(2, 6), c = rng.uniform_int(5, 90);
+  const int64_t first = a * b;
+  const int64_t result = first + c;
+  TextTask task;
+  task.question = fmt::format(
+      "A train travels {} km per hour for {} hours and then {} km more. How far does it travel in total?", a, b, c);
+  auto steps = [&](int64_t part, int64_t total) {
+    return fmt::format("In {} hours it travels {} * {} = {} km, and {} + {} = {} km in total. The answer is {}.", b,
+                       a, b, part, part, c, total, total);
+  };
+  task.answer = steps(first, result);
+  task.partial = steps(first, result + wrong_offset(rng, result));
+  const int64_t bad_part = first + wrong_offset(rng, first);
+  task.wrong = steps(bad_part, bad_part + c);
+  task.short_answer = std::to_string(result);
+  return task;
+}
+
+TextTask make_word_problem(Rng& rng) {
+  const Person& p = rng.pick(people());  // drawn first for every template (the draws' order is the format)
+  switch (rng.uniform_int(0, 2)) {
+    case 0: return apples_problem(p, rng);
+    case 1: return change_problem(p, rng);
+    default: return distance_problem(rng);
+  }
 }
 
 }  // namespace

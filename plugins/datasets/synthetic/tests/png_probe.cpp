@@ -60,59 +60,87 @@ std::string bucket(int x0, int y0, int x1, int y1, int width, int height) {
   return std::string(row) + " " + col;
 }
 
-Decoded decode_scene(const fs::path& png, const std::array<int, 3>& background) {
-  const std::string bytes = mmr::read_file(png);
-  int w = 0, h = 0, channels = 0;
-  unsigned char* data = stbi_load_from_memory(reinterpret_cast<const unsigned char*>(bytes.data()),
-                                              static_cast<int>(bytes.size()), &w, &h, &channels, 3);
-  if (!data) throw std::runtime_error("stb_image cannot decode " + png.string());
-  Decoded out;
-  out.width = w;
-  out.height = h;
-  auto rgb = [&](int x, int y) {
-    const unsigned char* p = data + (static_cast<size_t>(y) * w + x) * 3;
-    return std::array<int, 3>{p[0], p[1], p[2]};
-  };
-  std::vector<int> label(static_cast<size_t>(w) * h, -1);
-  for (int y = 0; y < h; ++y) {
-    for (int x = 0; x < w; ++x) {
-      if (label[static_cast<size_t>(y) * w + x] >= 0 || rgb(x, y) == background) continue;
-      // Flood fill (8-connected: a star's thin tips may touch the body only diagonally) over this exact colour.
-      const std::array<int, 3> colour = rgb(x, y);
-      const int id = static_cast<int>(out.objects.size());
-      std::vector<std::pair<int, int>> stack = {{x, y}}, members;
-      label[static_cast<size_t>(y) * w + x] = id;
-      while (!stack.empty()) {
-        auto [px, py] = stack.back();
-        stack.pop_back();
-        members.push_back({px, py});
-        const int dx[] = {1, -1, 0, 0, 1, 1, -1, -1}, dy[] = {0, 0, 1, -1, 1, -1, 1, -1};
-        for (int k = 0; k < 8; ++k) {
-          const int nx = px + dx[k], ny = py + dy[k];
-          if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
-          int& l = label[static_cast<size_t>(ny) * w + nx];
-          if (l >= 0 || rgb(nx, ny) != colour) continue;
-          l = id;
-          stack.push_back({nx, ny});
-        }
-      }
-      Seen s{"unknown", "unknown", w, h, -1, -1, "", static_cast<long>(members.size())};
-      for (auto [px, py] : members) {
-        s.x0 = std::min(s.x0, px);
-        s.y0 = std::min(s.y0, py);
-        s.x1 = std::max(s.x1, px);
-        s.y1 = std::max(s.y1, py);
-      }
-      std::vector<std::vector<bool>> mask(s.y1 - s.y0 + 1, std::vector<bool>(s.x1 - s.x0 + 1, false));
-      for (auto [px, py] : members) mask[py - s.y0][px - s.x0] = true;
-      const auto c = colour_table().find(colour);
-      if (c != colour_table().end()) s.colour = c->second;
-      s.shape = classify(mask, s.pixels);
-      s.position = bucket(s.x0, s.y0, s.x1, s.y1, w, h);
-      out.objects.push_back(s);
+namespace {
+
+// An RGB image decoded by stb_image, freed with it.
+class Pixels {
+ public:
+  explicit Pixels(const fs::path& png) {
+    const std::string bytes = mmr::read_file(png);
+    int channels = 0;
+    data_ = stbi_load_from_memory(reinterpret_cast<const unsigned char*>(bytes.data()),
+                                  static_cast<int>(bytes.size()), &w, &h, &channels, 3);
+    if (!data_) throw std::runtime_error("stb_image cannot decode " + png.string());
+  }
+  ~Pixels() { stbi_image_free(data_); }
+  Pixels(const Pixels&) = delete;
+  Pixels& operator=(const Pixels&) = delete;
+  std::array<int, 3> rgb(int x, int y) const {
+    const unsigned char* p = data_ + (static_cast<size_t>(y) * w + x) * 3;
+    return {p[0], p[1], p[2]};
+  }
+  int w = 0, h = 0;
+
+ private:
+  unsigned char* data_ = nullptr;
+};
+
+// The pixels of the component that holds (x, y): flood fill over that exact colour, 8-connected (a star's thin
+// tips may touch the body only diagonally). Marks them with `id` in `label`.
+std::vector<std::pair<int, int>> component(const Pixels& img, int x, int y, int id, std::vector<int>& label) {
+  const std::array<int, 3> colour = img.rgb(x, y);
+  std::vector<std::pair<int, int>> stack = {{x, y}}, members;
+  label[static_cast<size_t>(y) * img.w + x] = id;
+  while (!stack.empty()) {
+    auto [px, py] = stack.back();
+    stack.pop_back();
+    members.push_back({px, py});
+    const int dx[] = {1, -1, 0, 0, 1, 1, -1, -1}, dy[] = {0, 0, 1, -1, 1, -1, 1, -1};
+    for (int k = 0; k < 8; ++k) {
+      const int nx = px + dx[k], ny = py + dy[k];
+      if (nx < 0 || ny < 0 || nx >= img.w || ny >= img.h) continue;
+      int& l = label[static_cast<size_t>(ny) * img.w + nx];
+      if (l >= 0 || img.rgb(nx, ny) != colour) continue;
+      l = id;
+      stack.push_back({nx, ny});
     }
   }
-  stbi_image_free(data);
+  return members;
+}
+
+// What a component looks like: its box, colour, shape and position bucket.
+Seen describe(const std::vector<std::pair<int, int>>& members, const std::array<int, 3>& colour, int w, int h) {
+  Seen s{"unknown", "unknown", w, h, -1, -1, "", static_cast<long>(members.size())};
+  for (auto [px, py] : members) {
+    s.x0 = std::min(s.x0, px);
+    s.y0 = std::min(s.y0, py);
+    s.x1 = std::max(s.x1, px);
+    s.y1 = std::max(s.y1, py);
+  }
+  std::vector<std::vector<bool>> mask(s.y1 - s.y0 + 1, std::vector<bool>(s.x1 - s.x0 + 1, false));
+  for (auto [px, py] : members) mask[py - s.y0][px - s.x0] = true;
+  const auto c = colour_table().find(colour);
+  if (c != colour_table().end()) s.colour = c->second;
+  s.shape = classify(mask, s.pixels);
+  s.position = bucket(s.x0, s.y0, s.x1, s.y1, w, h);
+  return s;
+}
+
+}  // namespace
+
+Decoded decode_scene(const fs::path& png, const std::array<int, 3>& background) {
+  const Pixels img(png);
+  Decoded out;
+  out.width = img.w;
+  out.height = img.h;
+  std::vector<int> label(static_cast<size_t>(img.w) * img.h, -1);
+  for (int y = 0; y < img.h; ++y) {
+    for (int x = 0; x < img.w; ++x) {
+      if (label[static_cast<size_t>(y) * img.w + x] >= 0 || img.rgb(x, y) == background) continue;
+      const int id = static_cast<int>(out.objects.size());
+      out.objects.push_back(describe(component(img, x, y, id, label), img.rgb(x, y), img.w, img.h));
+    }
+  }
   return out;
 }
 
