@@ -14,9 +14,8 @@ import time
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model
-from transformers import LlavaForConditionalGeneration
 
-from llava_shapes import SHAPES, llava_config
+from llava_shapes import SHAPES, random_model
 
 def main():
     ap = argparse.ArgumentParser()
@@ -27,11 +26,8 @@ def main():
     ap.add_argument("--response-tokens", type=int, default=160)
     args = ap.parse_args()
 
-    cfg = llava_config(args.shape)
     t0 = time.perf_counter()
-    torch.set_default_dtype(torch.bfloat16)
-    with torch.device("cuda"):
-        model = LlavaForConditionalGeneration(cfg)
+    model = random_model(args.shape)
     torch.set_default_dtype(torch.float32)
     lora = LoraConfig(r=128, lora_alpha=256, lora_dropout=0.0,
                       target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)",

@@ -1,5 +1,6 @@
-"""What the HF peers of tools/bench share: the published LLaVA-1.5 shapes as a random-init HF config."""
-from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+"""What the HF peers of tools/bench share: the published LLaVA-1.5 shapes as a random-init HF config and model."""
+import torch
+from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
 SHAPES = {
     "llava-1.5-7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32),
@@ -17,3 +18,10 @@ def llava_config(shape):
                       vision_feature_layer=-2, vision_feature_select_strategy="default")
     cfg._attn_implementation = "sdpa"
     return cfg
+
+
+def random_model(shape):
+    """A random-init HF LLaVA of `shape`, built straight on the GPU in bf16 (torch's default dtype stays bf16)."""
+    torch.set_default_dtype(torch.bfloat16)
+    with torch.device("cuda"):
+        return LlavaForConditionalGeneration(llava_config(shape))
