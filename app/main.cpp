@@ -42,7 +42,8 @@ constexpr const char* kUsage = R"(usage: runner [global options] <command> [argu
 
 commands:
   EXP.yaml | run EXP.yaml   run an experiment: expand the grid, run every trial's stages, record everything
-      -o key=value          override a var (-o data=/x) or a path in the file (-o defaults.train.lr=1e-4)
+      -o key=value          set a stage's option (-o train.lr=1e-4), a var (-o data=/x) or a path in the
+                            file (-o defaults.train.lr=1e-4, -o grid.train.lr=[1e-4,5e-5])
       --force               rerun finished trials (default: skip them; failed/interrupted ones always rerun)
   plan EXP.yaml             print the expanded trials and check plugins and options; runs nothing
       -o key=value, --verbose (print each trial's resolved configuration)

@@ -114,7 +114,10 @@ class OptionBinder {
       read(name, field);
     } else {
       *field = static_cast<T>(default_value);
-      schema_.push_back({name, type ? type : type_of<T>(), default_text(*field), help, false});
+      // An empty string default is "no default" to the schema (`runner plugins` shows "-"): the field keeps "".
+      std::string text = default_text(*field);
+      if constexpr (std::is_same_v<T, std::string>) text = field->empty() ? "" : text;
+      schema_.push_back({name, type ? type : type_of<T>(), text, help, false});
     }
   }
 
@@ -123,6 +126,14 @@ class OptionBinder {
   void required(const std::string& name, T* field, const std::string& help, const char* type = nullptr) {
     if (reading()) read(name, field);
     else schema_.push_back({name, type ? type : type_of<T>(), "", help, true});
+  }
+
+  // An option with no default that may be left out (`runner plugins` shows its default as "-"); the field keeps
+  // its value when the option is not given (a YAML::Node field reads as a Null node).
+  template <typename T>
+  void optional(const std::string& name, T* field, const std::string& help, const char* type = nullptr) {
+    if (reading()) read(name, field);
+    else schema_.push_back({name, type ? type : type_of<T>(), "", help, false});
   }
 
   // A string option with a fixed set of values; the help lists them.

@@ -75,9 +75,9 @@ void PipelineOptions::bind_rows(OptionBinder& o, const std::string& image_token_
       o, bound<std::string>(o, "image_token", image_token_default,
                             "an image without \"<image>\" in the text: require (bad row), add (prepend "
                             "\"<image>\\n\"), ignore"));
-  seed = seed_option(
-      o, bound<YAML::Node>(o, "seed", YAML::Node(), "seed of the transforms that give none (default: the trial seed)",
-                           "int"));
+  YAML::Node seed_node;
+  o.optional("seed", &seed_node, "seed of the transforms that give none (default: the trial seed)", "int");
+  seed = seed_option(o, seed_node);
   const auto list = bound<YAML::Node>(o, "transforms", YAML::Node(YAML::NodeType::Sequence),
                                       "transforms applied in order: fraction, flip_fraction, shuffle, max_rows, "
                                       "filter, image_folder, build_pairs (see plugins/datasets/README.md)",

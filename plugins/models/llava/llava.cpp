@@ -132,14 +132,14 @@ LlavaOptions::LlavaOptions() {
 }
 
 void LlavaOptions::bind(OptionBinder& o) {
-  o.bind("path", &path, "", "checkpoint folder: config.json, *.safetensors (sharded or not), tokenizer.model", "path");
-  o.bind("vision_tower", &vision_tower, "", "original LLaVA checkpoints: the CLIP checkpoint folder (default: mm_vision_tower)", "path");
-  o.bind("tokenizer", &tokenizer, "", "tokenizer.model or its folder (default: path)", "path");
-  o.bind("adapter", &adapter, "", "a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) to load", "path");
+  o.optional("path", &path, "checkpoint folder: config.json, *.safetensors (sharded or not), tokenizer.model", "path");
+  o.optional("vision_tower", &vision_tower, "original LLaVA checkpoints: the CLIP checkpoint folder (default: mm_vision_tower)", "path");
+  o.optional("tokenizer", &tokenizer, "tokenizer.model or its folder (default: path)", "path");
+  o.optional("adapter", &adapter, "a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) to load", "path");
   o.bind("dtype", &dtype, "float32", "float32, bfloat16 or float16");
   o.bind("device", &device, "cpu", "cpu, cuda or cuda:N");
   o.bind("random_init", &random_init, false, "random weights of the configured shape (benchmarks); no weights are read");
-  o.bind("shape", &shape, "", "with random_init and no path: llava-1.5-7b or llava-1.5-13b");
+  o.optional("shape", &shape, "with random_init and no path: llava-1.5-7b or llava-1.5-13b");
   o.bind("seed", &seed, 0, "seed of random_init and of new LoRA weights");
   o.bind("lora_r", &lora_r, 0, "rank of a new LoRA adapter (0: none; the paper used 128)");
   o.bind("lora_alpha", &lora_alpha, 16.0, "LoRA alpha (the paper used 256); scaling = alpha / r");
@@ -150,7 +150,7 @@ void LlavaOptions::bind(OptionBinder& o) {
          "language-model linears that get LoRA (the paper: all of them)");
   o.bind("train_projector", &train_projector, false, "make the projector trainable (the paper: yes, at lr 2e-5)");
   o.bind("max_length", &max_length, 2048, "maximum tokens after image expansion; longer rows are cut and counted");
-  o.bind("prompt_template", &prompt_template, "", "generation: the last user turn becomes this text with {prompt} "
+  o.optional("prompt_template", &prompt_template, "generation: the last user turn becomes this text with {prompt} "
          "replaced by it, e.g. SteerLM's \"{prompt}\\nHelpfulness:4,...\" (\"\": off)");
   o.check(!path.empty() || (random_init && !shape.empty()), "path",
           "give 'path' (a checkpoint folder), or random_init: true with a shape");

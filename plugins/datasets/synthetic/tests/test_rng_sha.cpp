@@ -1,4 +1,5 @@
-// The PRNG helpers, SHA-256 and atomic writes: the foundations that make the world reproducible.
+// The PRNG helpers: the foundation that makes the world reproducible (SHA-256 and atomic writes are tested in
+// core/lib/util/tests).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -7,9 +8,7 @@
 #include <string>
 
 #include "core/api/error.h"
-#include "core/lib/util/atomic_file.h"
 #include "plugins/datasets/synthetic/rng.h"
-#include "core/lib/util/sha256.h"
 #include "png_probe.h"
 
 namespace fs = std::filesystem;
@@ -83,46 +82,4 @@ TEST(SyntheticRng, DerivedSeedsDifferAcrossStreamsAndIndices) {
   }
   EXPECT_EQ(seen.size(), 700u);
   EXPECT_NE(mmr::synthetic::derive_seed(1, 2, 3), mmr::synthetic::derive_seed(2, 2, 3));
-}
-
-TEST(SyntheticSha256, MatchesFipsExamples) {
-  using mmr::sha256_hex;
-  EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  EXPECT_EQ(sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
-            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
-  EXPECT_EQ(sha256_hex(std::string(1000000, 'a')),
-            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
-  // Lengths around the padding boundary (55, 56 and 64 bytes); digests from Python's hashlib.
-  EXPECT_EQ(sha256_hex(std::string(55, 'x')), "d5e285683cd4efc02d021a5c62014694958901005d6f71e89e0989fac77e4072");
-  EXPECT_EQ(sha256_hex(std::string(56, 'y')), "4877e564e5e36e367c7c8d59670774becd3350610b6df4c399c9fa9b66da5813");
-  EXPECT_EQ(sha256_hex(std::string(64, 'z')), "72996563049cc84daa2c3f31fd5c3d10770e69d6ebbb8da5b6d76db303dbae43");
-}
-
-TEST(SyntheticAtomicFile, ReplacesTheFileAndLeavesNoTemporary) {
-  const fs::path dir = synth_test::fresh_temp_dir("atomic");
-  const fs::path target = dir / "sub" / "file.txt";
-  mmr::write_file_atomic(target, "first");
-  mmr::write_file_atomic(target, "second version");
-  EXPECT_EQ(mmr::read_file(target), "second version");
-  EXPECT_FALSE(fs::exists(mmr::temp_path_for(target)));
-  size_t entries = 0;
-  for (const auto& e : fs::directory_iterator(dir / "sub")) {
-    (void)e;
-    ++entries;
-  }
-  EXPECT_EQ(entries, 1u);
-}
-
-TEST(SyntheticAtomicFile, UnwritablePlaceIsIoErrorNamingThePath) {
-  const fs::path dir = synth_test::fresh_temp_dir("atomic_bad");
-  mmr::write_file_atomic(dir / "plain", "x");
-  const fs::path impossible = dir / "plain" / "child.txt";  // parent is a regular file
-  try {
-    mmr::write_file_atomic(impossible, "data");
-    FAIL() << "expected IoError";
-  } catch (const mmr::IoError& e) {
-    EXPECT_NE(std::string(e.what()).find("child.txt"), std::string::npos) << e.what();
-  }
-  EXPECT_FALSE(fs::exists(mmr::temp_path_for(impossible)));
 }
