@@ -114,9 +114,11 @@ class OptionBinder {
       read(name, field);
     } else {
       *field = static_cast<T>(default_value);
-      // An empty string default is "no default" to the schema (`runner plugins` shows "-"): the field keeps "".
+      // An empty string or a Null node is "no default" to the schema (`runner plugins` shows "-"); the field keeps
+      // it when the option is not given.
       std::string text = default_text(*field);
       if constexpr (std::is_same_v<T, std::string>) text = field->empty() ? "" : text;
+      if constexpr (std::is_same_v<T, YAML::Node>) text = !field->IsDefined() || field->IsNull() ? "" : text;
       schema_.push_back({name, type ? type : type_of<T>(), text, help, false});
     }
   }
