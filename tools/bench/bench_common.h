@@ -5,6 +5,8 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <iostream>
+#include <memory>
 
 #include "plugins/models/llava/llava.h"
 
@@ -27,6 +29,16 @@ inline mmr::llava::LlavaOptions published_shape() {
   o.dtype = "bfloat16";
   o.device = "cuda";
   return o;
+}
+
+// Builds the model and prints how long that took, as one JSON line ({"what": "load", ...}).
+inline std::unique_ptr<mmr::llava::LlavaModel> load_timed(const mmr::llava::LlavaOptions& o) {
+  const auto t0 = Clock::now();
+  auto model = std::make_unique<mmr::llava::LlavaModel>(o);
+  sync(model->device());
+  std::cout << "{\"what\": \"load\", \"shape\": \"" << o.shape << "\", \"seconds\": " << seconds_since(t0) << "}"
+            << std::endl;
+  return model;
 }
 
 }  // namespace bench

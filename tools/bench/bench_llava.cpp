@@ -34,10 +34,8 @@ int main(int argc, char** argv) {
     else { std::cerr << "unknown option " << k << "\n"; return 2; }
   }
   try {
-    const auto t0 = Clock::now();
-    mmr::llava::LlavaModel model(o);
-    sync(model.device());
-    std::cout << "{\"what\": \"load\", \"shape\": \"" << o.shape << "\", \"seconds\": " << seconds_since(t0) << "}" << std::endl;
+    const auto loaded = bench::load_timed(o);
+    mmr::llava::LlavaModel& model = *loaded;
     mmr::ChatSample s;
     s.turns = {{"human", "<image>\nDescribe the image in detail."}};
     s.images = {image};
