@@ -223,99 +223,128 @@ int64_t Trainer::load_checkpoint(torch::optim::AdamW& opt) {
   return step;
 }
 
+// One optimizer step's forward and backward passes: the step's micro-batches in the epoch's order, each loss
+// divided by the step's number of micro-batches (as HF's gradient accumulation does).
+Trainer::StepOutcome Trainer::accumulate(int64_t step, const Schedule& sched, const std::vector<int64_t>& order,
+                                         const MicroBatchFn& fn) {
+  const int64_t in_epoch = step % sched.steps_per_epoch;
+  const int64_t first = in_epoch * cfg_.grad_accum;
+  const int64_t last = std::min(first + cfg_.grad_accum, sched.batches_per_epoch);
+  StepOutcome out;
+  out.micro = static_cast<double>(last - first);
+  for (int64_t b = first; b < last; ++b) {
+    const int64_t lo = b * cfg_.batch_size, hi = std::min(lo + cfg_.batch_size, num_examples_);
+    std::vector<int64_t> idx(order.begin() + lo, order.begin() + hi);
+    MicroBatch mb = fn(idx);
+    (mb.loss / out.micro).backward();
+    out.loss_sum += mb.loss.item<double>();
+    out.tokens += mb.tokens;
+    for (const auto& [k, v] : mb.metrics) out.metric_sum[k] += v;
+  }
+  return out;
+}
+
+// The global gradient norm before clipping (what is logged), and the gradients scaled down to max_grad_norm.
+double Trainer::clip_gradients() {
+  std::vector<torch::Tensor> grads;
+  for (const auto& [name, t] : params_)
+    if (t.grad().defined()) grads.push_back(t.grad());
+  if (grads.empty()) return 0;
+  std::vector<torch::Tensor> norms;
+  for (const auto& g : grads) norms.push_back(g.detach().to(torch::kFloat32).norm());
+  const double grad_norm = torch::stack(norms).norm().item<double>();
+  if (cfg_.max_grad_norm > 0 && grad_norm > cfg_.max_grad_norm) {
+    const double scale = cfg_.max_grad_norm / (grad_norm + 1e-6);
+    for (auto& g : grads) g.mul_(scale);
+  }
+  return grad_norm;
+}
+
+void Trainer::log_step(int64_t s, const StepOutcome& o, double lr, double grad_norm, double secs,
+                       const Schedule& sched, FitResult& result) {
+  const double loss = o.loss_sum / o.micro;
+  log("train/loss", loss, s);
+  log("train/lr", lr, s);
+  log("train/grad_norm", grad_norm, s);
+  log("train/tokens_per_s", secs > 0 ? static_cast<double>(o.tokens) / secs : 0.0, s);
+  log("train/epoch", static_cast<double>(s) / static_cast<double>(sched.steps_per_epoch), s);
+  result.last = {{"train/loss", loss}, {"train/grad_norm", grad_norm}};
+  for (const auto& [k, v] : o.metric_sum) {
+    log("train/" + k, v / o.micro, s);
+    result.last["train/" + k] = v / o.micro;
+  }
+}
+
+// The trained weights as the artifact `adapter`: a PEFT adapter when the model has one, else the trained tensors.
+void Trainer::write_adapter(FitResult& result) {
+  result.adapter = ctx_.stage_dir() / "adapter";
+  if (has_adapter(groups_)) {
+    const fs::path tmp = ctx_.stage_dir() / "adapter.tmp";  // a folder: written whole, then swapped in
+    fs::remove_all(tmp);
+    model_.save_adapter(tmp);
+    fs::remove_all(result.adapter);
+    fs::rename(tmp, result.adapter);
+  } else {
+    fs::create_directories(result.adapter);
+    write_trainable(params_, result.adapter / "trainable.safetensors");
+  }
+  ctx_.add_artifact("adapter", result.adapter);
+}
+
+Trainer::Schedule Trainer::schedule(int64_t n) const {
+  Schedule s;
+  s.batches_per_epoch = (n + cfg_.batch_size - 1) / cfg_.batch_size;
+  s.steps_per_epoch = (s.batches_per_epoch + cfg_.grad_accum - 1) / cfg_.grad_accum;
+  s.total = total_steps(n);
+  s.warmup = cfg_.warmup_steps > 0 ? cfg_.warmup_steps
+                                   : static_cast<int64_t>(std::ceil(cfg_.warmup_ratio * static_cast<double>(s.total)));
+  return s;
+}
+
+// The loop, top to bottom: order, learning rate, forward + backward, clip, step, log, checkpoint.
 FitResult Trainer::fit(int64_t n, const MicroBatchFn& fn) {
   MMR_CHECK(n > 0, "fit: no examples to train on");
   num_examples_ = n;
-  const int64_t batches_per_epoch = (n + cfg_.batch_size - 1) / cfg_.batch_size;
-  const int64_t steps_per_epoch = (batches_per_epoch + cfg_.grad_accum - 1) / cfg_.grad_accum;
-  const int64_t total = total_steps(n);
-  const int64_t warmup = cfg_.warmup_steps > 0 ? cfg_.warmup_steps
-                                               : static_cast<int64_t>(std::ceil(cfg_.warmup_ratio * static_cast<double>(total)));
+  const Schedule sched = schedule(n);
   auto opt = make_optimizer(groups_, cfg_);
   std::vector<double> base_lr;
   for (auto& g : opt->param_groups()) base_lr.push_back(static_cast<torch::optim::AdamWOptions&>(g.options()).lr());
 
   torch::manual_seed(ctx_.seed());  // dropout; a resumed run restores the generator state from its checkpoint
-  int64_t start = cfg_.resume ? load_checkpoint(*opt) : 0;
+  const int64_t start = cfg_.resume ? load_checkpoint(*opt) : 0;
   ctx_.log().info("training: {} examples, {} steps ({} per epoch; micro-batch {} x accumulation {}), warmup {}, "
-                  "{} schedule, {} trainable tensors", n, total, steps_per_epoch, cfg_.batch_size, cfg_.grad_accum,
-                  warmup, cfg_.scheduler, params_.size());
-
+                  "{} schedule, {} trainable tensors", n, sched.total, sched.steps_per_epoch, cfg_.batch_size,
+                  cfg_.grad_accum, sched.warmup, cfg_.scheduler, params_.size());
   model_.set_training(true);
   model_.set_activation_checkpointing(cfg_.gradient_checkpointing);
-  auto progress = ctx_.progress("train", total);
+  auto progress = ctx_.progress("train", sched.total);
   if (start > 0) progress->advance(start);
   FitResult result;
   std::vector<int64_t> order;
   int64_t order_epoch = -1;
-  std::vector<torch::Tensor> tensors;
-  for (const auto& p : params_) tensors.push_back(p.second);
-
-  for (int64_t step = start; step < total; ++step) {
+  for (int64_t step = start; step < sched.total; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
-    const int64_t epoch = step / steps_per_epoch, in_epoch = step % steps_per_epoch;
+    const int64_t epoch = step / sched.steps_per_epoch;
     if (epoch != order_epoch) order = epoch_order(n, ctx_.seed(), epoch), order_epoch = epoch;
-    const double factor = lr_factor(cfg_.scheduler, step, warmup, total);
+    const double factor = lr_factor(cfg_.scheduler, step, sched.warmup, sched.total);
     for (size_t g = 0; g < opt->param_groups().size(); ++g)
       static_cast<torch::optim::AdamWOptions&>(opt->param_groups()[g].options()).lr(base_lr[g] * factor);
 
     opt->zero_grad();
-    const int64_t first = in_epoch * cfg_.grad_accum;
-    const int64_t last = std::min(first + cfg_.grad_accum, batches_per_epoch);
-    const double micro = static_cast<double>(last - first);
-    double loss_sum = 0;
-    int64_t tokens = 0;
-    std::map<std::string, double> metric_sum;
-    for (int64_t b = first; b < last; ++b) {
-      const int64_t lo = b * cfg_.batch_size, hi = std::min(lo + cfg_.batch_size, n);
-      std::vector<int64_t> idx(order.begin() + lo, order.begin() + hi);
-      MicroBatch mb = fn(idx);
-      (mb.loss / micro).backward();
-      loss_sum += mb.loss.item<double>();
-      tokens += mb.tokens;
-      for (const auto& [k, v] : mb.metrics) metric_sum[k] += v;
-    }
-    double grad_norm = 0;
-    {
-      std::vector<torch::Tensor> grads;
-      for (const auto& t : tensors)
-        if (t.grad().defined()) grads.push_back(t.grad());
-      if (!grads.empty()) {
-        torch::Tensor norms = torch::stack([&] {
-          std::vector<torch::Tensor> v;
-          for (const auto& g : grads) v.push_back(g.detach().to(torch::kFloat32).norm());
-          return v;
-        }());
-        grad_norm = norms.norm().item<double>();
-        if (cfg_.max_grad_norm > 0 && grad_norm > cfg_.max_grad_norm) {
-          const double scale = cfg_.max_grad_norm / (grad_norm + 1e-6);
-          for (auto& g : grads) g.mul_(scale);
-        }
-      }
-    }
+    const StepOutcome outcome = accumulate(step, sched, order, fn);
+    const double grad_norm = clip_gradients();
     if (!std::isfinite(grad_norm))
       throw Error(fmt::format("step {}: the gradient norm is {} (loss {}); lower lr or check the data", step + 1,
-                              grad_norm, loss_sum / micro));
+                              grad_norm, outcome.loss_sum / outcome.micro));
     opt->step();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
     const int64_t s = step + 1;
-    const double loss = loss_sum / micro;
-    log("train/loss", loss, s);
-    log("train/lr", base_lr[0] * factor, s);
-    log("train/grad_norm", grad_norm, s);
-    log("train/tokens_per_s", secs > 0 ? static_cast<double>(tokens) / secs : 0.0, s);
-    log("train/epoch", static_cast<double>(s) / static_cast<double>(steps_per_epoch), s);
-    result.last = {{"train/loss", loss}, {"train/grad_norm", grad_norm}};
-    for (const auto& [k, v] : metric_sum) {
-      log("train/" + k, v / micro, s);
-      result.last["train/" + k] = v / micro;
-    }
-    progress->set_postfix(fmt::format("loss {:.4f}", loss));
+    log_step(s, outcome, base_lr[0] * factor, grad_norm, secs, sched, result);
+    progress->set_postfix(fmt::format("loss {:.4f}", outcome.loss_sum / outcome.micro));
     progress->advance();
-
     const bool stopping = ctx_.stop_requested();
-    if (stopping || (cfg_.save_every > 0 && s % cfg_.save_every == 0 && s < total)) save_checkpoint(s, *opt);
+    if (stopping || (cfg_.save_every > 0 && s % cfg_.save_every == 0 && s < sched.total)) save_checkpoint(s, *opt);
     if (stopping) {
       ctx_.log().warn("training stopped after step {} (checkpoint saved; a rerun resumes from it)", s);
       throw Interrupted();
@@ -325,20 +354,8 @@ FitResult Trainer::fit(int64_t n, const MicroBatchFn& fn) {
   model_.set_activation_checkpointing(false);
   model_.set_training(false);
 
-  result.steps = total;
-  result.adapter = ctx_.stage_dir() / "adapter";
-  if (has_adapter(groups_)) {
-    const fs::path tmp = ctx_.stage_dir() / "adapter.tmp";
-    fs::remove_all(tmp);
-    model_.save_adapter(tmp);
-    fs::remove_all(result.adapter);
-    fs::rename(tmp, result.adapter);
-  } else {
-    // Projector-only training: the trained tensors as a safetensors file in the adapter folder.
-    fs::create_directories(result.adapter);
-    write_trainable(params_, result.adapter / "trainable.safetensors");
-  }
-  ctx_.add_artifact("adapter", result.adapter);
+  result.steps = sched.total;
+  write_adapter(result);
   if (!cfg_.keep_final_checkpoint) fs::remove_all(ctx_.stage_dir() / "checkpoints");
   for (const auto& [k, v] : result.last) ctx_.log_metric(k, v);  // final values (step -1)
   return result;

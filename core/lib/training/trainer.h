@@ -86,6 +86,20 @@ class Trainer {
   std::vector<bool> examples_seen(int64_t num_examples) const;
 
  private:
+  struct Schedule {
+    int64_t batches_per_epoch = 0, steps_per_epoch = 0, total = 0, warmup = 0;
+  };
+  struct StepOutcome {
+    double micro = 0, loss_sum = 0;              // micro-batches in the step, the sum of their losses
+    int64_t tokens = 0;
+    std::map<std::string, double> metric_sum;    // algorithm metrics summed over the micro-batches
+  };
+  Schedule schedule(int64_t num_examples) const;
+  StepOutcome accumulate(int64_t step, const Schedule& sched, const std::vector<int64_t>& order, const MicroBatchFn& fn);
+  double clip_gradients();
+  void log_step(int64_t step, const StepOutcome& outcome, double lr, double grad_norm, double secs,
+                const Schedule& sched, FitResult& result);
+  void write_adapter(FitResult& result);
   void save_checkpoint(int64_t step, const torch::optim::AdamW& opt);
   int64_t load_checkpoint(torch::optim::AdamW& opt);  // the step to continue from (0: nothing to resume)
   void log(const std::string& name, double value, int64_t step);
