@@ -200,6 +200,41 @@ TEST_F(Evaluate, EachBenchmarkWritesItsOfficialFormatAndRecordsWhatScoringTheFil
   EXPECT_EQ(m["mt"].at("judge/unparseable"), m["mt"].at("tiny/n_failed"));
 }
 
+// AlpacaEval with real parts: the tiny model answers, `runner serve` (the tiny model again, over loopback HTTP) is the
+// alpaca_eval_gpt4 annotator's judge. Its replies are never rankings, so no pair has a usable preference: the stage
+// fails saying so, after writing the official files, and a rerun answers every judge request from the cache.
+// (tests/benchmarks/test_alpaca_eval_cli.cpp checks the arithmetic with scripted replies.)
+TEST_F(Evaluate, AlpacaEvalWithTheTinyModelAndAJudgeOverHttp) {
+  Server server(dir_ / "server");
+  const std::string ae = kData + "alpaca_eval/";
+  const std::string spec = write("ae.yaml", "name: ae_tiny\nstages:\n"
+      "  - {name: ae, benchmark: alpaca_eval, model: " + model_yaml() + ", instructions: " + ae +
+      "eval_set_subset.json, annotators_config: " + ae + "alpaca_eval_gpt4, limit: 2, max_new_tokens: 6, "
+      "model_id: tiny, judge: {plugin: openai_compatible, base_url: '" + server.base_url() + "', model: llava}}\n");
+  const ProcessResult r = runner({spec});
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("no usable preference among 2 annotation(s)"), std::string::npos) << r.err;
+  const int sent = server.count(kChat, 200);
+  EXPECT_EQ(sent, 2) << "one judge request per pair (the tiny model never repeats a davinci reference)";
+  fs::path outputs, annotations;
+  for (const auto& e : fs::recursive_directory_iterator(dir_ / "results")) {
+    if (e.path().filename() == "model_outputs.json") outputs = e.path();
+    if (e.path().filename() == "annotations.json") annotations = e.path();
+  }
+  ASSERT_FALSE(outputs.empty());
+  ASSERT_FALSE(annotations.empty());
+  const json out = json::parse(slurp(outputs.string()));
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0]["generator"], "tiny");
+  const json ann = json::parse(slurp(annotations.string()));
+  ASSERT_EQ(ann.size(), 2u);
+  for (const auto& row : ann) EXPECT_TRUE(row["preference"].is_null()) << row.dump();
+
+  const ProcessResult again = runner({spec});
+  EXPECT_NE(again.status, 0);
+  EXPECT_EQ(server.count(kChat), sent) << "a rerun must answer every judge request from the cache";
+}
+
 TEST_F(Evaluate, AResumedEvaluationNeverSendsAJudgePromptTwice) {
   // The first two judge requests fail (503) and the judge does not retry: the stage fails with the other replies
   // cached. The rerun sends only the two that failed; a forced rerun sends nothing.

@@ -180,142 +180,142 @@ SafetensorsFile::~SafetensorsFile() {
   if (base_) ::munmap(const_cast<uint8_t*>(base_), size_);
 }
 
-void SafetensorsFile::parse_header() {
-  const std::string& file = path_;
-  if (size_ < 8) {
-    data_error(file, fmt::format("file is {} bytes, too short for the 8-byte header length (truncated file?)", size_));
-  }
-  uint64_t header_len = 0;
-  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | base_[i];   // little-endian u64
-  if (header_len > kMaxHeaderSize) {
-    data_error(file, fmt::format("header length {} exceeds the format's limit of {} bytes (corrupt or not a "
-                                 "safetensors file)",
-                                 header_len, kMaxHeaderSize));
-  }
-  if (header_len > size_ - 8) {
-    data_error(file, fmt::format("header length {} is beyond the file size: expected at most {} bytes after the "
-                                 "8-byte length, found a {}-byte file (truncated file?)",
-                                 header_len, size_ - 8, size_));
-  }
-  const char* header_begin = reinterpret_cast<const char*>(base_ + 8);
-  const size_t data_start = 8 + static_cast<size_t>(header_len);
-  const size_t data_size = size_ - data_start;
+namespace {
 
+// A tensor's place in the data region, for the tiling check.
+struct Span {
+  size_t begin, end;
+  const std::string* name;
+};
+
+// The header's JSON object and where the data region starts (8 + the little-endian u64 header length).
+std::pair<nlohmann::json, size_t> read_header(const std::string& file, const uint8_t* base, size_t size) {
+  if (size < 8) data_error(file, fmt::format("file is {} bytes, too short for the 8-byte header length (truncated file?)", size));
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | base[i];  // little-endian u64
+  if (header_len > kMaxHeaderSize)
+    data_error(file, fmt::format("header length {} exceeds the format's limit of {} bytes (corrupt or not a "
+                                 "safetensors file)", header_len, kMaxHeaderSize));
+  if (header_len > size - 8)
+    data_error(file, fmt::format("header length {} is beyond the file size: expected at most {} bytes after the "
+                                 "8-byte length, found a {}-byte file (truncated file?)", header_len, size - 8, size));
+  const char* begin = reinterpret_cast<const char*>(base + 8);
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(header_begin, header_begin + header_len);
+    header = nlohmann::json::parse(begin, begin + header_len);
   } catch (const nlohmann::json::exception& e) {
     data_error(file, fmt::format("header is not valid JSON: {}", e.what()));
   }
-  if (!header.is_object()) {
-    data_error(file, fmt::format("header must be a JSON object, found {}", header.type_name()));
+  if (!header.is_object()) data_error(file, fmt::format("header must be a JSON object, found {}", header.type_name()));
+  return {std::move(header), 8 + static_cast<size_t>(header_len)};
+}
+
+void read_metadata(const std::string& file, const nlohmann::json& entry, std::map<std::string, std::string>& out) {
+  if (!entry.is_object())
+    data_error(file, fmt::format("'__metadata__' must be an object of strings, found {}", entry.type_name()));
+  for (auto m = entry.begin(); m != entry.end(); ++m) {
+    if (!m.value().is_string())
+      data_error(file, fmt::format("'__metadata__' key '{}': expected a string value, found {}", m.key(),
+                                   m.value().type_name()));
+    out[m.key()] = m.value().get<std::string>();
   }
+}
 
-  struct Span {
-    size_t begin, end;
-    const std::string* name;
-  };
-  std::vector<Span> spans;
-  spans.reserve(header.size());
-
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& name = it.key();
-    const nlohmann::json& entry = it.value();
-    if (name == "__metadata__") {
-      if (!entry.is_object()) {
-        data_error(file, fmt::format("'__metadata__' must be an object of strings, found {}", entry.type_name()));
-      }
-      for (auto m = entry.begin(); m != entry.end(); ++m) {
-        if (!m.value().is_string()) {
-          data_error(file, fmt::format("'__metadata__' key '{}': expected a string value, found {}", m.key(),
-                                       m.value().type_name()));
-        }
-        metadata_[m.key()] = m.value().get<std::string>();
-      }
-      continue;
-    }
-    if (!entry.is_object()) tensor_error(file, name, fmt::format("expected an object, found {}", entry.type_name()));
-
-    TensorInfo info;
-    auto dtype_it = entry.find("dtype");
-    if (dtype_it == entry.end() || !dtype_it->is_string()) {
-      tensor_error(file, name, "missing string key 'dtype'");
-    }
-    const std::string dtype = dtype_it->get<std::string>();
-    if (!parse_dtype(dtype, &info.dtype)) {
-      tensor_error(file, name, fmt::format("unknown dtype '{}'; expected one of {}", dtype,
-                                           fmt::join(std::begin(kDtypeNames), std::end(kDtypeNames), ", ")));
-    }
-
-    auto shape_it = entry.find("shape");
-    if (shape_it == entry.end() || !shape_it->is_array()) tensor_error(file, name, "missing array key 'shape'");
-    // numel * dtype size, checked for overflow (the reference reports ValidationOverflow).
-    uint64_t nbytes = dtype_size(info.dtype);
-    bool overflow = false;
-    for (const auto& d : *shape_it) {
-      if (!d.is_number_unsigned()) {
-        tensor_error(file, name, fmt::format("shape {} must hold non-negative integers", shape_it->dump()));
-      }
-      uint64_t dim = d.get<uint64_t>();
-      if (dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) overflow = true;
-      if (dim != 0 && nbytes > std::numeric_limits<uint64_t>::max() / dim) overflow = true;
-      nbytes *= dim;
-      info.shape.push_back(static_cast<int64_t>(dim));
-    }
-    if (overflow) tensor_error(file, name, fmt::format("shape {} overflows the byte count", shape_it->dump()));
-
-    auto offsets_it = entry.find("data_offsets");
-    if (offsets_it == entry.end() || !offsets_it->is_array() || offsets_it->size() != 2 ||
-        !(*offsets_it)[0].is_number_unsigned() || !(*offsets_it)[1].is_number_unsigned()) {
-      tensor_error(file, name, "missing or malformed 'data_offsets': expected [begin, end] (non-negative integers)");
-    }
-    uint64_t begin = (*offsets_it)[0].get<uint64_t>();
-    uint64_t end = (*offsets_it)[1].get<uint64_t>();
-    if (end < begin) tensor_error(file, name, fmt::format("data_offsets [{}, {}] end before begin", begin, end));
-    if (end > data_size) {
-      tensor_error(file, name, fmt::format("data_offsets [{}, {}] out of bounds: the data region is {} bytes "
-                                           "(truncated file?)",
-                                           begin, end, data_size));
-    }
-    if (end - begin != nbytes) {
-      tensor_error(file, name, fmt::format("dtype {} and shape {} need {} bytes, but data_offsets [{}, {}] span {} "
-                                           "bytes",
-                                           dtype, format_shape(info.shape), nbytes, begin, end, end - begin));
-    }
-    info.data_begin = data_start + static_cast<size_t>(begin);
-    info.data_end = data_start + static_cast<size_t>(end);
-    auto [pos, inserted] = tensors_.emplace(name, std::move(info));
-    MMR_CHECK(inserted, "duplicate key after JSON parsing: " << name);
-    spans.push_back({pos->second.data_begin, pos->second.data_end, &pos->first});
+// dtype and shape of one entry; returns the byte count they need (numel * dtype size, checked for overflow: the
+// reference reports ValidationOverflow).
+uint64_t read_dtype_and_shape(const std::string& file, const std::string& name, const nlohmann::json& entry,
+                              TensorInfo& info) {
+  auto dtype_it = entry.find("dtype");
+  if (dtype_it == entry.end() || !dtype_it->is_string()) tensor_error(file, name, "missing string key 'dtype'");
+  const std::string dtype = dtype_it->get<std::string>();
+  if (!parse_dtype(dtype, &info.dtype))
+    tensor_error(file, name, fmt::format("unknown dtype '{}'; expected one of {}", dtype,
+                                         fmt::join(std::begin(kDtypeNames), std::end(kDtypeNames), ", ")));
+  auto shape_it = entry.find("shape");
+  if (shape_it == entry.end() || !shape_it->is_array()) tensor_error(file, name, "missing array key 'shape'");
+  uint64_t nbytes = dtype_size(info.dtype);
+  bool overflow = false;
+  for (const auto& d : *shape_it) {
+    if (!d.is_number_unsigned())
+      tensor_error(file, name, fmt::format("shape {} must hold non-negative integers", shape_it->dump()));
+    const uint64_t dim = d.get<uint64_t>();
+    if (dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) overflow = true;
+    if (dim != 0 && nbytes > std::numeric_limits<uint64_t>::max() / dim) overflow = true;
+    nbytes *= dim;
+    info.shape.push_back(static_cast<int64_t>(dim));
   }
+  if (overflow) tensor_error(file, name, fmt::format("shape {} overflows the byte count", shape_it->dump()));
+  return nbytes;
+}
 
-  // As the reference: sorted by offsets the tensors must tile the data region exactly, with no gap, no overlap
-  // and nothing left over.
+// One tensor entry: dtype, shape and data_offsets, checked against each other and the data region.
+TensorInfo read_tensor_info(const std::string& file, const std::string& name, const nlohmann::json& entry,
+                            size_t data_start, size_t data_size) {
+  if (!entry.is_object()) tensor_error(file, name, fmt::format("expected an object, found {}", entry.type_name()));
+  TensorInfo info;
+  const uint64_t nbytes = read_dtype_and_shape(file, name, entry, info);
+  auto offsets_it = entry.find("data_offsets");
+  if (offsets_it == entry.end() || !offsets_it->is_array() || offsets_it->size() != 2 ||
+      !(*offsets_it)[0].is_number_unsigned() || !(*offsets_it)[1].is_number_unsigned())
+    tensor_error(file, name, "missing or malformed 'data_offsets': expected [begin, end] (non-negative integers)");
+  const uint64_t begin = (*offsets_it)[0].get<uint64_t>(), end = (*offsets_it)[1].get<uint64_t>();
+  if (end < begin) tensor_error(file, name, fmt::format("data_offsets [{}, {}] end before begin", begin, end));
+  if (end > data_size)
+    tensor_error(file, name, fmt::format("data_offsets [{}, {}] out of bounds: the data region is {} bytes "
+                                         "(truncated file?)", begin, end, data_size));
+  if (end - begin != nbytes)
+    tensor_error(file, name, fmt::format("dtype {} and shape {} need {} bytes, but data_offsets [{}, {}] span {} "
+                                         "bytes", dtype_name(info.dtype), format_shape(info.shape), nbytes, begin,
+                                         end, end - begin));
+  info.data_begin = data_start + static_cast<size_t>(begin);
+  info.data_end = data_start + static_cast<size_t>(end);
+  return info;
+}
+
+// As the reference: sorted by offsets the tensors must tile the data region exactly, with no gap, no overlap and
+// nothing left over.
+void check_tiling(const std::string& file, std::vector<Span> spans, size_t data_start, size_t file_size) {
   std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
   size_t expected_begin = data_start;
   const std::string* previous = nullptr;
   for (const Span& s : spans) {
-    if (s.begin < expected_begin) {
+    if (s.begin < expected_begin)
       tensor_error(file, *s.name, fmt::format("data_offsets [{}, {}] overlap tensor '{}' (which ends at {})",
                                               s.begin - data_start, s.end - data_start, *previous,
                                               expected_begin - data_start));
-    }
-    if (s.begin > expected_begin) {
+    if (s.begin > expected_begin)
       tensor_error(file, *s.name, fmt::format("data_offsets [{}, {}] leave a gap: expected the tensor to start at "
-                                              "{}, where {} ends",
-                                              s.begin - data_start, s.end - data_start, expected_begin - data_start,
+                                              "{}, where {} ends", s.begin - data_start, s.end - data_start,
+                                              expected_begin - data_start,
                                               previous ? "tensor '" + *previous + "'" : std::string("the header")));
-    }
     expected_begin = s.end;
     previous = s.name;
   }
-  if (expected_begin != size_) {
+  if (expected_begin != file_size)
     data_error(file, fmt::format("the tensors cover {} bytes of the {}-byte data region; the data region must be "
-                                 "fully covered (extra bytes at the end of the file?)",
-                                 expected_begin - data_start, data_size));
+                                 "fully covered (extra bytes at the end of the file?)", expected_begin - data_start,
+                                 file_size - data_start));
+}
+
+}  // namespace
+
+void SafetensorsFile::parse_header() {
+  const auto [header, data_start] = read_header(path_, base_, size_);
+  const size_t data_size = size_ - data_start;
+  std::vector<Span> spans;
+  spans.reserve(header.size());
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__") {
+      read_metadata(path_, it.value(), metadata_);
+      continue;
+    }
+    auto [pos, inserted] = tensors_.emplace(it.key(), read_tensor_info(path_, it.key(), it.value(), data_start, data_size));
+    MMR_CHECK(inserted, "duplicate key after JSON parsing: " << it.key());
+    spans.push_back({pos->second.data_begin, pos->second.data_end, &pos->first});
   }
+  check_tiling(path_, std::move(spans), data_start, size_);
 }
 
 std::vector<std::string> SafetensorsFile::names() const {

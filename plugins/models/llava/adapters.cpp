@@ -140,7 +140,16 @@ void LlavaModel::save_adapter(const fs::path& dir) const {
   write_file_atomic(dir / "adapter_config.json", cfg.dump(2) + "\n");
 }
 
-void LlavaModel::load_adapter(const fs::path& dir) {
+namespace {
+
+// adapter_config.json as PEFT writes it, limited to what this model supports (plain LoRA).
+struct AdapterConfig {
+  int64_t r = 0;
+  double alpha = 0, dropout = 0;
+  bool rslora = false;
+};
+
+AdapterConfig read_adapter_config(const fs::path& dir) {
   const fs::path cfg_path = dir / "adapter_config.json";
   std::ifstream in(cfg_path);
   if (!in) throw IoError(fmt::format("cannot open '{}' (expected a PEFT adapter folder)", cfg_path.string()));
@@ -163,10 +172,17 @@ void LlavaModel::load_adapter(const fs::path& dir) {
   for (const char* pattern : {"rank_pattern", "alpha_pattern"})
     if (cfg.contains(pattern) && cfg[pattern].is_object() && !cfg[pattern].empty())
       throw DataError(fmt::format("{}: per-module '{}' is not supported", cfg_path.string(), pattern));
-  const int64_t r = need("r").get<int64_t>();
-  const double alpha = need("lora_alpha").get<double>();
-  const double dropout = cfg.value("lora_dropout", 0.0);
-  const bool rslora = cfg.value("use_rslora", false);
+  return {need("r").get<int64_t>(), need("lora_alpha").get<double>(), cfg.value("lora_dropout", 0.0),
+          cfg.value("use_rslora", false)};
+}
+
+}  // namespace
+
+void LlavaModel::load_adapter(const fs::path& dir) {
+  const AdapterConfig ac = read_adapter_config(dir);
+  const int64_t r = ac.r;
+  const double alpha = ac.alpha, dropout = ac.dropout;
+  const bool rslora = ac.rslora;
 
   const st::Checkpoint ckpt = st::Checkpoint::open((dir / "adapter_model.safetensors").string());
   std::map<std::string, LoraLinear> by_path;

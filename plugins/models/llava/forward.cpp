@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "core/lib/tokenizer/llava_text.h"
 #include "internal.h"
@@ -96,6 +97,67 @@ torch::Tensor LlavaModel::image_features(const torch::Tensor& pixel_values) {
   return projector(h);  // (N, P, D)
 }
 
+// One row of the expanded sequence: its embeddings (T'_i, D), labels (T'_i) and where its text tokens sit.
+struct ExpandedRow {
+  torch::Tensor embeds, labels;
+  std::vector<int64_t> text_pos;
+};
+
+namespace {
+
+// LLaVA's prepare_inputs_labels_for_multimodal for one row: drop padding, embed the text runs and splice each
+// image's P features in place of its placeholder (labels kIgnoreIndex there). `next_image` counts the batch's
+// images used so far.
+ExpandedRow splice_row(int64_t row, torch::TensorAccessor<int64_t, 1> ids, torch::TensorAccessor<int64_t, 1> mask,
+                       torch::TensorAccessor<int64_t, 1> labels, const torch::Tensor& features, int64_t patches,
+                       int64_t& next_image, const std::function<torch::Tensor(const std::vector<int64_t>&)>& embed) {
+  std::vector<torch::Tensor> parts, part_labels;
+  std::vector<int64_t> run_ids, run_labels;
+  ExpandedRow out;
+  int64_t len = 0;
+  auto flush = [&] {
+    if (run_ids.empty()) return;
+    parts.push_back(embed(run_ids));
+    part_labels.push_back(torch::tensor(run_labels, torch::kInt64));
+    run_ids.clear();
+    run_labels.clear();
+  };
+  for (int64_t j = 0; j < ids.size(0); ++j) {
+    if (mask[j] == 0) continue;
+    if (ids[j] == kImagePlaceholderId) {
+      flush();
+      if (!features.defined() || next_image >= features.size(0))
+        throw DataError(fmt::format("batch row {} has more image placeholders than the batch has images", row));
+      parts.push_back(features[next_image++]);
+      part_labels.push_back(torch::full({patches}, kIgnoreIndex, torch::kInt64));
+      len += patches;
+    } else {
+      out.text_pos.push_back(len++);
+      run_ids.push_back(ids[j]);
+      run_labels.push_back(labels[j]);
+    }
+  }
+  flush();
+  out.embeds = torch::cat(parts, 0);
+  out.labels = torch::cat(part_labels, 0);
+  return out;
+}
+
+}  // namespace
+
+// Cuts a row to max_length (counted and logged: a truncated row is never silent).
+void LlavaModel::truncate(ExpandedRow& row) {
+  const int64_t max = options_.max_length;
+  if (row.embeds.size(0) <= max) return;
+  ++truncated_rows_;
+  log()->warn("llava: a row of {} tokens (after image expansion) was cut to max_length {} ({} row(s) so far)",
+              row.embeds.size(0), max, truncated_rows_);
+  row.embeds = row.embeds.narrow(0, 0, max);
+  row.labels = row.labels.narrow(0, 0, max);
+  auto& tp = row.text_pos;
+  tp.erase(std::remove_if(tp.begin(), tp.end(), [&](int64_t x) { return x >= max; }), tp.end());
+}
+
 LlavaModel::Expanded LlavaModel::expand(const ModelBatch& batch) {
   const int64_t b = batch.input_ids.size(0);
   torch::Tensor features;
@@ -105,72 +167,34 @@ LlavaModel::Expanded LlavaModel::expand(const ModelBatch& batch) {
   auto ids_a = ids_cpu.accessor<int64_t, 2>();
   auto mask_a = mask_cpu.accessor<int64_t, 2>();
   auto lab_a = labels_cpu.accessor<int64_t, 2>();
-  std::vector<torch::Tensor> rows_embeds, rows_labels;
-  std::vector<std::vector<int64_t>> text_pos(b);
-  int64_t image_index = 0, longest = 0;
-  const int64_t p = config_.vision.num_patches();
+  auto embed = [&](const std::vector<int64_t>& ids) {
+    return llama_->embed_tokens(torch::tensor(ids, torch::kInt64).to(device_));
+  };
+  std::vector<ExpandedRow> rows;
+  int64_t next_image = 0, longest = 0;
   for (int64_t i = 0; i < b; ++i) {
-    // LLaVA's prepare_inputs_labels_for_multimodal: drop padding, splice each image's P features in place of
-    // its placeholder, cut to the maximum length, pad again.
-    std::vector<torch::Tensor> parts, part_labels;
-    std::vector<int64_t> run_ids, run_labels;
-    int64_t len = 0;
-    auto flush = [&] {
-      if (run_ids.empty()) return;
-      parts.push_back(llama_->embed_tokens(torch::tensor(run_ids, torch::kInt64).to(device_)));
-      part_labels.push_back(torch::tensor(run_labels, torch::kInt64));
-      run_ids.clear();
-      run_labels.clear();
-    };
-    for (int64_t j = 0; j < ids_cpu.size(1); ++j) {
-      if (mask_a[i][j] == 0) continue;
-      if (ids_a[i][j] == kImagePlaceholderId) {
-        flush();
-        if (!features.defined() || image_index >= features.size(0))
-          throw DataError(fmt::format("batch row {} has more image placeholders than the batch has images", i));
-        parts.push_back(features[image_index++]);
-        part_labels.push_back(torch::full({p}, kIgnoreIndex, torch::kInt64));
-        len += p;
-      } else {
-        text_pos[i].push_back(len);
-        run_ids.push_back(ids_a[i][j]);
-        run_labels.push_back(lab_a[i][j]);
-        ++len;
-      }
-    }
-    flush();
-    torch::Tensor e = torch::cat(parts, 0), l = torch::cat(part_labels, 0);
-    if (e.size(0) > options_.max_length) {
-      ++truncated_rows_;
-      log()->warn("llava: a row of {} tokens (after image expansion) was cut to max_length {} ({} row(s) so far)",
-                  e.size(0), options_.max_length, truncated_rows_);
-      e = e.narrow(0, 0, options_.max_length);
-      l = l.narrow(0, 0, options_.max_length);
-      auto& tp = text_pos[i];
-      tp.erase(std::remove_if(tp.begin(), tp.end(), [&](int64_t x) { return x >= options_.max_length; }), tp.end());
-    }
-    longest = std::max(longest, e.size(0));
-    rows_embeds.push_back(e);
-    rows_labels.push_back(l);
+    rows.push_back(splice_row(i, ids_a[i], mask_a[i], lab_a[i], features, config_.vision.num_patches(), next_image, embed));
+    truncate(rows.back());
+    longest = std::max(longest, rows.back().embeds.size(0));
   }
-  if (features.defined() && image_index != features.size(0))
-    throw DataError(fmt::format("the batch has {} image(s) but {} placeholder(s)", features.size(0), image_index));
-  const int64_t d = config_.text.hidden_size;
+  if (features.defined() && next_image != features.size(0))
+    throw DataError(fmt::format("the batch has {} image(s) but {} placeholder(s)", features.size(0), next_image));
+  // Pad again (left for generation, right for training) into one batch.
   Expanded out;
-  out.embeds = torch::zeros({b, longest, d}, torch::TensorOptions().dtype(dtype_).device(device_));
+  out.embeds = torch::zeros({b, longest, config_.text.hidden_size}, torch::TensorOptions().dtype(dtype_).device(device_));
   out.labels = torch::full({b, longest}, kIgnoreIndex, torch::kInt64);
   torch::Tensor mask = torch::zeros({b, longest}, torch::kInt64);
   for (int64_t i = 0; i < b; ++i) {
-    const int64_t n = rows_embeds[i].size(0), off = batch.left_padded ? longest - n : 0;
-    out.embeds[i].narrow(0, off, n).copy_(rows_embeds[i]);
-    out.labels[i].narrow(0, off, n).copy_(rows_labels[i]);
+    const int64_t n = rows[i].embeds.size(0), off = batch.left_padded ? longest - n : 0;
+    out.embeds[i].narrow(0, off, n).copy_(rows[i].embeds);
+    out.labels[i].narrow(0, off, n).copy_(rows[i].labels);
     mask[i].narrow(0, off, n).fill_(1);
-    if (off) for (auto& x : text_pos[i]) x += off;
+    for (auto& x : rows[i].text_pos) x += off;
+    out.text_positions.push_back(std::move(rows[i].text_pos));
   }
   out.labels = out.labels.to(device_);
   out.attention_mask = mask.to(device_);
   out.position_ids = (out.attention_mask.cumsum(1) - 1).clamp_min(0);
-  out.text_positions = std::move(text_pos);
   return out;
 }
 

@@ -39,6 +39,8 @@ struct LlavaOptions {
   void bind(OptionBinder& o);
 };
 
+struct ExpandedRow;  // one row of an expanded batch (forward.cpp)
+
 class LlavaModel : public LanguageModel {
  public:
   using Config = LlavaOptions;
@@ -84,6 +86,7 @@ class LlavaModel : public LanguageModel {
   void random_init();
   void add_lora(int64_t r, double alpha, double dropout, bool rslora, const std::vector<std::string>& targets);
   void freeze_base_projector();  // keeps the loaded projector for set_adapters_enabled(false)
+  void truncate(ExpandedRow& row);
   // One decoding step's choice of the next token per row: greedy, or temperature/top-k/top-p sampling.
   torch::Tensor next_tokens(torch::Tensor logits, const GenerationConfig& g, at::Generator& gen) const;
   void finish_generation(std::vector<Generation>& out, const Expanded& e, const GenerationConfig& g) const;
