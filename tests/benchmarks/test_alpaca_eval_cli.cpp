@@ -15,6 +15,7 @@
 
 #include "plugins/benchmarks/alpaca_eval/tests/references.h"
 #include "plugins/benchmarks/common/testing.h"
+#include "benchmark_cli.h"
 #include "process.h"
 
 namespace fs = std::filesystem;
@@ -26,45 +27,12 @@ namespace ref = mmr::alpaca_eval::references;
 
 namespace {
 
-const std::string kRunner = (fs::path(MMR_TEST_BINARY_DIR) / "bin" / "runner").string();
-const std::string kPlugins = (fs::path(MMR_TEST_BINARY_DIR) / "plugins").string();
 const std::string kStubs = (fs::path(MMR_TEST_BINARY_DIR) / "tests" / "benchmarks" / "stub_plugins").string();
 const std::string kAe = std::string(MMR_TEST_DATA_DIR) + "/benchmarks/alpaca_eval/";
 
-class AlpacaEvalCli : public ::testing::Test {
+class AlpacaEvalCli : public mmr::test::BenchmarkCli {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("mmr_alpaca_eval_cli_" + std::to_string(getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    db_ = (dir_ / "results" / "r.db").string();
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  ProcessResult runner(const std::vector<std::string>& rest) {
-    std::vector<std::string> argv = {kRunner, "--results", db_, "--plugin-path", kPlugins, "--plugin-path", kStubs};
-    argv.insert(argv.end(), rest.begin(), rest.end());
-    return mmr::test::run(argv);
-  }
-
-  std::map<std::string, double> score(std::vector<std::string> args) {
-    args.insert(args.begin(), "score");
-    args.push_back("--format");
-    args.push_back("json");
-    const ProcessResult r = runner(args);
-    EXPECT_EQ(r.status, 0) << r.err;
-    std::map<std::string, double> out;
-    if (r.status != 0) return out;
-    for (const auto& row : nlohmann::json::parse(r.out)) out[row.at("metric").get<std::string>()] = row.at("value").get<double>();
-    return out;
-  }
-
-  std::string write(const std::string& name, const std::string& text) {
-    const fs::path p = dir_ / name;
-    std::ofstream(p) << text;
-    return p.string();
-  }
+  AlpacaEvalCli() : BenchmarkCli("mmr_alpaca_eval_cli", {kStubs}) {}
 
   // stage -> metric -> value (final metrics of the newest attempt).
   std::map<std::string, double> stage_metrics(const std::string& stage) {
@@ -88,9 +56,6 @@ class AlpacaEvalCli : public ::testing::Test {
     for (std::string line; std::getline(in, line);) rows.push_back(nlohmann::json::parse(line));
     return rows;
   }
-
-  fs::path dir_;
-  std::string db_;
 };
 
 }  // namespace

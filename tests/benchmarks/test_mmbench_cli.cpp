@@ -20,6 +20,7 @@
 
 #include "plugins/benchmarks/common/testing.h"
 #include "plugins/benchmarks/mmbench/tests/references.h"
+#include "benchmark_cli.h"
 #include "process.h"
 
 namespace fs = std::filesystem;
@@ -32,7 +33,6 @@ namespace ref = mmr::mmbench::references;
 
 namespace {
 
-const std::string kRunner = (fs::path(MMR_TEST_BINARY_DIR) / "bin" / "runner").string();
 const std::string kPlugins = (fs::path(MMR_TEST_BINARY_DIR) / "plugins").string();
 const std::string kDir = std::string(MMR_TEST_DATA_DIR) + "/benchmarks/mmbench/";
 const std::string kData = kDir + "dev_small.tsv";
@@ -88,60 +88,19 @@ class ExtractorServer {
   std::vector<std::string> prompts_;
 };
 
-class MmBenchCli : public ::testing::Test {
+class MmBenchCli : public mmr::test::BenchmarkCli {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("mmr_mmbench_cli_" + std::to_string(getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    db_ = (dir_ / "results" / "r.db").string();
-  }
-  void TearDown() override { fs::remove_all(dir_); }
+  MmBenchCli() : BenchmarkCli("mmr_mmbench_cli") {}
 
-  ProcessResult runner(const std::vector<std::string>& rest) {
-    std::vector<std::string> argv = {kRunner, "--results", db_, "--plugin-path", kPlugins};
-    argv.insert(argv.end(), rest.begin(), rest.end());
-    return mmr::test::run(argv);
-  }
-
-  // `runner score mmbench <args> --format json` → metric name → value; fails the test on a non-zero exit.
+  // `runner score mmbench <args> --format json` → metric name → value.
   std::map<std::string, double> score(std::vector<std::string> args, std::string* err = nullptr) {
-    args.insert(args.begin(), {"score", "mmbench"});
-    args.insert(args.end(), {"--format", "json"});
-    const ProcessResult r = runner(args);
-    EXPECT_EQ(r.status, 0) << r.err;
-    if (err) *err = r.err;
-    std::map<std::string, double> out;
-    if (r.status != 0) return out;
-    for (const auto& row : nlohmann::json::parse(r.out))
-      out[row.at("metric").get<std::string>()] = row.at("value").get<double>();
-    return out;
+    args.insert(args.begin(), "mmbench");
+    return BenchmarkCli::score(std::move(args), err);
   }
-
-  // stage -> metric -> value (final metrics of the newest attempt).
-  std::map<std::string, std::map<std::string, double>> stage_metrics() {
-    const ProcessResult q = runner({"query", "SELECT stage, name, value FROM final_metrics", "--format", "json"});
-    EXPECT_EQ(q.status, 0) << q.err;
-    std::map<std::string, std::map<std::string, double>> out;
-    for (const auto& row : nlohmann::json::parse(q.out)) out[row["stage"]][row["name"]] = row["value"].get<double>();
-    return out;
-  }
-
-  std::string write(const std::string& name, const std::string& text) {
-    const fs::path p = dir_ / name;
-    std::ofstream(p) << text;
-    return p.string();
-  }
-
-  fs::path dir_;
-  std::string db_;
+  std::map<std::string, std::map<std::string, double>> stage_metrics() { return all_stage_metrics(); }
 };
 
-void expect_usage_error(const ProcessResult& r, std::initializer_list<std::string> pieces) {
-  EXPECT_EQ(r.status, 2) << r.err;
-  for (const auto& p : pieces) EXPECT_NE(r.err.find(p), std::string::npos) << "missing '" << p << "' in: " << r.err;
-}
+using mmr::test::expect_usage_error;
 
 }  // namespace
 

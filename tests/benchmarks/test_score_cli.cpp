@@ -17,6 +17,7 @@
 #include "plugins/benchmarks/mm_vet/tests/references.h"
 #include "plugins/benchmarks/mt_bench/tests/references.h"
 #include "plugins/benchmarks/pope/tests/references.h"
+#include "benchmark_cli.h"
 #include "process.h"
 
 namespace fs = std::filesystem;
@@ -32,60 +33,18 @@ namespace mt_ref = mmr::mt_bench::references;
 
 namespace {
 
-const std::string kRunner = (fs::path(MMR_TEST_BINARY_DIR) / "bin" / "runner").string();
-const std::string kPlugins = (fs::path(MMR_TEST_BINARY_DIR) / "plugins").string();
 const std::string kData = std::string(MMR_TEST_DATA_DIR) + "/benchmarks/";
 const std::string kPope = kData + "pope/small/";
 const std::string kMmVet = kData + "mm_vet/";
 const std::string kWild = kData + "llava_bench/";
 const std::string kMt = kData + "mt_bench/";
 
-class ScoreCli : public ::testing::Test {
+class ScoreCli : public mmr::test::BenchmarkCli {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("mmr_score_cli_" + std::to_string(getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    db_ = (dir_ / "results" / "r.db").string();
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  ProcessResult runner(const std::vector<std::string>& rest) {
-    std::vector<std::string> argv = {kRunner, "--results", db_, "--plugin-path", kPlugins};
-    argv.insert(argv.end(), rest.begin(), rest.end());
-    return mmr::test::run(argv);
-  }
-
-  // `runner score <args> --format json` → metric name → value; fails the test on a non-zero exit.
-  std::map<std::string, double> score(std::vector<std::string> args) {
-    args.insert(args.begin(), "score");
-    args.push_back("--format");
-    args.push_back("json");
-    const ProcessResult r = runner(args);
-    EXPECT_EQ(r.status, 0) << r.err;
-    std::map<std::string, double> out;
-    if (r.status != 0) return out;
-    const nlohmann::json rows = nlohmann::json::parse(r.out);
-    for (const auto& row : rows) out[row.at("metric").get<std::string>()] = row.at("value").get<double>();
-    return out;
-  }
-
-  std::string write(const std::string& name, const std::string& text) {
-    const fs::path p = dir_ / name;
-    std::ofstream(p) << text;
-    return p.string();
-  }
-
-  fs::path dir_;
-  std::string db_;
+  ScoreCli() : BenchmarkCli("mmr_score_cli") {}
 };
 
-// The process failed with exit code 2 and stderr mentions every piece.
-void expect_usage_error(const ProcessResult& r, std::initializer_list<std::string> pieces) {
-  EXPECT_EQ(r.status, 2) << r.err;
-  for (const auto& p : pieces) EXPECT_NE(r.err.find(p), std::string::npos) << "missing '" << p << "' in: " << r.err;
-}
+using mmr::test::expect_usage_error;
 
 }  // namespace
 

@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "core/api/error.h"
+#include "core/lib/util/numpy_sum.h"
 #include "core/lib/util/python_float.h"
 #include "core/lib/util/strings.h"
 #include "plugins/benchmarks/common/jsonl.h"
@@ -62,33 +63,9 @@ std::vector<Annotation> read_annotations(const std::string& path) {
 
 namespace {
 
-// numpy's pairwise_sum for float64 (loops_utils.h.src): below 8 values a plain loop, up to 128 eight
-// accumulators combined as ((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7)) and the rest added in order, above that split in
-// two halves (the first a multiple of 8).
-double pairwise_sum(const double* a, size_t n) {
-  if (n < 8) {
-    double res = 0.0;
-    for (size_t i = 0; i < n; ++i) res += a[i];
-    return res;
-  }
-  if (n <= 128) {
-    std::array<double, 8> r{};
-    for (size_t j = 0; j < 8; ++j) r[j] = a[j];
-    size_t i = 8;
-    for (; i < n - (n % 8); i += 8)
-      for (size_t j = 0; j < 8; ++j) r[j] += a[i + j];
-    double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-    for (; i < n; ++i) res += a[i];
-    return res;
-  }
-  size_t n2 = n / 2;
-  n2 -= n2 % 8;
-  return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
-}
 
 }  // namespace
 
-double numpy_sum(const std::vector<double>& values) { return 0.0 + pairwise_sum(values.data(), values.size()); }
 
 double pandas_mean(const std::vector<double>& values) {
   return numpy_sum(values) / static_cast<double>(values.size());

@@ -30,6 +30,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/lib/util/numpy_sum.h"
+
 #include "core/api/metrics.h"
 
 namespace mmr::alpaca_eval {
@@ -62,9 +64,8 @@ mmr::MetricList to_metrics(const HeadToHead& h, std::optional<int64_t> avg_lengt
 // Reads and scores an annotations file; avg_length only when every row has "output_2".
 mmr::MetricList score_file(const std::string& annotations_path);
 
-// numpy's float64 sum of a contiguous 1-D array (pairwise summation, blocks of 8, as pairwise_sum in
-// numpy/core/src/umath/loops_utils.h) and pandas' mean / sem built on it.
-double numpy_sum(const std::vector<double>& values);
+// pandas' mean / sem below are built on numpy's float64 sum (core/lib/util/numpy_sum.h).
+using ::mmr::numpy_sum;  // core/lib/util/numpy_sum.h
 double pandas_mean(const std::vector<double>& values);
 double pandas_sem(const std::vector<double>& values);  // ddof = 1; NaN for fewer than 2 values
 

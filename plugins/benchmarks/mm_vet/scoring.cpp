@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/api/error.h"
+#include "core/lib/util/numpy_sum.h"
 #include "core/lib/util/python_float.h"
 #include "core/lib/util/strings.h"
 #include "plugins/benchmarks/common/jsonl.h"
@@ -29,29 +30,6 @@ Json read_json_object(const std::string& path, const std::string& what) {
 
 std::string at_key(const std::string& path, const std::string& key) { return path + ": key \"" + key + "\": "; }
 
-// numpy's pairwise_sum for float64 (numpy/_core/src/umath/loops_utils.h.src).
-double pairwise_sum(const double* a, size_t n) {
-  if (n < 8) {
-    double res = 0.;
-    for (size_t i = 0; i < n; ++i) res += a[i];
-    return res;
-  }
-  constexpr size_t kBlock = 128;
-  if (n <= kBlock) {
-    double r[8];
-    for (size_t j = 0; j < 8; ++j) r[j] = a[j];
-    size_t i = 8;
-    for (; i < n - (n % 8); i += 8) {
-      for (size_t j = 0; j < 8; ++j) r[j] += a[i + j];
-    }
-    double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-    for (; i < n; ++i) res += a[i];
-    return res;
-  }
-  size_t n2 = n / 2;
-  n2 -= n2 % 8;
-  return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
-}
 
 Json strings_to_json(const std::vector<std::string>& v) {
   Json out = Json::array();
@@ -128,7 +106,6 @@ double numpy_round(double x, int decimals) {
   return std::nearbyint(x * f) / f;
 }
 
-double numpy_sum(const std::vector<double>& values) { return 0.0 + pairwise_sum(values.data(), values.size()); }
 
 double numpy_mean(const std::vector<double>& values) {
   return numpy_sum(values) / static_cast<double>(values.size());

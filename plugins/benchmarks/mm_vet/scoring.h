@@ -36,6 +36,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/lib/util/numpy_sum.h"
+
 #include "core/api/metrics.h"
 
 namespace mmr::mm_vet {
@@ -93,8 +95,8 @@ mmr::MetricList score_files(const std::string& grade_path, const std::string& me
 
 // numpy's round(x, decimals) for decimals >= 0: rint(x * 10^decimals) / 10^decimals, ties to even.
 double numpy_round(double x, int decimals);
-// numpy's float64 sum of a contiguous 1-D array (pairwise summation, blocks of 8), and mean = sum / n.
-double numpy_sum(const std::vector<double>& values);
+// numpy's float64 sum (core/lib/util/numpy_sum.h) and mean = sum / n.
+using ::mmr::numpy_sum;  // core/lib/util/numpy_sum.h
 double numpy_mean(const std::vector<double>& values);
 double numpy_std(const std::vector<double>& values);  // ddof = 0
 
