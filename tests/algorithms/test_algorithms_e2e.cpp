@@ -155,6 +155,9 @@ TEST_F(Algorithms, DpoLearnsThePreferenceAndFlippedPairsReverseIt) {
 // (B = 0) and the untouched projector copy make policy and reference equal, so every reward is 0; after steps the
 // policy moves away from it.
 TEST_F(Algorithms, LiveReferenceIsThePolicyWithoutItsAdapters) {
+  const char* dev = std::getenv("MMR_TEST_DEVICE");
+  if (dev && std::string(dev) == "cuda")  // bf16: the trained float32 projector copy and the bf16 original differ in rounding
+    GTEST_SKIP() << "an exact-equality check: float32 on the CPU only (LiveReference.* checks CUDA against HF)";
   write("pairs.jsonl", preference_rows(8));
   const auto r = runner("r.db", {write("live.yaml", dpo_spec("live", 0.0, "    reference: live\n    max_steps: 3\n"))});
   ASSERT_EQ(r.status, 0) << r.err;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -17,6 +18,13 @@ namespace {
 
 const fs::path kBuild = MMR_TEST_BINARY_DIR;
 const fs::path kFixture = fs::path(MMR_TEST_DATA_DIR) / "tiny-llava";
+
+// The main build's CMAKE_PREFIX_PATH ('|' for ';', see CMakeLists.txt): the plugin finds its dependencies there too.
+std::string prefix_path() {
+  std::string p = MMR_PREFIX_PATH;
+  std::replace(p.begin(), p.end(), '|', ';');
+  return p;
+}
 
 class OutOfTree : public ::testing::Test {
  protected:
@@ -34,7 +42,8 @@ class OutOfTree : public ::testing::Test {
     const auto configure = mmr::test::run(
         {MMR_CMAKE_COMMAND, "-S", (dir_ / "src").string(), "-B", (dir_ / "build").string(), "-G", MMR_CMAKE_GENERATOR,
          std::string("-DCMAKE_CXX_COMPILER=") + MMR_CXX_COMPILER, "-DCMAKE_BUILD_TYPE=Release",
-         "-Dmmrunner_DIR=" + (kBuild / "sdk").string(), std::string("-DTorch_DIR=") + MMR_TORCH_DIR});
+         "-Dmmrunner_DIR=" + (kBuild / "sdk").string(), std::string("-DTorch_DIR=") + MMR_TORCH_DIR,
+         "-DCMAKE_PREFIX_PATH=" + prefix_path()});
     EXPECT_EQ(configure.status, 0) << configure.out << configure.err;
     const auto build = mmr::test::run({MMR_CMAKE_COMMAND, "--build", (dir_ / "build").string()});
     EXPECT_EQ(build.status, 0) << build.out << build.err;
