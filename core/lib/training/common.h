@@ -50,7 +50,7 @@ FitResult run_sft(StageContext& ctx, LanguageModel& model, const std::vector<Cha
 // The held-out rows of the `eval_data` option as conversations (empty when the option is absent).
 std::vector<ChatSample> held_out_conversations(StageContext& ctx, const std::string& default_plugin = "llava_json");
 
-// The paper's defaults for the SFT-style algorithms (sft, rejection_sampling, steerlm): lr 4e-4, batch 16 x 2.
+// The authors' defaults for the SFT-style algorithms (sft, rejection_sampling, steerlm): lr 4e-4, 3 epochs, batch 16 x 2.
 TrainDefaults sft_defaults();
 
 // A JSONL output written row by row so an interrupted stage can continue: the rows already in
