@@ -53,7 +53,7 @@ class ChatModel : public Model {
   // applies its own conversation template.
   virtual std::vector<Generation> generate(const std::vector<ChatSample>& prompts, const GenerationConfig& config) = 0;
 
-  // Prompt conditioning, the hook for methods that steer a model through its prompt (SteerLM's target attributes,
+  // Prompt conditioning, the hook for methods that condition a model through its prompt (target attribute values,
   // an instruction suffix): at generation the last user turn's text becomes `tmpl` with "{prompt}" replaced by
   // it. "" or "{prompt}" is off. Model plugins take the same as their option `prompt_template`.
   virtual void set_prompt_template(const std::string& tmpl) = 0;

@@ -5,7 +5,7 @@
 //   ConversationRow      LLaVA instruction rows: id, images, [{from: human|gpt, value}]        (SFT)
 //   PreferenceRow        a prompt with a chosen and a rejected reply, optional reference log-probs (DPO)
 //   ScoredCandidatesRow  one question with several responses, each scored on the five attributes
-//                        (rejection sampling, SteerLM, the paper's pair construction)
+//                        (rejection sampling, attribute-conditioned SFT, the paper's pair construction)
 // Every row keeps where it came from (file + row number) so that a later error can point back at the data.
 //
 // A dataset plugin derives from DatasetProvider (itself an mmr::Dataset, so the registry loads it as the

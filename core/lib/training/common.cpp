@@ -136,8 +136,8 @@ std::vector<ChatSample> held_out_conversations(StageContext& ctx, const std::str
   return out;
 }
 
-// The authors' SFT-style runs (findalexli/mllm-dpo @ dab3458, scripts/v1_5/finetune_steer_0207_steerlm.sh and
-// finetune_steer_0206_rejectionsampling_datascaling.sh, the train_mem.py arguments): "--mm_projector_lr 2e-5",
+// The authors' SFT-style runs (findalexli/mllm-dpo @ dab3458, the two scripts named in plugins/algorithms/README.md,
+// their train_mem.py arguments): "--mm_projector_lr 2e-5",
 // "--num_train_epochs 3", "--per_device_train_batch_size 16", "--gradient_accumulation_steps 2",
 // "--learning_rate 4e-4", "--warmup_ratio 0.03", "--lr_scheduler_type cosine".
 TrainDefaults sft_defaults() {

@@ -1,6 +1,6 @@
 // What the algorithm plugins share besides the loop: loading the model and the rows a stage names, turning rows
-// into conversations, supervised fine-tuning over conversations (sft, rejection_sampling and steerlm all end in
-// it), and the `model` / `data` option specs.
+// into conversations, supervised fine-tuning over conversations (every SFT-style algorithm ends in it), the pair
+// log-probs, and the `model` / `data` option declarations.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -50,7 +50,7 @@ FitResult run_sft(StageContext& ctx, LanguageModel& model, const std::vector<Cha
 // The held-out rows of the `eval_data` option as conversations (empty when the option is absent).
 std::vector<ChatSample> held_out_conversations(StageContext& ctx, const std::string& default_plugin = "llava_json");
 
-// The authors' defaults for the SFT-style algorithms (sft, rejection_sampling, steerlm): lr 4e-4, 3 epochs, batch 16 x 2.
+// The authors' defaults for the SFT-style algorithms: lr 4e-4, 3 epochs, batch 16 x 2.
 TrainDefaults sft_defaults();
 
 // A JSONL output written row by row so an interrupted stage can continue: the rows already in

@@ -1,7 +1,7 @@
 // The `sft` algorithm: supervised fine-tuning with LoRA on conversation rows (LLaVA instruction data, text-only
 // rows too): the LM loss on the assistant replies and their </s>, token mean per micro-batch. The paper's "standard
 // SFT" baseline trains on the annotator's own answers. Defaults as the authors' SFT-style scripts: lr 4e-4,
-// 3 epochs, batch 16 x 2 (see sft_defaults in core/lib/training/common.cpp for the quoted lines).
+// 3 epochs, batch 16 x 2 (quoted beside sft_defaults in core/lib/training/common.cpp; the scripts are named in plugins/algorithms/README.md).
 #include "common.h"
 #include "core/api/error.h"
 
