@@ -31,8 +31,9 @@ namespace fs = std::filesystem;
 namespace mmr {
 namespace {
 
-const std::vector<std::string> kSections = {"name", "description", "vars",    "defaults", "grid",
-                                            "zip",  "seeds",       "include", "exclude",  "stages"};
+// `report` is read by `runner report` only (tables and plots to draw); it takes no part in the trials.
+const std::vector<std::string> kSections = {"name",  "description", "vars",    "defaults", "grid", "zip",
+                                            "seeds", "include",     "exclude", "stages",   "report"};
 const std::vector<std::string> kStageKinds = {"algorithm", "benchmark", "dataset"};
 constexpr uint64_t kDefaultSeed = 42;  // HF Trainer's default, which the paper's scripts kept
 constexpr int kMaxDepth = 32;
@@ -250,6 +251,7 @@ struct StageTemplate {
   std::string plugin;
   YAML::Node options;  // every key but name and the plugin's; a map of our own (values are the document's)
   YAML::Node where;    // the stage's node in the file
+  YAML::Node when;     // {config key: value or [values]}: the trials this stage is part of (none: all)
 };
 
 // The document read section by section: what every trial starts from.
@@ -262,6 +264,12 @@ struct Sections {
   std::vector<uint64_t> seeds;
   bool seeds_given = false;
 
+  std::vector<int> stages_named(const std::string& name) const {
+    std::vector<int> out;
+    for (size_t i = 0; i < stages.size(); ++i)
+      if (stages[i].name == name) out.push_back(static_cast<int>(i));
+    return out;
+  }
   int stage_index(const std::string& name) const {
     for (size_t i = 0; i < stages.size(); ++i)
       if (stages[i].name == name) return static_cast<int>(i);
@@ -335,6 +343,23 @@ void check_runtime_refs(const StageTemplate& t, const std::vector<StageTemplate>
   }
 }
 
+// A stage's `when: {method: dpo}` or `when: {method: [sft, dpo]}`: configuration keys and the values for which
+// the stage is part of a trial. Alternatives of one step (one per method) share a stage name, so later stages
+// refer to ${artifact:train/adapter} whichever ran.
+YAML::Node read_when(const YAML::Node& when, const std::string& source) {
+  if (!when.IsMap() || when.size() == 0)
+    fail(when, source, "when: expected a map of configuration keys to a value or a list of values, e.g. "
+                       "{method: dpo}");
+  for (const auto& kv : when) {
+    const bool scalars = kv.second.IsScalar() ||
+        (kv.second.IsSequence() && kv.second.size() > 0 &&
+         std::all_of(kv.second.begin(), kv.second.end(), [](const YAML::Node& v) { return v.IsScalar(); }));
+    if (!scalars) fail(kv.second, source, fmt::format("when: '{}': expected a value or a non-empty list of values",
+                                                      kv.first.Scalar()));
+  }
+  return when;
+}
+
 StageTemplate read_stage(const YAML::Node& st, const std::vector<StageTemplate>& earlier, const std::string& source) {
   static const std::regex name_re(R"([A-Za-z][A-Za-z0-9_-]*)");
   if (!st.IsMap()) fail(st, source, "stage: expected a map {name: ..., algorithm|benchmark|dataset: <plugin>, ...}");
@@ -356,6 +381,8 @@ StageTemplate read_stage(const YAML::Node& st, const std::vector<StageTemplate>&
       t.plugin = kv.second.Scalar();
       t.kind = key == "algorithm" ? PluginKind::Algorithm
                : key == "benchmark" ? PluginKind::Benchmark : PluginKind::Dataset;
+    } else if (key == "when") {
+      t.when.reset(read_when(kv.second, source));
     } else {
       t.options[key] = kv.second;
     }
@@ -368,8 +395,9 @@ StageTemplate read_stage(const YAML::Node& st, const std::vector<StageTemplate>&
     fail(st, source, fmt::format("stage name '{}' is a section's name (-o {}.… sets the section); give the stage "
                                  "another name", t.name, t.name));
   for (const auto& prev : earlier)
-    if (prev.name == t.name)
-      fail(st, source, fmt::format("stage name '{}' is used twice; give each stage a distinct name", t.name));
+    if (prev.name == t.name && (!prev.when.IsMap() || !t.when.IsMap()))
+      fail(st, source, fmt::format("stage name '{}' is used twice; give each stage a distinct name (alternatives "
+                                   "of one step may share a name when each has a `when:`)", t.name));
   check_runtime_refs(t, earlier, source);
   return t;
 }
@@ -596,8 +624,10 @@ Setting apply_direct_override(Sections& s, const Override& o, const std::vector<
   Setting x{o.key, target_of(s, o.key, where), o.value, YAML::Node(), where};
   if (x.target.stage < 0) {
     write_setting(s, x, s.defaults);
-  } else {
-    StageTemplate& t = s.stages[x.target.stage];
+    return x;
+  }
+  for (int i : s.stages_named(s.stages[x.target.stage].name)) {  // every alternative of that step
+    StageTemplate& t = s.stages[i];
     t.options.reset(deep_copy(t.options));  // never write into the document's nodes
     write_setting(s, x, t.options);
   }
@@ -746,6 +776,45 @@ std::string resolved_json_of(const Trial& trial) {
   return canonical_json(resolved);
 }
 
+// Whether a stage is part of the trial: every key of its `when:` has one of the listed values in the trial's
+// configuration (compared as canonical JSON, so 0.5 and 5.0e-1 agree).
+bool stage_applies(const Sections& s, const StageTemplate& t, const Trial& trial) {
+  if (!t.when.IsMap()) return true;
+  for (const auto& kv : t.when) {
+    const std::string key = kv.first.Scalar();
+    const YAML::Node have = get_path(trial.config, key);
+    if (!have)
+      fail(kv.first, s.source, fmt::format("when: '{}' is not a key of the trial's configuration (defaults: {})", key,
+                                           list_text(keys_of(trial.config))));
+    const std::string value = canonical_json(have);
+    bool any = false;
+    if (kv.second.IsScalar()) any = canonical_json(kv.second) == value;
+    for (const auto& v : kv.second)  // a sequence; no iterations for a scalar
+      any = any || canonical_json(v) == value;
+    if (!any) return false;
+  }
+  return true;
+}
+
+// A trial runs each stage name once, and a stage only uses artifacts of stages that are part of the same trial.
+void check_trial_stages(const Sections& s, const Trial& trial) {
+  std::set<std::string> seen;
+  for (const auto& st : trial.stages) {
+    std::vector<std::pair<std::string, YAML::Node>> refs;
+    find_runtime_refs(st.options, refs);
+    for (const auto& [ref, node] : refs) {
+      if (!starts_with(ref, "artifact:")) continue;
+      const std::string stage = ref.substr(9, ref.find('/') - 9);
+      if (!seen.count(stage))
+        fail(node, s.source, fmt::format("'${{{}}}': stage '{}' is not part of the trial [{}] (its `when:` leaves "
+                                         "it out)", ref, stage, trial.label));
+    }
+    if (!seen.insert(st.name).second)
+      fail(st.where, s.source, fmt::format("two alternatives of stage '{}' apply to the trial [{}]: make their "
+                                           "`when:` conditions exclusive", st.name, trial.label));
+  }
+}
+
 // One trial: the defaults and stage templates with the point's settings written in, then interpolated.
 Trial make_trial(const Sections& s, const Point& point, uint64_t seed) {
   Trial trial;
@@ -755,7 +824,9 @@ Trial make_trial(const Sections& s, const Point& point, uint64_t seed) {
   for (const auto& t : s.stages) options.push_back(deep_copy(t.options));
   std::vector<std::string> label;
   for (const auto& x : point) {
-    write_setting(s, x, x.target.stage < 0 ? config : options[x.target.stage]);
+    if (x.target.stage < 0) write_setting(s, x, config);
+    else
+      for (int i : s.stages_named(s.stages[x.target.stage].name)) write_setting(s, x, options[i]);
     label.push_back(x.key + "=" + value_text(x.value));
   }
   if (s.seeds_given) label.push_back("seed=" + std::to_string(seed));
@@ -765,8 +836,10 @@ Trial make_trial(const Sections& s, const Point& point, uint64_t seed) {
   Resolver stage_resolver(s.source, s.vars, trial.config, seed);
   for (size_t i = 0; i < s.stages.size(); ++i) {
     const StageTemplate& t = s.stages[i];
+    if (!stage_applies(s, t, trial)) continue;
     trial.stages.push_back({t.name, t.kind, t.plugin, stage_resolver.interpolate(options[i]), t.where});
   }
+  check_trial_stages(s, trial);
   trial.resolved_json = resolved_json_of(trial);
   trial.identity = sha256_hex(trial.resolved_json);
   return trial;

@@ -12,6 +12,13 @@
 //   stages:                             # run in order for every trial
 //     - {name: train, algorithm: dpo, beta: 0.1, lr: 5e-5, epochs: 3, model: {plugin: llava, lora_r: 8}}
 //     - {name: eval, benchmark: pope, model: {plugin: llava, adapter: "${artifact:train/adapter}"}}
+//   report: {tables: [...], plots: [...]}  # read by `runner report` only; no part of any trial
+//
+// A stage with `when: {method: dpo}` (a configuration key and a value or list of values) is part of the trials
+// whose configuration has that value, and left out of the others. Alternatives of one step may share a stage
+// name when each has a `when:` — one per method, say — so a later stage's ${artifact:train/adapter} is whichever
+// ran; a key that sets `train.<option>` sets it in every alternative. A trial in which two alternatives apply, or
+// whose stage uses an artifact of a stage left out of it, is an error.
 //
 // Keys of grid, zip, include, exclude and -o (the rule, in this order):
 //   1. a key whose first part is a top-level key of `defaults:` sets that configuration path, even when a stage

@@ -424,3 +424,71 @@ TEST(SpecDocument, TrialConfigurationsDoNotShareState) {
   EXPECT_EQ(e.trials[1].config["a"]["b"].Scalar(), "2");
   EXPECT_EQ(e.trials[0].config["a"]["c"].Scalar(), "1");
 }
+
+// ---- when: stages that are part of some trials only ---------------------------------------------------------
+
+const char* kMethods = R"(
+name: m
+defaults: {method: sft}
+zip:
+  - {method: [sft, dpo], train.lr: [0.4, 0.05]}
+stages:
+  - {name: data, dataset: rows}
+  - {name: train, when: {method: sft}, algorithm: sft, data: "${artifact:data/rows}"}
+  - {name: train, when: {method: [dpo, ipo]}, algorithm: dpo, beta: 0.1, data: "${artifact:data/rows}"}
+  - {name: eval, benchmark: pope, adapter: "${artifact:train/adapter}"}
+)";
+
+TEST(When, AlternativesOfOneStepShareTheNameAndEachTrialGetsItsOwn) {
+  const Experiment e = parse(kMethods);
+  ASSERT_EQ(e.trials.size(), 2u);
+  ASSERT_EQ(e.trials[0].stages.size(), 3u);
+  EXPECT_EQ(e.trials[0].stages[1].plugin, "sft");
+  EXPECT_EQ(e.trials[1].stages[1].plugin, "dpo");
+  // The zip's train.lr is written into whichever alternative the trial runs.
+  EXPECT_EQ(e.trials[0].stages[1].options["lr"].as<double>(), 0.4);
+  EXPECT_EQ(e.trials[1].stages[1].options["lr"].as<double>(), 0.05);
+  EXPECT_FALSE(e.trials[0].stages[1].options["beta"]);
+  EXPECT_EQ(e.trials[1].stages[2].options["adapter"].as<std::string>(), "${artifact:train/adapter}");
+}
+
+TEST(When, LeavesOutStagesOfOtherMethodsAndKeepsIdentitiesOfFilesWithoutIt) {
+  // A stage without `when:` is in every trial, and the trial's identity does not mention `when`.
+  const Experiment plain = parse(std::string("name: m\n") + kStages);
+  const Experiment with = parse(std::string("name: m\ndefaults: {method: sft}\nstages:\n"
+                                            "  - {name: train, algorithm: counter}\n"
+                                            "  - {name: extra, when: {method: dpo}, algorithm: counter}\n"));
+  ASSERT_EQ(with.trials.size(), 1u);
+  EXPECT_EQ(with.trials[0].stages.size(), 1u);
+  EXPECT_EQ(with.trials[0].resolved_json.find("when"), std::string::npos);
+  EXPECT_EQ(plain.trials[0].stages.size(), 1u);
+}
+
+TEST(When, ErrorsNameTheProblem) {
+  EXPECT_NE(error_of("name: m\nstages:\n  - {name: t, algorithm: a}\n  - {name: t, when: {x: 1}, algorithm: b}\n")
+                .find("stage name 't' is used twice"), std::string::npos);
+  EXPECT_NE(error_of("name: m\ndefaults: {x: 1}\nstages:\n  - {name: t, when: {x: 1}, algorithm: a}\n"
+                     "  - {name: t, when: {x: [1, 2]}, algorithm: b}\n")
+                .find("two alternatives of stage 't' apply to the trial"), std::string::npos);
+  const std::string nokey = error_of("name: m\nstages:\n  - {name: t, when: {nokey: 1}, algorithm: a}\n");
+  EXPECT_NE(nokey.find("exp.yaml:3:22: when: 'nokey' is not a key of the trial's configuration"), std::string::npos)
+      << nokey;
+  EXPECT_NE(error_of("name: m\nstages:\n  - {name: t, when: [1], algorithm: a}\n").find("when: expected a map"),
+            std::string::npos);
+  EXPECT_NE(error_of("name: m\ndefaults: {x: 2}\nstages:\n  - {name: t, when: {x: 1}, algorithm: a}\n"
+                     "  - {name: u, algorithm: b, in: \"${artifact:t/rows}\"}\n")
+                .find("stage 't' is not part of the trial"), std::string::npos);
+}
+
+TEST(When, OverrideOfASharedStageNameSetsEveryAlternative) {
+  const Experiment e = parse(kMethods, {"train.epochs=2"});
+  ASSERT_EQ(e.trials.size(), 2u);
+  EXPECT_EQ(e.trials[0].stages[1].options["epochs"].as<int>(), 2);
+  EXPECT_EQ(e.trials[1].stages[1].options["epochs"].as<int>(), 2);
+}
+
+TEST(SpecDocument, ReportSectionIsAcceptedAndTakesNoPartInTrials) {
+  const Experiment a = parse(std::string("name: m\n") + kStages);
+  const Experiment b = parse(std::string("name: m\nreport: {tables: [{title: T, rows: x}]}\n") + kStages);
+  EXPECT_EQ(a.trials[0].identity, b.trials[0].identity);
+}
