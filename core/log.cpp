@@ -2,6 +2,7 @@
 #include "core/log.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <unistd.h>
@@ -9,8 +10,52 @@
 #include <cstdio>
 #include <mutex>
 
+#include "core/lib/util/atomic_file.h"
+#include "core/store.h"
+
 namespace mmr {
+
+// Where the bars of the live ProgressFile write; a bar keeps its target even after the ProgressFile ends, so
+// `closed` (under `mu`) is what stops a late write from recreating a removed file.
+struct ProgressFileTarget {
+  std::filesystem::path path;
+  std::string stage;
+  std::mutex mu;
+  bool closed = false;
+  bool warned = false;
+};
+
 namespace {
+
+std::mutex g_progress_file_mu;
+std::shared_ptr<ProgressFileTarget> g_progress_file;
+
+std::shared_ptr<ProgressFileTarget> live_progress_file() {
+  std::lock_guard<std::mutex> lock(g_progress_file_mu);
+  return g_progress_file;
+}
+
+// One progress state as `runner status` reads it; eta_s is null while unknown.
+std::string progress_json(const ProgressFileTarget& t, const std::string& label, int64_t done, int64_t total,
+                          double rate) {
+  nlohmann::json j = {{"stage", t.stage}, {"label", label},           {"done", done},
+                      {"total", total},   {"rate", rate},             {"eta_s", nullptr},
+                      {"updated_at", now_iso8601()}, {"pid", static_cast<int64_t>(getpid())}};
+  if (total > 0 && rate > 0) j["eta_s"] = std::max<double>(0, static_cast<double>(total - done) / rate);
+  return j.dump();
+}
+
+// Never throws: a progress file is a convenience, and a full disk must not fail the stage that is writing it.
+void write_progress(ProgressFileTarget& t, const std::string& text) {
+  std::lock_guard<std::mutex> lock(t.mu);
+  if (t.closed) return;
+  try {
+    write_file_atomic(t.path, text);
+  } catch (const std::exception& e) {
+    if (!t.warned) spdlog::warn("progress file not written (runner status will not show this stage's step): {}", e.what());
+    t.warned = true;
+  }
+}
 
 // Writes log lines to stderr; when a progress bar is showing, clears it first and redraws it after.
 class ConsoleSink : public spdlog::sinks::base_sink<std::mutex> {
@@ -95,9 +140,30 @@ std::string Progress::format_duration(double s) {
   return fmt::format("{}s", t);
 }
 
+ProgressFile::ProgressFile(std::filesystem::path path, std::string stage)
+    : target_(std::make_shared<ProgressFileTarget>()) {
+  target_->path = std::move(path);
+  target_->stage = std::move(stage);
+  write_progress(*target_, progress_json(*target_, "", 0, 0, 0));
+  std::lock_guard<std::mutex> lock(g_progress_file_mu);
+  previous_ = g_progress_file;
+  g_progress_file = target_;
+}
+
+ProgressFile::~ProgressFile() {
+  {
+    std::lock_guard<std::mutex> lock(g_progress_file_mu);
+    g_progress_file = previous_;
+  }
+  std::lock_guard<std::mutex> lock(target_->mu);
+  target_->closed = true;
+  std::error_code ignored;
+  std::filesystem::remove(target_->path, ignored);
+}
+
 Progress::Progress(std::string label, int64_t total, std::shared_ptr<spdlog::logger> log)
     : label_(std::move(label)), total_(total), log_(std::move(log)), tty_(stderr_is_terminal()),
-      start_(std::chrono::steady_clock::now()), last_draw_(start_) {
+      start_(std::chrono::steady_clock::now()), last_draw_(start_), file_(live_progress_file()) {
   draw(true);
 }
 
@@ -114,9 +180,14 @@ void Progress::advance(int64_t n) {
 
 void Progress::set_postfix(const std::string& text) { postfix_ = text; }
 
+double Progress::rate() const {
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  return elapsed > 0 ? done_ / elapsed : 0;
+}
+
 std::string Progress::status_text() const {
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  const double rate = elapsed > 0 ? done_ / elapsed : 0;
+  const double rate = this->rate();
   std::string eta = "?";
   if (total_ > 0 && rate > 0) eta = format_duration((total_ - done_) / rate);
   std::string s = total_ > 0 ? fmt::format("{}/{} ({:.0f}%)", done_, total_, 100.0 * done_ / total_)
@@ -128,7 +199,17 @@ std::string Progress::status_text() const {
   return s;
 }
 
+// At most once a second, so a fast loop does not spend its time renaming files.
+void Progress::write_file(bool force) {
+  if (!file_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (!force && now - last_file_write_ < std::chrono::seconds(1)) return;
+  last_file_write_ = now;
+  write_progress(*file_, progress_json(*file_, label_, done_, total_, rate()));
+}
+
 void Progress::draw(bool force) {
+  write_file(force);
   const auto now = std::chrono::steady_clock::now();
   if (tty_) {
     if (!force && now - last_draw_ < std::chrono::milliseconds(100) && done_ < total_) return;
@@ -151,6 +232,7 @@ void Progress::draw(bool force) {
 void Progress::finish() {
   if (finished_) return;
   finished_ = true;
+  write_file(true);
   if (tty_) console()->clear_bar();
   log_->info("{}: done, {}", label_, status_text());
 }

@@ -2,6 +2,7 @@
 #include "core/runner.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -160,6 +161,21 @@ bool artifacts_intact(const StageRecord& rec, spdlog::logger& log) {
   return true;
 }
 
+// What determines a stage's output: its plugin and version, its options as written (run-time references as
+// text), the trial seed, and the content hashes of every artifact the trial's earlier stages produced (a superset
+// of what it reads, so two stages with one key saw the same inputs). Empty when the options name the trial itself
+// (${trial:dir}, ${trial:identity}): such a stage is never shared between trials.
+std::string stage_key(const StageSpec& stage, const std::string& version, uint64_t seed,
+                      const std::map<std::string, std::string>& input_hashes) {
+  const std::string options = canonical_json(stage.options);
+  if (options.find("${trial:") != std::string::npos) return "";
+  nlohmann::json inputs = nlohmann::json::object();
+  for (const auto& [name, hash] : input_hashes) inputs[name] = hash;
+  const nlohmann::json key = {{"kind", kind_name(stage.kind)}, {"plugin", stage.plugin}, {"version", version},
+                              {"options", nlohmann::json::parse(options)}, {"seed", seed}, {"inputs", inputs}};
+  return sha256_hex(key.dump());
+}
+
 StageRunner* as_stage_runner(PluginKind kind, Plugin* p) {
   // The kind was checked against the class at compile time by MMR_PLUGIN, so these downcasts are exact.
   switch (kind) {
@@ -279,6 +295,7 @@ struct TrialAttempt {
   const fs::path dir;
   std::shared_ptr<spdlog::logger> log;  // the console and <dir>/trial.log
   std::map<std::string, fs::path> artifacts;  // "stage/name" -> path, from this attempt's stages so far
+  std::map<std::string, std::string> artifact_hashes;  // "stage/name" -> sha256, the same artifacts
   std::string outcome = "finished";           // finished | failed | interrupted
   std::string error;
 };
@@ -300,6 +317,8 @@ class ExperimentRun {
   std::string run_attempt(size_t index, const TrialRow& row, int attempt, const fs::path& dir);
   bool run_stage(TrialAttempt& t, size_t ordinal);
   bool reuse_stage(TrialAttempt& t, const StageSpec& stage, int ordinal, bool last);
+  bool reuse_shared_stage(TrialAttempt& t, const StageSpec& stage, const std::string& key, int ordinal, bool last);
+  void commit_reused(TrialAttempt& t, const StageSpec& stage, StageRecord rec, int ordinal, bool last);
   void execute_stage(TrialAttempt& t, const StageSpec& stage, const fs::path& dir, StageRecord& rec);
   Options stage_options(const TrialAttempt& t, const StageSpec& stage, const PluginInfo& info) const;
 
@@ -387,13 +406,19 @@ std::string ExperimentRun::run_attempt(size_t index, const TrialRow& row, int at
 bool ExperimentRun::run_stage(TrialAttempt& t, size_t ordinal) {
   const StageSpec& stage = t.trial.stages[ordinal];
   const bool last = ordinal + 1 == t.trial.stages.size();
-  if (!opt_.force && t.attempt > 1 && reuse_stage(t, stage, static_cast<int>(ordinal), last)) return true;
+  const int ord = static_cast<int>(ordinal);
+  const std::string key = stage_key(stage, registry_.find(stage.kind, stage.plugin).version, t.trial.seed,
+                                    t.artifact_hashes);
+  if (!opt_.force && t.attempt > 1 && reuse_stage(t, stage, ord, last)) return true;
+  if (!opt_.force && !key.empty() && reuse_shared_stage(t, stage, key, ord, last)) return true;
   StageRecord rec;
+  rec.key = key;
   rec.name = stage.name;
   rec.plugin = stage.plugin;
   rec.ordinal = static_cast<int>(ordinal);
   const fs::path dir = t.dir / stage.name;
   fs::create_directories(dir);
+  const ProgressFile progress_file(t.dir / "progress.json", stage.name);  // for `runner status`
   rec.started_at = now_iso8601();
   t.log->info("stage '{}' ({} '{}') starts", stage.name, kind_name(stage.kind), stage.plugin);
   const auto t0 = std::chrono::steady_clock::now();
@@ -418,11 +443,35 @@ bool ExperimentRun::reuse_stage(TrialAttempt& t, const StageSpec& stage, int ord
   auto prev = store_.previous_stage(t.trial_id, t.attempt, stage.name, stage.plugin);
   if (!prev || !artifacts_intact(*prev, *t.log)) return false;
   t.log->info("stage '{}': finished in an earlier attempt, artifacts intact; reused", stage.name);
-  for (const auto& a : prev->artifacts) t.artifacts[stage.name + "/" + a.name] = a.path;
-  prev->ordinal = ordinal;
-  store_.commit_stage(t.trial_id, t.attempt, *prev, last ? std::optional<std::string>("finished") : std::nullopt);
-  ++summary_.reused_stages;
+  commit_reused(t, stage, std::move(*prev), ordinal, last);
   return true;
+}
+
+// Stands in a finished stage of any trial with the same key (same plugin, options, seed and input artifacts)
+// whose artifacts are intact, so shared upstream work (pretraining, sampling, annotation) is done once per
+// experiment grid. The record says where it came from (stages.reused_from).
+bool ExperimentRun::reuse_shared_stage(TrialAttempt& t, const StageSpec& stage, const std::string& key, int ordinal,
+                                       bool last) {
+  for (StageRecord& rec : store_.stages_with_key(key)) {
+    if (rec.name != stage.name || !artifacts_intact(rec, *t.log)) continue;
+    t.log->info("stage '{}': identical to {} (same plugin, options, seed and inputs); reused", stage.name,
+                rec.reused_from);
+    commit_reused(t, stage, std::move(rec), ordinal, last);
+    return true;
+  }
+  return false;
+}
+
+// Commits a reused record to this attempt (metrics and artifacts copied) and makes its artifacts this trial's.
+void ExperimentRun::commit_reused(TrialAttempt& t, const StageSpec& stage, StageRecord rec, int ordinal, bool last) {
+  for (const auto& a : rec.artifacts) {
+    t.artifacts[stage.name + "/" + a.name] = a.path;
+    t.artifact_hashes[stage.name + "/" + a.name] = a.sha256;
+  }
+  rec.ordinal = ordinal;
+  rec.plugin = stage.plugin;
+  store_.commit_stage(t.trial_id, t.attempt, rec, last ? std::optional<std::string>("finished") : std::nullopt);
+  ++summary_.reused_stages;
 }
 
 // Creates the stage's plugin and runs it. Fills the record's status, error, metrics and artifacts; a failure or
@@ -443,6 +492,7 @@ void ExperimentRun::execute_stage(TrialAttempt& t, const StageSpec& stage, const
     for (const auto& [name, path] : ctx->artifacts_) {
       rec.artifacts.push_back(checksum(name, path));
       t.artifacts[stage.name + "/" + name] = path;
+      t.artifact_hashes[stage.name + "/" + name] = rec.artifacts.back().sha256;
     }
     rec.status = "finished";
   } catch (const Interrupted&) {

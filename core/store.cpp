@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <tuple>
 
 #include "core/api/error.h"
 #include "core/lib/util/sha256.h"
@@ -101,6 +102,12 @@ CREATE TABLE judgments (
   created_at     TEXT NOT NULL,
   PRIMARY KEY (judge, prompt_sha256)
 );
+)sql",
+    // 3: stage reuse across trials: what determines a stage's output, and where a reused stage's came from.
+    R"sql(
+ALTER TABLE stages ADD COLUMN stage_key TEXT;
+ALTER TABLE stages ADD COLUMN reused_from TEXT;
+CREATE INDEX stages_by_key ON stages (stage_key, status);
 )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kSchemaVersion);
@@ -234,10 +241,15 @@ sqlite3* open_database(const fs::path& path, Store::Mode mode) {
 void insert_stage(sqlite3* db, const fs::path& file, int64_t trial_id, int attempt, const StageRecord& stage) {
   Stmt st(db, file,
           "INSERT OR REPLACE INTO stages (trial_id, attempt, name, ordinal, plugin, status, started_at, ended_at, "
-          "error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+          "error, stage_key, reused_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   st.bind(1, trial_id).bind(2, attempt).bind(3, stage.name).bind(4, stage.ordinal).bind(5, stage.plugin)
       .bind(6, stage.status).bind(7, stage.started_at).bind(8, stage.ended_at);
-  if (stage.error.empty()) st.bind_null(9); else st.bind(9, stage.error);
+  auto text_or_null = [&](int i, const std::string& v) {
+    if (v.empty()) st.bind_null(i); else st.bind(i, v);
+  };
+  text_or_null(9, stage.error);
+  text_or_null(10, stage.key);
+  text_or_null(11, stage.reused_from);
   st.step();
 }
 
@@ -451,7 +463,8 @@ std::optional<StageRecord> Store::previous_stage(int64_t trial_id, int before_at
   int attempt = 0;
   {
     Stmt st(db_, path_,
-            "SELECT attempt, ordinal, started_at, ended_at FROM stages WHERE trial_id = ? AND name = ? AND plugin = ? "
+            "SELECT attempt, ordinal, started_at, ended_at, coalesce(stage_key, ''), coalesce(reused_from, '') "
+            "FROM stages WHERE trial_id = ? AND name = ? AND plugin = ? "
             "AND status = 'finished' AND attempt < ? ORDER BY attempt DESC LIMIT 1");
     st.bind(1, trial_id).bind(2, name).bind(3, plugin).bind(4, before_attempt);
     if (!st.step()) return std::nullopt;
@@ -459,6 +472,8 @@ std::optional<StageRecord> Store::previous_stage(int64_t trial_id, int before_at
     rec.ordinal = static_cast<int>(st.int_col(1));
     rec.started_at = st.text_col(2);
     rec.ended_at = st.text_col(3);
+    rec.key = st.text_col(4);
+    rec.reused_from = st.text_col(5);
   }
   rec.name = name;
   rec.plugin = plugin;
@@ -466,6 +481,31 @@ std::optional<StageRecord> Store::previous_stage(int64_t trial_id, int before_at
   rec.metrics = stage_metrics(db_, path_, trial_id, attempt, name);
   rec.artifacts = stage_artifacts(db_, path_, trial_id, attempt, name);
   return rec;
+}
+
+std::vector<StageRecord> Store::stages_with_key(const std::string& key) const {
+  std::vector<std::tuple<int64_t, int, std::string, std::string>> found;  // trial, attempt, name, reused_from
+  {
+    Stmt st(db_, path_,
+            "SELECT trial_id, attempt, name, coalesce(reused_from, '') FROM stages WHERE stage_key = ? AND "
+            "status = 'finished' ORDER BY ended_at DESC LIMIT 8");
+    st.bind(1, key);
+    while (st.step()) found.emplace_back(st.int_col(0), static_cast<int>(st.int_col(1)), st.text_col(2), st.text_col(3));
+  }
+  std::vector<StageRecord> out;
+  for (const auto& [trial_id, attempt, name, reused_from] : found) {
+    StageRecord rec;
+    rec.name = name;
+    rec.status = "finished";
+    rec.key = key;
+    // A stage reused before names where it first ran; one that ran names itself.
+    rec.reused_from = reused_from.empty() ? fmt::format("trial {} attempt {} stage {}", trial_id, attempt, name)
+                                          : reused_from;
+    rec.metrics = stage_metrics(db_, path_, trial_id, attempt, name);
+    rec.artifacts = stage_artifacts(db_, path_, trial_id, attempt, name);
+    out.push_back(std::move(rec));
+  }
+  return out;
 }
 
 void Store::end_trial(int64_t trial_id, int attempt, const std::string& status, const std::string& error) {

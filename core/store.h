@@ -18,7 +18,7 @@ namespace mmr {
 
 struct Trial;
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 struct QueryCell {
   enum Type { Null, Integer, Real, Text, Blob } type = Null;
@@ -83,6 +83,8 @@ struct StageRecord {
   std::string error;
   std::vector<MetricRow> metrics;
   std::vector<ArtifactRow> artifacts;
+  std::string key;          // what determines its output (runner.cpp: stage_key); empty: not shareable
+  std::string reused_from;  // "trial 3 attempt 1 stage train" when this record stands in for that one's
 };
 
 class Store {
@@ -120,6 +122,9 @@ class Store {
   // with its metrics and artifacts; nullopt when there is none.
   std::optional<StageRecord> previous_stage(int64_t trial_id, int before_attempt, const std::string& name,
                                             const std::string& plugin) const;
+  // Finished stages (any trial, newest first, at most 8) whose key is `key`, with metrics and artifacts, and
+  // `reused_from` naming where each first ran (schema v3).
+  std::vector<StageRecord> stages_with_key(const std::string& key) const;
   // Ends a trial without a stage record (e.g. interrupted between stages).
   void end_trial(int64_t trial_id, int attempt, const std::string& status, const std::string& error = "");
 

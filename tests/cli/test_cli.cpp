@@ -179,6 +179,37 @@ stages:
   EXPECT_EQ(lines(marker), 2);
 }
 
+TEST_F(Cli, IdenticalUpstreamStagesRunOncePerGridAndAreRecordedAsReused) {
+  const std::string marker = (dir_ / "marker.txt").string();
+  const std::string spec = write("exp.yaml", R"(name: shared
+grid: {eval.steps: [1, 2, 3]}
+seeds: [1, 2]
+stages:
+  - {name: train, algorithm: counter, marker: )" + marker + R"(}
+  - {name: eval, algorithm: counter, input: "${artifact:train/curve}"}
+)");
+  const ProcessResult r = runner({spec});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(lines(marker), 2);  // once per seed: same plugin, options, seed and inputs in the three grid points
+  EXPECT_EQ(one("SELECT count(*) FROM trials WHERE status = 'finished'"), "6");
+  EXPECT_EQ(one("SELECT count(*) FROM stages WHERE name = 'train' AND reused_from IS NOT NULL"), "4");
+  EXPECT_EQ(one("SELECT count(DISTINCT stage_key) FROM stages WHERE name = 'train'"), "2");
+  // A reused stage's metrics and artifacts are the trial's own results, and its later stages read them.
+  EXPECT_EQ(one("SELECT count(*) FROM final_metrics WHERE stage = 'train' AND name = 'final_loss'"), "6");
+  EXPECT_EQ(one("SELECT count(DISTINCT path) FROM artifacts WHERE stage = 'train'"), "2");
+  EXPECT_EQ(one("SELECT min(value) FROM final_metrics WHERE stage = 'eval' AND name = 'input_lines'"),
+            one("SELECT max(value) FROM final_metrics WHERE stage = 'eval' AND name = 'input_lines'"));
+  EXPECT_NE(r.err.find("(same plugin, options, seed and inputs); reused"), std::string::npos) << r.err;
+  // A changed artifact is not trusted: a new grid point runs train again instead of reusing it.
+  for (const auto& p : {one("SELECT path FROM artifacts WHERE stage = 'train' ORDER BY trial_id LIMIT 1")})
+    std::ofstream(p) << "changed\n";
+  ASSERT_EQ(runner({spec, "-o", "grid.eval.steps=[4]", "-o", "seeds=[1]"}).status, 0);
+  EXPECT_EQ(lines(marker), 3);
+  // --force runs everything again.
+  ASSERT_EQ(runner({spec, "--force"}).status, 0);
+  EXPECT_EQ(lines(marker), 9);
+}
+
 TEST_F(Cli, SigintMarksTheTrialInterruptedAndARerunFinishesIt) {
   const std::string spec = write("exp.yaml", R"(name: sig
 stages:
