@@ -6,6 +6,8 @@
 //   runner query "SQL" [--format table|csv|json]                    any SQL, database opened read-only
 //   runner plugins [--kind KIND]                                    plugins, their options and load failures
 //   runner score BENCHMARK key=value... [--format ...]              score existing answer/judgment files
+//   runner report EXP [--out DIR]                                   report.html + report.md: tables, plots, files
+//   runner status [EXP] [--format table|json]                       what a run is doing (from another terminal)
 //   runner serve --model NAME [--model-opt k=v]... [--port N] ...   OpenAI-compatible server over a model plugin
 //
 // Global options: --results PATH (default results/results.db), --log-level LEVEL (default info),
@@ -26,7 +28,9 @@
 #include <vector>
 
 #include "app/format.h"
+#include "app/report.h"
 #include "app/serve.h"
+#include "app/status.h"
 #include "core/log.h"
 #include "core/registry.h"
 #include "core/runner.h"
@@ -55,6 +59,13 @@ commands:
   plugins                   every plugin with its version and options (type, default, help), and load failures
       --kind KIND           only model, algorithm, dataset, benchmark or judge plugins
   score BENCHMARK key=value...   score existing answer or judgment files with a benchmark's official rules
+  report EXP                an experiment (name or .yaml file) as report.html and report.md: tables of final
+                            metrics (mean ± std over seeds), the plots of its report: section, training curves
+                            (drawn by gnuplot), each trial's log and artifacts
+      --out DIR             where to write (default results/<experiment>/report/ beside the database)
+  status [EXP]              per experiment: trials by status, each running trial's stage, step/total and ETA,
+                            the experiment's ETA; reads the database while a run writes it
+      --format FMT          table (default) or json
   serve --model NAME ...    OpenAI-compatible chat-completions server over a model plugin (runner serve --help)
 
 global options:
@@ -75,6 +86,7 @@ struct Args {
   std::string format = "table";
   std::string experiment;
   std::string kind;
+  fs::path out;
   bool force = false;
   bool verbose = false;
 };
@@ -102,6 +114,7 @@ bool parse_option(int argc, char** argv, int& i, Args& a) {
   else if (is("--format")) a.format = value("--format");
   else if (is("--experiment")) a.experiment = value("--experiment");
   else if (is("--kind")) a.kind = value("--kind");
+  else if (is("--out")) a.out = value("--out");
   else if (arg == "--force") a.force = true;
   else if (arg == "--verbose" || arg == "-v") a.verbose = true;
   else return false;
@@ -111,7 +124,8 @@ bool parse_option(int argc, char** argv, int& i, Args& a) {
 // The command and its arguments from the words that are not options: a command name, or an experiment file.
 void set_command(const std::vector<std::string>& words, Args& a) {
   if (words.empty()) throw UsageError("no command given");
-  static const std::set<std::string> commands = {"run", "plan", "results", "query", "plugins", "score", "serve"};
+  static const std::set<std::string> commands = {"run",   "plan",  "results", "query", "plugins",
+                                                 "score", "serve", "report",  "status"};
   const std::string& first = words[0];
   if (commands.count(first)) {
     a.command = first;
@@ -335,6 +349,19 @@ int cmd_score(const Args& a) {
   return 0;
 }
 
+int cmd_report(const Args& a) {
+  const fs::path folder = write_report({a.results, one_positional(a, "experiment (a name or an experiment file)"), a.out});
+  std::cout << (folder / "report.html").string() << "\n" << (folder / "report.md").string() << "\n";
+  return 0;
+}
+
+int cmd_status(const Args& a) {
+  if (a.positional.size() > 1)
+    throw UsageError(fmt::format("'status' takes at most one experiment (got {})", a.positional.size()));
+  print_status({a.results, a.positional.empty() ? "" : a.positional[0], parse_format(a.format)}, std::cout);
+  return 0;
+}
+
 int cmd_serve(const Args& a) {
   for (const auto& arg : a.positional)
     if (arg == "-h" || arg == "--help") return std::cout << serve::kServeUsage, 0;
@@ -358,6 +385,8 @@ int run_command(const Args& args) {
   if (args.command == "plugins") return cmd_plugins(args);
   if (args.command == "score") return cmd_score(args);
   if (args.command == "serve") return cmd_serve(args);
+  if (args.command == "report") return cmd_report(args);
+  if (args.command == "status") return cmd_status(args);
   return 2;
 }
 

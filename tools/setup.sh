@@ -17,6 +17,9 @@ packages=(
   libopenblas0-openmp
   # tests (curl: the `runner serve` test sends a request with it)
   libgtest-dev curl
+  # `runner report` draws its plots with gnuplot (a child process writing SVG); the report test renders the
+  # page in headless Chromium to check the plots are drawn and the tables hold the store's numbers
+  gnuplot-nox chromium
 )
 
 if [[ "${1:-}" == "--print" ]]; then
