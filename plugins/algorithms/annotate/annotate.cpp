@@ -21,7 +21,10 @@ void check_rubric(std::string_view rubric, const std::string& rubric_name) {
                                     "and {{response}})", rubric_name, field));
 }
 
-std::string build_prompt(std::string_view rubric, std::string_view question, std::string_view response) {
+bool wants_reference(std::string_view rubric) { return rubric.find("{reference}") != std::string_view::npos; }
+
+std::string build_prompt(std::string_view rubric, std::string_view question, std::string_view response,
+                         std::string_view reference) {
   std::string out;
   for (size_t i = 0; i < rubric.size();) {
     if (rubric.compare(i, 10, "{question}") == 0) {
@@ -30,6 +33,9 @@ std::string build_prompt(std::string_view rubric, std::string_view question, std
     } else if (rubric.compare(i, 10, "{response}") == 0) {
       out += response;
       i += 10;
+    } else if (rubric.compare(i, 11, "{reference}") == 0) {
+      out += reference;
+      i += 11;
     } else {
       out += rubric[i++];
     }
@@ -116,6 +122,10 @@ CandidateRow candidate_row(const std::string& text, int line, const std::string&
   if (auto im = r.row.find("image"); im != r.row.end() && !im->is_null()) {
     if (!im->is_string()) throw DataError(where + "\"image\": expected a file name, found " + im->dump());
     r.image = im->get<std::string>();
+  }
+  if (auto ref = r.row.find("reference"); ref != r.row.end() && !ref->is_null()) {
+    if (!ref->is_string()) throw DataError(where + "\"reference\": expected a string, found " + ref->dump());
+    r.reference = ref->get<std::string>();
   }
   r.responses = responses_of(r.row, where);
   return r;

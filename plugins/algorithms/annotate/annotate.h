@@ -27,8 +27,12 @@ extern const char* const kDefaultRubric;
 
 // A rubric must contain {question} and {response}; ConfigError naming `rubric_name` otherwise.
 void check_rubric(std::string_view rubric, const std::string& rubric_name);
-// The rubric with {question} and {response} replaced (texts inserted as they are, braces included).
-std::string build_prompt(std::string_view rubric, std::string_view question, std::string_view response);
+// The rubric with {question}, {response} and (when the rubric has it) {reference} replaced (texts inserted as
+// they are, braces included). {reference} is the row's `reference` answer, for reference-guided grading as
+// MT-Bench's math prompts do it.
+std::string build_prompt(std::string_view rubric, std::string_view question, std::string_view response,
+                         std::string_view reference = {});
+bool wants_reference(std::string_view rubric);
 
 // "Helpfulness: 3" ... per attribute (case-insensitive, the first line naming the attribute, optional markdown
 // '*' around the name); nullopt unless all five are present as a single digit 0-4.
@@ -39,6 +43,7 @@ struct CandidateRow {
   nlohmann::ordered_json row;          // as read
   std::string question;
   std::string image;                   // the row's "image" as written ("" when it has none)
+  std::string reference;               // the row's "reference" answer ("" when it has none)
   std::vector<std::string> responses;  // in order
 };
 // Throws IoError / DataError naming file:line and the field.

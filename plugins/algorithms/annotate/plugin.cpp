@@ -48,8 +48,9 @@ struct Config {
     o.required("candidates", &candidates, "candidate rows JSONL: {id, image, question, candidates: [{response}...]}",
                "path");
     o.required("judge", &judge, "the judge: a judge plugin name or a map {plugin: openai_compatible, ...}");
-    o.bind("rubric", &rubric, "", "a rubric prompt file with {question} and {response} (default: the built-in "
-                                  "rubric.txt)", "path");
+    o.bind("rubric", &rubric, "", "a rubric prompt file with {question} and {response}, and optionally "
+                                  "{reference} (the row's reference answer); default: the built-in rubric.txt",
+           "path");
     o.bind("max_tokens", &max_tokens, 64, "max tokens of a judge reply (five short lines)");
     o.bind("temperature", &temperature, 0.0, "judge temperature");
     o.bind("batch_size", &batch_size, 64, "requests handed to the judge at once (it bounds its own concurrency)");
@@ -95,9 +96,13 @@ Requests build_requests(const Config& cfg, const std::string& rubric, const std:
   Requests out;
   for (size_t r = 0; r < rows.size(); ++r) {
     const std::vector<std::string> images = images_of(cfg, rows[r]);
+    if (wants_reference(rubric) && rows[r].reference.empty())
+      throw DataError(fmt::format("{}:{}: the rubric grades against {{reference}} and this row has no \"reference\" "
+                                  "answer (the sample stage writes it for conversation rows)", cfg.candidates,
+                                  rows[r].line));
     for (size_t c = 0; c < rows[r].responses.size(); ++c) {
       out.items.push_back({r, c});
-      out.requests.push_back({"", build_prompt(rubric, rows[r].question, rows[r].responses[c]), cfg.temperature,
+      out.requests.push_back({"", build_prompt(rubric, rows[r].question, rows[r].responses[c], rows[r].reference), cfg.temperature,
                               cfg.max_tokens, images});
     }
   }

@@ -3,8 +3,8 @@
 // ({id, image, question, candidates: [{response}]}), ready for a judge to annotate (the `annotate` stage) and then
 // for rejection_sampling, steerlm or pair construction (scored_candidates with build_pairs).
 //
-// Prompts come from any row kind: a preference pair's prompt, a conversation up to its last human turn, or a
-// scored-candidates question. Candidate k of a batch is sampled with seed (trial seed, batch, k), so the output does
+// Prompts come from any row kind: a preference pair's prompt, a conversation up to its last human turn (the
+// answer after it, when there is one, is written as the row's `reference`), or a scored-candidates question. Candidate k of a batch is sampled with seed (trial seed, batch, k), so the output does
 // not depend on where a run was interrupted: finished batches are kept in candidates.partial.jsonl and skipped.
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -23,8 +23,9 @@ using json = nlohmann::json;
 struct Prompt {
   std::string id;
   std::vector<std::string> images;
-  std::string question;  // the last human turn
-  ChatSample sample;     // the conversation up to and including it
+  std::string question;   // the last human turn
+  std::string reference;  // the answer that follows it in a conversation row ("" when none does)
+  ChatSample sample;      // the conversation up to and including it
 };
 
 std::vector<Prompt> prompts_of(DatasetProvider& data, DataContext& dctx) {
@@ -36,7 +37,8 @@ std::vector<Prompt> prompts_of(DatasetProvider& data, DataContext& dctx) {
       if (turns[i].from == "human") last_human = i;
     if (last_human == turns.size()) return;  // nothing to answer
     upto.assign(turns.begin(), turns.begin() + static_cast<std::ptrdiff_t>(last_human) + 1);
-    Prompt p{id, images, turns[last_human].value, to_sample(upto, images)};
+    const std::string reference = last_human + 1 < turns.size() ? turns[last_human + 1].value : "";
+    Prompt p{id, images, turns[last_human].value, reference, to_sample(upto, images)};
     out.push_back(std::move(p));
   };
   if (data.provides(RowKind::Preference)) {
@@ -104,6 +106,8 @@ class Sample : public Algorithm {
         if (prompts[j].images.size() == 1) row["image"] = prompts[j].images[0];  // as annotate and the datasets read it
         if (prompts[j].images.size() > 1) row["images"] = prompts[j].images;
         row["question"] = prompts[j].question;
+        // The dataset's own answer, for a judge that grades against a reference (annotate's {reference}).
+        if (!prompts[j].reference.empty()) row["reference"] = prompts[j].reference;
         row["candidates"] = json::array();
         for (const auto& r : responses[j - i]) row["candidates"].push_back({{"response", r}});
         out.write(row);

@@ -178,6 +178,20 @@ AdapterConfig read_adapter_config(const fs::path& dir) {
 
 }  // namespace
 
+void LlavaModel::fold_adapter(const fs::path& dir) {
+  std::vector<std::pair<std::string, LoraLinear>> targets = lora_targets(llama_);
+  for (const auto& [path, lin] : targets)
+    if (lin->has_lora())
+      throw ConfigError(fmt::format("llava: merge_adapters: '{}' already has a LoRA branch", path));
+  load_adapter(dir);
+  torch::NoGradGuard no_grad;
+  for (auto& [path, lin] : targets) {
+    if (!lin->has_lora()) continue;
+    lin->merge();
+    lin->drop_lora();
+  }
+}
+
 void LlavaModel::load_adapter(const fs::path& dir) {
   const AdapterConfig ac = read_adapter_config(dir);
   const int64_t r = ac.r;

@@ -136,6 +136,9 @@ void LlavaOptions::bind(OptionBinder& o) {
   o.optional("vision_tower", &vision_tower, "original LLaVA checkpoints: the CLIP checkpoint folder (default: mm_vision_tower)", "path");
   o.optional("tokenizer", &tokenizer, "tokenizer.model or its folder (default: path)", "path");
   o.optional("adapter", &adapter, "a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) to load", "path");
+  o.bind("merge_adapters", &merge_adapters, std::vector<std::string>{},
+         "PEFT adapters folded into the weights at load, in order, before `adapter` and a new LoRA (models made in "
+         "steps: each step's adapter becomes part of the next step's base, as merge_and_unload)");
   o.bind("dtype", &dtype, "float32", "float32, bfloat16 or float16");
   o.bind("device", &device, "cpu", "cpu, cuda or cuda:N");
   o.bind("random_init", &random_init, false, "random weights of the configured shape (benchmarks); no weights are read");
@@ -205,6 +208,7 @@ LlavaModel::LlavaModel(const LlavaOptions& options) : options_(options) {
   // and dtype: a 13B checkpoint never exists as float32 in host memory.
   root_->to(device_, dtype_);
   if (options_.random_init) random_init(); else load_checkpoint();
+  for (const auto& dir : options_.merge_adapters) fold_adapter(dir);
   if (options_.train_projector || !options_.adapter.empty()) freeze_base_projector();
   if (!options_.adapter.empty()) load_adapter(options_.adapter);
   if (options_.lora_r > 0) add_lora(options_.lora_r, options_.lora_alpha, options_.lora_dropout, options_.lora_rslora,

@@ -20,6 +20,7 @@ struct LlavaOptions {
   std::string path;          // checkpoint folder (config.json, *.safetensors, tokenizer.model)
   std::string vision_tower;  // original layout: the CLIP checkpoint folder (default: mm_vision_tower)
   std::string adapter;       // PEFT adapter folder to load
+  std::vector<std::string> merge_adapters;  // PEFT adapters folded into the weights first, in order
   std::string dtype;
   std::string device;
   bool random_init;
@@ -62,6 +63,9 @@ class LlavaModel : public LanguageModel {
   std::vector<Generation> generate(const std::vector<ChatSample>& prompts, const GenerationConfig& config) override;
   void save_adapter(const std::filesystem::path& dir) const override;
   void load_adapter(const std::filesystem::path& dir) override;
+  // Adds an adapter's LoRA delta (B·A·scaling) to the base weights and takes its projector: the adapter becomes
+  // part of the model (PEFT's merge_and_unload), and a new LoRA can be trained on top.
+  void fold_adapter(const std::filesystem::path& dir);
   torch::Device device() const override { return device_; }
   torch::Dtype dtype() const override { return dtype_; }
 

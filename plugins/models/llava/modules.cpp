@@ -31,27 +31,47 @@ void LoraLinearImpl::add_lora(int64_t rank, double a, double p, bool rs) {
   // PEFT's default init: A ~ kaiming_uniform(a=√5) (as nn.Linear), B = 0, so the adapter starts as identity.
   torch::Tensor a_init = torch::empty({r, in_features}, opts);
   torch::nn::init::kaiming_uniform_(a_init, std::sqrt(5.0));
+  torch::Tensor b_init = torch::zeros({out_features, r}, opts);
+  if (lora_A.defined()) {  // slots left by drop_lora
+    torch::NoGradGuard no_grad;
+    lora_A.set_data(a_init);
+    lora_B.set_data(b_init);
+    lora_A.set_requires_grad(true);
+    lora_B.set_requires_grad(true);
+    return;
+  }
   lora_A = register_parameter("lora_A", a_init, /*requires_grad=*/true);
-  lora_B = register_parameter("lora_B", torch::zeros({out_features, r}, opts), /*requires_grad=*/true);
+  lora_B = register_parameter("lora_B", b_init, /*requires_grad=*/true);
+}
+
+void LoraLinearImpl::drop_lora() {
+  MMR_CHECK(merged, "drop_lora: merge the LoRA branch first");
+  torch::NoGradGuard no_grad;
+  lora_A.set_requires_grad(false);
+  lora_B.set_requires_grad(false);
+  lora_A.set_data(torch::zeros({0, in_features}, lora_A.options()));
+  lora_B.set_data(torch::zeros({out_features, 0}, lora_B.options()));
+  r = 0;
+  merged = false;
 }
 
 torch::Tensor LoraLinearImpl::forward(const torch::Tensor& x) {
   torch::Tensor y = F::linear(x, weight, bias);
-  if (!lora_A.defined() || merged || !enabled) return y;
+  if (!has_lora() || merged || !enabled) return y;
   torch::Tensor h = (dropout > 0 && is_training()) ? F::dropout(x, F::DropoutFuncOptions().p(dropout).training(true)) : x;
   // PEFT: result + lora_B(lora_A(dropout(x))) * scaling
   return y + F::linear(F::linear(h, lora_A.to(h.scalar_type())), lora_B.to(h.scalar_type())) * scaling;
 }
 
 void LoraLinearImpl::merge() {
-  if (!lora_A.defined() || merged) return;
+  if (!has_lora() || merged) return;
   torch::NoGradGuard no_grad;
   weight.add_(torch::matmul(lora_B.to(torch::kFloat32), lora_A.to(torch::kFloat32)).mul_(scaling).to(weight.dtype()));
   merged = true;
 }
 
 void LoraLinearImpl::unmerge() {
-  if (!lora_A.defined() || !merged) return;
+  if (!has_lora() || !merged) return;
   torch::NoGradGuard no_grad;
   weight.sub_(torch::matmul(lora_B.to(torch::kFloat32), lora_A.to(torch::kFloat32)).mul_(scaling).to(weight.dtype()));
   merged = false;

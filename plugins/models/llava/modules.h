@@ -24,9 +24,12 @@ struct LoraLinearImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);  // (..., in) -> (..., out)
 
   void add_lora(int64_t r, double alpha, double dropout, bool rslora);
-  bool has_lora() const { return lora_A.defined(); }
+  bool has_lora() const { return r > 0; }
   void merge();
   void unmerge();
+  // After merge(): the branch is gone for good (its delta lives in W); add_lora may add a new one. LibTorch
+  // cannot unregister a parameter, so the slots stay registered, emptied and frozen, and add_lora refills them.
+  void drop_lora();
 
   int64_t in_features, out_features;
   torch::Tensor weight, bias;      // (out, in), (out) or undefined

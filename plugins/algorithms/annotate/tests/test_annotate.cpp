@@ -1,5 +1,6 @@
 // The annotate stage's pure parts: the built-in rubric, prompt building, reply parsing, candidate rows.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -80,4 +81,26 @@ TEST(AnnotateRows, BadRowsNameFileLineAndField) {
   }
   std::ofstream(p) << R"({"id": "a", "question": "Q", "candidates": [{"score": 1}]})" << "\n";
   EXPECT_THROW(read_candidate_rows(p.string()), mmr::DataError);
+}
+
+TEST(AnnotatePrompt, ReferencePlaceholderIsFilledFromTheRowsReference) {
+  const std::string rubric = "Q: {question}\nRef: {reference}\nA: {response}";
+  EXPECT_TRUE(wants_reference(rubric));
+  EXPECT_FALSE(wants_reference(kDefaultRubric));
+  EXPECT_EQ(build_prompt(rubric, "2+2?", "5", "2 + 2 = 4."), "Q: 2+2?\nRef: 2 + 2 = 4.\nA: 5");
+}
+
+TEST(AnnotateRows, ReferenceIsReadAndMustBeAString) {
+  const auto path = std::filesystem::temp_directory_path() / ("mmr_annotate_ref_" + std::to_string(getpid()));
+  std::ofstream(path) << R"({"id": "a", "question": "q", "reference": "r", "candidates": ["x"]})" "\n"
+                      << R"({"id": "b", "question": "q", "reference": 3, "candidates": ["x"]})" "\n";
+  try {
+    read_candidate_rows(path.string());
+    ADD_FAILURE() << "a numeric reference was accepted";
+  } catch (const mmr::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find(":2: \"reference\": expected a string"), std::string::npos) << e.what();
+  }
+  std::ofstream(path) << R"({"id": "a", "question": "q", "reference": "r", "candidates": ["x"]})" "\n";
+  EXPECT_EQ(read_candidate_rows(path.string())[0].reference, "r");
+  std::filesystem::remove(path);
 }

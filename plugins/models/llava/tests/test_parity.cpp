@@ -157,6 +157,24 @@ TEST(LlavaAdapter, PolicyLogProbsWithThePeftAdapterMatch) {
   EXPECT_LE(max_abs_diff(model.logits(batch), before), 1e-4 * scale());
 }
 
+TEST(LlavaAdapter, MergedAdaptersBecomeTheBaseAndANewLoraTrainsOnTop) {
+  torch::NoGradGuard no_grad;
+  LlavaOptions with = base_options();
+  with.adapter = (fixture() / "adapter").string();
+  LlavaModel reference(with);
+  LlavaOptions folded = base_options();
+  folded.merge_adapters = {(fixture() / "adapter").string()};
+  folded.lora_r = 4;  // a new adapter on top: B = 0, so it changes nothing yet
+  LlavaModel model(folded);
+  const auto rows = read_jsonl(fixture() / "expected" / "preference_logps.jsonl");
+  const mmr::ModelBatch batch = model.collate({model.encode(pair_sample(rows[0], "chosen"))}, false);
+  EXPECT_LE(max_abs_diff(model.logits(batch), reference.logits(batch)), 1e-4 * scale());
+  // Only the new LoRA (rank 4) is trainable, and disabling adapters keeps the folded one (it is the base now).
+  for (const auto& [name, p] : model.trainable_parameters()) EXPECT_EQ(p.size(0) == 4 || p.size(1) == 4, true) << name;
+  model.set_adapters_enabled(false);
+  EXPECT_LE(max_abs_diff(model.logits(batch), reference.logits(batch)), 1e-4 * scale());
+}
+
 TEST(LlavaAdapter, SaveAndReloadKeepsPeftNamesAndValues) {
   LlavaOptions o = base_options();
   o.adapter = (fixture() / "adapter").string();
