@@ -102,7 +102,8 @@ void load_finals(const Store& store, ExperimentData& d) {
   std::set<std::string> step_less;
   for (const auto& row : r.rows) {
     if (row[2].text == "1") step_less.insert(row[1].text);
-    if (row[3].type != QueryCell::Null) d.finals[row[1].text][int_of(row[0])] = std::strtod(row[3].text.c_str(), nullptr);
+    auto& by_trial = d.finals[row[1].text];  // there even when every value is NaN: a known metric, no values
+    if (row[3].type != QueryCell::Null) by_trial[int_of(row[0])] = std::strtod(row[3].text.c_str(), nullptr);
   }
   d.final_metrics.assign(step_less.begin(), step_less.end());
 }

@@ -98,6 +98,13 @@ std::vector<const TrialInfo*> all_trials(const ExperimentData& d) {
 ReportTable default_table(const ExperimentData& d) {
   const Groups groups = group_trials(all_trials(d), [](const TrialInfo& t) { return t.cell; });
   ReportTable t = make_table(d, "Final metrics by trial", "trial", groups, d.final_metrics);
+  const auto partial = std::count_if(d.trials.begin(), d.trials.end(), [&](const TrialInfo& x) {
+    return x.status != "finished" && std::any_of(d.final_metrics.begin(), d.final_metrics.end(), [&](const auto& m) {
+             return d.finals.at(m).count(x.id) > 0;
+           });
+  });
+  if (partial > 0)
+    t.notes.push_back(fmt::format("{} trial(s) that did not finish count here with the stages they finished", partial));
   if (t.transposed) t.notes.push_back("transposed: one row per metric, one column per trial (more metrics than trials)");
   return t;
 }
