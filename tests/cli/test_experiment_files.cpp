@@ -1,6 +1,7 @@
-// Every command written in an experiment file's header comment runs, so the examples in experiments/*.yaml
-// cannot rot. The header is the comment at the top of the file, before its first YAML line; a command is a
-// line that starts with `runner` (a line ending in `\` continues on the next). From the repository root:
+// Every command written in an experiment file's header comment runs, so the examples in experiments/*.yaml and
+// experiments/paper/*.yaml (every folder under experiments/) cannot rot. The header is the comment at the top of the
+// file, before its first YAML line; a command is a line that starts with `runner` (a line ending in `\` continues
+// on the next). From the repository root:
 //   - `runner [run|plan] FILE [-o key=value]... [--force]` runs as `runner plan FILE` with the same -o
 //     overrides: the file expands and every stage's plugin and options check, and nothing trains;
 //   - `runner results ...` and `runner query ...` run against a temporary results database that holds the
@@ -96,12 +97,24 @@ std::vector<Command> header_commands(const fs::path& file) {
   return out;
 }
 
+// The YAML files under experiments/, as paths relative to it ("ablation.yaml", "paper/table4_methods.yaml").
 std::vector<std::string> experiment_files() {
   std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(kSource / "experiments"))
-    if (e.path().extension() == ".yaml" || e.path().extension() == ".yml") out.push_back(e.path().filename().string());
+  const fs::path root = kSource / "experiments";
+  for (const auto& e : fs::recursive_directory_iterator(root))
+    if (e.is_regular_file() && (e.path().extension() == ".yaml" || e.path().extension() == ".yml"))
+      out.push_back(fs::relative(e.path(), root).generic_string());
   std::sort(out.begin(), out.end());
   return out;
+}
+
+// "paper/table4_methods.yaml" -> "paper_table4_methods".
+std::string test_name_of(const std::string& file) {
+  const fs::path p(file);
+  std::string name;
+  for (char c : (p.parent_path() / p.stem()).generic_string())
+    name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return name;
 }
 
 bool is_yaml(const std::string& w) {
@@ -131,7 +144,7 @@ class ExperimentFile : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     file_ = fs::path("experiments") / GetParam();
     dir_ = fs::temp_directory_path() / ("mmr_experiment_files_" + std::to_string(getpid()) + "_" +
-                                        fs::path(GetParam()).stem().string());
+                                        test_name_of(GetParam()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     previous_cwd_ = fs::current_path();
@@ -205,11 +218,7 @@ TEST_P(ExperimentFile, EveryCommandInTheHeaderCommentRuns) {
     GTEST_SKIP() << "not checked in this build (MMR_SKIP_DIRS): " << fmt::format("{}", fmt::join(skipped, "; "));
 }
 
-std::string test_name(const ::testing::TestParamInfo<std::string>& info) {
-  std::string name;
-  for (char c : fs::path(info.param).stem().string()) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-  return name;
-}
+std::string test_name(const ::testing::TestParamInfo<std::string>& info) { return test_name_of(info.param); }
 
 INSTANTIATE_TEST_SUITE_P(Experiments, ExperimentFile, ::testing::ValuesIn(experiment_files()), test_name);
 
