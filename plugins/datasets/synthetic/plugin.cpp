@@ -117,7 +117,7 @@ class Synthetic : public mmr::data::PipelineDataset {
   }
 
   // The folder an algorithm's rows come from: `dir`, or one per config under the temp dir; generated unless a
-  // complete world (manifest.json is written last) with this config is already there.
+  // complete world (manifest.json is written last) of this format version with this config is already there.
   fs::path component_dir(mmr::DataContext& ctx) const {
     const auto config = world_config(ctx.seed);
     const std::string text = config.to_json().dump();
@@ -127,7 +127,9 @@ class Synthetic : public mmr::data::PipelineDataset {
     bool complete = false;
     if (std::ifstream in{dir / "manifest.json"}) {
       try {
-        complete = nlohmann::json::parse(in).value("config", nlohmann::json()).dump() == text;
+        const nlohmann::json manifest = nlohmann::json::parse(in);
+        complete = manifest.value("format_version", 0) == mmr::synthetic::kWorldFormatVersion &&
+                   manifest.value("config", nlohmann::json()).dump() == text;
       } catch (const std::exception&) {
       }
     }

@@ -10,6 +10,7 @@
 
 #include "core/api/error.h"
 #include "core/lib/util/atomic_file.h"
+#include "plugins/datasets/synthetic/bench.h"
 #include "plugins/datasets/synthetic/pope.h"
 #include "plugins/datasets/synthetic/questions.h"
 #include "plugins/datasets/synthetic/rng.h"
@@ -23,7 +24,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr int kFormatVersion = 1;
 constexpr uint64_t kEvalIndexBase = uint64_t{1} << 32;  // held-out items' sub-stream indices
 constexpr int kMinShapePx = 20;  // below ~20 px a five-pointed star rasterises to a blob
 
@@ -238,6 +238,10 @@ void validate_items(const WorldConfig& c) {
   require_distinct(c.question_types, "question_types");
   for (const std::string& t : c.question_types) question_type_from_name(t, "question_types");
   require(c.pope_per_image >= 0, "pope_per_image", "must be >= 0");
+  // bench/pope/llava_pope_test.jsonl gives each split a block of kPopeQuestionIdBlock ids, as LLaVA's file does.
+  require(2 * static_cast<int64_t>(c.num_eval_images) * c.pope_per_image < kPopeQuestionIdBlock, "pope_per_image",
+          fmt::format("num_eval_images x pope_per_image x 2 must stay under {} (a POPE split's question-id block)",
+                      kPopeQuestionIdBlock));
   require(c.num_text_tasks >= 0, "num_text_tasks", "must be >= 0");
   require(c.num_eval_text_tasks >= 0, "num_eval_text_tasks", "must be >= 0");
   require(!c.text_task_types.empty(), "text_task_types", "must list at least one type");
@@ -273,6 +277,9 @@ nlohmann::ordered_json WorldStats::to_json() const {
           {"pope_random", pope_random},     {"pope_popular", pope_popular},
           {"pope_adversarial", pope_adversarial},
           {"pope_images_with_fewer_probes", pope_images_with_fewer_probes},
+          {"bench_pope", bench_pope},       {"bench_mm_vet", bench_mm_vet},
+          {"bench_mt_bench", bench_mt_bench},
+          {"bench_text_tasks_unpaired", bench_text_tasks_unpaired},
           {"files", files}};
 }
 
@@ -323,6 +330,7 @@ class WorldBuilder {
   void text_tasks();        // text rows; the training tasks get scored candidates
   void pope();              // pope_*.jsonl over the held-out scenes
   void row_files();         // vqa_*, text_*, scored_candidates.jsonl, pairs.jsonl
+  void bench();             // bench/: the held-out sets in the official POPE, MM-Vet and MT-Bench formats
   void manifest();          // manifest.json, last: its presence marks a complete world
   void log_summary() const;
   const WorldStats& stats() const { return stats_; }
@@ -340,6 +348,7 @@ class WorldBuilder {
   std::vector<ImageTruth> train_, eval_;
   std::vector<nlohmann::ordered_json> vqa_train_, vqa_eval_, text_train_, text_eval_, scored_;
   std::vector<ScoredGroup> groups_;
+  PopeSplits pope_;
 };
 
 void WorldBuilder::write(const std::string& rel, const std::string& bytes) {
@@ -443,17 +452,21 @@ void WorldBuilder::pope() {
   std::vector<ImageTruth> all_images = train_;
   all_images.insert(all_images.end(), eval_.begin(), eval_.end());
   const PopeStatistics pope_stats = pope_statistics(all_images, vocab_);
-  const PopeSplits pope = make_pope(eval_, pope_stats, vocab_, config_.pope_per_image, config_.seed);
-  stats_.pope_images_with_fewer_probes = pope.images_with_fewer_probes;
+  pope_ = make_pope(eval_, pope_stats, vocab_, config_.pope_per_image, config_.seed);
+  stats_.pope_images_with_fewer_probes = pope_.images_with_fewer_probes;
   auto pope_file = [&](const std::string& rel, const std::vector<PopeProbe>& probes) {
     std::vector<nlohmann::ordered_json> rows;
     for (const PopeProbe& p : probes) rows.push_back(to_json(p));
     write(rel, jsonl(rows));
     return static_cast<int64_t>(rows.size());
   };
-  stats_.pope_random = pope_file("pope_random.jsonl", pope.random);
-  stats_.pope_popular = pope_file("pope_popular.jsonl", pope.popular);
-  stats_.pope_adversarial = pope_file("pope_adversarial.jsonl", pope.adversarial);
+  stats_.pope_random = pope_file("pope_random.jsonl", pope_.random);
+  stats_.pope_popular = pope_file("pope_popular.jsonl", pope_.popular);
+  stats_.pope_adversarial = pope_file("pope_adversarial.jsonl", pope_.adversarial);
+  // The same probes as POPE's label files, which `runner score pope` reads from one folder.
+  pope_file("bench/pope/labels/coco_pope_random.json", pope_.random);
+  pope_file("bench/pope/labels/coco_pope_popular.json", pope_.popular);
+  pope_file("bench/pope/labels/coco_pope_adversarial.json", pope_.adversarial);
 }
 
 void WorldBuilder::row_files() {
@@ -470,11 +483,32 @@ void WorldBuilder::row_files() {
   write("pairs.jsonl", jsonl(pair_rows));
 }
 
+void WorldBuilder::bench() {
+  const std::vector<nlohmann::ordered_json> pope_questions = pope_question_rows(pope_);
+  write("bench/pope/llava_pope_test.jsonl", jsonl(pope_questions));
+  stats_.bench_pope = static_cast<int64_t>(pope_questions.size());
+
+  const MmVetBench mm_vet = mm_vet_bench(vqa_eval_);
+  write("bench/mm_vet/llava-mm-vet.jsonl", jsonl(mm_vet.questions));
+  write("bench/mm_vet/mm-vet.json", mm_vet.metadata.dump(2) + "\n");
+  stats_.bench_mm_vet = static_cast<int64_t>(mm_vet.questions.size());
+
+  const MtBenchBench mt_bench = mt_bench_bench(text_eval_);
+  write("bench/mt_bench/question.jsonl", jsonl(mt_bench.questions));
+  write("bench/mt_bench/reference_answer.jsonl", jsonl(mt_bench.references));
+  stats_.bench_mt_bench = static_cast<int64_t>(mt_bench.questions.size());
+  stats_.bench_text_tasks_unpaired = mt_bench.unpaired_tasks;
+  if (mt_bench.unpaired_tasks > 0)
+    logger()->info("synthetic: {} held-out text tasks give {} two-turn MT-Bench questions; the last task has no "
+                   "partner and is not in bench/mt_bench (use an even num_eval_text_tasks)",
+                   text_eval_.size(), mt_bench.questions.size());
+}
+
 void WorldBuilder::manifest() {
   stats_.files = static_cast<int64_t>(files_.size()) + 1;  // + the manifest
   nlohmann::ordered_json manifest;
   manifest["generator"] = "mmr-synthetic";
-  manifest["format_version"] = kFormatVersion;
+  manifest["format_version"] = kWorldFormatVersion;
   manifest["config"] = config_.to_json();
   manifest["counts"] = stats_.to_json();
   nlohmann::ordered_json listing = nlohmann::ordered_json::object();
@@ -503,6 +537,7 @@ WorldStats generate_world(const WorldConfig& config, const fs::path& out_dir) {
   world.text_tasks();
   world.pope();
   world.row_files();
+  world.bench();
   world.manifest();
   world.log_summary();
   return world.stats();

@@ -16,6 +16,17 @@
 //   scored_candidates.jsonl       {id, image?, question, candidates: [{response, kind, scores}]} per training
 //                                 question (visual, then text)
 //   pairs.jsonl                   DPO rows {id, image?, question, chosen, rejected} by the paper's rule
+//   bench/                        the held-out sets in the official benchmark formats (bench.h), for the real
+//                                 benchmark plugins with image_folder <world>/images:
+//     pope/llava_pope_test.jsonl          LLaVA's POPE questions (all three splits; ids as LLaVA's file)
+//     pope/labels/coco_pope_random.json, coco_pope_popular.json, coco_pope_adversarial.json
+//                                         POPE's label files (= pope_<split>.jsonl)
+//     mm_vet/llava-mm-vet.jsonl, mm_vet/mm-vet.json
+//                                         vqa_eval as MM-Vet: questions, and metadata with the capability (the
+//                                         question type) and the full answer as ground truth
+//     mt_bench/question.jsonl, mt_bench/reference_answer.jsonl
+//                                         text_eval as MT-Bench: consecutive tasks paired into two-turn questions
+//                                         ("math" / "reasoning"), the full answers as reference ("reference")
 //   manifest.json                 {generator, format_version, config, counts, files: {path: {bytes, sha256}}}
 //
 // Determinism: same config (seed included) -> byte-identical files on any platform with the same libstb. Each
@@ -36,6 +47,9 @@
 #include "plugins/datasets/synthetic/pairs.h"
 
 namespace mmr::synthetic {
+
+// manifest.json's format_version: 2 added bench/. A folder whose manifest has another version is regenerated.
+inline constexpr int kWorldFormatVersion = 2;
 
 // Every knob; the JSON/YAML key has the field's name. Defaults make 250 images, 1,000 scored questions and ~940
 // pairs (3 MB) in about 2.5 s on one core.
@@ -84,6 +98,8 @@ struct WorldStats {
   std::map<std::string, int64_t> candidates_by_kind;
   PairStats pairs;
   int64_t pope_random = 0, pope_popular = 0, pope_adversarial = 0, pope_images_with_fewer_probes = 0;
+  int64_t bench_pope = 0, bench_mm_vet = 0, bench_mt_bench = 0;  // questions in bench/<benchmark>/
+  int64_t bench_text_tasks_unpaired = 0;  // 1 when num_eval_text_tasks is odd (MT-Bench questions have 2 turns)
   int64_t files = 0;
   nlohmann::ordered_json to_json() const;
 };

@@ -45,7 +45,7 @@ TEST(SyntheticWorld, SameSeedGivesByteIdenticalFiles) {
   generate_world(tiny(7), a);
   generate_world(tiny(7), b);
   const auto files_a = snapshot(a), files_b = snapshot(b);
-  EXPECT_EQ(files_a.size(), 18u + 10u + 1u);  // 18 images + 10 data files + manifest
+  EXPECT_EQ(files_a.size(), 18u + 10u + 8u + 1u);  // 18 images + 10 data files + 8 bench files + manifest
   ASSERT_EQ(files_a.size(), files_b.size());
   for (const auto& [path, bytes] : files_a) EXPECT_TRUE(files_b.at(path) == bytes) << path;
 }
