@@ -95,6 +95,7 @@ TextConfig read_text_config(const json& t, const std::string& source, const std:
   read(t, "head_dim", c.head_dim, source, where);
   read(t, "max_position_embeddings", c.max_position_embeddings, source, where);
   read(t, "rms_norm_eps", c.rms_norm_eps, source, where);
+  read(t, "initializer_range", c.initializer_range, source, where);
   read(t, "tie_word_embeddings", c.tie_word_embeddings, source, where);
   read(t, "attention_bias", c.attention_bias, source, where);
   read(t, "mlp_bias", c.mlp_bias, source, where);

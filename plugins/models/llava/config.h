@@ -38,6 +38,7 @@ struct TextConfig : StackShape {
   int64_t head_dim = 128;
   int64_t max_position_embeddings = 4096;
   double rms_norm_eps = 1e-5;
+  double initializer_range = 0.02;  // std of random_init's normal weights (HF's _init_weights)
   bool tie_word_embeddings = false;
   bool attention_bias = false;
   bool mlp_bias = false;

@@ -266,7 +266,8 @@ void LlavaModel::load_checkpoint() {
 }
 
 void LlavaModel::random_init() {
-  // HF's _init_weights: normal(0, 0.02) for linear/embedding weights, zero biases, ones for norms.
+  // HF's _init_weights: normal(0, initializer_range) for linear/embedding weights (the language model's from its
+  // config, default 0.02; 0.02 elsewhere), zero biases, ones for norms.
   // Drawn on the model's device with its default generator, seeded: deterministic per device type.
   torch::NoGradGuard no_grad;
   torch::manual_seed(options_.seed);
@@ -274,9 +275,10 @@ void LlavaModel::random_init() {
     torch::Tensor p = item.value();
     const std::string& name = item.key();
     const bool norm = name.find("norm") != std::string::npos;
+    const bool language = name.rfind("language_model.", 0) == 0;
     if (name.size() >= 4 && name.substr(name.size() - 4) == "bias") p.zero_();
     else if (norm) p.fill_(1.0);
-    else p.normal_(0.0, 0.02);
+    else p.normal_(0.0, language ? config_.text.initializer_range : 0.02);
   }
   if (config_.text.tie_word_embeddings) llama_->lm_head = llama_->embed_tokens->weight;
 }
