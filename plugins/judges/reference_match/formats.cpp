@@ -165,10 +165,11 @@ class Matcher {
 std::optional<Recognised> mt_bench(const JudgeRequest& r) {
   if (r.system == kMtBenchSingleMathSystem)
     if (auto f = match_template(kMtBenchSingleMathTemplate, r.user))
-      return Recognised{Format::kMtBenchSingleMath, f->at("ref_answer_1"), f->at("answer")};
+      return Recognised{Format::kMtBenchSingleMath, f->at("question"), f->at("ref_answer_1"), f->at("answer")};
   if (r.system == kMtBenchMultiTurnMathSystem)
     if (auto f = match_template(kMtBenchMultiTurnMathTemplate, r.user))
-      return Recognised{Format::kMtBenchSingleMathMultiTurn, f->at("ref_answer_2"), f->at("answer_2")};
+      return Recognised{Format::kMtBenchSingleMathMultiTurn, f->at("question_2"), f->at("ref_answer_2"),
+                        f->at("answer_2")};
   return std::nullopt;
 }
 
@@ -183,13 +184,13 @@ std::optional<Recognised> mm_vet(const JudgeRequest& r) {
   if (ends_with(row, kMmVetRetry)) row.remove_suffix(kMmVetRetry.size());
   auto f = match_template(kMmVetRow, row);
   if (!f) return std::nullopt;
-  return Recognised{Format::kMmVetGrader, f->at("ground_truth"), f->at("prediction")};
+  return Recognised{Format::kMmVetGrader, f->at("question"), f->at("ground_truth"), f->at("prediction")};
 }
 
 std::optional<Recognised> rubric(const JudgeRequest& r) {
   auto f = match_template(kRubricWithReference, r.user);
   if (!f) return std::nullopt;
-  return Recognised{Format::kAnnotateRubricWithReference, f->at("reference"), f->at("response")};
+  return Recognised{Format::kAnnotateRubricWithReference, f->at("question"), f->at("reference"), f->at("response")};
 }
 
 std::string unknown_format_error(const JudgeRequest& r) {
@@ -237,9 +238,9 @@ JudgeReply grade(const JudgeRequest& request) {
   switch (r->format) {
     case Format::kMtBenchSingleMath:
     case Format::kMtBenchSingleMathMultiTurn:
-      return {true, fmt::format("Rating: [[{}]]", mt_bench_rating(r->reference, r->response)), ""};
+      return {true, fmt::format("Rating: [[{}]]", mt_bench_rating(r->question, r->reference, r->response)), ""};
     case Format::kMmVetGrader: {
-      const int tenths = mm_vet_tenths(r->reference, r->response);
+      const int tenths = mm_vet_tenths(r->question, r->reference, r->response);
       return {true, fmt::format("{}.{}", tenths / 10, tenths % 10), ""};
     }
     case Format::kAnnotateRubricWithReference: {
@@ -247,7 +248,7 @@ JudgeReply grade(const JudgeRequest& request) {
         return {false, "",
                 "reference_match: the rubric's {reference} placeholder was not filled: the annotate stage must put "
                 "each row's reference answer there (rubric_with_reference.txt)"};
-      const HelpSteerScores s = helpsteer_scores(r->reference, r->response);
+      const HelpSteerScores s = helpsteer_scores(r->question, r->reference, r->response);
       return {true,
               fmt::format("Helpfulness: {}\nCorrectness: {}\nCoherence: {}\nComplexity: {}\nVerbosity: {}",
                           s.helpfulness, s.correctness, s.coherence, s.complexity, s.verbosity),

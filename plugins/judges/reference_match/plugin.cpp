@@ -13,8 +13,9 @@ class ReferenceMatch : public Judge {
  public:
   explicit ReferenceMatch(const Options&) {}
   static const char* summary() {
-    return "grades a response against the reference answer in the prompt (token F1; MT-Bench, MM-Vet, annotate "
-           "with reference); a deterministic stand-in for GPT-4 where the ground truth is known";
+    return "grades a response against the reference answer in the prompt (F1 of the answer-bearing tokens, "
+           "the reference's words not in the question; MT-Bench, MM-Vet, annotate with reference); a deterministic "
+           "stand-in for GPT-4 where the ground truth is known";
   }
   static OptionSchema option_schema() { return {}; }
 

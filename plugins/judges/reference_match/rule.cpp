@@ -1,4 +1,5 @@
-// The grading rule of reference_match.h: normalisation, token F1 and the per-benchmark scores.
+// The grading rule of reference_match.h: normalisation, the answer-bearing tokens, their F1 (or the order check)
+// and the per-benchmark scores.
 #include <algorithm>
 #include <map>
 
@@ -89,50 +90,83 @@ std::vector<std::string> tokens(std::string_view text) {
   return out;
 }
 
-double TokenF1::value() const {
-  if (exact) return 1.0;
-  if (common == 0) return 0.0;
-  return 2.0 * static_cast<double>(common) / static_cast<double>(response_tokens + reference_tokens);
+std::vector<std::string> answer_tokens(std::string_view question, std::string_view text) {
+  std::map<std::string, int64_t> asked;
+  for (std::string& t : tokens(question)) ++asked[std::move(t)];
+  std::vector<std::string> out;
+  for (std::string& t : tokens(text)) {
+    auto it = asked.find(t);
+    if (it != asked.end() && it->second > 0) {
+      --it->second;  // one occurrence removed per occurrence in the question
+    } else {
+      out.push_back(std::move(t));
+    }
+  }
+  return out;
 }
 
-int64_t TokenF1::scaled(int64_t scale) const {
-  if (exact) return scale;
-  if (common == 0) return 0;
-  return round_half_up(2 * scale * common, response_tokens + reference_tokens);
-}
-
-TokenF1 token_f1(std::string_view reference, std::string_view response) {
+AnswerScore answer_score(std::string_view question, std::string_view reference, std::string_view response) {
   const std::vector<std::string> ref = tokens(reference), resp = tokens(response);
-  TokenF1 f;
-  f.reference_tokens = static_cast<int64_t>(ref.size());
-  f.response_tokens = static_cast<int64_t>(resp.size());
-  f.exact = ref == resp;
+  AnswerScore s;
+  if (ref == resp) {
+    s.basis = AnswerScore::Basis::kExact;
+    return s;
+  }
+  const std::vector<std::string> ref_answer = answer_tokens(question, reference);
+  if (ref_answer.empty()) {
+    // Nothing but the question's words: the answer is their order. An empty reference has no order to find.
+    s.basis = AnswerScore::Basis::kOrder;
+    s.contiguous = !ref.empty() && std::search(resp.begin(), resp.end(), ref.begin(), ref.end()) != resp.end();
+    return s;
+  }
+  const std::vector<std::string> resp_answer = answer_tokens(question, response);
+  s.basis = AnswerScore::Basis::kAnswerTokens;
+  s.reference_tokens = static_cast<int64_t>(ref_answer.size());
+  s.response_tokens = static_cast<int64_t>(resp_answer.size());
   std::map<std::string, int64_t> counts;
-  for (const auto& t : ref) ++counts[t];
-  for (const auto& t : resp)
+  for (const auto& t : ref_answer) ++counts[t];
+  for (const auto& t : resp_answer)
     if (auto it = counts.find(t); it != counts.end() && it->second > 0) {
       --it->second;
-      ++f.common;
+      ++s.common;
     }
-  return f;
+  return s;
 }
 
-bool better(const TokenF1& a, const TokenF1& b) {
-  if (a.exact || b.exact) return a.exact && !b.exact;
-  // 2 ca / da > 2 cb / db, with d = response + reference tokens (d > 0 whenever c > 0).
-  if (a.common == 0) return false;
-  if (b.common == 0) return true;
-  return a.common * (b.response_tokens + b.reference_tokens) > b.common * (a.response_tokens + a.reference_tokens);
+std::pair<int64_t, int64_t> AnswerScore::fraction() const {
+  switch (basis) {
+    case Basis::kExact: return {1, 1};
+    case Basis::kOrder: return {contiguous ? 1 : 0, 1};
+    case Basis::kAnswerTokens: break;
+  }
+  if (common == 0) return {0, 1};  // also when the response has no answer-bearing token
+  return {2 * common, response_tokens + reference_tokens};
 }
 
-int mt_bench_rating(std::string_view reference, std::string_view response) {
-  return 1 + static_cast<int>(token_f1(reference, response).scaled(9));
+double AnswerScore::value() const {
+  const auto [num, den] = fraction();
+  return static_cast<double>(num) / static_cast<double>(den);
 }
 
-int mm_vet_tenths(std::string_view ground_truth, std::string_view prediction) {
-  std::optional<TokenF1> best;
+int64_t AnswerScore::scaled(int64_t scale) const {
+  const auto [num, den] = fraction();
+  return round_half_up(scale * num, den);
+}
+
+bool better(const AnswerScore& a, const AnswerScore& b) {
+  const auto [an, ad] = a.fraction();
+  const auto [bn, bd] = b.fraction();
+  return an * bd > bn * ad;
+}
+
+int mt_bench_rating(std::string_view question, std::string_view reference, std::string_view response) {
+  return 1 + static_cast<int>(answer_score(question, reference, response).scaled(9));
+}
+
+int mm_vet_tenths(std::string_view question, std::string_view ground_truth, std::string_view prediction) {
+  std::optional<AnswerScore> best;
   for (const std::string& alternative : alternatives(ground_truth)) {
-    const TokenF1 f = token_f1(alternative, prediction);
+    const AnswerScore f = answer_score(question, alternative, prediction);
     if (!best || better(f, *best)) best = f;
   }
   return static_cast<int>(best->scaled(10));
@@ -157,13 +191,14 @@ int verbosity(int64_t response_tokens, int64_t reference_tokens) {
   return 4;
 }
 
-HelpSteerScores helpsteer_scores(std::string_view reference, std::string_view response) {
-  const TokenF1 f = token_f1(reference, response);
+HelpSteerScores helpsteer_scores(std::string_view question, std::string_view reference, std::string_view response) {
   HelpSteerScores s;
-  s.helpfulness = s.correctness = static_cast<int>(f.scaled(4));
+  s.helpfulness = s.correctness = static_cast<int>(answer_score(question, reference, response).scaled(4));
   s.coherence = coherence(reference, response);
   s.complexity = 1;
-  s.verbosity = verbosity(f.response_tokens, f.reference_tokens);
+  // The length ratio over all tokens, as in token-f1-v1.
+  s.verbosity =
+      verbosity(static_cast<int64_t>(tokens(response).size()), static_cast<int64_t>(tokens(reference).size()));
   return s;
 }
 

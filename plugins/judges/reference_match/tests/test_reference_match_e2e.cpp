@@ -1,7 +1,7 @@
 // reference_match through the normal judge path, end to end with the real runner: a synthetic data stage writes
 // the world, and the mt_bench and mm_vet plugins evaluate a torch-free stub model (tests/benchmarks/stubs) on its
 // bench/ files, judged by reference_match through the judge cache. A model that answers with the world's own
-// answers gets full marks; one that echoes the question does not.
+// answers gets full marks; one that echoes the question gets the lowest.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -49,7 +49,7 @@ class ReferenceMatchE2e : public world_cli::WorldCli {
 
 }  // namespace
 
-TEST_F(ReferenceMatchE2e, MtBenchWithTheWorldsAnswersRatesTenAndAnEchoDoesNot) {
+TEST_F(ReferenceMatchE2e, MtBenchRatesTheWorldsAnswersTenAndAnEchoOne) {
   // The stub model's reply to a turn is looked up by the turn's text: the world's answer to that task.
   json replies = json::object();
   for (const json& task : read_jsonl(world_ / "text_eval.jsonl"))
@@ -75,18 +75,27 @@ TEST_F(ReferenceMatchE2e, MtBenchWithTheWorldsAnswersRatesTenAndAnEchoDoesNot) {
   EXPECT_DOUBLE_EQ(oracle.at("oracle/n_judgments"), 12.0);  // 6 two-turn questions from 12 tasks
   EXPECT_DOUBLE_EQ(oracle.at("oracle/n_failed"), 0.0);
   EXPECT_DOUBLE_EQ(oracle.at("judge/unparseable"), 0.0);
-  // The echo ("Echo: " + the turn's text) is rated turn by turn against that turn's reference: the mean of the
-  // rule's ratings (a restated question shares its numbers with the reference, so it is not rated 1).
+  // The echo ("Echo: " + the turn's text) is rated turn by turn against that turn's reference and question. Less
+  // the question, its answer-bearing tokens are [echo], in no reference: 0, rating 1, on every turn whose
+  // reference has answer-bearing tokens. The four sorting turns of this world (seed 3: two number lists, two word
+  // lists) have references with none and are graded by order: the echo holds the list in the question's order,
+  // never already sorted here, so 1 again. Every one of the 12 turns is rated 1 (token-f1-v1 gave the echo credit
+  // for the reference words it shares with the question: 6 on "What is 777 - 27?", 8 on the descending sort).
   const auto questions = read_jsonl(world_ / "bench/mt_bench/question.jsonl");
   const auto references = read_jsonl(world_ / "bench/mt_bench/reference_answer.jsonl");
-  double sum = 0;
+  ASSERT_EQ(questions.size(), 6u);
   for (size_t i = 0; i < questions.size(); ++i)
-    for (size_t turn = 0; turn < 2; ++turn)
-      sum += mmr::reference_match::mt_bench_rating(references[i].at("choices")[0].at("turns")[turn].get<std::string>(),
-                                                   "Echo: " + questions[i].at("turns")[turn].get<std::string>());
+    for (size_t turn = 0; turn < 2; ++turn) {
+      const std::string question = questions[i].at("turns")[turn].get<std::string>();
+      EXPECT_EQ(mmr::reference_match::mt_bench_rating(
+                    question, references[i].at("choices")[0].at("turns")[turn].get<std::string>(), "Echo: " + question),
+                1)
+          << question;
+    }
   const auto& echo = all.at("echo");
-  EXPECT_NEAR(echo.at("echo/overall"), sum / 12, 1e-9);
-  EXPECT_LT(echo.at("echo/overall"), 8.0);
+  EXPECT_DOUBLE_EQ(echo.at("echo/overall"), 1.0);
+  EXPECT_DOUBLE_EQ(echo.at("echo/turn_1"), 1.0);
+  EXPECT_DOUBLE_EQ(echo.at("echo/turn_2"), 1.0);
   EXPECT_DOUBLE_EQ(echo.at("echo/n_failed"), 0.0);
 
   // A rerun asks the judge nothing: every judgment comes from the cache under reference_match's identity.
@@ -131,7 +140,7 @@ TEST_F(ReferenceMatchE2e, MmVetWithTheWorldsAnswersGradesEachMatchingAnswerOne) 
   for (const auto& [id, sample] : metadata.items()) {
     const std::string prompt = "<image>\n" + sample.at("question").get<std::string>();
     const double score = grades.at(id).at("score").at(0);
-    EXPECT_EQ(grades.at(id).at("model").at(0), "reference_match 1.0.0 rule=token-f1-v1");
+    EXPECT_EQ(grades.at(id).at("model").at(0), "reference_match 2.0.0 rule=answer-tokens-v2");
     if (replies.at(prompt) == sample.at("answer")) {
       EXPECT_DOUBLE_EQ(score, 1.0) << id;
       ++exact;
