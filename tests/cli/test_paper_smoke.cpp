@@ -1,8 +1,9 @@
 // Every file of experiments/paper/ run end to end through the real runner, with the tiny model and tiny data put in
 // by -o overrides, so the paper's files cannot rot between GPU runs: every stage of every trial must finish and
 // record its results. What the smoke run changes, and nothing else:
-//   - the vars: the model (tests/data/tiny-llava, float32 on the CPU), the training data (a few rows written here,
-//     images from tests/data/tiny-llava/images), the benchmark files (a copy of shared/benchmarks' layout made from
+//   - the vars: the model (tests/data/tiny-llava, float32 on the CPU; bf16 on the GPU, as the files' defaults are,
+//     with MMR_TEST_DEVICE=cuda), the training data (a few rows written here, images from
+//     tests/data/tiny-llava/images), the benchmark files (a copy of shared/benchmarks' layout made from
 //     tests/data/benchmarks, so the files' own paths under ${benchmarks} are used) and the image folders;
 //   - the judges: the tiny model in-process (local_model) where an unparseable reply is only counted, and the
 //     paper_rater stub (tests/cli/stubs/) for annotate and AlpacaEval, whose stages need parseable replies;
@@ -156,7 +157,11 @@ class PaperSmoke : public ::testing::TestWithParam<std::string> {
     const std::string tiny_model = (kTiny / "model").string();
     const std::string local = "{plugin: local_model, max_tokens: 16, model: {plugin: llava, path: " + tiny_model + "}}";
     const std::string images = (dir_ / "images").string();
-    return {{"model_path", tiny_model}, {"dtype", "float32"}, {"device", "cpu"},
+    // MMR_TEST_DEVICE=cuda: the paper's own precision and device (bf16 on the GPU) for the models trained and
+    // evaluated; the tiny judge stays on the CPU.
+    const char* dev = std::getenv("MMR_TEST_DEVICE");
+    const bool cuda = dev && std::string(dev) == "cuda";
+    return {{"model_path", tiny_model}, {"dtype", cuda ? "bfloat16" : "float32"}, {"device", cuda ? "cuda" : "cpu"},
             {"prompts", (dir_ / "data/prompts.json").string()}, {"pairs", (dir_ / "data/pairs.jsonl").string()},
             {"sft_data", (dir_ / "data/sft.json").string()},
             {"scored_candidates", (dir_ / "data/scored_candidates.jsonl").string()},
