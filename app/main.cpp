@@ -185,6 +185,18 @@ void load_plugins(Registry& registry, const Args& a) {
       spdlog::warn("plugin library {} not loaded: {}", f.path.string(), f.reason);
 }
 
+// A run of an experiment that declares a `report:` section ends by writing its report; a report that cannot be
+// written is a warning, not a failed run (`runner report` writes it again).
+void write_declared_report(const Experiment& exp, const fs::path& results) {
+  try {
+    if (!YAML::Load(exp.text)["report"]) return;
+    const fs::path dir = write_report({results, exp.name, {}});
+    spdlog::info("report: {}", (dir / "report.html").string());
+  } catch (const std::exception& e) {
+    spdlog::warn("the report was not written: {}", e.what());
+  }
+}
+
 int cmd_run(const Args& a) {
   const fs::path file = one_positional(a, "experiment file");
   Experiment exp = load_experiment(file, a.overrides);
@@ -195,6 +207,7 @@ int cmd_run(const Args& a) {
   opt.force = a.force;
   const RunSummary s = run_experiment(exp, registry, opt);
   if (s.interrupted > 0 || stop_flag()) return 130;
+  write_declared_report(exp, a.results);
   return s.failed > 0 ? 1 : 0;
 }
 

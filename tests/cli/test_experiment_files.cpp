@@ -4,7 +4,8 @@
 // on the next). From the repository root:
 //   - `runner [run|plan] FILE [-o key=value]... [--force]` runs as `runner plan FILE` with the same -o
 //     overrides: the file expands and every stage's plugin and options check, and nothing trains;
-//   - `runner results ...` and `runner query ...` run against a temporary results database that holds the
+//   - `runner results ...`, `runner query ...`, `runner status ...` and `runner report ...` run against a
+//     temporary results database that holds the
 //     file's trials as planned (not run), so an --experiment NAME that is not the file's name fails;
 //   - `runner plugins ...` runs as written; any other command fails the test until this file learns to check it.
 // In a build configured without some plugins (MMR_SKIP_DIRS), a command that fails only because it names one of
@@ -198,7 +199,7 @@ TEST_P(ExperimentFile, EveryCommandInTheHeaderCommentRuns) {
     if (verb == "run" || verb == "plan" || is_yaml(verb)) {
       argv = as_plan(c);
       ASSERT_TRUE(std::find_if(argv.begin() + 4, argv.end(), is_yaml) != argv.end()) << "no experiment file";
-    } else if (verb == "results" || verb == "query") {
+    } else if (verb == "results" || verb == "query" || verb == "status" || verb == "report") {
       argv = with_db(c, planned_db());
     } else if (verb == "plugins") {
       argv = with_db(c, (dir_ / "none" / "results.db").string());
