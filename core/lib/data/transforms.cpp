@@ -160,7 +160,7 @@ const std::map<std::string, std::set<std::string>>& known_params() {
       {"max_rows", {"value"}},
       {"filter", {"field", "equals", "in", "regex", "not"}},
       {"image_folder", {"from", "to"}},
-      {"build_pairs", {"attributes", "min_gap", "seed"}},
+      {"build_pairs", {"attributes", "min_gap", "rejected", "seed"}},
   };
   return k;
 }
@@ -307,6 +307,11 @@ class TransformReader {
     }
     if (get("min_gap")) t_.rule.min_gap = scalar_as<double>(get("min_gap"), at("min_gap"), what_ + " min_gap", "a number");
     if (t_.rule.min_gap < 0) fail(at("min_gap"), "min_gap must be >= 0");
+    if (get("rejected")) {
+      const auto v = scalar_as<std::string>(get("rejected"), at("rejected"), what_ + " rejected", "lowest or random");
+      if (v != "lowest" && v != "random") fail(at("rejected"), "'rejected' expects lowest or random, found '" + v + "'");
+      t_.rule.rejected_random = v == "random";
+    }
   }
 
   const std::string& source_;
@@ -426,6 +431,11 @@ std::vector<PreferenceRow> build_pairs(const std::vector<ScoredCandidatesRow>& g
     constexpr double kEps = 1e-9;  // scores are small integers or halves; guard against 0.1-style sums
     if (score[best] - lowest < rule.min_gap - kEps) {
       ++counts["groups_skipped/small_spread"];
+      continue;
+    }
+    if (!rule.rejected_random) {
+      const auto low = std::min_element(score.begin(), score.end());  // the first minimum, as idxmin
+      out.push_back(pair_of(g, score, best, static_cast<size_t>(low - score.begin())));
       continue;
     }
     std::vector<size_t> pool;

@@ -72,6 +72,9 @@ struct RowSet {
 struct PairRule {
   std::vector<std::string> attributes = {"Helpfulness", "Correctness", "Coherence"};
   double min_gap = 2.0;
+  // Which candidate is rejected: the lowest-scoring one (the earliest of ties: the authors' notebook takes
+  // pandas' idxmin), or one drawn uniformly among those at least min_gap below the best (`random`).
+  bool rejected_random = false;
 };
 
 struct Transform {

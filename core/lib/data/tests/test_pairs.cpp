@@ -1,5 +1,6 @@
-// build_pairs by the paper's rule (DESIGN §6): chosen = highest Helpfulness+Correctness+Coherence, rejected = a
-// random response at least 2 lower, groups with spread < 2 skipped; ties, the gap parameter, determinism.
+// build_pairs by the paper's rule (DESIGN §6): chosen = highest Helpfulness+Correctness+Coherence, rejected = the
+// lowest (the authors' idxmin; `rejected: random` draws one at least 2 lower), groups with spread < 2 skipped;
+// ties, the gap parameter, determinism.
 #include <gtest/gtest.h>
 
 #include <set>
@@ -35,14 +36,29 @@ size_t index_of(const ScoredCandidatesRow& g, const std::string& response) {
   return SIZE_MAX;
 }
 
+PairRule random_rule() {
+  PairRule r;
+  r.rejected_random = true;
+  return r;
+}
+
 }  // namespace
 
-TEST(BuildPairs, ChosenIsTheBestRejectedAtLeastTwoLower) {
+TEST(BuildPairs, ByDefaultRejectedIsTheLowestEarliestOfTies) {
+  Counters counts;
+  const auto out = build_pairs({group("g", {9, 12, 7, 10, 7})}, PairRule{}, 0, counts);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].chosen.text, "g-r1");
+  EXPECT_EQ(out[0].rejected.text, "g-r2");  // sums 7 at r2 and r4: pandas' idxmin takes the first
+  EXPECT_EQ(out[0].extra["rejected_score"], 7.0);
+}
+
+TEST(BuildPairs, RandomRuleDrawsAnyResponseAtLeastTwoLower) {
   const auto g = group("g", {9, 12, 11, 10, 7});
   std::set<size_t> rejected_seen;
   for (uint64_t seed = 0; seed < 200; ++seed) {
     Counters counts;
-    const auto out = build_pairs({g}, PairRule{}, seed, counts);
+    const auto out = build_pairs({g}, random_rule(), seed, counts);
     ASSERT_EQ(out.size(), 1u);
     EXPECT_EQ(out[0].chosen.text, "g-r1");
     const size_t rej = index_of(g, out[0].rejected.text);
@@ -70,7 +86,7 @@ TEST(BuildPairs, GroupsWithSpreadUnderTwoOrOneCandidateAreSkippedAndCounted) {
 
 TEST(BuildPairs, TiesForBestGoToTheEarliestCandidate) {
   Counters counts;
-  const auto out = build_pairs({group("t", {8, 12, 12, 5})}, PairRule{}, 3, counts);
+  const auto out = build_pairs({group("t", {8, 12, 12, 5})}, random_rule(), 3, counts);
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].chosen.text, "t-r1");
   EXPECT_TRUE(out[0].rejected.text == "t-r0" || out[0].rejected.text == "t-r3");  // the tied r2 is never rejected
@@ -78,7 +94,7 @@ TEST(BuildPairs, TiesForBestGoToTheEarliestCandidate) {
 
 TEST(BuildPairs, GapAndAttributesAreParameters) {
   Counters counts;
-  PairRule gap3;
+  PairRule gap3 = random_rule();
   gap3.min_gap = 3;
   for (uint64_t seed = 0; seed < 50; ++seed) {
     const auto out = build_pairs({group("g", {12, 10, 9})}, gap3, seed, counts);
@@ -99,10 +115,10 @@ TEST(BuildPairs, DeterministicAndStableUnderSubsetsOfGroups) {
   std::vector<ScoredCandidatesRow> groups;
   for (int i = 0; i < 30; ++i) groups.push_back(group("g" + std::to_string(i), {12, 9, 8, 7, 6, 10}));
   Counters c;
-  const auto all = build_pairs(groups, PairRule{}, 5, c);
-  const auto again = build_pairs(groups, PairRule{}, 5, c);
+  const auto all = build_pairs(groups, random_rule(), 5, c);
+  const auto again = build_pairs(groups, random_rule(), 5, c);
   const std::vector<ScoredCandidatesRow> half(groups.begin() + 15, groups.end());
-  const auto some = build_pairs(half, PairRule{}, 5, c);
+  const auto some = build_pairs(half, random_rule(), 5, c);
   ASSERT_EQ(all.size(), 30u);
   std::set<std::string> distinct;
   for (size_t i = 0; i < all.size(); ++i) {

@@ -242,6 +242,18 @@ TEST(Transforms, TransformsThatDoNotFitTheRowsAreConfigErrors) {
   EXPECT_THROW(output_kind(RowKind::ScoredCandidates, transforms("[{flip_fraction: 0.5}, build_pairs]")), ConfigError);
 }
 
+TEST(Transforms, BuildPairsRejectedIsLowestByDefaultOrRandom) {
+  EXPECT_FALSE(transforms("[build_pairs]")[0].rule.rejected_random);
+  EXPECT_TRUE(transforms("[{build_pairs: {rejected: random}}]")[0].rule.rejected_random);
+  try {
+    transforms("[{build_pairs: {rejected: worst}}]");
+    ADD_FAILURE();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("'rejected' expects lowest or random, found 'worst'"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Rng, SplitMixIsTheReferenceSequence) {
   // SplitMix64 from seed 0 (Vigna's reference: splitmix64.c).
   SplitMix64 g(0);
