@@ -309,7 +309,9 @@ TEST_F(Algorithms, RejectionSamplingKeepsTheBestAndSteerLmAndSampleRun) {
     if (e.path().filename() == "candidates.jsonl") read(candidates);
     if (e.path().filename() == "steer.json") {  // the conditioning steerlm hands to evaluation
       std::ifstream f(e.path());
-      EXPECT_EQ(json::parse(f)["prompt_template"], "{prompt}\nHelpfulness:4,Correctness:4,Coherence:4,Complexity:4,Verbosity:4");
+      EXPECT_EQ(json::parse(f)["prompt_template"],
+                "{prompt}\nPlease answer the question such that your response is in the following attributes in "
+                "5-point Likert scale:\nHelpfulness:4,Correctness:4,Coherence:4,Complexity:4,Verbosity:4");
     }
   }
   ASSERT_EQ(selected.size(), 4u);

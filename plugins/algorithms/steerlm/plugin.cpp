@@ -27,8 +27,14 @@ class SteerLm : public Algorithm {
       bind_model(o, &model);
       bind_data(o, &data, "scored candidates");
       bind_eval_data(o, &eval_data);
-      o.bind("attribute_template", &attribute_template, "{question}\n{attributes}",
-             "how the attribute string joins the user turn");
+      // The fork's data preparation (mllm-dpo, add_attribute_and_to_output_for_sft_dataset):
+      //   human_turn['value'] += f'\n{attribute_start}\n{row["attributes_string"]}'
+      //   attribute_start = 'Please answer the question such that your response is in the following attributes
+      //                      in 5-point Likert scale:'
+      o.bind("attribute_template", &attribute_template,
+             "{question}\nPlease answer the question such that your response is in the following attributes in "
+             "5-point Likert scale:\n{attributes}",
+             "how the attribute string joins the user turn (default: the authors' string)");
       o.bind("target_attributes", &target_attributes,
              "Helpfulness:4,Correctness:4,Coherence:4,Complexity:4,Verbosity:4",
              "the conditioning to evaluate with (recorded in the `steer` artifact)");
