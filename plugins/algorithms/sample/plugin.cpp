@@ -61,10 +61,12 @@ class Sample : public Algorithm {
       o.required("model", &model, "the model to sample from");
       bind_data(o, &data, "prompts (preference, conversation or scored-candidates rows)");
       o.bind("num_candidates", &num_candidates, 4, "responses per prompt");
-      o.bind("temperature", &gen.temperature, 0.7, "sampling temperature (0: greedy, every candidate identical)");
+      // The authors' sampling (mllm-dpo scripts/v1_5/eval/llava_sampling.sh): `for i in {0..3}` runs of
+      // model_vqa_loader with `--temperature 1.2 --conv-mode vicuna_v1 --max_new_tokens 1024`, top-p unset.
+      o.bind("temperature", &gen.temperature, 1.2, "sampling temperature (0: greedy, every candidate identical)");
       o.bind("top_p", &gen.top_p, 1.0, "nucleus sampling");
       o.bind("top_k", &gen.top_k, 0, "top-k sampling (0: off)");
-      o.bind("max_new_tokens", &gen.max_new_tokens, 512, "longest response");
+      o.bind("max_new_tokens", &gen.max_new_tokens, 1024, "longest response");
       o.bind("batch_size", &batch_size, 8, "prompts per generation batch");
       o.check(num_candidates >= 1, "num_candidates", "must be at least 1");
       o.check(batch_size >= 1, "batch_size", "must be at least 1");
