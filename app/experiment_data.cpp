@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -73,7 +74,7 @@ TrialInfo read_trial(const std::vector<QueryCell>& r) {
     t.keys.push_back(k);
     words.push_back(k.key + "=" + k.value);
   }
-  t.cell = words.empty() ? "(all)" : fmt::format("{}", fmt::join(words, " "));
+  t.cell = words.empty() ? "(defaults)" : fmt::format("{}", fmt::join(words, " "));  // a label that varies nothing
   return t;
 }
 
@@ -118,6 +119,38 @@ void load_curves(const Store& store, ExperimentData& d) {
   for (const auto& [metric, by_trial] : d.curves) d.step_metrics.push_back(metric);
 }
 
+// A configuration value as text: strings as they are, anything else as compact JSON ("1.0", "true", "[1,2]").
+std::string json_text(const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+
+// Every path under `node` (maps only: a list is one value) into `out`, keeping what is there already.
+void flatten(const nlohmann::json& node, const std::string& prefix, std::map<std::string, std::string>& out) {
+  if (!prefix.empty()) out.emplace(prefix, json_text(node));
+  if (!node.is_object()) return;
+  for (const auto& [key, value] : node.items()) flatten(value, prefix.empty() ? key : prefix + "." + key, out);
+}
+
+// trials.config, canonical JSON {"config": {...}, "seed": N, "stages": [{"name", "options", ...}]}: the
+// configuration's paths first, then the stages' options under their names. A value that is not that JSON (a store
+// written before it was recorded) leaves the trial's configuration empty.
+void load_configs(const Store& store, ExperimentData& d) {
+  const QueryResult r = store.query(fmt::format("SELECT id, config FROM trials WHERE experiment_id = {}", d.id));
+  std::map<int64_t, std::map<std::string, std::string>> by_trial;
+  for (const auto& row : r.rows) {
+    const nlohmann::json doc = nlohmann::json::parse(row[1].text, nullptr, /*allow_exceptions=*/false);
+    if (!doc.is_object()) continue;
+    auto& out = by_trial[int_of(row[0])];
+    if (doc.contains("config")) flatten(doc["config"], "", out);
+    if (doc.contains("stages") && doc["stages"].is_array())
+      for (const auto& stage : doc["stages"])
+        if (stage.is_object() && stage.contains("name") && stage["name"].is_string() && stage.contains("options") &&
+            stage["options"].is_object())
+          for (const auto& [option, value] : stage["options"].items())
+            flatten(value, stage["name"].get<std::string>() + "." + option, out);
+  }
+  for (TrialInfo& t : d.trials)
+    if (auto it = by_trial.find(t.id); it != by_trial.end()) t.config = std::move(it->second);
+}
+
 void load_artifacts(const Store& store, ExperimentData& d) {
   const QueryResult r = store.query(fmt::format(
       "SELECT a.trial_id, a.stage, a.name, a.path, a.bytes FROM artifacts a JOIN trials t ON t.id = a.trial_id AND "
@@ -132,7 +165,13 @@ std::optional<std::string> TrialInfo::value_of(const std::string& key) const {
   if (key == "seed") return std::to_string(seed);
   for (const LabelKey& k : keys)
     if (k.key == key) return k.value;
+  if (auto it = config.find(key); it != config.end()) return it->second;
   return std::nullopt;
+}
+
+std::optional<std::string> TrialInfo::resolved_of(const std::string& key) const {
+  if (auto it = config.find(key); it != config.end() && key != "seed") return it->second;
+  return value_of(key);
 }
 
 std::vector<std::string> ExperimentData::label_keys() const {
@@ -145,6 +184,18 @@ std::vector<std::string> ExperimentData::label_keys() const {
   }
   if (seeds.size() > 1) out.push_back("seed");
   return out;
+}
+
+std::vector<std::string> ExperimentData::config_keys() const {
+  std::set<std::string> keys;
+  for (const TrialInfo& t : trials)
+    for (const auto& [path, value] : t.config)
+      if (path.find('.') == std::string::npos) keys.insert(path);
+  return {keys.begin(), keys.end()};
+}
+
+bool ExperimentData::has_key(const std::string& key) const {
+  return std::any_of(trials.begin(), trials.end(), [&](const TrialInfo& t) { return t.value_of(key).has_value(); });
 }
 
 Stats stats_of(const std::vector<double>& values) {
@@ -241,6 +292,7 @@ ExperimentData load_experiment_data(const Store& store, const std::string& name)
   d.created_at = e.rows[0][4].text;
   d.updated_at = e.rows[0][5].text;
   d.trials = load_trials(store, d.id);
+  load_configs(store, d);
   load_finals(store, d);
   load_curves(store, d);
   load_artifacts(store, d);

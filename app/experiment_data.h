@@ -1,5 +1,6 @@
 // What `runner report` and `runner status` read from the results store about one experiment: its trials (with
-// their labels split into keys), final metrics, training curves and artifacts. Read through Store::query on a
+// their labels split into keys and, for the report, their resolved configurations), final metrics, training
+// curves and artifacts. Read through Store::query on a
 // read-only connection, so both commands work while a run is writing the file.
 #pragma once
 
@@ -24,12 +25,23 @@ struct TrialInfo {
   int64_t id = 0, ordinal = 0, seed = 0, pid = 0;
   int attempt = 0;
   std::string label;           // as stored: "data.fraction=0.5 data.noise=0.25 seed=1"
-  std::string cell;            // the label without its seed: the trials of one cell differ only by seed
+  std::string cell;            // the label without its seed ("(defaults)" when empty): trials of one cell differ
+                               // only by seed
   std::vector<LabelKey> keys;  // the label's pairs, seed left out
   std::string status, started_at, ended_at, host, artifact_dir, error;
+  // The resolved configuration (trials.config, read by load_experiment_data only) flattened to dotted paths:
+  // each path of its `config` ("fraction" -> "1.0", "evaluated.plugin" -> "llava"), then each stage's options as
+  // "<stage>.<option path>" ("train.lr" -> "0.004") where the configuration has no such path (the spec's rule:
+  // defaults win). Strings as they are, numbers and booleans as canonical JSON prints them, maps and lists as
+  // compact JSON.
+  std::map<std::string, std::string> config;
 
-  // The value of a label key ("seed" included); nullopt when the label does not have it.
+  // The value of a key: the label's ("seed" included), else the resolved configuration's (a trial that does not
+  // vary a key has it there only: `fraction` at its default). nullopt when neither has it.
   std::optional<std::string> value_of(const std::string& key) const;
+  // The same with the configuration first: what the trial really ran with (a label shows values as written in
+  // the file, "evaluated=${models.aligned}", where the configuration has the map that reference resolved to).
+  std::optional<std::string> resolved_of(const std::string& key) const;
 };
 
 struct ArtifactInfo {
@@ -54,6 +66,10 @@ struct ExperimentData {
 
   // Every key the trial labels show, in first-seen order, "seed" last when there are several seeds.
   std::vector<std::string> label_keys() const;
+  // The top-level keys of the trials' configurations (their `defaults:` and varied keys), sorted.
+  std::vector<std::string> config_keys() const;
+  // Whether some trial has a value for `key` (TrialInfo::value_of).
+  bool has_key(const std::string& key) const;
 };
 
 // Mean, spread and count of the values of one table cell or plot point.

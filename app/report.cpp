@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <map>
+#include <set>
 
 #include "app/experiment_data.h"
 #include "app/gnuplot.h"
@@ -109,7 +110,25 @@ std::vector<RenderedPlot> draw_plots(const ReportModel& model, std::vector<std::
   return out;
 }
 
+// The plots of an earlier report in this folder that this one does not draw (a curve no longer selected, a plot
+// no longer declared): left there, report.md's folder would show plots the report does not. Only a folder with a
+// report.md is cleaned, and only of the names reports give their plots.
+void remove_stale_plots(const ReportPage& page, const fs::path& folder) {
+  std::error_code ec;
+  if (!fs::exists(folder / "report.md", ec)) return;
+  std::set<std::string> written;
+  for (const RenderedPlot& p : page.plots)
+    if (!p.svg.empty()) written.insert(p.plot->file);
+  for (const auto& entry : fs::directory_iterator(folder, ec)) {
+    const std::string name = entry.path().filename().string();
+    const bool ours = (name.rfind("curve-", 0) == 0 || name.rfind("plot-", 0) == 0) && name.size() > 4 &&
+                      name.compare(name.size() - 4, 4, ".svg") == 0;
+    if (ours && entry.is_regular_file(ec) && !written.count(name)) fs::remove(entry.path(), ec);
+  }
+}
+
 void write_files(const ReportPage& page, const fs::path& folder) {
+  remove_stale_plots(page, folder);
   for (const RenderedPlot& p : page.plots)
     if (!p.svg.empty()) write_file_atomic(folder / p.plot->file, p.svg);
   write_file_atomic(folder / "report.md", render_markdown(page));
@@ -132,6 +151,7 @@ fs::path write_report(const ReportOptions& options) {
   page.warnings = model.warnings;
   page.tables = model.tables;
   page.plots = draw_plots(model, page.warnings);
+  page.curves_note = model.curves_note;
   page.trials = trials_grid(data, folder);
   write_files(page, folder);
   for (const auto& w : model.warnings) spdlog::warn("{}", w);

@@ -1,8 +1,11 @@
 // `runner report EXP [--out DIR]`: one experiment's results as a self-contained report.html (inline CSS, plots
 // inline as SVG, nothing fetched from anywhere) and a report.md with the same tables whose plots are the SVG files
-// written beside it. Contents: the experiment and its trial counts by status, a table of every final metric by
-// trial (mean ± spread over seeds), the tables and plots its `report:` section declares (report_model.h), the
-// training curves, and each trial's log and artifacts, linked relative to the report's folder.
+// written beside it. Contents: the experiment and its trial counts by status, a table of the final metrics that
+// differ between trials (mean ± spread over seeds) with a list of those that have one value in every trial, the
+// tables and plots its `report:` section declares (report_model.h), the training curves of loss-like and
+// reward/accuracy metrics (or those `report: curves:` lists), and each trial's log and artifacts, linked relative
+// to the report's folder. Plot files of an earlier report in the same folder that this one does not draw are
+// removed.
 #pragma once
 
 #include <filesystem>

@@ -12,7 +12,9 @@
 namespace mmr {
 namespace {
 
-// Inline, so the file shows the same anywhere (no stylesheet to fetch). Wide tables scroll on their own.
+// Inline, so the file shows the same anywhere (no stylesheet to fetch). Wide tables scroll on their own; a trial
+// label in a header wraps between its key=value pairs, and inside a pair (after = and _, before .) only when it
+// is wider than the cell may be, so a dozen long labels ("method=sft evaluated=${models.aligned}") stay legible.
 constexpr const char* kCss = R"css(
 body { font-family: system-ui, sans-serif; margin: 1.5em 2em; color: #1d1d1f; background: #ffffff; }
 h1 { font-size: 1.6em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ccc; }
@@ -25,6 +27,11 @@ th, td { border: 1px solid #c8c8c8; padding: 0.25em 0.6em; vertical-align: top; 
 thead th { background: #f0f0f4; } tbody th { background: #fafafa; text-align: left; font-weight: 500; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 th.stage { text-align: center; }
+th.key { position: sticky; left: 0; z-index: 1; box-shadow: inset -1px 0 #c8c8c8; }  /* row names stay in view */
+th .label { min-width: 4.5em; max-width: 11em; overflow-wrap: break-word; font-size: 0.95em; }
+th .label span { display: inline-block; max-width: 100%; }
+ul.same { columns: 22em; column-gap: 2em; margin: 0.4em 0; padding-left: 1.2em; font-size: 0.9em; }
+ul.same li { break-inside: avoid; } ul.same code { font-size: 0.95em; }
 figure.plot { margin: 1em 0; } figure.plot svg { width: 100%; max-width: 900px; height: auto; }
 .note { color: #555; font-size: 0.9em; } .warn { color: #8a4b00; }
 )css";
@@ -83,6 +90,34 @@ std::vector<std::pair<std::string, size_t>> stage_groups(const std::vector<std::
   return groups;
 }
 
+// HTML of a label part with places to break it where it has to be: after '=' and '_', before a '.' that is not a
+// decimal point.
+std::string breakable(const std::string& text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '.' && i > 0 && !std::isdigit(static_cast<unsigned char>(text[i - 1]))) out += "<wbr>";
+    out += html(std::string(1, text[i]));
+    if (text[i] == '=' || text[i] == '_') out += "<wbr>";
+  }
+  return out;
+}
+
+// A header cell's text: a trial label as its key=value pairs, each kept whole where the cell is wide enough.
+std::string header_html(const std::string& text, bool trial_label) {
+  if (!trial_label) return html(text);
+  const std::vector<LabelKey> pairs = parse_label(text);
+  if (pairs.empty()) return "<div class=\"label\">" + breakable(text) + "</div>";
+  std::string out = "<div class=\"label\">";
+  for (size_t i = 0; i < pairs.size(); ++i)
+    out += (i ? " " : "") + ("<span>" + breakable(pairs[i].key + "=" + pairs[i].value) + "</span>");
+  return out + "</div>";
+}
+
+// "560", and where not every trial recorded the metric, how many did: "(in 10 of 12 trials)".
+std::string same_count_text(const SameValue& v, int trial_count) {
+  return v.trials < trial_count ? fmt::format("(in {} of {} trials)", v.trials, trial_count) : "";
+}
+
 std::string value_td(const Stats& s) {
   const std::string title = s.n > 1 ? fmt::format(" title=\"n={}, min {:.6g}, max {:.6g}\"", s.n, s.min, s.max) : "";
   return fmt::format("<td class=\"num\"{}>{}</td>", title, html(format_stats(s)));
@@ -90,14 +125,14 @@ std::string value_td(const Stats& s) {
 
 // Rows are the table's rows; the metric columns sit under one header cell per stage.
 void html_by_row(std::ostream& o, const ReportTable& t) {
-  o << "<thead><tr><th rowspan=\"2\">" << html(t.row_header) << "</th>";
+  o << "<thead><tr><th class=\"key\" rowspan=\"2\">" << html(t.row_header) << "</th>";
   for (const auto& [stage, n] : stage_groups(t.columns))
     o << "<th class=\"stage\" colspan=\"" << n << "\">" << html(stage) << "</th>";
   o << "</tr>\n<tr>";
   for (const auto& m : t.columns) o << "<th>" << html(name_of(m)) << "</th>";
   o << "</tr></thead>\n<tbody>\n";
   for (size_t r = 0; r < t.rows.size(); ++r) {
-    o << "<tr><th>" << html(t.rows[r]) << "</th>";
+    o << "<tr><th class=\"key\">" << header_html(t.rows[r], t.trial_rows) << "</th>";
     for (const Stats& s : t.cells[r]) o << value_td(s);
     o << "</tr>\n";
   }
@@ -106,15 +141,15 @@ void html_by_row(std::ostream& o, const ReportTable& t) {
 
 // One row per metric (its stage in a cell spanning the stage's rows), one column per table row.
 void html_by_metric(std::ostream& o, const ReportTable& t) {
-  o << "<thead><tr><th>stage</th><th>metric</th>";
-  for (const auto& r : t.rows) o << "<th>" << html(r) << "</th>";
+  o << "<thead><tr><th>stage</th><th class=\"key\">metric</th>";
+  for (const auto& r : t.rows) o << "<th>" << header_html(r, t.trial_rows) << "</th>";
   o << "</tr></thead>\n<tbody>\n";
   size_t c = 0;
   for (const auto& [stage, n] : stage_groups(t.columns))
     for (size_t i = 0; i < n; ++i, ++c) {
       o << "<tr>";
       if (i == 0) o << "<th rowspan=\"" << n << "\">" << html(stage) << "</th>";
-      o << "<th>" << html(name_of(t.columns[c])) << "</th>";
+      o << "<th class=\"key\">" << html(name_of(t.columns[c])) << "</th>";
       for (size_t r = 0; r < t.rows.size(); ++r) o << value_td(t.cells[r][c]);
       o << "</tr>\n";
     }
@@ -125,16 +160,31 @@ void html_notes(std::ostream& o, const std::vector<std::string>& notes) {
   for (const auto& n : notes) o << "<p class=\"note\">" << html(n) << "</p>\n";
 }
 
+void html_same(std::ostream& o, const ReportTable& t) {
+  if (t.same.empty()) return;
+  o << "<h4>Same in every trial</h4>\n<p class=\"note\">metrics with one value in every trial that recorded them"
+    << "</p>\n<ul class=\"same\">\n";
+  for (const SameValue& v : t.same) {
+    const std::string count = same_count_text(v, t.trial_count);
+    o << "<li><code>" << html(v.metric) << "</code>: " << html(fmt::format("{:.6g}", v.value))
+      << (count.empty() ? "" : " <span class=\"note\">" + html(count) + "</span>") << "</li>\n";
+  }
+  o << "</ul>\n";
+}
+
 void html_table(std::ostream& o, const ReportTable& t) {
   o << "<h3>" << html(t.title) << "</h3>\n";
   if (t.columns.empty() || t.rows.empty()) {
-    o << "<p class=\"note\">no values to show</p>\n";
-    return html_notes(o, t.notes);
+    o << "<p class=\"note\">" << (t.same.empty() ? "no values to show" : "no metric differs between the trials")
+      << "</p>\n";
+    html_notes(o, t.notes);
+    return html_same(o, t);
   }
   o << "<div class=\"scroll\"><table class=\"metrics\">\n";
   t.transposed ? html_by_metric(o, t) : html_by_row(o, t);
   o << "\n</table></div>\n";
   html_notes(o, t.notes);
+  html_same(o, t);
 }
 
 std::string html_cell(const Cell& cell) {
@@ -231,9 +281,21 @@ void md_by_metric(std::ostream& o, const ReportTable& t) {
   md_grid(o, header, rows);
 }
 
+void md_same(std::ostream& o, const ReportTable& t) {
+  if (t.same.empty()) return;
+  o << "**Same in every trial** (metrics with one value in every trial that recorded them):\n\n";
+  for (const SameValue& v : t.same) {
+    const std::string count = same_count_text(v, t.trial_count);
+    o << "- " << md(v.metric) << ": " << fmt::format("{:.6g}", v.value) << (count.empty() ? "" : " " + md(count))
+      << "\n";
+  }
+  o << "\n";
+}
+
 void md_table(std::ostream& o, const ReportTable& t) {
   o << "### " << md(t.title) << "\n\n";
-  if (t.columns.empty() || t.rows.empty()) o << "(no values to show)\n\n";
+  if (t.columns.empty() || t.rows.empty())
+    o << (t.same.empty() ? "(no values to show)" : "(no metric differs between the trials)") << "\n\n";
   else if (t.transposed) md_by_metric(o, t);
   else if (t.columns.size() <= 8) md_by_row(o, t, 0, t.columns.size());
   else {
@@ -245,6 +307,7 @@ void md_table(std::ostream& o, const ReportTable& t) {
     }
   }
   for (const auto& n : t.notes) o << "_" << md(n) << "_\n\n";
+  md_same(o, t);
 }
 
 std::string md_cell(const Cell& cell) {
@@ -275,8 +338,9 @@ std::string render_html(const ReportPage& page) {
   for (const ReportTable& t : page.tables) html_table(o, t);
   if (has_plots(page, false)) o << "<h2>Plots</h2>\n";
   html_plots(o, page, false);
-  if (has_plots(page, true)) o << "<h2>Training curves</h2>\n";
+  if (has_plots(page, true) || !page.curves_note.empty()) o << "<h2>Training curves</h2>\n";
   html_plots(o, page, true);
+  if (!page.curves_note.empty()) o << "<p class=\"note\">" << html(page.curves_note) << "</p>\n";
   o << "<h2>Trials, logs and artifacts</h2>\n";
   html_grid(o, page.trials);
   o << "</body>\n</html>\n";
@@ -294,8 +358,9 @@ std::string render_markdown(const ReportPage& page) {
   for (const ReportTable& t : page.tables) md_table(o, t);
   if (has_plots(page, false)) o << "## Plots\n\n";
   md_plots(o, page, false);
-  if (has_plots(page, true)) o << "## Training curves\n\n";
+  if (has_plots(page, true) || !page.curves_note.empty()) o << "## Training curves\n\n";
   md_plots(o, page, true);
+  if (!page.curves_note.empty()) o << "_" << md(page.curves_note) << "_\n\n";
   o << "## Trials, logs and artifacts\n\n";
   std::vector<std::vector<std::string>> rows;
   for (const auto& row : page.trials.rows) {

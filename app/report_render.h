@@ -33,6 +33,7 @@ struct ReportPage {
   std::vector<std::string> warnings;
   std::vector<ReportTable> tables;
   std::vector<RenderedPlot> plots;
+  std::string curves_note;  // which metrics with steps have no curve drawn, and why (empty: none)
   Grid trials;
 };
 

@@ -44,6 +44,8 @@ class RunnerTest : public ::testing::Test {
   }
   ProcessResult runner(const std::vector<std::string>& rest) const { return run(args(rest)); }
   QueryResult query(const std::string& sql) const { return Store(db_, Store::Mode::ReadOnly).query(sql); }
+  // Writes to the store the runner wrote (rows a plugin of the tests does not log, say).
+  void exec(const std::string& sql) const { Store(db_).exec(sql); }
 
   std::filesystem::path dir_;
   std::string db_;

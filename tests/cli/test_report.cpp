@@ -1,8 +1,10 @@
 // `runner report` end to end: a real run with the test plugins (a counter stage with a per-step loss, a line
 // counting benchmark), then the report, opened in headless Chromium: the screenshot's plot regions must be drawn
 // (non-background pixels of several colours) and the tables of the rendered page must hold the numbers the store
-// recorded. Also: the Markdown twin, warnings for a report: section naming unknown keys and metrics, --out, and
-// exit status 2 for bad input.
+// recorded. Also: the Markdown twin, the metrics with one value in every trial listed apart from the table,
+// warnings for a report: section naming unknown keys and metrics (one per missing metric), keys of `where:`,
+// `rows:` and `x:` that only the trials' configuration has, which training curves are drawn, --out, and exit
+// status 2 for bad input.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -40,7 +42,7 @@ report:
     - {title: "Broken", rows: method}
   plots:
     - {title: "Final loss by start", x: train.start, y: train/final_loss}
-    - {title: "Broken plot", x: train.start, y: nope/x, colour: red}
+    - {title: "Broken plot", x: train.start, y: nope/metric, colour: red}
 )";
 
 // ---- the rendered page's tables, spans expanded ----
@@ -98,6 +100,21 @@ std::string between(const std::string& s, const std::string& open, const std::st
   if (a == std::string::npos) return "";
   const size_t b = s.find(close, a);
   return s.substr(a, b == std::string::npos ? std::string::npos : b - a);
+}
+
+int count_of(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
+  return n;
+}
+
+// The items of the page's "Same in every trial" list, as text ("eval/lines: 6").
+std::vector<std::string> same_list(const std::string& html) {
+  static const std::regex li("<li>([\\s\\S]*?)</li>");
+  const std::string list = between(html, "<ul class=\"same\">", "</ul>");
+  std::vector<std::string> out;
+  for (std::sregex_iterator i(list.begin(), list.end(), li), end; i != end; ++i) out.push_back(text_of((*i)[1]));
+  return out;
 }
 
 std::vector<HtmlTable> metric_tables(const std::string& dom) {
@@ -248,14 +265,28 @@ TEST_F(Report, WritesHtmlAndMarkdownWithTablesPlotsWarningsAndLinks) {
   // The report: section's mistakes are warnings, in both files.
   const std::string html_text = text_of(html);
   for (const std::string* doc : {&html_text, &md}) {
-    EXPECT_NE(doc->find("metric 'nope/metric' was not recorded"), std::string::npos);
-    EXPECT_NE(doc->find("rows: 'method' is not a key of the trial labels"), std::string::npos);
+    // nope/metric, named by a table and a plot, is one warning naming both.
+    EXPECT_EQ(count_of(*doc, "metric 'nope/metric' was not recorded"), 1) << *doc;
+    EXPECT_NE(doc->find("(report.tables[0], report.plots[1] name it"), std::string::npos);
+    EXPECT_NE(doc->find("rows: 'method' is not a key of the trial labels or their configuration"), std::string::npos);
     EXPECT_NE(doc->find("unknown field 'colour' ignored"), std::string::npos);
-    EXPECT_NE(doc->find("metric 'nope/x' was not recorded"), std::string::npos);
   }
+  EXPECT_NE(md.find("| 6 ± 0 | — |"), std::string::npos) << md;  // By start: eval/lines, then nope/metric as "—"
   EXPECT_NE(md.find("](plot-1.svg)"), std::string::npos);
   EXPECT_NE(md.find("](curve-train_loss.svg)"), std::string::npos);
-  EXPECT_NE(md.find("| train.start=1.0 |"), std::string::npos) << md;  // the default table, transposed
+  EXPECT_EQ(md.find("more metric(s) with steps not drawn"), std::string::npos);  // loss is drawn by default
+
+  // The default table holds the metrics that differ (final_loss by start, seed by seed); eval's line and word
+  // counts of the same curve file are one value in every trial and listed apart, as metric: value.
+  const std::string table = between(md, "### Final metrics by trial", "**Same in every trial**");
+  EXPECT_NE(table.find("| train.start=1.0 |"), std::string::npos) << md;  // a row per cell: 2 metrics, 2 cells
+  EXPECT_NE(table.find("train/final_loss"), std::string::npos) << table;
+  EXPECT_NE(table.find("train/seed"), std::string::npos) << table;
+  EXPECT_EQ(table.find("eval/"), std::string::npos) << table;
+  EXPECT_NE(table.find("2 metric(s) with one value in every trial are listed under"), std::string::npos) << table;
+  EXPECT_NE(md.find("**Same in every trial** (metrics with one value in every trial that recorded them):\n\n"
+                    "- eval/lines: 6\n- eval/words: 12\n\n"), std::string::npos) << md;
+  EXPECT_EQ(same_list(html), (std::vector<std::string>{"eval/lines: 6", "eval/words: 12"}));
   // Each trial's log and artifacts, linked relative to the report's folder.
   const std::string trial = fs::path(query("SELECT artifact_dir FROM trials WHERE ordinal = 0").rows.at(0).at(0).text)
                                 .filename().string();
@@ -285,8 +316,26 @@ TEST_F(Report, ChromiumShowsDrawnPlotsAndTablesHoldingTheStoresNumbers) {
   ASSERT_EQ(tables.size(), 2u);
   const auto values = recorded();
   ASSERT_EQ(values.size(), 2u);
+  // A metric with one value in every trial is in the list beside the table, not in it.
+  std::map<std::string, std::set<double>> all_values;
+  for (const auto& [cell, metrics] : values)
+    for (const auto& [metric, v] : metrics) all_values[metric].insert(v.begin(), v.end());
+  const std::vector<std::string> same = same_list(dom.out);
+  std::set<std::string> constant;
+  for (const auto& [metric, v] : all_values)
+    if (v.size() == 1) {
+      constant.insert(metric);
+      EXPECT_NE(std::find(same.begin(), same.end(), fmt::format("{}: {:.6g}", metric, *v.begin())), same.end())
+          << metric << " is not listed as the same in every trial";
+    }
+  EXPECT_EQ(constant, (std::set<std::string>{"eval/lines", "eval/words"}));
+  EXPECT_EQ(same.size(), constant.size());
   for (const auto& [cell, metrics] : values)
     for (const auto& [metric, v] : metrics) {
+      if (constant.count(metric)) {
+        EXPECT_FALSE(lookup(tables, cell, metric)) << metric << " is in the table though it never differs";
+        continue;
+      }
       const auto shown = lookup(tables, cell, metric);
       ASSERT_TRUE(shown) << cell << " × " << metric << " is not in the page's tables";
       EXPECT_EQ(shown->rfind(fmt::format("{:.6g}", mean(v)), 0), 0u) << *shown << " for " << cell << " " << metric;
@@ -338,9 +387,110 @@ TEST_F(Report, OutWritesWhereAskedAndBadInputExitsTwo) {
   EXPECT_NE(r.err.find("experiment file"), std::string::npos) << r.err;
   r = runner({"report"});
   EXPECT_EQ(r.status, 2);
+  fs::remove_all(report_folder());  // the run wrote the report there (its file has a report: section)
   r = runner({"report", "rep", "--out", (dir_ / "elsewhere").string()});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(fs::exists(dir_ / "elsewhere" / "report.html"));
   EXPECT_TRUE(fs::exists(dir_ / "elsewhere" / "plot-1.svg"));
   EXPECT_FALSE(fs::exists(report_folder()));
+}
+
+// The main job's shape: trials set only the keys they vary, so a trial at the defaults has no `fraction` or
+// `noise` in its label (the first has no label at all). where:, rows: and x: read those from the trial's resolved
+// configuration: a defaults key, a dotted path into a map value, a stage's option; numbers compare as numbers.
+constexpr const char* kDefaultsSpec = R"(name: rep
+defaults: {method: a, fraction: 1.0, noise: 0.0, opt: {size: 2}}
+include:
+  - {method: b}
+  - {method: a, fraction: 0.5}
+  - {method: a, noise: 0.5}
+stages:
+  - {name: train, algorithm: counter, steps: 4, decay: 0.5, start: "${fraction}"}
+  - {name: eval, when: {method: b}, benchmark: line_bench, file: "${artifact:train/curve}"}
+report:
+  tables:
+    - {title: "Methods", rows: method, where: {fraction: 1, noise: 0}, columns: [train/final_loss, eval/lines]}
+    - {title: "Scaling", rows: fraction, where: {method: a, noise: 0.0}, columns: [train/final_loss]}
+    - {title: "By option", rows: train.decay, where: {train.steps: 4, opt.size: [2, 3]}, columns: [train/final_loss]}
+    - {title: "Nothing", rows: method, where: {nokey: 1}, columns: [train/final_loss]}
+  plots:
+    - {title: "Scaling plot", x: fraction, y: train/final_loss, where: {method: a, noise: 0}}
+)";
+
+TEST_F(Report, WhereRowsAndXReadKeysTheLabelLacksFromTheTrialsConfiguration) {
+  const ProcessResult run = runner({write("rep.yaml", kDefaultsSpec)});
+  ASSERT_EQ(run.status, 0) << run.err;
+  ASSERT_EQ(query("SELECT label FROM trials ORDER BY ordinal").rows.at(0).at(0).text, "");  // at the defaults
+  ASSERT_EQ(runner({"report", "rep"}).status, 0);
+  const std::string md = read_file(report_folder() / "report.md");
+  // Methods: the trial at the defaults is method a (from its configuration), the noised one is left out (or row a
+  // would pool two trials: "0.125 ± 0"); only method b ran eval, so row a shows "—" and nothing warns about it.
+  EXPECT_NE(md.find("### Methods\n\n| method | train/final_loss | eval/lines |\n| --- | ---: | ---: |\n"
+                    "| a | 0.125 | — |\n| b | 0.125 | 4 |\n\n"), std::string::npos) << md;
+  // Scaling: fraction 1.0 from the configuration, 0.5 from the label; start = fraction, so the losses halve.
+  EXPECT_NE(md.find("### Scaling\n\n| fraction | train/final_loss |\n| --- | ---: |\n| 1.0 | 0.125 |\n"
+                    "| 0.5 | 0.0625 |\n\n"), std::string::npos) << md;
+  // A stage's option and a path into a map value: every trial has them, so one row pools all four.
+  EXPECT_NE(md.find("| 0.5 | 0.109375 ± 0.0312 |\n\n_± is the sample standard deviation over the trials of the row "
+                    "(n − 1)_\n\n_each row pools trials that differ in method, fraction, noise"), std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| (defaults) | 0.125 | — | — |"), std::string::npos) << md;  // the default table's row of it
+  // A key neither the labels nor the configurations have is still a warning, naming both kinds of key.
+  EXPECT_NE(md.find("report.tables[3]: where: 'nokey' is not a key of the trial labels or their configuration "
+                    "(expected one of the labels' method, fraction, noise, the configuration's fraction, method, "
+                    "noise, opt"), std::string::npos) << md;
+  EXPECT_EQ(count_of(md, "where: no trial has"), 0) << md;
+  EXPECT_EQ(md.find("eval/lines' was not recorded"), std::string::npos) << md;
+  // The plot has both points: x = 1.0 from the configuration, 0.5 from the label.
+  EXPECT_EQ(md.find("not drawn"), std::string::npos) << md;
+  const std::string svg = read_file(report_folder() / "plot-1.svg");
+  EXPECT_NE(svg.find("<path"), std::string::npos);
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(svg, m, std::regex("M[0-9.]+,[0-9.]+ L[0-9.]+,[0-9.]+ +'")))
+      << "expected one line of two points";
+  EXPECT_EQ(svg.find(">?<"), std::string::npos) << "a trial without x is drawn at a category '?'";
+}
+
+// Training curves: loss-like and reward/accuracy metrics by default, the others named in a note; `curves:` lists
+// the ones to draw instead (and the plots an earlier report drew and this one does not are removed).
+TEST_F(Report, DrawsLossAndRewardCurvesByDefaultAndTheListedOnesWithCurves) {
+  ASSERT_EQ(runner({write("rep.yaml", kSpec)}).status, 0);
+  // Curves a trainer logs besides the loss, which the counter plugin does not: two to leave out, one to keep.
+  for (const auto& row : query("SELECT id, attempt FROM trials").rows)
+    for (int step = 0; step < 4; ++step)
+      for (const char* name : {"lr", "tokens_per_s", "rewards/accuracy"})
+        exec(fmt::format("INSERT INTO metrics (trial_id, attempt, stage, name, step, value, recorded_at) VALUES "
+                         "({}, {}, 'train', '{}', {}, {}, '2026-01-01T00:00:00.000Z')",
+                         row[0].text, row[1].text, name, step, 0.1 * (step + 1)));
+  ASSERT_EQ(runner({"report", "rep"}).status, 0);
+  const fs::path folder = report_folder();
+  EXPECT_TRUE(fs::exists(folder / "curve-train_loss.svg"));
+  EXPECT_TRUE(fs::exists(folder / "curve-train_rewards_accuracy.svg"));
+  EXPECT_FALSE(fs::exists(folder / "curve-train_lr.svg"));
+  EXPECT_FALSE(fs::exists(folder / "curve-train_tokens_per_s.svg"));
+  std::string md = read_file(folder / "report.md"), html = read_file(folder / "report.html");
+  EXPECT_NE(md.find("### Training curve: train/rewards/accuracy"), std::string::npos) << md;
+  for (const std::string* doc : {&md, &html})
+    EXPECT_NE(doc->find("2 more metric(s) with steps not drawn: train/lr, train/tokens_per_s (by default only curves "
+                        "whose name has loss, accuracy, reward, margin or logps"), std::string::npos) << *doc;
+
+  // The same experiment with curves: listed: a run of it (every trial reused) stores the file and writes the report.
+  std::string spec = std::string(kSpec) + "  curves: [train/lr, nope/x]\n";
+  ASSERT_EQ(runner({write("rep.yaml", spec)}).status, 0);
+  EXPECT_TRUE(fs::exists(folder / "curve-train_lr.svg"));
+  EXPECT_FALSE(fs::exists(folder / "curve-train_loss.svg"));  // the earlier report's, removed
+  EXPECT_FALSE(fs::exists(folder / "curve-train_rewards_accuracy.svg"));
+  EXPECT_TRUE(fs::exists(folder / "plot-1.svg"));
+  md = read_file(folder / "report.md");
+  EXPECT_NE(md.find("report.curves: 'nope/x' is not a metric with steps in this experiment"), std::string::npos) << md;
+  EXPECT_NE(md.find("3 more metric(s) with steps not drawn: train/loss, train/rewards/accuracy, train/tokens_per_s "
+                    "(not listed in report.curves"), std::string::npos) << md;
+
+  // curves: all draws every one.
+  spec = std::string(kSpec) + "  curves: all\n";
+  ASSERT_EQ(runner({write("rep.yaml", spec)}).status, 0);
+  for (const char* f : {"curve-train_loss.svg", "curve-train_lr.svg", "curve-train_rewards_accuracy.svg",
+                        "curve-train_tokens_per_s.svg"})
+    EXPECT_TRUE(fs::exists(folder / f)) << f;
+  EXPECT_EQ(read_file(folder / "report.md").find("not drawn"), std::string::npos);
 }
