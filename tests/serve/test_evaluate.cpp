@@ -301,13 +301,14 @@ TEST_F(Evaluate, AnnotateScoresEveryCandidateOnceWithOrWithoutItsImageAndCountsU
   Server server(dir_ / "server");
   const std::string candidates = write("candidates.jsonl",
       R"({"id": "q1", "image": "a.png", "question": "What is on the table?", "candidates": ["A vase.", {"response": "A cat."}]})" "\n"
-      R"({"id": "q2", "question": {"from": "human", "value": "Name a color."}, "candidates": [{"response": "Blue."}]})" "\n");
+      R"({"id": "q2", "question": {"from": "human", "value": "Name a color."}, "candidates": [{"response": "Blue."}, ""]})" "\n");
   const std::string spec = write("exp.yaml", "name: annotate\nstages:\n"
       "  - {name: annotate, algorithm: annotate, candidates: " + candidates + ", max_tokens: 24, judge: "
       "{plugin: openai_compatible, base_url: '" + server.base_url() + "', model: llava}}\n");
   ASSERT_EQ(runner({spec}).status, 0);
   auto m = metrics();
   EXPECT_EQ(m["annotate"].at("candidates_in"), 3);
+  EXPECT_EQ(m["annotate"].at("candidates_empty"), 1);  // q2's empty reply: not sent, left out
   EXPECT_EQ(m["annotate"].at("judge/sent"), 3);
   EXPECT_EQ(server.count(kChat, 200), 3);
   // The tiny random model does not follow the rubric: each unparseable reply is counted, its candidate left out.

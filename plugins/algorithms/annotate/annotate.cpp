@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <optional>
+
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -92,15 +94,16 @@ std::vector<std::string> responses_of(const Json& row, const std::string& where)
   std::vector<std::string> responses;
   for (size_t k = 0; k < c->size(); ++k) {
     const Json& cand = (*c)[k];
-    std::string response;
+    // An empty text is a reply too (a sampled model may end at once): it is graded, not refused.
+    std::optional<std::string> response;
     if (cand.is_string()) response = cand.get<std::string>();
     for (const char* key : {"response", "text", "answer"})
-      if (cand.is_object() && response.empty())
+      if (cand.is_object() && !response)
         if (auto it = cand.find(key); it != cand.end() && it->is_string()) response = it->get<std::string>();
-    if (response.empty())
+    if (!response)
       throw DataError(fmt::format("{}candidates[{}]: expected a string or an object with \"response\", found {}",
                                   where, k, cand.dump()));
-    responses.push_back(std::move(response));
+    responses.push_back(std::move(*response));
   }
   return responses;
 }

@@ -8,7 +8,8 @@
 // An algorithm-kind plugin: it is a step of the alignment pipeline (sample → annotate → train), consumes the
 // `sample` stage's candidates and produces training data; it measures nothing about a model, so it is not a
 // benchmark. Replies that do not give all five scores are counted (metric `candidates_unparseable`) and those
-// candidates are left out of the output; a row left with no scored candidate is counted and left out too.
+// candidates are left out of the output; a row left with no scored candidate is counted and left out too, and so
+// is a candidate whose response is empty (`candidates_empty`: the scored-candidates format needs a text).
 // Every judgment goes through the results store's cache, so a rerun asks nothing twice.
 //
 // With `show_image`, a row's image (relative to `image_folder`) is sent with each of its prompts, for a judge that
@@ -27,6 +28,7 @@
 #include "core/api/plugin_api.h"
 #include "core/lib/judging/judging.h"
 #include "core/lib/util/atomic_file.h"
+#include "core/lib/util/strings.h"
 #include "plugins/algorithms/annotate/annotate.h"
 
 namespace mmr::annotate {
@@ -91,6 +93,7 @@ struct Item {
 struct Requests {
   std::vector<Item> items;
   std::vector<JudgeRequest> requests;
+  int64_t empty = 0;  // candidates with no text: not sent, and left out of the output
 };
 Requests build_requests(const Config& cfg, const std::string& rubric, const std::vector<CandidateRow>& rows) {
   Requests out;
@@ -101,6 +104,12 @@ Requests build_requests(const Config& cfg, const std::string& rubric, const std:
                                   "answer (the sample stage writes it for conversation rows)", cfg.candidates,
                                   rows[r].line));
     for (size_t c = 0; c < rows[r].responses.size(); ++c) {
+      // A sampled model may end at once. The scored-candidates format needs a text (an empty one is a bad row
+      // there), so such a candidate is counted (`candidates_empty`) and left out rather than graded.
+      if (python_strip(rows[r].responses[c]).empty()) {
+        ++out.empty;
+        continue;
+      }
       out.items.push_back({r, c});
       out.requests.push_back({"", build_prompt(rubric, rows[r].question, rows[r].responses[c], rows[r].reference), cfg.temperature,
                               cfg.max_tokens, images});
@@ -172,6 +181,9 @@ class Annotate : public Algorithm {
     const std::vector<std::string> replies = ask_all(ctx, judge, built.requests, cfg.batch_size);
     const Scored scored = collect(ctx, judge, cfg, rows, built.items, replies);
     write(ctx, rows, scored, built.items.size());
+    ctx.log_metric("candidates_empty", static_cast<double>(built.empty));
+    if (built.empty > 0)
+      ctx.log().warn("annotate: {} candidate(s) with an empty response were left out (not graded)", built.empty);
     judge.log_metrics();
   }
 
