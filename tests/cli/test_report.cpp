@@ -168,6 +168,11 @@ std::string find_program(const std::string& name) {
   return "";
 }
 
+// The plots are gnuplot's: where it is not installed (a GPU machine without tools/setup.sh), the report says so in
+// a warning and these tests, which check the plots, are skipped with the reason.
+#define SKIP_WITHOUT_GNUPLOT() \
+  if (find_program("gnuplot").empty()) GTEST_SKIP() << "gnuplot is not installed (tools/setup.sh installs it)"
+
 // After the page is laid out, the plots' boxes (page coordinates) and the page height go into attributes of
 // <body>, which --dump-dom shows; they change no layout, so the screenshot of the same file matches them.
 constexpr const char* kProbe = R"(<script>
@@ -248,6 +253,7 @@ double mean(const std::vector<double>& v) {
 }  // namespace
 
 TEST_F(Report, WritesHtmlAndMarkdownWithTablesPlotsWarningsAndLinks) {
+  SKIP_WITHOUT_GNUPLOT();
   ASSERT_EQ(runner({write("rep.yaml", kSpec)}).status, 0);
   const ProcessResult r = runner({"report", "rep"});
   ASSERT_EQ(r.status, 0) << r.err;
@@ -297,6 +303,7 @@ TEST_F(Report, WritesHtmlAndMarkdownWithTablesPlotsWarningsAndLinks) {
 }
 
 TEST_F(Report, ChromiumShowsDrawnPlotsAndTablesHoldingTheStoresNumbers) {
+  SKIP_WITHOUT_GNUPLOT();
   const std::string program = find_program("chromium");
   if (program.empty()) GTEST_SKIP() << "chromium is not installed (tools/setup.sh installs it)";
   ASSERT_EQ(runner({write("rep.yaml", kSpec)}).status, 0);
@@ -370,6 +377,7 @@ TEST_F(Report, ChromiumShowsDrawnPlotsAndTablesHoldingTheStoresNumbers) {
 }
 
 TEST_F(Report, OutWritesWhereAskedAndBadInputExitsTwo) {
+  SKIP_WITHOUT_GNUPLOT();
   ProcessResult r = runner({"report", "rep"});
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
@@ -418,6 +426,7 @@ report:
 )";
 
 TEST_F(Report, WhereRowsAndXReadKeysTheLabelLacksFromTheTrialsConfiguration) {
+  SKIP_WITHOUT_GNUPLOT();
   const ProcessResult run = runner({write("rep.yaml", kDefaultsSpec)});
   ASSERT_EQ(run.status, 0) << run.err;
   ASSERT_EQ(query("SELECT label FROM trials ORDER BY ordinal").rows.at(0).at(0).text, "");  // at the defaults
@@ -454,6 +463,7 @@ TEST_F(Report, WhereRowsAndXReadKeysTheLabelLacksFromTheTrialsConfiguration) {
 // Training curves: loss-like and reward/accuracy metrics by default, the others named in a note; `curves:` lists
 // the ones to draw instead (and the plots an earlier report drew and this one does not are removed).
 TEST_F(Report, DrawsLossAndRewardCurvesByDefaultAndTheListedOnesWithCurves) {
+  SKIP_WITHOUT_GNUPLOT();
   ASSERT_EQ(runner({write("rep.yaml", kSpec)}).status, 0);
   // Curves a trainer logs besides the loss, which the counter plugin does not: two to leave out, one to keep.
   for (const auto& row : query("SELECT id, attempt FROM trials").rows)
