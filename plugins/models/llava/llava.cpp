@@ -146,7 +146,9 @@ void LlavaOptions::bind(OptionBinder& o) {
   o.bind("device", &device, "cpu", "cpu, cuda or cuda:N");
   o.bind("random_init", &random_init, false, "random weights of the configured shape (benchmarks); no weights are read");
   o.optional("shape", &shape, "with random_init and no path: llava-1.5-7b or llava-1.5-13b");
-  o.bind("seed", &seed, 0, "seed of random_init and of new LoRA weights");
+  o.bind("seed", &seed, 0, "seed of new LoRA weights (a training stage gives it the trial seed unless set here)");
+  o.bind("init_seed", &init_seed, 0, "seed of random_init's weights (apart from `seed`: a training stage and an "
+         "evaluation of one random_init model draw the same weights)");
   o.bind("lora_r", &lora_r, 0, "rank of a new LoRA adapter (0: none; the paper used 128)");
   o.bind("lora_alpha", &lora_alpha, 16.0, "LoRA alpha (the paper used 256); scaling = alpha / r");
   o.bind("lora_dropout", &lora_dropout, 0.0, "dropout on the LoRA branch input (the paper used 0.05)");
@@ -290,7 +292,7 @@ void LlavaModel::random_init() {
   // config, default 0.02; 0.02 elsewhere), zero biases, ones for norms.
   // Drawn on the model's device with its default generator, seeded: deterministic per device type.
   torch::NoGradGuard no_grad;
-  torch::manual_seed(options_.seed);
+  torch::manual_seed(options_.init_seed);
   for (auto& item : root_->named_parameters(true)) {
     torch::Tensor p = item.value();
     const std::string& name = item.key();

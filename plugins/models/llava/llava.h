@@ -26,7 +26,8 @@ struct LlavaOptions {
   bool random_init;
   std::string shape;         // with random_init and no path: llava-1.5-7b | llava-1.5-13b
   std::string tokenizer;     // tokenizer.model or its folder (default: path)
-  uint64_t seed;
+  uint64_t seed;       // new LoRA weights (a training stage gives it the trial seed unless the node names one)
+  uint64_t init_seed;  // random_init's weights: its own, so every stage that builds the same model gets the same
   int64_t lora_r;            // > 0: add a new LoRA adapter
   double lora_alpha;
   double lora_dropout;

@@ -175,6 +175,22 @@ TEST(LlavaAdapter, MergedAdaptersBecomeTheBaseAndANewLoraTrainsOnTop) {
   EXPECT_LE(max_abs_diff(model.logits(batch), reference.logits(batch)), 1e-4 * scale());
 }
 
+TEST(LlavaRandomInit, InitSeedAloneDecidesTheWeightsNotTheLoraSeed) {
+  torch::NoGradGuard no_grad;
+  auto random = [](uint64_t seed, uint64_t init_seed) {
+    LlavaOptions o = base_options();
+    o.random_init = true;
+    o.seed = seed;  // what a training stage sets to the trial seed
+    o.init_seed = init_seed;
+    return std::make_unique<LlavaModel>(o);
+  };
+  const auto a = random(1, 0), b = random(42, 0), c = random(1, 5);
+  const auto rows = read_jsonl(fixture() / "expected" / "preference_logps.jsonl");
+  const mmr::ModelBatch batch = a->collate({a->encode(pair_sample(rows[0], "chosen"))}, false);
+  EXPECT_TRUE(torch::equal(a->logits(batch), b->logits(batch)));
+  EXPECT_FALSE(torch::equal(a->logits(batch), c->logits(batch)));
+}
+
 TEST(LlavaAdapter, SaveAndReloadKeepsPeftNamesAndValues) {
   LlavaOptions o = base_options();
   o.adapter = (fixture() / "adapter").string();
