@@ -3,6 +3,8 @@
 // database. Expected values are the hand-computed references the scoring libraries' own tests check too
 // (plugins/benchmarks/<name>/tests/references.h, where they are derived).
 #include <gtest/gtest.h>
+
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -259,4 +261,27 @@ TEST_F(ScoreCli, AStageWithAnswersButNoLabelsNamesTheMissingOption) {
   ASSERT_EQ(q.status, 0) << q.err;
   EXPECT_NE(q.out.find("missing required option 'labels'"), std::string::npos) << q.out;
   EXPECT_NE(q.out.find("exp.yaml"), std::string::npos) << q.out;  // points at the experiment file
+}
+
+// ---- judge_agreement (the paper's Figure 3) ----
+
+TEST_F(ScoreCli, JudgeAgreementScoresAFileAndAsAStage) {
+  auto pair = [](int pref, int h1, int h2) {
+    return "{\"question\": \"q\", \"preference\": " + std::to_string(pref) + ", \"candidates\": [{\"response\": \"a\", "
+           "\"Helpfulness\": " + std::to_string(h1) + "}, {\"response\": \"b\", \"Helpfulness\": " + std::to_string(h2) +
+           "}]}\n";
+  };
+  // Differences [2, -2, 0, 1] against the labels [+1, -1, +1, -1]: r = 3 / sqrt(35) (scoring.h's test works it out).
+  const std::string file = write("scored.jsonl", pair(1, 4, 2) + pair(2, 1, 3) + pair(1, 3, 3) + pair(2, 2, 1));
+  const auto m = score({"judge_agreement", "scored=" + file});
+  EXPECT_NEAR(m.at("pearson/Helpfulness"), 3 / std::sqrt(35.0), 1e-12);
+  EXPECT_EQ(m.at("n_pairs"), 4);
+  EXPECT_EQ(m.count("pearson/quality"), 0u);  // Correctness and Coherence were not scored
+  const std::string spec = write("exp.yaml", "name: agreement\nstages:\n  - {name: fig3, benchmark: judge_agreement, "
+                                             "scored: " + file + "}\n");
+  ASSERT_EQ(runner({spec}).status, 0);
+  EXPECT_NEAR(all_stage_metrics()["fig3"]["pearson/Helpfulness"], 3 / std::sqrt(35.0), 1e-12);
+  const ProcessResult bad = runner({"score", "judge_agreement", "scores=" + file});
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("usage: runner score judge_agreement scored=FILE"), std::string::npos) << bad.err;
 }
