@@ -427,14 +427,14 @@ std::vector<PreferenceRow> build_pairs(const std::vector<ScoredCandidatesRow>& g
     const std::vector<double> score = candidate_scores(g, rule);
     // chosen: the earliest candidate with the highest score (the samples' order is the only neutral tie-break).
     const size_t best = static_cast<size_t>(std::max_element(score.begin(), score.end()) - score.begin());
-    const double lowest = *std::min_element(score.begin(), score.end());
+    const auto low = std::min_element(score.begin(), score.end());  // the first minimum, as pandas' idxmin
+    const double lowest = *low;
     constexpr double kEps = 1e-9;  // scores are small integers or halves; guard against 0.1-style sums
     if (score[best] - lowest < rule.min_gap - kEps) {
       ++counts["groups_skipped/small_spread"];
       continue;
     }
     if (!rule.rejected_random) {
-      const auto low = std::min_element(score.begin(), score.end());  // the first minimum, as idxmin
       out.push_back(pair_of(g, score, best, static_cast<size_t>(low - score.begin())));
       continue;
     }

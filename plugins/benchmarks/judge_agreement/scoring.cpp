@@ -1,18 +1,18 @@
 #include "plugins/benchmarks/judge_agreement/scoring.h"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <cmath>
-#include <fstream>
 #include <limits>
 
 #include "core/api/error.h"
+#include "plugins/benchmarks/common/jsonl.h"
 
 namespace mmr::judge_agreement {
 namespace {
 
-using Json = nlohmann::json;
+using Json = benchmarks::jsonl::Json;
+namespace jsonl = benchmarks::jsonl;
 
 const char* const kAttributes[] = {"Helpfulness", "Correctness", "Coherence", "Complexity", "Verbosity"};
 const char* const kQuality[] = {"Helpfulness", "Correctness", "Coherence"};  // the paper's pair rule
@@ -33,20 +33,9 @@ std::map<std::string, double> scores_of(const Json& candidate, const std::string
 }  // namespace
 
 ScoredPairs read_scored_pairs(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(fmt::format("cannot open the scored pairs file '{}'", path));
   ScoredPairs out;
-  std::string text;
-  for (int line = 1; std::getline(in, text); ++line) {
-    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = fmt::format("{}:{}: ", path, line);
-    Json row;
-    try {
-      row = Json::parse(text);
-    } catch (const Json::exception& e) {
-      throw DataError(where + "malformed JSON line: " + e.what());
-    }
-    if (!row.is_object()) throw DataError(where + "expected a JSON object");
+  for (const auto& [line, row] : jsonl::read_jsonl(path, "scored pairs file")) {
+    const std::string where = jsonl::at(path, line);
     const Json pref = row.value("preference", Json());
     if (!pref.is_number_integer() || (pref.get<int>() != 1 && pref.get<int>() != 2))
       throw DataError(where + "\"preference\": expected 1 or 2 (the response humans preferred), found " + pref.dump());
