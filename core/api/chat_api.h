@@ -57,6 +57,16 @@ class ChatModel : public Model {
   // an instruction suffix): at generation the last user turn's text becomes `tmpl` with "{prompt}" replaced by
   // it. "" or "{prompt}" is off. Model plugins take the same as their option `prompt_template`.
   virtual void set_prompt_template(const std::string& tmpl) = 0;
+
+  // How images are made square before the vision tower, for benchmarks whose official scripts differ from the
+  // model's training (LLaVA-1.5's model_vqa.py centre-crops where training padded): "pad" (expand to a square with
+  // the mean colour), "center_crop" (shortest edge to the input size, then the centre), "resize" (stretch), or ""
+  // (the model's own). Returns false when the model has no such choice (text-only models, stand-ins); the caller
+  // then says so.
+  virtual bool set_image_preprocessing(const std::string& mode) {
+    (void)mode;
+    return false;
+  }
 };
 
 // `tmpl` with every "{prompt}" replaced by `prompt` ("" = `prompt` unchanged).

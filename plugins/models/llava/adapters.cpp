@@ -223,6 +223,9 @@ void LlavaModel::load_adapter(const fs::path& dir) {
     }
     const std::string proj = "base_model.model." + projector_name() + ".";
     if (name.rfind(proj, 0) == 0 || name.find("multi_modal_projector.") != std::string::npos) {
+      if (!projector_)
+        throw DataError(fmt::format("{}: tensor '{}' is a projector weight, but this is a text-only model", ckpt.path(),
+                                    name));
       std::string param = name.substr(name.find("projector.") + 10);
       if (param.rfind("modules_to_save.default.", 0) == 0) param = param.substr(24);
       if (param.rfind("0.", 0) == 0) param = "linear_1." + param.substr(2);

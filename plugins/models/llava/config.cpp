@@ -166,10 +166,16 @@ LlavaConfig LlavaConfig::from_text(const std::string& text, const std::string& s
     read(j, "multimodal_projector_bias", c.projector_bias, source, "");
     if (j.contains("tie_word_embeddings") && j["tie_word_embeddings"].is_boolean())
       c.text.tie_word_embeddings = j["tie_word_embeddings"].get<bool>() && c.text.tie_word_embeddings;
+  } else if (!j.contains("mm_vision_tower") && (arch == "LlamaForCausalLM" || model_type == "llama")) {
+    c.layout = Layout::TextOnly;
+    c.text = read_text_config(j, source, "");
+    read(j, "pad_token_id", c.pad_token_id, source, "");
+    return c;
   } else {
     if (!j.contains("mm_vision_tower") && arch.find("Llava") == std::string::npos)
-      throw DataError(fmt::format("{}: neither a llava-hf config (text_config/vision_config) nor an original LLaVA "
-                                  "config (mm_vision_tower); architectures: '{}'", source, arch));
+      throw DataError(fmt::format("{}: neither a llava-hf config (text_config/vision_config), an original LLaVA "
+                                  "config (mm_vision_tower) nor a LLaMA one (LlamaForCausalLM); architectures: '{}'",
+                                  source, arch));
     c.layout = Layout::OriginalLlava;
     c.text = read_text_config(j, source, "");
     read(j, "mm_vision_tower", c.vision_tower_name, source, "");

@@ -1,8 +1,9 @@
 // LLaVA-1.5 hyper-parameters, read from a checkpoint's config.json. Torch-free.
 //
-// Two layouts users have: llava-hf ("LlavaForConditionalGeneration": text_config + vision_config), and original
+// Three layouts users have: llava-hf ("LlavaForConditionalGeneration": text_config + vision_config), original
 // LLaVA ("LlavaLlamaForCausalLM": LLaMA fields at the top plus mm_* fields; the CLIP tower is a separate
-// checkpoint named by mm_vision_tower, whose own config.json gives the vision shape). Rope settings come either
+// checkpoint named by mm_vision_tower, whose own config.json gives the vision shape), and a plain LLaMA / Vicuna
+// ("LlamaForCausalLM", model_type "llama"): the text-only baselines, no vision tower and no projector. Rope settings come either
 // as rope_theta + rope_scaling (transformers 4) or as rope_parameters (transformers 5).
 #pragma once
 
@@ -55,7 +56,7 @@ struct VisionConfig : StackShape {
 };
 
 struct LlavaConfig {
-  enum class Layout { HfLlava, OriginalLlava };
+  enum class Layout { HfLlava, OriginalLlava, TextOnly };
   Layout layout = Layout::HfLlava;
   TextConfig text;
   VisionConfig vision;
@@ -68,6 +69,8 @@ struct LlavaConfig {
   std::string vision_feature_select_strategy = "default";  // default (drop CLS) | full
   std::string image_aspect_ratio = "pad";
   std::string vision_tower_name;  // original layout: mm_vision_tower
+
+  bool has_vision() const { return layout != Layout::TextOnly; }
 
   // Reads <dir>/config.json. For the original layout, the CLIP shape comes from `vision_config_json` when given
   // (the vision tower checkpoint's config.json), else from a vision_config block if present. Errors name the

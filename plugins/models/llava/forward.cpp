@@ -74,6 +74,9 @@ ModelBatch LlavaModel::collate(const std::vector<EncodedSample>& samples, bool l
     ids[i].narrow(0, off, n).copy_(torch::tensor(s.input_ids, torch::kInt64));
     labels[i].narrow(0, off, n).copy_(torch::tensor(s.labels, torch::kInt64));
     mask[i].narrow(0, off, n).fill_(1);
+    if (!s.images.empty() && !config_.has_vision())
+      throw DataError(fmt::format("sample {} has an image, but {} is a text-only LLaMA checkpoint (no vision tower)",
+                                  i, options_.path));
     if (count_placeholders(s.input_ids) != static_cast<int64_t>(s.images.size()))
       throw DataError(fmt::format("sample {} has {} image placeholder(s) but {} image(s)", i,
                                   count_placeholders(s.input_ids), s.images.size()));

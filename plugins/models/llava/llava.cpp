@@ -125,8 +125,8 @@ torch::Tensor read_tensor(const st::Checkpoint& ckpt, const std::string& name) {
 // ---- construction and loading ----
 
 const char* LlavaModel::summary() {
-  return "LLaVA-1.5 (CLIP ViT + projector + LLaMA) in LibTorch: llava-hf and original checkpoints, LoRA/PEFT "
-         "adapters, KV-cache generation, response log-probs";
+  return "LLaVA-1.5 (CLIP ViT + projector + LLaMA) in LibTorch: llava-hf and original checkpoints, plain "
+         "LLaMA/Vicuna (text-only), LoRA/PEFT adapters, KV-cache generation, response log-probs";
 }
 
 LlavaOptions::LlavaOptions() {
@@ -135,7 +135,8 @@ LlavaOptions::LlavaOptions() {
 }
 
 void LlavaOptions::bind(OptionBinder& o) {
-  o.optional("path", &path, "checkpoint folder: config.json, *.safetensors (sharded or not), tokenizer.model", "path");
+  o.optional("path", &path, "checkpoint folder: config.json, *.safetensors (sharded or not), tokenizer.model; a "
+             "LlamaForCausalLM checkpoint (Vicuna) is a text-only model", "path");
   o.optional("vision_tower", &vision_tower, "original LLaVA checkpoints: the CLIP checkpoint folder (default: mm_vision_tower)", "path");
   o.optional("tokenizer", &tokenizer, "tokenizer.model or its folder (default: path)", "path");
   o.optional("adapter", &adapter, "a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) to load", "path");
@@ -160,6 +161,9 @@ void LlavaOptions::bind(OptionBinder& o) {
   o.bind("max_length", &max_length, 2048, "maximum tokens after image expansion; longer rows are cut and counted");
   o.optional("prompt_template", &prompt_template, "generation: the last user turn becomes this text with {prompt} "
          "replaced by it, e.g. SteerLM's \"{prompt}\\nHelpfulness:4,...\" (\"\": off)");
+  o.optional("image_aspect_ratio", &image_aspect_ratio, "how images are made square: pad (LLaVA-1.5's training), "
+             "center_crop (CLIP's own processor, as LLaVA's model_vqa.py evaluated), resize; default: the checkpoint's "
+             "image_aspect_ratio (\"pad\" -> pad, anything else -> center_crop, as LLaVA's process_images)");
   o.check(!path.empty() || (random_init && !shape.empty()), "path",
           "give 'path' (a checkpoint folder), or random_init: true with a shape");
 }
@@ -213,17 +217,12 @@ LlavaModel::LlavaModel(const LlavaOptions& options) : options_(options) {
   } else {
     config_ = preset(options_.shape);
   }
-  const int64_t layers = config_.vision.num_hidden_layers;
-  vision_layer_ = config_.vision_feature_layer < 0 ? layers + 1 + config_.vision_feature_layer : config_.vision_feature_layer;
-
   const std::string tok = !options_.tokenizer.empty() ? options_.tokenizer : options_.path;
   if (!tok.empty()) tokenizer_ = Tokenizer::load(tok);
-  const fs::path pre = fs::path(options_.path.empty() ? tok : options_.path) / "preprocessor_config.json";
-  if (!options_.path.empty() && fs::exists(pre)) image_config_ = image::PreprocessConfig::from_json_file(pre.string());
-  image_config_.aspect_mode = image::parse_aspect_mode(config_.image_aspect_ratio == "pad" ? "pad" : "resize");
-  if (image_config_.crop_width != config_.vision.image_size || image_config_.crop_height != config_.vision.image_size)
-    throw DataError(fmt::format("{}: crop size {}x{} does not match the vision tower's image_size {}", pre.string(),
-                                image_config_.crop_width, image_config_.crop_height, config_.vision.image_size));
+  if (config_.has_vision()) set_up_images(tok);
+  else if (options_.train_projector)
+    throw ConfigError(fmt::format("llava: train_projector: {} is a text-only LLaMA checkpoint (no projector)",
+                                  options_.path));
 
   build_modules();
   // Move the (not yet filled) parameters first, so weights are written once, straight into their final device
@@ -231,22 +230,56 @@ LlavaModel::LlavaModel(const LlavaOptions& options) : options_(options) {
   root_->to(device_, dtype_);
   if (options_.random_init) random_init(); else load_checkpoint();
   for (const auto& dir : options_.merge_adapters) fold_adapter(dir);
-  if (options_.train_projector || !options_.adapter.empty()) freeze_base_projector();
+  if (config_.has_vision() && (options_.train_projector || !options_.adapter.empty())) freeze_base_projector();
   if (!options_.adapter.empty()) load_adapter(options_.adapter);
   if (options_.lora_r > 0) add_lora(options_.lora_r, options_.lora_alpha, options_.lora_dropout, options_.lora_rslora,
                                     options_.lora_target_modules);
-  for (auto& p : projector_->parameters()) p.set_requires_grad(options_.train_projector);
-  // A trained projector keeps float32 ("master") weights under a half-precision model, as LoRA A/B do.
-  if (options_.train_projector && dtype_ != torch::kFloat32) projector_->to(torch::kFloat32);
+  if (projector_) {
+    for (auto& p : projector_->parameters()) p.set_requires_grad(options_.train_projector);
+    // A trained projector keeps float32 ("master") weights under a half-precision model, as LoRA A/B do.
+    if (options_.train_projector && dtype_ != torch::kFloat32) projector_->to(torch::kFloat32);
+  }
   set_training(false);
+}
+
+// The vision side's settings: the feature layer and the image preprocessing (preprocessor_config.json beside the
+// checkpoint, the checkpoint's image_aspect_ratio, the option image_aspect_ratio).
+void LlavaModel::set_up_images(const std::string& tok) {
+  const int64_t layers = config_.vision.num_hidden_layers;
+  vision_layer_ = config_.vision_feature_layer < 0 ? layers + 1 + config_.vision_feature_layer : config_.vision_feature_layer;
+  const fs::path pre = fs::path(options_.path.empty() ? tok : options_.path) / "preprocessor_config.json";
+  if (!options_.path.empty() && fs::exists(pre)) image_config_ = image::PreprocessConfig::from_json_file(pre.string());
+  // LLaVA's process_images pads when image_aspect_ratio is "pad" and otherwise calls the CLIP processor itself
+  // (shortest edge, centre crop).
+  image_config_.aspect_mode = image::parse_aspect_mode(config_.image_aspect_ratio == "pad" ? "pad" : "center_crop");
+  if (!options_.image_aspect_ratio.empty()) set_image_preprocessing(options_.image_aspect_ratio);
+  if (image_config_.crop_width != config_.vision.image_size || image_config_.crop_height != config_.vision.image_size)
+    throw DataError(fmt::format("{}: crop size {}x{} does not match the vision tower's image_size {}", pre.string(),
+                                image_config_.crop_width, image_config_.crop_height, config_.vision.image_size));
+}
+
+bool LlavaModel::set_image_preprocessing(const std::string& mode) {
+  if (!config_.has_vision()) return false;
+  if (mode.empty()) {
+    image_config_.aspect_mode = image::parse_aspect_mode(config_.image_aspect_ratio == "pad" ? "pad" : "center_crop");
+    return true;
+  }
+  try {
+    image_config_.aspect_mode = image::parse_aspect_mode(mode);
+  } catch (const std::exception&) {
+    throw ConfigError(fmt::format("llava: image preprocessing '{}': expected pad, center_crop or resize", mode));
+  }
+  return true;
 }
 
 void LlavaModel::build_modules() {
   root_ = std::make_shared<torch::nn::Module>("LlavaForConditionalGeneration");
-  vision_ = root_->register_module("vision_tower", ClipVision(config_.vision));
-  projector_ = root_->register_module("multi_modal_projector",
-                                      Projector(config_.vision.hidden_size, config_.text.hidden_size,
-                                                config_.projector_type, config_.projector_bias));
+  if (config_.has_vision()) {
+    vision_ = root_->register_module("vision_tower", ClipVision(config_.vision));
+    projector_ = root_->register_module("multi_modal_projector",
+                                        Projector(config_.vision.hidden_size, config_.text.hidden_size,
+                                                  config_.projector_type, config_.projector_bias));
+  }
   llama_ = root_->register_module("language_model", Llama(config_.text));
   for (auto& p : root_->parameters()) p.set_requires_grad(false);
 }

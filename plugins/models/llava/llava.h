@@ -36,6 +36,7 @@ struct LlavaOptions {
   bool train_projector;
   int64_t max_length;        // tokens after image expansion; longer rows are truncated and counted
   std::string prompt_template;  // ChatModel::set_prompt_template at construction ("": off)
+  std::string image_aspect_ratio;  // pad | center_crop | resize ("": the checkpoint's image_aspect_ratio)
 
   LlavaOptions();
   void bind(OptionBinder& o);
@@ -59,6 +60,7 @@ class LlavaModel : public LanguageModel {
   std::vector<ParameterGroup> parameter_groups() override;
   void set_adapters_enabled(bool on) override;
   void set_prompt_template(const std::string& tmpl) override { options_.prompt_template = tmpl; }
+  bool set_image_preprocessing(const std::string& mode) override;
   void set_training(bool on) override;
   void set_activation_checkpointing(bool on) override;
   std::vector<Generation> generate(const std::vector<ChatSample>& prompts, const GenerationConfig& config) override;
@@ -86,6 +88,7 @@ class LlavaModel : public LanguageModel {
   int64_t truncated_rows() const { return truncated_rows_; }
 
  private:
+  void set_up_images(const std::string& tokenizer_path);
   void build_modules();
   void load_checkpoint();
   void random_init();
