@@ -37,4 +37,7 @@ command -v ninja >/dev/null && generator=(-G Ninja)
 cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
   "-DCMAKE_PREFIX_PATH=$torch_prefix;$prefix/usr;$prefix/usr/lib/x86_64-linux-gnu/cmake" \
   -DCMAKE_CUDA_ARCHITECTURES=90 "$@"
-cmake --build build-gpu -j "$(nproc)"
+# MMR_GPU_TARGETS="a b": build only those targets (a check that needs two tests need not build the whole tree).
+targets=()
+for t in ${MMR_GPU_TARGETS:-}; do targets+=(--target "$t"); done
+cmake --build build-gpu -j "$(nproc)" "${targets[@]}"
