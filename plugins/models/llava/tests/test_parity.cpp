@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/api/error.h"
 #include "fixture.h"
 
 using namespace llava_fixture;
@@ -42,6 +43,29 @@ TEST_F(LlavaParity, PixelValuesMatchPil) {
     ++checked;
   }
   EXPECT_GE(checked, 1);
+}
+
+// LLaVA's model_vqa.py (the fork's LLaVA-Bench and MM-Vet answers) hands the image to the CLIP processor itself:
+// shortest edge to 336, centre crop, no padding. Reference: transformers' CLIPImageProcessor (PIL path).
+TEST(LlavaImagePreprocessing, CenterCropMatchesClipImageProcessorAndPadStaysTheDefault) {
+  const fs::path ref = fixture() / "expected" / "pixel_values_center_crop.safetensors";
+  if (!fs::exists(ref)) GTEST_SKIP() << "no centre-crop reference in " << fixture();
+  const auto f = st::SafetensorsFile::open(ref.string());
+  const auto padded = st::SafetensorsFile::open((fixture() / "expected" / "pixel_values.safetensors").string());
+  LlavaOptions o = base_options();
+  o.image_aspect_ratio = "center_crop";
+  LlavaModel cropping(o);
+  LlavaModel model(base_options());
+  for (const auto& [key, file] : {std::pair{"wide_png", "wide.png"}, std::pair{"tall_jpg", "tall.jpg"}}) {
+    const std::string path = (fixture() / "images" / file).string();
+    EXPECT_LE(max_abs_diff(cropping.pixel_values_for(path), expected(f, key)), 0.035) << key;
+    EXPECT_GT(max_abs_diff(model.pixel_values_for(path), expected(f, key)), 0.5) << key << ": pad should differ";
+    ASSERT_TRUE(model.set_image_preprocessing("center_crop"));
+    EXPECT_LE(max_abs_diff(model.pixel_values_for(path), expected(f, key)), 0.035) << key;
+    ASSERT_TRUE(model.set_image_preprocessing(""));  // back to the checkpoint's own: pad
+    EXPECT_LE(max_abs_diff(model.pixel_values_for(path), expected(padded, key)), 0.035) << key;
+  }
+  EXPECT_THROW(model.set_image_preprocessing("squash"), mmr::ConfigError);
 }
 
 TEST_F(LlavaParity, TokenIdsAndLabelsAreExact) {
