@@ -45,8 +45,10 @@ ScoredPairs read_scored_pairs(const std::string& path) {
       ++out.skipped;
       continue;
     }
-    out.pairs.push_back({row.value("id", std::to_string(line)), scores_of(cands[0], where), scores_of(cands[1], where),
-                         pref.get<int>()});
+    // LLaVA-RLHF's human-preference rows, which annotate reads as they are, have integer ids.
+    const Json id = row.value("id", Json());
+    const std::string name = id.is_string() ? id.get<std::string>() : id.is_number() ? id.dump() : std::to_string(line);
+    out.pairs.push_back({name, scores_of(cands[0], where), scores_of(cands[1], where), pref.get<int>()});
   }
   return out;
 }
