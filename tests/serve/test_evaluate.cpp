@@ -303,7 +303,8 @@ TEST_F(Evaluate, AnnotateScoresEveryCandidateOnceWithOrWithoutItsImageAndCountsU
       R"({"id": "q1", "image": "a.png", "question": "What is on the table?", "candidates": ["A vase.", {"response": "A cat."}]})" "\n"
       R"({"id": "q2", "question": {"from": "human", "value": "Name a color."}, "candidates": [{"response": "Blue."}, ""]})" "\n");
   const std::string spec = write("exp.yaml", "name: annotate\nstages:\n"
-      "  - {name: annotate, algorithm: annotate, candidates: " + candidates + ", max_tokens: 24, judge: "
+      "  - {name: annotate, algorithm: annotate, candidates: " + candidates + ", request: per_candidate, "
+      "max_retries: 0, max_tokens: 24, judge: "
       "{plugin: openai_compatible, base_url: '" + server.base_url() + "', model: llava}}\n");
   ASSERT_EQ(runner({spec}).status, 0);
   auto m = metrics();
@@ -311,7 +312,8 @@ TEST_F(Evaluate, AnnotateScoresEveryCandidateOnceWithOrWithoutItsImageAndCountsU
   EXPECT_EQ(m["annotate"].at("candidates_empty"), 1);  // q2's empty reply: not sent, left out
   EXPECT_EQ(m["annotate"].at("judge/sent"), 3);
   EXPECT_EQ(server.count(kChat, 200), 3);
-  // The tiny random model does not follow the rubric: each unparseable reply is counted, its candidate left out.
+  // The tiny random model does not follow the rubric: each unparseable reply is counted, its candidate left out
+  // (one request per candidate and no retries here, so each candidate is one request).
   EXPECT_EQ(m["annotate"].at("candidates_scored") + m["annotate"].at("candidates_unparseable"), 3);
   EXPECT_EQ(m["annotate"].at("candidates_unparseable"), m["annotate"].at("judge/unparseable"));
   const auto rows = jsonl(artifacts().at("annotate/scored_candidates"));
@@ -324,7 +326,8 @@ TEST_F(Evaluate, AnnotateScoresEveryCandidateOnceWithOrWithoutItsImageAndCountsU
   // With show_image, the row's image travels with its prompts (a data: URL over HTTP): new requests for q1's two
   // candidates, whose cached replies are what the model says when it sees that image.
   const std::string with_image = write("exp_image.yaml", "name: annotate_image\nstages:\n"
-      "  - {name: annotate, algorithm: annotate, candidates: " + candidates + ", max_tokens: 24, show_image: true, "
+      "  - {name: annotate, algorithm: annotate, candidates: " + candidates + ", request: per_candidate, "
+      "max_retries: 0, max_tokens: 24, show_image: true, "
       "image_folder: " + (dir_ / "images").string() + ", judge: {plugin: openai_compatible, base_url: '" +
       server.base_url() + "', model: llava}}\n");
   ASSERT_EQ(runner({with_image}).status, 0);

@@ -1,7 +1,8 @@
 // Test-only judge plugin "paper_rater" for the smoke runs of experiments/paper/ (test_paper_smoke.cpp): the two
 // judges whose replies must parse for a stage to produce anything, where the tiny model as a judge cannot.
-//   - `annotate`'s rubric (it asks for "Helpfulness: <0-4>" ...): five lines, every attribute the same score, taken
-//     from a hash of the prompt (so the answers of one question get different scores and pairs can be built);
+//   - `annotate`'s all-candidates rubric (its "[Scores]" block): a line per candidate, every attribute of candidate k
+//     the same score, taken from a hash of the prompt and k (so the answers of one question get different scores
+//     and pairs can be built); its per-candidate rubric ("Helpfulness: <0-4>" ...): five lines, scored the same way;
 //   - AlpacaEval's ranking prompt (it names model_1 and model_2): a ranking in the alpaca_eval_gpt4 format, the
 //     winner taken from the same hash.
 // Anything else gets "[[5]]". Deterministic, so a rerun of a stage gets the same replies.
@@ -18,8 +19,21 @@ uint64_t fnv1a(const std::string& s) {
   return h;
 }
 
+// "Candidate k: Helpfulness:s,...,Verbosity:s" for every "[End of Candidate k]" of the prompt.
+std::string all_candidates_reply(const std::string& user) {
+  std::string out = "Reasoning.\n[Scores]\n";
+  for (int k = 1; user.find("[End of Candidate " + std::to_string(k) + "]") != std::string::npos; ++k) {
+    const std::string s = std::to_string(fnv1a(user + std::to_string(k)) % 5);
+    out += "Candidate " + std::to_string(k) + ": Helpfulness:" + s + ",Correctness:" + s + ",Coherence:" + s +
+           ",Complexity:" + s + ",Verbosity:" + s + "\n";
+  }
+  return out;
+}
+
 std::string reply_to(const std::string& user) {
   const uint64_t h = fnv1a(user);
+  if (user.find("[Scores]") != std::string::npos && user.find("[End of Candidate 1]") != std::string::npos)
+    return all_candidates_reply(user);
   if (user.find("Helpfulness: <0-4>") != std::string::npos) {
     const std::string s = std::to_string(h % 5);
     std::string out;
