@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "app/format.h"
+#include "app/jobs.h"
 #include "app/report.h"
 #include "app/serve.h"
 #include "app/status.h"
@@ -51,6 +52,8 @@ commands:
       -o key=value          set a stage's option (-o train.lr=1e-4), a var (-o data=/x) or a path in the
                             file (-o defaults.train.lr=1e-4, -o grid.train.lr=[1e-4,5e-5])
       --force               rerun finished trials (default: skip them; failed/interrupted ones always rerun)
+      --jobs N              run independent trials in N worker processes on one results database
+      --devices 0,1,...     the GPUs the workers share out (each sees its share as CUDA_VISIBLE_DEVICES)
   plan EXP.yaml             print the expanded trials and check plugins and options; runs nothing
       -o key=value, --verbose (print each trial's resolved configuration)
   results                   one row per trial with its status and final metrics
@@ -91,12 +94,26 @@ struct Args {
   fs::path out;
   bool force = false;
   bool verbose = false;
+  int jobs = 1;
+  std::string devices;
+  std::string force_since;  // a worker of --jobs: the parent's start (RunOptions::force_since)
+  bool worker = false;      // a worker of --jobs: the parent writes the report
 };
 
 class UsageError : public Error {
  public:
   using Error::Error;
 };
+
+int parse_jobs(const std::string& text) {
+  try {
+    size_t used = 0;
+    const int n = std::stoi(text, &used);
+    if (used == text.size() && n >= 1 && n <= 256) return n;
+  } catch (const std::exception&) {
+  }
+  throw UsageError(fmt::format("--jobs '{}': expected a number of worker processes from 1 to 256", text));
+}
 
 // Reads the global or command option at argv[i] into `a`, moving `i` past its value; false when argv[i] is none.
 bool parse_option(int argc, char** argv, int& i, Args& a) {
@@ -118,6 +135,10 @@ bool parse_option(int argc, char** argv, int& i, Args& a) {
   else if (is("--kind")) a.kind = value("--kind");
   else if (is("--out")) a.out = value("--out");
   else if (arg == "--force") a.force = true;
+  else if (is("--jobs")) a.jobs = parse_jobs(value("--jobs"));
+  else if (is("--devices")) a.devices = value("--devices");
+  else if (is("--force-since")) a.force_since = value("--force-since");
+  else if (arg == "--worker") a.worker = true;
   else if (arg == "--verbose" || arg == "-v") a.verbose = true;
   else return false;
   return true;
@@ -197,17 +218,47 @@ void write_declared_report(const Experiment& exp, const fs::path& results) {
   }
 }
 
+// The arguments of a --jobs worker: this run's, less --jobs/--devices, with the parent's start for --force.
+std::vector<std::string> worker_args(const Args& a, const fs::path& file) {
+  std::vector<std::string> w = {"--results", a.results.string(), "--log-level", a.log_level};
+  for (const auto& p : a.plugin_paths) w.insert(w.end(), {"--plugin-path", p.string()});
+  w.insert(w.end(), {"run", file.string()});
+  for (const auto& o : a.overrides) w.insert(w.end(), {"-o", o});
+  if (a.force) w.insert(w.end(), {"--force", "--force-since=" + now_iso8601()});
+  w.push_back("--worker");
+  return w;
+}
+
+int cmd_run_jobs(const Args& a, const fs::path& file, const Experiment& exp, const Registry& registry) {
+  validate_experiment(exp, registry);  // once here, not N times in the workers
+  jobs::JobsOptions o;
+  o.jobs = a.jobs;
+  try {
+    if (!a.devices.empty()) o.devices = jobs::parse_devices(a.devices);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  o.worker_args = worker_args(a, file);
+  spdlog::info("experiment '{}': {} trial(s) in {} worker processes", exp.name, exp.trials.size(), a.jobs);
+  const int status = jobs::run_workers(o);
+  if (status != 130) write_declared_report(exp, a.results);
+  return status;
+}
+
 int cmd_run(const Args& a) {
   const fs::path file = one_positional(a, "experiment file");
   Experiment exp = load_experiment(file, a.overrides);
   Registry registry;
   load_plugins(registry, a);
+  if (a.jobs > 1) return cmd_run_jobs(a, file, exp, registry);
+  if (!a.devices.empty()) throw UsageError("--devices shares GPUs among --jobs workers; give --jobs N too");
   RunOptions opt;
   opt.results_db = a.results;
   opt.force = a.force;
+  opt.force_since = a.force_since;
   const RunSummary s = run_experiment(exp, registry, opt);
   if (s.interrupted > 0 || stop_flag()) return 130;
-  write_declared_report(exp, a.results);
+  if (!a.worker) write_declared_report(exp, a.results);
   return s.failed > 0 ? 1 : 0;
 }
 

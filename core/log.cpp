@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
 
 #include "core/lib/util/atomic_file.h"
@@ -91,7 +92,10 @@ class ConsoleSink : public spdlog::sinks::base_sink<std::mutex> {
 std::shared_ptr<ConsoleSink>& console() {
   static auto sink = [] {
     auto s = std::make_shared<ConsoleSink>();
-    s->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ [%n] %v");
+    // A worker of `runner --jobs` (MMR_JOB="k/N") tags its lines: N processes share one terminal.
+    const char* job = std::getenv("MMR_JOB");
+    const std::string tag = job && *job ? fmt::format("[job {}] ", job) : "";
+    s->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ " + tag + "[%n] %v");
     return s;
   }();
   return sink;

@@ -300,6 +300,15 @@ struct TrialAttempt {
   std::string error;
 };
 
+// The lease on a stage key this process holds while it runs the stage (Store::lease_stage).
+struct StageLease {
+  Store& store;
+  std::string key;
+  ~StageLease() {
+    if (!key.empty()) store.release_stage(key, getpid());
+  }
+};
+
 // One call of run_experiment, a method per level: the experiment (run), a trial (run_trial, run_attempt) and a
 // stage (run_stage, reuse_stage, execute_stage).
 class ExperimentRun {
@@ -318,6 +327,8 @@ class ExperimentRun {
   bool run_stage(TrialAttempt& t, size_t ordinal);
   bool reuse_stage(TrialAttempt& t, const StageSpec& stage, int ordinal, bool last);
   bool reuse_shared_stage(TrialAttempt& t, const StageSpec& stage, const std::string& key, int ordinal, bool last);
+  std::optional<bool> wait_for_identical_stage(TrialAttempt& t, const StageSpec& stage, const std::string& key,
+                                               int ordinal, bool last);
   void commit_reused(TrialAttempt& t, const StageSpec& stage, StageRecord rec, int ordinal, bool last);
   void execute_stage(TrialAttempt& t, const StageSpec& stage, const fs::path& dir, StageRecord& rec);
   Options stage_options(const TrialAttempt& t, const StageSpec& stage, const PluginInfo& info) const;
@@ -329,10 +340,12 @@ class ExperimentRun {
   Store store_;
   const std::string host_;
   const fs::path root_;
+  std::string force_since_;  // opt_.force_since, or the run's start
   RunSummary summary_;
 };
 
 RunSummary ExperimentRun::run() {
+  force_since_ = opt_.force_since.empty() ? now_iso8601() : opt_.force_since;
   summary_.total = static_cast<int>(exp_.trials.size());
   const std::vector<TrialRow> rows = register_trials();
   int todo = 0;
@@ -371,7 +384,13 @@ bool ExperimentRun::run_trial(size_t index, const TrialRow& row, Progress& overa
   }
   const fs::path dir = root_ / safe_dir_name(exp_.name) / trial.identity.substr(0, 12);
   fs::create_directories(dir);
-  const auto attempt = store_.begin_attempt(row.id, host_, getpid(), build_git_commit(), dir.string());
+  const auto attempt = store_.begin_attempt(row.id, host_, getpid(), build_git_commit(), dir.string(),
+                                            opt_.force ? std::optional<std::string>(force_since_) : std::nullopt);
+  if (!attempt && store_.trial(row.id)->status == "finished") {  // by another process since the run began
+    ++summary_.skipped;
+    overall.advance();
+    return true;
+  }
   if (!attempt) {
     ++summary_.busy;
     log_->warn("trial {} [{}] is being run by another process (pid {} on {}); skipped", trial.identity.substr(0, 12),
@@ -410,7 +429,9 @@ bool ExperimentRun::run_stage(TrialAttempt& t, size_t ordinal) {
   const std::string key = stage_key(stage, registry_.find(stage.kind, stage.plugin).version, t.trial.seed,
                                     t.artifact_hashes);
   if (!opt_.force && t.attempt > 1 && reuse_stage(t, stage, ord, last)) return true;
-  if (!opt_.force && !key.empty() && reuse_shared_stage(t, stage, key, ord, last)) return true;
+  if (!key.empty())
+    if (const auto done = wait_for_identical_stage(t, stage, key, ord, last)) return *done;
+  const StageLease lease{store_, key};  // taken above; released when the stage is committed
   StageRecord rec;
   rec.key = key;
   rec.name = stage.name;
@@ -452,7 +473,8 @@ bool ExperimentRun::reuse_stage(TrialAttempt& t, const StageSpec& stage, int ord
 // experiment grid. The record says where it came from (stages.reused_from).
 bool ExperimentRun::reuse_shared_stage(TrialAttempt& t, const StageSpec& stage, const std::string& key, int ordinal,
                                        bool last) {
-  for (StageRecord& rec : store_.stages_with_key(key)) {
+  // A forced run reuses only what it made itself.
+  for (StageRecord& rec : store_.stages_with_key(key, opt_.force ? force_since_ : "")) {
     if (rec.name != stage.name || !artifacts_intact(rec, *t.log)) continue;
     t.log->info("stage '{}': identical to {} (same plugin, options, seed and inputs); reused", stage.name,
                 rec.reused_from);
@@ -460,6 +482,29 @@ bool ExperimentRun::reuse_shared_stage(TrialAttempt& t, const StageSpec& stage, 
     return true;
   }
   return false;
+}
+
+// Before running a keyed stage: reuses an identical finished one, or takes the key's lease, waiting while another
+// live process holds it (several runners on one store: `runner --jobs`), so identical work runs once. Returns
+// the stage's result when it ends here (reused: true; interrupted while waiting: false), nullopt to run it.
+std::optional<bool> ExperimentRun::wait_for_identical_stage(TrialAttempt& t, const StageSpec& stage,
+                                                            const std::string& key, int ordinal, bool last) {
+  bool said = false;
+  while (true) {
+    if (reuse_shared_stage(t, stage, key, ordinal, last)) return true;
+    if (store_.lease_stage(key, host_, getpid())) return std::nullopt;
+    if (!said)
+      t.log->info("stage '{}': an identical stage is running in process {}; waiting to reuse it", stage.name,
+                  store_.stage_lease_holder(key).value_or(0));
+    said = true;
+    for (int i = 0; i < 10 && !stop_flag(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (stop_flag()) {
+      t.outcome = "interrupted";
+      store_.end_trial(t.trial_id, t.attempt, "interrupted", "interrupted by signal while waiting for stage '" +
+                                                                stage.name + "'");
+      return false;
+    }
+  }
 }
 
 // Commits a reused record to this attempt (metrics and artifacts copied) and makes its artifacts this trial's.

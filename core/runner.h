@@ -22,6 +22,10 @@ struct RunOptions {
   std::filesystem::path results_db = "results/results.db";
   std::filesystem::path artifacts_root;  // default: the folder of results_db
   bool force = false;                    // rerun finished trials and stages too
+  // With force: what finished at or after this instant (ISO UTC, as the store writes it) counts as done, so a
+  // forced run reruns everything once, and stages identical across trials are still shared within it.
+  // "" = the run's own start. `runner --jobs` gives its workers the parent's start.
+  std::string force_since;
   bool keep_going = true;                // after a failed trial, go on with the next
 };
 

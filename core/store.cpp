@@ -109,6 +109,16 @@ ALTER TABLE stages ADD COLUMN stage_key TEXT;
 ALTER TABLE stages ADD COLUMN reused_from TEXT;
 CREATE INDEX stages_by_key ON stages (stage_key, status);
 )sql",
+    // 4: several runner processes on one store (--jobs): a stage being run holds a lease on its key, so a process
+    // about to run an identical stage waits for it and reuses its result instead of running it twice.
+    R"sql(
+CREATE TABLE stage_leases (
+  stage_key  TEXT PRIMARY KEY,
+  host       TEXT NOT NULL,
+  pid        INTEGER NOT NULL,
+  since      TEXT NOT NULL
+);
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kSchemaVersion);
 
@@ -208,10 +218,11 @@ TrialRow read_trial(Stmt& st) {
   r.pid = st.int_col(7);
   r.artifact_dir = st.text_col(8);
   r.error = st.text_col(9);
+  r.started_at = st.text_col(10);
   return r;
 }
 constexpr const char* kTrialColumns =
-    "id, experiment_id, identity, label, status, attempt, host, pid, artifact_dir, error";
+    "id, experiment_id, identity, label, status, attempt, host, pid, artifact_dir, error, coalesce(started_at, '')";
 
 // Opens the database file (creating it and its folder in ReadWrite mode); throws IoError saying why not.
 sqlite3* open_database(const fs::path& path, Store::Mode mode) {
@@ -377,6 +388,8 @@ void Store::migrate(int target_version) {
                                 "newer runner (this one will not touch it)", path_.string(), current, kSchemaVersion));
   for (int v = current + 1; v <= target_version; ++v) {
     Transaction tx(*this);
+    // Read again under the write lock: runners started together (--jobs) open a new file at the same moment.
+    if (schema_version() >= v) continue;
     exec(kMigrations[v - 1]);
     Stmt st(db_, path_, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)");
     st.bind(1, v).bind(2, now_iso8601()).step();
@@ -431,13 +444,17 @@ int Store::recover_stale(const std::string& host) {
 }
 
 std::optional<int> Store::begin_attempt(int64_t trial_id, const std::string& host, int64_t pid,
-                                        const std::string& git_commit, const std::string& artifact_dir) {
+                                        const std::string& git_commit, const std::string& artifact_dir,
+                                        const std::optional<std::string>& rerun_finished_before) {
   Transaction tx(*this);
+  // One statement decides, so two processes cannot both claim a trial, nor one claim a trial that another has
+  // just finished in a forced run.
   Stmt st(db_, path_,
           "UPDATE trials SET status = 'running', attempt = attempt + 1, started_at = ?, ended_at = NULL, host = ?, "
           "pid = ?, git_commit = ?, artifact_dir = ?, error = NULL WHERE id = ? AND status != 'running' "
-          "RETURNING attempt");
+          "AND (status != 'finished' OR coalesce(started_at, '') < ?) RETURNING attempt");
   st.bind(1, now_iso8601()).bind(2, host).bind(3, pid).bind(4, git_commit).bind(5, artifact_dir).bind(6, trial_id);
+  st.bind(7, rerun_finished_before.value_or(""));
   if (!st.step()) return std::nullopt;
   const int attempt = static_cast<int>(st.int_col(0));
   while (st.step()) {
@@ -483,13 +500,13 @@ std::optional<StageRecord> Store::previous_stage(int64_t trial_id, int before_at
   return rec;
 }
 
-std::vector<StageRecord> Store::stages_with_key(const std::string& key) const {
+std::vector<StageRecord> Store::stages_with_key(const std::string& key, const std::string& started_since) const {
   std::vector<std::tuple<int64_t, int, std::string, std::string>> found;  // trial, attempt, name, reused_from
   {
     Stmt st(db_, path_,
             "SELECT trial_id, attempt, name, coalesce(reused_from, '') FROM stages WHERE stage_key = ? AND "
-            "status = 'finished' ORDER BY ended_at DESC LIMIT 8");
-    st.bind(1, key);
+            "status = 'finished' AND coalesce(started_at, '') >= ? ORDER BY ended_at DESC LIMIT 8");
+    st.bind(1, key).bind(2, started_since);
     while (st.step()) found.emplace_back(st.int_col(0), static_cast<int>(st.int_col(1)), st.text_col(2), st.text_col(3));
   }
   std::vector<StageRecord> out;
@@ -506,6 +523,33 @@ std::vector<StageRecord> Store::stages_with_key(const std::string& key) const {
     out.push_back(std::move(rec));
   }
   return out;
+}
+
+bool Store::lease_stage(const std::string& key, const std::string& host, int64_t pid) {
+  Transaction tx(*this);
+  {
+    Stmt st(db_, path_, "SELECT host, pid FROM stage_leases WHERE stage_key = ?");
+    st.bind(1, key);
+    // A holder on another host cannot be checked: its lease stands until it releases it.
+    if (st.step() && !(st.text_col(0) == host && (st.int_col(1) == pid || !process_alive(st.int_col(1)))))
+      return false;
+  }
+  Stmt st(db_, path_, "INSERT OR REPLACE INTO stage_leases (stage_key, host, pid, since) VALUES (?, ?, ?, ?)");
+  st.bind(1, key).bind(2, host).bind(3, pid).bind(4, now_iso8601()).step();
+  tx.commit();
+  return true;
+}
+
+std::optional<int64_t> Store::stage_lease_holder(const std::string& key) const {
+  Stmt st(db_, path_, "SELECT pid FROM stage_leases WHERE stage_key = ?");
+  st.bind(1, key);
+  if (!st.step()) return std::nullopt;
+  return st.int_col(0);
+}
+
+void Store::release_stage(const std::string& key, int64_t pid) {
+  Stmt st(db_, path_, "DELETE FROM stage_leases WHERE stage_key = ? AND pid = ?");
+  st.bind(1, key).bind(2, pid).step();
 }
 
 void Store::end_trial(int64_t trial_id, int attempt, const std::string& status, const std::string& error) {

@@ -18,7 +18,7 @@ namespace mmr {
 
 struct Trial;
 
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 
 struct QueryCell {
   enum Type { Null, Integer, Real, Text, Blob } type = Null;
@@ -38,6 +38,7 @@ struct TrialRow {
   int attempt = 0;
   std::string host;
   int64_t pid = 0;
+  std::string started_at;  // of the latest attempt ("" before the first)
   std::string artifact_dir;
   std::string error;
 };
@@ -109,10 +110,12 @@ class Store {
   // Trials left 'running' by a process of this host that no longer exists become 'interrupted'.
   int recover_stale(const std::string& host);
 
-  // Claims a trial: status running, attempt + 1. Returns the new attempt, or nullopt when another live
-  // process holds it (status running) and `force` is false.
+  // Claims a trial: status running, attempt + 1. Returns the new attempt, or nullopt when another process holds
+  // it (status running) or it finished, unless `rerun_finished_before` is given and it last started before that
+  // instant (a forced run reruns what finished before it began, once).
   std::optional<int> begin_attempt(int64_t trial_id, const std::string& host, int64_t pid,
-                                   const std::string& git_commit, const std::string& artifact_dir);
+                                   const std::string& git_commit, const std::string& artifact_dir,
+                                   const std::optional<std::string>& rerun_finished_before = std::nullopt);
 
   // Records a stage (its row, metrics and artifacts) and, when `trial_status` is given, the trial's end,
   // all in one transaction.
@@ -122,9 +125,15 @@ class Store {
   // with its metrics and artifacts; nullopt when there is none.
   std::optional<StageRecord> previous_stage(int64_t trial_id, int before_attempt, const std::string& name,
                                             const std::string& plugin) const;
-  // Finished stages (any trial, newest first, at most 8) whose key is `key`, with metrics and artifacts, and
-  // `reused_from` naming where each first ran (schema v3).
-  std::vector<StageRecord> stages_with_key(const std::string& key) const;
+  // Finished stages (any trial, newest first, at most 8) whose key is `key` and that ran at or after
+  // `started_since` (ISO time; "" = any), with metrics and artifacts, and `reused_from` naming where each first
+  // ran (schema v3).
+  std::vector<StageRecord> stages_with_key(const std::string& key, const std::string& started_since = "") const;
+  // Stage leases (schema v4): a process about to run a stage takes the lease on its key; false when a live
+  // process (or one on another host) holds it. A lease of a dead process of this host is taken over.
+  bool lease_stage(const std::string& key, const std::string& host, int64_t pid);
+  std::optional<int64_t> stage_lease_holder(const std::string& key) const;
+  void release_stage(const std::string& key, int64_t pid);
   // Ends a trial without a stage record (e.g. interrupted between stages).
   void end_trial(int64_t trial_id, int attempt, const std::string& status, const std::string& error = "");
 

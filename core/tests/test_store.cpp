@@ -181,6 +181,37 @@ TEST(Store, RunningTrialsOfDeadProcessesBecomeInterrupted) {
   EXPECT_EQ(s.trial(live)->status, "running");
 }
 
+TEST(Store, AFinishedTrialIsClaimedAgainOnlyByAForcedRunThatBeganAfterItStarted) {
+  const auto dir = temp_dir();
+  Store s(dir / "r.db");
+  const int64_t id = s.ensure_trial(s.upsert_experiment("e", "", ""), make_trial("t")).id;
+  s.end_trial(id, *s.begin_attempt(id, "h", getpid(), "", ""), "finished");
+  EXPECT_EQ(s.begin_attempt(id, "h", getpid(), "", ""), std::nullopt);  // finished: not without force
+  const std::string started = s.trial(id)->started_at;
+  ASSERT_FALSE(started.empty());
+  EXPECT_EQ(s.begin_attempt(id, "h", getpid(), "", "", started), std::nullopt);  // it ran in this forced run
+  // A forced run that began after (ISO times compare as text; '~' sorts after every digit): claimed again.
+  EXPECT_EQ(s.begin_attempt(id, "h", getpid(), "", "", started + "~"), std::optional<int>(2));
+}
+
+TEST(Store, AStageLeaseIsHeldByOneLiveProcessAndTakenOverFromADeadOne) {
+  const auto dir = temp_dir();
+  Store s(dir / "r.db");
+  Store other(dir / "r.db");
+  const pid_t child = fork();
+  if (child == 0) _exit(0);
+  waitpid(child, nullptr, 0);  // a pid that no longer exists
+  EXPECT_TRUE(s.lease_stage("k", "host-a", getpid()));
+  EXPECT_TRUE(s.lease_stage("k", "host-a", getpid()));  // the holder may take it again
+  EXPECT_FALSE(other.lease_stage("k", "host-a", getpid() + 100000));  // another process waits
+  EXPECT_EQ(other.stage_lease_holder("k"), std::optional<int64_t>(getpid()));
+  s.release_stage("k", getpid());
+  EXPECT_EQ(other.stage_lease_holder("k"), std::nullopt);
+  EXPECT_TRUE(other.lease_stage("k", "host-a", child));  // now held by a process that is gone...
+  EXPECT_TRUE(s.lease_stage("k", "host-a", getpid()));    // ...so it is taken over
+  EXPECT_FALSE(other.lease_stage("k", "host-b", 1));     // a lease is not taken from another host's view
+}
+
 TEST(Store, JudgmentCacheKeysOnJudgeAndExactPrompt) {
   const auto dir = temp_dir();
   Store s(dir / "r.db");

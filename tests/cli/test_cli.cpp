@@ -205,9 +205,10 @@ stages:
     std::ofstream(p) << "changed\n";
   ASSERT_EQ(runner({spec, "-o", "grid.eval.steps=[4]", "-o", "seeds=[1]"}).status, 0);
   EXPECT_EQ(lines(marker), 3);
-  // --force runs everything again.
+  // --force runs every trial again, and identical stages once within the forced run (once per seed).
   ASSERT_EQ(runner({spec, "--force"}).status, 0);
-  EXPECT_EQ(lines(marker), 9);
+  EXPECT_EQ(lines(marker), 5);
+  EXPECT_EQ(one("SELECT count(*) FROM trials WHERE status = 'finished' AND attempt = 2"), "6");
 }
 
 TEST_F(Cli, SigintMarksTheTrialInterruptedAndARerunFinishesIt) {
