@@ -75,7 +75,7 @@ TEST(JobsDevices, WorkersShareThePoolOut) {
 TEST_F(Jobs, EveryTrialRunsOnceAndTheSharedStageOnceAcrossWorkers) {
   marker_ = (dir_ / "marker.txt").string();
   const std::string file = write("exp.yaml", spec(marker_, 60));
-  const ProcessResult r = runner({file, "--jobs", "4"});
+  const ProcessResult r = runner({file, "--jobs", "8"});  // eight workers at once on one store
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(one("SELECT count(*) FROM trials WHERE status = 'finished' AND attempt = 1"), "10");
   auto n = runs();
@@ -83,7 +83,7 @@ TEST_F(Jobs, EveryTrialRunsOnceAndTheSharedStageOnceAcrossWorkers) {
   EXPECT_EQ(n["eval"], 10);   // no trial ran twice
   EXPECT_GT(std::stoi(one("SELECT count(DISTINCT pid) FROM trials")), 1) << "the trials ran in one process";
   EXPECT_EQ(one("SELECT count(*) FROM stage_leases"), "0");  // every lease released
-  EXPECT_NE(r.err.find("[job 2/4]"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("[job 2/8]"), std::string::npos) << r.err;
   // A rerun has nothing to do; --force reruns every trial once, and the shared stage once.
   ASSERT_EQ(runner({file, "--jobs", "4"}).status, 0);
   EXPECT_EQ(runs()["eval"], 10);
