@@ -1,6 +1,6 @@
 // What the benchmark end-to-end suites share: a fresh folder and results database per test, the real runner with
-// the build's plugins (and any extra plugin folder), `runner score ... --format json` as a metric map, and the
-// final metrics a stage recorded.
+// the build's plugins (and any extra plugin folder), `runner score ... --format json` as a metric map, the final
+// metrics and the artifacts stages recorded, and JSON-lines logs read back.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -64,6 +64,23 @@ class BenchmarkCli : public ::testing::Test {
     std::map<std::string, std::map<std::string, double>> out;
     for (const auto& row : nlohmann::json::parse(q.out)) out[row["stage"]][row["name"]] = row["value"].get<double>();
     return out;
+  }
+
+  // artifact name -> path, over every stage.
+  std::map<std::string, std::string> artifacts() {
+    const ProcessResult q = runner({"query", "SELECT name, path FROM artifacts ORDER BY 1", "--format", "json"});
+    EXPECT_EQ(q.status, 0) << q.err;
+    std::map<std::string, std::string> out;
+    for (const auto& a : nlohmann::json::parse(q.out)) out[a.at("name").get<std::string>()] = a.at("path").get<std::string>();
+    return out;
+  }
+
+  // One JSON value per line (a stub plugin's log); none when the file does not exist.
+  static std::vector<nlohmann::json> json_lines(const std::string& path) {
+    std::vector<nlohmann::json> rows;
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) rows.push_back(nlohmann::json::parse(line));
+    return rows;
   }
 
   std::string write(const std::string& name, const std::string& text) {

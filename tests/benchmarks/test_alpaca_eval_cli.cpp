@@ -43,19 +43,6 @@ class AlpacaEvalCli : public mmr::test::BenchmarkCli {
       if (row["stage"] == stage) out[row["name"]] = row["value"].get<double>();
     return out;
   }
-  std::map<std::string, std::string> artifacts() {
-    const ProcessResult q = runner({"query", "SELECT name, path FROM artifacts ORDER BY 1", "--format", "json"});
-    EXPECT_EQ(q.status, 0) << q.err;
-    std::map<std::string, std::string> out;
-    for (const auto& a : nlohmann::json::parse(q.out)) out[a.at("name").get<std::string>()] = a.at("path").get<std::string>();
-    return out;
-  }
-  static std::vector<nlohmann::json> json_lines(const std::string& path) {
-    std::vector<nlohmann::json> rows;
-    std::ifstream in(path);
-    for (std::string line; std::getline(in, line);) rows.push_back(nlohmann::json::parse(line));
-    return rows;
-  }
 };
 
 }  // namespace

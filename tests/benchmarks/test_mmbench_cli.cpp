@@ -1,26 +1,23 @@
 // The MMBench plugin end to end: the real `runner` binary scores the hand-made submission files in
 // tests/data/benchmarks/mmbench with `runner score mmbench ... --format json`, and an experiment stage sends the
 // rows the rules cannot resolve to the real openai_compatible judge over HTTP on loopback, where a scripted
-// chat-completions server (cpp-httplib, in this test) plays the choice extractor. Expected values are the
+// chat-completions server (tests/benchmarks/chat_server.h) plays the choice extractor. Expected values are the
 // hand-computed references of plugins/benchmarks/mmbench/tests/references.h.
 #include <gtest/gtest.h>
-#include <httplib.h>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
-#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <fstream>
 #include <map>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "plugins/benchmarks/common/testing.h"
 #include "plugins/benchmarks/mmbench/tests/references.h"
 #include "benchmark_cli.h"
+#include "chat_server.h"
 #include "process.h"
 
 namespace fs = std::filesystem;
@@ -39,37 +36,13 @@ const std::string kData = kDir + "dev_small.tsv";
 const std::string kPredictions = kDir + "predictions_small.tsv";
 const std::string kPrompt = kDir + "choice_extractor_prompt_en.txt";
 
-// A chat-completions endpoint on loopback that answers the choice-extractor prompts of predictions_small.tsv as
-// references.h says, and records every prompt it was sent.
-class ExtractorServer {
+// The loopback chat endpoint answering the choice-extractor prompts of predictions_small.tsv as references.h says
+// (or as a test's policy says), recording every prompt it was sent.
+class ExtractorServer : public mmr::test::ChatServer {
  public:
   using Policy = std::function<std::string(const std::string& prompt)>;
-  explicit ExtractorServer(Policy policy = references_policy) : policy_(std::move(policy)) {
-    server_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-      const nlohmann::json body = nlohmann::json::parse(req.body);
-      const std::string prompt = body.at("messages").back().at("content").get<std::string>();
-      const std::string reply = policy_(prompt);
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        prompts_.push_back(prompt);
-      }
-      const nlohmann::json out = {{"choices", {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", reply}}},
-                                                {"finish_reason", "stop"}}}}};
-      res.set_content(out.dump(), "application/json");
-    });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  ~ExtractorServer() {
-    server_.stop();
-    thread_.join();
-  }
-  std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
-  std::vector<std::string> prompts() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return prompts_;
-  }
+  explicit ExtractorServer(Policy policy = references_policy)
+      : ChatServer([policy](const nlohmann::json& body) { return policy(last_message(body)); }) {}
 
   // The replies references.h assumes for predictions_small.tsv.
   static std::string references_policy(const std::string& prompt) {
@@ -78,14 +51,6 @@ class ExtractorServer {
     if (prompt.find("Answer: It could be A or C\n") != std::string::npos) return "Z";
     return "Unclear.";
   }
-
- private:
-  Policy policy_;
-  httplib::Server server_;
-  std::thread thread_;
-  int port_ = 0;
-  std::mutex mutex_;
-  std::vector<std::string> prompts_;
 };
 
 class MmBenchCli : public mmr::test::BenchmarkCli {

@@ -3,7 +3,9 @@
 //
 // The cache key is the judge's identity() plus the exact request (system prompt, user prompt, temperature and
 // max-tokens overrides, image paths when there are images) as canonical JSON, so a rerun or a resumed stage never sends the same prompt twice, and a
-// changed prompt, judge, temperature or token limit never reuses a reply it should not.
+// changed prompt, judge, temperature or token limit never reuses a reply it should not. A benchmark that asks the
+// same request several times on purpose (MM-Vet's num_run) asks run k >= 1 under a key with "run": k, so every run
+// gets a reply of its own and is cached on its own; run 0 is the plain key.
 #pragma once
 
 #include <fmt/format.h>
@@ -34,24 +36,28 @@ class JudgeClient {
 
   const std::string& identity() const { return identity_; }
 
-  static std::string cache_key(const JudgeRequest& r) {
+  static std::string cache_key(const JudgeRequest& r, int run = 0) {
     nlohmann::ordered_json j;
     j["system"] = r.system;
     j["user"] = r.user;
     j["temperature"] = r.temperature;
     j["max_tokens"] = r.max_tokens;
     if (!r.images.empty()) j["images"] = r.images;  // by path: image files are inputs that do not change
+    if (run > 0) j["run"] = run;
     return j.dump();
   }
 
   // One reply text per request. Cached replies are reused; the others are sent to the judge in one call (the
   // judge bounds its own concurrency) and stored as they come back. If any request got no reply, the replies
-  // that did come are kept in the cache and an Error names how many failed and the first reason.
-  std::vector<std::string> ask(const std::vector<JudgeRequest>& requests) { return fetch(requests, true); }
-  std::string ask_one(const JudgeRequest& request) { return ask({request}).front(); }
+  // that did come are kept in the cache and an Error names how many failed and the first reason. `run`: which
+  // repetition of the requests this is (see the top of this file).
+  std::vector<std::string> ask(const std::vector<JudgeRequest>& requests, int run = 0) {
+    return fetch(requests, true, run);
+  }
+  std::string ask_one(const JudgeRequest& request, int run = 0) { return ask({request}, run).front(); }
   // Sends the uncached requests now, in one call, without counting them as asked: a benchmark whose official
   // loop asks one request at a time (MM-Vet's retries) prefetches the first round concurrently, then asks.
-  void prefetch(const std::vector<JudgeRequest>& requests) { fetch(requests, false); }
+  void prefetch(const std::vector<JudgeRequest>& requests, int run = 0) { fetch(requests, false, run); }
 
   // A reply the benchmark could not read (counted, reported as judge/unparseable).
   void count_unparseable(int64_t n = 1) { n_unparseable_ += n; }
@@ -77,11 +83,11 @@ class JudgeClient {
     std::vector<JudgeRequest> send;
   };
 
-  Lookup lookup(const std::vector<JudgeRequest>& requests, bool count) {
+  Lookup lookup(const std::vector<JudgeRequest>& requests, bool count, int run) {
     Lookup l{std::vector<std::string>(requests.size()), std::vector<std::string>(requests.size()),
              std::vector<bool>(requests.size(), false), {}, {}};
     for (size_t i = 0; i < requests.size(); ++i) {
-      l.keys[i] = cache_key(requests[i]);
+      l.keys[i] = cache_key(requests[i], run);
       n_requests_ += count;
       if (auto hit = ctx_.cached_judgment(identity_, l.keys[i])) {
         l.replies[i] = *hit;
@@ -96,8 +102,8 @@ class JudgeClient {
     return l;
   }
 
-  std::vector<std::string> fetch(const std::vector<JudgeRequest>& requests, bool count) {
-    Lookup l = lookup(requests, count);
+  std::vector<std::string> fetch(const std::vector<JudgeRequest>& requests, bool count, int run) {
+    Lookup l = lookup(requests, count, run);
     if (l.send.empty()) return l.replies;
     if (!count)
       for (const auto& entry : l.to_send) prefetched_.insert(entry.first);

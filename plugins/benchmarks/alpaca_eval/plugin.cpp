@@ -45,9 +45,15 @@ struct Config {
                                                         "(evaluators_configs/alpaca_eval_gpt4); needed to judge", "path");
     o.bind("judge", &judge, YAML::Node(), "the annotator's judge: a judge plugin name or map; without it the "
                                           "outputs are written, not judged");
-    eval.bind(o, 1024);  // gen_model_answeralpaca.py: greedy, max_new_tokens 1024
+    // mllm-dpo's llava/eval/gen_model_answeralpaca.py: greedy, max_new_tokens 1024; the instructions have no image.
+    eval.bind(o, {1024, "model"});
   }
 };
+
+// The annotator as its configs.yaml sets it (completions_kwargs: model_name, temperature, max_tokens).
+benchmarks::JudgeProtocol annotator_protocol(const AnnotatorConfig& a) {
+  return {a.model_name, a.temperature, a.max_tokens, "alpaca_eval evaluators_configs/" + a.name + "/configs.yaml"};
+}
 
 // gen_model_answeralpaca.py: each instruction is the single user turn, no image, greedy decoding.
 std::vector<EvalRecord> generate_outputs(StageContext& ctx, const Config& cfg, const std::vector<EvalRecord>& reference) {
@@ -89,13 +95,14 @@ class AlpacaEval : public benchmarks::ScoringBenchmark<Config> {
         benchmarks::write_artifact(ctx, "model_outputs", "model_outputs.json", model_outputs_json(outputs));
     MetricList metrics = {{"n_answers", static_cast<double>(outputs.size())}};
 
-    auto judge = benchmarks::judge_or_finish(ctx, cfg.judge, metrics, outputs_path);
-    if (!judge) return;
+    if (!benchmarks::given(cfg.judge)) return benchmarks::finish_unjudged(ctx, metrics, outputs_path);
     require(ctx.options(), {"annotators_config"});
     const AnnotatorConfig annotator = read_annotator_config(cfg.annotators_config);
+    auto judge = benchmarks::make_judge(ctx, cfg.judge, annotator_protocol(annotator));
+    const benchmarks::JudgeSettings settings = benchmarks::judge_settings(cfg.judge, annotator_protocol(annotator));
     const Annotated annotated = annotate(annotator, reference, outputs, [&](const std::vector<PairRequest>& pairs) {
       std::vector<JudgeRequest> requests;
-      for (const auto& p : pairs) requests.push_back({p.system, p.user, annotator.temperature, annotator.max_tokens, {}});
+      for (const auto& p : pairs) requests.push_back({p.system, p.user, settings.temperature, settings.max_tokens, {}});
       return judge->ask(requests);
     });
     judge->count_unparseable(annotated.n_unparseable);

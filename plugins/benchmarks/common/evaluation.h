@@ -23,22 +23,31 @@
 
 namespace mmr::benchmarks {
 
+// What a benchmark's official script did when it generated answers: the defaults of its evaluation options. Each
+// benchmark quotes the script and line beside its values.
+struct Protocol {
+  int64_t max_new_tokens;           // the script's generation limit
+  const char* image_preprocessing;  // the mode the script forced, or "model": it left it to the model's config
+  const char* image_folder_help = "folder the question file's image names are relative to";
+};
+
 // The options every evaluating benchmark shares; a benchmark's Config binds them after its own.
 struct EvaluationConfig {
   YAML::Node model;
   std::string image_folder;
   int64_t batch_size = 0, limit = 0, max_new_tokens = 0;
-  std::string model_id;
+  std::string model_id, image_preprocessing;
 
-  // `max_new_tokens`: the benchmark's official setting. `image_folder_help`: what the folder is for.
-  void bind(OptionBinder& o, int64_t default_max_new_tokens,
-            const char* image_folder_help = "folder the question file's image names are relative to") {
+  void bind(OptionBinder& o, const Protocol& p) {
     o.bind("model", &model, YAML::Node(), "the model to evaluate: a plugin name or a map {plugin: llava, path: ...}");
-    o.bind("image_folder", &image_folder, "", image_folder_help, "path");
+    o.bind("image_folder", &image_folder, "", p.image_folder_help, "path");
     o.bind("batch_size", &batch_size, 8, "prompts generated together");
     o.bind("limit", &limit, 0, "evaluate only the first N questions (0: all)");
-    o.bind("max_new_tokens", &max_new_tokens, default_max_new_tokens, "max new tokens per reply (the official setting)");
+    o.bind("max_new_tokens", &max_new_tokens, p.max_new_tokens, "max new tokens per reply (the official setting)");
     o.bind("model_id", &model_id, "model", "the model name written into the answer files");
+    o.one_of("image_preprocessing", &image_preprocessing, p.image_preprocessing,
+             {"model", "pad", "center_crop", "resize"}, "how images are made square for the vision tower (the "
+             "official script's by default; model: the model's own, e.g. LLaVA's image_aspect_ratio)");
   }
 };
 
@@ -55,10 +64,20 @@ struct LoadedModel {
   std::shared_ptr<Plugin> holder;
   ChatModel* model = nullptr;
 };
-inline LoadedModel load_model(StageContext& ctx, const EvaluationConfig& cfg) {
+// Sets the stage's image preprocessing on the model ("model" keeps the model's own). A model without that choice
+// (a text-only model, a stand-in) keeps its own way, with a warning: the protocol is then not the official one.
+inline void apply_image_preprocessing(StageContext& ctx, ChatModel& model, const std::string& mode) {
+  if (mode == "model") return;
+  if (!model.set_image_preprocessing(mode))
+    ctx.log().warn("stage '{}': option 'image_preprocessing' is '{}', but the model has no such choice: it "
+                   "preprocesses images its own way", ctx.stage_name(), mode);
+}
+// `shows_images`: whether the stage will show it images (a text-only MT-Bench run does not set the preprocessing).
+inline LoadedModel load_model(StageContext& ctx, const EvaluationConfig& cfg, bool shows_images = true) {
   LoadedModel m;
   m.holder = ctx.create(PluginKind::Model, cfg.model);
   m.model = &chat_model(*m.holder, "stage '" + ctx.stage_name() + "': option 'model'");
+  if (shows_images) apply_image_preprocessing(ctx, *m.model, cfg.image_preprocessing);
   return m;
 }
 
@@ -136,14 +155,64 @@ inline std::filesystem::path write_artifact(StageContext& ctx, const std::string
   return path;
 }
 
-// The stage's judge (option `judge`). Without one the stage ends here: it records `metrics`, says that `written`
-// was not judged, and gets nullptr.
-inline std::unique_ptr<JudgeClient> judge_or_finish(StageContext& ctx, const YAML::Node& judge,
-                                                    const MetricList& metrics, const std::filesystem::path& written) {
-  if (given(judge)) return std::make_unique<JudgeClient>(ctx, judge);
+// The judge as a benchmark's official script called it: the model it named, the temperature and token limit of
+// its requests (-1: left to the client), and where that is written (quoted in the log).
+struct JudgeProtocol {
+  std::string model;
+  double temperature;
+  int64_t max_tokens;
+  std::string source;
+};
+
+// The request settings a benchmark sends: the official ones, except where the stage's `judge` map sets
+// `temperature` or `max_tokens` itself; then -1, so the judge's own setting applies.
+struct JudgeSettings {
+  double temperature;
+  int64_t max_tokens;
+};
+inline JudgeSettings judge_settings(const YAML::Node& spec, const JudgeProtocol& p) {
+  const bool map = spec.IsMap();
+  return {map && spec["temperature"] ? -1.0 : p.temperature, map && spec["max_tokens"] ? int64_t{-1} : p.max_tokens};
+}
+
+// Only an openai_compatible judge names a model; other judges (a local model, a stand-in) have no name to set.
+inline bool names_a_model(const YAML::Node& spec) {
+  return spec.IsMap() && spec["plugin"] && spec["plugin"].as<std::string>() == "openai_compatible";
+}
+// An openai_compatible judge map without `model` gets the official model name.
+inline YAML::Node with_official_model(const YAML::Node& spec, const JudgeProtocol& p) {
+  if (!names_a_model(spec) || spec["model"]) return spec;
+  YAML::Node filled = YAML::Clone(spec);
+  filled["model"] = p.model;
+  return filled;
+}
+
+// The stage's judge, the official model filled in where the spec leaves it out. Says which judge grades and how it
+// differs from the official one, so that a score is not compared with a published one unknowingly.
+inline std::unique_ptr<JudgeClient> make_judge(StageContext& ctx, const YAML::Node& spec, const JudgeProtocol& p) {
+  auto judge = std::make_unique<JudgeClient>(ctx, with_official_model(spec, p));
+  const JudgeSettings s = judge_settings(spec, p);
+  ctx.log().info("stage '{}': judge '{}' (official: {}, temperature {}, max_tokens {}; {}){}", ctx.stage_name(),
+                 judge->identity(), p.model, p.temperature, p.max_tokens, p.source,
+                 s.temperature < 0 || s.max_tokens < 0 ? "; the judge's own temperature / max_tokens, as given" : "");
+  if (names_a_model(spec) && spec["model"] && spec["model"].as<std::string>() != p.model)
+    ctx.log().warn("stage '{}': judge model '{}' is not the official '{}' ({}): the scores are not comparable with "
+                   "published ones", ctx.stage_name(), spec["model"].as<std::string>(), p.model, p.source);
+  return judge;
+}
+
+// A stage without a judge ends here: it records `metrics` and says that `written` was not judged.
+inline void finish_unjudged(StageContext& ctx, const MetricList& metrics, const std::filesystem::path& written) {
   ctx.log().warn("stage '{}': no 'judge' given: the answers are written to {}, not judged", ctx.stage_name(),
                  written.string());
   record_metrics(ctx, metrics);
+}
+
+// The stage's judge (option `judge`, see make_judge), or nullptr after finish_unjudged.
+inline std::unique_ptr<JudgeClient> judge_or_finish(StageContext& ctx, const YAML::Node& judge, const JudgeProtocol& p,
+                                                    const MetricList& metrics, const std::filesystem::path& written) {
+  if (given(judge)) return make_judge(ctx, judge, p);
+  finish_unjudged(ctx, metrics, written);
   return nullptr;
 }
 

@@ -11,9 +11,13 @@
 // into the stage folder) and scores.json.
 // Without `reviews`, `{benchmark: llava_bench, model: {...}, questions: questions.jsonl, image_folder: ...,
 // context: context.jsonl, reference_answers: answers_gpt4.jsonl, rules: rule.json, judge: {...}}` evaluates a model
-// as LLaVA's model_vqa.py did ("<image>\n" + question, greedy, 1024 new tokens), writes answers.jsonl in LLaVA's
-// answer format, has the judge review each (reference, model) pair as eval_gpt_review_bench.py does (its system
-// prompt, temperature 0.2, 1024 tokens), writes reviews.jsonl in that script's format and scores it.
+// as LLaVA's model_vqa.py did ("<image>\n" + question, greedy, 1024 new tokens, the image centre-cropped), writes
+// answers.jsonl in LLaVA's answer format, has the judge review each (reference, model) pair once as
+// eval_gpt_review_bench.py does (its system prompt; gpt-4-0314 unless the judge names a model, temperature 0.2,
+// 1024 tokens), writes reviews.jsonl in that script's format and scores it. The script reviews each pair once per
+// invocation and summarize_gpt_review.py prints each review file on its own (the three review files LLaVA
+// published for LLaVA-1.5-13B, eval1-3, are three invocations; `runner score` takes several files), so the stage
+// reviews once.
 #include <fmt/format.h>
 #include <spdlog/logger.h>
 #include <spdlog/spdlog.h>
@@ -76,9 +80,19 @@ struct Config {
            "newlines, as the official script's '\\n'.join(caption) does");
     o.bind("judge", &judge, YAML::Node(), "the reviewer: a judge plugin name or map; without it answers are written, "
                                           "not reviewed");
-    eval.bind(o, 1024);
+    // LLaVA-1.5's scripts/v1_5/eval/llavabench.sh (and mllm-dpo's, :58-65) run llava/eval/model_vqa.py with
+    // --temperature 0 (greedy) and conv-mode vicuna_v1; model_vqa.py hard-codes max_new_tokens=1024 (mllm-dpo
+    // model_vqa.py:74) and preprocesses with the bare CLIP processor, image_processor.preprocess(image) (:59):
+    // shortest side to 336, then the centre crop, where training padded.
+    eval.bind(o, {1024, "center_crop"});
   }
 };
+
+// eval_gpt_review_bench.py's reviewer (mllm-dpo and LLaVA @ ce1aa08 alike).
+benchmarks::JudgeProtocol reviewer() {
+  return {std::string(kReviewerModel), kReviewerTemperature, kReviewerMaxTokens,
+          "LLaVA's llava/eval/eval_gpt_review_bench.py:17-26, --max-tokens 1024 (:60)"};
+}
 
 // Several files: a block per file, named by its config, then the mean of each relative score.
 MetricList combine(const std::vector<std::string>& files, const std::vector<ReviewSummary>& summaries) {
@@ -129,9 +143,10 @@ std::string review(JudgeClient& judge, const Config& cfg, const std::vector<Ques
   const std::vector<Answer> references = benchmarks::first_n(read_answers(cfg.reference_answers), cfg.eval.limit);
   const std::vector<ReviewRequest> reviews =
       build_review_requests(questions, context, references, answers, read_rules(cfg.rules));
+  const benchmarks::JudgeSettings settings = benchmarks::judge_settings(cfg.judge, reviewer());
   std::vector<JudgeRequest> requests;
   for (const auto& r : reviews)
-    requests.push_back({std::string(kReviewerSystemPrompt), r.content, kReviewerTemperature, kReviewerMaxTokens, {}});
+    requests.push_back({std::string(kReviewerSystemPrompt), r.content, settings.temperature, settings.max_tokens, {}});
   const std::vector<std::string> texts = judge.ask(requests);
   std::string lines;
   for (size_t i = 0; i < reviews.size(); ++i) {
@@ -174,7 +189,7 @@ class LlavaBench : public benchmarks::ScoringBenchmark<Config> {
         benchmarks::write_artifact(ctx, "answers", "answers.jsonl", answers_jsonl(answers.records));
     MetricList metrics = {{"n_answers", static_cast<double>(answers.records.size())}};
 
-    auto judge = benchmarks::judge_or_finish(ctx, cfg.judge, metrics, answers_path);
+    auto judge = benchmarks::judge_or_finish(ctx, cfg.judge, reviewer(), metrics, answers_path);
     if (!judge) return;
     require(ctx.options(), {"context", "reference_answers", "rules"});
     const fs::path reviews_path = benchmarks::write_artifact(ctx, "reviews", "reviews.jsonl",
@@ -188,4 +203,4 @@ class LlavaBench : public benchmarks::ScoringBenchmark<Config> {
 }  // namespace
 }  // namespace mmr::llava_bench
 
-MMR_PLUGIN(Benchmark, "llava_bench", "1.0.0", mmr::llava_bench::LlavaBench)
+MMR_PLUGIN(Benchmark, "llava_bench", "1.1.0", mmr::llava_bench::LlavaBench)

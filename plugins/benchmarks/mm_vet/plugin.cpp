@@ -6,14 +6,17 @@
 // records every metric, the grade file (copied into the stage folder) and scores.json.
 // Without `grades`, `{benchmark: mm_vet, model: {...}, questions: llava-mm-vet.jsonl, image_folder: ...,
 // metadata: mm-vet.json, grader_prompt: grader_prompt.txt, judge: {...}}` evaluates a model as LLaVA's
-// model_vqa.py did ("<image>\n" + question, greedy, 1024 new tokens), writes results.json (MM-Vet's model-output
-// format, "v1_<question_id>" keys), grades every answer with the judge in the evaluator's loop (max_tokens 3,
-// temperature 0, retries with the retry message and rising temperature, 0 after 5 unparsable replies), writes the
-// grade file (grades.json, one run) and scores it. With `limit`, the scores are over the evaluated samples only.
+// model_vqa.py did ("<image>\n" + question, greedy, 1024 new tokens, the image centre-cropped), writes results.json
+// (MM-Vet's model-output format, "v1_<question_id>" keys), grades every answer `num_run` times with the judge in
+// the evaluator's loop (gpt-4-0613 unless the judge names a model, max_tokens 3, temperature 0, retries with the
+// retry message and rising temperature, 0 after 5 unparsable replies; each run cached apart), writes the grade file
+// (grades.json, one score per run) and scores it as the evaluator does: per column the mean over runs, `std` over
+// the runs' totals. With `limit`, the scores are over the evaluated samples only.
 #include <fmt/format.h>
 #include <spdlog/logger.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -42,8 +45,9 @@ struct Config {
                                   "it the stage evaluates 'model'", "path");
     o.bind("metadata", &metadata, "", "mm-vet.json from the MM-Vet release (capabilities, ground truth); needed to "
                                       "grade", "path");
-    o.bind("num_run", &num_run, 0, "runs to score (the evaluator's --num_run); 0 = every sample's run count, which "
-                                   "must be equal");
+    o.bind("num_run", &num_run, 0, "the evaluator's --num_run. Scoring a file: the runs to score (0: every sample's "
+                                   "run count, which must be equal). Evaluating: the grading runs (0: 1, the "
+                                   "evaluator's default; the MM-Vet paper used 5, LLaVA-1.5's published grades 3)");
     o.bind("decimal_places", &decimal_places, 1, "rounding of the reported values (the evaluator's --decimal_places)");
     o.bind("questions", &questions, "", "LLaVA's MM-Vet question JSONL (llava-mm-vet.jsonl: question_id, image, text)",
            "path");
@@ -51,7 +55,11 @@ struct Config {
            "path");
     o.bind("judge", &judge, YAML::Node(), "the grader: a judge plugin name or map; without it answers are written, "
                                           "not graded");
-    eval.bind(o, 1024);
+    // LLaVA-1.5's scripts/v1_5/eval/mmvet.sh (and mllm-dpo's mmvet.sh:5-11, mmvet_steer.sh:9-16) run
+    // llava/eval/model_vqa.py with --temperature 0 (greedy) and conv-mode vicuna_v1; model_vqa.py hard-codes
+    // max_new_tokens=1024 (mllm-dpo model_vqa.py:74) and preprocesses with the bare CLIP processor (:59): the
+    // centre crop.
+    eval.bind(o, {1024, "center_crop"});
     o.check(num_run >= 0, "num_run", "expected 0 (take it from the file) or more");
     o.check(decimal_places >= 0, "decimal_places", "expected 0 or more");
   }
@@ -88,25 +96,53 @@ std::vector<Sample> samples_for(const Config& cfg, const std::vector<Item>& item
   return samples;
 }
 
-// Grades every answer in the evaluator's loop. The first round goes to the judge at once (concurrently); the
-// retries, which depend on each reply, one by one.
-std::vector<SampleGrade> grade(JudgeClient& judge, const std::string& prompt, const std::vector<Sample>& samples,
-                               const std::vector<Item>& items, int64_t& failed) {
-  std::vector<JudgeRequest> first_round;
-  for (size_t i = 0; i < samples.size(); ++i)
-    first_round.push_back({"", build_grader_message(prompt, samples[i].question, samples[i].answer, items[i].answer),
-                           grader_temperature(0), kGraderMaxTokens, {}});
-  judge.prefetch(first_round);
-  std::vector<SampleGrade> grades;
-  for (size_t i = 0; i < samples.size(); ++i) {
-    const GradeOutcome g = grade_sample(prompt, samples[i].question, samples[i].answer, items[i].answer,
-                                        [&](const std::string& message, double temperature) {
-                                          return judge.ask_one({"", message, temperature, kGraderMaxTokens, {}});
-                                        });
-    judge.count_unparseable(g.failed ? g.attempts : g.attempts - 1);
-    failed += g.failed;
-    grades.push_back({samples[i].id, {judge.identity()}, {g.content}, {g.score}});
+// The evaluator's grader: --gpt_model's default and its request settings (the first attempt's temperature; the
+// retries raise it, grader_temperature).
+benchmarks::JudgeProtocol grader() {
+  return {"gpt-4-0613", grader_temperature(0), kGraderMaxTokens,
+          "MM-Vet's mm-vet_evaluator.py:54 --gpt_model, :223-230"};
+}
+
+// What a grading run needs: the prompt, the samples and answers, and the request settings (a temperature < 0:
+// the stage's judge sets its own, for every attempt).
+struct Grading {
+  std::string prompt;
+  const std::vector<Sample>& samples;
+  const std::vector<Item>& items;
+  benchmarks::JudgeSettings settings;
+
+  JudgeRequest request(const std::string& message, double temperature) const {
+    return {"", message, settings.temperature < 0 ? -1.0 : temperature, settings.max_tokens, {}};
   }
+};
+
+// One run of the evaluator's loop over every answer (runs() in mm-vet_evaluator.py), appended to `grades`. The
+// first round goes to the judge at once (concurrently); the retries, which depend on each reply, one by one. Run
+// k is asked and cached apart from the others, as the evaluator asks GPT-4 again for every run.
+void grade_run(JudgeClient& judge, const Grading& g, int run, std::vector<SampleGrade>& grades, int64_t& failed) {
+  std::vector<JudgeRequest> first_round;
+  for (size_t i = 0; i < g.samples.size(); ++i)
+    first_round.push_back(g.request(build_grader_message(g.prompt, g.samples[i].question, g.samples[i].answer,
+                                                         g.items[i].answer), grader_temperature(0)));
+  judge.prefetch(first_round, run);
+  for (size_t i = 0; i < g.samples.size(); ++i) {
+    const GradeOutcome o = grade_sample(g.prompt, g.samples[i].question, g.samples[i].answer, g.items[i].answer,
+                                        [&](const std::string& message, double temperature) {
+                                          return judge.ask_one(g.request(message, temperature), run);
+                                        });
+    judge.count_unparseable(o.failed ? o.attempts : o.attempts - 1);
+    failed += o.failed;
+    grades[i].model.push_back(judge.identity());
+    grades[i].content.push_back(o.content);
+    grades[i].score.push_back(o.score);
+  }
+}
+
+// `num_run` grading runs; each sample's grade holds one score per run, as the evaluator's grade file does.
+std::vector<SampleGrade> grade(JudgeClient& judge, const Grading& g, int num_run, int64_t& failed) {
+  std::vector<SampleGrade> grades;
+  for (const Sample& sample : g.samples) grades.push_back({sample.id, {}, {}, {}});
+  for (int run = 0; run < num_run; ++run) grade_run(judge, g, run, grades, failed);
   return grades;
 }
 
@@ -145,15 +181,18 @@ class MmVet : public benchmarks::ScoringBenchmark<Config> {
     const fs::path results_path = benchmarks::write_artifact(ctx, "results", "results.json", results_json(results));
     MetricList metrics = {{"n_answers", static_cast<double>(results.size())}};
 
-    auto judge = benchmarks::judge_or_finish(ctx, cfg.judge, metrics, results_path);
+    auto judge = benchmarks::judge_or_finish(ctx, cfg.judge, grader(), metrics, results_path);
     if (!judge) return;
     require(ctx.options(), {"metadata", "grader_prompt"});
     const std::vector<Sample> samples = samples_for(cfg, items);
+    const Grading grading{read_grader_prompt(cfg.grader_prompt), samples, items,
+                          benchmarks::judge_settings(cfg.judge, grader())};
+    const int num_run = std::max(cfg.num_run, 1);  // the evaluator's default is one run
     int64_t failed = 0;
-    const std::vector<SampleGrade> grades =
-        grade(*judge, read_grader_prompt(cfg.grader_prompt), samples, items, failed);
+    const std::vector<SampleGrade> grades = grade(*judge, grading, num_run, failed);
     benchmarks::write_artifact(ctx, "grades", "grades.json", grade_file_json(grades));
     ScoreOptions options;
+    options.num_run = num_run;
     options.decimal_places = cfg.decimal_places;
     for (const auto& metric : to_metrics(mm_vet::score(grades, &samples, options))) metrics.push_back(metric);
     metrics.push_back({"grading/failed_samples", static_cast<double>(failed)});
@@ -165,4 +204,4 @@ class MmVet : public benchmarks::ScoringBenchmark<Config> {
 }  // namespace
 }  // namespace mmr::mm_vet
 
-MMR_PLUGIN(Benchmark, "mm_vet", "1.0.0", mmr::mm_vet::MmVet)
+MMR_PLUGIN(Benchmark, "mm_vet", "1.1.0", mmr::mm_vet::MmVet)

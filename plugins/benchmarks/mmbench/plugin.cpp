@@ -54,9 +54,19 @@ struct Config {
                                                       "2023-11.txt with rules 2023-11); needed with 'judge'", "path");
     o.bind("judge", &judge, YAML::Node(), "the choice extractor for rows the rules cannot resolve (the official one: "
                                           "gpt-3.5-turbo-0613, temperature 0); without it they count as wrong");
-    eval.bind(o, 1024, "unused: MMBench's images are in the TSV");
+    // LLaVA-1.5's scripts/v1_5/eval/mmbench.sh (mllm-dpo's alike, :5-11) runs llava/eval/model_vqa_mmbench.py with
+    // --single-pred-prompt --temperature 0 (greedy), conv-mode vicuna_v1; it hard-codes max_new_tokens=1024
+    // (mllm-dpo model_vqa_mmbench.py:122) and preprocesses with process_images(..., model.config) (:108): the
+    // model's own (LLaVA-1.5 pads).
+    eval.bind(o, {1024, "model", "unused: MMBench's images are in the TSV"});
   }
 };
+
+// The choice extractor of VLMEvalKit's MMBench evaluator (shared/benchmarks/PROVENANCE.md, "Official MMBench
+// scoring"): gpt-3.5-turbo-0613 at temperature 0, its wrapper's token limit.
+benchmarks::JudgeProtocol extractor() {
+  return {"gpt-3.5-turbo-0613", 0.0, -1, "VLMEvalKit's MMBench evaluator, 2023-11 / 2024-01"};
+}
 
 // Warns about rows that stayed unresolved: they count as wrong, never silently.
 void warn_unresolved(const ScoreResult& r, bool with_judge) {
@@ -80,10 +90,11 @@ MetricList score_rows(StageContext& ctx, const Config& cfg, const std::vector<Ro
       throw ConfigError(ctx.options().where(ctx.options().node()) + "option 'judge' needs 'extractor_prompt' "
                         "(shared/benchmarks/mmbench/choice_extractor_prompt_en.txt)");
     options.prompt_template = read_prompt(cfg);
-    judge = std::make_unique<JudgeClient>(ctx, cfg.judge);
-    options.ask = [&](const std::vector<std::string>& prompts) {
+    judge = benchmarks::make_judge(ctx, cfg.judge, extractor());
+    const benchmarks::JudgeSettings settings = benchmarks::judge_settings(cfg.judge, extractor());
+    options.ask = [&judge, settings](const std::vector<std::string>& prompts) {
       std::vector<JudgeRequest> requests;
-      for (const auto& p : prompts) requests.push_back({"", p, /*temperature=*/0.0, /*max_tokens=*/-1, {}});
+      for (const auto& p : prompts) requests.push_back({"", p, settings.temperature, settings.max_tokens, {}});
       return judge->ask(requests);
     };
   }

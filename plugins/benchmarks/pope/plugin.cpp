@@ -6,7 +6,8 @@
 // file and records every metric, the scored answers (copied into the stage folder) and scores.json.
 // Without `answers`, `{benchmark: pope, model: {...}, questions: ..., image_folder: ..., labels: ...}` evaluates a
 // model as LLaVA's model_vqa_loader.py did: "<image>\n" + question + the POPE suffix (added unless the question
-// already ends with it, as llava_pope_test.jsonl's do), greedy, 128 new tokens; writes answers.jsonl in LLaVA's
+// already ends with it, as llava_pope_test.jsonl's do), greedy, 128 new tokens, the image preprocessed as the
+// model's config says (process_images); writes answers.jsonl in LLaVA's
 // answer format and scores it when `labels` are given.
 #include <fmt/format.h>
 #include <spdlog/logger.h>
@@ -43,7 +44,11 @@ struct Config {
            "check that the i-th answer's question matches the i-th label line");
     o.bind("prompt_suffix", &prompt_suffix, "\nAnswer the question using a single word or phrase.",
            "appended to each question unless it already ends with it (LLaVA's POPE prompt)");
-    eval.bind(o, 128);
+    // LLaVA-1.5's scripts/v1_5/eval/pope.sh runs llava/eval/model_vqa_loader.py with --temperature 0 (greedy) and
+    // no --max_new_tokens: its default 128 (mllm-dpo model_vqa_loader.py:138). The image goes through
+    // process_images(..., model.config) (:53-54): padded to a square when the model's image_aspect_ratio is "pad"
+    // (LLaVA-1.5's), so the model's own preprocessing.
+    eval.bind(o, {128, "model"});
   }
 };
 
