@@ -105,7 +105,8 @@ FitResult run_sft(StageContext& ctx, LanguageModel& model, const std::vector<Cha
     for (int64_t i : idx) part.push_back(enc[static_cast<size_t>(i)]);
     const ModelBatch batch = model.collate(part, false);
     MicroBatch mb;
-    if (batch.labels.ne(kIgnoreIndex).sum().item<int64_t>() == 0) {
+    mb.weight = static_cast<double>(batch.labels.ne(kIgnoreIndex).sum().item<int64_t>());  // a token mean
+    if (mb.weight == 0) {
       mb.loss = torch::zeros({}, torch::TensorOptions().device(model.device())).requires_grad_();
     } else {
       mb.loss = model.lm_loss(batch);

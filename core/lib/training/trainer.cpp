@@ -72,6 +72,8 @@ void TrainConfig::bind(OptionBinder& o, const TrainDefaults& d) {
   o.bind("keep_checkpoints", &keep_checkpoints, 1, "how many recent checkpoints to keep");
   o.bind("resume", &resume, true, "continue from this trial's latest checkpoint when there is one");
   o.bind("keep_final_checkpoint", &keep_final_checkpoint, false, "keep the last checkpoint after the adapter is written");
+  o.bind("dist_timeout_s", &dist_timeout_s, 1800, "data-parallel runs: seconds a rank waits for the others before "
+         "the stage fails (torch.distributed's default: 30 min)");
   o.check(lr > 0, "lr", "must be positive");
   o.check(batch_size >= 1, "batch_size", "must be at least 1");
   o.check(grad_accum >= 1, "grad_accum", "must be at least 1");
@@ -118,7 +120,7 @@ std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
 
 Trainer::Trainer(StageContext& ctx, LanguageModel& model, TrainConfig config)
     : ctx_(ctx), model_(model), cfg_(std::move(config)), groups_(model.parameter_groups()),
-      params_(model.trainable_parameters()) {
+      params_(model.trainable_parameters()), dist_(distributed_env()) {
   if (params_.empty())
     throw ConfigError("stage '" + ctx.stage_name() + "': the model reports no trainable parameters; give its model "
                       "node a new adapter, an adapter to continue, or trainable modules (`runner plugins --kind model` "
@@ -126,19 +128,19 @@ Trainer::Trainer(StageContext& ctx, LanguageModel& model, TrainConfig config)
 }
 
 int64_t Trainer::total_steps(int64_t n) const {
-  const int64_t batches = (n + cfg_.batch_size - 1) / cfg_.batch_size;
+  const int64_t batches = (n + global_batch() - 1) / global_batch();
   const int64_t per_epoch = (batches + cfg_.grad_accum - 1) / cfg_.grad_accum;
   return cfg_.max_steps > 0 ? cfg_.max_steps : cfg_.epochs * per_epoch;
 }
 
 std::vector<bool> Trainer::examples_seen(int64_t n) const {
   std::vector<bool> seen(static_cast<size_t>(n), false);
-  const int64_t batches_per_epoch = (n + cfg_.batch_size - 1) / cfg_.batch_size;
+  const int64_t batches_per_epoch = (n + global_batch() - 1) / global_batch();
   const int64_t steps_per_epoch = (batches_per_epoch + cfg_.grad_accum - 1) / cfg_.grad_accum;
   const int64_t total = total_steps(n);
   for (int64_t epoch = 0; epoch * steps_per_epoch < total; ++epoch) {
     const int64_t steps = std::min(steps_per_epoch, total - epoch * steps_per_epoch);
-    const int64_t examples = std::min(n, steps * cfg_.grad_accum * cfg_.batch_size);
+    const int64_t examples = std::min(n, steps * cfg_.grad_accum * global_batch());
     const auto order = epoch_order(n, ctx_.seed(), epoch);
     for (int64_t i = 0; i < examples; ++i) seen[static_cast<size_t>(order[static_cast<size_t>(i)])] = true;
     if (examples == n) break;
@@ -147,11 +149,13 @@ std::vector<bool> Trainer::examples_seen(int64_t n) const {
 }
 
 void Trainer::log(const std::string& name, double value, int64_t step) {
+  if (dist_.rank != 0) return;
   ctx_.log_metric(name, value, step);
   history_.push_back({{"name", name}, {"value", value}, {"step", step}});
 }
 
 void Trainer::save_checkpoint(int64_t step, const torch::optim::AdamW& opt) {
+  if (dist_.rank != 0) return;  // every rank holds the same weights and optimizer state
   const fs::path root = ctx_.stage_dir() / "checkpoints";
   const fs::path tmp = root / (step_dir_name(step) + ".tmp"), final_dir = root / step_dir_name(step);
   fs::remove_all(tmp);
@@ -224,7 +228,10 @@ int64_t Trainer::load_checkpoint(torch::optim::AdamW& opt) {
 }
 
 // One optimizer step's forward and backward passes: the step's micro-batches in the epoch's order, each loss
-// divided by the step's number of micro-batches (as HF's gradient accumulation does).
+// divided by the step's number of micro-batches (as HF's gradient accumulation does). Data parallel: this rank's
+// slice of each micro-batch, weighted by its share of what the micro-batch's loss is a mean over (its examples,
+// or MicroBatch::weight), so the summed gradient is that of the whole micro-batch's mean; a rank whose slice is
+// empty (the last, short micro-batch) runs one example at weight 0, so every rank takes part in every collective.
 Trainer::StepOutcome Trainer::accumulate(int64_t step, const Schedule& sched, const std::vector<int64_t>& order,
                                          const MicroBatchFn& fn) {
   const int64_t in_epoch = step % sched.steps_per_epoch;
@@ -233,15 +240,46 @@ Trainer::StepOutcome Trainer::accumulate(int64_t step, const Schedule& sched, co
   StepOutcome out;
   out.micro = static_cast<double>(last - first);
   for (int64_t b = first; b < last; ++b) {
-    const int64_t lo = b * cfg_.batch_size, hi = std::min(lo + cfg_.batch_size, num_examples_);
-    std::vector<int64_t> idx(order.begin() + lo, order.begin() + hi);
+    const int64_t lo = b * global_batch(), hi = std::min(lo + global_batch(), num_examples_);
+    const int64_t mine_lo = std::min(lo + dist_.rank * cfg_.batch_size, hi);
+    const int64_t mine_hi = std::min(mine_lo + cfg_.batch_size, hi);
+    std::vector<int64_t> idx(order.begin() + mine_lo, order.begin() + mine_hi);
+    const bool empty = idx.empty();
+    if (empty) idx = {order[static_cast<size_t>(hi - 1)]};
     MicroBatch mb = fn(idx);
-    (mb.loss / out.micro).backward();
-    out.loss_sum += mb.loss.item<double>();
-    out.tokens += mb.tokens;
-    for (const auto& [k, v] : mb.metrics) out.metric_sum[k] += v;
+    const double share = dist_.world == 1 ? 1.0 : rank_share(empty ? 0.0 : mb.weight >= 0 ? mb.weight : idx.size());
+    (dist_.world == 1 ? mb.loss / out.micro : mb.loss * (share / out.micro)).backward();
+    out.loss_sum += mb.loss.item<double>() * share;
+    out.tokens += share > 0 ? mb.tokens : 0;
+    for (const auto& [k, v] : mb.metrics) out.metric_sum[k] += v * share;
   }
   return out;
+}
+
+// This rank's `weight` over the sum of all ranks' (0 when every rank's is 0).
+double Trainer::rank_share(double weight) {
+  std::vector<torch::Tensor> total = {torch::tensor({weight}, torch::kFloat64)};
+  group_->allreduce_sum(total);
+  const double sum = total[0].item<double>();
+  return sum > 0 ? weight / sum : 0.0;
+}
+
+bool Trainer::sync_step(StepOutcome& o) {
+  std::vector<torch::Tensor> tensors;
+  for (auto& [name, t] : params_) {
+    if (!t.grad().defined()) t.mutable_grad() = torch::zeros_like(t);
+    tensors.push_back(t.grad());
+  }
+  std::vector<double> scalars = {o.loss_sum, static_cast<double>(o.tokens), ctx_.stop_requested() ? 1.0 : 0.0};
+  for (const auto& [k, v] : o.metric_sum) scalars.push_back(v);
+  tensors.push_back(torch::tensor(scalars, torch::kFloat64));
+  group_->allreduce_sum(tensors);
+  const torch::Tensor summed = tensors.back().to(torch::kCPU);
+  o.loss_sum = summed[0].item<double>();
+  o.tokens = static_cast<int64_t>(summed[1].item<double>());
+  int64_t i = 3;
+  for (auto& [k, v] : o.metric_sum) v = summed[i++].item<double>();
+  return summed[2].item<double>() > 0;
 }
 
 // The global gradient norm before clipping (what is logged), and the gradients scaled down to max_grad_norm.
@@ -293,7 +331,7 @@ void Trainer::write_adapter(FitResult& result) {
 
 Trainer::Schedule Trainer::schedule(int64_t n) const {
   Schedule s;
-  s.batches_per_epoch = (n + cfg_.batch_size - 1) / cfg_.batch_size;
+  s.batches_per_epoch = (n + global_batch() - 1) / global_batch();
   s.steps_per_epoch = (s.batches_per_epoch + cfg_.grad_accum - 1) / cfg_.grad_accum;
   s.total = total_steps(n);
   s.warmup = cfg_.warmup_steps > 0 ? cfg_.warmup_steps
@@ -311,10 +349,16 @@ FitResult Trainer::fit(int64_t n, const MicroBatchFn& fn) {
   for (auto& g : opt->param_groups()) base_lr.push_back(static_cast<torch::optim::AdamWOptions&>(g.options()).lr());
 
   torch::manual_seed(ctx_.seed());  // dropout; a resumed run restores the generator state from its checkpoint
+  if (dist_.world > 1) {
+    ctx_.log().info("data parallel: rank {} of {}, rendezvous at {}:{}", dist_.rank, dist_.world, dist_.master_addr,
+                    dist_.master_port);
+    group_ = std::make_unique<ProcessGroup>(dist_, std::chrono::seconds(cfg_.dist_timeout_s));
+  }
   const int64_t start = cfg_.resume ? load_checkpoint(*opt) : 0;
-  ctx_.log().info("training: {} examples, {} steps ({} per epoch; micro-batch {} x accumulation {}), warmup {}, "
+  ctx_.log().info("training: {} examples, {} steps ({} per epoch; micro-batch {} x accumulation {}{}), warmup {}, "
                   "{} schedule, {} trainable tensors", n, sched.total, sched.steps_per_epoch, cfg_.batch_size,
-                  cfg_.grad_accum, sched.warmup, cfg_.scheduler, params_.size());
+                  cfg_.grad_accum, dist_.world > 1 ? fmt::format(" x {} ranks", dist_.world) : "", sched.warmup,
+                  cfg_.scheduler, params_.size());
   model_.set_training(true);
   model_.set_activation_checkpointing(cfg_.gradient_checkpointing);
   auto progress = ctx_.progress("train", sched.total);
@@ -331,7 +375,8 @@ FitResult Trainer::fit(int64_t n, const MicroBatchFn& fn) {
       static_cast<torch::optim::AdamWOptions&>(opt->param_groups()[g].options()).lr(base_lr[g] * factor);
 
     opt->zero_grad();
-    const StepOutcome outcome = accumulate(step, sched, order, fn);
+    StepOutcome outcome = accumulate(step, sched, order, fn);
+    const bool stopping = group_ ? sync_step(outcome) : ctx_.stop_requested();
     const double grad_norm = clip_gradients();
     if (!std::isfinite(grad_norm))
       throw Error(fmt::format("step {}: the gradient norm is {} (loss {}); lower lr or check the data", step + 1,
@@ -343,7 +388,6 @@ FitResult Trainer::fit(int64_t n, const MicroBatchFn& fn) {
     log_step(s, outcome, base_lr[0] * factor, grad_norm, secs, sched, result);
     progress->set_postfix(fmt::format("loss {:.4f}", outcome.loss_sum / outcome.micro));
     progress->advance();
-    const bool stopping = ctx_.stop_requested();
     if (stopping || (cfg_.save_every > 0 && s % cfg_.save_every == 0 && s < sched.total)) save_checkpoint(s, *opt);
     if (stopping) {
       ctx_.log().warn("training stopped after step {} (checkpoint saved; a rerun resumes from it)", s);
@@ -355,6 +399,7 @@ FitResult Trainer::fit(int64_t n, const MicroBatchFn& fn) {
   model_.set_training(false);
 
   result.steps = sched.total;
+  if (dist_.rank != 0) return result;  // rank 0 writes what the stage produced
   write_adapter(result);
   if (!cfg_.keep_final_checkpoint) fs::remove_all(ctx_.stage_dir() / "checkpoints");
   for (const auto& [k, v] : result.last) ctx_.log_metric(k, v);  // final values (step -1)

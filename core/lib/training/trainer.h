@@ -6,6 +6,11 @@
 // An algorithm gives the loop the number of examples and a function that computes the loss of one micro-batch
 // (a list of example indices). Everything else — order, accumulation, optimizer, schedule, logging, checkpoints —
 // is here, so every algorithm trains the same way.
+//
+// Data parallel (distributed.h): started as rank r of W processes (torchrun's or Slurm's variables), each
+// micro-batch of the step is W x batch_size examples of which rank r computes the r-th slice; the gradients, the
+// loss and the metrics are summed over the ranks, each rank's part weighted by its share of the micro-batch, so W
+// ranks at batch_size b train as one process at W x b. Rank 0 alone logs, checkpoints and writes the adapter.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -20,6 +25,7 @@
 #include "core/api/model_api.h"
 #include "core/api/options.h"
 #include "core/api/plugin_api.h"
+#include "distributed.h"
 
 namespace mmr::train {
 
@@ -49,6 +55,7 @@ struct TrainConfig {
   int64_t keep_checkpoints;
   bool resume;
   bool keep_final_checkpoint;  // checkpoints are deleted once the adapter is written, unless true
+  int64_t dist_timeout_s;      // data parallel: how long a rank waits for the others
 
   explicit TrainConfig(const TrainDefaults& defaults = {});
   void bind(OptionBinder& o, const TrainDefaults& defaults);
@@ -64,6 +71,8 @@ std::unique_ptr<torch::optim::AdamW> make_optimizer(const std::vector<ParameterG
 struct MicroBatch {
   torch::Tensor loss;                      // scalar: this micro-batch's loss (a mean over its examples/tokens)
   int64_t tokens = 0;                      // tokens processed (tokens/s)
+  double weight = -1;                      // what `loss` is a mean over (labelled tokens of a token-mean loss);
+                                           // < 0: the examples. Data-parallel ranks are weighted by it
   std::map<std::string, double> metrics;   // algorithm metrics (averaged over the step's micro-batches)
 };
 using MicroBatchFn = std::function<MicroBatch(const std::vector<int64_t>& examples)>;
@@ -97,6 +106,9 @@ class Trainer {
   Schedule schedule(int64_t num_examples) const;
   StepOutcome accumulate(int64_t step, const Schedule& sched, const std::vector<int64_t>& order, const MicroBatchFn& fn);
   double clip_gradients();
+  bool sync_step(StepOutcome& outcome);  // data parallel: sums gradients and outcome; true when a rank stops
+  double rank_share(double weight);      // data parallel: weight / (sum over the ranks)
+  int64_t global_batch() const { return cfg_.batch_size * dist_.world; }
   void log_step(int64_t step, const StepOutcome& outcome, double lr, double grad_norm, double secs,
                 const Schedule& sched, FitResult& result);
   void write_adapter(FitResult& result);
@@ -111,6 +123,8 @@ class Trainer {
   std::vector<std::pair<std::string, torch::Tensor>> params_;  // every tensor of groups_, named
   std::vector<nlohmann::json> history_;  // every metric logged so far ({name, value, step}), kept in checkpoints
   int64_t num_examples_ = 0;
+  DistributedEnv dist_;
+  std::unique_ptr<ProcessGroup> group_;  // when dist_.world > 1, made in fit()
 };
 
 // The examples of micro-batch `index` of `epoch` in a deterministic order (a permutation seeded by seed and epoch).

@@ -1,0 +1,80 @@
+// c10d rendezvous and collectives for the trainer; see distributed.h.
+#include "distributed.h"
+
+#include <fmt/format.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <cstdlib>
+
+#include "core/api/error.h"
+
+namespace mmr::train {
+namespace {
+
+// The integer in environment variable `name`, or `fallback` when it is unset.
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  const long n = std::strtol(v, &end, 10);
+  if (*end != '\0' || n < 0 || n > 1 << 20)
+    throw ConfigError(fmt::format("environment variable {}='{}': expected a non-negative integer", name, v));
+  return static_cast<int>(n);
+}
+
+bool is_loopback(const std::string& addr) { return addr == "localhost" || addr.rfind("127.", 0) == 0; }
+
+}  // namespace
+
+DistributedEnv distributed_env() {
+  DistributedEnv e;
+  e.rank = env_int("RANK", env_int("SLURM_PROCID", 0));
+  e.world = env_int("WORLD_SIZE", env_int("SLURM_NTASKS", 1));
+  if (const char* addr = std::getenv("MASTER_ADDR"); addr && *addr) e.master_addr = addr;
+  e.master_port = env_int("MASTER_PORT", e.master_port);
+  if (e.world < 1 || e.rank >= e.world)
+    throw ConfigError(fmt::format("rank {} of world size {}: expected 0 <= RANK < WORLD_SIZE", e.rank, e.world));
+  return e;
+}
+
+struct ProcessGroup::Impl {
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+};
+
+ProcessGroup::ProcessGroup(const DistributedEnv& env, std::chrono::milliseconds timeout) : impl_(new Impl) {
+  c10d::TCPStoreOptions store_options;
+  store_options.port = static_cast<std::uint16_t>(env.master_port);
+  store_options.isServer = env.rank == 0;
+  store_options.numWorkers = static_cast<size_t>(env.world);
+  store_options.timeout = timeout;
+  auto store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, store_options);
+  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+  // On one host the loopback device; else the interface the master's address is reached through.
+  options->devices.push_back(is_loopback(env.master_addr) ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                                          : c10d::ProcessGroupGloo::createDefaultDevice());
+  impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world, options);
+}
+
+ProcessGroup::~ProcessGroup() = default;
+
+void ProcessGroup::allreduce_sum(const std::vector<torch::Tensor>& tensors) {
+  if (tensors.empty()) return;
+  std::vector<torch::Tensor> flat_parts;
+  for (const auto& t : tensors) flat_parts.push_back(t.detach().reshape({-1}).to(torch::kFloat32));
+  std::vector<torch::Tensor> buffer = {torch::cat(flat_parts)};
+  try {
+    impl_->group->allreduce(buffer)->wait();
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("data-parallel all-reduce failed (another rank died or timed out?): {}", e.what()));
+  }
+  int64_t offset = 0;
+  torch::NoGradGuard no_grad;
+  for (const auto& t : tensors) {
+    const int64_t n = t.numel();
+    t.copy_(buffer[0].narrow(0, offset, n).view(t.sizes()).to(t.dtype()));
+    offset += n;
+  }
+}
+
+}  // namespace mmr::train

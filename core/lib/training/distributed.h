@@ -1,0 +1,42 @@
+// Data-parallel training over LibTorch's c10d: which rank this process is (from the variables torchrun and Slurm
+// set), and a process group that sums tensors across the ranks. The trainer (trainer.h) uses it to shard each
+// step's examples by rank and to all-reduce the gradients, so N processes train as one process with an N times
+// larger micro-batch. c10d's headers stay in distributed.cpp.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mmr::train {
+
+struct DistributedEnv {
+  int rank = 0;
+  int world = 1;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+};
+
+// torchrun's RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT; under srun, SLURM_PROCID and SLURM_NTASKS stand in for
+// RANK and WORLD_SIZE. Nothing set: rank 0 of 1. A malformed value is a ConfigError naming the variable.
+DistributedEnv distributed_env();
+
+// Rendezvous through a c10d TCPStore served by rank 0, then a Gloo process group (CPU tensors; on the GPU too,
+// until the NCCL path is built). Every collective waits at most `timeout`: a rank that died fails the others with
+// an error instead of a hang.
+class ProcessGroup {
+ public:
+  ProcessGroup(const DistributedEnv& env, std::chrono::milliseconds timeout);
+  ~ProcessGroup();
+  // Sums `tensors` across the ranks in place, as one flat buffer (one collective per call).
+  void allreduce_sum(const std::vector<torch::Tensor>& tensors);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mmr::train

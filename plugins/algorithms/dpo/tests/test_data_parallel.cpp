@@ -1,0 +1,228 @@
+// Data-parallel training (core/lib/training: the Trainer over c10d Gloo) with real processes: this test binary
+// starts itself twice as rank 0 and rank 1 (torchrun's variables, a real TCPStore rendezvous on loopback) and
+// compares what two ranks at micro-batch 1 train with what one process at micro-batch 2 trains: the loss and the
+// gradient norm of every step and the final adapter, for DPO (a mean over pairs) and SFT (a token mean, with a last
+// micro-batch that one rank has no example of). And a rank that dies: the other fails with a clear error instead
+// of hanging.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include "common.h"
+#include "fixture.h"
+#include "preference.h"
+#include "process.h"
+#include "trainer.h"
+
+using namespace llava_fixture;
+using namespace mmr::train;
+
+namespace {
+
+// A stage context for a trainer outside the runner: metrics kept in memory, a fixed seed and folder.
+class TestContext : public mmr::StageContext {
+ public:
+  explicit TestContext(fs::path dir) : dir_(std::move(dir)) { fs::create_directories(dir_); }
+  const std::string& experiment() const override { return name_; }
+  const std::string& trial_identity() const override { return name_; }
+  const std::string& stage_name() const override { return name_; }
+  uint64_t seed() const override { return 11; }
+  const mmr::Options& options() const override { return options_; }
+  const fs::path& stage_dir() const override { return dir_; }
+  spdlog::logger& log() override { return *spdlog::default_logger(); }
+  void log_metric(const std::string& name, double value, int64_t step) override {
+    metrics[name].push_back(value);
+    (void)step;
+  }
+  void add_artifact(const std::string&, const fs::path&) override {}
+  fs::path artifact(const std::string&, const std::string&) const override { throw mmr::Error("no artifacts"); }
+  std::shared_ptr<mmr::Plugin> create(mmr::PluginKind, const YAML::Node&) override { throw mmr::Error("no plugins"); }
+  std::unique_ptr<mmr::ProgressSink> progress(const std::string&, int64_t) override {
+    struct None : mmr::ProgressSink {
+      void advance(int64_t) override {}
+      void set_postfix(const std::string&) override {}
+      void finish() override {}
+    };
+    return std::make_unique<None>();
+  }
+  bool stop_requested() const override { return false; }
+
+  std::map<std::string, std::vector<double>> metrics;
+
+ private:
+  fs::path dir_;
+  std::string name_ = "dp";
+  mmr::Options options_{YAML::Node(YAML::NodeType::Map), "test"};
+};
+
+TrainConfig config(int64_t batch_size) {
+  TrainConfig c(sft_defaults());
+  c.lr = 1e-3, c.projector_lr = 1e-3, c.scheduler = "constant", c.warmup_ratio = 0, c.epochs = 2;
+  c.batch_size = batch_size, c.grad_accum = 1, c.gradient_checkpointing = false, c.save_every = 0;
+  c.resume = false, c.dist_timeout_s = 20;
+  return c;
+}
+
+std::unique_ptr<LlavaModel> new_lora_model() {
+  LlavaOptions o = base_options();
+  o.lora_r = 8, o.lora_alpha = 16, o.seed = 5, o.train_projector = true;
+  return std::make_unique<LlavaModel>(o);
+}
+
+std::vector<mmr::ChatSample> sft_rows() {  // five: the last micro-batch of two has one row
+  std::vector<mmr::ChatSample> rows;
+  for (const auto& row : read_jsonl(fixture() / "expected" / "tokenization.jsonl"))
+    if (rows.size() < 5) rows.push_back(sample_of(row));
+  return rows;
+}
+
+// Trains `kind` ("dpo" or "sft") at micro-batch `batch_size`; rank 0 writes the adapter to <dir>/adapter.
+// `die_at`: this rank exits at that micro-batch (the fault test).
+void train(const std::string& kind, int64_t batch_size, TestContext& ctx, int die_at = -1) {
+  auto model = new_lora_model();
+  int calls = 0;
+  auto maybe_die = [&] {
+    if (++calls == die_at) _exit(3);
+  };
+  if (kind == "sft") {
+    auto rows = sft_rows();
+    Trainer t(ctx, *model, config(batch_size));
+    std::vector<mmr::EncodedSample> enc;
+    for (const auto& r : rows) enc.push_back(model->encode(r));
+    t.fit(static_cast<int64_t>(enc.size()), [&](const std::vector<int64_t>& idx) {
+      maybe_die();
+      std::vector<mmr::EncodedSample> part;
+      for (int64_t i : idx) part.push_back(enc[static_cast<size_t>(i)]);
+      const mmr::ModelBatch batch = model->collate(part, false);
+      MicroBatch mb;
+      mb.loss = model->lm_loss(batch);
+      mb.weight = static_cast<double>(batch.labels.ne(mmr::kIgnoreIndex).sum().item<int64_t>());
+      return mb;
+    });
+    return;
+  }
+  std::vector<PreferenceExample> pairs;
+  for (const auto& row : read_jsonl(fixture() / "expected" / "preference_logps.jsonl")) {
+    PreferenceExample e;
+    e.chosen = keep_last_reply(model->encode(pair_sample(row, "chosen")));
+    e.rejected = keep_last_reply(model->encode(pair_sample(row, "rejected")));
+    e.ref_chosen = row["ref_win_logp"].get<double>();
+    e.ref_rejected = row["ref_rej_logp"].get<double>();
+    pairs.push_back(std::move(e));
+  }
+  PreferenceConfig pc;
+  pc.loss.type = "sigmoid";
+  pc.loss.beta = 0.1;
+  Trainer t(ctx, *model, config(batch_size));
+  t.fit(static_cast<int64_t>(pairs.size()), [&](const std::vector<int64_t>& idx) {
+    maybe_die();
+    std::vector<const PreferenceExample*> part;
+    for (int64_t i : idx) part.push_back(&pairs[static_cast<size_t>(i)]);
+    PreferenceOutputs out = preference_forward(*model, part, pc);
+    MicroBatch mb;
+    mb.loss = out.loss.loss;
+    return mb;
+  });
+}
+
+int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string self_exe() { return fs::read_symlink("/proc/self/exe").string(); }
+
+// Starts both ranks of `kind` (this binary, test DataParallelRank.Train) writing into `out`.
+std::vector<std::unique_ptr<mmr::test::Process>> start_ranks(const std::string& kind, const fs::path& out,
+                                                             int die_at_rank1 = -1) {
+  const std::string port = std::to_string(free_port());
+  std::vector<std::unique_ptr<mmr::test::Process>> ranks;
+  for (int r = 0; r < 2; ++r)
+    ranks.push_back(std::make_unique<mmr::test::Process>(
+        std::vector<std::string>{self_exe(), "--gtest_filter=DataParallelRank.Train"},
+        std::map<std::string, std::string>{{"RANK", std::to_string(r)}, {"WORLD_SIZE", "2"},
+                                           {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port},
+                                           {"MMR_DP_KIND", kind}, {"MMR_DP_OUT", out.string()},
+                                           {"MMR_DP_DIE_AT", r == 1 ? std::to_string(die_at_rank1) : "-1"}}));
+  return ranks;
+}
+
+torch::Tensor adapter_tensor(const fs::path& dir, const std::string& name) {
+  return expected(st::SafetensorsFile::open((dir / "adapter" / "adapter_model.safetensors").string()), name);
+}
+
+class DataParallel : public ::testing::TestWithParam<std::string> {};
+
+}  // namespace
+
+// One rank of a two-process run, started by the tests below (skipped when run on its own).
+TEST(DataParallelRank, Train) {
+  const char* kind = std::getenv("MMR_DP_KIND");
+  if (!kind) GTEST_SKIP() << "a rank of DataParallel.*; started by those tests";
+  TestContext ctx(fs::path(std::getenv("MMR_DP_OUT")) / "ranks");
+  const int die_at = std::stoi(std::getenv("MMR_DP_DIE_AT"));
+  try {
+    train(kind, 1, ctx, die_at);
+  } catch (const std::exception& e) {
+    std::ofstream(fs::path(std::getenv("MMR_DP_OUT")) / "error.txt") << e.what();
+    throw;
+  }
+  if (std::string(std::getenv("RANK")) != "0") return;
+  nlohmann::json m = ctx.metrics;
+  std::ofstream(fs::path(std::getenv("MMR_DP_OUT")) / "metrics.json") << m.dump();
+}
+
+TEST_P(DataParallel, TwoRanksAtMicroBatchOneTrainAsOneProcessAtTwo) {
+  const fs::path out = fs::temp_directory_path() / ("mmr-dp-" + GetParam() + "-" + std::to_string(getpid()));
+  fs::remove_all(out);
+  auto ranks = start_ranks(GetParam(), out);
+  TestContext single(out / "single");
+  train(GetParam(), 2, single);
+  for (auto& r : ranks) {
+    const auto res = r->wait();
+    ASSERT_EQ(res.status, 0) << res.err.substr(res.err.size() > 3000 ? res.err.size() - 3000 : 0);
+  }
+  std::ifstream in(out / "metrics.json");
+  const nlohmann::json two = nlohmann::json::parse(in);
+  for (const char* name : {"train/loss", "train/grad_norm"}) {
+    const auto& one = single.metrics.at(name);
+    const auto got = two.at(name).get<std::vector<double>>();
+    ASSERT_EQ(got.size(), one.size()) << name;
+    ASSERT_GE(one.size(), 4u);
+    for (size_t s = 0; s < one.size(); ++s) EXPECT_NEAR(got[s], one[s], 1e-5 * std::abs(one[s])) << name << " step " << s + 1;
+  }
+  const auto f = st::SafetensorsFile::open((out / "single" / "adapter" / "adapter_model.safetensors").string());
+  double worst = 0;
+  for (const auto& name : f.names())
+    worst = std::max(worst, max_abs_diff(adapter_tensor(out / "ranks", name), adapter_tensor(out / "single", name)));
+  EXPECT_LE(worst, 1e-5) << "largest difference of an adapter weight";
+  fs::remove_all(out);
+}
+
+INSTANTIATE_TEST_SUITE_P(DpoAndSft, DataParallel, ::testing::Values("dpo", "sft"));
+
+TEST(DataParallelFaults, ARankThatDiesFailsTheOtherWithAClearErrorInsteadOfAHang) {
+  const fs::path out = fs::temp_directory_path() / ("mmr-dp-die-" + std::to_string(getpid()));
+  fs::remove_all(out);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto ranks = start_ranks("dpo", out, /*die_at_rank1=*/2);
+  const auto r0 = ranks[0]->wait(), r1 = ranks[1]->wait();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(r1.status, 3);
+  EXPECT_NE(r0.status, 0);
+  EXPECT_LT(secs, 60.0) << "rank 0 hung";  // the collective timeout is 20 s
+  std::ifstream in(out / "error.txt");
+  const std::string error((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(error.find("all-reduce failed"), std::string::npos) << error << r0.err;
+  fs::remove_all(out);
+}
