@@ -134,6 +134,7 @@ std::vector<size_t> non_empty(const CandidateRow& row, int64_t& empty) {
   return out;
 }
 
+// Row r's requests: one with all its non-empty candidates (per prompt) or one per candidate.
 void add_jobs(const Config& cfg, const std::string& rubric, size_t r, const CandidateRow& row, Jobs& out) {
   const std::vector<size_t> sent = non_empty(row, out.empty);
   const JudgeRequest base{"", "", cfg.temperature, cfg.reply_tokens(), images_of(cfg, row)};

@@ -1,68 +1,34 @@
 // The annotate stage end to end: the real runner binary, the real openai_compatible judge over HTTP, and a scripted
-// chat-completions server on loopback (cpp-httplib, in this test) that plays the judge. Checks what the pure tests
-// cannot: retries are new requests (so the cache does not answer them) and are counted, a rerun asks nothing again,
-// the per-candidate form still sends one request per candidate, and LLaVA-RLHF rows flow into judge_agreement.
+// chat-completions server on loopback (tests/benchmarks/chat_server.h) that plays the judge. Checks what the pure
+// tests cannot: retries are new requests (so the cache does not answer them) and are counted, a rerun asks nothing
+// again, the per-candidate form still sends one request per candidate, and LLaVA-RLHF rows flow into
+// judge_agreement.
 #include <gtest/gtest.h>
-#include <httplib.h>
 #include <nlohmann/json.hpp>
 
-#include <chrono>
-#include <fstream>
 #include <functional>
-#include <mutex>
+#include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "plugins/algorithms/annotate/annotate.h"
 #include "tests/benchmarks/benchmark_cli.h"
+#include "tests/benchmarks/chat_server.h"
 
-namespace fs = std::filesystem;
 using mmr::test::ProcessResult;
 using nlohmann::json;
 
 namespace {
 
-// A chat-completions endpoint on loopback: `policy` answers each user prompt; every prompt is recorded.
-class JudgeServer {
- public:
-  using Policy = std::function<std::string(const std::string& prompt)>;
-  explicit JudgeServer(Policy policy) : policy_(std::move(policy)) {
-    server_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-      const std::string prompt = json::parse(req.body).at("messages").back().at("content").get<std::string>();
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        prompts_.push_back(prompt);
-      }
-      const json out = {{"choices", {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", policy_(prompt)}}},
-                                      {"finish_reason", "stop"}}}}};
-      res.set_content(out.dump(), "application/json");
-    });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  ~JudgeServer() {
-    server_.stop();
-    thread_.join();
-  }
-  std::string judge_spec() const {
-    return "{plugin: openai_compatible, base_url: 'http://127.0.0.1:" + std::to_string(port_) +
-           "/v1', model: gemini-test, concurrency: 1}";
-  }
-  std::vector<std::string> prompts() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return prompts_;
-  }
-
- private:
-  Policy policy_;
-  httplib::Server server_;
-  std::thread thread_;
-  int port_ = 0;
-  std::mutex mutex_;
-  std::vector<std::string> prompts_;
-};
+// The judge on loopback (tests/benchmarks/chat_server.h) answering each user prompt with `reply`.
+using Reply = std::function<std::string(const std::string& prompt)>;
+std::unique_ptr<mmr::test::ChatServer> judge_server(Reply reply) {
+  return std::make_unique<mmr::test::ChatServer>(
+      [reply](const json& body) { return reply(mmr::test::ChatServer::last_message(body)); });
+}
+std::string judge_spec(const mmr::test::ChatServer& server) {
+  return "{plugin: openai_compatible, base_url: '" + server.base_url() + "', model: gemini-test, concurrency: 1}";
+}
 
 bool contains(const std::string& text, const std::string& piece) { return text.find(piece) != std::string::npos; }
 
@@ -77,21 +43,7 @@ class AnnotateStage : public mmr::test::BenchmarkCli {
  protected:
   AnnotateStage() : BenchmarkCli("mmr_annotate_stage") {}
 
-  std::string artifact(const std::string& stage_and_name) {
-    const ProcessResult q = runner({"query", "SELECT a.stage || '/' || a.name AS k, a.path FROM artifacts a JOIN "
-                                    "trials t ON t.id = a.trial_id AND t.attempt = a.attempt", "--format", "json"});
-    EXPECT_EQ(q.status, 0) << q.err;
-    for (const auto& row : json::parse(q.out))
-      if (row["k"] == stage_and_name) return row["path"];
-    ADD_FAILURE() << "no artifact " << stage_and_name;
-    return "";
-  }
-  std::vector<json> jsonl(const std::string& path) {
-    std::vector<json> rows;
-    std::ifstream in(path);
-    for (std::string text; std::getline(in, text);) rows.push_back(json::parse(text));
-    return rows;
-  }
+  std::vector<json> scored_rows() { return json_lines(artifacts().at("scored_candidates")); }
   std::string stage(const std::string& options, const std::string& judge) {
     return "name: annotate_stage\nstages:\n  - {name: annotate, algorithm: annotate, " + options + ", judge: " + judge +
            "}\n";
@@ -116,8 +68,8 @@ const char* kTwoRows =
 }  // namespace
 
 TEST_F(AnnotateStage, AllCandidatesInOneRequestRetriesUnparseableRepliesAsNewRequestsAndCountsThem) {
-  JudgeServer server(scripted_reply);
-  const std::string spec = write("exp.yaml", stage("candidates: " + write("c.jsonl", kTwoRows), server.judge_spec()));
+  const auto server = judge_server(scripted_reply);
+  const std::string spec = write("exp.yaml", stage("candidates: " + write("c.jsonl", kTwoRows), judge_spec(*server)));
   const ProcessResult run = runner({spec});
   ASSERT_EQ(run.status, 0) << run.err;
   auto m = all_stage_metrics()["annotate"];
@@ -134,7 +86,7 @@ TEST_F(AnnotateStage, AllCandidatesInOneRequestRetriesUnparseableRepliesAsNewReq
   EXPECT_EQ(m["rows_without_scores"], 1);
   EXPECT_NEAR(m["mean/Helpfulness"], 7.0 / 3.0, 1e-12);  // (4 + 1 + 2) / 3, as the query prints it
 
-  const std::vector<std::string> prompts = server.prompts();
+  const std::vector<std::string> prompts = server->prompts();
   ASSERT_EQ(prompts.size(), 5u);
   EXPECT_TRUE(contains(prompts[0], "[Candidate 1]\nA red ball.\n[End of Candidate 1]\n\n[Candidate 2]\nA blue ball."));
   EXPECT_TRUE(contains(prompts[0], "[Candidate 3]\nSomething.\n[End of Candidate 3]"));
@@ -143,7 +95,7 @@ TEST_F(AnnotateStage, AllCandidatesInOneRequestRetriesUnparseableRepliesAsNewReq
   EXPECT_EQ(prompts[2], prompts[0] + mmr::annotate::retry_note(1));
   EXPECT_EQ(prompts[4], prompts[1] + mmr::annotate::retry_note(2));
 
-  const auto rows = jsonl(artifact("annotate/scored_candidates"));
+  const auto rows = scored_rows();
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0]["id"], "ball");
   ASSERT_EQ(rows[0]["candidates"].size(), 3u);
@@ -153,16 +105,16 @@ TEST_F(AnnotateStage, AllCandidatesInOneRequestRetriesUnparseableRepliesAsNewReq
 
   // A rerun asks nothing: every attempt's request is in the cache, the unreadable ones too.
   ASSERT_EQ(runner({spec, "--force"}).status, 0);
-  EXPECT_EQ(server.prompts().size(), 5u);
+  EXPECT_EQ(server->prompts().size(), 5u);
   m = all_stage_metrics()["annotate"];
   EXPECT_EQ(m["judge/cache_hits"], 5);
   EXPECT_EQ(m["candidates_scored"], 3);
 }
 
 TEST_F(AnnotateStage, NoRetriesLeavesTheCandidatesOfAnUnreadableReplyUnscored) {
-  JudgeServer server(scripted_reply);
+  const auto server = judge_server(scripted_reply);
   const std::string spec = write("exp.yaml", stage("candidates: " + write("c.jsonl", kTwoRows) + ", max_retries: 0",
-                                                   server.judge_spec()));
+                                                   judge_spec(*server)));
   ASSERT_EQ(runner({spec}).status, 0);
   auto m = all_stage_metrics()["annotate"];
   EXPECT_EQ(m["judge/sent"], 2);
@@ -172,57 +124,57 @@ TEST_F(AnnotateStage, NoRetriesLeavesTheCandidatesOfAnUnreadableReplyUnscored) {
 }
 
 TEST_F(AnnotateStage, PerCandidateFormAsksOneRequestPerCandidateWithTheOldRubric) {
-  JudgeServer server([](const std::string& prompt) {
+  const auto server = judge_server([](const std::string& prompt) {
     return std::string("Helpfulness: ") + (contains(prompt, "Green.") ? "0" : "3") +
            "\nCorrectness: 3\nCoherence: 3\nComplexity: 1\nVerbosity: 2\n";
   });
   const std::string spec = write("exp.yaml", stage("candidates: " + write("c.jsonl", kTwoRows) +
-                                                   ", request: per_candidate", server.judge_spec()));
+                                                   ", request: per_candidate", judge_spec(*server)));
   ASSERT_EQ(runner({spec}).status, 0);
   auto m = all_stage_metrics()["annotate"];
   EXPECT_EQ(m["judge/sent"], 5);
   EXPECT_EQ(m["candidates_scored"], 5);
   EXPECT_EQ(m["retries"], 0);
-  for (const std::string& p : server.prompts()) EXPECT_TRUE(contains(p, "Helpfulness: <0-4>")) << p;
-  const auto rows = jsonl(artifact("annotate/scored_candidates"));
+  for (const std::string& p : server->prompts()) EXPECT_TRUE(contains(p, "Helpfulness: <0-4>")) << p;
+  const auto rows = scored_rows();
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[1]["candidates"][1]["scores"]["Helpfulness"], 0);
 }
 
 TEST_F(AnnotateStage, APerCandidateRubricFileWithThePerPromptFormIsAnErrorNamingTheFile) {
-  JudgeServer server(scripted_reply);
+  const auto server = judge_server(scripted_reply);
   const std::string rubric = write("my_rubric.txt", "Rate {response} for {question}.");
   const std::string spec = write("exp.yaml", stage("candidates: " + write("c.jsonl", kTwoRows) + ", rubric: " + rubric,
-                                                   server.judge_spec()));
+                                                   judge_spec(*server)));
   const ProcessResult run = runner({spec});
   EXPECT_NE(run.status, 0);
   const ProcessResult q = runner({"query", "SELECT error FROM trials WHERE error != ''", "--format", "json"});
   EXPECT_TRUE(contains(q.out, "rubric '" + rubric + "': {response} is the per-candidate placeholder")) << q.out;
   EXPECT_TRUE(contains(q.out, "request: per_candidate")) << q.out;
-  EXPECT_TRUE(server.prompts().empty());
+  EXPECT_TRUE(server->prompts().empty());
 }
 
 // LLaVA-RLHF's human-preference file as it is (a JSON array) → annotate → judge_agreement: the judge gives the
 // candidate humans preferred 4s and the other 0s, so every attribute's difference has the label's sign (r = 1;
 // worked out: pair 1 x = 4 - 0, y = +1; pair 2 x = 0 - 4, y = -1).
 TEST_F(AnnotateStage, LlavaRlhfRowsAreAnnotatedAsTheyAreAndTheirPreferenceReachesJudgeAgreement) {
-  JudgeServer server([](const std::string& prompt) {
+  const auto server = judge_server([](const std::string& prompt) {
     const int first = contains(prompt, "sausages") ? 4 : 0, second = 4 - first;  // pair 1: output_2 is wrong
     return "Reasoning.\n[Scores]\n" + line(1, first, first, first) + line(2, second, second, second);
   });
   const std::string pairs = std::string(MMR_ANNOTATE_TEST_DATA) + "/llava_rlhf_pairs.json";
   const std::string spec = write("exp.yaml", "name: fig3\nstages:\n"
-      "  - {name: annotate, algorithm: annotate, candidates: " + pairs + ", judge: " + server.judge_spec() + "}\n"
+      "  - {name: annotate, algorithm: annotate, candidates: " + pairs + ", judge: " + judge_spec(*server) + "}\n"
       "  - {name: agreement, benchmark: judge_agreement, scored: '${artifact:annotate/scored_candidates}'}\n");
   const ProcessResult run = runner({spec});
   ASSERT_EQ(run.status, 0) << run.err;
-  const std::vector<std::string> prompts = server.prompts();
+  const std::vector<std::string> prompts = server->prompts();
   ASSERT_EQ(prompts.size(), 2u);
   EXPECT_TRUE(contains(prompts[0], "[Question]\nWhat should visitors keep in mind when feeding the giraffe?\n"));
   EXPECT_FALSE(contains(prompts[0], "<image>"));
   EXPECT_TRUE(contains(prompts[1], "[Question]\nWhat separates the field from the viewer?\n"));
 
-  const auto rows = jsonl(artifact("annotate/scored_candidates"));
+  const auto rows = scored_rows();
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0]["id"], 245946);
   EXPECT_EQ(rows[0]["preference"], 1);
