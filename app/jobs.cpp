@@ -5,7 +5,6 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,8 +15,7 @@
 #include <thread>
 
 #include "core/runner.h"
-
-extern char** environ;
+#include "core/spawn.h"
 
 namespace mmr::jobs {
 
@@ -45,46 +43,12 @@ std::vector<std::string> devices_of_worker(const std::vector<std::string>& pool,
 
 namespace {
 
-// The current environment with `extra` entries added (replacing any of the same name).
-std::vector<std::string> environment_with(const std::vector<std::pair<std::string, std::string>>& extra) {
-  std::vector<std::string> env;
-  for (char** e = environ; *e; ++e) {
-    const std::string entry = *e;
-    bool replaced = false;
-    for (const auto& [name, value] : extra) replaced = replaced || entry.rfind(name + "=", 0) == 0;
-    if (!replaced) env.push_back(entry);
-  }
-  for (const auto& [name, value] : extra) env.push_back(name + "=" + value);
-  return env;
-}
-
-std::vector<char*> c_strings(std::vector<std::string>& v) {
-  std::vector<char*> out;
-  for (auto& s : v) out.push_back(s.data());
-  out.push_back(nullptr);
-  return out;
-}
-
-// Starts worker k of n with this program and `args`; the worker gets no blocked signals (the runner blocks
-// SIGINT/SIGTERM in its own threads, and posix_spawn would pass that mask on).
+// Starts worker k of n: this runner with the worker's arguments, its log tag and its share of the devices.
 pid_t spawn_worker(const JobsOptions& o, int k) {
-  std::vector<std::pair<std::string, std::string>> extra = {{"MMR_JOB", fmt::format("{}/{}", k + 1, o.jobs)}};
+  std::vector<std::pair<std::string, std::string>> env = {{"MMR_LOG_TAG", fmt::format("job {}/{}", k + 1, o.jobs)}};
   const std::vector<std::string> devices = devices_of_worker(o.devices, o.jobs, k);
-  if (!devices.empty()) extra.emplace_back("CUDA_VISIBLE_DEVICES", fmt::format("{}", fmt::join(devices, ",")));
-  std::vector<std::string> env = environment_with(extra);
-  std::vector<std::string> argv = {"/proc/self/exe"};
-  argv.insert(argv.end(), o.worker_args.begin(), o.worker_args.end());
-  std::vector<char*> c_argv = c_strings(argv), c_env = c_strings(env);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, "/proc/self/exe", nullptr, &attr, c_argv.data(), c_env.data());
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) throw std::runtime_error(fmt::format("cannot start worker {}: {}", k + 1, std::strerror(rc)));
+  if (!devices.empty()) env.emplace_back("CUDA_VISIBLE_DEVICES", fmt::format("{}", fmt::join(devices, ",")));
+  const pid_t pid = spawn_self(o.worker_args, env);
   spdlog::info("job {}/{}: pid {}{}", k + 1, o.jobs, pid,
                devices.empty() ? "" : fmt::format(", devices {}", fmt::join(devices, ",")));
   return pid;

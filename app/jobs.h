@@ -23,7 +23,7 @@ std::vector<std::string> parse_devices(const std::string& list);
 // (a worker may get several, for data-parallel stages); with fewer, device k mod count (workers share).
 std::vector<std::string> devices_of_worker(const std::vector<std::string>& pool, int jobs, int k);
 
-// Starts the workers (each with MMR_JOB="k/N" in its environment, which tags its log lines), forwards
+// Starts the workers (each with MMR_LOG_TAG="job k/N" in its environment, which tags its log lines), forwards
 // SIGINT/SIGTERM to them, waits for all, and returns the run's exit status: 130 when interrupted, else the
 // highest worker status (1 when a worker was killed, saying so).
 int run_workers(const JobsOptions& options);

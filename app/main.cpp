@@ -35,6 +35,7 @@
 #include "app/serve.h"
 #include "app/status.h"
 #include "core/log.h"
+#include "core/ranks.h"
 #include "core/registry.h"
 #include "core/runner.h"
 #include "core/spec.h"
@@ -173,6 +174,11 @@ Args parse_args(int argc, char** argv) {
       return a;
     }
     if (parse_option(argc, argv, i, a)) continue;
+    if (arg == "_stage-rank" && words.empty()) {  // a rank of a data-parallel stage, started by the runner
+      a.command = arg;
+      a.positional.assign(argv + i + 1, argv + argc);
+      return a;
+    }
     if (arg == "serve" && words.empty()) {
       // Everything after `serve` is the server's own (app/serve.h).
       a.command = "serve";
@@ -256,6 +262,7 @@ int cmd_run(const Args& a) {
   opt.results_db = a.results;
   opt.force = a.force;
   opt.force_since = a.force_since;
+  opt.plugin_paths = a.plugin_paths;
   const RunSummary s = run_experiment(exp, registry, opt);
   if (s.interrupted > 0 || stop_flag()) return 130;
   if (!a.worker) write_declared_report(exp, a.results);
@@ -453,6 +460,7 @@ int run_command(const Args& args) {
   if (args.command == "serve") return cmd_serve(args);
   if (args.command == "report") return cmd_report(args);
   if (args.command == "status") return cmd_status(args);
+  if (args.command == "_stage-rank") return stage_rank_main(one_positional(args, "rank request file"));
   return 2;
 }
 

@@ -92,9 +92,10 @@ class ConsoleSink : public spdlog::sinks::base_sink<std::mutex> {
 std::shared_ptr<ConsoleSink>& console() {
   static auto sink = [] {
     auto s = std::make_shared<ConsoleSink>();
-    // A worker of `runner --jobs` (MMR_JOB="k/N") tags its lines: N processes share one terminal.
-    const char* job = std::getenv("MMR_JOB");
-    const std::string tag = job && *job ? fmt::format("[job {}] ", job) : "";
+    // A worker of `runner --jobs` or a rank of a data-parallel stage (MMR_LOG_TAG="job 2/4 rank 1/2") tags its
+    // lines: several processes share one terminal.
+    const char* tag_env = std::getenv("MMR_LOG_TAG");
+    const std::string tag = tag_env && *tag_env ? fmt::format("[{}] ", tag_env) : "";
     s->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ " + tag + "[%n] %v");
     return s;
   }();

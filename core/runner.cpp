@@ -14,6 +14,8 @@
 #include <thread>
 
 #include "core/log.h"
+#include "core/ranks.h"
+#include "core/stage_context.h"
 #include "core/lib/util/sha256.h"
 
 namespace fs = std::filesystem;
@@ -69,81 +71,6 @@ ArtifactRow checksum(const std::string& name, const fs::path& path) {
   return row;
 }
 
-class StageContextImpl : public StageContext {
- public:
-  StageContextImpl(const Experiment& exp, const Trial& trial, const StageSpec& stage, Options options,
-                   fs::path dir, std::shared_ptr<spdlog::logger> log, const Registry& registry,
-                   const std::map<std::string, fs::path>& artifacts, Store& store)
-      : exp_(exp), trial_(trial), stage_(stage), options_(std::move(options)), dir_(std::move(dir)),
-        log_(std::move(log)), registry_(registry), earlier_(artifacts), store_(store) {}
-
-  const std::string& experiment() const override { return exp_.name; }
-  const std::string& trial_identity() const override { return trial_.identity; }
-  const std::string& stage_name() const override { return stage_.name; }
-  uint64_t seed() const override { return trial_.seed; }
-  const Options& options() const override { return options_; }
-  const fs::path& stage_dir() const override { return dir_; }
-  spdlog::logger& log() override { return *log_; }
-
-  void log_metric(const std::string& name, double value, int64_t step) override {
-    metrics_.push_back({name, step, value});
-  }
-  void add_artifact(const std::string& name, const fs::path& path) override {
-    const fs::path p = path.is_absolute() ? path : dir_ / path;
-    for (auto& a : artifacts_)
-      if (a.first == name) {
-        a.second = p;
-        return;
-      }
-    artifacts_.emplace_back(name, p);
-  }
-  fs::path artifact(const std::string& stage, const std::string& name) const override {
-    auto it = earlier_.find(stage + "/" + name);
-    if (it != earlier_.end()) return it->second;
-    std::vector<std::string> have;
-    for (const auto& [k, v] : earlier_) have.push_back(k);
-    throw ConfigError(fmt::format("stage '{}': no artifact '{}/{}'; earlier stages produced: {}", stage_.name, stage,
-                                  name, have.empty() ? "(none)" : fmt::format("{}", fmt::join(have, ", "))));
-  }
-  std::shared_ptr<Plugin> create(PluginKind kind, const YAML::Node& spec) override {
-    if (spec && spec.IsScalar()) return registry_.create(kind, spec.Scalar(), YAML::Node(), exp_.source.string());
-    if (!spec || !spec.IsMap() || !spec["plugin"] || !spec["plugin"].IsScalar())
-      throw ConfigError(fmt::format("{}stage '{}': expected a {} plugin name, or a map with 'plugin: <name>' and its "
-                                    "options", yaml_where(spec, exp_.source.string()), stage_.name, kind_name(kind)));
-    YAML::Node opts(YAML::NodeType::Map);
-    for (const auto& kv : spec)
-      if (kv.first.Scalar() != "plugin") opts[kv.first.Scalar()] = kv.second;
-    return registry_.create(kind, spec["plugin"].Scalar(), opts, exp_.source.string());
-  }
-  std::unique_ptr<ProgressSink> progress(const std::string& label, int64_t total) override {
-    return std::make_unique<Progress>(label, total, log_);
-  }
-  bool stop_requested() const override { return stop_flag().load(); }
-  // One SQLite connection serves the whole runner; judges may call from worker threads.
-  std::optional<std::string> cached_judgment(const std::string& judge, const std::string& prompt) override {
-    std::lock_guard<std::mutex> lock(store_mu_);
-    return store_.cached_judgment(judge, prompt);
-  }
-  void store_judgment(const std::string& judge, const std::string& prompt, const std::string& reply) override {
-    std::lock_guard<std::mutex> lock(store_mu_);
-    store_.store_judgment(judge, prompt, reply);
-  }
-
-  std::vector<MetricRow> metrics_;
-  std::vector<std::pair<std::string, fs::path>> artifacts_;
-
- private:
-  const Experiment& exp_;
-  const Trial& trial_;
-  const StageSpec& stage_;
-  Options options_;
-  fs::path dir_;
-  std::shared_ptr<spdlog::logger> log_;
-  const Registry& registry_;
-  const std::map<std::string, fs::path>& earlier_;
-  Store& store_;
-  std::mutex store_mu_;
-};
 
 // A stage of an earlier attempt can stand in for this one when every artifact is still there, unchanged.
 bool artifacts_intact(const StageRecord& rec, spdlog::logger& log) {
@@ -176,15 +103,6 @@ std::string stage_key(const StageSpec& stage, const std::string& version, uint64
   return sha256_hex(key.dump());
 }
 
-StageRunner* as_stage_runner(PluginKind kind, Plugin* p) {
-  // The kind was checked against the class at compile time by MMR_PLUGIN, so these downcasts are exact.
-  switch (kind) {
-    case PluginKind::Algorithm: return static_cast<Algorithm*>(p);
-    case PluginKind::Benchmark: return static_cast<Benchmark*>(p);
-    case PluginKind::Dataset: return static_cast<Dataset*>(p);
-    default: throw InternalError("a stage must be run by an algorithm, benchmark or dataset plugin");
-  }
-}
 
 std::string safe_dir_name(const std::string& s) {
   std::string out;
@@ -332,6 +250,8 @@ class ExperimentRun {
   void commit_reused(TrialAttempt& t, const StageSpec& stage, StageRecord rec, int ordinal, bool last);
   void execute_stage(TrialAttempt& t, const StageSpec& stage, const fs::path& dir, StageRecord& rec);
   Options stage_options(const TrialAttempt& t, const StageSpec& stage, const PluginInfo& info) const;
+  RankRequest rank_request(const TrialAttempt& t, const StageSpec& stage, const Options& options,
+                           const fs::path& dir) const;
 
   const Experiment& exp_;
   const Registry& registry_;
@@ -526,15 +446,23 @@ void ExperimentRun::execute_stage(TrialAttempt& t, const StageSpec& stage, const
   try {
     const PluginInfo& info = registry_.find(stage.kind, stage.plugin);
     const Options options = stage_options(t, stage, info);
-    std::shared_ptr<Plugin> plugin = registry_.create(info, options);
-    ctx = std::make_unique<StageContextImpl>(exp_, t.trial, stage, options, dir, t.log, registry_, t.artifacts,
-                                             store_);
-    call_plugin(info, [&] {
-      as_stage_runner(stage.kind, plugin.get())->run(*ctx);
-      return 0;
-    });
+    std::vector<std::pair<std::string, fs::path>> produced;
+    if (stage.ranks > 1) {
+      RankResult ranks = run_stage_ranks(rank_request(t, stage, options, dir), *t.log);
+      rec.metrics = std::move(ranks.metrics);
+      produced = std::move(ranks.artifacts);
+    } else {
+      std::shared_ptr<Plugin> plugin = registry_.create(info, options);
+      ctx = std::make_unique<StageContextImpl>(exp_, t.trial, stage, options, dir, t.log, registry_, t.artifacts,
+                                               store_);
+      call_plugin(info, [&] {
+        as_stage_runner(stage.kind, plugin.get())->run(*ctx);
+        return 0;
+      });
+      produced = ctx->artifacts_;
+    }
     if (stop_flag()) throw Interrupted();
-    for (const auto& [name, path] : ctx->artifacts_) {
+    for (const auto& [name, path] : produced) {
       rec.artifacts.push_back(checksum(name, path));
       t.artifacts[stage.name + "/" + name] = path;
       t.artifact_hashes[stage.name + "/" + name] = rec.artifacts.back().sha256;
@@ -548,6 +476,23 @@ void ExperimentRun::execute_stage(TrialAttempt& t, const StageSpec& stage, const
     t.error = rec.error = e.what();
   }
   if (ctx) rec.metrics = std::move(ctx->metrics_);
+}
+
+// What the ranks of a data-parallel stage need to run it as this process would.
+RankRequest ExperimentRun::rank_request(const TrialAttempt& t, const StageSpec& stage, const Options& options,
+                                        const fs::path& dir) const {
+  RankRequest r;
+  r.experiment = exp_.name;
+  r.source = exp_.source;
+  r.trial_identity = t.trial.identity;
+  r.seed = t.trial.seed;
+  r.stage = stage;
+  r.options = options.node();
+  r.stage_dir = dir;
+  r.artifacts = t.artifacts;
+  r.results_db = opt_.results_db;
+  r.plugin_paths = opt_.plugin_paths;
+  return r;
 }
 
 // The stage's options with its run-time references (${artifact:stage/name}, ${trial:dir}, ${trial:identity})

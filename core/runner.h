@@ -26,6 +26,7 @@ struct RunOptions {
   // forced run reruns everything once, and stages identical across trials are still shared within it.
   // "" = the run's own start. `runner --jobs` gives its workers the parent's start.
   std::string force_since;
+  std::vector<std::filesystem::path> plugin_paths;  // --plugin-path: the ranks of a data-parallel stage load the same
   bool keep_going = true;                // after a failed trial, go on with the next
 };
 

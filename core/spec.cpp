@@ -815,6 +815,31 @@ void check_trial_stages(const Sections& s, const Trial& trial) {
   }
 }
 
+// The stage of a trial from its template and resolved options: `ranks` and `devices` are taken out of the
+// options (they say how the stage runs, not what it computes).
+StageSpec stage_spec(const Sections& s, const StageTemplate& t, YAML::Node options) {
+  StageSpec st{t.name, t.kind, t.plugin, options, t.where};
+  if (const YAML::Node d = options["devices"]) {
+    if (!d.IsSequence() || d.size() == 0)
+      fail(d, s.source, "devices: expected a non-empty list of GPU numbers, e.g. [0, 1] (one data-parallel rank each)");
+    for (const auto& v : d) {
+      if (!v.IsScalar() || v.Scalar().empty()) fail(v, s.source, "devices: expected GPU numbers");
+      st.devices.push_back(v.Scalar());
+    }
+    st.ranks = static_cast<int>(st.devices.size());
+  }
+  if (const YAML::Node r = options["ranks"]) {
+    const int n = r.IsScalar() ? r.as<int>(0) : 0;
+    if (n < 1 || n > 256) fail(r, s.source, "ranks: expected a number of data-parallel processes from 1 to 256");
+    if (!st.devices.empty() && n != st.ranks)
+      fail(r, s.source, fmt::format("ranks: {} but devices lists {}; give one of them", n, st.ranks));
+    st.ranks = n;
+  }
+  st.options.remove("devices");
+  st.options.remove("ranks");
+  return st;
+}
+
 // One trial: the defaults and stage templates with the point's settings written in, then interpolated.
 Trial make_trial(const Sections& s, const Point& point, uint64_t seed) {
   Trial trial;
@@ -837,7 +862,7 @@ Trial make_trial(const Sections& s, const Point& point, uint64_t seed) {
   for (size_t i = 0; i < s.stages.size(); ++i) {
     const StageTemplate& t = s.stages[i];
     if (!stage_applies(s, t, trial)) continue;
-    trial.stages.push_back({t.name, t.kind, t.plugin, stage_resolver.interpolate(options[i]), t.where});
+    trial.stages.push_back(stage_spec(s, t, stage_resolver.interpolate(options[i])));
   }
   check_trial_stages(s, trial);
   trial.resolved_json = resolved_json_of(trial);

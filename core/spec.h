@@ -61,6 +61,11 @@ struct StageSpec {
   std::string plugin;      // registered plugin name
   YAML::Node options;      // resolved at expansion time; run-time references still as text
   YAML::Node where;        // the stage's node in the file, for error positions
+  // Data parallel (`ranks: N` or `devices: [0, 1]` on the stage): the stage runs in N processes (core/ranks.h).
+  // Not options of the plugin, and not part of the trial's identity: N ranks train as one process does.
+  int ranks = 1;
+  std::vector<std::string> devices;  // one per rank: CUDA_VISIBLE_DEVICES of that rank (an index into the
+                                     // runner's own CUDA_VISIBLE_DEVICES when it has one)
 };
 
 struct Trial {

@@ -11,7 +11,8 @@ debs=(libyaml-cpp-dev libyaml-cpp0.7 libspdlog-dev libspdlog1.10 libfmt-dev libf
       libsentencepiece-dev libsentencepiece0 libstb-dev libstb0 libgtest-dev nlohmann-json3-dev libboost1.74-dev
       libboost-filesystem1.74-dev libboost-filesystem1.74.0 libboost-system1.74-dev libboost-system1.74.0
       libboost-atomic1.74.0 libboost-atomic1.74-dev
-      libcpp-httplib-dev libcpp-httplib0.11 libssl-dev libssl3 zlib1g-dev libbrotli-dev libbrotli1)
+      libcpp-httplib-dev libcpp-httplib0.11 libssl-dev libssl3 zlib1g-dev libbrotli-dev libbrotli1
+      libgloo-dev)  # c10d's ProcessGroupGloo.hpp includes Gloo's headers, which PyTorch's wheel does not ship
 if [[ "${1:-}" == "--download" ]]; then
   mkdir -p .deb && cd .deb && apt-get download "${debs[@]}"
   exit 0
@@ -32,6 +33,8 @@ export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 # OpenSSL's configuration headers (included by httplib.h) sit in the multiarch folder, which GCC searches only
 # under the system root.
 export CPATH="$prefix/usr/include/x86_64-linux-gnu${CPATH:+:$CPATH}"
+# Gloo's headers (libgloo-dev) have no CMake or pkg-config file to bring their folder in.
+export CPATH="$CPATH:$prefix/usr/include"
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \

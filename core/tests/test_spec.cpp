@@ -492,3 +492,27 @@ TEST(SpecDocument, ReportSectionIsAcceptedAndTakesNoPartInTrials) {
   const Experiment b = parse(std::string("name: m\nreport: {tables: [{title: T, rows: x}]}\n") + kStages);
   EXPECT_EQ(a.trials[0].identity, b.trials[0].identity);
 }
+
+TEST(Ranks, RanksAndDevicesSayHowAStageRunsNotWhatItComputes) {
+  const Experiment plain = parse("name: m\nstages:\n  - {name: t, algorithm: a, lr: 1}\n");
+  const Experiment two = parse("name: m\nstages:\n  - {name: t, algorithm: a, lr: 1, ranks: 2}\n");
+  const Experiment gpus = parse("name: m\nstages:\n  - {name: t, algorithm: a, lr: 1}\n", {"t.devices=[2, 3, 5]"});
+  EXPECT_EQ(plain.trials[0].stages[0].ranks, 1);
+  EXPECT_EQ(two.trials[0].stages[0].ranks, 2);
+  EXPECT_EQ(gpus.trials[0].stages[0].ranks, 3);
+  EXPECT_EQ(gpus.trials[0].stages[0].devices, (std::vector<std::string>{"2", "3", "5"}));
+  // Not plugin options, and not part of the trial's identity: N ranks train as one process.
+  EXPECT_FALSE(two.trials[0].stages[0].options["ranks"]);
+  EXPECT_FALSE(gpus.trials[0].stages[0].options["devices"]);
+  EXPECT_EQ(two.trials[0].identity, plain.trials[0].identity);
+  EXPECT_EQ(gpus.trials[0].identity, plain.trials[0].identity);
+}
+
+TEST(Ranks, BadValuesNameTheProblem) {
+  EXPECT_NE(error_of("name: m\nstages:\n  - {name: t, algorithm: a, ranks: 0}\n").find("ranks: expected a number"),
+            std::string::npos);
+  EXPECT_NE(error_of("name: m\nstages:\n  - {name: t, algorithm: a, devices: []}\n").find("devices: expected a non-empty"),
+            std::string::npos);
+  EXPECT_NE(error_of("name: m\nstages:\n  - {name: t, algorithm: a, devices: [0, 1], ranks: 3}\n")
+                .find("ranks: 3 but devices lists 2"), std::string::npos);
+}

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <thread>
 
+#include "core/lib/safetensors/safetensors.h"
 #include "process.h"
 #include "core/store.h"
 
@@ -331,4 +332,35 @@ TEST_F(Algorithms, BadOptionsAreClearErrors) {
                                                       "    model: {plugin: llava, path: " + (kFixture / "model").string() + "}\n")});
   EXPECT_NE(r2.status, 0);
   EXPECT_NE(r2.err.find("reports no trainable parameters"), std::string::npos) << r2.err;
+}
+
+// A stage with `ranks: 2`: the runner starts two rank processes of itself (c10d Gloo on loopback) and records rank
+// 0's metrics and adapter; they equal one process at twice the micro-batch (test_data_parallel checks the loop
+// itself per step; this checks the runner's side: launch, options, artifacts, metrics).
+TEST_F(Algorithms, DpoStageOnTwoRanksTrainsAsOneProcessAtTwiceTheMicroBatch) {
+  write("pairs.jsonl", preference_rows(8));
+  const auto two = runner("r.db", {write("two.yaml", dpo_spec("two", 0.0, "    epochs: 2\n    ranks: 2\n")),
+                                   "-o", "train.batch_size=2"});
+  ASSERT_EQ(two.status, 0) << two.err;
+  EXPECT_NE(two.err.find("[rank 1/2]"), std::string::npos) << two.err;
+  const auto one = runner("r.db", {write("one.yaml", dpo_spec("one", 0.0, "    epochs: 2\n"))});
+  ASSERT_EQ(one.status, 0) << one.err;
+  for (const char* m : {"train/loss", "train/grad_norm", "train/rewards/accuracy"})
+    EXPECT_NEAR(metric("r.db", "two", "train", m), metric("r.db", "one", "train", m), 1e-5) << m;
+  Store s((dir_ / "r.db.d" / "r.db").string(), Store::Mode::ReadOnly);
+  const auto paths = s.query("SELECT a.path FROM artifacts a JOIN trials t ON t.id = a.trial_id JOIN experiments e ON "
+                             "e.id = t.experiment_id WHERE a.name = 'adapter' ORDER BY e.name");  // one, two
+  ASSERT_EQ(paths.rows.size(), 2u);
+  namespace st = mmr::safetensors;
+  const auto a = st::SafetensorsFile::open((fs::path(paths.rows[0][0].text) / "adapter_model.safetensors").string());
+  const auto b = st::SafetensorsFile::open((fs::path(paths.rows[1][0].text) / "adapter_model.safetensors").string());
+  ASSERT_EQ(a.names().size(), b.names().size());
+  double worst = 0;
+  for (const auto& name : a.names()) {
+    const std::vector<float> x = a.to_float32(name), y = b.to_float32(name);
+    ASSERT_EQ(x.size(), y.size()) << name;
+    for (size_t i = 0; i < x.size(); ++i) worst = std::max(worst, static_cast<double>(std::abs(x[i] - y[i])));
+  }
+  EXPECT_LE(worst, 1e-5) << "largest difference of an adapter weight";
+  EXPECT_EQ(series("r.db", "train/loss").size(), 8u);  // 4 steps in each experiment, rank 0's only
 }

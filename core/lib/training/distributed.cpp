@@ -2,8 +2,13 @@
 #include "distributed.h"
 
 #include <fmt/format.h>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+// c10d's Gloo header includes Gloo's own, which come with Debian's libgloo-dev but not with PyTorch's wheel
+// (tools/gpu_build.sh carries the .deb); a build without them has no data parallelism and says so at run time.
+#if __has_include(<gloo/algorithm.h>) && __has_include(<gloo/rendezvous/store.h>)
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#define MMR_HAVE_GLOO 1
+#endif
 
 #include <cstdlib>
 
@@ -38,6 +43,7 @@ DistributedEnv distributed_env() {
   return e;
 }
 
+#ifdef MMR_HAVE_GLOO
 struct ProcessGroup::Impl {
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
 };
@@ -55,16 +61,29 @@ ProcessGroup::ProcessGroup(const DistributedEnv& env, std::chrono::milliseconds 
                                                           : c10d::ProcessGroupGloo::createDefaultDevice());
   impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world, options);
 }
+#else
+struct ProcessGroup::Impl {};
+
+ProcessGroup::ProcessGroup(const DistributedEnv& env, std::chrono::milliseconds) {
+  throw ConfigError(fmt::format("rank {} of {}: data-parallel training needs c10d's Gloo backend, and this build had "
+                                "no Gloo headers (Debian: libgloo-dev)", env.rank, env.world));
+}
+#endif
 
 ProcessGroup::~ProcessGroup() = default;
 
 void ProcessGroup::allreduce_sum(const std::vector<torch::Tensor>& tensors) {
   if (tensors.empty()) return;
+  // One float32 buffer on the device of the first tensor (the gradients'): bookkeeping scalars that come from
+  // the CPU travel with them.
+  const torch::Device device = tensors.front().device();
   std::vector<torch::Tensor> flat_parts;
-  for (const auto& t : tensors) flat_parts.push_back(t.detach().reshape({-1}).to(torch::kFloat32));
+  for (const auto& t : tensors) flat_parts.push_back(t.detach().reshape({-1}).to(device, torch::kFloat32));
   std::vector<torch::Tensor> buffer = {torch::cat(flat_parts)};
   try {
+#ifdef MMR_HAVE_GLOO
     impl_->group->allreduce(buffer)->wait();
+#endif
   } catch (const std::exception& e) {
     throw Error(fmt::format("data-parallel all-reduce failed (another rank died or timed out?): {}", e.what()));
   }
@@ -72,7 +91,7 @@ void ProcessGroup::allreduce_sum(const std::vector<torch::Tensor>& tensors) {
   torch::NoGradGuard no_grad;
   for (const auto& t : tensors) {
     const int64_t n = t.numel();
-    t.copy_(buffer[0].narrow(0, offset, n).view(t.sizes()).to(t.dtype()));
+    t.copy_(buffer[0].narrow(0, offset, n).view(t.sizes()));
     offset += n;
   }
 }

@@ -1,0 +1,200 @@
+// A stage on several data-parallel ranks; see ranks.h.
+#include "core/ranks.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "core/lib/util/atomic_file.h"
+#include "core/spawn.h"
+#include "core/stage_context.h"
+
+namespace mmr {
+namespace {
+
+using json = nlohmann::json;
+
+json request_json(const RankRequest& r) {
+  YAML::Emitter options;
+  options << r.options;
+  json artifacts = json::object();
+  for (const auto& [k, v] : r.artifacts) artifacts[k] = v.string();
+  json paths = json::array();
+  for (const auto& p : r.plugin_paths) paths.push_back(p.string());
+  return {{"experiment", r.experiment}, {"source", r.source.string()}, {"trial", r.trial_identity},
+          {"seed", r.seed}, {"stage", r.stage.name}, {"kind", kind_name(r.stage.kind)},
+          {"plugin", r.stage.plugin}, {"options", options.c_str()}, {"stage_dir", r.stage_dir.string()},
+          {"artifacts", artifacts}, {"results_db", r.results_db.string()}, {"plugin_paths", paths},
+          {"world", r.stage.ranks}};
+}
+
+fs::path result_path(const fs::path& stage_dir, int rank) {
+  return stage_dir / "ranks" / fmt::format("result-{}.json", rank);
+}
+
+// Rank r's GPU: the stage's device r, read as an index into this process's own CUDA_VISIBLE_DEVICES when it has
+// one (a --jobs worker's share), else as given.
+std::string rank_device(const StageSpec& stage, int r) {
+  const std::string d = stage.devices[static_cast<size_t>(r)];
+  const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+  if (!visible || !*visible || d.find_first_not_of("0123456789") != std::string::npos) return d;
+  std::vector<std::string> list;
+  std::stringstream ss(visible);
+  for (std::string item; std::getline(ss, item, ',');) list.push_back(item);
+  const size_t i = std::stoul(d);
+  return i < list.size() ? list[i] : d;
+}
+
+std::vector<pid_t> start_ranks(const RankRequest& r, const fs::path& request_file, spdlog::logger& log) {
+  const int world = r.stage.ranks;
+  const std::string port = std::to_string(free_loopback_port());
+  std::vector<pid_t> pids;
+  for (int k = 0; k < world; ++k) {
+    std::vector<std::pair<std::string, std::string>> env = {
+        {"RANK", std::to_string(k)}, {"WORLD_SIZE", std::to_string(world)}, {"MASTER_ADDR", "127.0.0.1"},
+        {"MASTER_PORT", port}, {"MMR_LOG_TAG", child_log_tag(fmt::format("rank {}/{}", k, world))}};
+    if (!r.stage.devices.empty()) env.emplace_back("CUDA_VISIBLE_DEVICES", rank_device(r.stage, k));
+    pids.push_back(spawn_self({"_stage-rank", request_file.string()}, env));
+  }
+  log.info("stage '{}': {} data-parallel ranks (pids {}), rendezvous at 127.0.0.1:{}", r.stage.name, world,
+           fmt::join(pids, ", "), port);
+  return pids;
+}
+
+// Waits for every rank. When one fails (or a stop is requested) the others get SIGTERM, and SIGKILL 30 s later.
+// Returns each rank's exit status (128 + signal for a killed one).
+std::vector<int> wait_ranks(const std::vector<pid_t>& pids) {
+  std::vector<int> status(pids.size(), -1);
+  std::optional<std::chrono::steady_clock::time_point> terminated;
+  for (size_t left = pids.size(); left > 0; std::this_thread::sleep_for(std::chrono::milliseconds(100))) {
+    for (size_t k = 0; k < pids.size(); ++k) {
+      int ws = 0;
+      if (status[k] >= 0 || waitpid(pids[k], &ws, WNOHANG) != pids[k]) continue;
+      status[k] = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+      --left;
+    }
+    const bool failed = std::any_of(status.begin(), status.end(), [](int s) { return s > 0; });
+    if ((failed || stop_flag()) && !terminated) {
+      for (size_t k = 0; k < pids.size(); ++k)
+        if (status[k] < 0) kill(pids[k], SIGTERM);
+      terminated = std::chrono::steady_clock::now();
+    }
+    if (terminated && std::chrono::steady_clock::now() - *terminated > std::chrono::seconds(30))
+      for (size_t k = 0; k < pids.size(); ++k)
+        if (status[k] < 0) kill(pids[k], SIGKILL);
+  }
+  return status;
+}
+
+json read_result(const fs::path& stage_dir, int rank) {
+  std::ifstream in(result_path(stage_dir, rank));
+  if (!in) return json::object();
+  try {
+    return json::parse(in);
+  } catch (const std::exception&) {
+    return json::object();
+  }
+}
+
+RankResult rank0_result(const json& j) {
+  RankResult out;
+  for (const auto& m : j["metrics"])
+    out.metrics.push_back({m["name"].get<std::string>(), m["step"].get<int64_t>(), m["value"].get<double>()});
+  for (const auto& a : j["artifacts"]) out.artifacts.emplace_back(a["name"], fs::path(a["path"].get<std::string>()));
+  return out;
+}
+
+}  // namespace
+
+RankResult run_stage_ranks(const RankRequest& r, spdlog::logger& log) {
+  const fs::path request_file = r.stage_dir / "ranks" / "request.json";
+  fs::create_directories(request_file.parent_path());
+  for (int k = 0; k < r.stage.ranks; ++k) fs::remove(result_path(r.stage_dir, k));
+  write_file_atomic(request_file, request_json(r).dump(2) + "\n");
+  const std::vector<int> status = wait_ranks(start_ranks(r, request_file, log));
+  std::string first_error;
+  bool interrupted = stop_flag().load();
+  for (int k = 0; k < r.stage.ranks; ++k) {
+    const json res = read_result(r.stage_dir, k);
+    const std::string st = res.value("status", "");
+    interrupted = interrupted || st == "interrupted";
+    if (st != "finished" && st != "interrupted" && first_error.empty())
+      first_error = fmt::format("rank {} of {} {}", k, r.stage.ranks,
+                                st == "failed" ? "failed: " + res.value("error", std::string())
+                                               : fmt::format("ended without a result (exit status {})", status[k]));
+  }
+  if (!first_error.empty() && !interrupted) throw Error(first_error);
+  if (interrupted) throw Interrupted();
+  return rank0_result(read_result(r.stage_dir, 0));
+}
+
+namespace {
+
+// Runs the plugin of the request on this rank; fills `result` (status, error and, on rank 0, what it produced).
+void run_rank(const json& req, json& result) {
+  Registry registry;
+  std::vector<fs::path> paths;
+  for (const auto& p : req["plugin_paths"]) paths.emplace_back(p.get<std::string>());
+  registry.scan_default(paths);
+  Experiment exp;
+  exp.name = req["experiment"];
+  exp.source = req["source"].get<std::string>();
+  Trial trial;
+  trial.identity = req["trial"];
+  trial.seed = req["seed"];
+  StageSpec stage;
+  stage.name = req["stage"];
+  stage.plugin = req["plugin"];
+  for (auto k : {PluginKind::Algorithm, PluginKind::Benchmark, PluginKind::Dataset})
+    if (req["kind"] == kind_name(k)) stage.kind = k;
+  std::map<std::string, fs::path> artifacts;
+  for (const auto& [k, v] : req["artifacts"].items()) artifacts[k] = v.get<std::string>();
+  const PluginInfo& info = registry.find(stage.kind, stage.plugin);
+  const Options options(YAML::Load(req["options"].get<std::string>()), exp.source.string());
+  Store store(req["results_db"].get<std::string>());
+  StageContextImpl ctx(exp, trial, stage, options, req["stage_dir"].get<std::string>(), spdlog::default_logger(),
+                       registry, artifacts, store);
+  std::shared_ptr<Plugin> plugin = registry.create(info, options);
+  call_plugin(info, [&] {
+    as_stage_runner(stage.kind, plugin.get())->run(ctx);
+    return 0;
+  });
+  if (stop_flag()) throw Interrupted();
+  result["status"] = "finished";
+  for (const auto& m : ctx.metrics_) result["metrics"].push_back({{"name", m.name}, {"step", m.step}, {"value", m.value}});
+  for (const auto& [name, path] : ctx.artifacts_) result["artifacts"].push_back({{"name", name}, {"path", path.string()}});
+}
+
+}  // namespace
+
+int stage_rank_main(const fs::path& request_json) {
+  const char* rank_env = std::getenv("RANK");
+  const int rank = rank_env ? std::atoi(rank_env) : 0;
+  json req;
+  {
+    std::ifstream in(request_json);
+    req = json::parse(in);  // written by the runner that started this process
+  }
+  json result = {{"status", "failed"}, {"metrics", json::array()}, {"artifacts", json::array()}};
+  try {
+    run_rank(req, result);
+  } catch (const Interrupted&) {
+    result["status"] = "interrupted";
+  } catch (const std::exception& e) {
+    result["error"] = e.what();
+    spdlog::error("stage '{}': {}", req.value("stage", std::string()), e.what());
+  }
+  if (rank != 0 && result["status"] == "finished") result["metrics"] = result["artifacts"] = json::array();
+  write_file_atomic(result_path(req["stage_dir"].get<std::string>(), rank), result.dump() + "\n");
+  return result["status"] == "finished" ? 0 : result["status"] == "interrupted" ? 130 : 1;
+}
+
+}  // namespace mmr
