@@ -161,7 +161,8 @@ class PaperSmoke : public ::testing::TestWithParam<std::string> {
     // evaluated; the tiny judge stays on the CPU.
     const char* dev = std::getenv("MMR_TEST_DEVICE");
     const bool cuda = dev && std::string(dev) == "cuda";
-    return {{"model_path", tiny_model}, {"dtype", cuda ? "bfloat16" : "float32"}, {"device", cuda ? "cuda" : "cpu"},
+    return {{"model_path", tiny_model}, {"vicuna_path", (kData / "tiny-llama/model").string()},
+            {"dtype", cuda ? "bfloat16" : "float32"}, {"device", cuda ? "cuda" : "cpu"},
             {"prompts", (dir_ / "data/prompts.json").string()}, {"pairs", (dir_ / "data/pairs.jsonl").string()},
             {"sft_data", (dir_ / "data/sft.json").string()},
             {"scored_candidates", (dir_ / "data/scored_candidates.jsonl").string()},
