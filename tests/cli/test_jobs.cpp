@@ -102,23 +102,27 @@ TEST_F(Jobs, AKilledWorkerLosesOnlyItsTrialAndARerunFinishesIt) {
   ASSERT_TRUE(wait_for("SELECT count(*) > 0 FROM stages WHERE name = 'eval'", "1"));  // train done, evals under way
   ASSERT_TRUE(wait_for("SELECT count(*) >= 2 FROM trials WHERE status = 'running'", "1"));
   const std::string victim = one("SELECT pid FROM trials WHERE status = 'running' ORDER BY id LIMIT 1");
-  const std::string killed_trial = one("SELECT identity FROM trials WHERE pid = " + victim + " AND status = 'running'");
   ASSERT_EQ(kill(std::stoi(victim), SIGKILL), 0);
   const ProcessResult r = p.wait();
   EXPECT_EQ(r.status, 1) << r.err;
   EXPECT_NE(r.err.find("was killed by signal 9"), std::string::npos) << r.err;
-  // The other workers went on: every other trial finished, once.
-  EXPECT_EQ(one("SELECT count(*) FROM trials WHERE status = 'finished'"), "9");
+  // The victim's trial in flight, if it had one when the signal came (on a loaded machine it may have been
+  // between trials), is left behind; the other workers finished every other trial, once.
+  const auto left = query("SELECT identity FROM trials WHERE status = 'running' AND pid = " + victim);
+  ASSERT_LE(left.rows.size(), 1u);
+  const std::string killed_trial = left.rows.empty() ? "" : left.rows[0][0].text;
+  EXPECT_EQ(one("SELECT count(*) FROM trials WHERE status = 'finished'"), std::to_string(10 - left.rows.size()));
   const ProcessResult again = runner({file, "--jobs", "3"});
   ASSERT_EQ(again.status, 0) << again.err;
   EXPECT_EQ(one("SELECT count(*) FROM trials WHERE status = 'finished'"), "10");
-  EXPECT_EQ(one("SELECT attempt FROM trials WHERE identity = '" + killed_trial + "'"), "2");
-  EXPECT_EQ(one("SELECT max(attempt) FROM trials WHERE identity != '" + killed_trial + "'"), "1");
+  EXPECT_EQ(one("SELECT count(*) FROM trials WHERE attempt = 2"), std::to_string(left.rows.size()));
+  if (!killed_trial.empty())
+    EXPECT_EQ(one("SELECT attempt FROM trials WHERE identity = '" + killed_trial + "'"), "2");
   auto n = runs();
   EXPECT_EQ(n["train"], 1);  // the rerun reused it
   // The killed trial's eval ran at most twice (it may have been killed before reaching it); no other trial's
   // more than once.
-  const int killed_evals = n["eval " + killed_trial];
+  const int killed_evals = killed_trial.empty() ? 1 : n["eval " + killed_trial];
   EXPECT_TRUE(killed_evals == 1 || killed_evals == 2) << killed_evals;
   EXPECT_EQ(n["eval"], 9 + killed_evals);
   for (const auto& [key, count] : n)

@@ -62,7 +62,9 @@ TrainConfig config(int64_t batch_size) {
   TrainConfig c(sft_defaults());
   c.lr = 1e-3, c.projector_lr = 1e-3, c.scheduler = "constant", c.warmup_ratio = 0, c.epochs = 2;
   c.batch_size = batch_size, c.grad_accum = 1, c.gradient_checkpointing = false, c.save_every = 0;
-  c.resume = false, c.dist_timeout_s = 20;
+  // A generous collective timeout: on a loaded machine (ctest -j16 beside other LibTorch tests) a rank may load
+  // its model half a minute after the other. A dead peer is noticed at once anyway (its socket closes).
+  c.resume = false, c.dist_timeout_s = 300;
   return c;
 }
 
@@ -225,7 +227,9 @@ TEST(DataParallelFaults, ARankThatDiesFailsTheOtherWithAClearErrorInsteadOfAHang
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(r1.status, 3);
   EXPECT_NE(r0.status, 0);
-  EXPECT_LT(secs, 60.0) << "rank 0 hung";  // the collective timeout is 20 s
+  // Not a hang: rank 0 ends long before its 300 s collective timeout (about 2 s alone; 90 s was seen under ctest
+  // -j16 on a loaded 16-core machine, mostly loading).
+  EXPECT_LT(secs, 240.0) << "rank 0 hung";
   std::ifstream in(out / "error.txt");
   const std::string error((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_NE(error.find("all-reduce failed"), std::string::npos) << error << r0.err;
