@@ -25,7 +25,9 @@ symbolize() {
 }
 
 step "ctest (CPU paths of the CUDA build)"
-(cd $b && ctest -j "$(nproc)" --output-on-failure > "$out/ctest.log" 2>&1); grep -E "tests passed|\(Failed\)|\(SEGFAULT\)" "$out/ctest.log"
+# Many tests at once, each LibTorch process with 2 threads, not one per core each: with nproc threads apiece, 16
+# parallel tests slowed each other past the timeouts of the tests that start several processes.
+(cd $b && OMP_NUM_THREADS=2 ctest -j "$(nproc)" --output-on-failure > "$out/ctest.log" 2>&1); grep -E "tests passed|\(Failed\)|\(SEGFAULT\)" "$out/ctest.log"
 
 step "parity on CUDA, float32 (tolerances x10) and bf16"
 MMR_TEST_DEVICE=cuda $b/tests/test_llava_parity > "$out/parity_cuda.log" 2>&1; grep -E "^\[  (PASSED|FAILED) |Failure|fatal signal" "$out/parity_cuda.log" | head -20
