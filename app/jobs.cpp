@@ -58,8 +58,8 @@ pid_t spawn_worker(const JobsOptions& o, int k) {
 int worker_status(int k, int jobs, pid_t pid, int wstatus) {
   if (WIFEXITED(wstatus)) return WEXITSTATUS(wstatus);
   const int sig = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0;
-  spdlog::error("job {}/{} (pid {}) was killed by signal {}: its trial in flight is left interrupted; run the "
-                "experiment again to finish it", k + 1, jobs, pid, sig);
+  spdlog::error("job {}/{} (pid {}) was killed by signal {}: the workers still running take over its trial in "
+                "flight (when none is left, a rerun finishes it)", k + 1, jobs, pid, sig);
   return 1;
 }
 

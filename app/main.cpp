@@ -263,6 +263,7 @@ int cmd_run(const Args& a) {
   opt.force = a.force;
   opt.force_since = a.force_since;
   opt.plugin_paths = a.plugin_paths;
+  opt.take_over_busy = a.worker;
   const RunSummary s = run_experiment(exp, registry, opt);
   if (s.interrupted > 0 || stop_flag()) return 130;
   if (!a.worker) write_declared_report(exp, a.results);

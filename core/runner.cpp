@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -241,6 +242,7 @@ class ExperimentRun {
  private:
   std::vector<TrialRow> register_trials();
   bool run_trial(size_t index, const TrialRow& row, Progress& overall);
+  void take_over_busy(const std::vector<TrialRow>& rows);
   std::string run_attempt(size_t index, const TrialRow& row, int attempt, const fs::path& dir);
   bool run_stage(TrialAttempt& t, size_t ordinal);
   bool reuse_stage(TrialAttempt& t, const StageSpec& stage, int ordinal, bool last);
@@ -261,6 +263,7 @@ class ExperimentRun {
   const std::string host_;
   const fs::path root_;
   std::string force_since_;  // opt_.force_since, or the run's start
+  std::vector<size_t> busy_;  // trials another process held when this one came to them
   RunSummary summary_;
 };
 
@@ -276,11 +279,45 @@ RunSummary ExperimentRun::run() {
   for (size_t i = 0; i < exp_.trials.size() && !stop_flag(); ++i)
     if (!run_trial(i, rows[i], overall)) break;
   overall.finish();
+  if (opt_.take_over_busy) take_over_busy(rows);
   log_->info("experiment '{}': {} ran ({} finished, {} failed, {} interrupted), {} skipped as finished, {} busy, {} "
              "stage(s) reused; results in {}", exp_.name, summary_.ran, summary_.finished, summary_.failed,
              summary_.interrupted, summary_.skipped, summary_.busy, summary_.reused_stages,
              opt_.results_db.string());
   return summary_;
+}
+
+// Waits for the trials other processes held during the pass, and runs any whose process died meanwhile (its
+// finished stages are reused), so a --jobs run finishes even when one of its workers is killed.
+void ExperimentRun::take_over_busy(const std::vector<TrialRow>& rows) {
+  std::vector<size_t> waiting = std::move(busy_);
+  busy_.clear();
+  Progress progress("trials of other workers", static_cast<int64_t>(waiting.size()), log_);
+  while (!waiting.empty() && !stop_flag()) {
+    std::vector<size_t> still;
+    for (size_t i : waiting) {
+      const TrialRow row = *store_.trial(rows[i].id);
+      const bool holder_alive = row.host != host_ || kill(static_cast<pid_t>(row.pid), 0) == 0 || errno == EPERM;
+      if (row.status == "running" && holder_alive) {
+        still.push_back(i);
+        continue;
+      }
+      if (row.status == "running") {  // its process is gone: recorded as interrupted, then run here
+        log_->warn("trial {} [{}]: its process (pid {}) is gone; taking it over", row.identity.substr(0, 12),
+                   row.label, row.pid);
+        store_.recover_stale(host_);
+        run_trial(i, *store_.trial(rows[i].id), progress);
+        still.insert(still.end(), busy_.begin(), busy_.end());  // another worker was quicker: wait for it
+        busy_.clear();
+      } else {
+        progress.advance();  // ended by its own worker
+      }
+    }
+    waiting = std::move(still);
+    for (int k = 0; k < 10 && !waiting.empty() && !stop_flag(); ++k)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  progress.finish();
 }
 
 // Records the experiment and its trials (new ones as pending) after marking trials of dead processes interrupted.
@@ -313,6 +350,7 @@ bool ExperimentRun::run_trial(size_t index, const TrialRow& row, Progress& overa
   }
   if (!attempt) {
     ++summary_.busy;
+    busy_.push_back(index);
     log_->warn("trial {} [{}] is being run by another process (pid {} on {}); skipped", trial.identity.substr(0, 12),
                trial.label, row.pid, row.host);
     overall.advance();

@@ -27,6 +27,8 @@ struct RunOptions {
   // "" = the run's own start. `runner --jobs` gives its workers the parent's start.
   std::string force_since;
   std::vector<std::filesystem::path> plugin_paths;  // --plugin-path: the ranks of a data-parallel stage load the same
+  // A --jobs worker: after its pass, wait for the trials other workers hold and take over any whose worker died.
+  bool take_over_busy = false;
   bool keep_going = true;                // after a failed trial, go on with the next
 };
 
