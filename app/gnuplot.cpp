@@ -3,7 +3,6 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,8 +16,7 @@
 
 #include "core/api/error.h"
 #include "core/lib/util/atomic_file.h"
-
-extern char** environ;
+#include "core/spawn.h"
 
 namespace fs = std::filesystem;
 
@@ -93,18 +91,9 @@ int run_gnuplot(const fs::path& script_file, const fs::path& log) {
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-  const std::string arg = script_file.string();
-  char* argv[] = {const_cast<char*>("gnuplot"), const_cast<char*>(arg.c_str()), nullptr};
   pid_t pid = 0;
-  const int rc = posix_spawnp(&pid, "gnuplot", &actions, &attr, argv, environ);
+  const int rc = spawn_process(pid, "gnuplot", {"gnuplot", script_file.string()}, {}, &actions);
   posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
   if (rc == ENOENT)
     throw Error("gnuplot was not found on PATH (expected it to draw the plots: install the Debian package "
                 "gnuplot-nox, as tools/setup.sh does)");

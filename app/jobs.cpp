@@ -10,10 +10,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <stdexcept>
 #include <thread>
 
+#include "core/lib/util/strings.h"
 #include "core/runner.h"
 #include "core/spawn.h"
 
@@ -21,15 +21,11 @@ namespace mmr::jobs {
 
 std::vector<std::string> parse_devices(const std::string& list) {
   std::vector<std::string> out;
-  size_t start = 0;
-  while (true) {
-    const size_t comma = list.find(',', start);
-    const std::string item = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+  for (std::string_view item : python_split(list, ',')) {
     if (item.empty()) throw std::invalid_argument(fmt::format("--devices '{}': expected a list like 0,1,2", list));
-    out.push_back(item);
-    if (comma == std::string::npos) return out;
-    start = comma + 1;
+    out.emplace_back(item);
   }
+  return out;
 }
 
 std::vector<std::string> devices_of_worker(const std::vector<std::string>& pool, int jobs, int k) {

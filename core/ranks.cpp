@@ -10,10 +10,10 @@
 #include <cstdlib>
 #include <fstream>
 #include <optional>
-#include <sstream>
 #include <thread>
 
 #include "core/lib/util/atomic_file.h"
+#include "core/lib/util/strings.h"
 #include "core/spawn.h"
 #include "core/stage_context.h"
 
@@ -46,11 +46,9 @@ std::string rank_device(const StageSpec& stage, int r) {
   const std::string d = stage.devices[static_cast<size_t>(r)];
   const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
   if (!visible || !*visible || d.find_first_not_of("0123456789") != std::string::npos) return d;
-  std::vector<std::string> list;
-  std::stringstream ss(visible);
-  for (std::string item; std::getline(ss, item, ',');) list.push_back(item);
+  const std::vector<std::string_view> list = python_split(visible, ',');
   const size_t i = std::stoul(d);
-  return i < list.size() ? list[i] : d;
+  return i < list.size() ? std::string(list[i]) : d;
 }
 
 std::vector<pid_t> start_ranks(const RankRequest& r, const fs::path& request_file, spdlog::logger& log) {

@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -297,7 +296,7 @@ void ExperimentRun::take_over_busy(const std::vector<TrialRow>& rows) {
     std::vector<size_t> still;
     for (size_t i : waiting) {
       const TrialRow row = *store_.trial(rows[i].id);
-      const bool holder_alive = row.host != host_ || kill(static_cast<pid_t>(row.pid), 0) == 0 || errno == EPERM;
+      const bool holder_alive = row.host != host_ || process_alive(row.pid);
       if (row.status == "running" && holder_alive) {
         still.push_back(i);
         continue;

@@ -40,9 +40,9 @@ std::vector<char*> c_strings(std::vector<std::string>& v) {
 
 }  // namespace
 
-pid_t spawn_self(const std::vector<std::string>& args, const std::vector<std::pair<std::string, std::string>>& env) {
-  std::vector<std::string> argv = {"/proc/self/exe"};
-  argv.insert(argv.end(), args.begin(), args.end());
+int spawn_process(pid_t& pid, const std::string& program, std::vector<std::string> argv,
+                  const std::vector<std::pair<std::string, std::string>>& env,
+                  const posix_spawn_file_actions_t* actions) {
   std::vector<std::string> envv = environment_with(env);
   std::vector<char*> c_argv = c_strings(argv), c_env = c_strings(envv);
   posix_spawnattr_t attr;
@@ -51,10 +51,17 @@ pid_t spawn_self(const std::vector<std::string>& args, const std::vector<std::pa
   sigemptyset(&none);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, "/proc/self/exe", nullptr, &attr, c_argv.data(), c_env.data());
+  const int rc = posix_spawnp(&pid, program.c_str(), actions, &attr, c_argv.data(), c_env.data());
   posix_spawnattr_destroy(&attr);
-  if (rc != 0) throw Error(fmt::format("cannot start a runner process: {}", std::strerror(rc)));
+  return rc;
+}
+
+pid_t spawn_self(const std::vector<std::string>& args, const std::vector<std::pair<std::string, std::string>>& env) {
+  std::vector<std::string> argv = {"/proc/self/exe"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  pid_t pid = -1;
+  if (const int rc = spawn_process(pid, "/proc/self/exe", argv, env); rc != 0)
+    throw Error(fmt::format("cannot start a runner process: {}", std::strerror(rc)));
   return pid;
 }
 

@@ -1,6 +1,7 @@
 // Starting another process of this runner (`runner --jobs` workers, the ranks of a data-parallel stage).
 #pragma once
 
+#include <spawn.h>
 #include <sys/types.h>
 
 #include <string>
@@ -8,6 +9,13 @@
 #include <vector>
 
 namespace mmr {
+
+// Starts `program` (searched on PATH, as posix_spawnp does) with `argv` (argv[0] included), the current
+// environment plus `env`, the file `actions` when given, and no signals blocked: the runner blocks SIGINT/SIGTERM
+// in its own threads, and posix_spawn would pass that mask on. Returns posix_spawnp's error number (0: started).
+int spawn_process(pid_t& pid, const std::string& program, std::vector<std::string> argv,
+                  const std::vector<std::pair<std::string, std::string>>& env = {},
+                  const posix_spawn_file_actions_t* actions = nullptr);
 
 // Starts /proc/self/exe with `args` and the current environment plus `env` (replacing same-named entries), with no
 // signals blocked (the runner blocks SIGINT/SIGTERM in its own threads, and posix_spawn would pass that on).

@@ -204,7 +204,6 @@ class Transaction {
   bool done_ = false;
 };
 
-bool process_alive(int64_t pid) { return pid > 0 && (kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
 
 TrialRow read_trial(Stmt& st) {
   TrialRow r;
@@ -334,6 +333,8 @@ std::string now_iso8601() {
   std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
   return fmt::format("{}.{:03d}Z", buf, static_cast<int>(ms));
 }
+
+bool process_alive(int64_t pid) { return pid > 0 && (kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
 
 Store::Store(const fs::path& path, Mode mode, int target_version)
     : path_(path), mode_(mode), db_(open_database(path, mode)) {

@@ -161,6 +161,8 @@ class Store {
   sqlite3* db_ = nullptr;
 };
 
-std::string now_iso8601();  // UTC, milliseconds: 2026-11-26T21:39:35.123Z
+std::string now_iso8601();
+// Whether process `pid` of this host exists (a signal could be sent to it).
+bool process_alive(int64_t pid);  // UTC, milliseconds: 2026-11-26T21:39:35.123Z
 
 }  // namespace mmr

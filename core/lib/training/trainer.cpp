@@ -256,6 +256,12 @@ Trainer::StepOutcome Trainer::accumulate(int64_t step, const Schedule& sched, co
   return out;
 }
 
+void Trainer::join_ranks() {
+  ctx_.log().info("data parallel: rank {} of {}, rendezvous at {}:{}", dist_.rank, dist_.world, dist_.master_addr,
+                  dist_.master_port);
+  group_ = std::make_unique<ProcessGroup>(dist_, std::chrono::seconds(cfg_.dist_timeout_s));
+}
+
 // This rank's `weight` over the sum of all ranks' (0 when every rank's is 0).
 double Trainer::rank_share(double weight) {
   std::vector<torch::Tensor> total = {torch::tensor({weight}, torch::kFloat64)};
@@ -349,11 +355,7 @@ FitResult Trainer::fit(int64_t n, const MicroBatchFn& fn) {
   for (auto& g : opt->param_groups()) base_lr.push_back(static_cast<torch::optim::AdamWOptions&>(g.options()).lr());
 
   torch::manual_seed(ctx_.seed());  // dropout; a resumed run restores the generator state from its checkpoint
-  if (dist_.world > 1) {
-    ctx_.log().info("data parallel: rank {} of {}, rendezvous at {}:{}", dist_.rank, dist_.world, dist_.master_addr,
-                    dist_.master_port);
-    group_ = std::make_unique<ProcessGroup>(dist_, std::chrono::seconds(cfg_.dist_timeout_s));
-  }
+  if (dist_.world > 1) join_ranks();
   const int64_t start = cfg_.resume ? load_checkpoint(*opt) : 0;
   ctx_.log().info("training: {} examples, {} steps ({} per epoch; micro-batch {} x accumulation {}{}), warmup {}, "
                   "{} schedule, {} trainable tensors", n, sched.total, sched.steps_per_epoch, cfg_.batch_size,

@@ -108,6 +108,7 @@ class Trainer {
   double clip_gradients();
   bool sync_step(StepOutcome& outcome);  // data parallel: sums gradients and outcome; true when a rank stops
   double rank_share(double weight);      // data parallel: weight / (sum over the ranks)
+  void join_ranks();                     // data parallel: the rendezvous (group_)
   int64_t global_batch() const { return cfg_.batch_size * dist_.world; }
   void log_step(int64_t step, const StepOutcome& outcome, double lr, double grad_norm, double secs,
                 const Schedule& sched, FitResult& result);

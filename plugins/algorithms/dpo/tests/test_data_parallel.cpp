@@ -4,14 +4,12 @@
 // gradient norm of every step and the final adapter, for DPO (a mean over pairs) and SFT (a token mean, with a last
 // micro-batch that one rank has no example of). And a rank that dies: the other fails with a clear error instead
 // of hanging.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
 
 #include "common.h"
+#include "core/spawn.h"
 #include "fixture.h"
 #include "preference.h"
 #include "process.h"
@@ -130,24 +128,12 @@ void train(const std::string& kind, int64_t batch_size, TestContext& ctx, int di
   });
 }
 
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
 std::string self_exe() { return fs::read_symlink("/proc/self/exe").string(); }
 
 // Starts both ranks of `kind` (this binary, test DataParallelRank.Train) writing into `out`.
 std::vector<std::unique_ptr<mmr::test::Process>> start_ranks(const std::string& kind, const fs::path& out,
                                                              int die_at_rank1 = -1) {
-  const std::string port = std::to_string(free_port());
+  const std::string port = std::to_string(mmr::free_loopback_port());
   std::vector<std::unique_ptr<mmr::test::Process>> ranks;
   for (int r = 0; r < 2; ++r)
     ranks.push_back(std::make_unique<mmr::test::Process>(
