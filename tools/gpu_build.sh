@@ -35,11 +35,16 @@ export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 export CPATH="$prefix/usr/include/x86_64-linux-gnu${CPATH:+:$CPATH}"
 # Gloo's headers (libgloo-dev) have no CMake or pkg-config file to bring their folder in.
 export CPATH="$CPATH:$prefix/usr/include"
+# nccl.h for c10d's NCCL backend: from the nvidia-nccl wheel PyTorch depends on (site-packages/nvidia/.../nccl.h).
+nccl=()
+site=$(python3 -c 'import torch, os; print(os.path.dirname(os.path.dirname(torch.__file__)))')
+nccl_h=$(find "$site/nvidia" -name nccl.h 2>/dev/null | head -1)
+if [[ -n "$nccl_h" ]]; then nccl=("-DMMR_NCCL_INCLUDE_DIR=$(dirname "$nccl_h")"); else echo "gpu_build: no nccl.h (Gloo only)"; fi
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
   "-DCMAKE_PREFIX_PATH=$torch_prefix;$prefix/usr;$prefix/usr/lib/x86_64-linux-gnu/cmake" \
-  -DCMAKE_CUDA_ARCHITECTURES=90 "$@"
+  -DCMAKE_CUDA_ARCHITECTURES=90 "${nccl[@]}" "$@"
 # MMR_GPU_TARGETS="a b": build only those targets (a check that needs two tests need not build the whole tree).
 targets=()
 for t in ${MMR_GPU_TARGETS:-}; do targets+=(--target "$t"); done

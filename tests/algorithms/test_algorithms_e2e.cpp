@@ -4,13 +4,15 @@
 //     flipped the policy moves the other way on the original pairs.
 //   - SFT lowers the held-out loss.
 //   - A DPO run killed with SIGKILL and resumed ends with the same metrics and the same adapter bytes as a run
-//     never interrupted (same seed).
+//     never interrupted (same seed); so does a data-parallel one whose rank 1 is killed (the stage fails naming
+//     the rank, the rerun resumes from rank 0's checkpoint).
 //   - reference_logps writes the reference log-probs HF computed for the fixture pairs; rejection_sampling keeps
 //     the best candidate; steerlm and sample run and write their artifacts.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -231,6 +233,69 @@ TEST_F(Algorithms, KilledAndResumedDpoEndsLikeAnUninterruptedRun) {
     return r.rows.empty() ? std::string("<none>") : r.rows[0][0].text;
   };
   EXPECT_EQ(adapter_bytes("killed.db"), adapter_bytes("whole.db"));
+}
+
+// The pid of the data-parallel rank `rank` of a runner whose files lie under `under` (0 when there is none yet):
+// a `runner _stage-rank <under>/.../request.json` process with RANK=<rank> in its environment.
+pid_t find_rank(const fs::path& under, int rank) {
+  auto read_nul_separated = [](const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::vector<std::string> parts;
+    for (std::string part; std::getline(in, part, '\0');) parts.push_back(part);
+    return parts;
+  };
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string pid = e.path().filename().string();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    const auto argv = read_nul_separated(e.path() / "cmdline");
+    if (argv.size() < 3 || argv[1] != "_stage-rank" || argv[2].rfind(under.string(), 0) != 0) continue;
+    const auto env = read_nul_separated(e.path() / "environ");
+    if (std::find(env.begin(), env.end(), "RANK=" + std::to_string(rank)) != env.end()) return std::stoi(pid);
+  }
+  return 0;
+}
+
+TEST_F(Algorithms, ARankKilledMidRunFailsTheStageNamingItAndTheRerunResumesFromTheCheckpoint) {
+  write("pairs.jsonl", preference_rows(8));
+  const std::string extra = "    max_steps: 8\n    save_every: 1\n    keep_final_checkpoint: true\n    batch_size: 2\n"
+                            "    ranks: 2\n";
+  const std::string spec = write("dpo.yaml", dpo_spec("resume", 0.0, extra));
+  const auto whole = runner("whole.db", {spec});
+  ASSERT_EQ(whole.status, 0) << whole.err;
+  {
+    mmr::test::Process p(args("killed.db", {spec}));
+    // Wait for a checkpoint past step 3 (written by rank 0), then SIGKILL rank 1.
+    pid_t victim = 0;
+    for (int i = 0; i < 2400 && !victim; ++i) {  // up to 2 minutes
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      try {  // the runner adds and removes checkpoint folders meanwhile
+        for (const auto& e : fs::recursive_directory_iterator(dir_ / "killed.db.d"))
+          if (e.path().filename() == "latest") {
+            std::ifstream in(e.path());
+            std::string name;
+            in >> name;
+            if (name >= "step-0000003") victim = find_rank(dir_ / "killed.db.d", 1);
+          }
+      } catch (const fs::filesystem_error&) {
+      }
+    }
+    ASSERT_NE(victim, 0) << "no checkpoint or no rank 1 seen";
+    ASSERT_EQ(kill(victim, SIGKILL), 0);
+    const auto res = p.wait();
+    EXPECT_EQ(res.status, 1) << res.err;  // the trial failed; the runner itself is fine
+    EXPECT_NE(res.err.find("rank 1 of 2 ended without a result (killed by signal 9 (SIGKILL))"), std::string::npos)
+        << res.err;
+  }
+  const auto resumed = runner("killed.db", {spec});
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("resuming from checkpoint"), std::string::npos) << resumed.err;
+  // Both ranks reload the checkpoint and the per-epoch order, so the resumed run continues the uninterrupted one.
+  for (const char* name : {"train/loss", "train/grad_norm", "train/rewards/accuracy", "eval/loss"})
+    EXPECT_DOUBLE_EQ(metric("killed.db", "resume", "train", name), metric("whole.db", "resume", "train", name)) << name;
+  const auto a = series("whole.db", "train/loss"), b = series("killed.db", "train/loss");
+  ASSERT_EQ(a.size(), 8u);
+  ASSERT_EQ(b.size(), 8u);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_DOUBLE_EQ(a[i].second, b[i].second) << "step " << a[i].first;
 }
 
 TEST_F(Algorithms, ReferenceLogpsStageWritesTheHfReferenceValues) {

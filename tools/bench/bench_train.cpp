@@ -6,10 +6,17 @@
 //   bench_train --shape llava-1.5-13b --image tests/data/tiny-llava/images/wide.png --pairs 8 --steps 3
 //
 // Prints one JSON object per measurement on stdout.
+//
+// Data parallel: started as rank r of W (torchrun's variables: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT; one GPU
+// per rank through CUDA_VISIBLE_DEVICES), each rank computes its W-th of the --pairs and the gradients are summed
+// over NCCL as the trainer's sync_step does (one flat all-reduce per step), so --pairs stays the global batch;
+// rank 0 prints. tools/bench/dp_scaling.sh runs 1 and 2 GPUs at the 7B and 13B shapes.
 #include <chrono>
 #include <iostream>
+#include <map>
 #include <random>
 
+#include "distributed.h"
 #include "preference.h"
 #include "trainer.h"
 #include "bench_common.h"
@@ -57,6 +64,8 @@ int main(int argc, char** argv) {
     else { std::cerr << "unknown option " << k << "\n"; return 2; }
   }
   try {
+    const mmr::train::DistributedEnv dist = mmr::train::distributed_env();
+    if (pairs % dist.world != 0) throw std::runtime_error("--pairs must be a multiple of WORLD_SIZE");
     const auto loaded = bench::load_timed(o);
     mmr::llava::LlavaModel& model = *loaded;
 
@@ -83,8 +92,13 @@ int main(int argc, char** argv) {
       e.rejected = sequence(prompt);
       e.ref_chosen = -1000, e.ref_rejected = -1000;
     }
-    std::vector<const mmr::train::PreferenceExample*> all;
-    for (const auto& e : examples) all.push_back(&e);
+    std::vector<const mmr::train::PreferenceExample*> all;  // this rank's slice of the global batch
+    const int64_t per_rank = pairs / dist.world;
+    for (int64_t i = dist.rank * per_rank; i < (dist.rank + 1) * per_rank; ++i) all.push_back(&examples[static_cast<size_t>(i)]);
+    std::unique_ptr<mmr::train::ProcessGroup> group;
+    if (dist.world > 1)
+      group = std::make_unique<mmr::train::ProcessGroup>(
+          dist, mmr::train::choose_backend("auto", model.device()), model.device(), std::chrono::minutes(10));
     mmr::train::PreferenceConfig pc;  // sigmoid, beta 0.1, summed log-probs
     mmr::train::TrainConfig tc;
     tc.lr = 5e-5, tc.projector_lr = 2e-5;
@@ -93,23 +107,46 @@ int main(int argc, char** argv) {
     model.set_training(true);
     model.set_activation_checkpointing(checkpointing);
     const int64_t tokens_per_step = pairs * 2 * (576 + text_tokens);
+    // Where a step's time goes: each phase ends with a device sync (a few ms in all), printed as "phases".
+    std::map<std::string, double> phases;
+    auto lap = [&](const char* name, Clock::time_point& t) {
+      sync(model.device());
+      phases[name] = seconds_since(t);
+      t = Clock::now();
+    };
     for (int64_t s = 0; s <= steps; ++s) {  // step 0 warms up
       sync(model.device());
       const auto t1 = Clock::now();
+      auto t = t1;
       opt->zero_grad();
       auto out = mmr::train::preference_forward(model, all, pc);
+      lap("forward", t);
       out.loss.loss.backward();
+      lap("backward", t);
       std::vector<torch::Tensor> ts;
       for (auto& p : params) ts.push_back(p.second);
+      if (group) {  // as Trainer::sync_step: every gradient and the step's scalars in one all-reduce, then the mean
+        std::vector<torch::Tensor> grads;
+        for (auto& g : ts) grads.push_back(g.grad());
+        grads.push_back(torch::zeros({3}, torch::kFloat64));
+        group->allreduce_sum(grads);
+        for (auto& g : ts) g.grad().div_(static_cast<double>(dist.world));
+        lap("allreduce", t);
+      }
       torch::nn::utils::clip_grad_norm_(ts, 1.0);
       opt->step();
-      sync(model.device());
+      lap("clip_and_adamw", t);
       const double secs = seconds_since(t1);
-      if (s == 0) continue;
-      std::cout << "{\"what\": \"dpo_train_step\", \"shape\": \"" << o.shape << "\", \"pairs\": " << pairs
+      if (s == 0 || dist.rank != 0) continue;
+      std::cout << "{\"what\": \"dpo_train_step\", \"shape\": \"" << o.shape << "\", \"gpus\": " << dist.world
+                << (group ? ", \"backend\": \"" + group->backend() + "\"" : std::string())
+                << ", \"pairs\": " << pairs
                 << ", \"tokens\": " << tokens_per_step << ", \"seconds\": " << secs
                 << ", \"tokens_per_second\": " << tokens_per_step / secs << ", \"loss\": " << out.loss.loss.item<double>()
-                << ", \"peak_allocated_gib\": " << peak_gib() << "}" << std::endl;
+                << ", \"peak_allocated_gib\": " << peak_gib() << ", \"phases\": {";
+      const char* sep = "";
+      for (const auto& [k, v] : phases) std::cout << sep << "\"" << k << "\": " << v, sep = ", ";
+      std::cout << "}}" << std::endl;
     }
   } catch (const std::exception& e) {
     std::cerr << "bench_train: " << e.what() << "\n";

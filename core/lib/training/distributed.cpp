@@ -9,6 +9,11 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #define MMR_HAVE_GLOO 1
 #endif
+// NCCL: only in a CUDA LibTorch build (CMake defines USE_C10D_NCCL there when it finds nccl.h).
+#if defined(USE_C10D_NCCL) && __has_include(<torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>)
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#define MMR_HAVE_NCCL 1
+#endif
 
 #include <cstdlib>
 
@@ -43,49 +48,95 @@ DistributedEnv distributed_env() {
   return e;
 }
 
-#ifdef MMR_HAVE_GLOO
+bool have_nccl() {
+#ifdef MMR_HAVE_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::string choose_backend(const std::string& requested, const torch::Device& device) {
+  if (requested == "auto") return device.is_cuda() && have_nccl() ? "nccl" : "gloo";
+  if (requested == "nccl" && !device.is_cuda())
+    throw ConfigError("dist_backend 'nccl' needs the model on a GPU (its device is " + device.str() + ")");
+  if (requested == "nccl" && !have_nccl())
+    throw ConfigError("dist_backend 'nccl': this build has no NCCL (build against a CUDA LibTorch with "
+                      "tools/gpu_build.sh, or use dist_backend: gloo)");
+  return requested;
+}
+
 struct ProcessGroup::Impl {
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+#ifdef MMR_HAVE_GLOO
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+#endif
+#ifdef MMR_HAVE_NCCL
+  c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
+#endif
 };
 
-ProcessGroup::ProcessGroup(const DistributedEnv& env, std::chrono::milliseconds timeout) : impl_(new Impl) {
+namespace {
+
+c10::intrusive_ptr<c10d::TCPStore> rendezvous(const DistributedEnv& env, std::chrono::milliseconds timeout) {
   c10d::TCPStoreOptions store_options;
   store_options.port = static_cast<std::uint16_t>(env.master_port);
   store_options.isServer = env.rank == 0;
   store_options.numWorkers = static_cast<size_t>(env.world);
   store_options.timeout = timeout;
-  auto store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, store_options);
-  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
-  // On one host the loopback device; else the interface the master's address is reached through.
-  options->devices.push_back(is_loopback(env.master_addr) ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                                                          : c10d::ProcessGroupGloo::createDefaultDevice());
-  impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world, options);
+  return c10::make_intrusive<c10d::TCPStore>(env.master_addr, store_options);
 }
-#else
-struct ProcessGroup::Impl {};
 
-ProcessGroup::ProcessGroup(const DistributedEnv& env, std::chrono::milliseconds) {
+}  // namespace
+
+ProcessGroup::ProcessGroup(const DistributedEnv& env, const std::string& backend, torch::Device device,
+                           std::chrono::milliseconds timeout)
+    : impl_(new Impl), backend_(backend), device_(device) {
+#ifdef MMR_HAVE_NCCL
+  if (backend == "nccl") {
+    // Blocking wait: a collective whose peer died throws after `timeout` (instead of the watchdog tearing the
+    // process down), so the stage fails with our error. The user's own setting wins.
+    setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
+    auto options = c10d::ProcessGroupNCCL::Options::create();
+    options->timeout = timeout;
+    impl_->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(rendezvous(env, timeout), env.rank, env.world, options);
+    return;
+  }
+#endif
+#ifdef MMR_HAVE_GLOO
+  if (backend == "gloo") {
+    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+    // On one host the loopback device; else the interface the master's address is reached through.
+    options->devices.push_back(is_loopback(env.master_addr)
+                                   ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                   : c10d::ProcessGroupGloo::createDefaultDevice());
+    impl_->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(rendezvous(env, timeout), env.rank, env.world, options);
+    return;
+  }
+  throw ConfigError(fmt::format("rank {} of {}: unknown collective backend '{}'", env.rank, env.world, backend));
+#else
+  (void)timeout;
   throw ConfigError(fmt::format("rank {} of {}: data-parallel training needs c10d's Gloo backend, and this build had "
                                 "no Gloo headers (Debian: libgloo-dev)", env.rank, env.world));
-}
 #endif
+}
 
 ProcessGroup::~ProcessGroup() = default;
 
 void ProcessGroup::allreduce_sum(const std::vector<torch::Tensor>& tensors) {
   if (tensors.empty()) return;
-  // One float32 buffer on the device of the first tensor (the gradients'): bookkeeping scalars that come from
-  // the CPU travel with them.
-  const torch::Device device = tensors.front().device();
   std::vector<torch::Tensor> flat_parts;
-  for (const auto& t : tensors) flat_parts.push_back(t.detach().reshape({-1}).to(device, torch::kFloat32));
+  for (const auto& t : tensors) flat_parts.push_back(t.detach().reshape({-1}).to(device_, torch::kFloat32));
   std::vector<torch::Tensor> buffer = {torch::cat(flat_parts)};
   try {
+#ifdef MMR_HAVE_NCCL
+    if (impl_->nccl) impl_->nccl->allreduce(buffer)->wait();
+#endif
 #ifdef MMR_HAVE_GLOO
-    impl_->group->allreduce(buffer)->wait();
+    if (impl_->gloo) impl_->gloo->allreduce(buffer)->wait();
 #endif
   } catch (const std::exception& e) {
-    throw Error(fmt::format("data-parallel all-reduce failed (another rank died or timed out?): {}", e.what()));
+    throw Error(fmt::format("data-parallel all-reduce ({}) failed (another rank died or timed out?): {}", backend_,
+                            e.what()));
   }
   int64_t offset = 0;
   torch::NoGradGuard no_grad;

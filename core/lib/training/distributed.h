@@ -24,19 +24,29 @@ struct DistributedEnv {
 // RANK and WORLD_SIZE. Nothing set: rank 0 of 1. A malformed value is a ConfigError naming the variable.
 DistributedEnv distributed_env();
 
-// Rendezvous through a c10d TCPStore served by rank 0, then a Gloo process group (CPU tensors; on the GPU too,
-// until the NCCL path is built). Every collective waits at most `timeout`: a rank that died fails the others with
-// an error instead of a hang.
+// The collective backend for `requested` ("auto", "nccl" or "gloo") on `device`: auto is NCCL for a GPU when this
+// build has it (a CUDA LibTorch with c10d's NCCL), Gloo otherwise. An unavailable one is a ConfigError.
+std::string choose_backend(const std::string& requested, const torch::Device& device);
+bool have_nccl();
+
+// Rendezvous through a c10d TCPStore served by rank 0, then a process group of `backend` whose collectives run on
+// `device` (the model's). Every collective waits at most `timeout`: a rank that died fails the others with an
+// error instead of a hang (Gloo notices a closed socket at once; NCCL waits out the timeout).
 class ProcessGroup {
  public:
-  ProcessGroup(const DistributedEnv& env, std::chrono::milliseconds timeout);
+  ProcessGroup(const DistributedEnv& env, const std::string& backend, torch::Device device,
+               std::chrono::milliseconds timeout);
   ~ProcessGroup();
-  // Sums `tensors` across the ranks in place, as one flat buffer (one collective per call).
+  // Sums `tensors` across the ranks in place, as one flat float32 buffer on the group's device (one collective
+  // per call); tensors elsewhere (bookkeeping scalars on the CPU) travel with it.
   void allreduce_sum(const std::vector<torch::Tensor>& tensors);
+  const std::string& backend() const { return backend_; }
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+  std::string backend_;
+  torch::Device device_;
 };
 
 }  // namespace mmr::train

@@ -74,6 +74,9 @@ void TrainConfig::bind(OptionBinder& o, const TrainDefaults& d) {
   o.bind("keep_final_checkpoint", &keep_final_checkpoint, false, "keep the last checkpoint after the adapter is written");
   o.bind("dist_timeout_s", &dist_timeout_s, 1800, "data-parallel runs: seconds a rank waits for the others before "
          "the stage fails (torch.distributed's default: 30 min)");
+  o.one_of("dist_backend", &dist_backend, "auto", {"auto", "nccl", "gloo"}, "data-parallel collectives: auto is NCCL "
+           "for a model on a GPU (CUDA builds), Gloo on the CPU; ranks sharing one GPU need gloo. Named explicitly, a "
+           "single process also trains through the collective path (a group of one)");
   o.check(lr > 0, "lr", "must be positive");
   o.check(batch_size >= 1, "batch_size", "must be at least 1");
   o.check(grad_accum >= 1, "grad_accum", "must be at least 1");
@@ -247,8 +250,8 @@ Trainer::StepOutcome Trainer::accumulate(int64_t step, const Schedule& sched, co
     const bool empty = idx.empty();
     if (empty) idx = {order[static_cast<size_t>(hi - 1)]};
     MicroBatch mb = fn(idx);
-    const double share = dist_.world == 1 ? 1.0 : rank_share(empty ? 0.0 : mb.weight >= 0 ? mb.weight : idx.size());
-    (dist_.world == 1 ? mb.loss / out.micro : mb.loss * (share / out.micro)).backward();
+    const double share = !group_ ? 1.0 : rank_share(empty ? 0.0 : mb.weight >= 0 ? mb.weight : idx.size());
+    (!group_ ? mb.loss / out.micro : mb.loss * (share / out.micro)).backward();
     out.loss_sum += mb.loss.item<double>() * share;
     out.tokens += share > 0 ? mb.tokens : 0;
     for (const auto& [k, v] : mb.metrics) out.metric_sum[k] += v * share;
@@ -259,7 +262,10 @@ Trainer::StepOutcome Trainer::accumulate(int64_t step, const Schedule& sched, co
 void Trainer::join_ranks() {
   ctx_.log().info("data parallel: rank {} of {}, rendezvous at {}:{}", dist_.rank, dist_.world, dist_.master_addr,
                   dist_.master_port);
-  group_ = std::make_unique<ProcessGroup>(dist_, std::chrono::seconds(cfg_.dist_timeout_s));
+  const torch::Device device = params_.front().second.device();
+  group_ = std::make_unique<ProcessGroup>(dist_, choose_backend(cfg_.dist_backend, device), device,
+                                          std::chrono::seconds(cfg_.dist_timeout_s));
+  ctx_.log().info("data parallel: {} collectives on {}", group_->backend(), device.str());
 }
 
 // This rank's `weight` over the sum of all ranks' (0 when every rank's is 0).
@@ -355,7 +361,7 @@ FitResult Trainer::fit(int64_t n, const MicroBatchFn& fn) {
   for (auto& g : opt->param_groups()) base_lr.push_back(static_cast<torch::optim::AdamWOptions&>(g.options()).lr());
 
   torch::manual_seed(ctx_.seed());  // dropout; a resumed run restores the generator state from its checkpoint
-  if (dist_.world > 1) join_ranks();
+  if (dist_.world > 1 || cfg_.dist_backend != "auto") join_ranks();
   const int64_t start = cfg_.resume ? load_checkpoint(*opt) : 0;
   ctx_.log().info("training: {} examples, {} steps ({} per epoch; micro-batch {} x accumulation {}{}), warmup {}, "
                   "{} schedule, {} trainable tensors", n, sched.total, sched.steps_per_epoch, cfg_.batch_size,

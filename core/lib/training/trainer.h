@@ -56,6 +56,7 @@ struct TrainConfig {
   bool resume;
   bool keep_final_checkpoint;  // checkpoints are deleted once the adapter is written, unless true
   int64_t dist_timeout_s;      // data parallel: how long a rank waits for the others
+  std::string dist_backend;    // data parallel: auto | nccl | gloo (named: the collective path even at 1 rank)
 
   explicit TrainConfig(const TrainDefaults& defaults = {});
   void bind(OptionBinder& o, const TrainDefaults& defaults);
