@@ -31,6 +31,7 @@
 
 #include "app/format.h"
 #include "app/jobs.h"
+#include "app/slurm.h"
 #include "app/report.h"
 #include "app/serve.h"
 #include "app/status.h"
@@ -55,6 +56,9 @@ commands:
       --force               rerun finished trials (default: skip them; failed/interrupted ones always rerun)
       --jobs N              run independent trials in N worker processes on one results database
       --devices 0,1,...     the GPUs the workers share out (each sees its share as CUDA_VISIBLE_DEVICES)
+      --executor slurm      one Slurm job per trial (sbatch), results merged into the results database as jobs
+                            end; waits for them unless --no-wait (a rerun then collects them)
+      --partition P, --time T, --gpus-per-trial G, --sbatch ARG (repeatable), --poll SECONDS, --retries N
   plan EXP.yaml             print the expanded trials and check plugins and options; runs nothing
       -o key=value, --verbose (print each trial's resolved configuration)
   results                   one row per trial with its status and final metrics
@@ -99,6 +103,9 @@ struct Args {
   std::string devices;
   std::string force_since;  // a worker of --jobs: the parent's start (RunOptions::force_since)
   bool worker = false;      // a worker of --jobs: the parent writes the report
+  std::string executor = "local";
+  slurm::SlurmOptions slurm;
+  fs::path slurm_job;       // inside a Slurm job: its folder (slurm.h)
 };
 
 class UsageError : public Error {
@@ -114,6 +121,16 @@ int parse_jobs(const std::string& text) {
   } catch (const std::exception&) {
   }
   throw UsageError(fmt::format("--jobs '{}': expected a number of worker processes from 1 to 256", text));
+}
+
+int parse_count(const std::string& flag, const std::string& text) {
+  try {
+    size_t used = 0;
+    const int n = std::stoi(text, &used);
+    if (used == text.size() && n >= 0) return n;
+  } catch (const std::exception&) {
+  }
+  throw UsageError(fmt::format("{} '{}': expected a whole number >= 0", flag, text));
 }
 
 // Reads the global or command option at argv[i] into `a`, moving `i` past its value; false when argv[i] is none.
@@ -140,6 +157,15 @@ bool parse_option(int argc, char** argv, int& i, Args& a) {
   else if (is("--devices")) a.devices = value("--devices");
   else if (is("--force-since")) a.force_since = value("--force-since");
   else if (arg == "--worker") a.worker = true;
+  else if (is("--executor")) a.executor = value("--executor");
+  else if (is("--partition")) a.slurm.partition = value("--partition");
+  else if (is("--time")) a.slurm.time = value("--time");
+  else if (is("--gpus-per-trial")) a.slurm.gpus_per_trial = parse_count("--gpus-per-trial", value("--gpus-per-trial"));
+  else if (is("--sbatch")) a.slurm.sbatch_args.push_back(value("--sbatch"));
+  else if (is("--poll")) a.slurm.poll_s = parse_count("--poll", value("--poll"));
+  else if (is("--retries")) a.slurm.retries = parse_count("--retries", value("--retries"));
+  else if (arg == "--no-wait") a.slurm.wait = false;
+  else if (is("--slurm-job")) a.slurm_job = value("--slurm-job");
   else if (arg == "--verbose" || arg == "-v") a.verbose = true;
   else return false;
   return true;
@@ -251,11 +277,55 @@ int cmd_run_jobs(const Args& a, const fs::path& file, const Experiment& exp, con
   return status;
 }
 
+// The command line of a Slurm job running the trial whose folder is `dir`: this run's, with absolute paths.
+std::vector<std::string> slurm_job_args(const Args& a, const fs::path& file, const fs::path& dir) {
+  std::vector<std::string> w = {fs::read_symlink("/proc/self/exe").string(), "--results",
+                                fs::absolute(a.results).string(), "--log-level", a.log_level};
+  for (const auto& p : a.plugin_paths) w.insert(w.end(), {"--plugin-path", fs::absolute(p).string()});
+  w.insert(w.end(), {"run", fs::absolute(file).string()});
+  for (const auto& o : a.overrides) w.insert(w.end(), {"-o", o});
+  w.insert(w.end(), {"--slurm-job", dir.string()});
+  return w;
+}
+
+int cmd_run_slurm(const Args& a, const fs::path& file, const Experiment& exp, const Registry& registry) {
+  if (a.force) throw UsageError("--force is not supported with --executor slurm yet");
+  if (a.jobs > 1 || !a.devices.empty()) throw UsageError("--jobs/--devices are for the local executor");
+  validate_experiment(exp, registry);  // before anything is submitted
+  const int status = slurm::run_on_slurm(exp, a.results, a.slurm,
+                                         [&](const fs::path& dir) { return slurm_job_args(a, file, dir); });
+  if (status != 130 && a.slurm.wait) write_declared_report(exp, a.results);
+  return status;
+}
+
+// Inside a Slurm job: the one trial of the job folder, into the job's own store; artifacts where a local run
+// puts them (beside the results database, which the job never opens).
+int cmd_run_slurm_job(const Args& a, Experiment exp, const Registry& registry) {
+  const slurm::JobPlan plan = slurm::prepare_job(a.slurm_job);
+  exp.trials.erase(std::remove_if(exp.trials.begin(), exp.trials.end(),
+                                  [&](const Trial& t) { return t.identity != plan.identity; }),
+                   exp.trials.end());
+  if (exp.trials.empty())
+    throw ConfigError(fmt::format("--slurm-job {}: the experiment has no trial {} (was the file changed since the "
+                                  "job was submitted?)", a.slurm_job.string(), plan.identity.substr(0, 12)));
+  RunOptions opt;
+  opt.results_db = plan.store;
+  opt.artifacts_root = fs::absolute(a.results).parent_path();
+  opt.plugin_paths = a.plugin_paths;
+  const RunSummary s = run_experiment(exp, registry, opt);
+  slurm::publish_job(plan);
+  if (s.interrupted > 0 || stop_flag()) return 130;
+  return s.failed > 0 ? 1 : 0;
+}
+
 int cmd_run(const Args& a) {
   const fs::path file = one_positional(a, "experiment file");
   Experiment exp = load_experiment(file, a.overrides);
   Registry registry;
   load_plugins(registry, a);
+  if (!a.slurm_job.empty()) return cmd_run_slurm_job(a, std::move(exp), registry);
+  if (a.executor == "slurm") return cmd_run_slurm(a, file, exp, registry);
+  if (a.executor != "local") throw UsageError(fmt::format("--executor '{}': expected local or slurm", a.executor));
   if (a.jobs > 1) return cmd_run_jobs(a, file, exp, registry);
   if (!a.devices.empty()) throw UsageError("--devices shares GPUs among --jobs workers; give --jobs N too");
   RunOptions opt;

@@ -14,6 +14,7 @@
 #include <set>
 
 #include "app/experiment_data.h"
+#include "app/slurm.h"
 #include "core/api/error.h"
 #include "core/log.h"
 
@@ -125,7 +126,17 @@ void experiment_eta(const std::vector<TrialInfo>& trials, const json& running, j
   out["eta_s"] = eta;
 }
 
-json experiment_status(const Store& store, const std::string& name, const std::string& host) {
+// The Slurm jobs of the experiment's trials (--executor slurm), by state, and the ones not yet ended.
+json slurm_status(const fs::path& results, const std::string& name) {
+  json out = {{"counts", json::object()}, {"live", json::array()}};
+  for (const slurm::JobState& j : slurm::job_states(results, name)) {
+    out["counts"][j.state] = out["counts"].value(j.state, 0) + 1;
+    if (j.state != "ENDED") out["live"].push_back({{"ordinal", j.ordinal}, {"job", j.job_id}, {"state", j.state}});
+  }
+  return out;
+}
+
+json experiment_status(const Store& store, const fs::path& results, const std::string& name, const std::string& host) {
   const QueryResult e = store.query("SELECT id FROM experiments WHERE name = " + sql_quote(name));
   const std::vector<TrialInfo> trials = load_trials(store, std::stoll(e.rows.at(0).at(0).text));
   json out = {{"experiment", name}, {"trials", trials.size()}, {"eta_s", nullptr}, {"mean_trial_s", nullptr},
@@ -139,6 +150,7 @@ json experiment_status(const Store& store, const std::string& name, const std::s
   }
   out["counts"] = counts;
   out["running"] = running;
+  out["slurm"] = slurm_status(results, name);
   experiment_eta(trials, running, out);
   return out;
 }
@@ -178,6 +190,14 @@ void print_text(std::ostream& o, const json& e) {
   o << fmt::format("experiment '{}': {} trial(s): {} finished, {} failed, {} interrupted, {} running, {} pending\n",
                    e["experiment"].get<std::string>(), e["trials"].get<size_t>(), c["finished"].get<int>(),
                    c["failed"].get<int>(), c["interrupted"].get<int>(), c["running"].get<int>(), c["pending"].get<int>());
+  if (const json& s = e["slurm"]; !s["counts"].empty()) {
+    std::string line;
+    for (const auto& [state, n] : s["counts"].items()) line += fmt::format("{}{} {}", line.empty() ? "" : ", ", n.get<int>(), state);
+    o << "  slurm jobs: " << line << "\n";
+    for (const json& j : s["live"])
+      o << fmt::format("  slurm #{}: job {} {}\n", j["ordinal"].get<int64_t>(), j["job"].get<std::string>(),
+                       j["state"].get<std::string>());
+  }
   for (const json& r : e["running"])
     o << fmt::format("  running #{} [{}] {}: {}\n", r["ordinal"].get<int64_t>(), r["label"].get<std::string>(),
                      state_text(r), (r["state"] == "stale" ? "last reported " : "") + progress_text(r));
@@ -203,7 +223,7 @@ void print_status(const StatusOptions& options, std::ostream& out) {
   if (!options.experiment.empty()) names = {resolve_experiment(store, options.experiment, options.results)};
   const std::string host = this_host();
   json all = json::array();
-  for (const std::string& name : names) all.push_back(experiment_status(store, name, host));
+  for (const std::string& name : names) all.push_back(experiment_status(store, options.results, name, host));
   if (options.format == Format::Json) {
     out << all.dump(2) << "\n";
     return;

@@ -62,7 +62,8 @@ std::vector<pid_t> start_ranks(const RankRequest& r, const fs::path& request_fil
         {"MASTER_PORT", port}, {"MMR_LOG_TAG", child_log_tag(fmt::format("rank {}/{}", k, world))}};
     if (!r.stage.devices.empty()) env.emplace_back("CUDA_VISIBLE_DEVICES", rank_device(r.stage, k));
     // Each rank its share of the cores unless the user chose (torchrun does the same): with a thread per core in
-    // every rank the CPU work of a step (image preprocessing, collation) slowed 2 GPUs' scaling from 1.93x to 1.7x.
+    // every rank, the CPU work of a step (image preprocessing, collation) held two H200s' DPO step at 1.70x one
+    // GPU's speed; with half the cores each, 1.90x (tools/bench/dp_scaling.sh).
     if (!std::getenv("OMP_NUM_THREADS"))
       env.emplace_back("OMP_NUM_THREADS", std::to_string(std::max(1u, std::thread::hardware_concurrency() / world)));
     pids.push_back(spawn_self({"_stage-rank", request_file.string()}, env));

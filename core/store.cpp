@@ -475,6 +475,81 @@ void Store::commit_stage(int64_t trial_id, int attempt, const StageRecord& stage
   tx.commit();
 }
 
+void Store::snapshot_to(const fs::path& to) {
+  Stmt st(db_, path_, "VACUUM INTO ?");
+  st.bind(1, to.string());
+  st.step();
+}
+
+std::optional<std::string> Store::import_trial(const fs::path& from, const std::string& experiment,
+                                               const std::string& identity) {
+  {
+    Stmt attach(db_, path_, "ATTACH DATABASE ? AS src");
+    attach.bind(1, from.string());
+    attach.step();
+  }
+  struct Detach {
+    Store& s;
+    ~Detach() {
+      try {
+        s.exec("DETACH DATABASE src");
+      } catch (...) {
+      }
+    }
+  } detach{*this};
+  const std::string find = "SELECT t.id, t.attempt, t.status FROM {}.trials t JOIN {}.experiments e ON "
+                           "e.id = t.experiment_id WHERE e.name = ? AND t.identity = ?";
+  auto locate = [&](const char* schema) -> std::optional<std::tuple<int64_t, int64_t, std::string>> {
+    Stmt st(db_, path_, fmt::format(fmt::runtime(find), schema, schema));
+    st.bind(1, experiment).bind(2, identity);
+    if (!st.step()) return std::nullopt;
+    return std::make_tuple(st.int_col(0), st.int_col(1), st.text_col(2));
+  };
+  {
+    Stmt has(db_, path_, "SELECT 1 FROM src.sqlite_master WHERE type = 'table' AND name = 'trials'");
+    if (!has.step()) return std::nullopt;  // a store file its job never got to write
+  }
+  Transaction tx(*this);
+  const auto mine = locate("main"), theirs = locate("src");
+  if (!theirs) return std::nullopt;
+  if (!mine) throw DataError(fmt::format("{}: no trial {} of experiment '{}' to merge {} into", path_.string(),
+                                         identity.substr(0, 12), experiment, from.string()));
+  const auto [id, attempt, status] = *mine;
+  const auto [src_id, src_attempt, src_status] = *theirs;
+  if (src_attempt > attempt) {
+    // Rows of the newer attempts, moved to this store's trial id (the same trial under another id, possibly).
+    for (const char* copy : {
+             "INSERT INTO stages (trial_id, attempt, name, ordinal, plugin, status, started_at, ended_at, error, "
+             "stage_key, reused_from) SELECT ?, attempt, name, ordinal, plugin, status, started_at, ended_at, error, "
+             "stage_key, reused_from FROM src.stages WHERE trial_id = ? AND attempt > ?",
+             "INSERT INTO metrics (trial_id, attempt, stage, name, step, value, recorded_at) SELECT ?, attempt, "
+             "stage, name, step, value, recorded_at FROM src.metrics WHERE trial_id = ? AND attempt > ? ORDER BY rowid",
+             "INSERT INTO artifacts (trial_id, attempt, stage, name, path, sha256, bytes) SELECT ?, attempt, stage, "
+             "name, path, sha256, bytes FROM src.artifacts WHERE trial_id = ? AND attempt > ?"}) {
+      Stmt st(db_, path_, copy);
+      st.bind(1, id).bind(2, src_id).bind(3, attempt);
+      st.step();
+    }
+    Stmt up(db_, path_,
+            "UPDATE trials SET (status, attempt, started_at, ended_at, host, pid, git_commit, artifact_dir, error) = "
+            "(SELECT status, attempt, started_at, ended_at, host, pid, git_commit, artifact_dir, error FROM "
+            "src.trials WHERE id = ?) WHERE id = ?");
+    up.bind(1, src_id).bind(2, id);
+    up.step();
+  }
+  exec("INSERT OR IGNORE INTO judgments SELECT * FROM src.judgments");
+  tx.commit();
+  return src_status;
+}
+
+void Store::fail_trial(const std::string& experiment, const std::string& identity, const std::string& error) {
+  Stmt st(db_, path_,
+          "UPDATE trials SET status = 'failed', error = ?, ended_at = ? WHERE status != 'finished' AND identity = ? "
+          "AND experiment_id = (SELECT id FROM experiments WHERE name = ?)");
+  st.bind(1, error).bind(2, now_iso8601()).bind(3, identity).bind(4, experiment);
+  st.step();
+}
+
 std::optional<StageRecord> Store::previous_stage(int64_t trial_id, int before_attempt, const std::string& name,
                                                 const std::string& plugin) const {
   StageRecord rec;

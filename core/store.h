@@ -137,6 +137,16 @@ class Store {
   // Ends a trial without a stage record (e.g. interrupted between stages).
   void end_trial(int64_t trial_id, int attempt, const std::string& status, const std::string& error = "");
 
+  // A consistent copy of the whole database in a new file `to` (VACUUM INTO), safe while others write.
+  void snapshot_to(const std::filesystem::path& to);
+  // Merges what another store file (written elsewhere, e.g. by a Slurm job that started from a snapshot of this
+  // one) recorded for trial `identity` of `experiment` since this store's attempt of it: the newer attempts'
+  // stages, metrics and artifacts, the trial's status, and every judgment it cached — in one transaction.
+  // Returns the trial's status in `from`, or nullopt when `from` does not hold the trial. Idempotent.
+  std::optional<std::string> import_trial(const std::filesystem::path& from, const std::string& experiment,
+                                          const std::string& identity);
+  // Marks trial `identity` of `experiment` failed with `error` unless it finished (a job that never got to it).
+  void fail_trial(const std::string& experiment, const std::string& identity, const std::string& error);
   // Judge cache (schema v2).
   std::optional<std::string> cached_judgment(const std::string& judge, const std::string& prompt) const;
   void store_judgment(const std::string& judge, const std::string& prompt, const std::string& reply);

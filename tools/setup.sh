@@ -22,6 +22,8 @@ packages=(
   # `runner report` draws its plots with gnuplot (a child process writing SVG); the report test renders the
   # page in headless Chromium to check the plots are drawn and the tables hold the store's numbers
   gnuplot-nox chromium
+  # the Slurm executor's test starts a real one-node Slurm (tests/slurm/slurm_cluster.sh)
+  slurmctld slurmd slurm-client munge
 )
 
 if [[ "${1:-}" == "--print" ]]; then
