@@ -61,6 +61,9 @@ std::vector<pid_t> start_ranks(const RankRequest& r, const fs::path& request_fil
         {"RANK", std::to_string(k)}, {"WORLD_SIZE", std::to_string(world)}, {"MASTER_ADDR", "127.0.0.1"},
         {"MASTER_PORT", port}, {"MMR_LOG_TAG", child_log_tag(fmt::format("rank {}/{}", k, world))}};
     if (!r.stage.devices.empty()) env.emplace_back("CUDA_VISIBLE_DEVICES", rank_device(r.stage, k));
+    // Without `devices:` the ranks share whatever GPU they see, which NCCL refuses: the trainer's collectives
+    // then default to Gloo (core/lib/training/distributed.h, choose_backend).
+    else env.emplace_back("MMR_RANKS_SHARE_DEVICES", "1");
     // Each rank its share of the cores unless the user chose (torchrun does the same): with a thread per core in
     // every rank, the CPU work of a step (image preprocessing, collation) held two H200s' DPO step at 1.70x one
     // GPU's speed; with half the cores each, 1.90x (tools/bench/dp_scaling.sh).

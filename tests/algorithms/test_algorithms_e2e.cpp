@@ -257,8 +257,10 @@ pid_t find_rank(const fs::path& under, int rank) {
 
 TEST_F(Algorithms, ARankKilledMidRunFailsTheStageNamingItAndTheRerunResumesFromTheCheckpoint) {
   write("pairs.jsonl", preference_rows(8));
-  const std::string extra = "    max_steps: 8\n    save_every: 1\n    keep_final_checkpoint: true\n    batch_size: 2\n"
-                            "    ranks: 2\n";
+  // MMR_TEST_RANK_DEVICES="0,1" (a two-GPU machine): one GPU per rank (NCCL) instead of two ranks on the CPU.
+  const char* gpus = std::getenv("MMR_TEST_RANK_DEVICES");
+  const std::string extra = "    max_steps: 8\n    save_every: 1\n    keep_final_checkpoint: true\n    batch_size: 2\n" +
+                            (gpus && *gpus ? "    devices: [" + std::string(gpus) + "]\n" : std::string("    ranks: 2\n"));
   const std::string spec = write("dpo.yaml", dpo_spec("resume", 0.0, extra));
   const auto whole = runner("whole.db", {spec});
   ASSERT_EQ(whole.status, 0) << whole.err;
@@ -289,7 +291,11 @@ TEST_F(Algorithms, ARankKilledMidRunFailsTheStageNamingItAndTheRerunResumesFromT
   const auto resumed = runner("killed.db", {spec});
   ASSERT_EQ(resumed.status, 0) << resumed.err;
   EXPECT_NE(resumed.err.find("resuming from checkpoint"), std::string::npos) << resumed.err;
-  // Both ranks reload the checkpoint and the per-epoch order, so the resumed run continues the uninterrupted one.
+  // Both ranks reload the checkpoint and the per-epoch order, so the resumed run continues the uninterrupted one:
+  // exactly on the CPU. Not on GPUs in bf16: there two uninterrupted runs already differ from step 3 on (measured on
+  // two H200s, NCCL: losses 0.00353236427 vs 0.0035323617), while a resumed run equalled the other process's
+  // uninterrupted one at every step; so there the kill, the error and the resume are what is checked.
+  if (const char* dev = std::getenv("MMR_TEST_DEVICE"); dev && std::string(dev) == "cuda") return;
   for (const char* name : {"train/loss", "train/grad_norm", "train/rewards/accuracy", "eval/loss"})
     EXPECT_DOUBLE_EQ(metric("killed.db", "resume", "train", name), metric("whole.db", "resume", "train", name)) << name;
   const auto a = series("whole.db", "train/loss"), b = series("killed.db", "train/loss");

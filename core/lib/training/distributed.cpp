@@ -57,7 +57,9 @@ bool have_nccl() {
 }
 
 std::string choose_backend(const std::string& requested, const torch::Device& device) {
-  if (requested == "auto") return device.is_cuda() && have_nccl() ? "nccl" : "gloo";
+  // The runner's ranks of a stage without `devices:` share one GPU (MMR_RANKS_SHARE_DEVICES), which NCCL refuses.
+  const char* shared = std::getenv("MMR_RANKS_SHARE_DEVICES");
+  if (requested == "auto") return device.is_cuda() && have_nccl() && !(shared && *shared) ? "nccl" : "gloo";
   if (requested == "nccl" && !device.is_cuda())
     throw ConfigError("dist_backend 'nccl' needs the model on a GPU (its device is " + device.str() + ")");
   if (requested == "nccl" && !have_nccl())

@@ -25,7 +25,8 @@ struct DistributedEnv {
 DistributedEnv distributed_env();
 
 // The collective backend for `requested` ("auto", "nccl" or "gloo") on `device`: auto is NCCL for a GPU when this
-// build has it (a CUDA LibTorch with c10d's NCCL), Gloo otherwise. An unavailable one is a ConfigError.
+// build has it (a CUDA LibTorch with c10d's NCCL) and the ranks do not share a GPU (the runner's ranks of a stage
+// without `devices:`), Gloo otherwise. An unavailable one is a ConfigError.
 std::string choose_backend(const std::string& requested, const torch::Device& device);
 bool have_nccl();
 

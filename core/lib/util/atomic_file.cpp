@@ -1,5 +1,7 @@
 #include "core/lib/util/atomic_file.h"
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include <cerrno>
@@ -16,7 +18,9 @@ namespace mmr {
 namespace fs = std::filesystem;
 
 fs::path temp_path_for(const fs::path& path) {
-  return path.parent_path() / ("." + path.filename().string() + ".tmp");
+  // The process id in the name: two processes writing one file at once (the ranks of a data-parallel stage
+  // caching the same reference log-probs) each rename their own whole temporary; the last rename wins.
+  return path.parent_path() / ("." + path.filename().string() + "." + std::to_string(getpid()) + ".tmp");
 }
 
 void write_file_atomic(const fs::path& path, std::string_view bytes) {

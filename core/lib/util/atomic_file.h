@@ -1,6 +1,6 @@
 // The one way files are written whole in this project (checkpoint state, adapters' configs, caches, answer
 // files, generated worlds). Whole-file writes that never leave half a file behind: the bytes go to a hidden temporary beside the target
-// (".<name>.tmp"), are flushed and closed, then renamed over the target. rename() within one directory is atomic
+// (".<name>.<pid>.tmp"), are flushed and closed, then renamed over the target. rename() within one directory is atomic
 // on POSIX, so a reader (or a rerun after a crash) sees either the old file, the new file, or no file.
 #pragma once
 
