@@ -5,10 +5,12 @@
 #include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <optional>
 #include <thread>
@@ -52,7 +54,49 @@ std::string rank_device(const StageSpec& stage, int r) {
   return i < list.size() ? std::string(list[i]) : d;
 }
 
+// Inside a Slurm allocation of several nodes (or with MMR_RANKS_LAUNCHER=srun) the ranks are one srun step across
+// the allocation: Slurm places them (one GPU each when the allocation has GPUs), SLURM_PROCID and SLURM_NTASKS
+// give each its rank and the world size, and the rendezvous is on this host (the batch host, where task 0 runs).
+bool launch_with_srun() {
+  const char* launcher = std::getenv("MMR_RANKS_LAUNCHER");
+  if (launcher && *launcher) return std::string(launcher) == "srun";
+  const char* nodes = std::getenv("SLURM_JOB_NUM_NODES");
+  return std::getenv("SLURM_JOB_ID") && nodes && std::atoi(nodes) > 1;
+}
+
+std::string this_hostname() {
+  char buf[256] = {0};
+  return gethostname(buf, sizeof(buf) - 1) == 0 ? buf : "localhost";
+}
+
+pid_t start_srun(const RankRequest& r, const fs::path& request_file, spdlog::logger& log) {
+  const std::string host = this_hostname(), port = std::to_string(free_loopback_port());
+  std::vector<std::string> argv = {"srun", fmt::format("--ntasks={}", r.stage.ranks), "--kill-on-bad-exit=1",
+                                   "--label", "--export=ALL"};
+  const char* gpus = std::getenv("SLURM_GPUS_ON_NODE");
+  if (gpus && std::atoi(gpus) > 0) argv.push_back("--gpus-per-task=1");
+  argv.insert(argv.end(), {fs::read_symlink("/proc/self/exe").string(), "_stage-rank", request_file.string()});
+  std::vector<std::pair<std::string, std::string>> env = {
+      {"MASTER_ADDR", host}, {"MASTER_PORT", port}, {"MMR_LOG_TAG", child_log_tag("rank")}, {"MMR_RANK_FROM_SLURM", "1"}};
+  // Each rank its node's share of the cores, as for local ranks (Slurm's cpus per task when the job says).
+  if (!std::getenv("OMP_NUM_THREADS")) {
+    const char* per_task = std::getenv("SLURM_CPUS_PER_TASK");
+    const char* nodes = std::getenv("SLURM_JOB_NUM_NODES");
+    const int per_node = (r.stage.ranks + std::max(1, nodes ? std::atoi(nodes) : 1) - 1) / std::max(1, nodes ? std::atoi(nodes) : 1);
+    const int threads = per_task ? std::atoi(per_task)
+                                 : static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, per_node);
+    env.emplace_back("OMP_NUM_THREADS", std::to_string(std::max(1, threads)));
+  }
+  pid_t pid = 0;
+  const int err = spawn_process(pid, "srun", argv, env);
+  if (err != 0) throw Error(fmt::format("stage '{}': cannot start srun: {}", r.stage.name, std::strerror(err)));
+  log.info("stage '{}': {} data-parallel ranks through srun (pid {}), rendezvous at {}:{}", r.stage.name,
+           r.stage.ranks, pid, host, port);
+  return pid;
+}
+
 std::vector<pid_t> start_ranks(const RankRequest& r, const fs::path& request_file, spdlog::logger& log) {
+  if (launch_with_srun()) return {start_srun(r, request_file, log)};
   const int world = r.stage.ranks;
   const std::string port = std::to_string(free_loopback_port());
   std::vector<pid_t> pids;
@@ -143,16 +187,22 @@ RankResult run_stage_ranks(const RankRequest& r, spdlog::logger& log) {
   // The error reported is the rank where the trouble began: of the ranks that failed first, one that died without
   // a result (killed, crashed) before one that failed with an error (often only because its peer was gone). Ranks
   // the runner stopped after that are consequences, not causes; a stop the user asked for is an interruption.
+  // Under srun there is one process (srun) to wait for: every rank is a candidate, in rank order.
+  std::vector<int> candidates = ended.first_down;
+  const bool one_launcher = ended.status.size() == 1 && r.stage.ranks > 1;
+  if (one_launcher && !candidates.empty())
+    for (int k = 0; k < r.stage.ranks; ++k) candidates.push_back(k);
   std::string error;
   for (bool want_dead : {true, false})
-    for (int k : ended.first_down) {
+    for (int k : candidates) {
       const json res = read_result(r.stage_dir, k);
       const bool dead = !res.contains("status");
-      if (error.empty() && dead == want_dead)
-        error = fmt::format("rank {} of {} {}", k, r.stage.ranks,
-                            dead ? "ended without a result (" + exit_text(ended.status[static_cast<size_t>(k)]) + ")"
-                            : res["status"] == "interrupted" ? std::string("was stopped by a signal")
-                                                             : "failed: " + res.value("error", std::string()));
+      if (res.value("status", "") == "finished" || !error.empty() || dead != want_dead) continue;
+      const int status = ended.status[one_launcher ? 0 : static_cast<size_t>(k)];
+      error = fmt::format("rank {} of {} {}", k, r.stage.ranks,
+                          dead ? "ended without a result (" + exit_text(status) + ")"
+                          : res["status"] == "interrupted" ? std::string("was stopped by a signal")
+                                                           : "failed: " + res.value("error", std::string()));
     }
   if (stop_flag()) throw Interrupted();
   if (!error.empty()) throw Error(error + (r.stage.ranks > 1 ? "; the other ranks were stopped" : ""));
@@ -199,7 +249,8 @@ void run_rank(const json& req, json& result) {
 }  // namespace
 
 int stage_rank_main(const fs::path& request_json) {
-  const char* rank_env = std::getenv("RANK");
+  const char* rank_env = std::getenv("RANK");  // torchrun's, or Slurm's in the runner's srun step
+  if (!rank_env && std::getenv("MMR_RANK_FROM_SLURM")) rank_env = std::getenv("SLURM_PROCID");
   const int rank = rank_env ? std::atoi(rank_env) : 0;
   json req;
   {

@@ -163,3 +163,44 @@ TEST_F(Slurm, NoWaitSubmitsAndARerunCollectsWithoutSubmittingAgain) {
   EXPECT_EQ(jobs_known_to_slurm(), known) << collected.err;
   EXPECT_EQ(one("SELECT count(*) FROM trials WHERE status = 'finished'"), "4");
 }
+
+// A data-parallel stage inside a Slurm job: its two ranks are one srun step (MMR_RANKS_LAUNCHER=srun stands in for
+// an allocation of several nodes, which starts them through srun by itself), rendezvous over c10d on the batch
+// host, and train exactly as two ranks the runner starts locally.
+TEST_F(Slurm, DataParallelRanksOfAStageRunAsAnSrunStepAndTrainAsLocalRanks) {
+  const fs::path tiny = fs::path(MMR_TEST_DATA_DIR) / "tiny-llava";
+  std::string rows;
+  for (int i = 0; i < 8; ++i)
+    rows += nlohmann::json{{"id", "p" + std::to_string(i)},
+                           {"question", {{"from", "human"}, {"value", "Tell me about item " + std::to_string(i) + "."}}},
+                           {"chosen", {{"from", "gpt"}, {"value", "The answer is " + std::to_string(i % 5) + "."}}},
+                           {"rejected", {{"from", "gpt"}, {"value", "zzz qqq " + std::to_string(i % 3)}}}}
+                .dump() + "\n";
+  write("pairs.jsonl", rows);
+  const std::string spec = "name: dp\nseeds: [3]\nstages:\n"
+                           "  - {name: data, dataset: preference, file: " + (dir_ / "pairs.jsonl").string() + "}\n"
+                           "  - name: train\n    algorithm: dpo\n    data: ${artifact:data/rows}\n"
+                           "    model: {plugin: llava, path: " + (tiny / "model").string() +
+                           ", lora_r: 8, lora_alpha: 16, seed: 5}\n"
+                           "    lr: 2.0e-3\n    beta: 0.5\n    batch_size: 2\n    max_steps: 2\n    ranks: 2\n";
+  const std::string file = write("dp.yaml", spec);
+  Process driver(args({file, "--executor", "slurm", "--poll", "1", "--sbatch=--ntasks=2"}),
+                 {{"MMR_RANKS_LAUNCHER", "srun"}});
+  const ProcessResult r = driver.wait();
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(one("SELECT status FROM trials"), "finished");
+  std::string log;
+  for (const auto& e : fs::recursive_directory_iterator(fs::path(db_).parent_path() / "slurm"))
+    if (e.path().filename().string().rfind("slurm-", 0) == 0) {
+      std::ifstream in(e.path());
+      log.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+  EXPECT_NE(log.find("2 data-parallel ranks through srun"), std::string::npos) << log;
+  EXPECT_NE(log.find("data parallel: rank 1 of 2"), std::string::npos) << log;
+
+  const std::string local_db = (dir_ / "local" / "r.db").string();
+  const ProcessResult local = mmr::test::run({mmr::test::kRunner, "--results", local_db, file});
+  ASSERT_EQ(local.status, 0) << local.err;
+  const std::string loss = "SELECT value FROM final_metrics WHERE stage = 'train' AND name = 'train/loss'";
+  EXPECT_EQ(one(loss), mmr::Store(local_db, mmr::Store::Mode::ReadOnly).query(loss).rows.at(0).at(0).text);
+}

@@ -39,8 +39,11 @@ bool is_loopback(const std::string& addr) { return addr == "localhost" || addr.r
 
 DistributedEnv distributed_env() {
   DistributedEnv e;
-  e.rank = env_int("RANK", env_int("SLURM_PROCID", 0));
-  e.world = env_int("WORLD_SIZE", env_int("SLURM_NTASKS", 1));
+  // Slurm's SLURM_PROCID / SLURM_NTASKS only in the srun step the runner starts for a stage's ranks: a batch
+  // script has them too (ntasks of the allocation), and a stage without ranks must not wait for peers there.
+  const bool slurm = std::getenv("MMR_RANK_FROM_SLURM") != nullptr;
+  e.rank = env_int("RANK", slurm ? env_int("SLURM_PROCID", 0) : 0);
+  e.world = env_int("WORLD_SIZE", slurm ? env_int("SLURM_NTASKS", 1) : 1);
   if (const char* addr = std::getenv("MASTER_ADDR"); addr && *addr) e.master_addr = addr;
   e.master_port = env_int("MASTER_PORT", e.master_port);
   if (e.world < 1 || e.rank >= e.world)

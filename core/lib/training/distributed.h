@@ -20,8 +20,9 @@ struct DistributedEnv {
   int master_port = 29500;
 };
 
-// torchrun's RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT; under srun, SLURM_PROCID and SLURM_NTASKS stand in for
-// RANK and WORLD_SIZE. Nothing set: rank 0 of 1. A malformed value is a ConfigError naming the variable.
+// torchrun's RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT; in the srun step the runner starts for a stage's ranks
+// (MMR_RANK_FROM_SLURM set), SLURM_PROCID and SLURM_NTASKS stand in for RANK and WORLD_SIZE. Nothing set: rank 0
+// of 1. A malformed value is a ConfigError naming the variable.
 DistributedEnv distributed_env();
 
 // The collective backend for `requested` ("auto", "nccl" or "gloo") on `device`: auto is NCCL for a GPU when this
