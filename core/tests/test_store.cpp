@@ -301,3 +301,52 @@ TEST(Store, ReadersForTheCommandLineFilterByExperimentWithBoundNames) {
   EXPECT_EQ(s.final_metrics(std::nullopt).size(), 4u);
   EXPECT_TRUE(s.final_metrics("other' --").empty());
 }
+
+// The Slurm executor's merge: a job's store starts as a snapshot of the results database, records new attempts
+// of its trial, and is merged back (its trial possibly under another id there). Merging twice adds nothing.
+TEST(Store, ImportTrialMergesTheNewerAttemptsOfAJobsStoreOnceAndItsJudgments) {
+  const auto dir = temp_dir();
+  Store main_store(dir / "r.db");
+  const int64_t e = main_store.upsert_experiment("e", "", "");
+  main_store.ensure_trial(e, make_trial("other"));
+  const int64_t id = main_store.ensure_trial(e, make_trial("t")).id;
+  main_store.snapshot_to(dir / "job.db");
+  {
+    Store job(dir / "job.db");
+    job.exec("DELETE FROM trials WHERE identity = 'other'");  // ids need not line up
+    job.ensure_trial(e, make_trial("late"));  // a trial the results database does not have
+    const int64_t tid = std::stoll(one(job, "SELECT id FROM trials WHERE identity = 't'"));
+    for (int attempt = 1; attempt <= 2; ++attempt) {
+      ASSERT_EQ(*job.begin_attempt(tid, "node7", 4242, "c", "/art"), attempt);
+      StageRecord rec;
+      rec.name = "train", rec.plugin = "dpo", rec.status = attempt == 1 ? "interrupted" : "finished";
+      rec.metrics = {{"loss", 1, 0.5 / attempt}, {"loss", -1, 0.25 / attempt}};
+      rec.artifacts = {{"adapter", "/art/adapter", "abc", 10}};
+      job.commit_stage(tid, attempt, rec, std::string(attempt == 1 ? "interrupted" : "finished"));
+    }
+    job.store_judgment("j", "prompt", "reply");
+  }
+  EXPECT_EQ(main_store.import_trial(dir / "job.db", "e", "t"), std::optional<std::string>("finished"));
+  auto counts = [&] {
+    return one(main_store, "SELECT (SELECT count(*) FROM stages) || ',' || (SELECT count(*) FROM metrics) || ',' || "
+                           "(SELECT count(*) FROM artifacts) || ',' || (SELECT count(*) FROM judgments)");
+  };
+  EXPECT_EQ(counts(), "2,4,2,1");
+  EXPECT_EQ(one(main_store, "SELECT status || ' ' || attempt || ' ' || host FROM trials WHERE id = " +
+                                std::to_string(id)), "finished 2 node7");
+  EXPECT_EQ(one(main_store, "SELECT value FROM final_metrics WHERE name = 'loss'"), "0.125");
+  EXPECT_EQ(main_store.cached_judgment("j", "prompt"), std::optional<std::string>("reply"));
+  EXPECT_EQ(main_store.import_trial(dir / "job.db", "e", "t"), std::optional<std::string>("finished"));
+  EXPECT_EQ(counts(), "2,4,2,1");
+  // A trial the job's store does not hold, and a store file its job never wrote, merge nothing.
+  EXPECT_EQ(main_store.import_trial(dir / "job.db", "e", "other"), std::nullopt);
+  { Store empty_file_maker(dir / "blank.db", Store::Mode::ReadWrite, 0); }
+  EXPECT_EQ(main_store.import_trial(dir / "blank.db", "e", "t"), std::nullopt);
+  // A job's trial the results database lacks is an error naming both files.
+  try {
+    main_store.import_trial(dir / "job.db", "e", "late");
+    ADD_FAILURE() << "no error";
+  } catch (const DataError& err) {
+    EXPECT_NE(std::string(err.what()).find("job.db"), std::string::npos) << err.what();
+  }
+}
