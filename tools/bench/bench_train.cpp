@@ -9,8 +9,8 @@
 //
 // Data parallel: started as rank r of W (torchrun's variables: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT; one GPU
 // per rank through CUDA_VISIBLE_DEVICES), each rank computes its W-th of the --pairs and the gradients are summed
-// over NCCL as the trainer's sync_step does (one flat all-reduce per step), so --pairs stays the global batch;
-// rank 0 prints. tools/bench/dp_scaling.sh runs 1 and 2 GPUs at the 7B and 13B shapes.
+// over NCCL as the trainer does (GradientReducer: buckets summed during the backward pass), so --pairs stays the
+// global batch; rank 0 prints. The step's first run (the warm-up) learns the bucket order. tools/bench/dp_scaling.sh runs 1 and 2 GPUs at the 7B and 13B shapes.
 #include <chrono>
 #include <iostream>
 #include <map>
@@ -96,9 +96,14 @@ int main(int argc, char** argv) {
     const int64_t per_rank = pairs / dist.world;
     for (int64_t i = dist.rank * per_rank; i < (dist.rank + 1) * per_rank; ++i) all.push_back(&examples[static_cast<size_t>(i)]);
     std::unique_ptr<mmr::train::ProcessGroup> group;
-    if (dist.world > 1)
+    std::unique_ptr<mmr::train::GradientReducer> reducer;
+    if (dist.world > 1) {
       group = std::make_unique<mmr::train::ProcessGroup>(
           dist, mmr::train::choose_backend("auto", model.device()), model.device(), std::chrono::minutes(10));
+      std::vector<torch::Tensor> tensors;
+      for (const auto& p : model.trainable_parameters()) tensors.push_back(p.second);
+      reducer = std::make_unique<mmr::train::GradientReducer>(*group, tensors);
+    }
     mmr::train::PreferenceConfig pc;  // sigmoid, beta 0.1, summed log-probs
     mmr::train::TrainConfig tc;
     tc.lr = 5e-5, tc.projector_lr = 2e-5;
@@ -121,18 +126,18 @@ int main(int argc, char** argv) {
       opt->zero_grad();
       auto out = mmr::train::preference_forward(model, all, pc);
       lap("forward", t);
+      if (reducer) reducer->arm();  // as the trainer: buckets summed while backward runs
       out.loss.loss.backward();
       lap("backward", t);
+      if (reducer) {  // the buckets left, the wait, the sums written back, and the step's scalars (sync_step)
+        reducer->finish();
+        std::vector<torch::Tensor> scalars = {torch::zeros({3}, torch::kFloat64)};
+        group->allreduce_sum(scalars);
+        for (auto& p : params) p.second.grad().div_(static_cast<double>(dist.world));
+        lap("allreduce_left", t);
+      }
       std::vector<torch::Tensor> ts;
       for (auto& p : params) ts.push_back(p.second);
-      if (group) {  // as Trainer::sync_step: every gradient and the step's scalars in one all-reduce, then the mean
-        std::vector<torch::Tensor> grads;
-        for (auto& g : ts) grads.push_back(g.grad());
-        grads.push_back(torch::zeros({3}, torch::kFloat64));
-        group->allreduce_sum(grads);
-        for (auto& g : ts) g.grad().div_(static_cast<double>(dist.world));
-        lap("allreduce", t);
-      }
       torch::nn::utils::clip_grad_norm_(ts, 1.0);
       opt->step();
       lap("clip_and_adamw", t);

@@ -95,7 +95,7 @@ c10::intrusive_ptr<c10d::TCPStore> rendezvous(const DistributedEnv& env, std::ch
 
 ProcessGroup::ProcessGroup(const DistributedEnv& env, const std::string& backend, torch::Device device,
                            std::chrono::milliseconds timeout)
-    : impl_(new Impl), backend_(backend), device_(device) {
+    : impl_(new Impl), backend_(backend), device_(device), rank_(env.rank) {
 #ifdef MMR_HAVE_NCCL
   if (backend == "nccl") {
     // Blocking wait: a collective whose peer died throws after `timeout` (instead of the watchdog tearing the
@@ -150,6 +150,153 @@ void ProcessGroup::allreduce_sum(const std::vector<torch::Tensor>& tensors) {
     t.copy_(buffer[0].narrow(0, offset, n).view(t.sizes()));
     offset += n;
   }
+}
+
+std::function<void()> ProcessGroup::start_sum(torch::Tensor flat) {
+  std::vector<torch::Tensor> buffer = {std::move(flat)};
+  auto failed = [this](const std::exception& e) {
+    return Error(fmt::format("data-parallel all-reduce ({}) failed (another rank died or timed out?): {}", backend_,
+                             e.what()));
+  };
+  try {
+#ifdef MMR_HAVE_NCCL
+    if (impl_->nccl) {
+      auto work = impl_->nccl->allreduce(buffer);
+      return [work, failed] {
+        try {
+          work->wait();
+        } catch (const std::exception& e) {
+          throw failed(e);
+        }
+      };
+    }
+#endif
+#ifdef MMR_HAVE_GLOO
+    if (impl_->gloo) {
+      auto work = impl_->gloo->allreduce(buffer);
+      return [work, failed] {
+        try {
+          work->wait();
+        } catch (const std::exception& e) {
+          throw failed(e);
+        }
+      };
+    }
+#endif
+  } catch (const std::exception& e) {
+    throw failed(e);
+  }
+  return [] {};
+}
+
+GradientReducer::GradientReducer(ProcessGroup& group, std::vector<torch::Tensor> params, int64_t bucket_bytes)
+    : group_(group), params_(std::move(params)), where_(params_.size()), final_(params_.size(), false),
+      bucket_bytes_(bucket_bytes) {
+  std::vector<size_t> reverse(params_.size());
+  for (size_t k = 0; k < reverse.size(); ++k) reverse[k] = reverse.size() - 1 - k;
+  layout(reverse);
+  for (size_t k = 0; k < params_.size(); ++k)
+    hooks_.push_back(params_[k].register_hook([this, k](const torch::Tensor& grad) { on_grad(k, grad); }));
+}
+
+void GradientReducer::layout(const std::vector<size_t>& order) {
+  std::vector<int64_t> sizes;  // of the buckets, in float32 elements
+  for (size_t k : order) {
+    if (sizes.empty() || sizes.back() * 4 >= bucket_bytes_) sizes.push_back(0);
+    where_[k] = {sizes.size() - 1, sizes.back()};
+    sizes.back() += params_[k].numel();
+  }
+  const torch::Device device = params_.empty() ? torch::Device(torch::kCPU) : params_.front().device();
+  buckets_.clear();
+  for (int64_t n : sizes) buckets_.push_back({torch::zeros({n}, torch::dtype(torch::kFloat32).device(device)), 0, {}});
+}
+
+// Every rank takes rank 0's order (sent as each parameter's position; the others add zeros); parameters that
+// got no gradient in the first step go last.
+void GradientReducer::learn_order() {
+  const size_t n = params_.size();
+  std::vector<double> position(n, 0.0);
+  if (group_.rank() == 0) {
+    std::vector<bool> placed(n, false);
+    size_t next = 0;
+    for (size_t k : seen_) position[k] = static_cast<double>(next++), placed[k] = true;
+    for (size_t k = 0; k < n; ++k)
+      if (!placed[k]) position[k] = static_cast<double>(next++);
+  }
+  std::vector<torch::Tensor> t = {torch::tensor(position, torch::kFloat64)};
+  group_.allreduce_sum(t);
+  const torch::Tensor summed = t[0].to(torch::kCPU, torch::kFloat64);
+  std::vector<size_t> order(n);
+  for (size_t k = 0; k < n; ++k) order[static_cast<size_t>(summed[static_cast<int64_t>(k)].item<double>())] = k;
+  layout(order);
+  learnt_ = true;
+}
+
+GradientReducer::~GradientReducer() {
+  for (size_t k = 0; k < hooks_.size(); ++k) params_[k].remove_hook(hooks_[k]);
+}
+
+torch::Tensor GradientReducer::slot(size_t i) const {
+  const auto& [b, offset] = where_[i];
+  return buckets_[b].flat.narrow(0, offset, params_[i].numel()).view(params_[i].sizes());
+}
+
+void GradientReducer::arm() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::fill(final_.begin(), final_.end(), false);
+  for (auto& b : buckets_) b.waiting = 0, b.wait = {};
+  for (const auto& [b, offset] : where_) ++buckets_[b].waiting;
+  next_ = 0;
+  armed_ = true;
+}
+
+// A hook runs before the incoming gradient is added to .grad: the final gradient is .grad (earlier micro-batches)
+// plus it.
+void GradientReducer::on_grad(size_t i, const torch::Tensor& grad) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!armed_) return;
+  if (final_[i])
+    throw Error(fmt::format("data parallel: parameter {} received a second gradient in one backward pass after its "
+                            "bucket was complete; the gradient reducer cannot sum it", i));
+  const torch::Tensor& acc = params_[i].grad();
+  mark_final(i, acc.defined() ? acc + grad : grad);
+}
+
+void GradientReducer::mark_final(size_t i, const torch::Tensor& total) {
+  torch::NoGradGuard no_grad;
+  slot(i).copy_(total);
+  final_[i] = true;
+  if (!learnt_) seen_.push_back(i);
+  --buckets_[where_[i].first].waiting;
+  if (learnt_) start_ready();  // the first step: everything at finish(), in the constructor's order
+}
+
+void GradientReducer::start_ready() {
+  while (next_ < buckets_.size() && buckets_[next_].waiting == 0) {
+    buckets_[next_].wait = group_.start_sum(buckets_[next_].flat);
+    ++next_;
+  }
+}
+
+void GradientReducer::finish() {
+  std::lock_guard<std::mutex> lock(mu_);
+  started_in_backward_ = next_;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (final_[i]) continue;
+    const torch::Tensor& acc = params_[i].grad();
+    mark_final(i, acc.defined() ? acc : torch::zeros_like(params_[i]));
+  }
+  start_ready();
+  armed_ = false;
+  for (auto& b : buckets_) b.wait();
+  {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      if (!params_[i].grad().defined()) params_[i].mutable_grad() = torch::zeros_like(params_[i]);
+      params_[i].mutable_grad().copy_(slot(i));
+    }
+  }
+  if (!learnt_) learn_order();
 }
 
 }  // namespace mmr::train

@@ -251,7 +251,14 @@ Trainer::StepOutcome Trainer::accumulate(int64_t step, const Schedule& sched, co
     if (empty) idx = {order[static_cast<size_t>(hi - 1)]};
     MicroBatch mb = fn(idx);
     const double share = !group_ ? 1.0 : rank_share(empty ? 0.0 : mb.weight >= 0 ? mb.weight : idx.size());
+    if (reducer_ && b + 1 == last) reducer_->arm();  // the step's last backward: sum gradients as they are final
     (!group_ ? mb.loss / out.micro : mb.loss * (share / out.micro)).backward();
+    if (reducer_ && b + 1 == last) {
+      reducer_->finish();
+      if (++reduced_steps_ == 2)  // the first step learnt the order; from the second, buckets overlap backward
+        ctx_.log().info("data parallel: {} of {} gradient buckets were summed during the backward pass",
+                        reducer_->started_in_backward(), reducer_->buckets());
+    }
     out.loss_sum += mb.loss.item<double>() * share;
     out.tokens += share > 0 ? mb.tokens : 0;
     for (const auto& [k, v] : mb.metrics) out.metric_sum[k] += v * share;
@@ -265,7 +272,11 @@ void Trainer::join_ranks() {
   const torch::Device device = params_.front().second.device();
   group_ = std::make_unique<ProcessGroup>(dist_, choose_backend(cfg_.dist_backend, device), device,
                                           std::chrono::seconds(cfg_.dist_timeout_s));
-  ctx_.log().info("data parallel: {} collectives on {}", group_->backend(), device.str());
+  std::vector<torch::Tensor> tensors;
+  for (const auto& [name, t] : params_) tensors.push_back(t);
+  reducer_ = std::make_unique<GradientReducer>(*group_, tensors);
+  ctx_.log().info("data parallel: {} collectives on {}; gradients summed in buckets during the backward pass",
+                  group_->backend(), device.str());
 }
 
 // This rank's `weight` over the sum of all ranks' (0 when every rank's is 0).
@@ -276,12 +287,9 @@ double Trainer::rank_share(double weight) {
   return sum > 0 ? weight / sum : 0.0;
 }
 
+// The step's loss, tokens, metrics and stop requests summed over the ranks (the gradients were, in accumulate()).
 bool Trainer::sync_step(StepOutcome& o) {
   std::vector<torch::Tensor> tensors;
-  for (auto& [name, t] : params_) {
-    if (!t.grad().defined()) t.mutable_grad() = torch::zeros_like(t);
-    tensors.push_back(t.grad());
-  }
   std::vector<double> scalars = {o.loss_sum, static_cast<double>(o.tokens), ctx_.stop_requested() ? 1.0 : 0.0};
   for (const auto& [k, v] : o.metric_sum) scalars.push_back(v);
   tensors.push_back(torch::tensor(scalars, torch::kFloat64));

@@ -107,7 +107,7 @@ class Trainer {
   Schedule schedule(int64_t num_examples) const;
   StepOutcome accumulate(int64_t step, const Schedule& sched, const std::vector<int64_t>& order, const MicroBatchFn& fn);
   double clip_gradients();
-  bool sync_step(StepOutcome& outcome);  // data parallel: sums gradients and outcome; true when a rank stops
+  bool sync_step(StepOutcome& outcome);  // data parallel: sums the outcome; true when a rank stops
   double rank_share(double weight);      // data parallel: weight / (sum over the ranks)
   void join_ranks();                     // data parallel: the rendezvous (group_)
   int64_t global_batch() const { return cfg_.batch_size * dist_.world; }
@@ -126,7 +126,9 @@ class Trainer {
   std::vector<nlohmann::json> history_;  // every metric logged so far ({name, value, step}), kept in checkpoints
   int64_t num_examples_ = 0;
   DistributedEnv dist_;
-  std::unique_ptr<ProcessGroup> group_;  // when dist_.world > 1, made in fit()
+  std::unique_ptr<ProcessGroup> group_;        // when dist_.world > 1, made in fit()
+  std::unique_ptr<GradientReducer> reducer_;   // with group_: sums the gradients during the last backward pass
+  int64_t reduced_steps_ = 0;
 };
 
 // The examples of micro-batch `index` of `epoch` in a deterministic order (a permutation seeded by seed and epoch).

@@ -1,9 +1,9 @@
 // Data-parallel training (core/lib/training: the Trainer over c10d Gloo) with real processes: this test binary
 // starts itself twice as rank 0 and rank 1 (torchrun's variables, a real TCPStore rendezvous on loopback) and
 // compares what two ranks at micro-batch 1 train with what one process at micro-batch 2 trains: the loss and the
-// gradient norm of every step and the final adapter, for DPO (a mean over pairs) and SFT (a token mean, with a last
-// micro-batch that one rank has no example of). And a rank that dies: the other fails with a clear error instead
-// of hanging.
+// gradient norm of every step and the final adapter, for DPO (a mean over pairs) and SFT (a token mean, two
+// micro-batches per step, with a last micro-batch that one rank has no example of). And a rank that dies: the
+// other fails with a clear error instead of hanging.
 #include <unistd.h>
 
 #include <chrono>
@@ -98,6 +98,7 @@ void train(const std::string& kind, int64_t batch_size, TestContext& ctx, int di
   auto model = new_lora_model();
   TrainConfig cfg = config(batch_size);
   cfg.dist_backend = dist_backend;
+  if (kind == "sft") cfg.grad_accum = 2;  // gradients summed in the second micro-batch's backward pass only
   int calls = 0;
   auto maybe_die = [&] {
     if (++calls == die_at) _exit(3);
@@ -265,4 +266,32 @@ TEST(DataParallelFaults, ARankThatDiesFailsTheOtherWithAClearErrorInsteadOfAHang
   const std::string error((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_NE(error.find("data-parallel all-reduce"), std::string::npos) << error << r0.err;
   fs::remove_all(out);
+}
+
+// The reducer on a group of one (Gloo, this process): buckets are summed during the backward pass as their
+// gradients become final, gradients of earlier micro-batches are included, and a parameter without a gradient
+// gets zeros.
+TEST(GradientReducer, SumsEachBucketDuringTheBackwardPassAndIncludesEarlierMicroBatches) {
+  const std::string port = std::to_string(mmr::free_loopback_port());
+  setenv("MASTER_PORT", port.c_str(), 1);
+  ProcessGroup group(distributed_env(), "gloo", torch::kCPU, std::chrono::seconds(30));
+  unsetenv("MASTER_PORT");
+  std::vector<torch::Tensor> p = {torch::full({2}, 2.0).requires_grad_(), torch::full({3}, 3.0).requires_grad_(),
+                                  torch::full({4}, 4.0).requires_grad_(), torch::ones({1}).requires_grad_()};
+  GradientReducer reducer(group, p, /*bucket_bytes=*/1);  // one bucket per parameter
+  auto loss = [&] { return (p[0].sum() * p[1].sum() * p[2].sum()); };  // p[3] unused
+  for (int step = 0; step < 2; ++step) {  // the first step learns the order, the second sums during backward
+    for (auto& t : p) t.mutable_grad() = torch::Tensor();
+    loss().backward();  // an earlier micro-batch
+    reducer.arm();
+    loss().backward();
+    reducer.finish();
+    EXPECT_EQ(reducer.started_in_backward(), step == 0 ? 0u : 3u) << step;  // p[3] only at finish()
+  }
+  // d/dp0 = sum(p1) * sum(p2) = 9 * 16, twice (two micro-batches); likewise the others.
+  EXPECT_TRUE(torch::allclose(p[0].grad(), torch::full({2}, 2.0 * 9 * 16)));
+  EXPECT_TRUE(torch::allclose(p[1].grad(), torch::full({3}, 2.0 * 4 * 16)));
+  EXPECT_TRUE(torch::allclose(p[2].grad(), torch::full({4}, 2.0 * 4 * 9)));
+  ASSERT_TRUE(p[3].grad().defined());
+  EXPECT_EQ(p[3].grad().item<double>(), 0.0);
 }
