@@ -220,6 +220,7 @@ int run_on_slurm(const Experiment& exp, const fs::path& results_db, const SlurmO
   // Follow the jobs: merge each one's store when it ends; submit again one that ended with its trial unfinished.
   int failed = 0;
   std::map<const Trial*, int> resubmitted;  // in this run
+  int squeue_failures = 0;                  // in a row
   std::string last_line;
   while (!jobs.empty()) {
     if (stop_flag()) {
@@ -227,7 +228,16 @@ int run_on_slurm(const Experiment& exp, const fs::path& results_db, const SlurmO
                    "them", jobs.size());
       return 130;
     }
-    const auto now = squeue_states();
+    std::map<std::string, std::string> now;
+    try {
+      now = squeue_states();
+      squeue_failures = 0;
+    } catch (const std::exception& e) {  // slurmctld restarting, a network hiccup: the jobs go on meanwhile
+      if (++squeue_failures > 10) throw;
+      spdlog::warn("{} (try {} of 10; polling again in {} s)", e.what(), squeue_failures, o.poll_s);
+      std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int>(o.poll_s * 1000)));
+      continue;
+    }
     std::map<std::string, int> count;
     for (auto it = jobs.begin(); it != jobs.end();) {
       const std::string id = it->ledger.value("job_id", "");

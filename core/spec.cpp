@@ -32,11 +32,14 @@ namespace mmr {
 namespace {
 
 // `report` is read by `runner report` only (tables and plots to draw); it takes no part in the trials.
-const std::vector<std::string> kSections = {"name",  "description", "vars",    "defaults", "grid", "zip",
-                                            "seeds", "include",     "exclude", "stages",   "report"};
+const std::vector<std::string> kSections = {"name",  "description", "vars",    "defaults", "grid",      "zip",
+                                            "seeds", "include",     "exclude", "stages",   "max_trials", "report"};
 const std::vector<std::string> kStageKinds = {"algorithm", "benchmark", "dataset"};
 constexpr uint64_t kDefaultSeed = 42;  // HF Trainer's default, which the paper's scripts kept
 constexpr int kMaxDepth = 32;
+// A grid larger than this is refused before its points are made: three 1,000-value lists by mistake would
+// otherwise allocate a billion trials. `max_trials:` in the file (or -o max_trials=N) raises it.
+constexpr int64_t kDefaultMaxTrials = 10000;
 
 [[noreturn]] void fail(const YAML::Node& node, const std::string& source, const std::string& msg) {
   throw ConfigError(yaml_where(node, source) + msg);
@@ -638,6 +641,31 @@ Setting apply_direct_override(Sections& s, const Override& o, const std::vector<
 
 using Point = std::vector<Setting>;
 
+// Refuses a grid whose product of axes times seeds (before exclude) exceeds max_trials, counting without making it.
+void check_grid_size(const Sections& s, const std::vector<Axis>& axes) {
+  int64_t limit = kDefaultMaxTrials;
+  if (const YAML::Node m = s.doc["max_trials"]; m && !m.IsNull()) {
+    try {
+      limit = m.as<int64_t>();
+    } catch (const YAML::Exception&) {
+      limit = 0;
+    }
+    if (limit < 1) fail(m, s.source, "max_trials: expected a positive whole number");
+  }
+  long double points = 1;
+  std::string shape;
+  for (const auto& axis : axes) {
+    points *= static_cast<long double>(axis.values.size());
+    shape += fmt::format("{}{} ({})", shape.empty() ? "" : " x ", axis.values.size(), axis.keys.front().key);
+  }
+  const long double trials = points * static_cast<long double>(s.seeds.size());
+  if (trials > static_cast<long double>(limit))
+    fail(s.doc["grid"] ? s.doc["grid"] : s.doc, s.source,
+         fmt::format("the grid expands to {:.0f} trials ({} x {} seed(s), before exclude), more than max_trials ({}); "
+                     "set max_trials: in the file (or -o max_trials=N) if that many are meant",
+                     static_cast<double>(trials), shape, s.seeds.size(), limit));
+}
+
 // The cartesian product of the axes, last axis fastest.
 std::vector<Point> cartesian(const std::vector<Axis>& axes) {
   std::vector<Point> points(1);
@@ -983,6 +1011,7 @@ Experiment parse_experiment(const std::string& text, const std::string& source,
   const std::vector<Axis> axes = read_axes(s);
   std::vector<Setting> applied;
   for (const auto& o : direct) applied.push_back(apply_direct_override(s, o, axes));
+  check_grid_size(s, axes);
   std::vector<Point> points = apply_excludes(s, cartesian(axes));
   const std::vector<Entry> includes = read_includes(s);
   for (const auto& e : includes) points.push_back(e.settings);

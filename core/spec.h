@@ -9,6 +9,7 @@
 //   seeds: [1, 2]                       # every point runs once per seed (${seed})
 //   include: [{train.beta: 0.5}]        # extra points (not crossed with the grid; exclude does not apply)
 //   exclude: [{train.beta: 0.3, noise: 0.25}]               # drop grid points matching all given keys
+//   max_trials: 10000                   # a larger grid (points x seeds, before exclude) is refused, with its size
 //   stages:                             # run in order for every trial
 //     - {name: train, algorithm: dpo, beta: 0.1, lr: 5e-5, epochs: 3, model: {plugin: llava, lora_r: 8}}
 //     - {name: eval, benchmark: pope, model: {plugin: llava, adapter: "${artifact:train/adapter}"}}

@@ -2,6 +2,8 @@
 // file:line:column of every error.
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include <cstdlib>
 
 #include "core/spec.h"
@@ -515,4 +517,25 @@ TEST(Ranks, BadValuesNameTheProblem) {
             std::string::npos);
   EXPECT_NE(error_of("name: m\nstages:\n  - {name: t, algorithm: a, devices: [0, 1], ranks: 3}\n")
                 .find("ranks: 3 but devices lists 2"), std::string::npos);
+}
+
+// A grid that would expand to more trials than max_trials (10,000 unless the file says) is refused with the count,
+// before its points are made: a billion here, which would not fit in memory.
+TEST(GridExpansion, AGridBeyondMaxTrialsIsRefusedWithItsSizeBeforeItIsMade) {
+  std::string values = "[";
+  for (int i = 0; i < 1000; ++i) values += (i ? ", " : "") + std::to_string(i);
+  values += "]";
+  const std::string stages = "stages:\n  - {name: s, algorithm: sft, a: 0, b: 0, c: 0}\n";
+  const std::string huge = "name: e\ngrid: {s.a: " + values + ", s.b: " + values + ", s.c: " + values + "}\n" + stages;
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string err = error_of(huge);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+  EXPECT_NE(err.find("exp.yaml:2:"), std::string::npos) << err;
+  EXPECT_NE(err.find("expands to 1000000000 trials (1000 (s.a) x 1000 (s.b) x 1000 (s.c) x 1 seed(s)"),
+            std::string::npos) << err;
+  // Six trials (3 x 2 seeds) against a limit of 4, from the file or -o; 10 lets them through.
+  const std::string small = "name: e\nseeds: [1, 2]\nmax_trials: 4\ngrid: {s.a: [1, 2, 3]}\n" + stages;
+  EXPECT_NE(error_of(small).find("expands to 6 trials"), std::string::npos) << error_of(small);
+  EXPECT_EQ(parse(small, {"max_trials=10"}).trials.size(), 6u);
+  EXPECT_NE(error_of(small, {"max_trials=0"}).find("max_trials: expected a positive whole number"), std::string::npos);
 }
