@@ -37,6 +37,12 @@ const std::vector<std::string> kSections = {"name",  "description", "vars",    "
 const std::vector<std::string> kStageKinds = {"algorithm", "benchmark", "dataset"};
 constexpr uint64_t kDefaultSeed = 42;  // HF Trainer's default, which the paper's scripts kept
 constexpr int kMaxDepth = 32;
+// Expansion bombs: YAML aliases nested in aliases, or ${...} doubling at each level, make a small file expand to
+// billions of values. A file may expand to this many values, make this many ${...} substitutions, and build texts
+// of at most this size.
+constexpr int64_t kMaxValues = 1'000'000;
+constexpr int64_t kMaxSubstitutions = 1'000'000;
+constexpr size_t kMaxText = 1 << 20;
 // A grid larger than this is refused before its points are made: three 1,000-value lists by mistake would
 // otherwise allocate a billion trials. `max_trials:` in the file (or -o max_trials=N) raises it.
 constexpr int64_t kDefaultMaxTrials = 10000;
@@ -175,6 +181,9 @@ class Resolver {
                                           describe(value), s));
         out += value.Scalar();
         changed = true;
+        if (out.size() > kMaxText)
+          fail(node, source_, fmt::format("'{}' expands to a text of more than {} bytes: do the vars refer to each "
+                                          "other exponentially?", s.substr(0, 80), kMaxText));
       }
       i = end + 1;
     }
@@ -182,6 +191,9 @@ class Resolver {
   }
 
   YAML::Node resolve(const std::string& inner, const YAML::Node& at, int depth) {
+    if (++substitutions_ > kMaxSubstitutions)
+      fail(at, source_, fmt::format("more than {} ${{...}} substitutions: do the vars refer to each other "
+                                    "exponentially (each one to the next, twice)?", kMaxSubstitutions));
     if (inner.rfind("env:", 0) == 0) {
       const std::string name = inner.substr(4);
       const char* v = std::getenv(name.c_str());
@@ -205,6 +217,7 @@ class Resolver {
   std::string source_;
   YAML::Node vars_, config_;
   std::optional<uint64_t> seed_;
+  int64_t substitutions_ = 0;
 };
 
 // Every "${artifact:stage/name}" / "${trial:key}" in a node, with the scalar that holds it.
@@ -289,6 +302,17 @@ struct Sections {
   }
 };
 
+// Counts the values of `node`, an alias as many times as it is used, and stops past kMaxValues.
+void count_values(const YAML::Node& node, int64_t& n, const std::string& source, int depth = 0) {
+  if (++n > kMaxValues || depth > 512)
+    throw ConfigError(fmt::format("{}: the file expands to more than {} values{} (YAML aliases used inside "
+                                  "aliases?)", source, kMaxValues, depth > 512 ? " or nests past 512 levels" : ""));
+  if (node.IsMap())
+    for (const auto& kv : node) count_values(kv.second, n, source, depth + 1);
+  else if (node.IsSequence())
+    for (const auto& child : node) count_values(child, n, source, depth + 1);
+}
+
 YAML::Node load_document(const std::string& text, const std::string& source) {
   YAML::Node doc;
   try {
@@ -304,6 +328,8 @@ YAML::Node load_document(const std::string& text, const std::string& source) {
     if (!contains(kSections, key))
       fail(kv.first, source, fmt::format("unknown section '{}'; expected one of: {}", key, fmt::join(kSections, ", ")));
   }
+  int64_t values = 0;
+  count_values(doc, values, source);
   return doc;
 }
 

@@ -539,3 +539,32 @@ TEST(GridExpansion, AGridBeyondMaxTrialsIsRefusedWithItsSizeBeforeItIsMade) {
   EXPECT_EQ(parse(small, {"max_trials=10"}).trials.size(), 6u);
   EXPECT_NE(error_of(small, {"max_trials=0"}).find("max_trials: expected a positive whole number"), std::string::npos);
 }
+
+// Expansion bombs end in an error naming the cause, in well under a second: YAML aliases nested ten deep (10^12
+// values), and vars that each refer to the next twice (2^40 copies of a text; and with an empty text, 2^30
+// substitutions that build nothing).
+TEST(Spec, ExpansionBombsAreRefusedBeforeTheyExpand) {
+  std::string aliases = "name: e\nvars:\n  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i < 12; ++i) {
+    aliases += "  a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int k = 0; k < 10; ++k) aliases += (k ? ", *a" : "*a") + std::to_string(i - 1);
+    aliases += "]\n";
+  }
+  aliases += "stages:\n  - {name: s, algorithm: sft}\n";
+  auto doubling = [](int levels, const std::string& leaf) {
+    std::string t = "name: e\nvars:\n";
+    for (int i = 0; i < levels; ++i)
+      t += "  v" + std::to_string(i) + ": \"${v" + std::to_string(i + 1) + "}${v" + std::to_string(i + 1) + "}\"\n";
+    t += "  v" + std::to_string(levels) + ": \"" + leaf + "\"\nstages:\n  - {name: s, algorithm: sft, a: \"${v0}\"}\n";
+    return t;
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_NE(error_of(aliases).find("expands to more than 1000000 values"), std::string::npos) << error_of(aliases);
+  EXPECT_NE(error_of(doubling(30, "0123456789")).find("expands to a text of more than 1048576 bytes"),
+            std::string::npos) << error_of(doubling(30, "0123456789"));
+  EXPECT_NE(error_of(doubling(30, "")).find("more than 1000000 ${...} substitutions"), std::string::npos)
+      << error_of(doubling(30, ""));
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 10.0);
+  // Legitimate sharing stays fine: a var used many times, an alias used twice.
+  EXPECT_EQ(parse(doubling(8, "ab")).trials.size(), 1u);
+}
