@@ -1,5 +1,7 @@
 #include "core/lib/data/records.h"
 
+#include <fmt/format.h>
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -146,6 +148,26 @@ class ArraySax {
   int64_t rows_ = 0, start_line_ = 0;
 };
 
+// A JSONL line may be this long and nest this deep; a longer or deeper one is a bad row (with the reason), not a
+// read of gigabytes into one string or a tree past any real row's depth.
+constexpr size_t kMaxLineBytes = size_t{64} << 20;
+constexpr int kMaxDepth = 256;
+
+// std::getline with a limit: a line past `max` bytes is skipped to its end and `too_long` set. False at the end.
+bool read_line(std::istream& in, std::string& line, size_t max, bool& too_long) {
+  line.clear();
+  too_long = false;
+  std::streambuf* buf = in.rdbuf();
+  int c = buf->sbumpc();
+  if (c == std::char_traits<char>::eof()) return false;
+  for (; c != std::char_traits<char>::eof() && c != '\n'; c = buf->sbumpc()) {
+    if (line.size() < max) line += static_cast<char>(c);
+    else too_long = true;
+  }
+  if (too_long) line.clear();
+  return true;
+}
+
 bool is_blank(const std::string& s) {
   for (char c : s)
     if (c != ' ' && c != '\t' && c != '\r' && c != '\n') return false;
@@ -177,12 +199,26 @@ RecordFormat for_each_record(const std::filesystem::path& path, const std::funct
 
   // JSONL: the lines skipped above were blank; go on counting from there.
   std::string text;
-  for (int64_t n = line; std::getline(in, text); ++n) {
-    if (is_blank(text)) continue;
+  bool too_long = false;
+  struct TooDeep {};
+  const json::parser_callback_t depth_limit = [](int depth, json::parse_event_t, json&) {
+    if (depth > kMaxDepth) throw TooDeep{};
+    return true;
+  };
+  for (int64_t n = line; read_line(in, text, kMaxLineBytes, too_long); ++n) {
     Record r;
     r.row = r.line = n;
+    if (too_long) {
+      r.parse_error = fmt::format("the line is longer than {} MiB", kMaxLineBytes >> 20);
+      if (!fn(r)) break;
+      continue;
+    }
+    if (is_blank(text)) continue;
     try {
-      r.value = json::parse(text);
+      r.value = json::parse(text, depth_limit);
+    } catch (const TooDeep&) {
+      r.value = json();
+      r.parse_error = fmt::format("the row nests deeper than {} levels", kMaxDepth);
     } catch (const json::parse_error& e) {
       r.parse_error = std::string("invalid JSON: ") + e.what() +
                       (n == line && text.find('{') == 0 && text.find('}') == std::string::npos

@@ -107,3 +107,23 @@ TEST_F(Streaming, ArrayElementsOfAnyTypeAndEarlyStop) {
   const std::string trailing = write("t.json", "[1] [2]");
   EXPECT_THROW(for_each_record(trailing, [](Record&) { return true; }), DataError);
 }
+
+// A JSONL line past 64 MiB, or nested past 256 levels, is a bad row saying why; the rows around it are read.
+TEST_F(Streaming, AnOverLongOrOverDeepJsonlLineIsABadRowAndTheOthersAreRead) {
+  const fs::path file = dir_ / "rows.jsonl";
+  {
+    std::ofstream out(file);
+    out << R"({"id": "a"})" << "\n";
+    out << R"({"id": "long", "text": ")" << std::string((size_t{64} << 20) + 10, 'x') << "\"}\n";
+    out << std::string(300, '[') << std::string(300, ']') << "\n";
+    out << R"({"id": "b"})";  // no newline at the end
+  }
+  std::vector<std::string> seen;
+  for_each_record(file, [&](Record& r) {
+    seen.push_back(std::to_string(r.line) + " " + (r.parse_error ? *r.parse_error : r.value["id"].get<std::string>()));
+    return true;
+  });
+  const std::vector<std::string> want = {"1 a", "2 the line is longer than 64 MiB", "3 the row nests deeper than 256 levels",
+                                         "4 b"};
+  EXPECT_EQ(seen, want);
+}
