@@ -167,7 +167,8 @@ int run_on_slurm(const Experiment& exp, const fs::path& results_db, const SlurmO
   // What each trial needs: nothing (finished, or its ended job finished it: merged now), a wait (its job is
   // queued or running), or a job (new, or its last job ended without finishing it; a failed trial runs again, as
   // in a local rerun).
-  std::vector<Job> jobs, to_submit;
+  std::vector<Job> jobs;
+  std::vector<size_t> to_submit;  // indices into jobs
   for (const auto& t : exp.trials) {
     if (recorded[t.identity] == "finished") continue;
     Job job{&t, job_dir(results_db, exp, t), json::object()};
@@ -183,7 +184,7 @@ int run_on_slurm(const Experiment& exp, const fs::path& results_db, const SlurmO
         spdlog::info("trial {}: {} in slurm job {}; merged", t.ordinal, ended, id);
         if (ended == "finished") continue;
       }
-      to_submit.push_back(job);
+      to_submit.push_back(jobs.size());
     }
     jobs.push_back(job);
   }
@@ -198,17 +199,16 @@ int run_on_slurm(const Experiment& exp, const fs::path& results_db, const SlurmO
     fs::remove(seed);
     store.snapshot_to(seed);
     std::string pilot;
-    for (Job& job : to_submit) {
+    for (size_t k : to_submit) {
+      Job& job = jobs[k];
       fs::create_directories(job.dir);
       json seeds = json::array();
-      if (!pilot.empty()) seeds.push_back((to_submit.front().dir / "published.db").string());
+      if (!pilot.empty()) seeds.push_back((jobs[to_submit.front()].dir / "published.db").string());
       seeds.push_back(seed.string());
       job.ledger = {{"experiment", exp.name}, {"identity", job.trial->identity}, {"ordinal", job.trial->ordinal},
                     {"seeds", seeds}, {"submissions", job.ledger.value("submissions", 0)}};
       const std::string id = submit(job, exp, o, pilot, job_command(job.dir));
       if (pilot.empty() && to_submit.size() > 1) pilot = id;
-      for (Job& j : jobs)
-        if (j.trial == job.trial) j.ledger = job.ledger;
     }
   }
   if (!o.wait) {

@@ -17,18 +17,13 @@
 #include "app/slurm.h"
 #include "core/api/error.h"
 #include "core/log.h"
+#include "core/spawn.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace mmr {
 namespace {
-
-std::string this_host() {
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
-  return buf;
-}
 
 bool process_alive(int64_t pid) { return pid > 0 && (kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
 
@@ -221,7 +216,7 @@ void print_status(const StatusOptions& options, std::ostream& out) {
     throw ConfigError(fmt::format("results database '{}' holds no experiment yet (run one first: runner EXP.yaml)",
                                   options.results.string()));
   if (!options.experiment.empty()) names = {resolve_experiment(store, options.experiment, options.results)};
-  const std::string host = this_host();
+  const std::string host = host_name();
   json all = json::array();
   for (const std::string& name : names) all.push_back(experiment_status(store, options.results, name, host));
   if (options.format == Format::Json) {

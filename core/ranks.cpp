@@ -64,13 +64,8 @@ bool launch_with_srun() {
   return std::getenv("SLURM_JOB_ID") && nodes && std::atoi(nodes) > 1;
 }
 
-std::string this_hostname() {
-  char buf[256] = {0};
-  return gethostname(buf, sizeof(buf) - 1) == 0 ? buf : "localhost";
-}
-
 pid_t start_srun(const RankRequest& r, const fs::path& request_file, spdlog::logger& log) {
-  const std::string host = this_hostname(), port = std::to_string(free_loopback_port());
+  const std::string host = host_name() == "unknown" ? "localhost" : host_name(), port = std::to_string(free_loopback_port());
   std::vector<std::string> argv = {"srun", fmt::format("--ntasks={}", r.stage.ranks), "--kill-on-bad-exit=1",
                                    "--label", "--export=ALL"};
   const char* gpus = std::getenv("SLURM_GPUS_ON_NODE");
@@ -81,10 +76,10 @@ pid_t start_srun(const RankRequest& r, const fs::path& request_file, spdlog::log
   // Each rank its node's share of the cores, as for local ranks (Slurm's cpus per task when the job says).
   if (!std::getenv("OMP_NUM_THREADS")) {
     const char* per_task = std::getenv("SLURM_CPUS_PER_TASK");
-    const char* nodes = std::getenv("SLURM_JOB_NUM_NODES");
-    const int per_node = (r.stage.ranks + std::max(1, nodes ? std::atoi(nodes) : 1) - 1) / std::max(1, nodes ? std::atoi(nodes) : 1);
-    const int threads = per_task ? std::atoi(per_task)
-                                 : static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, per_node);
+    const char* nodes_env = std::getenv("SLURM_JOB_NUM_NODES");
+    const int nodes = std::max(1, nodes_env ? std::atoi(nodes_env) : 1);
+    const int per_node = (r.stage.ranks + nodes - 1) / nodes;
+    const int threads = per_task ? std::atoi(per_task) : static_cast<int>(std::thread::hardware_concurrency()) / per_node;
     env.emplace_back("OMP_NUM_THREADS", std::to_string(std::max(1, threads)));
   }
   pid_t pid = 0;

@@ -15,6 +15,7 @@
 
 #include "core/log.h"
 #include "core/ranks.h"
+#include "core/spawn.h"
 #include "core/stage_context.h"
 #include "core/lib/util/sha256.h"
 
@@ -33,12 +34,6 @@ struct CurrentTrial {
 CurrentTrial& current() {
   static CurrentTrial c;
   return c;
-}
-
-std::string hostname() {
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
-  return buf;
 }
 
 // A file's hash, or for a folder the hash of its sorted "relative path, file hash" list.
@@ -233,7 +228,7 @@ class ExperimentRun {
  public:
   ExperimentRun(const Experiment& exp, const Registry& registry, const RunOptions& opt)
       : exp_(exp), registry_(registry), opt_(opt), log_(spdlog::default_logger()), store_(opt.results_db),
-        host_(hostname()),
+        host_(host_name()),
         root_(opt.artifacts_root.empty() ? fs::absolute(opt.results_db).parent_path() : opt.artifacts_root) {}
 
   RunSummary run();

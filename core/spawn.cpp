@@ -70,6 +70,12 @@ std::string child_log_tag(const std::string& tag) {
   return mine && *mine ? std::string(mine) + " " + tag : tag;
 }
 
+std::string host_name() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
+  return buf;
+}
+
 int free_loopback_port() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) throw Error(fmt::format("cannot open a socket: {}", std::strerror(errno)));

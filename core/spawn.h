@@ -25,6 +25,9 @@ pid_t spawn_self(const std::vector<std::string>& args, const std::vector<std::pa
 // The log tag of a child: this process's MMR_LOG_TAG (if any) then `tag`, e.g. "job 2/4 rank 1/2".
 std::string child_log_tag(const std::string& tag);
 
+// This host's name (gethostname), "unknown" when it cannot be read: what trials, leases and rendezvous record.
+std::string host_name();
+
 // A TCP port on the loopback interface that was free a moment ago (for a rendezvous on one host).
 int free_loopback_port();
 

@@ -131,57 +131,39 @@ void ProcessGroup::allreduce_sum(const std::vector<torch::Tensor>& tensors) {
   if (tensors.empty()) return;
   std::vector<torch::Tensor> flat_parts;
   for (const auto& t : tensors) flat_parts.push_back(t.detach().reshape({-1}).to(device_, torch::kFloat32));
-  std::vector<torch::Tensor> buffer = {torch::cat(flat_parts)};
-  try {
-#ifdef MMR_HAVE_NCCL
-    if (impl_->nccl) impl_->nccl->allreduce(buffer)->wait();
-#endif
-#ifdef MMR_HAVE_GLOO
-    if (impl_->gloo) impl_->gloo->allreduce(buffer)->wait();
-#endif
-  } catch (const std::exception& e) {
-    throw Error(fmt::format("data-parallel all-reduce ({}) failed (another rank died or timed out?): {}", backend_,
-                            e.what()));
-  }
+  const torch::Tensor buffer = torch::cat(flat_parts);
+  start_sum(buffer)();
   int64_t offset = 0;
   torch::NoGradGuard no_grad;
   for (const auto& t : tensors) {
     const int64_t n = t.numel();
-    t.copy_(buffer[0].narrow(0, offset, n).view(t.sizes()));
+    t.copy_(buffer.narrow(0, offset, n).view(t.sizes()));
     offset += n;
   }
 }
 
 std::function<void()> ProcessGroup::start_sum(torch::Tensor flat) {
-  std::vector<torch::Tensor> buffer = {std::move(flat)};
-  auto failed = [this](const std::exception& e) {
-    return Error(fmt::format("data-parallel all-reduce ({}) failed (another rank died or timed out?): {}", backend_,
+  auto failed = [backend = backend_](const std::exception& e) {
+    return Error(fmt::format("data-parallel all-reduce ({}) failed (another rank died or timed out?): {}", backend,
                              e.what()));
   };
+  // The wait of a started collective (its work type differs between backends and LibTorch versions).
+  auto waiter = [&failed](auto work) -> std::function<void()> {
+    return [work, failed] {
+      try {
+        work->wait();
+      } catch (const std::exception& e) {
+        throw failed(e);
+      }
+    };
+  };
+  std::vector<torch::Tensor> buffer = {std::move(flat)};
   try {
 #ifdef MMR_HAVE_NCCL
-    if (impl_->nccl) {
-      auto work = impl_->nccl->allreduce(buffer);
-      return [work, failed] {
-        try {
-          work->wait();
-        } catch (const std::exception& e) {
-          throw failed(e);
-        }
-      };
-    }
+    if (impl_->nccl) return waiter(impl_->nccl->allreduce(buffer));
 #endif
 #ifdef MMR_HAVE_GLOO
-    if (impl_->gloo) {
-      auto work = impl_->gloo->allreduce(buffer);
-      return [work, failed] {
-        try {
-          work->wait();
-        } catch (const std::exception& e) {
-          throw failed(e);
-        }
-      };
-    }
+    if (impl_->gloo) return waiter(impl_->gloo->allreduce(buffer));
 #endif
   } catch (const std::exception& e) {
     throw failed(e);

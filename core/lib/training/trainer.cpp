@@ -251,9 +251,10 @@ Trainer::StepOutcome Trainer::accumulate(int64_t step, const Schedule& sched, co
     if (empty) idx = {order[static_cast<size_t>(hi - 1)]};
     MicroBatch mb = fn(idx);
     const double share = !group_ ? 1.0 : rank_share(empty ? 0.0 : mb.weight >= 0 ? mb.weight : idx.size());
-    if (reducer_ && b + 1 == last) reducer_->arm();  // the step's last backward: sum gradients as they are final
+    const bool reduce = reducer_ && b + 1 == last;  // the step's last backward: sum gradients as they are final
+    if (reduce) reducer_->arm();
     (!group_ ? mb.loss / out.micro : mb.loss * (share / out.micro)).backward();
-    if (reducer_ && b + 1 == last) {
+    if (reduce) {
       reducer_->finish();
       if (++reduced_steps_ == 2)  // the first step learnt the order; from the second, buckets overlap backward
         ctx_.log().info("data parallel: {} of {} gradient buckets were summed during the backward pass",
