@@ -48,6 +48,9 @@ void LlavaModel::add_lora(int64_t r, double alpha, double dropout, bool rslora, 
 
 // `projector` first: the checkpoints of earlier versions list its tensors first.
 std::vector<ParameterGroup> LlavaModel::parameter_groups() {
+  MMR_CHECK(!merged_for_inference_, "llava: the adapter was merged into the weights for generation; it cannot be "
+                                    "trained any more");
+  trained_ = true;
   std::vector<ParameterGroup> groups;
   if (options_.train_projector) {
     ParameterGroup projector{"projector", {}};
@@ -67,6 +70,9 @@ std::vector<ParameterGroup> LlavaModel::parameter_groups() {
 
 // PEFT's disable_adapter(): LoRA branches off and the projector as loaded (modules_to_save keep the original).
 void LlavaModel::set_adapters_enabled(bool on) {
+  if (merged_for_inference_ && !on)
+    throw Error("llava: the adapter was merged into the weights for generation (it was not being trained), so it "
+                "cannot be turned off; load the model again to use it without the adapter");
   for (auto& [path, lin] : lora_targets(llama_)) {
     if (lin->merged && !on)
       throw Error("llava: cannot disable a merged LoRA adapter ('" + path + "'); unmerge it first");
@@ -87,7 +93,10 @@ void LlavaModel::freeze_base_projector() {
   }
 }
 
-void LlavaModel::set_training(bool on) { root_->train(on); }
+void LlavaModel::set_training(bool on) {
+  trained_ = trained_ || on;
+  root_->train(on);
+}
 
 void LlavaModel::set_activation_checkpointing(bool on) { llama_->checkpoint_layers = on; }
 
@@ -193,6 +202,9 @@ void LlavaModel::fold_adapter(const fs::path& dir) {
 }
 
 void LlavaModel::load_adapter(const fs::path& dir) {
+  if (merged_for_inference_)
+    throw Error(fmt::format("llava: cannot load adapter {}: the previous one was merged into the weights for "
+                            "generation; load the model again", dir.string()));
   const AdapterConfig ac = read_adapter_config(dir);
   const int64_t r = ac.r;
   const double alpha = ac.alpha, dropout = ac.dropout;

@@ -198,11 +198,12 @@ LlavaModel::Expanded LlavaModel::expand(const ModelBatch& batch) {
   out.labels = out.labels.to(device_);
   out.attention_mask = mask.to(device_);
   out.position_ids = (out.attention_mask.cumsum(1) - 1).clamp_min(0);
+  out.left_padded = batch.left_padded;
   return out;
 }
 
 torch::Tensor LlavaModel::hidden_states(const Expanded& e, std::vector<LayerCache>* caches) {
-  return llama_->forward(e.embeds, e.attention_mask, e.position_ids, caches);
+  return llama_->forward(e.embeds, e.attention_mask, e.position_ids, caches, /*right_padded=*/!e.left_padded);
 }
 
 torch::Tensor LlavaModel::logits(const ModelBatch& batch) {

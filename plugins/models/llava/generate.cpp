@@ -1,20 +1,26 @@
 // The llava model's generation: a prefill over the left-padded prompts into a preallocated KV cache, then one
 // token per step for every row until each stops (EOS, a stop string, or max_new_tokens). Sampling follows HF's
 // order: temperature, top-k, top-p, then a multinomial draw from a generator seeded by the request.
+//
+// The decoding loop never waits for the device inside a step: tokens, positions, the cache slot and the rows
+// finished by EOS live on the device, each step's token is written into a history there, and the host reads the
+// history only at a few steps (1, 2, 4, 8, then every 16) to check stop strings and whether every row is done.
+// Rows are independent, so reading late changes no output; at most 15 extra steps run after the last row ends.
+// On a GPU each step replays a CUDA graph (device_steps.h).
 #include <fmt/format.h>
-
-#include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
 #include <limits>
 
+#include "device_steps.h"
+#include "internal.h"
 #include "llava.h"
 
 namespace mmr::llava {
 
 torch::Tensor LlavaModel::next_tokens(torch::Tensor logits, const GenerationConfig& g, at::Generator& gen) const {
   if (g.temperature <= 0) return logits.argmax(-1);  // (B, V) -> (B)
-  logits = (logits / g.temperature).to(torch::kCPU);
+  logits = logits / g.temperature;
   const float minus_inf = -std::numeric_limits<float>::infinity();
   if (g.top_k > 0 && g.top_k < logits.size(-1)) {
     torch::Tensor kth = std::get<0>(logits.topk(g.top_k, -1)).select(1, g.top_k - 1).unsqueeze(1);
@@ -27,12 +33,15 @@ torch::Tensor LlavaModel::next_tokens(torch::Tensor logits, const GenerationConf
     remove.select(1, remove.size(1) - 1).fill_(false);  // keep at least the best token
     logits = logits.scatter(1, order, sorted.masked_fill(remove, minus_inf));
   }
-  return torch::multinomial(logits.softmax(-1), 1, false, gen).squeeze(1).to(device_);
+  return torch::multinomial(logits.softmax(-1), 1, false, gen).squeeze(1);
 }
 
 namespace {
 
-// Records one new token of a row; true when the row is finished (EOS or a stop string).
+// Records one new token of a row; true when the row is finished (EOS or a stop string). Stop strings are looked
+// for in the text of the last tokens only: an occurrence is found at the token that completes it, so it lies in
+// the last (its length) tokens, each at least one byte; the margin covers a first token whose leading space a
+// partial decode drops, and tokens that decode to nothing.
 bool record_token(Generation& out, int64_t id, int64_t eos, const GenerationConfig& g, const Tokenizer* tokenizer) {
   out.token_ids.push_back(id);
   if (g.stop_at_eos && id == eos) {
@@ -40,8 +49,14 @@ bool record_token(Generation& out, int64_t id, int64_t eos, const GenerationConf
     return true;
   }
   if (g.stop_strings.empty() || !tokenizer) return false;
+  size_t longest = 0;
+  for (const auto& s : g.stop_strings) longest = std::max(longest, s.size());
+  const size_t window = 2 * longest + 8;
+  const auto& ids = out.token_ids;
+  const std::vector<int64_t> tail(ids.size() > window ? ids.end() - static_cast<std::ptrdiff_t>(window) : ids.begin(),
+                                  ids.end());
   size_t skipped = 0;
-  const std::string text = tokenizer->decode(out.token_ids, &skipped);
+  const std::string text = tokenizer->decode(tail, &skipped);
   for (const auto& s : g.stop_strings)
     if (!s.empty() && text.find(s) != std::string::npos) {
       out.finish_reason = "stop_string";
@@ -50,14 +65,21 @@ bool record_token(Generation& out, int64_t id, int64_t eos, const GenerationConf
   return false;
 }
 
+// Steps after which the host reads the new tokens: early ones (short replies end there), then every 16th.
+bool host_reads_after(int64_t step) {
+  const int64_t n = step + 1;
+  return n <= 8 ? (n & (n - 1)) == 0 : n % 16 == 0;
+}
+
 }  // namespace
 
 // Text, finish reason and prompt length of every row once decoding ended.
 void LlavaModel::finish_generation(std::vector<Generation>& out, const Expanded& e, const GenerationConfig& g) const {
+  const torch::Tensor prompt_tokens = e.attention_mask.sum(1).to(torch::kCPU);
   for (size_t i = 0; i < out.size(); ++i) {
     auto& o = out[i];
     if (o.finish_reason.empty()) o.finish_reason = "length";
-    o.prompt_tokens = e.attention_mask[static_cast<int64_t>(i)].sum().item<int64_t>();
+    o.prompt_tokens = prompt_tokens[static_cast<int64_t>(i)].item<int64_t>();
     std::vector<int64_t> text_ids = o.token_ids;
     if (o.finish_reason == "eos") text_ids.pop_back();
     size_t skipped = 0;
@@ -70,11 +92,27 @@ void LlavaModel::finish_generation(std::vector<Generation>& out, const Expanded&
   }
 }
 
+// Inference from here on: the adapter of a model never handed to a trainer (an evaluated or served checkpoint) is
+// folded into the weights (its branch would cost two more GEMMs per projection each step), and q/k/v and gate/up
+// are packed into one GEMM each. The fold is for good (merged_for_inference_): subtracting the delta again would
+// not give back W in bf16.
+void LlavaModel::prepare_for_inference() {
+  bool active = false;
+  for (auto& [path, lin] : lora_targets(llama_)) active = active || lin->lora_active();
+  if (active && !trained_) {
+    merge_lora();
+    merged_for_inference_ = true;
+    log()->info("llava: LoRA adapter merged into the weights for generation (the model is not being trained)");
+  }
+  for (size_t i = 0; i < llama_->layers->size(); ++i) llama_->layers[i]->as<LlamaLayer>()->pack_projections();
+}
+
 std::vector<Generation> LlavaModel::generate(const std::vector<ChatSample>& prompts, const GenerationConfig& g) {
   if (prompts.empty()) return {};
   torch::NoGradGuard no_grad;
   const bool was_training = root_->is_training();
   root_->eval();
+  prepare_for_inference();
   std::vector<EncodedSample> enc;
   for (const auto& p : prompts) enc.push_back(encode_prompt(p));
   const Expanded e = expand(collate(enc, /*left_pad=*/true));
@@ -86,30 +124,55 @@ std::vector<Generation> LlavaModel::generate(const std::vector<ChatSample>& prom
     c.k = torch::empty({b, config_.text.num_key_value_heads, total, config_.text.head_dim}, kv_opts);  // (B, H, T, Dh)
     c.v = torch::empty_like(c.k);
   }
-  torch::Tensor mask = torch::zeros({b, total}, torch::TensorOptions().dtype(torch::kInt64).device(device_));
+  const auto long_opts = torch::TensorOptions().dtype(torch::kInt64).device(device_);
+  torch::Tensor mask = torch::zeros({b, total}, long_opts);
   mask.narrow(1, 0, t0).copy_(e.attention_mask);
+  llama_->rope.reserve(total, dtype_, device_);
   torch::Tensor h = llama_->forward(e.embeds, mask.narrow(1, 0, t0), e.position_ids, &caches);  // prefill
-  torch::Tensor last = h.select(1, t0 - 1);                                      // (B, D)
-  torch::Tensor next_pos = e.position_ids.select(1, t0 - 1).unsqueeze(1) + 1;    // (B, 1)
+  torch::Tensor logits = llama_->lm_head_forward(h.select(1, t0 - 1)).to(torch::kFloat32);    // (B, V)
 
-  auto gen = at::detail::createCPUGenerator(g.seed);
-  std::vector<Generation> out(static_cast<size_t>(b));
-  std::vector<bool> done(static_cast<size_t>(b), false);
+  // The decoding state on the device; a step reads and updates it in place (fixed addresses, for the graphs).
+  torch::Tensor feed = torch::zeros({b, 1}, long_opts);                               // the token each row feeds
+  torch::Tensor pos = e.position_ids.select(1, t0 - 1).unsqueeze(1).clone();          // its position, less 1
+  torch::Tensor write_at = torch::full({1}, t0 - 1, long_opts);                       // its cache slot, less 1
+  torch::Tensor finished = torch::zeros({b}, torch::TensorOptions().dtype(torch::kBool).device(device_));
+  torch::Tensor history = torch::zeros({b, std::max<int64_t>(g.max_new_tokens, 1)}, long_opts);
+  for (auto& c : caches) c.write_at = write_at;
+  StepGraphs graphs(device_, /*allowed=*/!llama_->rope.dynamic());
+  auto gen = sampling_generator(device_, g.seed);
   const int64_t eos = tokenizer_ ? tokenizer_->eos_id() : 2;
   const int64_t pad = config_.pad_token_id >= 0 ? config_.pad_token_id : 0;
+
+  std::vector<Generation> out(static_cast<size_t>(b));
+  std::vector<bool> done(static_cast<size_t>(b), false);
+  int64_t read = 0;  // steps the host has read
   for (int64_t step = 0; step < g.max_new_tokens; ++step) {
-    const torch::Tensor next = next_tokens(llama_->lm_head_forward(last).to(torch::kFloat32), g, gen);  // (B)
-    const torch::Tensor next_cpu = next.to(torch::kCPU);
+    if (step > 0) {
+      pos.add_(1);
+      write_at.add_(1);
+      // The attention span: exactly the filled slots eagerly; in 128-slot buckets for graphs (one graph each,
+      // the unfilled slots hidden by the mask).
+      const int64_t filled = t0 + step;
+      const int64_t span = graphs.enabled() ? std::min(total, (filled + 127) / 128 * 128) : filled;
+      for (auto& c : caches) c.span = span;
+      logits = graphs.run(span, [&] {
+        mask.index_fill_(1, write_at, 1);
+        torch::Tensor hs = llama_->forward(llama_->embed_tokens(feed), mask.narrow(1, 0, span), pos, &caches);
+        return llama_->lm_head_forward(hs.select(1, 0)).to(torch::kFloat32);
+      });
+    }
+    const torch::Tensor next = next_tokens(logits, g, gen);  // (B)
+    history.select(1, step).copy_(next);
+    if (g.stop_at_eos) finished.logical_or_(next.eq(eos));
+    feed.copy_(torch::where(finished, torch::full_like(next, pad), next).unsqueeze(1));  // finished rows feed a pad
+    if (!host_reads_after(step) && step + 1 < g.max_new_tokens) continue;
+    const torch::Tensor fresh = history.narrow(1, read, step + 1 - read).to(torch::kCPU);
+    auto ids = fresh.accessor<int64_t, 2>();
     for (int64_t i = 0; i < b; ++i)
-      if (!done[i]) done[i] = record_token(out[i], next_cpu[i].item<int64_t>(), eos, g, tokenizer_.get());
-    if (std::all_of(done.begin(), done.end(), [](bool x) { return x; }) || step + 1 == g.max_new_tokens) break;
-    torch::Tensor feed = next.clone();  // finished rows keep decoding a pad token that nothing reads
-    for (int64_t i = 0; i < b; ++i)
-      if (done[i]) feed[i] = pad;
-    mask.select(1, t0 + step).fill_(1);
-    h = llama_->forward(llama_->embed_tokens(feed.unsqueeze(1)), mask.narrow(1, 0, t0 + step + 1), next_pos, &caches);
-    last = h.select(1, 0);
-    next_pos = next_pos + 1;
+      for (int64_t j = 0; j < fresh.size(1) && !done[i]; ++j)
+        done[i] = record_token(out[i], ids[i][j], eos, g, tokenizer_.get());
+    read = step + 1;
+    if (std::all_of(done.begin(), done.end(), [](bool x) { return x; })) break;
   }
   finish_generation(out, e, g);
   root_->train(was_training);

@@ -81,6 +81,7 @@ class LlavaModel : public LanguageModel {
   struct Expanded {
     torch::Tensor embeds, labels, attention_mask, position_ids;
     std::vector<std::vector<int64_t>> text_positions;  // per row: indices in T' that hold text tokens
+    bool left_padded = false;
   };
   Expanded expand(const ModelBatch& batch);
   void merge_lora();
@@ -98,6 +99,7 @@ class LlavaModel : public LanguageModel {
   // One decoding step's choice of the next token per row: greedy, or temperature/top-k/top-p sampling.
   torch::Tensor next_tokens(torch::Tensor logits, const GenerationConfig& g, at::Generator& gen) const;
   void finish_generation(std::vector<Generation>& out, const Expanded& e, const GenerationConfig& g) const;
+  void prepare_for_inference();  // generate.cpp
   std::string peft_prefix() const;  // "base_model.model.language_model.model." (llava-hf) / "base_model.model.model."
   std::string projector_name() const;  // "multi_modal_projector" / "model.mm_projector"
   torch::Tensor hidden_states(const Expanded& e, std::vector<LayerCache>* caches);
@@ -114,6 +116,8 @@ class LlavaModel : public LanguageModel {
   Projector base_projector_{nullptr};  // the projector as loaded, when train_projector trains a copy (PEFT's
                                        // modules_to_save); used while adapters are disabled
   bool adapters_enabled_ = true;
+  bool merged_for_inference_ = false;  // an adapter folded into the weights by generate()
+  bool trained_ = false;  // handed to a trainer (parameter_groups, set_training(true)): generate() merges nothing
   Llama llama_{nullptr};
   std::shared_ptr<torch::nn::Module> root_;
   int64_t truncated_rows_ = 0;

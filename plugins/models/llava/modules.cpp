@@ -158,6 +158,11 @@ torch::Tensor ProjectorImpl::forward(const torch::Tensor& patches) {
 RmsNormImpl::RmsNormImpl(int64_t dim, double e) : eps(e) { weight = register_parameter("weight", torch::ones({dim})); }
 
 torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 8)
+  // One fused kernel (forward and backward) from LibTorch 2.8. It also computes in float32 but rounds once, after
+  // the weight, where LlamaRMSNorm rounds before it: identical in float32, within bf16's rounding otherwise.
+  if (x.is_cuda()) return at::rms_norm(x, {weight.size(0)}, weight, eps);
+#endif
   // LlamaRMSNorm: in float32, then back to the input dtype before the weight.
   torch::Tensor xf = x.to(torch::kFloat32);
   xf = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
@@ -215,13 +220,35 @@ torch::Tensor Rope::inv_freq_for(int64_t seq_len) const {
   return default_inv_freq(base, c_.head_dim);
 }
 
-std::pair<torch::Tensor, torch::Tensor> Rope::cos_sin(const torch::Tensor& position_ids, torch::Dtype dtype) const {
-  const int64_t seq_len = position_ids.numel() ? position_ids.max().item<int64_t>() + 1 : 0;
-  torch::Tensor inv = inv_freq_for(seq_len).to(position_ids.device());
-  // (B, T, 1) x (1, 1, E/2) in float32, as LlamaRotaryEmbedding does (autocast disabled).
-  torch::Tensor freqs = position_ids.to(torch::kFloat32).unsqueeze(-1) * inv.view({1, 1, -1});
+std::pair<torch::Tensor, torch::Tensor> Rope::compute(const torch::Tensor& positions, const torch::Tensor& inv,
+                                                      torch::Dtype dtype) const {
+  // (..., T, 1) x (E/2) in float32, as LlamaRotaryEmbedding does (autocast disabled).
+  torch::Tensor freqs = positions.to(torch::kFloat32).unsqueeze(-1) * inv.to(positions.device());
   torch::Tensor emb = torch::cat({freqs, freqs}, -1);
   return {(emb.cos() * attention_scaling_).to(dtype), (emb.sin() * attention_scaling_).to(dtype)};
+}
+
+void Rope::reserve(int64_t n, torch::Dtype dtype, const torch::Device& device) const {
+  if (cos_table_.defined() && cos_table_.size(0) >= n && cos_table_.device() == device && cos_table_.scalar_type() == dtype)
+    return;
+  n = std::max(n, c_.max_position_embeddings);
+  std::tie(cos_table_, sin_table_) =
+      compute(torch::arange(n, torch::TensorOptions().dtype(torch::kInt64).device(device)), inv_freq_, dtype);
+}
+
+std::pair<torch::Tensor, torch::Tensor> Rope::cos_sin(const torch::Tensor& position_ids, torch::Dtype dtype,
+                                                      int64_t max_positions) const {
+  if (c_.rope.type == "dynamic") {  // the frequencies depend on the longest position: read it
+    const int64_t seq_len = position_ids.numel() ? position_ids.max().item<int64_t>() + 1 : 0;
+    return compute(position_ids, inv_freq_for(seq_len), dtype);
+  }
+  // Rows of a table: each element is computed by the same float32 operations as above, so the values are the
+  // same bits; indexing needs no host-side maximum (a decoding step captured as a CUDA graph reads none).
+  reserve(max_positions, dtype, position_ids.device());
+  const torch::Tensor flat = position_ids.reshape({-1});
+  auto shape = position_ids.sizes().vec();
+  shape.push_back(c_.head_dim);
+  return {cos_table_.index_select(0, flat).view(shape), sin_table_.index_select(0, flat).view(shape)};
 }
 
 namespace {
@@ -245,35 +272,125 @@ LlamaLayerImpl::LlamaLayerImpl(const TextConfig& c)
   down_proj = register_module("down_proj", LoraLinear(c.intermediate_size, d, c.mlp_bias));
 }
 
-torch::Tensor LlamaLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                                      const torch::Tensor& mask, LayerCache* cache) {
-  const int64_t b = x.size(0), t = x.size(1);
-  torch::Tensor h = input_layernorm(x);
-  torch::Tensor q = q_proj(h).view({b, t, heads, head_dim}).transpose(1, 2);      // (B, H, T, E)
-  torch::Tensor k = k_proj(h).view({b, t, kv_heads, head_dim}).transpose(1, 2);   // (B, K, T, E)
-  torch::Tensor v = v_proj(h).view({b, t, kv_heads, head_dim}).transpose(1, 2);
-  const torch::Tensor c4 = cos.unsqueeze(1), s4 = sin.unsqueeze(1);               // (B, 1, T, E)
-  q = q * c4 + rotate_half(q) * s4;
-  k = k * c4 + rotate_half(k) * s4;
-  if (cache) {
-    MMR_CHECK(cache->length + t <= cache->k.size(2), "KV cache overflow");
-    cache->k.narrow(2, cache->length, t).copy_(k);
-    cache->v.narrow(2, cache->length, t).copy_(v);
-    cache->length += t;
-    k = cache->k.narrow(2, 0, cache->length);
-    v = cache->v.narrow(2, 0, cache->length);
+void LlamaLayerImpl::pack_projections() {
+  torch::NoGradGuard no_grad;
+  auto pack = [](std::initializer_list<LoraLinear> parts) {
+    std::vector<torch::Tensor> weights;
+    for (const auto& p : parts) {
+      if (p->bias.defined()) return torch::Tensor();  // biased projections stay separate (LLaVA has none)
+      weights.push_back(p->weight);
+    }
+    torch::Tensor packed = torch::cat(weights, 0);
+    int64_t row = 0;
+    for (const auto& p : parts) {
+      const int64_t n = p->weight.size(0);
+      p->weight.set_data(packed.narrow(0, row, n));  // the parameter now views the packed rows
+      row += n;
+    }
+    return packed;
+  };
+  auto intact = [](const torch::Tensor& packed, const LoraLinear& first) {
+    return packed.defined() && first->weight.data_ptr() == packed.data_ptr();
+  };
+  if (!intact(qkv_weight, q_proj)) qkv_weight = pack({q_proj, k_proj, v_proj});
+  if (!intact(gate_up_weight, gate_proj)) gate_up_weight = pack({gate_proj, up_proj});
+}
+
+namespace {
+// A packed weight still usable for these projections: the parameters still view it, and none adds a LoRA branch.
+bool packed_usable(const torch::Tensor& packed, std::initializer_list<LoraLinear> parts) {
+  if (!packed.defined()) return false;
+  int64_t row = 0;
+  for (const auto& p : parts) {
+    if (p->lora_active() || p->weight.data_ptr() != static_cast<char*>(packed.data_ptr()) +
+                                                        row * packed.stride(0) * packed.element_size())
+      return false;
+    row += p->weight.size(0);
   }
+  return true;
+}
+}  // namespace
+
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> LlamaLayerImpl::project_qkv(const torch::Tensor& h) {
+  if (!packed_usable(qkv_weight, {q_proj, k_proj, v_proj})) return {q_proj(h), k_proj(h), v_proj(h)};
+  const torch::Tensor qkv = F::linear(h, qkv_weight);
+  const int64_t nq = heads * head_dim, nk = kv_heads * head_dim;
+  return {qkv.narrow(-1, 0, nq), qkv.narrow(-1, nq, nk), qkv.narrow(-1, nq + nk, nk)};
+}
+
+torch::Tensor LlamaLayerImpl::mlp(const torch::Tensor& h) {
+  if (!packed_usable(gate_up_weight, {gate_proj, up_proj})) return down_proj(torch::silu(gate_proj(h)) * up_proj(h));
+  const torch::Tensor gu = F::linear(h, gate_up_weight);
+  const int64_t n = gate_proj->out_features;
+  return down_proj(torch::silu(gu.narrow(-1, 0, n)) * gu.narrow(-1, n, n));
+}
+
+namespace {
+
+// softmax(q kᵀ · E^-½ + mask) v: queries (B, H, T, E), keys and values (B, K, S, E), mask (B, 1, T, S) additive or
+// undefined with `causal`.
+torch::Tensor attention(const torch::Tensor& q, torch::Tensor k, torch::Tensor v, const torch::Tensor& mask,
+                        bool causal) {
+  const int64_t heads = q.size(1), kv_heads = k.size(1);
+#ifdef MMR_HAS_SDPA
+  // HF's "sdpa" attention. The mask stays additive with a finite minimum, as HF's: a left-padding query row that
+  // sees no key then averages instead of giving NaN that would reach the real rows through the cache.
+  std::optional<torch::Tensor> m;
+  if (!causal) m = mask;
+#ifdef MMR_HAS_SDPA_GQA
+  return at::scaled_dot_product_attention(q, k, v, m, 0.0, causal, std::nullopt, /*enable_gqa=*/kv_heads != heads);
+#else
+  if (kv_heads != heads) {
+    k = k.repeat_interleave(heads / kv_heads, 1);
+    v = v.repeat_interleave(heads / kv_heads, 1);
+  }
+  return at::scaled_dot_product_attention(q, k, v, m, 0.0, causal);
+#endif
+#else
+  MMR_CHECK(!causal, "causal attention without a mask needs LibTorch 2");
   if (kv_heads != heads) {  // grouped-query attention: each key/value head serves heads/kv_heads query heads
     k = k.repeat_interleave(heads / kv_heads, 1);
     v = v.repeat_interleave(heads / kv_heads, 1);
   }
-  torch::Tensor scores = torch::matmul(q, k.transpose(-1, -2)) * std::pow(static_cast<double>(head_dim), -0.5);
+  torch::Tensor scores = torch::matmul(q, k.transpose(-1, -2)) * std::pow(static_cast<double>(q.size(-1)), -0.5);
   scores = scores + mask;  // (B, H, T, S) + (B, 1, T, S)
   torch::Tensor attn = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
-  torch::Tensor o = torch::matmul(attn, v).transpose(1, 2).reshape({b, t, heads * head_dim});
+  return torch::matmul(attn, v);
+#endif
+}
+
+// Keys/values of this step into the cache; returns the keys and values to attend to.
+std::pair<torch::Tensor, torch::Tensor> update_cache(LayerCache& cache, const torch::Tensor& k, const torch::Tensor& v) {
+  const int64_t t = k.size(2);
+  if (cache.write_at.defined()) {  // slot on the device (a graph-captured step)
+    cache.k.index_copy_(2, cache.write_at, k);
+    cache.v.index_copy_(2, cache.write_at, v);
+    return {cache.k.narrow(2, 0, cache.span), cache.v.narrow(2, 0, cache.span)};
+  }
+  MMR_CHECK(cache.length + t <= cache.k.size(2), "KV cache overflow");
+  cache.k.narrow(2, cache.length, t).copy_(k);
+  cache.v.narrow(2, cache.length, t).copy_(v);
+  cache.length += t;
+  return {cache.k.narrow(2, 0, cache.length), cache.v.narrow(2, 0, cache.length)};
+}
+
+}  // namespace
+
+torch::Tensor LlamaLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                      const torch::Tensor& mask, LayerCache* cache, bool causal) {
+  const int64_t b = x.size(0), t = x.size(1);
+  torch::Tensor h = input_layernorm(x);
+  auto [qp, kp, vp] = project_qkv(h);
+  torch::Tensor q = qp.view({b, t, heads, head_dim}).transpose(1, 2);      // (B, H, T, E)
+  torch::Tensor k = kp.view({b, t, kv_heads, head_dim}).transpose(1, 2);   // (B, K, T, E)
+  torch::Tensor v = vp.view({b, t, kv_heads, head_dim}).transpose(1, 2);
+  const torch::Tensor c4 = cos.unsqueeze(1), s4 = sin.unsqueeze(1);       // (B, 1, T, E)
+  q = q * c4 + rotate_half(q) * s4;
+  k = k * c4 + rotate_half(k) * s4;
+  if (cache) std::tie(k, v) = update_cache(*cache, k, v);
+  torch::Tensor o = attention(q, k, v, mask, causal).transpose(1, 2).reshape({b, t, heads * head_dim});
   torch::Tensor x1 = x + o_proj(o);
-  h = post_attention_layernorm(x1);
-  return x1 + down_proj(torch::silu(gate_proj(h)) * up_proj(h));
+  return x1 + mlp(post_attention_layernorm(x1));
 }
 
 LlamaImpl::LlamaImpl(const TextConfig& c) : config(c), rope(c) {
@@ -311,18 +428,19 @@ struct RngSnapshot {
 // layer's trainable parameters are inputs of the node, so their gradients are returned through it.
 struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos,
-                               const torch::Tensor& sin, const torch::Tensor& mask, LlamaLayerImpl* layer,
+                               const torch::Tensor& sin, const torch::Tensor& mask, LlamaLayerImpl* layer, bool causal,
                                at::TensorList params) {
     const RngSnapshot rng = RngSnapshot::take(x.device());
     ctx->saved_data["rng_cpu"] = rng.cpu;
     if (rng.device.defined()) ctx->saved_data["rng_device"] = rng.device;
     ctx->saved_data["layer"] = static_cast<int64_t>(reinterpret_cast<intptr_t>(layer));
     ctx->saved_data["x_requires_grad"] = x.requires_grad();
+    ctx->saved_data["causal"] = causal;
     std::vector<torch::Tensor> keep = {x, cos, sin, mask};
     keep.insert(keep.end(), params.begin(), params.end());
     ctx->save_for_backward(keep);
     torch::NoGradGuard no_grad;
-    return layer->forward(x, cos, sin, mask, nullptr);
+    return layer->forward(x, cos, sin, mask, nullptr, causal);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -342,7 +460,7 @@ struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
     torch::Tensor y;
     {
       torch::AutoGradMode grad_on(true);
-      y = layer->forward(x, saved[1], saved[2], saved[3], nullptr);
+      y = layer->forward(x, saved[1], saved[2], saved[3], nullptr, ctx->saved_data["causal"].toBool());
     }
     now.restore();
 
@@ -353,7 +471,7 @@ struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
         torch::autograd::grad({y}, wrt, {grad_out[0]}, /*retain_graph=*/false, /*create_graph=*/false,
                               /*allow_unused=*/true);
     torch::autograd::variable_list out = {x_grad ? grads[0] : torch::Tensor(), torch::Tensor(), torch::Tensor(),
-                                          torch::Tensor(), torch::Tensor()};
+                                          torch::Tensor(), torch::Tensor(), torch::Tensor()};
     out.insert(out.end(), grads.begin() + (x_grad ? 1 : 0), grads.end());
     return out;
   }
@@ -362,34 +480,46 @@ struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
 }  // namespace
 
 torch::Tensor checkpointed_layer_forward(LlamaLayerImpl& layer, const torch::Tensor& x, const torch::Tensor& cos,
-                                         const torch::Tensor& sin, const torch::Tensor& mask) {
+                                         const torch::Tensor& sin, const torch::Tensor& mask, bool causal) {
   std::vector<torch::Tensor> params;
   for (const auto& p : layer.parameters())
     if (p.requires_grad()) params.push_back(p);
-  if (!x.requires_grad() && params.empty()) return layer.forward(x, cos, sin, mask, nullptr);
-  return CheckpointedLayer::apply(x, cos, sin, mask, &layer, at::TensorList(params));
+  if (!x.requires_grad() && params.empty()) return layer.forward(x, cos, sin, mask, nullptr, causal);
+  return CheckpointedLayer::apply(x, cos, sin, mask, &layer, causal, at::TensorList(params));
 }
 
-torch::Tensor LlamaImpl::forward(const torch::Tensor& embeds, const torch::Tensor& attention_mask,
-                                 const torch::Tensor& position_ids, std::vector<LayerCache>* caches) {
-  const int64_t t = embeds.size(1), s = attention_mask.size(1), past = s - t;
-  // Additive mask: key j is visible to query i when j <= past + i and j is not padding.
-  const auto dev = embeds.device();
+namespace {
+// Additive mask (B, 1, T, S): key j is visible to query i when j <= past + i and j is not padding; hidden keys get
+// the dtype's minimum, as HF's.
+torch::Tensor additive_mask(const torch::Tensor& attention_mask, int64_t t, torch::Dtype dtype) {
+  const int64_t s = attention_mask.size(1), past = s - t;
+  const auto dev = attention_mask.device();
   torch::Tensor qpos = torch::arange(past, past + t, torch::TensorOptions().dtype(torch::kInt64).device(dev)).view({t, 1});
   torch::Tensor kpos = torch::arange(s, torch::TensorOptions().dtype(torch::kInt64).device(dev)).view({1, s});
   torch::Tensor visible = (kpos <= qpos).unsqueeze(0) & attention_mask.to(torch::kBool).unsqueeze(1);  // (B, T, S)
-  const double min_value = embeds.scalar_type() == torch::kFloat32 ? std::numeric_limits<float>::lowest()
-                                                                   : -3.0e38;
-  torch::Tensor mask = torch::zeros(visible.sizes(), embeds.options())
-                           .masked_fill(visible.logical_not(), embeds.scalar_type() == torch::kFloat16 ? -65504.0 : min_value)
-                           .unsqueeze(1);  // (B, 1, T, S)
-  auto [cos, sin] = rope.cos_sin(position_ids, embeds.scalar_type());
+  const double min_value = dtype == torch::kFloat16 ? -65504.0
+                           : dtype == torch::kFloat32 ? std::numeric_limits<float>::lowest() : -3.0e38;
+  return torch::zeros(visible.sizes(), torch::TensorOptions().dtype(dtype).device(dev))
+      .masked_fill(visible.logical_not(), min_value)
+      .unsqueeze(1);
+}
+}  // namespace
+
+torch::Tensor LlamaImpl::forward(const torch::Tensor& embeds, const torch::Tensor& attention_mask,
+                                 const torch::Tensor& position_ids, std::vector<LayerCache>* caches, bool right_padded) {
+#ifdef MMR_HAS_SDPA
+  const bool causal = right_padded && !caches;
+#else
+  const bool causal = false;
+#endif
+  const torch::Tensor mask = causal ? torch::Tensor() : additive_mask(attention_mask, embeds.size(1), embeds.scalar_type());
+  auto [cos, sin] = rope.cos_sin(position_ids, embeds.scalar_type(), attention_mask.size(1));
   torch::Tensor x = embeds;
   const bool recompute = checkpoint_layers && !caches && is_training() && torch::GradMode::is_enabled();
   for (size_t i = 0; i < layers->size(); ++i) {
     LlamaLayerImpl* layer = layers[i]->as<LlamaLayer>();
-    x = recompute ? checkpointed_layer_forward(*layer, x, cos, sin, mask)
-                  : layer->forward(x, cos, sin, mask, caches ? &(*caches)[i] : nullptr);
+    x = recompute ? checkpointed_layer_forward(*layer, x, cos, sin, mask, causal)
+                  : layer->forward(x, cos, sin, mask, caches ? &(*caches)[i] : nullptr, causal);
   }
   return norm(x);
 }

@@ -7,12 +7,22 @@
 #pragma once
 
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "config.h"
+
+// at::scaled_dot_product_attention (fused flash / memory-efficient kernels) from LibTorch 2.0; grouped-query
+// attention inside it (enable_gqa) from 2.5. Debian's LibTorch 1.13 keeps the plain matmul-softmax path.
+#if TORCH_VERSION_MAJOR >= 2
+#define MMR_HAS_SDPA 1
+#endif
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5)
+#define MMR_HAS_SDPA_GQA 1
+#endif
 
 namespace mmr::llava {
 
@@ -25,6 +35,7 @@ struct LoraLinearImpl : torch::nn::Module {
 
   void add_lora(int64_t r, double alpha, double dropout, bool rslora);
   bool has_lora() const { return r > 0; }
+  bool lora_active() const { return has_lora() && !merged && enabled; }  // forward adds the branch
   void merge();
   void unmerge();
   // After merge(): the branch is gone for good (its delta lives in W); add_lora may add a new one. LibTorch
@@ -92,31 +103,55 @@ TORCH_MODULE(RmsNorm);
 class Rope {
  public:
   Rope(const TextConfig& c);
-  // cos and sin for the given positions: (B, T) -> two (B, T, E) tensors in `dtype`.
-  std::pair<torch::Tensor, torch::Tensor> cos_sin(const torch::Tensor& position_ids, torch::Dtype dtype) const;
+  // cos and sin for the given positions: (B, T) -> two (B, T, E) tensors in `dtype`. `max_positions` bounds the
+  // positions (all < it): they are then looked up in a table on their device, with no wait for the device.
+  std::pair<torch::Tensor, torch::Tensor> cos_sin(const torch::Tensor& position_ids, torch::Dtype dtype,
+                                                  int64_t max_positions) const;
+  // Makes the table hold positions < n now (a graph-captured step must find it complete).
+  void reserve(int64_t n, torch::Dtype dtype, const torch::Device& device) const;
+  bool dynamic() const { return c_.rope.type == "dynamic"; }
 
  private:
   torch::Tensor inv_freq_for(int64_t seq_len) const;
+  std::pair<torch::Tensor, torch::Tensor> compute(const torch::Tensor& positions, const torch::Tensor& inv,
+                                                  torch::Dtype dtype) const;
   TextConfig c_;
   torch::Tensor inv_freq_;  // (E/2) float32 on CPU
   double attention_scaling_ = 1.0;
+  // cos/sin of positions 0..n-1, (n, E), computed exactly as cos_sin computes them for one position.
+  mutable torch::Tensor cos_table_, sin_table_;
 };
 
-// One layer's key/value cache: preallocated (B, K, S_max, E), filled up to `length`.
+// One layer's key/value cache: preallocated (B, K, S_max, E), filled up to `length`. A decoding step that must not
+// read host-side state (one captured as a CUDA graph) gives `write_at` instead: a one-element tensor on the
+// device holding the slot its token's key/value go to; it then attends over the first `span` slots, whose
+// unwritten ones the attention mask hides.
 struct LayerCache {
   torch::Tensor k, v;
   int64_t length = 0;
+  torch::Tensor write_at;
+  int64_t span = 0;
 };
 
 struct LlamaLayerImpl : torch::nn::Module {
   LlamaLayerImpl(const TextConfig& c);
   // x (B, T, D); cos/sin (B, T, E); mask (B, 1, T, S) additive float; cache optional.
+  // `causal`: attend causally with no mask (right-padded batches without a cache; mask is then undefined).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& mask, LayerCache* cache);
+                        const torch::Tensor& mask, LayerCache* cache, bool causal = false);
+  // For inference: q/k/v and gate/up each run as one GEMM. Their weights become views of one packed tensor
+  // (names, checkpoint layout and in-place updates unchanged); forward uses it while no LoRA branch is active
+  // on them and the views still point into it.
+  void pack_projections();
   RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   LoraLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   LoraLinear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
   int64_t heads, kv_heads, head_dim;
+  torch::Tensor qkv_weight, gate_up_weight;  // packed, or undefined
+
+ private:
+  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> project_qkv(const torch::Tensor& h);
+  torch::Tensor mlp(const torch::Tensor& h);
 };
 TORCH_MODULE(LlamaLayer);
 
@@ -124,8 +159,10 @@ struct LlamaImpl : torch::nn::Module {
   explicit LlamaImpl(const TextConfig& c);
   // Final hidden states (after the last norm): embeds (B, T, D), attention_mask (B, S) with S = past + T,
   // position_ids (B, T). `caches` has one entry per layer or is empty (no cache).
+  // `right_padded`: padding only after each row's tokens and no cache, so a causal mask alone is exact at every
+  // real position (SDPA's is_causal, no mask tensor).
   torch::Tensor forward(const torch::Tensor& embeds, const torch::Tensor& attention_mask,
-                        const torch::Tensor& position_ids, std::vector<LayerCache>* caches);
+                        const torch::Tensor& position_ids, std::vector<LayerCache>* caches, bool right_padded = false);
   torch::Tensor lm_head_forward(const torch::Tensor& hidden);  // (..., D) -> (..., V)
   // Training: keep only each layer's input and recompute the layer in the backward pass (no cache, grad mode on).
   bool checkpoint_layers = false;
@@ -140,7 +177,7 @@ TORCH_MODULE(Llama);
 
 // One decoder layer through the recomputing autograd node (see modules.cpp).
 torch::Tensor checkpointed_layer_forward(LlamaLayerImpl& layer, const torch::Tensor& x, const torch::Tensor& cos,
-                                         const torch::Tensor& sin, const torch::Tensor& mask);
+                                         const torch::Tensor& sin, const torch::Tensor& mask, bool causal);
 
 // Every LoRA-capable linear of the language model with its PEFT-style path relative to the LLaMA model
 // ("layers.3.self_attn.q_proj").

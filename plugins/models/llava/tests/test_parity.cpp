@@ -199,6 +199,42 @@ TEST(LlavaAdapter, MergedAdaptersBecomeTheBaseAndANewLoraTrainsOnTop) {
   EXPECT_LE(max_abs_diff(model.logits(batch), reference.logits(batch)), 1e-4 * scale());
 }
 
+// Generation folds an adapter nobody trains into the weights (and packs q/k/v and gate/up into one GEMM each): the
+// logits and greedy tokens stay those of the unmerged adapter, and the adapter can no longer be turned off or
+// trained. The LoRA of a model handed to a trainer is left as it is.
+TEST(LlavaAdapter, GenerationMergesAFrozenAdapterAndKeepsItsOutputs) {
+  LlavaOptions o = base_options();
+  o.adapter = (fixture() / "adapter").string();
+  LlavaModel model(o);
+  LlavaOptions f = base_options();
+  f.merge_adapters = {(fixture() / "adapter").string()};
+  LlavaModel folded(f);
+  const auto rows = read_jsonl(fixture() / "expected" / "preference_logps.jsonl");
+  const mmr::ModelBatch batch = model.collate({model.encode(pair_sample(rows[0], "chosen"))}, false);
+  torch::Tensor before;
+  {
+    torch::NoGradGuard no_grad;
+    before = model.logits(batch);
+  }
+  mmr::GenerationConfig g;
+  g.max_new_tokens = 6;
+  g.stop_at_eos = false;
+  const auto samples = std::vector<mmr::ChatSample>{pair_sample(rows[0], "chosen")};
+  EXPECT_EQ(model.generate(samples, g)[0].token_ids, folded.generate(samples, g)[0].token_ids);
+  torch::NoGradGuard no_grad;
+  EXPECT_LE(max_abs_diff(model.logits(batch), before), 1e-4 * scale());
+  EXPECT_THROW(model.set_adapters_enabled(false), mmr::Error);
+  EXPECT_THROW(model.parameter_groups(), mmr::Error);
+
+  LlavaOptions t = base_options();
+  t.lora_r = 4;
+  LlavaModel training(t);
+  EXPECT_FALSE(training.parameter_groups().empty());  // what a trainer asks first
+  training.generate(samples, g);
+  training.set_adapters_enabled(false);  // still a separate branch
+  training.set_adapters_enabled(true);
+}
+
 TEST(LlavaRandomInit, InitSeedAloneDecidesTheWeightsNotTheLoraSeed) {
   torch::NoGradGuard no_grad;
   auto random = [](uint64_t seed, uint64_t init_seed) {
