@@ -79,6 +79,7 @@ void LlavaModel::set_adapters_enabled(bool on) {
     lin->enabled = on;
   }
   adapters_enabled_ = on;
+  forget_decode_state();
 }
 
 void LlavaModel::freeze_base_projector() {
@@ -95,16 +96,19 @@ void LlavaModel::freeze_base_projector() {
 
 void LlavaModel::set_training(bool on) {
   trained_ = trained_ || on;
+  if (on) forget_decode_state();  // the trainer's buffers need the memory
   root_->train(on);
 }
 
 void LlavaModel::set_activation_checkpointing(bool on) { llama_->checkpoint_layers = on; }
 
 void LlavaModel::merge_lora() {
+  forget_decode_state();
   for (auto& [path, lin] : lora_targets(llama_)) lin->merge();
 }
 
 void LlavaModel::unmerge_lora() {
+  forget_decode_state();
   for (auto& [path, lin] : lora_targets(llama_)) lin->unmerge();
 }
 
@@ -205,6 +209,7 @@ void LlavaModel::load_adapter(const fs::path& dir) {
   if (merged_for_inference_)
     throw Error(fmt::format("llava: cannot load adapter {}: the previous one was merged into the weights for "
                             "generation; load the model again", dir.string()));
+  forget_decode_state();
   const AdapterConfig ac = read_adapter_config(dir);
   const int64_t r = ac.r;
   const double alpha = ac.alpha, dropout = ac.dropout;

@@ -6,7 +6,7 @@
 // finished by EOS live on the device, each step's token is written into a history there, and the host reads the
 // history only at a few steps (1, 2, 4, 8, then every 16) to check stop strings and whether every row is done.
 // Rows are independent, so reading late changes no output; at most 15 extra steps run after the last row ends.
-// On a GPU each step replays a CUDA graph (device_steps.h).
+// On a GPU each step replays a CUDA graph (device_steps.h), kept with the decoding state between calls.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -104,8 +104,39 @@ void LlavaModel::prepare_for_inference() {
     merged_for_inference_ = true;
     log()->info("llava: LoRA adapter merged into the weights for generation (the model is not being trained)");
   }
-  for (size_t i = 0; i < llama_->layers->size(); ++i) llama_->layers[i]->as<LlamaLayer>()->pack_projections();
+  for (size_t i = 0; i < llama_->layers->size(); ++i)
+    if (llama_->layers[i]->as<LlamaLayer>()->pack_projections()) forget_decode_state();  // weights moved
 }
+
+// The decoding state on the device, for one batch size and capacity (prompt + new tokens, rounded up to 128 slots).
+// A step reads and updates it in place, so its addresses stay fixed: the CUDA graphs captured for one call replay
+// in the next call of the same shape (an evaluation's batches mostly share one). Unwritten cache slots are zeros,
+// hidden by the mask (zero weight times a stale NaN would still be NaN).
+struct DecodeState {
+  DecodeState(const LlavaConfig& config, int64_t batch, int64_t capacity, torch::Dtype dtype, const torch::Device& device,
+              bool graphs_allowed)
+      : batch(batch), capacity(capacity), graphs(device, graphs_allowed) {
+    const auto kv_opts = torch::TensorOptions().dtype(dtype).device(device);
+    const auto long_opts = torch::TensorOptions().dtype(torch::kInt64).device(device);
+    caches.resize(static_cast<size_t>(config.text.num_hidden_layers));
+    for (auto& c : caches) {
+      c.k = torch::zeros({batch, config.text.num_key_value_heads, capacity, config.text.head_dim}, kv_opts);
+      c.v = torch::zeros_like(c.k);
+    }
+    mask = torch::zeros({batch, capacity}, long_opts);
+    feed = torch::zeros({batch, 1}, long_opts);       // the token each row feeds
+    pos = torch::zeros({batch, 1}, long_opts);        // its position
+    write_at = torch::zeros({1}, long_opts);          // its cache slot
+    finished = torch::zeros({batch}, torch::TensorOptions().dtype(torch::kBool).device(device));  // by EOS
+    history = torch::zeros({batch, capacity}, long_opts);  // the new tokens
+  }
+  int64_t batch, capacity;
+  std::vector<LayerCache> caches;
+  torch::Tensor mask, feed, pos, write_at, finished, history;
+  StepGraphs graphs;
+};
+
+void LlavaModel::forget_decode_state() { decode_.reset(); }
 
 std::vector<Generation> LlavaModel::generate(const std::vector<ChatSample>& prompts, const GenerationConfig& g) {
   if (prompts.empty()) return {};
@@ -117,28 +148,25 @@ std::vector<Generation> LlavaModel::generate(const std::vector<ChatSample>& prom
   for (const auto& p : prompts) enc.push_back(encode_prompt(p));
   const Expanded e = expand(collate(enc, /*left_pad=*/true));
   const int64_t b = e.embeds.size(0), t0 = e.embeds.size(1);
-  const int64_t total = t0 + g.max_new_tokens;
-  std::vector<LayerCache> caches(static_cast<size_t>(config_.text.num_hidden_layers));
-  const auto kv_opts = torch::TensorOptions().dtype(dtype_).device(device_);
-  for (auto& c : caches) {
-    c.k = torch::empty({b, config_.text.num_key_value_heads, total, config_.text.head_dim}, kv_opts);  // (B, H, T, Dh)
-    c.v = torch::empty_like(c.k);
+  const int64_t total = t0 + g.max_new_tokens, capacity = (total + 127) / 128 * 128;
+  if (!decode_ || decode_->batch != b || decode_->capacity != capacity) {
+    decode_.reset();  // its memory first
+    decode_ = std::make_shared<DecodeState>(config_, b, capacity, dtype_, device_, !llama_->rope.dynamic());
   }
-  const auto long_opts = torch::TensorOptions().dtype(torch::kInt64).device(device_);
-  torch::Tensor mask = torch::zeros({b, total}, long_opts);
-  mask.narrow(1, 0, t0).copy_(e.attention_mask);
-  llama_->rope.reserve(total, dtype_, device_);
-  torch::Tensor h = llama_->forward(e.embeds, mask.narrow(1, 0, t0), e.position_ids, &caches);  // prefill
-  torch::Tensor logits = llama_->lm_head_forward(h.select(1, t0 - 1)).to(torch::kFloat32);    // (B, V)
-
-  // The decoding state on the device; a step reads and updates it in place (fixed addresses, for the graphs).
-  torch::Tensor feed = torch::zeros({b, 1}, long_opts);                               // the token each row feeds
-  torch::Tensor pos = e.position_ids.select(1, t0 - 1).unsqueeze(1).clone();          // its position, less 1
-  torch::Tensor write_at = torch::full({1}, t0 - 1, long_opts);                       // its cache slot, less 1
-  torch::Tensor finished = torch::zeros({b}, torch::TensorOptions().dtype(torch::kBool).device(device_));
-  torch::Tensor history = torch::zeros({b, std::max<int64_t>(g.max_new_tokens, 1)}, long_opts);
-  for (auto& c : caches) c.write_at = write_at;
-  StepGraphs graphs(device_, /*allowed=*/!llama_->rope.dynamic());
+  DecodeState& d = *decode_;
+  d.mask.zero_();
+  d.mask.narrow(1, 0, t0).copy_(e.attention_mask);
+  for (auto& c : d.caches) {  // the prefill writes slots 0..t0-1 by host-side length
+    c.length = 0;
+    c.write_at = torch::Tensor();
+  }
+  llama_->rope.reserve(capacity, dtype_, device_);
+  torch::Tensor h = llama_->forward(e.embeds, d.mask.narrow(1, 0, t0), e.position_ids, &d.caches);  // prefill
+  torch::Tensor logits = llama_->lm_head_forward(h.select(1, t0 - 1)).to(torch::kFloat32);          // (B, V)
+  d.pos.copy_(e.position_ids.select(1, t0 - 1).unsqueeze(1));
+  d.write_at.fill_(t0 - 1);
+  d.finished.zero_();
+  for (auto& c : d.caches) c.write_at = d.write_at;
   auto gen = sampling_generator(device_, g.seed);
   const int64_t eos = tokenizer_ ? tokenizer_->eos_id() : 2;
   const int64_t pad = config_.pad_token_id >= 0 ? config_.pad_token_id : 0;
@@ -148,25 +176,25 @@ std::vector<Generation> LlavaModel::generate(const std::vector<ChatSample>& prom
   int64_t read = 0;  // steps the host has read
   for (int64_t step = 0; step < g.max_new_tokens; ++step) {
     if (step > 0) {
-      pos.add_(1);
-      write_at.add_(1);
-      // The attention span: exactly the filled slots eagerly; in 128-slot buckets for graphs (one graph each,
+      d.pos.add_(1);
+      d.write_at.add_(1);
+      // The attention span: exactly the filled slots eagerly; in 128-slot buckets with graphs (one graph each,
       // the unfilled slots hidden by the mask).
       const int64_t filled = t0 + step;
-      const int64_t span = graphs.enabled() ? std::min(total, (filled + 127) / 128 * 128) : filled;
-      for (auto& c : caches) c.span = span;
-      logits = graphs.run(span, [&] {
-        mask.index_fill_(1, write_at, 1);
-        torch::Tensor hs = llama_->forward(llama_->embed_tokens(feed), mask.narrow(1, 0, span), pos, &caches);
+      const int64_t span = d.graphs.enabled() ? std::min(capacity, (filled + 127) / 128 * 128) : filled;
+      for (auto& c : d.caches) c.span = span;
+      logits = d.graphs.run(span, [&] {
+        d.mask.index_fill_(1, d.write_at, 1);
+        torch::Tensor hs = llama_->forward(llama_->embed_tokens(d.feed), d.mask.narrow(1, 0, span), d.pos, &d.caches);
         return llama_->lm_head_forward(hs.select(1, 0)).to(torch::kFloat32);
       });
     }
     const torch::Tensor next = next_tokens(logits, g, gen);  // (B)
-    history.select(1, step).copy_(next);
-    if (g.stop_at_eos) finished.logical_or_(next.eq(eos));
-    feed.copy_(torch::where(finished, torch::full_like(next, pad), next).unsqueeze(1));  // finished rows feed a pad
+    d.history.select(1, step).copy_(next);
+    if (g.stop_at_eos) d.finished.logical_or_(next.eq(eos));
+    d.feed.copy_(torch::where(d.finished, torch::full_like(next, pad), next).unsqueeze(1));  // finished rows: a pad
     if (!host_reads_after(step) && step + 1 < g.max_new_tokens) continue;
-    const torch::Tensor fresh = history.narrow(1, read, step + 1 - read).to(torch::kCPU);
+    const torch::Tensor fresh = d.history.narrow(1, read, step + 1 - read).to(torch::kCPU);
     auto ids = fresh.accessor<int64_t, 2>();
     for (int64_t i = 0; i < b; ++i)
       for (int64_t j = 0; j < fresh.size(1) && !done[i]; ++j)

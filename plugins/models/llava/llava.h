@@ -43,6 +43,7 @@ struct LlavaOptions {
 };
 
 struct ExpandedRow;  // one row of an expanded batch (forward.cpp)
+struct DecodeState;  // generation's buffers and CUDA graphs (generate.cpp)
 
 class LlavaModel : public LanguageModel {
  public:
@@ -100,6 +101,9 @@ class LlavaModel : public LanguageModel {
   torch::Tensor next_tokens(torch::Tensor logits, const GenerationConfig& g, at::Generator& gen) const;
   void finish_generation(std::vector<Generation>& out, const Expanded& e, const GenerationConfig& g) const;
   void prepare_for_inference();  // generate.cpp
+  // Drops generation's buffers and captured graphs: whatever changes which weights or branches a step reads (an
+  // adapter loaded, merged or turned off, weights moved) calls it.
+  void forget_decode_state();
   std::string peft_prefix() const;  // "base_model.model.language_model.model." (llava-hf) / "base_model.model.model."
   std::string projector_name() const;  // "multi_modal_projector" / "model.mm_projector"
   torch::Tensor hidden_states(const Expanded& e, std::vector<LayerCache>* caches);
@@ -117,7 +121,8 @@ class LlavaModel : public LanguageModel {
                                        // modules_to_save); used while adapters are disabled
   bool adapters_enabled_ = true;
   bool merged_for_inference_ = false;  // an adapter folded into the weights by generate()
-  bool trained_ = false;  // handed to a trainer (parameter_groups, set_training(true)): generate() merges nothing
+  bool trained_ = false;
+  std::shared_ptr<DecodeState> decode_;  // handed to a trainer (parameter_groups, set_training(true)): generate() merges nothing
   Llama llama_{nullptr};
   std::shared_ptr<torch::nn::Module> root_;
   int64_t truncated_rows_ = 0;

@@ -272,7 +272,7 @@ LlamaLayerImpl::LlamaLayerImpl(const TextConfig& c)
   down_proj = register_module("down_proj", LoraLinear(c.intermediate_size, d, c.mlp_bias));
 }
 
-void LlamaLayerImpl::pack_projections() {
+bool LlamaLayerImpl::pack_projections() {
   torch::NoGradGuard no_grad;
   auto pack = [](std::initializer_list<LoraLinear> parts) {
     std::vector<torch::Tensor> weights;
@@ -292,8 +292,10 @@ void LlamaLayerImpl::pack_projections() {
   auto intact = [](const torch::Tensor& packed, const LoraLinear& first) {
     return packed.defined() && first->weight.data_ptr() == packed.data_ptr();
   };
-  if (!intact(qkv_weight, q_proj)) qkv_weight = pack({q_proj, k_proj, v_proj});
-  if (!intact(gate_up_weight, gate_proj)) gate_up_weight = pack({gate_proj, up_proj});
+  bool moved = false;
+  if (!intact(qkv_weight, q_proj)) qkv_weight = pack({q_proj, k_proj, v_proj}), moved = true;
+  if (!intact(gate_up_weight, gate_proj)) gate_up_weight = pack({gate_proj, up_proj}), moved = true;
+  return moved;
 }
 
 namespace {

@@ -141,8 +141,8 @@ struct LlamaLayerImpl : torch::nn::Module {
                         const torch::Tensor& mask, LayerCache* cache, bool causal = false);
   // For inference: q/k/v and gate/up each run as one GEMM. Their weights become views of one packed tensor
   // (names, checkpoint layout and in-place updates unchanged); forward uses it while no LoRA branch is active
-  // on them and the views still point into it.
-  void pack_projections();
+  // on them and the views still point into it. True when it (re)packed: the weights moved.
+  bool pack_projections();
   RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   LoraLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   LoraLinear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
