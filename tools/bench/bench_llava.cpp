@@ -1,12 +1,15 @@
-// bench_llava: load time, one DPO-shaped forward/backward and greedy decoding speed of the llava model plugin at
-// a published shape with random weights — the numbers the README's performance table quotes. Its peer is
-// tools/bench/hf_llava_peer.py (HF transformers + PEFT on the same GPU, same shapes), run in the same job.
+// bench_llava: load time and greedy decoding speed of the llava model plugin at a published shape with random
+// weights — prefill and per-token time apart, with and without a LoRA adapter, with and without CUDA graphs. Its
+// peer is tools/bench/hf_llava_peer.py (HF transformers on the same GPU, same shapes), run in the same job by
+// tools/gpu_bench.sh.
 //
 //   bench_llava --shape llava-1.5-13b --dtype bfloat16 --device cuda --tokenizer tests/data/tiny-llava/model \
-//               --image tests/data/tiny-llava/images/wide.png --new-tokens 128 --batches 1,8
+//               --image tests/data/tiny-llava/images/wide.png --new-tokens 128 --batches 1,8 [--adapter-rank 128]
 //
-// Prints one JSON object per measurement on stdout.
-#include <chrono>
+// With --adapter-rank, the model carries a LoRA adapter of that rank on every language-model linear (random B, as
+// a trained one; nobody trains it, so generation merges it as an evaluation does). Prints one JSON object per
+// measurement on stdout.
+#include <cstdlib>
 #include <iostream>
 #include <sstream>
 
@@ -17,6 +20,44 @@ using bench::Clock;
 using bench::seconds_since;
 using bench::sync;
 
+namespace {
+
+double timed_generate(mmr::llava::LlavaModel& model, const std::vector<mmr::ChatSample>& prompts,
+                      const mmr::GenerationConfig& g, int64_t* tokens) {
+  sync(model.device());
+  const auto t = Clock::now();
+  const auto out = model.generate(prompts, g);
+  sync(model.device());
+  const double secs = seconds_since(t);
+  *tokens = 0;
+  for (const auto& r : out) *tokens += static_cast<int64_t>(r.token_ids.size());
+  return secs;
+}
+
+// One batch size: a warm-up at the full length (kernels, allocator, graphs), the prefill alone (one new token),
+// then the full generation; per-token time is what the full run adds to the prefill.
+void measure(mmr::llava::LlavaModel& model, const mmr::ChatSample& s, int64_t n, int64_t new_tokens,
+             const std::string& variant) {
+  std::vector<mmr::ChatSample> prompts(static_cast<size_t>(n), s);
+  mmr::GenerationConfig g;
+  g.max_new_tokens = new_tokens;
+  g.stop_at_eos = false;
+  mmr::GenerationConfig one = g;
+  one.max_new_tokens = 1;
+  int64_t tokens = 0;
+  timed_generate(model, prompts, g, &tokens);
+  timed_generate(model, prompts, one, &tokens);
+  double prefill = 1e30;
+  for (int i = 0; i < 3; ++i) prefill = std::min(prefill, timed_generate(model, prompts, one, &tokens));
+  const double secs = timed_generate(model, prompts, g, &tokens);
+  const double per_step = (secs - prefill) / static_cast<double>(new_tokens - 1);
+  std::cout << "{\"what\": \"greedy_decode\", \"variant\": \"" << variant << "\", \"batch\": " << n
+            << ", \"new_tokens\": " << tokens << ", \"seconds\": " << secs << ", \"tokens_per_second\": " << tokens / secs
+            << ", \"prefill_seconds\": " << prefill << ", \"step_ms\": " << 1e3 * per_step
+            << ", \"decode_tokens_per_second\": " << static_cast<double>(n) / per_step << "}" << std::endl;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   mmr::llava::LlavaOptions o = bench::published_shape();
@@ -31,33 +72,27 @@ int main(int argc, char** argv) {
     else if (k == "--image") image = v;
     else if (k == "--new-tokens") new_tokens = std::stoll(v);
     else if (k == "--batches") batches = v;
+    else if (k == "--adapter-rank") o.lora_r = std::stoll(v), o.lora_alpha = 2.0 * o.lora_r;
     else { std::cerr << "unknown option " << k << "\n"; return 2; }
   }
   try {
     const auto loaded = bench::load_timed(o);
     mmr::llava::LlavaModel& model = *loaded;
+    if (o.lora_r > 0) {  // B = 0 at creation would make the adapter a no-op; give it a trained adapter's values
+      torch::NoGradGuard no_grad;
+      for (auto& [name, p] : model.trainable_parameters())
+        if (name.find("lora_B") != std::string::npos) p.normal_(0.0, 0.01);
+    }
     mmr::ChatSample s;
     s.turns = {{"human", "<image>\nDescribe the image in detail."}};
     s.images = {image};
-    mmr::GenerationConfig g;
-    g.max_new_tokens = new_tokens;
-    g.stop_at_eos = false;
+    const std::string variant = o.lora_r > 0 ? "adapter_r" + std::to_string(o.lora_r) : "base";
     std::stringstream ss(batches);
-    for (std::string b; std::getline(ss, b, ',');) {
-      const int64_t n = std::stoll(b);
-      std::vector<mmr::ChatSample> prompts(static_cast<size_t>(n), s);
-      mmr::GenerationConfig warm = g;
-      warm.max_new_tokens = 4;
-      model.generate(prompts, warm);  // warm-up: kernels, allocator
-      sync(model.device());
-      const auto t1 = Clock::now();
-      const auto out = model.generate(prompts, g);
-      sync(model.device());
-      const double secs = seconds_since(t1);
-      int64_t tokens = 0;
-      for (const auto& r : out) tokens += static_cast<int64_t>(r.token_ids.size());
-      std::cout << "{\"what\": \"greedy_decode\", \"batch\": " << n << ", \"new_tokens\": " << tokens
-                << ", \"seconds\": " << secs << ", \"tokens_per_second\": " << tokens / secs << "}" << std::endl;
+    for (std::string b; std::getline(ss, b, ',');) measure(model, s, std::stoll(b), new_tokens, variant);
+    if (model.device().is_cuda() && o.lora_r == 0) {  // what the CUDA graphs bring, at batch 1
+      setenv("MMR_CUDA_GRAPHS", "0", 1);
+      model.set_adapters_enabled(true);  // drops the captured graphs
+      measure(model, s, 1, new_tokens, "base_no_cuda_graphs");
     }
   } catch (const std::exception& e) {
     std::cerr << "bench_llava: " << e.what() << "\n";

@@ -50,7 +50,6 @@ void LlavaModel::add_lora(int64_t r, double alpha, double dropout, bool rslora, 
 std::vector<ParameterGroup> LlavaModel::parameter_groups() {
   MMR_CHECK(!merged_for_inference_, "llava: the adapter was merged into the weights for generation; it cannot be "
                                     "trained any more");
-  trained_ = true;
   std::vector<ParameterGroup> groups;
   if (options_.train_projector) {
     ParameterGroup projector{"projector", {}};
@@ -95,6 +94,8 @@ void LlavaModel::freeze_base_projector() {
 }
 
 void LlavaModel::set_training(bool on) {
+  MMR_CHECK(!(on && merged_for_inference_), "llava: the adapter was merged into the weights for generation; it "
+                                            "cannot be trained any more");
   trained_ = trained_ || on;
   if (on) forget_decode_state();  // the trainer's buffers need the memory
   root_->train(on);

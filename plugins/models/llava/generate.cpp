@@ -92,7 +92,7 @@ void LlavaModel::finish_generation(std::vector<Generation>& out, const Expanded&
   }
 }
 
-// Inference from here on: the adapter of a model never handed to a trainer (an evaluated or served checkpoint) is
+// Inference from here on: the adapter of a model never set to training (an evaluated or served checkpoint) is
 // folded into the weights (its branch would cost two more GEMMs per projection each step), and q/k/v and gate/up
 // are packed into one GEMM each. The fold is for good (merged_for_inference_): subtracting the delta again would
 // not give back W in bf16.

@@ -225,11 +225,13 @@ TEST(LlavaAdapter, GenerationMergesAFrozenAdapterAndKeepsItsOutputs) {
   EXPECT_LE(max_abs_diff(model.logits(batch), before), 1e-4 * scale());
   EXPECT_THROW(model.set_adapters_enabled(false), mmr::Error);
   EXPECT_THROW(model.parameter_groups(), mmr::Error);
+  EXPECT_THROW(model.set_training(true), mmr::Error);
 
   LlavaOptions t = base_options();
   t.lora_r = 4;
   LlavaModel training(t);
-  EXPECT_FALSE(training.parameter_groups().empty());  // what a trainer asks first
+  training.set_training(true);  // what a trainer does
+  training.set_training(false);
   training.generate(samples, g);
   training.set_adapters_enabled(false);  // still a separate branch
   training.set_adapters_enabled(true);

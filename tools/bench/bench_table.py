@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Reads the JSON lines tools/gpu_bench.sh collected (one file per program run) and prints one Markdown table:
+ours against each HF peer, with ratios (peer time / our time, so > 1 means we are faster).
+
+    python3 tools/bench/bench_table.py gpu-bench-out/*.jsonl
+"""
+import json
+import sys
+
+
+def load(paths):
+    rows = []
+    for p in paths:
+        for line in open(p):
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+    return rows
+
+
+def pick(rows, what, peer, **match):
+    for r in rows:
+        if r.get("what") == what and r.get("peer", "ours") == peer and all(r.get(k) == v for k, v in match.items()):
+            return r
+    return None
+
+
+PEERS = ["hf_eager", "hf_static_compile"]
+
+
+def main():
+    rows = load(sys.argv[1:])
+    out = ["| workload | ours | HF eager (SDPA) | HF static cache + compile | vs eager | vs compiled |",
+           "|---|---|---|---|---|---|"]
+
+    def line(label, what, key, fmt, higher_better, **match):
+        ours = pick(rows, what, "ours", **match)
+        peers = [pick(rows, what, p, **match) for p in PEERS]
+        cells = [fmt(ours) if ours else "–"] + [fmt(p) if p else "not run" for p in peers]
+        ratios = []
+        for p in peers:
+            if ours and p and p.get(key) and ours.get(key):
+                r = ours[key] / p[key] if higher_better else p[key] / ours[key]
+                ratios.append(f"**{r:.2f}x**")
+            else:
+                ratios.append("–")
+        out.append(f"| {label} | " + " | ".join(cells + ratios) + " |")
+
+    for variant, vname in [("base", ""), ("adapter_r128", ", LoRA r128 adapter loaded")]:
+        for b in (1, 8):
+            line(f"greedy decode 13B, batch {b}{vname}: tok/s over 128 new tokens", "greedy_decode",
+                 "tokens_per_second", lambda r: f"{r['tokens_per_second']:.1f} tok/s", True, batch=b, variant=variant)
+            line(f"  same, one decoding step (after the prefill)", "greedy_decode", "step_ms",
+                 lambda r: f"{r['step_ms']:.2f} ms", False, batch=b, variant=variant)
+            line(f"  same, prefill (image + prompt, first token)", "greedy_decode", "prefill_seconds",
+                 lambda r: f"{1e3 * r['prefill_seconds']:.1f} ms", False, batch=b, variant=variant)
+    nog = pick(rows, "greedy_decode", "ours", batch=1, variant="base_no_cuda_graphs")
+    if nog:
+        out.append(f"| greedy decode 13B, batch 1, ours without CUDA graphs (MMR_CUDA_GRAPHS=0) | "
+                   f"{nog['tokens_per_second']:.1f} tok/s, step {nog['step_ms']:.2f} ms | | | | |")
+    line("POPE-shaped evaluation, 13B: questions/s (image + question, ≤ 8 new tokens, batch 16)", "pope_eval",
+         "questions_per_second", lambda r: f"{r['questions_per_second']:.2f} q/s", True)
+    for shape in ("llava-1.5-7b", "llava-1.5-13b"):
+        line(f"DPO train step {shape[10:].upper()} (8 pairs × 896 tokens, LoRA r128 + projector, recomputation)",
+             "dpo_train_step", "seconds", lambda r: f"{r['seconds']:.3f} s, peak {r['peak_allocated_gib']:.1f} GiB",
+             False, shape=shape)
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

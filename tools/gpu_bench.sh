@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The GPU speed table (issue 13): ours against HF transformers as most users run it (eager, SDPA) and in its fastest
+# documented configuration (static KV cache + torch.compile), same card, same run, random-init LLaVA-1.5 shapes
+# in bf16. After tools/gpu_build.sh on a GPU machine:
+#
+#   tools/gpu_bench.sh                 # decode eval dpo
+#   tools/gpu_bench.sh decode          # any of: decode eval dpo compiled (compiled: the static+compile peers)
+#
+# Every program prints JSON lines into $OUT (default gpu-bench-out); the table is $OUT/table.md.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-gpu-bench-out}
+mkdir -p "$out"
+export LD_LIBRARY_PATH="${MMR_DEPS_PREFIX:-/tmp/mmr-deps}/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+export LD_PRELOAD="$(g++ -print-file-name=libstdc++.so.6)"  # see tools/gpu_check.sh
+b=build-gpu
+tok=tests/data/tiny-llava/model
+img=tests/data/tiny-llava/images/wide.png
+parts=("$@")
+[[ ${#parts[@]} -eq 0 ]] && parts=(decode eval dpo compiled)
+has() { [[ " ${parts[*]} " == *" $1 "* ]]; }
+run() {  # name, command...: JSON lines to $out/name.jsonl, the rest to $out/name.log
+  local name=$1; shift
+  echo "== $name: $*"
+  local t0=$SECONDS
+  "$@" > "$out/$name.jsonl" 2> "$out/$name.log"
+  echo "   rc=$? in $((SECONDS - t0)) s"; grep -h '^{' "$out/$name.jsonl" | cut -c1-300
+}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/card.txt"
+if has decode; then
+  run ours_decode $b/bin/bench_llava --shape llava-1.5-13b --tokenizer $tok --image $img --new-tokens 128 --batches 1,8
+  run ours_decode_adapter $b/bin/bench_llava --shape llava-1.5-13b --tokenizer $tok --image $img --new-tokens 128 \
+    --batches 1,8 --adapter-rank 128
+  run hf_decode_eager python3 tools/bench/hf_llava_peer.py --shape llava-1.5-13b --new-tokens 128 --batches 1,8
+  run hf_decode_eager_adapter python3 tools/bench/hf_llava_peer.py --shape llava-1.5-13b --new-tokens 128 --batches 1,8 \
+    --adapter-rank 128
+fi
+if has compiled; then
+  run hf_decode_compiled python3 tools/bench/hf_llava_peer.py --shape llava-1.5-13b --new-tokens 128 --batches 1,8 \
+    --mode static-compile
+fi
+if has eval; then
+  w=/tmp/pope-bench
+  rm -rf $w && python3 tools/bench/pope_workload.py --out $w --questions 512 --batch-size 16 --max-new-tokens 8 > /dev/null
+  echo "== ours_eval: runner, POPE stage"
+  t0=$SECONDS
+  $b/bin/runner --results $w/results.db $w/experiment.yaml > "$out/ours_eval.log" 2>&1
+  echo "   rc=$? in $((SECONDS - t0)) s"
+  # The stage's progress line at the end of generation: "pope answers: done, 512/512 (100%), R it/s, elapsed ..."
+  python3 - "$out/ours_eval.log" > "$out/ours_eval.jsonl" <<'PY'
+import json, re, sys
+for line in open(sys.argv[1]):
+    m = re.search(r"pope answers: done, (\d+)/\d+ \(100%\), ([0-9.]+) it/s, elapsed (\S+)", line)
+    if m:
+        print(json.dumps({"what": "pope_eval", "questions": int(m[1]), "batch_size": 16, "questions_per_second": float(m[2]),
+                          "elapsed": m[3]}))
+PY
+  cat "$out/ours_eval.jsonl"
+  run hf_eval_eager python3 tools/bench/hf_eval_peer.py --questions $w/questions.jsonl \
+    --image-folder tests/data/tiny-llava/images --batch-size 16 --max-new-tokens 8
+fi
+if has dpo; then
+  for shape in llava-1.5-7b llava-1.5-13b; do
+    run ours_dpo_$shape $b/bin/bench_train --shape $shape --image $img --pairs 8 --steps 3
+    run hf_dpo_$shape python3 tools/bench/hf_dpo_peer.py --shape $shape --pairs 8 --steps 3
+  done
+  sed -i 's/"what": "dpo_train_step"/"what": "dpo_train_step", "peer": "hf_eager"/' "$out"/hf_dpo_*.jsonl
+fi
+python3 tools/bench/bench_table.py "$out"/*.jsonl | tee "$out/table.md"
