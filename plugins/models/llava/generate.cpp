@@ -131,6 +131,7 @@ struct DecodeState {
     history = torch::zeros({batch, capacity}, long_opts);  // the new tokens
   }
   int64_t batch, capacity;
+  const void* rope_table = nullptr;  // where the captured steps read RoPE's table
   std::vector<LayerCache> caches;
   torch::Tensor mask, feed, pos, write_at, finished, history;
   StepGraphs graphs;
@@ -149,9 +150,11 @@ std::vector<Generation> LlavaModel::generate(const std::vector<ChatSample>& prom
   const Expanded e = expand(collate(enc, /*left_pad=*/true));
   const int64_t b = e.embeds.size(0), t0 = e.embeds.size(1);
   const int64_t total = t0 + g.max_new_tokens, capacity = (total + 127) / 128 * 128;
-  if (!decode_ || decode_->batch != b || decode_->capacity != capacity) {
+  const void* rope_table = llama_->rope.reserve(capacity, dtype_, device_);
+  if (!decode_ || decode_->batch != b || decode_->capacity != capacity || decode_->rope_table != rope_table) {
     decode_.reset();  // its memory first
     decode_ = std::make_shared<DecodeState>(config_, b, capacity, dtype_, device_, !llama_->rope.dynamic());
+    decode_->rope_table = rope_table;
   }
   DecodeState& d = *decode_;
   d.mask.zero_();
@@ -160,7 +163,6 @@ std::vector<Generation> LlavaModel::generate(const std::vector<ChatSample>& prom
     c.length = 0;
     c.write_at = torch::Tensor();
   }
-  llama_->rope.reserve(capacity, dtype_, device_);
   torch::Tensor h = llama_->forward(e.embeds, d.mask.narrow(1, 0, t0), e.position_ids, &d.caches);  // prefill
   torch::Tensor logits = llama_->lm_head_forward(h.select(1, t0 - 1)).to(torch::kFloat32);          // (B, V)
   d.pos.copy_(e.position_ids.select(1, t0 - 1).unsqueeze(1));

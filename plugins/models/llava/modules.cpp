@@ -228,12 +228,15 @@ std::pair<torch::Tensor, torch::Tensor> Rope::compute(const torch::Tensor& posit
   return {(emb.cos() * attention_scaling_).to(dtype), (emb.sin() * attention_scaling_).to(dtype)};
 }
 
-void Rope::reserve(int64_t n, torch::Dtype dtype, const torch::Device& device) const {
-  if (cos_table_.defined() && cos_table_.size(0) >= n && cos_table_.device() == device && cos_table_.scalar_type() == dtype)
-    return;
+const void* Rope::reserve(int64_t n, torch::Dtype dtype, const torch::Device& device) const {
+  // "cuda" names the current GPU, which a tensor's device ("cuda:0") then names by index.
+  const bool same_device = cos_table_.defined() && cos_table_.device().type() == device.type() &&
+                           (!device.has_index() || cos_table_.device().index() == device.index());
+  if (same_device && cos_table_.size(0) >= n && cos_table_.scalar_type() == dtype) return cos_table_.data_ptr();
   n = std::max(n, c_.max_position_embeddings);
   std::tie(cos_table_, sin_table_) =
       compute(torch::arange(n, torch::TensorOptions().dtype(torch::kInt64).device(device)), inv_freq_, dtype);
+  return cos_table_.data_ptr();
 }
 
 std::pair<torch::Tensor, torch::Tensor> Rope::cos_sin(const torch::Tensor& position_ids, torch::Dtype dtype,

@@ -107,8 +107,9 @@ class Rope {
   // positions (all < it): they are then looked up in a table on their device, with no wait for the device.
   std::pair<torch::Tensor, torch::Tensor> cos_sin(const torch::Tensor& position_ids, torch::Dtype dtype,
                                                   int64_t max_positions) const;
-  // Makes the table hold positions < n now (a graph-captured step must find it complete).
-  void reserve(int64_t n, torch::Dtype dtype, const torch::Device& device) const;
+  // Makes the table hold positions < n now (a graph-captured step must find it complete). Returns the table's
+  // address: a captured step reads it there, so a new one means new captures.
+  const void* reserve(int64_t n, torch::Dtype dtype, const torch::Device& device) const;
   bool dynamic() const { return c_.rope.type == "dynamic"; }
 
  private:
