@@ -195,6 +195,7 @@ LlavaModel::Expanded LlavaModel::expand(const ModelBatch& batch) {
     for (auto& x : rows[i].text_pos) x += off;
     out.text_positions.push_back(std::move(rows[i].text_pos));
   }
+  out.padded = mask.min().item<int64_t>() == 0;  // on the CPU: no wait for the device
   out.labels = out.labels.to(device_);
   out.attention_mask = mask.to(device_);
   out.position_ids = (out.attention_mask.cumsum(1) - 1).clamp_min(0);
@@ -203,7 +204,7 @@ LlavaModel::Expanded LlavaModel::expand(const ModelBatch& batch) {
 }
 
 torch::Tensor LlavaModel::hidden_states(const Expanded& e, std::vector<LayerCache>* caches) {
-  return llama_->forward(e.embeds, e.attention_mask, e.position_ids, caches, /*right_padded=*/!e.left_padded);
+  return llama_->forward(e.embeds, e.attention_mask, e.position_ids, caches, !e.left_padded || !e.padded);
 }
 
 torch::Tensor LlavaModel::logits(const ModelBatch& batch) {

@@ -163,7 +163,7 @@ std::vector<Generation> LlavaModel::generate(const std::vector<ChatSample>& prom
     c.length = 0;
     c.write_at = torch::Tensor();
   }
-  torch::Tensor h = llama_->forward(e.embeds, d.mask.narrow(1, 0, t0), e.position_ids, &d.caches);  // prefill
+  torch::Tensor h = llama_->forward(e.embeds, d.mask.narrow(1, 0, t0), e.position_ids, &d.caches, !e.padded);  // prefill
   torch::Tensor logits = llama_->lm_head_forward(h.select(1, t0 - 1)).to(torch::kFloat32);          // (B, V)
   d.pos.copy_(e.position_ids.select(1, t0 - 1).unsqueeze(1));
   d.write_at.fill_(t0 - 1);

@@ -83,6 +83,7 @@ class LlavaModel : public LanguageModel {
     torch::Tensor embeds, labels, attention_mask, position_ids;
     std::vector<std::vector<int64_t>> text_positions;  // per row: indices in T' that hold text tokens
     bool left_padded = false;
+    bool padded = false;  // some row is shorter than the batch
   };
   Expanded expand(const ModelBatch& batch);
   void merge_lora();

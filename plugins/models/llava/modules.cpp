@@ -59,8 +59,19 @@ torch::Tensor LoraLinearImpl::forward(const torch::Tensor& x) {
   torch::Tensor y = F::linear(x, weight, bias);
   if (!has_lora() || merged || !enabled) return y;
   torch::Tensor h = (dropout > 0 && is_training()) ? F::dropout(x, F::DropoutFuncOptions().p(dropout).training(true)) : x;
-  // PEFT: result + lora_B(lora_A(dropout(x))) * scaling
-  return y + F::linear(F::linear(h, lora_A.to(h.scalar_type())), lora_B.to(h.scalar_type())) * scaling;
+  // PEFT: result + lora_B(lora_A(dropout(x))) * scaling, the scaled sum inside the second GEMM (alpha = scaling,
+  // beta = 1) on the base output, which nothing else reads (its GEMM's backward needs x and W only).
+  const torch::Tensor ha = F::linear(h, lora_A.to(h.scalar_type()));
+  const torch::Tensor y2 = y.view({-1, out_features});
+  y2.addmm_(ha.reshape({-1, r}), lora_B.to(h.scalar_type()).t(), /*beta=*/1, /*alpha=*/scaling);
+  return y;
+}
+
+torch::Tensor LoraLinearImpl::forward_add(const torch::Tensor& x, const torch::Tensor& residual) {
+  if (lora_active() || bias.defined() || !x.is_cuda()) return residual + forward(x);
+  // residual + x Wᵀ as one GEMM (its beta = 1): one kernel less per call; the sum is rounded once.
+  const torch::Tensor r2 = residual.reshape({-1, out_features}), x2 = x.reshape({-1, in_features});
+  return torch::addmm(r2, x2, weight.t()).view(residual.sizes());
 }
 
 void LoraLinearImpl::merge() {
@@ -99,10 +110,15 @@ torch::Tensor ClipLayerImpl::forward(const torch::Tensor& x) {  // (N, L, D)
   torch::Tensor h = layer_norm1(x);
   auto split = [&](const torch::Tensor& t) { return t.view({n, len, heads, head_dim}).transpose(1, 2); };  // (N, H, L, E)
   const torch::Tensor q = split(q_proj(h)), k = split(k_proj(h)), v = split(v_proj(h));
-  // CLIPAttention (eager): softmax(q kᵀ · E^-½) v, no mask for the vision tower.
+  // CLIPAttention: softmax(q kᵀ · E^-½) v, no mask for the vision tower (HF's "sdpa" one where LibTorch has it).
+#ifdef MMR_HAS_SDPA
+  torch::Tensor o = at::scaled_dot_product_attention(q, k, v);
+#else
   torch::Tensor scores = torch::matmul(q, k.transpose(-1, -2)) * std::pow(static_cast<double>(head_dim), -0.5);
   torch::Tensor attn = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
-  torch::Tensor o = torch::matmul(attn, v).transpose(1, 2).reshape({n, len, heads * head_dim});
+  torch::Tensor o = torch::matmul(attn, v);
+#endif
+  o = o.transpose(1, 2).reshape({n, len, heads * head_dim});
   torch::Tensor x1 = x + out_proj(o);
   h = fc1(layer_norm2(x1));
   h = quick_gelu ? h * torch::sigmoid(1.702 * h) : torch::gelu(h);  // quick_gelu: x·σ(1.702x)
@@ -225,7 +241,10 @@ std::pair<torch::Tensor, torch::Tensor> Rope::compute(const torch::Tensor& posit
   // (..., T, 1) x (E/2) in float32, as LlamaRotaryEmbedding does (autocast disabled).
   torch::Tensor freqs = positions.to(torch::kFloat32).unsqueeze(-1) * inv.to(positions.device());
   torch::Tensor emb = torch::cat({freqs, freqs}, -1);
-  return {(emb.cos() * attention_scaling_).to(dtype), (emb.sin() * attention_scaling_).to(dtype)};
+  torch::Tensor sin = (emb.sin() * attention_scaling_).to(dtype);
+  const int64_t half = sin.size(-1) / 2;
+  sin.narrow(-1, 0, half).neg_();  // see apply_rope
+  return {(emb.cos() * attention_scaling_).to(dtype), sin};
 }
 
 const void* Rope::reserve(int64_t n, torch::Dtype dtype, const torch::Device& device) const {
@@ -255,9 +274,15 @@ std::pair<torch::Tensor, torch::Tensor> Rope::cos_sin(const torch::Tensor& posit
 }
 
 namespace {
-torch::Tensor rotate_half(const torch::Tensor& x) {
-  const int64_t half = x.size(-1) / 2;
-  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+// LlamaRotaryEmbedding's x·cos + rotate_half(x)·sin, with rotate_half(x) = cat(-x₂, x₁). `sin` comes with its first
+// half negated (Rope::cos_sin), so the product is cat(x₂, x₁)·sin: the same products (negation is exact), from one
+// flip instead of a negation and a concatenation. x (B, T, heads, E), cos and sin (B, T, E).
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  auto halves = x.sizes().vec();
+  halves.back() /= 2;
+  halves.insert(halves.end() - 1, 2);
+  const torch::Tensor swapped = x.reshape(halves).flip(-2).reshape(x.sizes());
+  return x * cos.unsqueeze(2) + swapped * sin.unsqueeze(2);
 }
 }  // namespace
 
@@ -316,18 +341,23 @@ bool packed_usable(const torch::Tensor& packed, std::initializer_list<LoraLinear
 }
 }  // namespace
 
-std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> LlamaLayerImpl::project_qkv(const torch::Tensor& h) {
-  if (!packed_usable(qkv_weight, {q_proj, k_proj, v_proj})) return {q_proj(h), k_proj(h), v_proj(h)};
+LlamaLayerImpl::Projected LlamaLayerImpl::project_qkv(const torch::Tensor& h) {
+  const int64_t b = h.size(0), t = h.size(1);
+  auto split = [&](const torch::Tensor& x, int64_t n) { return x.view({b, t, n, head_dim}); };  // (B, T, n, E)
+  if (!packed_usable(qkv_weight, {q_proj, k_proj, v_proj}))
+    return {torch::Tensor(), split(q_proj(h), heads), split(k_proj(h), kv_heads), split(v_proj(h), kv_heads)};
   const torch::Tensor qkv = F::linear(h, qkv_weight);
   const int64_t nq = heads * head_dim, nk = kv_heads * head_dim;
-  return {qkv.narrow(-1, 0, nq), qkv.narrow(-1, nq, nk), qkv.narrow(-1, nq + nk, nk)};
+  return {split(qkv.narrow(-1, 0, nq + nk), heads + kv_heads), torch::Tensor(), torch::Tensor(),
+          split(qkv.narrow(-1, nq + nk, nk), kv_heads)};
 }
 
-torch::Tensor LlamaLayerImpl::mlp(const torch::Tensor& h) {
-  if (!packed_usable(gate_up_weight, {gate_proj, up_proj})) return down_proj(torch::silu(gate_proj(h)) * up_proj(h));
+torch::Tensor LlamaLayerImpl::mlp(const torch::Tensor& h, const torch::Tensor& x) {
+  if (!packed_usable(gate_up_weight, {gate_proj, up_proj}))
+    return down_proj->forward_add(torch::silu(gate_proj(h)) * up_proj(h), x);
   const torch::Tensor gu = F::linear(h, gate_up_weight);
   const int64_t n = gate_proj->out_features;
-  return down_proj(torch::silu(gu.narrow(-1, 0, n)) * gu.narrow(-1, n, n));
+  return down_proj->forward_add(torch::silu(gu.narrow(-1, 0, n)) * gu.narrow(-1, n, n), x);
 }
 
 namespace {
@@ -385,17 +415,23 @@ torch::Tensor LlamaLayerImpl::forward(const torch::Tensor& x, const torch::Tenso
                                       const torch::Tensor& mask, LayerCache* cache, bool causal) {
   const int64_t b = x.size(0), t = x.size(1);
   torch::Tensor h = input_layernorm(x);
-  auto [qp, kp, vp] = project_qkv(h);
-  torch::Tensor q = qp.view({b, t, heads, head_dim}).transpose(1, 2);      // (B, H, T, E)
-  torch::Tensor k = kp.view({b, t, kv_heads, head_dim}).transpose(1, 2);   // (B, K, T, E)
-  torch::Tensor v = vp.view({b, t, kv_heads, head_dim}).transpose(1, 2);
-  const torch::Tensor c4 = cos.unsqueeze(1), s4 = sin.unsqueeze(1);       // (B, 1, T, E)
-  q = q * c4 + rotate_half(q) * s4;
-  k = k * c4 + rotate_half(k) * s4;
+  const Projected p = project_qkv(h);
+  torch::Tensor q, k;
+  if (p.qk.defined()) {  // packed: q and k side by side, rotated together
+    const torch::Tensor qk = apply_rope(p.qk, cos, sin);
+    q = qk.narrow(2, 0, heads);
+    k = qk.narrow(2, heads, kv_heads);
+  } else {
+    q = apply_rope(p.q, cos, sin);
+    k = apply_rope(p.k, cos, sin);
+  }
+  q = q.transpose(1, 2);                 // (B, H, T, E)
+  k = k.transpose(1, 2);                 // (B, K, T, E)
+  torch::Tensor v = p.v.transpose(1, 2);
   if (cache) std::tie(k, v) = update_cache(*cache, k, v);
   torch::Tensor o = attention(q, k, v, mask, causal).transpose(1, 2).reshape({b, t, heads * head_dim});
-  torch::Tensor x1 = x + o_proj(o);
-  return x1 + mlp(post_attention_layernorm(x1));
+  const torch::Tensor x1 = o_proj->forward_add(o, x);
+  return mlp(post_attention_layernorm(x1), x1);
 }
 
 LlamaImpl::LlamaImpl(const TextConfig& c) : config(c), rope(c) {
@@ -511,9 +547,9 @@ torch::Tensor additive_mask(const torch::Tensor& attention_mask, int64_t t, torc
 }  // namespace
 
 torch::Tensor LlamaImpl::forward(const torch::Tensor& embeds, const torch::Tensor& attention_mask,
-                                 const torch::Tensor& position_ids, std::vector<LayerCache>* caches, bool right_padded) {
+                                 const torch::Tensor& position_ids, std::vector<LayerCache>* caches, bool causal_only) {
 #ifdef MMR_HAS_SDPA
-  const bool causal = right_padded && !caches;
+  const bool causal = causal_only && embeds.size(1) == attention_mask.size(1);  // and nothing cached before
 #else
   const bool causal = false;
 #endif

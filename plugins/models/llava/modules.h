@@ -32,6 +32,7 @@ namespace mmr::llava {
 struct LoraLinearImpl : torch::nn::Module {
   LoraLinearImpl(int64_t in_features, int64_t out_features, bool bias);
   torch::Tensor forward(const torch::Tensor& x);  // (..., in) -> (..., out)
+  torch::Tensor forward_add(const torch::Tensor& x, const torch::Tensor& residual);  // residual + forward(x)
 
   void add_lora(int64_t r, double alpha, double dropout, bool rslora);
   bool has_lora() const { return r > 0; }
@@ -103,7 +104,8 @@ TORCH_MODULE(RmsNorm);
 class Rope {
  public:
   Rope(const TextConfig& c);
-  // cos and sin for the given positions: (B, T) -> two (B, T, E) tensors in `dtype`. `max_positions` bounds the
+  // cos and sin for the given positions: (B, T) -> two (B, T, E) tensors in `dtype`, sin with its first half
+  // negated (what rotate_half's sign becomes in apply_rope, modules.cpp). `max_positions` bounds the
   // positions (all < it): they are then looked up in a table on their device, with no wait for the device.
   std::pair<torch::Tensor, torch::Tensor> cos_sin(const torch::Tensor& position_ids, torch::Dtype dtype,
                                                   int64_t max_positions) const;
@@ -151,8 +153,12 @@ struct LlamaLayerImpl : torch::nn::Module {
   torch::Tensor qkv_weight, gate_up_weight;  // packed, or undefined
 
  private:
-  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> project_qkv(const torch::Tensor& h);
-  torch::Tensor mlp(const torch::Tensor& h);
+  struct Projected {
+    torch::Tensor qk;       // (B, T, H+K, E) from the packed weight, else undefined
+    torch::Tensor q, k, v;  // (B, T, H or K, E); q and k undefined when qk is given
+  };
+  Projected project_qkv(const torch::Tensor& h);
+  torch::Tensor mlp(const torch::Tensor& h, const torch::Tensor& x);  // x + the MLP of h
 };
 TORCH_MODULE(LlamaLayer);
 
@@ -160,10 +166,10 @@ struct LlamaImpl : torch::nn::Module {
   explicit LlamaImpl(const TextConfig& c);
   // Final hidden states (after the last norm): embeds (B, T, D), attention_mask (B, S) with S = past + T,
   // position_ids (B, T). `caches` has one entry per layer or is empty (no cache).
-  // `right_padded`: padding only after each row's tokens and no cache, so a causal mask alone is exact at every
-  // real position (SDPA's is_causal, no mask tensor).
+  // `causal_only`: no row has padding before its tokens (right padding or none), so with nothing cached before
+  // them a causal mask alone is exact at every real position (SDPA's is_causal, no mask tensor: flash attention).
   torch::Tensor forward(const torch::Tensor& embeds, const torch::Tensor& attention_mask,
-                        const torch::Tensor& position_ids, std::vector<LayerCache>* caches, bool right_padded = false);
+                        const torch::Tensor& position_ids, std::vector<LayerCache>* caches, bool causal_only = false);
   torch::Tensor lm_head_forward(const torch::Tensor& hidden);  // (..., D) -> (..., V)
   // Training: keep only each layer's input and recompute the layer in the backward pass (no cache, grad mode on).
   bool checkpoint_layers = false;
