@@ -362,8 +362,8 @@ torch::Tensor LlamaLayerImpl::mlp(const torch::Tensor& h, const torch::Tensor& x
 
 namespace {
 
-// softmax(q kᵀ · E^-½ + mask) v: queries (B, H, T, E), keys and values (B, K, S, E), mask (B, 1, T, S) additive or
-// undefined with `causal`.
+// softmax(q kᵀ · E^-½ + mask) v: queries (B, H, T, E), keys and values (B, K, S, E), mask (B, 1, T, S) additive,
+// unused with `causal`.
 torch::Tensor attention(const torch::Tensor& q, torch::Tensor k, torch::Tensor v, const torch::Tensor& mask,
                         bool causal) {
   const int64_t heads = q.size(1), kv_heads = k.size(1);
@@ -553,7 +553,9 @@ torch::Tensor LlamaImpl::forward(const torch::Tensor& embeds, const torch::Tenso
 #else
   const bool causal = false;
 #endif
-  const torch::Tensor mask = causal ? torch::Tensor() : additive_mask(attention_mask, embeds.size(1), embeds.scalar_type());
+  // With `causal` the mask is an empty tensor, never read (defined: the recomputing autograd node saves it).
+  const torch::Tensor mask = causal ? torch::empty({0}, embeds.options())
+                                    : additive_mask(attention_mask, embeds.size(1), embeds.scalar_type());
   auto [cos, sin] = rope.cos_sin(position_ids, embeds.scalar_type(), attention_mask.size(1));
   torch::Tensor x = embeds;
   const bool recompute = checkpoint_layers && !caches && is_training() && torch::GradMode::is_enabled();
