@@ -14,6 +14,7 @@
 #include <set>
 
 #include "core/api/error.h"
+#include "core/lib/util/json_safe.h"
 
 namespace fs = std::filesystem;
 
@@ -120,7 +121,7 @@ void load_curves(const Store& store, ExperimentData& d) {
 }
 
 // A configuration value as text: strings as they are, anything else as compact JSON ("1.0", "true", "[1,2]").
-std::string json_text(const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+std::string json_text(const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : dump_text(v); }
 
 // Every path under `node` (maps only: a list is one value) into `out`, keeping what is there already.
 void flatten(const nlohmann::json& node, const std::string& prefix, std::map<std::string, std::string>& out) {

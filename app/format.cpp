@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/api/error.h"
+#include "core/lib/util/json_safe.h"
 
 namespace mmr {
 namespace {
@@ -52,7 +53,7 @@ void print_json(std::ostream& out, const QueryResult& r) {
     }
     arr.push_back(std::move(obj));
   }
-  out << arr.dump(2) << "\n";
+  out << dump_text(arr, 2) << "\n";
 }
 
 // RFC 4180: a header line, then one line per row; NULL as an empty field.

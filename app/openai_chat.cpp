@@ -1,5 +1,6 @@
 // The OpenAI chat-completions wire format. See openai_chat.h.
 #include "app/openai_chat.h"
+#include "core/lib/util/json_safe.h"
 
 #include <fmt/format.h>
 
@@ -125,7 +126,7 @@ void read_content_parts(const json& content, const std::string& where, const fs:
         throw RequestError(fmt::format("{}: more than {} images in one request", pw, limits.max_images));
       msg.images.push_back(image_file(url.get<std::string>(), image_dir, n_images, pw + ".image_url.url"));
     } else {
-      throw RequestError(fmt::format("{}.type: expected 'text' or 'image_url', found {}", pw, type.dump()));
+      throw RequestError(fmt::format("{}.type: expected 'text' or 'image_url', found {}", pw, dump_text(type)));
     }
   }
 }
@@ -186,7 +187,7 @@ std::vector<std::string> read_stop(const json& stop) {
       out.push_back(s.get<std::string>());
     }
   } else {
-    throw RequestError("'stop': expected a string or an array of up to 4 strings, found " + stop.dump());
+    throw RequestError("'stop': expected a string or an array of up to 4 strings, found " + dump_text(stop));
   }
   return out;
 }
@@ -200,21 +201,21 @@ GenerationConfig read_generation_config(const json& body, const RequestLimits& l
     if (it == body.end() || it->is_null()) continue;
     if (!it->is_number_integer() || it->get<int64_t>() < 1 || it->get<int64_t>() > limits.max_tokens_limit)
       throw RequestError(fmt::format("'{}': expected an integer in [1, {}], found {}", key, limits.max_tokens_limit,
-                                     it->dump()));
+                                     dump_text(*it)));
     g.max_new_tokens = it->get<int64_t>();
   }
   if (auto it = body.find("temperature"); it != body.end() && !it->is_null()) {
     if (!it->is_number() || it->get<double>() < 0 || it->get<double>() > 2)
-      throw RequestError("'temperature': expected a number in [0, 2], found " + it->dump());
+      throw RequestError("'temperature': expected a number in [0, 2], found " + dump_text(*it));
     g.temperature = it->get<double>();
   }
   if (auto it = body.find("top_p"); it != body.end() && !it->is_null()) {
     if (!it->is_number() || it->get<double>() <= 0 || it->get<double>() > 1)
-      throw RequestError("'top_p': expected a number in (0, 1], found " + it->dump());
+      throw RequestError("'top_p': expected a number in (0, 1], found " + dump_text(*it));
     g.top_p = it->get<double>();
   }
   if (auto it = body.find("seed"); it != body.end() && !it->is_null()) {
-    if (!it->is_number_integer()) throw RequestError("'seed': expected an integer, found " + it->dump());
+    if (!it->is_number_integer()) throw RequestError("'seed': expected an integer, found " + dump_text(*it));
     g.seed = static_cast<uint64_t>(it->get<int64_t>());
   }
   if (auto it = body.find("stop"); it != body.end() && !it->is_null()) g.stop_strings = read_stop(*it);

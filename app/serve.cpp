@@ -7,7 +7,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -20,6 +23,7 @@
 #include "core/lib/util/sha256.h"
 #include "core/runner.h"
 #include "core/store.h"
+#include "core/lib/util/json_safe.h"
 
 namespace mmr::serve {
 
@@ -117,7 +121,7 @@ void finish_options(ServeOptions& o) {
 
 void send_error(httplib::Response& res, int status, const std::string& message, const std::string& type) {
   res.status = status;
-  res.set_content(error_body(message, type).dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+  res.set_content(dump_text(error_body(message, type)), "application/json");
 }
 
 // A folder removed when the request is done.
@@ -129,6 +133,15 @@ struct TempDir {
   }
   fs::path path;
 };
+
+// A fresh folder for request images that only we can read: mkdtemp's name cannot be guessed ahead (and so
+// prepared by another local user) and its mode is 0700.
+fs::path private_temp_dir(const std::string& prefix) {
+  std::string pattern = (fs::temp_directory_path() / (prefix + "XXXXXX")).string();
+  if (!mkdtemp(pattern.data()))
+    throw IoError(fmt::format("cannot create a temporary folder '{}': {}", pattern, std::strerror(errno)));
+  return pattern;
+}
 
 // Compares without an early exit, so the time taken does not tell how much of a guessed key was right.
 bool constant_time_equal(const std::string& given, const std::string& key) {
@@ -150,7 +163,7 @@ std::string api_key_from_env(const ServeOptions& o) {
 struct ServerState {
   ServerState(const ServeOptions& o, const PluginInfo& info, ChatModel& model, std::shared_ptr<spdlog::logger> log)
       : o(o), info(info), model(model), log(std::move(log)),
-        temp(fs::temp_directory_path() / fmt::format("mmr-serve-{}", getpid())), failures_left(o.fail_first) {
+        temp(private_temp_dir("mmr-serve-")), failures_left(o.fail_first) {
     if (o.log_requests.empty()) return;
     request_log.open(o.log_requests, std::ios::app);
     if (!request_log) throw IoError("--log-requests: cannot open '" + o.log_requests + "' for appending");
@@ -185,7 +198,7 @@ void list_models(const ServeOptions& o, httplib::Response& res) {
   const json body{{"object", "list"},
                   {"data", json::array({json{{"id", o.served_model_name}, {"object", "model"}, {"created", 0},
                                              {"owned_by", "mmrunner"}}})}};
-  res.set_content(body.dump(), "application/json");
+  res.set_content(dump_text(body), "application/json");
 }
 
 // Generates the reply (one request at a time reaches the model); false when it failed and `res` says why.
@@ -215,10 +228,12 @@ void chat_completions(ServerState& s, const httplib::Request& req, httplib::Resp
   }
   json body;
   try {
-    body = json::parse(req.body);
+    body = parse_json_limited(req.body);
   } catch (const json::parse_error& e) {
     return send_error(res, 400, std::string("the request body is not valid JSON: ") + e.what(),
                       "invalid_request_error");
+  } catch (const JsonTooDeep& e) {
+    return send_error(res, 400, std::string("the request body is ") + e.what(), "invalid_request_error");
   }
   TempDir images(s.temp.path / fmt::format("request-{}", n));
   ChatRequest chat;
@@ -274,7 +289,7 @@ void install_request_log(httplib::Server& server, ServerState& s) {
     const json line{{"time", now_iso8601()}, {"method", req.method}, {"path", req.path}, {"status", res.status},
                     {"body_sha256", sha256_hex(req.body)}};
     std::lock_guard<std::mutex> lock(s.log_mu);
-    s.request_log << line.dump() << "\n";
+    s.request_log << dump_text(line) << "\n";
     s.request_log.flush();
   });
 }

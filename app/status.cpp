@@ -18,6 +18,7 @@
 #include "core/api/error.h"
 #include "core/log.h"
 #include "core/spawn.h"
+#include "core/lib/util/json_safe.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -220,7 +221,7 @@ void print_status(const StatusOptions& options, std::ostream& out) {
   json all = json::array();
   for (const std::string& name : names) all.push_back(experiment_status(store, options.results, name, host));
   if (options.format == Format::Json) {
-    out << all.dump(2) << "\n";
+    out << dump_text(all, 2) << "\n";
     return;
   }
   for (const json& e : all) print_text(out, e);

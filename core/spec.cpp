@@ -92,7 +92,8 @@ YAML::Node get_path(const YAML::Node& root, const std::string& dotted) {
       YAML::Node next = static_cast<const YAML::Node&>(cur)[part];  // const: never inserts
       if (!next) return YAML::Node(YAML::NodeType::Undefined);
       cur.reset(next);
-    } else if (cur.IsSequence() && !part.empty() && part.find_first_not_of("0123456789") == std::string::npos) {
+    } else if (cur.IsSequence() && part.find_first_not_of("0123456789") == std::string::npos) {
+      if (part.size() > 9) return YAML::Node(YAML::NodeType::Undefined);  // past any list (and stoul's range)
       const size_t i = std::stoul(part);
       if (i >= cur.size()) return YAML::Node(YAML::NodeType::Undefined);
       cur.reset(static_cast<const YAML::Node&>(cur)[i]);
@@ -336,7 +337,13 @@ YAML::Node load_document(const std::string& text, const std::string& source) {
 std::vector<uint64_t> read_seeds(const YAML::Node& doc, const std::string& source) {
   if (!doc["seeds"] || doc["seeds"].IsNull()) return {kDefaultSeed};
   YAML::Node s = doc["seeds"];
-  if (s.IsScalar()) s.reset(YAML::Load("[" + s.Scalar() + "]"));
+  if (s.IsScalar()) {  // "1, 2, 3" (e.g. from -o seeds=1,2,3)
+    try {
+      s.reset(YAML::Load("[" + s.Scalar() + "]"));
+    } catch (const YAML::Exception&) {
+      fail(doc["seeds"], source, fmt::format("seeds: expected a list of integers, found '{}'", s.Scalar()));
+    }
+  }
   if (!s.IsSequence() || s.size() == 0) fail(doc["seeds"], source, "seeds: expected a non-empty list of integers");
   std::vector<uint64_t> seeds;
   for (const auto& v : s) {
@@ -1031,6 +1038,11 @@ Experiment parse_experiment(const std::string& text, const std::string& source,
   if (!doc["name"] || !doc["name"].IsScalar() || doc["name"].Scalar().empty())
     fail(doc["name"] ? doc["name"] : doc, source, "expected 'name: <experiment name>' (a non-empty string)");
   exp.name = doc["name"].Scalar();
+  // The name is a folder under the results folder: it must stay one folder there.
+  if (exp.name == "." || exp.name == ".." || exp.name.find('/') != std::string::npos ||
+      exp.name.find('\0') != std::string::npos)
+    fail(doc["name"], source, fmt::format("name: '{}' is not a folder name (it names the experiment's folder under the "
+                                          "results folder: no '/', not '.' or '..')", exp.name));
   if (doc["description"]) exp.description = doc["description"].as<std::string>("");
 
   Sections s = read_sections(doc, source);

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <strings.h>
 
 #include <chrono>
 #include <ctime>
@@ -692,6 +693,14 @@ QueryResult Store::query(const std::string& sql) const {
       throw DataError(fmt::format("SQL error: {}", sqlite3_errmsg(db_)));
     tail = next;
     if (!raw) continue;  // whitespace or a comment
+    // A read-only connection still runs VACUUM INTO, which writes a new file anywhere: refused with the writers.
+    const std::string text = sqlite3_sql(raw);
+    const size_t start = text.find_first_not_of(" \t\r\n");
+    const bool vacuum = start != std::string::npos && strncasecmp(text.c_str() + start, "VACUUM", 6) == 0;
+    if (mode_ == Mode::ReadOnly && vacuum) {  // (other writes fail in SQLite: "attempt to write a readonly database")
+      sqlite3_finalize(raw);
+      throw DataError("SQL error: VACUUM writes a database file; the results database is opened readonly here");
+    }
     QueryResult r;
     const int n = sqlite3_column_count(raw);
     for (int i = 0; i < n; ++i) r.columns.emplace_back(sqlite3_column_name(raw, i));

@@ -195,6 +195,25 @@ TEST(Interpolation, UnknownVariableNamesPositionAndWhatExists) {
   EXPECT_NE(msg.find("exp.yaml:4:6: unknown variable '${b}'; vars: a; configuration keys: x"), std::string::npos) << msg;
 }
 
+// Found by probing: an index with more digits than stoul takes ended in "runner: stoul", with no file or position;
+// a seeds string that is not a list ended in yaml-cpp's own error, without the file.
+TEST(Interpolation, AHugeListIndexIsAnUnknownVariableAndBadSeedsNameTheFile) {
+  const std::string msg = error_of(std::string("name: i\nvars: {l: [1, 2]}\ndefaults:\n  x: ${l.99999999999999999999999}\n") +
+                                   kStages);
+  EXPECT_NE(msg.find("exp.yaml:4:6: unknown variable '${l.99999999999999999999999}'"), std::string::npos) << msg;
+  const std::string seeds = error_of(std::string("name: i\nseeds: \"1]\"\n") + kStages);
+  EXPECT_NE(seeds.find("exp.yaml:2:8: seeds: expected a list of integers, found '1]'"), std::string::npos) << seeds;
+}
+
+// Found by probing: an experiment named ".." wrote outside the results folder.
+TEST(ExperimentName, MustBeOneFolderName) {
+  for (const std::string name : {"..", ".", "a/b", "../up"}) {
+    const std::string msg = error_of("name: \"" + name + "\"\n" + kStages);
+    EXPECT_NE(msg.find("exp.yaml:1:7: name: '" + name + "' is not a folder name"), std::string::npos) << msg;
+  }
+  EXPECT_EQ(error_of(std::string("name: \"it's (2)\"\n") + kStages), "");
+}
+
 TEST(Interpolation, CyclesAreReported) {
   const std::string msg = error_of(std::string("name: i\nvars: {a: \"${b}\", b: \"${a}\"}\n") + kStages);
   EXPECT_NE(msg.find("reference cycle"), std::string::npos) << msg;

@@ -325,6 +325,16 @@ TEST_F(Cli, QueryIsReadOnly) {
   EXPECT_NE(w.status, 0);
   EXPECT_NE(w.err.find("readonly"), std::string::npos) << w.err;
   EXPECT_EQ(one("SELECT count(*) FROM trials"), "4");
+  // Found by probing: VACUUM INTO wrote a copy of the database anywhere through the read-only query command.
+  const fs::path copy = dir_ / "copy.db";
+  const ProcessResult vacuum = runner({"query", "VACUUM INTO '" + copy.string() + "'"});
+  EXPECT_NE(vacuum.status, 0);
+  EXPECT_NE(vacuum.err.find("readonly"), std::string::npos) << vacuum.err;
+  EXPECT_FALSE(fs::exists(copy));
+  // Found by probing: text that is not UTF-8 (a stored error quoting a binary file) made --format json throw.
+  const ProcessResult bytes = runner({"query", "SELECT CAST(X'FF61' AS TEXT) AS t", "--format", "json"});
+  EXPECT_EQ(bytes.status, 0) << bytes.err;
+  EXPECT_NE(bytes.out.find("\"t\": \"\xEF\xBF\xBD" "a\""), std::string::npos) << bytes.out;
 }
 
 TEST_F(Cli, PlanPrintsTrialsAndRunsNothing) {

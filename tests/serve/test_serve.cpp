@@ -34,7 +34,9 @@ json chat_body(const std::string& text, int max_tokens) {
 class Serve : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    server_ = new Server(fs::temp_directory_path() / ("mmr_serve_shared_" + std::to_string(getpid())));
+    const fs::path dir = fs::temp_directory_path() / ("mmr_serve_shared_" + std::to_string(getpid()));
+    fs::create_directories(dir / "tmp");
+    server_ = new Server(dir, {}, {{"TMPDIR", (dir / "tmp").string()}});
   }
   static void TearDownTestSuite() {
     delete server_;
@@ -88,10 +90,17 @@ TEST_F(Serve, ImageRequestGetsTheReplyTheModelGeneratesDirectly) {
   EXPECT_EQ(reply["usage"]["prompt_tokens"], expected.prompt_tokens);
   // 576 image patches + the text of the vicuna_v1 prompt.
   EXPECT_GT(expected.prompt_tokens, 576);
-  // The decoded image was written to a per-request folder and removed after the reply.
-  const fs::path temp = fs::temp_directory_path() / ("mmr-serve-" + std::to_string(server_->pid()));
-  ASSERT_TRUE(fs::is_directory(temp));
-  EXPECT_TRUE(fs::is_empty(temp));
+  // The decoded image was written to a per-request folder and removed after the reply. The server's folder has a
+  // name nobody could guess ahead (mkdtemp) and only its owner may enter it.
+  const fs::path tmp = fs::temp_directory_path() / ("mmr_serve_shared_" + std::to_string(getpid())) / "tmp";
+  std::vector<fs::path> temps;
+  for (const auto& e : fs::directory_iterator(tmp))
+    if (e.path().filename().string().rfind("mmr-serve-", 0) == 0) temps.push_back(e.path());
+  ASSERT_EQ(temps.size(), 1u);
+  ASSERT_TRUE(fs::is_directory(temps[0]));
+  EXPECT_TRUE(fs::is_empty(temps[0]));
+  EXPECT_NE(temps[0].filename().string(), "mmr-serve-" + std::to_string(server_->pid()));
+  EXPECT_EQ(fs::status(temps[0]).permissions() & (fs::perms::group_all | fs::perms::others_all), fs::perms::none);
 }
 
 TEST_F(Serve, CurlGetsAChatCompletionForAnImage) {
@@ -164,6 +173,18 @@ TEST_F(Serve, MalformedRequestsGet400WithAMessage) {
   EXPECT_EQ(bad->status, 400);
   EXPECT_NE(json::parse(bad->body)["error"]["message"].get<std::string>().find("messages[0].content[0].image_url.url: base64"),
             std::string::npos) << bad->body;
+
+  // Found by probing: a value nested 100,000 deep killed the server (the 400 message dumped it recursively).
+  for (const char* field : {"temperature", "max_tokens", "stop"}) {
+    const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    const std::string text = "{\"model\": \"llava\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"" +
+                             std::string(field) + "\": " + deep + "}";
+    auto nested = client.Post("/v1/chat/completions", text, "application/json");
+    ASSERT_TRUE(nested) << field << ": the server did not answer";
+    EXPECT_EQ(nested->status, 400) << field;
+    EXPECT_NE(nested->body.find("nested deeper than 256 levels"), std::string::npos) << nested->body;
+  }
+  ASSERT_TRUE(post(chat_body("still up?", 2)));
 
   // Bytes that are not an image reach the image decoder: still the client's fault, 400.
   json not_png = chat_body("x", 4);

@@ -2,6 +2,9 @@
 
 #include <cctype>
 #include <cstdint>
+#include <string>
+
+#include "core/lib/util/json_safe.h"
 
 namespace mmr::data {
 namespace {
@@ -75,7 +78,17 @@ class Parser {
     return true;
   }
 
+  // Python's own parser gives up on deep nesting (RecursionError); ours past the JSON limit, before the stack does.
+  struct Nested {
+    explicit Nested(Parser& p) : p_(p) {
+      if (++p_.depth_ > kMaxJsonDepth) p_.fail("nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+    }
+    ~Nested() { --p_.depth_; }
+    Parser& p_;
+  };
+
   json dict() {
+    const Nested nested(*this);
     ++i_;  // '{'
     json out = json::object();
     while (true) {
@@ -101,6 +114,7 @@ class Parser {
   }
 
   json sequence(char open, char close) {
+    const Nested nested(*this);
     ++i_;
     json out = json::array();
     while (true) {
@@ -248,6 +262,7 @@ class Parser {
 
   const std::string& s_;
   size_t i_ = 0;
+  int depth_ = 0;
 };
 
 }  // namespace

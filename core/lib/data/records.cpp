@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/api/error.h"
+#include "core/lib/util/json_safe.h"
 
 namespace mmr::data {
 namespace {
@@ -103,6 +104,10 @@ class ArraySax {
   }
   bool open(json&& container) {
     if (!in_array_) return top_level_error(done_ ? "more data after the array" : "a single object");
+    if (stack_.size() >= static_cast<size_t>(kMaxJsonDepth)) {  // as parse_json_limited refuses a JSONL row
+      error_ = std::string("the row is ") + JsonTooDeep(kMaxJsonDepth).what();
+      return false;
+    }
     if (stack_.empty()) {
       element_ = std::move(container);
       start_line_ = *line_;
@@ -148,10 +153,9 @@ class ArraySax {
   int64_t rows_ = 0, start_line_ = 0;
 };
 
-// A JSONL line may be this long and nest this deep; a longer or deeper one is a bad row (with the reason), not a
-// read of gigabytes into one string or a tree past any real row's depth.
+// A JSONL line may be this long (and nest kMaxJsonDepth deep); a longer or deeper one is a bad row (with the
+// reason), not a read of gigabytes into one string or a tree past any real row's depth.
 constexpr size_t kMaxLineBytes = size_t{64} << 20;
-constexpr int kMaxDepth = 256;
 
 // std::getline with a limit: a line past `max` bytes is skipped to its end and `too_long` set. False at the end.
 bool read_line(std::istream& in, std::string& line, size_t max, bool& too_long) {
@@ -200,11 +204,6 @@ RecordFormat for_each_record(const std::filesystem::path& path, const std::funct
   // JSONL: the lines skipped above were blank; go on counting from there.
   std::string text;
   bool too_long = false;
-  struct TooDeep {};
-  const json::parser_callback_t depth_limit = [](int depth, json::parse_event_t, json&) {
-    if (depth > kMaxDepth) throw TooDeep{};
-    return true;
-  };
   for (int64_t n = line; read_line(in, text, kMaxLineBytes, too_long); ++n) {
     Record r;
     r.row = r.line = n;
@@ -215,10 +214,10 @@ RecordFormat for_each_record(const std::filesystem::path& path, const std::funct
     }
     if (is_blank(text)) continue;
     try {
-      r.value = json::parse(text, depth_limit);
-    } catch (const TooDeep&) {
+      r.value = parse_json_limited(text);
+    } catch (const JsonTooDeep& e) {
       r.value = json();
-      r.parse_error = fmt::format("the row nests deeper than {} levels", kMaxDepth);
+      r.parse_error = std::string("the row is ") + e.what();
     } catch (const json::parse_error& e) {
       r.parse_error = std::string("invalid JSON: ") + e.what() +
                       (n == line && text.find('{') == 0 && text.find('}') == std::string::npos

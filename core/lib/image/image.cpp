@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/api/error.h"
+#include "core/lib/util/json_safe.h"
 
 namespace mmr::image {
 namespace {
@@ -102,8 +103,8 @@ std::array<uint8_t, 3> PreprocessConfig::pad_color() const {
 PreprocessConfig PreprocessConfig::from_json_text(const std::string& text, const std::string& source) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
+    j = parse_json_limited(text);
+  } catch (const std::exception& e) {
     throw DataError(fmt::format("{}: not valid JSON: {}", source, e.what()));
   }
   if (!j.is_object()) throw DataError(fmt::format("{}: expected a JSON object, found {}", source, j.type_name()));

@@ -25,6 +25,7 @@
 
 #include "core/api/error.h"
 #include "core/lib/safetensors/half.h"
+#include "core/lib/util/json_safe.h"
 
 namespace mmr::safetensors {
 namespace {
@@ -202,8 +203,8 @@ std::pair<nlohmann::json, size_t> read_header(const std::string& file, const uin
   const char* begin = reinterpret_cast<const char*>(base + 8);
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(begin, begin + header_len);
-  } catch (const nlohmann::json::exception& e) {
+    header = parse_json_limited(begin, begin + header_len);
+  } catch (const std::exception& e) {
     data_error(file, fmt::format("header is not valid JSON: {}", e.what()));
   }
   if (!header.is_object()) data_error(file, fmt::format("header must be a JSON object, found {}", header.type_name()));
@@ -425,8 +426,8 @@ void open_index(const std::string& index_path, std::vector<std::unique_ptr<Safet
   if (!in) throw IoError(fmt::format("{}: cannot open checkpoint index for reading: {}", index_path, os_reason()));
   nlohmann::json index;
   try {
-    index = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
+    index = parse_json_limited(in);
+  } catch (const std::exception& e) {
     data_error(index_path, fmt::format("index is not valid JSON: {}", e.what()));
   }
   if (!index.is_object()) data_error(index_path, "expected a JSON object with a 'weight_map'");
@@ -437,7 +438,7 @@ void open_index(const std::string& index_path, std::vector<std::unique_ptr<Safet
   if (wm->empty()) data_error(index_path, "'weight_map' is empty");
   if (auto md = index.find("metadata"); md != index.end() && md->is_object()) {
     for (auto it = md->begin(); it != md->end(); ++it) {
-      (*metadata)[it.key()] = it.value().is_string() ? it.value().get<std::string>() : it.value().dump();
+      (*metadata)[it.key()] = it.value().is_string() ? it.value().get<std::string>() : dump_text(it.value());
     }
   }
 
@@ -447,9 +448,13 @@ void open_index(const std::string& index_path, std::vector<std::unique_ptr<Safet
     const std::string& tensor = it.key();
     if (!it.value().is_string()) {
       data_error(index_path, fmt::format("weight_map['{}']: expected a shard file name, found {}", tensor,
-                                         it.value().dump()));
+                                         dump_text(it.value())));
     }
     const std::string shard = it.value().get<std::string>();
+    // Shards sit beside the index (as transformers saves them): a path elsewhere ("../../etc/passwd") is refused.
+    if (shard.empty() || shard == "." || shard == ".." || shard.find_first_of("/\\") != std::string::npos)
+      data_error(index_path, fmt::format("weight_map['{}']: '{}' is not a file name in the checkpoint folder", tensor,
+                                         shard));
     auto found = by_shard.find(shard);
     if (found == by_shard.end()) {
       const std::string shard_path = (folder / shard).string();

@@ -20,6 +20,7 @@
 
 #include "core/api/error.h"
 #include "core/lib/tokenizer/sentencepiece_api.h"
+#include "core/lib/util/json_safe.h"
 
 #ifndef MMR_SENTENCEPIECE_MODULE_BUILD_PATH
 #error "MMR_SENTENCEPIECE_MODULE_BUILD_PATH must be defined by core/lib/tokenizer/CMakeLists.txt"
@@ -47,7 +48,7 @@ nlohmann::json read_json_if_present(const fs::path& file) {
   std::ifstream in(file);
   if (!in) throw DataError(fmt::format("{}: cannot open for reading", file.string()));
   try {
-    nlohmann::json j = nlohmann::json::parse(in);
+    nlohmann::json j = parse_json_limited(in);
     if (!j.is_object()) {
       throw DataError(fmt::format("{}: expected a JSON object at the top level, found {}", file.string(),
                                   j.type_name()));
@@ -55,6 +56,8 @@ nlohmann::json read_json_if_present(const fs::path& file) {
     return j;
   } catch (const nlohmann::json::exception& e) {
     throw DataError(fmt::format("{}: not valid JSON: {}", file.string(), e.what()));
+  } catch (const JsonTooDeep& e) {
+    throw DataError(fmt::format("{}: {}", file.string(), e.what()));
   }
 }
 

@@ -27,6 +27,7 @@
 #include "core/api/plugin_api.h"
 #include "core/lib/util/atomic_file.h"
 #include "core/lib/util/base64.h"
+#include "core/lib/util/json_safe.h"
 
 namespace mmr::judges {
 namespace {
@@ -184,7 +185,7 @@ class OpenAiCompatible : public Judge {
   // The first choice's text of a 200 reply.
   JudgeReply read_reply(const httplib::Response& res) const {
     try {
-      const auto reply = nlohmann::json::parse(res.body);
+      const auto reply = parse_json_limited(res.body);
       const auto& content = reply.at("choices").at(0).at("message").at("content");
       return JudgeReply{true, content.get<std::string>(), ""};
     } catch (const std::exception& e) {

@@ -12,6 +12,7 @@
 #include "core/lib/util/atomic_file.h"
 #include "internal.h"
 #include "llava.h"
+#include "core/lib/util/json_safe.h"
 
 namespace fs = std::filesystem;
 namespace st = mmr::safetensors;
@@ -169,7 +170,7 @@ AdapterConfig read_adapter_config(const fs::path& dir) {
   if (!in) throw IoError(fmt::format("cannot open '{}' (expected a PEFT adapter folder)", cfg_path.string()));
   nlohmann::json cfg;
   try {
-    cfg = nlohmann::json::parse(in);
+    cfg = parse_json_limited(in);
   } catch (const std::exception& e) {
     throw DataError(fmt::format("{}: not valid JSON: {}", cfg_path.string(), e.what()));
   }

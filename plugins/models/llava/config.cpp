@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/api/error.h"
+#include "core/lib/util/json_safe.h"
 
 namespace mmr::llava {
 namespace {
@@ -24,8 +25,8 @@ std::string read_text(const std::string& path) {
 
 json parse(const std::string& text, const std::string& source) {
   try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
+    return parse_json_limited(text);
+  } catch (const std::exception& e) {
     throw DataError(fmt::format("{}: not valid JSON: {}", source, e.what()));
   }
 }
@@ -83,6 +84,11 @@ void read_stack_shape(const json& t, StackShape& c, const std::string& source, c
   read(t, "num_hidden_layers", c.num_hidden_layers, source, where);
   read(t, "num_attention_heads", c.num_attention_heads, source, where);
   read(t, "hidden_act", c.hidden_act, source, where);
+  // Checked before anything divides by them (a 0 here was a SIGFPE at load).
+  for (const auto& [key, value] : {std::pair{"hidden_size", c.hidden_size}, {"intermediate_size", c.intermediate_size},
+                                   {"num_hidden_layers", c.num_hidden_layers},
+                                   {"num_attention_heads", c.num_attention_heads}})
+    if (value <= 0) throw DataError(fmt::format("{}: '{}{}' must be positive, found {}", source, where, key, value));
 }
 
 TextConfig read_text_config(const json& t, const std::string& source, const std::string& where) {
@@ -107,9 +113,12 @@ TextConfig read_text_config(const json& t, const std::string& source, const std:
     throw DataError(fmt::format("{}: '{}num_attention_heads' ({}) must be a positive multiple of "
                                 "num_key_value_heads ({})", source, where, c.num_attention_heads,
                                 c.num_key_value_heads));
-  if (c.head_dim % 2)
-    throw DataError(fmt::format("{}: '{}head_dim' must be even for rotary embeddings, found {}", source, where,
-                                c.head_dim));
+  if (c.head_dim <= 0 || c.head_dim % 2)
+    throw DataError(fmt::format("{}: '{}head_dim' must be positive and even for rotary embeddings, found {}", source,
+                                where, c.head_dim));
+  if (c.vocab_size <= 0 || c.max_position_embeddings <= 0)
+    throw DataError(fmt::format("{}: '{}vocab_size' ({}) and 'max_position_embeddings' ({}) must be positive", source,
+                                where, c.vocab_size, c.max_position_embeddings));
   return c;
 }
 
@@ -123,7 +132,12 @@ VisionConfig read_vision_config(const json& v, const std::string& source, const 
   if (c.hidden_act != "quick_gelu" && c.hidden_act != "gelu")
     throw DataError(fmt::format("{}: '{}hidden_act': '{}' is not supported (expected quick_gelu or gelu)", source,
                                 where, c.hidden_act));
-  if (c.patch_size <= 0 || c.image_size % c.patch_size)
+  if (c.hidden_size % c.num_attention_heads)
+    throw DataError(fmt::format("{}: '{}hidden_size' ({}) must be a multiple of num_attention_heads ({})", source,
+                                where, c.hidden_size, c.num_attention_heads));
+  if (c.num_channels <= 0)
+    throw DataError(fmt::format("{}: '{}num_channels' must be positive, found {}", source, where, c.num_channels));
+  if (c.patch_size <= 0 || c.image_size <= 0 || c.image_size % c.patch_size)
     throw DataError(fmt::format("{}: '{}image_size' ({}) must be a multiple of patch_size ({})", source, where,
                                 c.image_size, c.patch_size));
   return c;

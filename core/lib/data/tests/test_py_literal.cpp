@@ -53,4 +53,8 @@ TEST(PyLiteral, ErrorsSayWhereAndWhat) {
   EXPECT_EQ(error("[1, 2"), "5 at character 5: expected ',' or ']' in a list, found the end of the text");
   EXPECT_EQ(error(R"('\x4')"), "1 at character 1: escape needs 2 hex digits");
   EXPECT_EQ(error("'a\nb'"), "2 at character 2: newline inside a single-quoted string");
+  // Found by probing: 100,000 nested brackets overflowed the stack of the recursive parser.
+  EXPECT_EQ(error(std::string(100000, '[') + std::string(100000, ']')),
+            "256 at character 256: nested deeper than 256 levels");
+  EXPECT_EQ(error(std::string(256, '[') + std::string(256, ']')), "no error");
 }

@@ -108,6 +108,20 @@ TEST_F(Streaming, ArrayElementsOfAnyTypeAndEarlyStop) {
   EXPECT_THROW(for_each_record(trailing, [](Record&) { return true; }), DataError);
 }
 
+// In a JSON array, a row nested past 256 levels ends the read with an error naming the row and line.
+TEST_F(Streaming, AnOverDeepRowOfAJsonArrayIsAnErrorNamingIt) {
+  const std::string file = write("deep.json", "[{\"id\": \"a\"},\n" + std::string(300, '[') + std::string(300, ']') + "]");
+  int64_t n = 0;
+  try {
+    for_each_record(file, [&](Record&) { return ++n, true; });
+    ADD_FAILURE() << "expected an error";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("row 2 (line 2): the row is nested deeper than 256 levels"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(n, 1);
+}
+
 // A JSONL line past 64 MiB, or nested past 256 levels, is a bad row saying why; the rows around it are read.
 TEST_F(Streaming, AnOverLongOrOverDeepJsonlLineIsABadRowAndTheOthersAreRead) {
   const fs::path file = dir_ / "rows.jsonl";
@@ -123,7 +137,7 @@ TEST_F(Streaming, AnOverLongOrOverDeepJsonlLineIsABadRowAndTheOthersAreRead) {
     seen.push_back(std::to_string(r.line) + " " + (r.parse_error ? *r.parse_error : r.value["id"].get<std::string>()));
     return true;
   });
-  const std::vector<std::string> want = {"1 a", "2 the line is longer than 64 MiB", "3 the row nests deeper than 256 levels",
+  const std::vector<std::string> want = {"1 a", "2 the line is longer than 64 MiB", "3 the row is nested deeper than 256 levels",
                                          "4 b"};
   EXPECT_EQ(seen, want);
 }

@@ -414,6 +414,20 @@ TEST(SafetensorsCheckpoint, TensorMissingFromItsShardNamesIndexShardAndTensor) {
                                 "model-00001-of-00002.safetensors", "has no such tensor"});
 }
 
+// Found by probing: a shard named "../../etc/passwd" was opened.
+TEST(SafetensorsCheckpoint, ShardsOutsideTheCheckpointFolderAreRefused) {
+  TempDir dir;
+  std::map<std::string, std::string> weight_map;
+  write_sharded(dir.path().string(), &weight_map);
+  for (const std::string shard : {"../../etc/passwd", "/etc/passwd", ".."}) {
+    weight_map.begin()->second = shard;
+    std::ofstream(dir.file("model.safetensors.index.json")) << nlohmann::json({{"weight_map", weight_map}}).dump();
+    expect_error<mmr::DataError>([&] { Checkpoint::open(dir.path().string()); },
+                                 {dir.file("model.safetensors.index.json"), "'" + shard + "'",
+                                  "is not a file name in the checkpoint folder"});
+  }
+}
+
 TEST(SafetensorsCheckpoint, IndexWithoutWeightMapIsDataError) {
   TempDir dir;
   std::ofstream(dir.file("model.safetensors.index.json")) << R"({"metadata": {}})";
@@ -453,6 +467,13 @@ TEST_F(SafetensorsCorrupt, HeaderLengthTooBig) {
 
 TEST_F(SafetensorsCorrupt, BadJson) {
   expect(make_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]})", 4), {"not valid JSON"});
+}
+
+// Found by probing: a shape nested 100,000 deep crashed the error message that quoted it (recursive dump()).
+TEST_F(SafetensorsCorrupt, DeeplyNestedHeaderIsRefusedWhileParsing) {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  expect(make_file(R"({"w":{"dtype":"F32","shape":)" + deep + R"(,"data_offsets":[0,4]}})", 4),
+         {"not valid JSON", "nested deeper than 256 levels"});
 }
 
 TEST_F(SafetensorsCorrupt, UnknownDtype) {

@@ -62,6 +62,17 @@ TEST(LlavaConfig, ErrorsNameFileKeyAndValue) {
     "vision_config": {}})"),
             "bad/config.json: 'text_config.num_attention_heads' (6) must be a positive multiple of num_key_value_heads (4)");
   EXPECT_NE(message("{not json").find("bad/config.json: not valid JSON"), std::string::npos);
+  // Found by probing: zero heads divided before any check (SIGFPE), and a nested value crashed the error message.
+  EXPECT_EQ(message(R"({"model_type": "llava", "text_config": {"num_attention_heads": 0}, "vision_config": {}})"),
+            "bad/config.json: 'text_config.num_attention_heads' must be positive, found 0");
+  EXPECT_EQ(message(R"({"model_type": "llava", "text_config": {}, "vision_config": {"num_attention_heads": 0}})"),
+            "bad/config.json: 'vision_config.num_attention_heads' must be positive, found 0");
+  EXPECT_EQ(message(R"({"model_type": "llava", "text_config": {}, "vision_config": {"num_attention_heads": 7}})"),
+            "bad/config.json: 'vision_config.hidden_size' (1024) must be a multiple of num_attention_heads (7)");
+  const std::string deep = R"({"model_type": "llava", "text_config": {"hidden_size": )" + std::string(100000, '[') +
+                           std::string(100000, ']') + "}}";
+  EXPECT_NE(message(deep).find("bad/config.json: not valid JSON: nested deeper than 256 levels"), std::string::npos)
+      << message(deep).substr(0, 200);
   EXPECT_NE(message(R"({"model_type": "llava", "text_config": {"rope_scaling": {"type": "su"}}, "vision_config": {}})")
                 .find("'text_config.rope_scaling.rope_type': 'su' is not supported"),
             std::string::npos);

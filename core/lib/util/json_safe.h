@@ -1,0 +1,38 @@
+// JSON from and to the outside without crashes. parse_json_limited: nlohmann::json::parse with a limit on nesting,
+// for every JSON that comes from outside (requests, judge replies, checkpoint configs and headers, data rows). The parser keeps its own stack, but dump() — which every error
+// message quoting a value calls — and our own walkers recurse: a value nested deeper than any real file (a 200 KB
+// "[[[[…" in one request) would overflow the stack later, so it is refused while parsing.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace mmr {
+
+constexpr int kMaxJsonDepth = 256;
+
+// What parse_json_limited throws for a value nested past the limit (its what(): "nested deeper than N levels").
+struct JsonTooDeep : std::runtime_error {
+  explicit JsonTooDeep(int limit) : std::runtime_error("nested deeper than " + std::to_string(limit) + " levels") {}
+};
+
+// json::parse(args...) refusing nesting past max_depth; parse errors stay nlohmann's json::parse_error.
+template <typename... Input>
+nlohmann::json parse_json_limited(Input&&... input) {
+  const nlohmann::json::parser_callback_t limit = [](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+    if (depth > kMaxJsonDepth) throw JsonTooDeep(kMaxJsonDepth);
+    return true;
+  };
+  return nlohmann::json::parse(std::forward<Input>(input)..., limit);
+}
+
+// j.dump(indent) that writes invalid UTF-8 in strings (a byte-level token, a stored error quoting a binary file) as
+// U+FFFD instead of throwing.
+inline std::string dump_text(const nlohmann::json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace mmr
