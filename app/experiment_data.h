@@ -86,7 +86,6 @@ std::string sql_quote(const std::string& text);
 std::vector<LabelKey> parse_label(const std::string& label);
 
 // Seconds since the epoch of a store time ("2026-11-26T21:39:35.123Z"); nullopt for anything else.
-std::optional<double> parse_iso8601(const std::string& text);
 double now_seconds();
 
 // The experiment an argument names: an experiment name in the store, or an experiment file whose `name:` is

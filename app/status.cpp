@@ -26,12 +26,10 @@ using nlohmann::json;
 namespace mmr {
 namespace {
 
-bool process_alive(int64_t pid) { return pid > 0 && (kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
-
 // "live", "stale" (its process is gone: the next run marks it interrupted) or "elsewhere" (another host's pid).
 std::string liveness(const TrialInfo& t, const std::string& host) {
   if (t.host != host) return "elsewhere";
-  return process_alive(t.pid) ? "live" : "stale";
+  return process_alive(t.pid, t.started_at) ? "live" : "stale";
 }
 
 // The progress file of a running trial, null when there is none or it cannot be read (it is being replaced

@@ -291,7 +291,7 @@ void ExperimentRun::take_over_busy(const std::vector<TrialRow>& rows) {
     std::vector<size_t> still;
     for (size_t i : waiting) {
       const TrialRow row = *store_.trial(rows[i].id);
-      const bool holder_alive = row.host != host_ || process_alive(row.pid);
+      const bool holder_alive = row.host != host_ || process_alive(row.pid, row.started_at);
       if (row.status == "running" && holder_alive) {
         still.push_back(i);
         continue;

@@ -111,8 +111,8 @@ class Store {
   int recover_stale(const std::string& host);
 
   // Claims a trial: status running, attempt + 1. Returns the new attempt, or nullopt when another process holds
-  // it (status running) or it finished, unless `rerun_finished_before` is given and it last started before that
-  // instant (a forced run reruns what finished before it began, once).
+  // it (status running) or it finished, unless `rerun_finished_before` is given and it finished before that
+  // instant (a forced run reruns what finished before it began, once; not what another process finished since).
   std::optional<int> begin_attempt(int64_t trial_id, const std::string& host, int64_t pid,
                                    const std::string& git_commit, const std::string& artifact_dir,
                                    const std::optional<std::string>& rerun_finished_before = std::nullopt);
@@ -171,8 +171,11 @@ class Store {
   sqlite3* db_ = nullptr;
 };
 
-std::string now_iso8601();
-// Whether process `pid` of this host exists (a signal could be sent to it).
-bool process_alive(int64_t pid);  // UTC, milliseconds: 2026-11-26T21:39:35.123Z
+std::string now_iso8601();  // UTC, milliseconds: 2026-11-26T21:39:35.123Z
+std::optional<double> parse_iso8601(const std::string& text);  // seconds since the epoch; nullopt: not that form
+// Whether process `pid` of this host exists (a signal could be sent to it) and, given `since` (when it took the
+// trial or lease, as now_iso8601 wrote it), started no later than that: a pid the system has since given to a
+// newer process is not the holder's (found by probing: a reused pid kept a dead trial 'running' for ever).
+bool process_alive(int64_t pid, const std::string& since = "");
 
 }  // namespace mmr

@@ -2,6 +2,9 @@
 // final_metrics view, the judge cache, read-only access, the readers the command line uses (names bound, never
 // spliced into SQL); plus SHA-256 against FIPS 180-2 test vectors.
 #include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
 #include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -181,17 +184,61 @@ TEST(Store, RunningTrialsOfDeadProcessesBecomeInterrupted) {
   EXPECT_EQ(s.trial(live)->status, "running");
 }
 
-TEST(Store, AFinishedTrialIsClaimedAgainOnlyByAForcedRunThatBeganAfterItStarted) {
+// Found by probing: when the dead holder's pid had been given to a newer process, the trial stayed 'running' for
+// ever (even --force skipped it). A holder must have started before it took the trial.
+TEST(Store, ATrialWhosePidNowBelongsToANewerProcessIsRecovered) {
+  const auto dir = temp_dir();
+  Store s(dir / "r.db");
+  const int64_t e = s.upsert_experiment("e", "", "");
+  const int64_t reused = s.ensure_trial(e, make_trial("reused")).id;
+  const int64_t mine = s.ensure_trial(e, make_trial("mine")).id;
+  s.begin_attempt(reused, "host-a", getpid(), "", "");
+  s.begin_attempt(mine, "host-a", getpid(), "", "");
+  {  // as if a process long gone had taken it in 2000 with the pid this test process has now
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir / "r.db").c_str(), &db), SQLITE_OK);
+    const std::string sql = "UPDATE trials SET started_at = '2000-01-01T00:00:00.000Z' WHERE id = " + std::to_string(reused);
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  EXPECT_TRUE(mmr::process_alive(getpid()));
+  EXPECT_FALSE(mmr::process_alive(getpid(), "2000-01-01T00:00:00.000Z"));
+  EXPECT_TRUE(mmr::process_alive(getpid(), mmr::now_iso8601()));
+  EXPECT_EQ(s.recover_stale("host-a"), 1);
+  EXPECT_EQ(s.trial(reused)->status, "interrupted");
+  EXPECT_EQ(s.trial(mine)->status, "running");
+}
+
+TEST(Store, AFinishedTrialIsClaimedAgainOnlyByAForcedRunThatBeganAfterItFinished) {
   const auto dir = temp_dir();
   Store s(dir / "r.db");
   const int64_t id = s.ensure_trial(s.upsert_experiment("e", "", ""), make_trial("t")).id;
-  s.end_trial(id, *s.begin_attempt(id, "h", getpid(), "", ""), "finished");
-  EXPECT_EQ(s.begin_attempt(id, "h", getpid(), "", ""), std::nullopt);  // finished: not without force
+  const int first = *s.begin_attempt(id, "h", getpid(), "", "");
+  // A forced run that began while another process was running the trial (after it started, before it ended)
+  // leaves it to that process: found by probing, concurrent forced runners ran finished trials again.
   const std::string started = s.trial(id)->started_at;
   ASSERT_FALSE(started.empty());
+  const std::string forced_run_began = started + "~";  // ISO times compare as text; '~' sorts after every digit
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  s.end_trial(id, first, "finished");
+  EXPECT_EQ(s.begin_attempt(id, "h", getpid(), "", ""), std::nullopt);  // finished: not without force
+  const auto ended_at = [&] {
+    sqlite3* db = nullptr;
+    sqlite3_open((dir / "r.db").c_str(), &db);
+    sqlite3_stmt* q = nullptr;
+    sqlite3_prepare_v2(db, "SELECT ended_at FROM trials", -1, &q, nullptr);
+    std::string out = sqlite3_step(q) == SQLITE_ROW ? reinterpret_cast<const char*>(sqlite3_column_text(q, 0)) : "";
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return out;
+  };
+  ASSERT_GT(ended_at(), forced_run_began);
+  EXPECT_EQ(s.begin_attempt(id, "h", getpid(), "", "", forced_run_began), std::nullopt);
   EXPECT_EQ(s.begin_attempt(id, "h", getpid(), "", "", started), std::nullopt);  // it ran in this forced run
-  // A forced run that began after (ISO times compare as text; '~' sorts after every digit): claimed again.
-  EXPECT_EQ(s.begin_attempt(id, "h", getpid(), "", "", started + "~"), std::optional<int>(2));
+  const std::string ended = ended_at();
+  EXPECT_EQ(s.begin_attempt(id, "h", getpid(), "", "", ended), std::nullopt);   // it finished as this run began
+  // A forced run that began after it finished: claimed again.
+  EXPECT_EQ(s.begin_attempt(id, "h", getpid(), "", "", ended + "~"), std::optional<int>(2));
 }
 
 TEST(Store, AStageLeaseIsHeldByOneLiveProcessAndTakenOverFromADeadOne) {
