@@ -38,7 +38,7 @@ const char* kServeUsage = R"(usage: runner serve (--model NAME [--model-opt key=
   --port N                   port (default 8000; 0 = any free port, printed and written to --port-file)
   --port-file PATH           write the port there once listening
   --served-model-name NAME   the model id clients send and /v1/models lists (default: the plugin name)
-  --api-key-env NAME         require "Authorization: Bearer <value of $NAME>" on every request
+  --api-key-env NAME         require "Authorization: Bearer <value of $NAME>" on every request (but GET /health)
   --max-request-bytes N      largest request body (default 33554432)
   --default-max-tokens N     max_tokens when a request gives none (default 512; at most --max-tokens-limit)
   --max-tokens-limit N       largest max_tokens accepted (default 4096)
@@ -183,7 +183,8 @@ struct ServerState {
 // With an API key, every request must carry it as a bearer token; others get 401.
 void require_bearer_token(httplib::Server& server, const std::string& api_key) {
   server.set_pre_routing_handler([api_key](const httplib::Request& req, httplib::Response& res) {
-    if (api_key.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    // /health answers without a key, as vLLM's: a load balancer's probe carries none, and it tells only "up".
+    if (api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
     const std::string auth = req.get_header_value("Authorization");
     if (auth.rfind("Bearer ", 0) == 0 && constant_time_equal(auth.substr(7), api_key))
       return httplib::Server::HandlerResponse::Unhandled;
@@ -354,6 +355,9 @@ int run_server(const ServeOptions& o, Registry& registry) {
   server.set_payload_max_length(o.max_request_bytes);
   require_bearer_token(server, api_key);
   server.Get("/v1/models", [&](const httplib::Request&, httplib::Response& res) { list_models(o, res); });
+  server.Get("/health", [](const httplib::Request&, httplib::Response& res) {  // the model is loaded by now
+    res.set_content(R"({"status": "ok"})", "application/json");
+  });
   server.Post("/v1/chat/completions",
               [&](const httplib::Request& req, httplib::Response& res) { chat_completions(state, req, res); });
   install_error_handlers(server, log);

@@ -75,12 +75,15 @@ function(mmr_add_plugin name)
   endif()
 endfunction()
 
-# mmr_add_gtest(<name> SOURCES ... [LIBS ...] [TORCH])
+# mmr_add_gtest(<name> SOURCES ... [LIBS ...] [TORCH] [PLUGINS])
 # A GoogleTest executable registered with ctest. Tests read their data from tests/data in the source tree
-# (MMR_TEST_DATA_DIR) and may find the build's plugin folder through MMR_TEST_PLUGIN_DIR.
+# (MMR_TEST_DATA_DIR) and may find the build's plugin folder through MMR_TEST_PLUGIN_DIR. PLUGINS: it loads plugins
+# or the sentencepiece module (or starts the runner, which does). A sanitized build (MMR_SANITIZE) leaves out TORCH
+# and PLUGINS tests: LibTorch is not instrumented, the plugins those tests need mostly use it, and AddressSanitizer
+# refuses the RTLD_DEEPBIND the sentencepiece module is loaded with.
 function(mmr_add_gtest name)
-  cmake_parse_arguments(T "TORCH" "" "SOURCES;LIBS" ${ARGN})
-  if(NOT MMR_BUILD_TESTS)
+  cmake_parse_arguments(T "TORCH;PLUGINS" "" "SOURCES;LIBS" ${ARGN})
+  if(NOT MMR_BUILD_TESTS OR (MMR_SANITIZE AND (T_TORCH OR T_PLUGINS)))
     return()
   endif()
   find_package(GTest REQUIRED)

@@ -143,6 +143,9 @@ TEST_F(Serve, TwoImagesInOneMessageAreRefusedAsLlavasTemplateHoldsOnePerTurn) {
 
 TEST_F(Serve, ModelsEndpointListsTheServedModel) {
   httplib::Client client("127.0.0.1", server_->port());
+  auto health = client.Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
   auto res = client.Get("/v1/models");
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200);
@@ -223,6 +226,10 @@ TEST(ServeAuth, BearerTokenIsRequiredWhenConfigured) {
   auto models = client.Get("/v1/models");
   ASSERT_TRUE(models);
   EXPECT_EQ(models->status, 401);
+  auto health = client.Get("/health");  // a load balancer's probe carries no key
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(json::parse(health->body)["status"], "ok");
   auto right = client.Post("/v1/chat/completions", {{"Authorization", "Bearer s3cret"}}, body, "application/json");
   ASSERT_TRUE(right);
   EXPECT_EQ(right->status, 200) << right->body;
