@@ -82,8 +82,36 @@ std::string decode_data_url(const std::string& url, const fs::path& image_dir, i
   return file.string();
 }
 
+// Whether `file` (canonical) lies in `dir` (canonical) or below it, comparing whole path components.
+bool lies_under(const fs::path& file, const fs::path& dir) {
+  auto f = file.begin();
+  for (auto d = dir.begin(); d != dir.end(); ++d, ++f)
+    if (f == file.end() || *f != *d) return false;
+  return f != file.end();
+}
+
+// A local image (a path or a file:// URL) the operator allowed: a regular file whose real path (symbolic links
+// followed) lies under an allowed folder. One message for a missing file and a file outside, so a client cannot
+// probe what exists on the server.
+std::string allowed_local_image(const std::string& path, const RequestLimits& limits, const std::string& where) {
+  if (limits.allowed_media_dirs.empty())
+    throw RequestError(where + ": local image paths are off on this server (its operator allows folders with "
+                               "--allowed-media-dir); send the image as a data: URL");
+  std::error_code ec;
+  const fs::path real = fs::canonical(path, ec);
+  bool allowed = !ec && fs::is_regular_file(real, ec);
+  if (allowed) {
+    allowed = false;
+    for (const auto& dir : limits.allowed_media_dirs) allowed = allowed || lies_under(real, dir);
+  }
+  if (!allowed)
+    throw RequestError(fmt::format("{}: '{}' is not an image file under the folders this server allows", where, path));
+  return real.string();
+}
+
 // The file of one image part: a decoded data: URL, a file:// URL or a local path.
-std::string image_file(const std::string& url, const fs::path& image_dir, int index, const std::string& where) {
+std::string image_file(const std::string& url, const fs::path& image_dir, int index, const RequestLimits& limits,
+                       const std::string& where) {
   if (url.rfind("data:", 0) == 0) return decode_data_url(url, image_dir, index, where);
   if (url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0)
     throw RequestError(where + ": remote image URLs are not fetched; send the image as a data: URL or a local path");
@@ -93,9 +121,7 @@ std::string image_file(const std::string& url, const fs::path& image_dir, int in
     if (path.empty() || path[0] != '/')
       throw RequestError(fmt::format("{}: expected file:///absolute/path, found '{}'", where, url));
   }
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) throw RequestError(fmt::format("{}: no image file '{}'", where, path));
-  return path;
+  return allowed_local_image(path, limits, where);
 }
 
 // One message's text and image files, before its role decides where they go.
@@ -124,7 +150,7 @@ void read_content_parts(const json& content, const std::string& where, const fs:
       if (!url.is_string()) throw RequestError(pw + ".image_url.url: expected a string");
       if (++n_images > limits.max_images)
         throw RequestError(fmt::format("{}: more than {} images in one request", pw, limits.max_images));
-      msg.images.push_back(image_file(url.get<std::string>(), image_dir, n_images, pw + ".image_url.url"));
+      msg.images.push_back(image_file(url.get<std::string>(), image_dir, n_images, limits, pw + ".image_url.url"));
     } else {
       throw RequestError(fmt::format("{}.type: expected 'text' or 'image_url', found {}", pw, dump_text(type)));
     }

@@ -5,8 +5,9 @@
 // the first user message) are put before the first user turn's text, "<system>\n\n<user>", since LLaVA's template
 // has a fixed system line of its own. A user turn's image parts become "<image>\n" in front of its text, one per
 // image, as LLaVA's data has them, and their files in order. Images: data:image/<png|jpeg|gif|bmp|webp>;base64,...
-// URLs are decoded into `image_dir`; file:///abs/path and local paths are used as they are; http(s) URLs are
-// refused (the server fetches nothing).
+// URLs are decoded into `image_dir`; file:///abs/path and local paths are used as they are when they lie under
+// one of the operator's allowed folders (RequestLimits::allowed_media_dirs, `--allowed-media-dir`; none: refused,
+// as vLLM's --allowed-local-media-path); http(s) URLs are refused (the server fetches nothing).
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -15,6 +16,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/api/chat_api.h"
 #include "core/api/error.h"
@@ -41,6 +43,7 @@ struct RequestLimits {
   int64_t default_max_tokens = 512;
   int64_t max_tokens_limit = 4096;
   int64_t max_images = 8;
+  std::vector<std::filesystem::path> allowed_media_dirs;  // canonical folders local images may come from
 };
 
 // Parses a request body; images from data: URLs are written into `image_dir` (created by the caller).

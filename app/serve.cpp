@@ -39,6 +39,8 @@ const char* kServeUsage = R"(usage: runner serve (--model NAME [--model-opt key=
   --port-file PATH           write the port there once listening
   --served-model-name NAME   the model id clients send and /v1/models lists (default: the plugin name)
   --api-key-env NAME         require "Authorization: Bearer <value of $NAME>" on every request (but GET /health)
+  --allowed-media-dir DIR     images may be given as local paths or file:// URLs under DIR (repeatable; none given:
+                             only data: URLs)
   --max-request-bytes N      largest request body (default 33554432)
   --default-max-tokens N     max_tokens when a request gives none (default 512; at most --max-tokens-limit)
   --max-tokens-limit N       largest max_tokens accepted (default 4096)
@@ -61,6 +63,15 @@ int64_t to_int(const std::string& name, const std::string& v) {
   throw ConfigError(fmt::format("{}: expected an integer, found '{}'", name, v));
 }
 
+// --allowed-media-dir DIR: an existing folder, kept as its real path (what image paths are compared with).
+fs::path allowed_media_dir(const std::string& dir) {
+  std::error_code ec;
+  const fs::path real = fs::canonical(dir, ec);
+  if (ec || !fs::is_directory(real, ec))
+    throw ConfigError(fmt::format("--allowed-media-dir '{}': expected an existing folder", dir));
+  return real;
+}
+
 // Sets option `name` from its value (`next` reads it); false when `name` is not an option of serve.
 bool set_option(ServeOptions& o, std::string& config_file, const std::string& name,
                 const std::function<std::string()>& next) {
@@ -81,6 +92,7 @@ bool set_option(ServeOptions& o, std::string& config_file, const std::string& na
   else if (name == "--max-request-bytes") o.max_request_bytes = static_cast<size_t>(to_int(name, next()));
   else if (name == "--default-max-tokens") o.limits.default_max_tokens = to_int(name, next());
   else if (name == "--max-tokens-limit") o.limits.max_tokens_limit = to_int(name, next());
+  else if (name == "--allowed-media-dir") o.limits.allowed_media_dirs.push_back(allowed_media_dir(next()));
   else if (name == "--log-requests") o.log_requests = next();
   else if (name == "--fail-first") o.fail_first = static_cast<int>(to_int(name, next()));
   else if (name == "--fail-status") o.fail_status = static_cast<int>(to_int(name, next()));

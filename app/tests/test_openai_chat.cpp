@@ -1,5 +1,6 @@
 // The OpenAI wire format of `runner serve` (app/openai_chat.h): base64, messages → ChatSample, request settings,
 // the errors a client gets for bad input, and the chat.completion reply shape.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -23,7 +24,7 @@ class OpenAiChat : public ::testing::Test {
     fs::create_directories(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }
-  ChatRequest parse(const std::string& body) { return parse_chat_request(json::parse(body), dir_, RequestLimits{}); }
+  ChatRequest parse(const std::string& body) { return parse_chat_request(json::parse(body), dir_, limits_); }
   // The message of the RequestError that parsing `body` throws ("" when it does not throw).
   std::string error_of(const std::string& body) {
     try {
@@ -34,6 +35,7 @@ class OpenAiChat : public ::testing::Test {
     return "";
   }
   fs::path dir_;
+  RequestLimits limits_;
 };
 
 std::string slurp(const std::string& path) {
@@ -106,8 +108,9 @@ TEST_F(OpenAiChat, DataUrlImageIsDecodedToAFileAndAnnouncedWithTheImageToken) {
 }
 
 TEST_F(OpenAiChat, LocalPathsFileUrlsSystemAndTurnsMapToLlavaRoles) {
-  const std::string image = (dir_ / "x.png").string();
+  const std::string image = fs::canonical(dir_).string() + "/x.png";
   std::ofstream(image) << "png";
+  limits_.allowed_media_dirs = {fs::canonical(dir_)};
   const ChatRequest r = parse(json{{"messages", json::array({
       json{{"role", "system"}, {"content", "Be brief."}},
       json{{"role", "user"}, {"content", json::array({json{{"type", "text"}, {"text", "A"}},
@@ -129,6 +132,37 @@ TEST_F(OpenAiChat, LocalPathsFileUrlsSystemAndTurnsMapToLlavaRoles) {
   EXPECT_EQ(r.config.stop_strings, (std::vector<std::string>{"x", "y"}));
 }
 
+// Found by probing: any file of the server was read as an "image", and the error told an existing unreadable file
+// from a missing one. Local images now come only from the operator's folders, and every refusal reads the same.
+TEST_F(OpenAiChat, LocalImagesComeOnlyFromAllowedFoldersAndRefusalsRevealNothing) {
+  const fs::path allowed = fs::canonical(dir_) / "media", outside = fs::canonical(dir_) / "private";
+  fs::create_directories(allowed);
+  fs::create_directories(outside);
+  std::ofstream(allowed / "ok.png") << "png";
+  std::ofstream(outside / "secret.png") << "png";
+  fs::create_symlink(outside / "secret.png", allowed / "link.png");
+  auto body = [](const std::string& url) {
+    return json{{"messages", json::array({json{{"role", "user"}, {"content", json::array({
+        json{{"type", "image_url"}, {"image_url", {{"url", url}}}}, json{{"type", "text"}, {"text", "?"}}})}}})}}.dump();
+  };
+  EXPECT_NE(error_of(body((allowed / "ok.png").string())).find("local image paths are off on this server"),
+            std::string::npos);
+  limits_.allowed_media_dirs = {allowed};
+  EXPECT_EQ(parse(body("file://" + (allowed / "ok.png").string())).sample.images,
+            (std::vector<std::string>{(allowed / "ok.png").string()}));
+  const std::string refused = "messages[0].content[0].image_url.url: '{}' is not an image file under the folders "
+                              "this server allows";
+  for (const fs::path& p : {outside / "secret.png", outside / "missing.png", allowed / "link.png",
+                            allowed / ".." / "private" / "secret.png", fs::path("/etc/passwd"), fs::path("/etc"),
+                            allowed})
+    EXPECT_EQ(error_of(body(p.string())), fmt::format(refused, p.string())) << p;
+  // A folder whose name starts like an allowed one is not under it.
+  fs::create_directories(fs::canonical(dir_) / "media2");
+  std::ofstream(fs::canonical(dir_) / "media2" / "x.png") << "png";
+  EXPECT_NE(error_of(body((fs::canonical(dir_) / "media2" / "x.png").string())).find("is not an image file"),
+            std::string::npos);
+}
+
 TEST_F(OpenAiChat, BadRequestsGetMessagesNamingTheField) {
   EXPECT_NE(error_of(R"([1])").find("JSON object"), std::string::npos);
   EXPECT_NE(error_of(R"({})").find("missing 'messages'"), std::string::npos);
@@ -147,7 +181,7 @@ TEST_F(OpenAiChat, BadRequestsGetMessagesNamingTheField) {
   EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:text/plain;base64,Zm9v"}}]}]})")
                 .find("unsupported image type 'text/plain'"), std::string::npos);
   EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "/no/such.png"}}]}]})")
-                .find("no image file '/no/such.png'"), std::string::npos);
+                .find("local image paths are off on this server"), std::string::npos);
   EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0})").find("'max_tokens'"), std::string::npos);
   EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"})").find("'temperature'"), std::string::npos);
   EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": "x"}], "stream": true})").find("streaming"), std::string::npos);

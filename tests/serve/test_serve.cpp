@@ -36,7 +36,7 @@ class Serve : public ::testing::Test {
   static void SetUpTestSuite() {
     const fs::path dir = fs::temp_directory_path() / ("mmr_serve_shared_" + std::to_string(getpid()));
     fs::create_directories(dir / "tmp");
-    server_ = new Server(dir, {}, {{"TMPDIR", (dir / "tmp").string()}});
+    server_ = new Server(dir, {"--allowed-media-dir", kTinyImages}, {{"TMPDIR", (dir / "tmp").string()}});
   }
   static void TearDownTestSuite() {
     delete server_;
