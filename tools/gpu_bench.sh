@@ -3,17 +3,13 @@
 # documented configuration (static KV cache + torch.compile), same card, same run, random-init LLaVA-1.5 shapes
 # in bf16. After tools/gpu_build.sh on a GPU machine:
 #
-#   tools/gpu_bench.sh                 # decode eval dpo
-#   tools/gpu_bench.sh decode          # any of: decode eval dpo compiled (compiled: the static+compile peers)
+#   tools/gpu_bench.sh                 # all parts: decode eval dpo compiled
+#   tools/gpu_bench.sh decode          # any of them (compiled: the static cache + torch.compile peer's decode)
 #
 # Every program prints JSON lines into $OUT (default gpu-bench-out); the table is $OUT/table.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${OUT:-gpu-bench-out}
-mkdir -p "$out"
-export LD_LIBRARY_PATH="${MMR_DEPS_PREFIX:-/tmp/mmr-deps}/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
-export LD_PRELOAD="$(g++ -print-file-name=libstdc++.so.6)"  # see tools/gpu_check.sh
-b=build-gpu
+source tools/gpu_env.sh gpu-bench-out  # b, out, the library path and libstdc++ preloaded (see there)
 tok=tests/data/tiny-llava/model
 img=tests/data/tiny-llava/images/wide.png
 parts=("$@")
@@ -60,7 +56,7 @@ PY
     --image-folder tests/data/tiny-llava/images --batch-size 16 --max-new-tokens 8
 fi
 if has dpo; then
-  for shape in llava-1.5-7b llava-1.5-13b; do
+  for shape in ${MMR_BENCH_SHAPES:-llava-1.5-7b llava-1.5-13b}; do
     run ours_dpo_$shape $b/bin/bench_train --shape $shape --image $img --pairs 8 --steps 3
     run hf_dpo_$shape python3 tools/bench/hf_dpo_peer.py --shape $shape --pairs 8 --steps 3
   done

@@ -5,16 +5,7 @@
 # (LLAVA_REFERENCE_DIR). Logs and the new fixtures go to $OUT (or ./gpu-check-out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${OUT:-gpu-check-out}
-mkdir -p "$out"
-export LD_LIBRARY_PATH="${MMR_DEPS_PREFIX:-/tmp/mmr-deps}/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
-b=build-gpu
-# PyTorch 2.11's libtorch_cpu.so exports its own, incompatible copies of std::filesystem functions; in a program
-# linked against it they win over libstdc++'s unless libstdc++ comes first (std::filesystem::remove_all then
-# segfaults). cmake/Mmr.cmake asks the linker for that order, which the GPU machines' toolchain did not honour,
-# so the torch-linked tests run with libstdc++ preloaded. The runner itself does not link LibTorch (plugins bring
-# it in after libstdc++), so it is not affected.
-export LD_PRELOAD="$(g++ -print-file-name=libstdc++.so.6)"
+source tools/gpu_env.sh gpu-check-out  # b, out, the library path and libstdc++ preloaded (see there)
 step() { echo "== $*"; }
 # Frames of a crash report (core/crash.cpp) as function and file:line, via addr2line.
 symbolize() {

@@ -10,11 +10,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 gpus=${1:-2}
-out=${OUT:-gpu-check-out}
-mkdir -p "$out"
-export LD_LIBRARY_PATH="${MMR_DEPS_PREFIX:-/tmp/mmr-deps}/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
-export LD_PRELOAD="$(g++ -print-file-name=libstdc++.so.6)"  # see tools/gpu_check.sh
-bench=(build-gpu/bin/bench_train --image tests/data/tiny-llava/images/wide.png --pairs "${MMR_BENCH_PAIRS:-8}" --steps 3)
+source tools/gpu_env.sh gpu-check-out  # b, out, the library path and libstdc++ preloaded (see there)
+bench=($b/bin/bench_train --image tests/data/tiny-llava/images/wide.png --pairs "${MMR_BENCH_PAIRS:-8}" --steps 3)
 
 # Runs `bench_train` as $2 ranks at shape $1, rank k on GPU k; rank 0's JSON lines go to $out/dp_$1_$2.jsonl.
 run() {

@@ -300,46 +300,52 @@ LlamaLayerImpl::LlamaLayerImpl(const TextConfig& c)
   down_proj = register_module("down_proj", LoraLinear(c.intermediate_size, d, c.mlp_bias));
 }
 
-bool LlamaLayerImpl::pack_projections() {
-  torch::NoGradGuard no_grad;
-  auto pack = [](std::initializer_list<LoraLinear> parts) {
-    std::vector<torch::Tensor> weights;
-    for (const auto& p : parts) {
-      if (p->bias.defined()) return torch::Tensor();  // biased projections stay separate (LLaVA has none)
-      weights.push_back(p->weight);
-    }
-    torch::Tensor packed = torch::cat(weights, 0);
-    int64_t row = 0;
-    for (const auto& p : parts) {
-      const int64_t n = p->weight.size(0);
-      p->weight.set_data(packed.narrow(0, row, n));  // the parameter now views the packed rows
-      row += n;
-    }
-    return packed;
-  };
-  auto intact = [](const torch::Tensor& packed, const LoraLinear& first) {
-    return packed.defined() && first->weight.data_ptr() == packed.data_ptr();
-  };
-  bool moved = false;
-  if (!intact(qkv_weight, q_proj)) qkv_weight = pack({q_proj, k_proj, v_proj}), moved = true;
-  if (!intact(gate_up_weight, gate_proj)) gate_up_weight = pack({gate_proj, up_proj}), moved = true;
-  return moved;
-}
-
 namespace {
-// A packed weight still usable for these projections: the parameters still view it, and none adds a LoRA branch.
-bool packed_usable(const torch::Tensor& packed, std::initializer_list<LoraLinear> parts) {
+// Whether the projections' weights are views of consecutive rows of `packed`, as pack_projections left them.
+bool views_packed(const torch::Tensor& packed, std::initializer_list<LoraLinear> parts) {
   if (!packed.defined()) return false;
   int64_t row = 0;
   for (const auto& p : parts) {
-    if (p->lora_active() || p->weight.data_ptr() != static_cast<char*>(packed.data_ptr()) +
-                                                        row * packed.stride(0) * packed.element_size())
+    if (p->weight.data_ptr() != static_cast<char*>(packed.data_ptr()) + row * packed.stride(0) * packed.element_size())
       return false;
     row += p->weight.size(0);
   }
   return true;
 }
+
+// A packed weight forward may use: the parameters still view it, and none adds a LoRA branch.
+bool packed_usable(const torch::Tensor& packed, std::initializer_list<LoraLinear> parts) {
+  for (const auto& p : parts)
+    if (p->lora_active()) return false;
+  return views_packed(packed, parts);
+}
+
+// Packs the projections' weights into one tensor their parameters then view (unless they already do); biased
+// projections stay separate (LLaVA has none). True when it packed: the weights moved.
+bool pack(torch::Tensor& packed, std::initializer_list<LoraLinear> parts) {
+  std::vector<torch::Tensor> weights;
+  for (const auto& p : parts) {
+    if (p->bias.defined()) return false;
+    weights.push_back(p->weight);
+  }
+  if (views_packed(packed, parts)) return false;
+  packed = torch::cat(weights, 0);
+  int64_t row = 0;
+  for (const auto& p : parts) {
+    const int64_t n = p->weight.size(0);
+    p->weight.set_data(packed.narrow(0, row, n));  // the parameter now views the packed rows
+    row += n;
+  }
+  return true;
+}
 }  // namespace
+
+bool LlamaLayerImpl::pack_projections() {
+  torch::NoGradGuard no_grad;
+  const bool qkv = pack(qkv_weight, {q_proj, k_proj, v_proj});
+  const bool gate_up = pack(gate_up_weight, {gate_proj, up_proj});
+  return qkv || gate_up;
+}
 
 LlamaLayerImpl::Projected LlamaLayerImpl::project_qkv(const torch::Tensor& h) {
   const int64_t b = h.size(0), t = h.size(1);
