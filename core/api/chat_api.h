@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -47,8 +48,37 @@ struct Generation {
   int64_t prompt_tokens = 0;  // positions of the prompt the model read (image patches included); 0: not known
 };
 
+// Continuous batching, for servers (`runner serve`): requests join a running batch and leave it between decoding
+// steps, so a request that arrives while others decode starts at the next step instead of waiting for them.
+// One DecodeBatch per model at a time; it is used from one thread.
+struct BatchEvent {
+  uint64_t id = 0;
+  std::string text;       // the reply so far, decoded from all its tokens (EOS left out, stop strings not yet cut)
+  bool finished = false;  // the request left the batch; `result` is what generate() would have returned for it
+  Generation result;
+};
+
+class DecodeBatch {
+ public:
+  virtual ~DecodeBatch() = default;
+  // Reads the prompt now (its prefill) and adds the request, which decodes from the next step() on. A greedy
+  // request's reply is the one generate() gives for the prompt alone; a sampled one draws from its own generator
+  // seeded by config.seed, as generate() with that prompt alone would. Throws (ConfigError for a prompt the model
+  // cannot take) with the batch unchanged.
+  virtual void add(uint64_t id, const ChatSample& prompt, const GenerationConfig& config) = 0;
+  // Drops a request (its client went away); an id not in the batch is ignored.
+  virtual void cancel(uint64_t id) = 0;
+  // One new token for every request in the batch: an event for each, `finished` for those that are done (they
+  // leave the batch; the first step may finish a request whose max_new_tokens is 1 or whose first token is EOS).
+  virtual std::vector<BatchEvent> step() = 0;
+  virtual size_t size() const = 0;
+};
+
 class ChatModel : public Model {
  public:
+  // A batch for continuous batching; nullptr when the model has none (callers then use generate()).
+  virtual std::unique_ptr<DecodeBatch> start_batch() { return nullptr; }
+
   // One reply per prompt. A prompt ends with a human turn (or is cut before its last gpt turn); the model
   // applies its own conversation template.
   virtual std::vector<Generation> generate(const std::vector<ChatSample>& prompts, const GenerationConfig& config) = 0;
