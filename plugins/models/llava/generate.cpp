@@ -36,8 +36,6 @@ torch::Tensor LlavaModel::next_tokens(torch::Tensor logits, const GenerationConf
   return torch::multinomial(logits.softmax(-1), 1, false, gen).squeeze(1);
 }
 
-namespace {
-
 // Records one new token of a row; true when the row is finished (EOS or a stop string). Stop strings are looked
 // for in the text of the last tokens only: an occurrence is found at the token that completes it, so it lies in
 // the last (its length) tokens, each at least one byte; the margin covers a first token whose leading space a
@@ -65,6 +63,8 @@ bool record_token(Generation& out, int64_t id, int64_t eos, const GenerationConf
   return false;
 }
 
+namespace {
+
 // Steps after which the host reads the new tokens: early ones (short replies end there), then every 16th.
 bool host_reads_after(int64_t step) {
   const int64_t n = step + 1;
@@ -73,22 +73,31 @@ bool host_reads_after(int64_t step) {
 
 }  // namespace
 
+// The text of a row's tokens so far (its EOS left out).
+std::string LlavaModel::reply_text(const Generation& o) const {
+  std::vector<int64_t> ids = o.token_ids;
+  if (o.finish_reason == "eos") ids.pop_back();
+  size_t skipped = 0;
+  return tokenizer_ ? tokenizer_->decode(ids, &skipped) : "";
+}
+
+// A finished row's text (cut before a stop string) and finish reason.
+void LlavaModel::finish_text(Generation& o, const GenerationConfig& g) const {
+  if (o.finish_reason.empty()) o.finish_reason = "length";
+  o.text = reply_text(o);
+  if (o.finish_reason == "stop_string")
+    for (const auto& s : g.stop_strings) {
+      const size_t at = o.text.find(s);
+      if (!s.empty() && at != std::string::npos) o.text = o.text.substr(0, at);
+    }
+}
+
 // Text, finish reason and prompt length of every row once decoding ended.
 void LlavaModel::finish_generation(std::vector<Generation>& out, const Expanded& e, const GenerationConfig& g) const {
   const torch::Tensor prompt_tokens = e.attention_mask.sum(1).to(torch::kCPU);
   for (size_t i = 0; i < out.size(); ++i) {
-    auto& o = out[i];
-    if (o.finish_reason.empty()) o.finish_reason = "length";
-    o.prompt_tokens = prompt_tokens[static_cast<int64_t>(i)].item<int64_t>();
-    std::vector<int64_t> text_ids = o.token_ids;
-    if (o.finish_reason == "eos") text_ids.pop_back();
-    size_t skipped = 0;
-    o.text = tokenizer_ ? tokenizer_->decode(text_ids, &skipped) : "";
-    if (o.finish_reason == "stop_string")
-      for (const auto& s : g.stop_strings) {
-        const size_t at = o.text.find(s);
-        if (!s.empty() && at != std::string::npos) o.text = o.text.substr(0, at);
-      }
+    out[i].prompt_tokens = prompt_tokens[static_cast<int64_t>(i)].item<int64_t>();
+    finish_text(out[i], g);
   }
 }
 

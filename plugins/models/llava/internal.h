@@ -7,7 +7,9 @@
 #include <memory>
 #include <string>
 
+#include "core/api/chat_api.h"
 #include "core/lib/safetensors/safetensors.h"
+#include "core/lib/tokenizer/tokenizer.h"
 
 namespace mmr::llava {
 
@@ -15,5 +17,8 @@ std::shared_ptr<spdlog::logger> log();
 
 // A checkpoint tensor as a torch tensor on the CPU (a copy; the mapping stays read-only).
 torch::Tensor read_tensor(const safetensors::Checkpoint& ckpt, const std::string& name);
+
+// Records one new token of a generated row; true when the row is finished (EOS or a stop string). generate.cpp.
+bool record_token(Generation& out, int64_t id, int64_t eos, const GenerationConfig& g, const Tokenizer* tokenizer);
 
 }  // namespace mmr::llava

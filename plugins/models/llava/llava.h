@@ -65,6 +65,8 @@ class LlavaModel : public LanguageModel {
   void set_training(bool on) override;
   void set_activation_checkpointing(bool on) override;
   std::vector<Generation> generate(const std::vector<ChatSample>& prompts, const GenerationConfig& config) override;
+  // Continuous batching (decode_batch.cpp). The model's weights must not change while a batch lives.
+  std::unique_ptr<DecodeBatch> start_batch() override;
   void save_adapter(const std::filesystem::path& dir) const override;
   void load_adapter(const std::filesystem::path& dir) override;
   // Adds an adapter's LoRA delta (B·A·scaling) to the base weights and takes its projector: the adapter becomes
@@ -101,6 +103,9 @@ class LlavaModel : public LanguageModel {
   // One decoding step's choice of the next token per row: greedy, or temperature/top-k/top-p sampling.
   torch::Tensor next_tokens(torch::Tensor logits, const GenerationConfig& g, at::Generator& gen) const;
   void finish_generation(std::vector<Generation>& out, const Expanded& e, const GenerationConfig& g) const;
+  std::string reply_text(const Generation& o) const;  // its tokens' text so far, EOS left out
+  void finish_text(Generation& o, const GenerationConfig& g) const;
+  friend class LlavaDecodeBatch;
   void prepare_for_inference();  // generate.cpp
   // Drops generation's buffers and captured graphs: whatever changes which weights or branches a step reads (an
   // adapter loaded, merged or turned off, weights moved) calls it.
