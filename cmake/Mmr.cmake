@@ -73,6 +73,8 @@ function(mmr_add_plugin name)
   if(P_TORCH)
     mmr_use_torch(${target})
   endif()
+  install(TARGETS ${target} LIBRARY DESTINATION lib/mmrunner/plugins/${P_KIND})  # Registry::builtin_dir
+  set_property(GLOBAL APPEND PROPERTY MMR_PLUGIN_TARGETS ${target})
 endfunction()
 
 # mmr_add_gtest(<name> SOURCES ... [LIBS ...] [TORCH] [PLUGINS])

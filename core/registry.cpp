@@ -35,9 +35,18 @@ std::string describe(const YAML::Node& node) {
   return "a map";
 }
 
+// A plugin node: a plugin name, or a map with `plugin: NAME` and its options (StageContext::create).
+bool is_plugin_node(const YAML::Node& v) {
+  return v.IsScalar() || (v.IsMap() && v["plugin"] && v["plugin"].IsScalar());
+}
+
 // Does a YAML value fit an option type? Scalars are checked by conversion, so "1e-4" is a float and "3" an int.
 bool fits(const std::string& type, const YAML::Node& v) {
   if (type == "any") return true;
+  // A dataset given as a scalar is a row file, read by the stage's default dataset plugin.
+  if (type == "model" || type == "judge" || type == "dataset") return is_plugin_node(v);
+  if (type == "paths" && v.IsSequence())
+    return std::all_of(v.begin(), v.end(), [](const YAML::Node& x) { return x.IsScalar(); });
   if (type == "list") return v.IsSequence();
   if (type == "map") return v.IsMap();
   if (!v.IsScalar()) return false;
@@ -48,7 +57,7 @@ bool fits(const std::string& type, const YAML::Node& v) {
     }
     if (type == "float") return (v.as<double>(), true);
     if (type == "bool") return (v.as<bool>(), true);
-    if (type == "string" || type == "path") return true;
+    if (type == "string" || type == "path" || type == "paths" || type == "output") return true;
   } catch (const YAML::Exception&) {
     return false;
   }
@@ -61,6 +70,9 @@ std::string expected_text(const std::string& type) {
   if (type == "bool") return "true or false";
   if (type == "list") return "a list";
   if (type == "map") return "a map";
+  if (type == "paths") return "a path or a list of paths";
+  if (type == "model" || type == "judge") return fmt::format("a {} plugin name or a map {{plugin: NAME, ...}}", type);
+  if (type == "dataset") return "a row file or a map {plugin: NAME, ...}";
   return "a " + type;
 }
 
@@ -152,6 +164,60 @@ YAML::Node check_options(const OptionSchema& schema, const YAML::Node& options, 
   return out;
 }
 
+namespace {
+
+bool runtime_reference(const std::string& text) { return text.find("${") != std::string::npos; }
+
+PluginKind node_kind(const std::string& type) {
+  return type == "model" ? PluginKind::Model : type == "judge" ? PluginKind::Judge : PluginKind::Dataset;
+}
+
+// The plugin a plugin node names; an unknown name is a ConfigError at the node.
+const PluginInfo& node_plugin(const Registry& registry, PluginKind kind, const YAML::Node& name,
+                              const std::string& source, const std::string& owner, const std::string& option) {
+  try {
+    return registry.find(kind, name.Scalar());
+  } catch (const PluginError& e) {
+    throw ConfigError(fmt::format("{}{}: option '{}': {}", where(name, source), owner, option, e.what()));
+  }
+}
+
+}  // namespace
+
+void visit_paths(const Registry& registry, const OptionSchema& schema, const YAML::Node& checked,
+                 const std::string& source, const std::string& owner, const PathVisitor& visit) {
+  auto path = [&](YAML::Node v, const std::string& option, bool input) {
+    if (!v.Scalar().empty() && !runtime_reference(v.Scalar())) visit(v, owner, option, input);
+  };
+  for (const auto& spec : schema) {
+    const YAML::Node v = checked[spec.name];
+    if (!v || v.IsNull()) continue;
+    if (spec.type == "path" || (spec.type == "paths" && v.IsScalar()) || (spec.type == "dataset" && v.IsScalar())) {
+      path(v, spec.name, true);
+    } else if (spec.type == "output") {
+      path(v, spec.name, false);
+    } else if (spec.type == "paths") {
+      for (auto p : v) path(p, spec.name, true);
+    } else if (spec.type == "model" || spec.type == "judge" || spec.type == "dataset") {
+      const PluginKind kind = node_kind(spec.type);
+      const YAML::Node name = v.IsScalar() ? v : v["plugin"];
+      if (runtime_reference(name.Scalar())) continue;
+      const PluginInfo& info = node_plugin(registry, kind, name, source, owner, spec.name);
+      YAML::Node options(YAML::NodeType::Map);
+      if (v.IsMap())
+        for (const auto& kv : v)
+          if (kv.first.Scalar() != "plugin") options[kv.first] = kv.second;  // the same nodes: a visit can set them
+      const std::string inner = fmt::format("{}, option '{}' ({} '{}')", owner, spec.name, kind_name(kind), info.name);
+      visit_paths(registry, info.options, check_options(info.options, options, source, inner), source, inner, visit);
+    }
+  }
+}
+
+std::string resolve_path(const std::string& path, const fs::path& base) {
+  const fs::path p(path);
+  return p.is_absolute() ? path : (base / p).lexically_normal().string();
+}
+
 void rethrow_from_plugin(const PluginInfo& info, std::exception_ptr error) {
   const std::string who = fmt::format("{} plugin '{}' ({})", kind_name(info.kind), info.name, info.path.string());
   try {
@@ -172,7 +238,9 @@ void rethrow_from_plugin(const PluginInfo& info, std::exception_ptr error) {
 fs::path Registry::builtin_dir() {
   std::error_code ec;
   const fs::path exe = boost::dll::program_location().string();
-  return fs::weakly_canonical(exe.parent_path() / ".." / "plugins", ec);
+  const fs::path build = fs::weakly_canonical(exe.parent_path() / ".." / "plugins", ec);
+  if (fs::is_directory(build, ec)) return build;
+  return fs::weakly_canonical(exe.parent_path() / ".." / "lib" / "mmrunner" / "plugins", ec);  // cmake --install
 }
 
 void Registry::scan_default(const std::vector<fs::path>& extra_dirs) {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -74,7 +75,8 @@ class Registry {
   // checked a second time (the runner checks a stage's options once and hands the same Options to the stage).
   std::shared_ptr<Plugin> create(const PluginInfo& info, const Options& checked) const;
 
-  // The folder of the build's own plugins: <dir of the running executable>/../plugins.
+  // The folder of the build's own plugins: <dir of the running executable>/../plugins in a build tree, else
+  // <dir>/../lib/mmrunner/plugins (where `cmake --install` and the .deb put them).
   static std::filesystem::path builtin_dir();
 
  private:
@@ -87,6 +89,20 @@ class Registry {
 // (file:line:column) for an unknown key (listing the known ones), a missing required one or a wrong type.
 YAML::Node check_options(const OptionSchema& schema, const YAML::Node& options, const std::string& source,
                          const std::string& owner);
+
+// Calls `visit` with every value of options check_options returned that names a file or folder: path and paths
+// options, a dataset option given as a row file, and the same inside the plugin nodes nested in them (options of
+// type model, judge or dataset: a plugin name, or a map {plugin: NAME, ...}), which are checked against their
+// plugins' schemas on the way, recursively. Text holding a reference (${artifact:...}, ${trial:...}) is left to run
+// time. `visit` gets the node itself (setting it sets the option), its owner, its option's name, and whether it is
+// read (false: an "output" option, a file or folder the plugin makes).
+using PathVisitor =
+    std::function<void(YAML::Node value, const std::string& owner, const std::string& option, bool input)>;
+void visit_paths(const Registry& registry, const OptionSchema& schema, const YAML::Node& checked,
+                 const std::string& source, const std::string& owner, const PathVisitor& visit);
+
+// `path` read from `base` (the experiment file's folder) when relative.
+std::string resolve_path(const std::string& path, const std::filesystem::path& base);
 
 // Runs `fn` and turns any exception into one that names the plugin (kind, name, file).
 template <typename Fn>

@@ -2,6 +2,7 @@
 #include "core/runner.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 #include <pthread.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "core/log.h"
@@ -168,6 +170,13 @@ namespace {
 // "stage 'train' (algorithm 'dpo')": who a stage's option errors are about, at plan time and at run time.
 std::string stage_owner(const StageSpec& stage) {
   return fmt::format("stage '{}' ({} '{}')", stage.name, kind_name(stage.kind), stage.plugin);
+}
+
+// The folder the experiment's relative paths are read from: its file's (the working directory for an experiment
+// read from text with no file).
+fs::path experiment_folder(const Experiment& exp) {
+  std::error_code ec;
+  return fs::absolute(exp.source, ec).parent_path();
 }
 
 // The plugin that runs `stage`; an unknown one is a ConfigError at the stage's position in the file.
@@ -532,7 +541,15 @@ RankRequest ExperimentRun::rank_request(const TrialAttempt& t, const StageSpec& 
 // plugin and its StageContext get the same Options.
 Options ExperimentRun::stage_options(const TrialAttempt& t, const StageSpec& stage, const PluginInfo& info) const {
   const std::string source = exp_.source.string();
-  const YAML::Node resolved = resolve_runtime(stage.options, [&](const std::string& ns, const std::string& key) {
+  // Relative paths are read from the experiment file's folder, so the runner works from any directory; they are
+  // made absolute before the references resolve (an artifact's path is the runner's own, never the file's).
+  const YAML::Node options = YAML::Clone(stage.options);
+  const fs::path base = experiment_folder(exp_);
+  visit_paths(registry_, info.options, check_options(info.options, options, source, stage_owner(stage)), source,
+              stage_owner(stage), [&](YAML::Node v, const std::string&, const std::string&, bool) {
+                v = resolve_path(v.Scalar(), base);
+              });
+  const YAML::Node resolved = resolve_runtime(options, [&](const std::string& ns, const std::string& key) {
     if (ns == "trial") return key == "dir" ? t.dir.string() : t.trial.identity;
     auto it = t.artifacts.find(key);
     if (it == t.artifacts.end())
@@ -547,10 +564,26 @@ Options ExperimentRun::stage_options(const TrialAttempt& t, const StageSpec& sta
 
 void validate_experiment(const Experiment& exp, const Registry& registry) {
   // Run-time references (${artifact:...}, ${trial:...}) are still text here: they are checked as strings.
+  // Then the files and folders the stages read: every missing one is listed (not only the first), after every
+  // other check passed.
+  const std::string source = exp.source.string();
+  const fs::path base = experiment_folder(exp);
+  std::set<std::string> missing;
   for (const auto& trial : exp.trials)
-    for (const auto& stage : trial.stages)
-      check_options(stage_plugin(exp, stage, registry).options, stage.options, exp.source.string(),
-                    stage_owner(stage));
+    for (const auto& stage : trial.stages) {
+      const OptionSchema& schema = stage_plugin(exp, stage, registry).options;
+      const YAML::Node checked = check_options(schema, stage.options, source, stage_owner(stage));
+      visit_paths(registry, schema, checked, source, stage_owner(stage),
+                  [&](const YAML::Node& v, const std::string& owner, const std::string& option, bool input) {
+                    std::error_code ec;
+                    const std::string path = resolve_path(v.Scalar(), base);
+                    if (input && !fs::exists(path, ec))
+                      missing.insert(fmt::format("{}{}: option '{}': {}", yaml_where(v, source), owner, option, path));
+                  });
+    }
+  if (!missing.empty())
+    throw ConfigError(fmt::format("{} file(s) or folder(s) the experiment reads do not exist (relative paths are read "
+                                  "from {}):\n  {}", missing.size(), base.string(), fmt::join(missing, "\n  ")));
 }
 
 RunSummary run_experiment(const Experiment& exp, const Registry& registry, const RunOptions& opt) {

@@ -201,6 +201,7 @@ class Resolver {
       if (!v) fail(at, source_, fmt::format("environment variable '{}' is not set", name));
       return YAML::Node(std::string(v));
     }
+    if (inner == "cwd") return YAML::Node(fs::current_path().string());  // relative paths are the file's folder's
     if (YAML::Node v = get_path(vars_, inner); v) return interpolate(v, depth + 1);
     if (inner == "seed" && seed_) return YAML::Node(*seed_);
     if (YAML::Node v = get_path(config_, inner); v) return interpolate(v, depth + 1);
@@ -598,15 +599,18 @@ struct Override {
   std::string text;  // as given: "train.lr=5e-5"
   std::string key;
   YAML::Node value;
+  bool adds = false;  // "+key=value": the key may be new (Hydra's convention); without '+' it must exist
 };
 
 Override split_override(const std::string& text) {
-  const size_t eq = text.find('=');
+  const bool adds = !text.empty() && text[0] == '+';
+  const std::string body = adds ? text.substr(1) : text;
+  const size_t eq = body.find('=');
   if (eq == std::string::npos || eq == 0)
     throw ConfigError(fmt::format("-o '{}': expected key=value (e.g. -o train.lr=1e-4)", text));
-  Override o{text, text.substr(0, eq), YAML::Node()};
+  Override o{text, body.substr(0, eq), YAML::Node(), adds};
   try {
-    o.value = YAML::Load(text.substr(eq + 1));
+    o.value = YAML::Load(body.substr(eq + 1));
   } catch (const YAML::Exception& e) {
     throw ConfigError(fmt::format("-o '{}': the value is not valid YAML: {}", text, e.msg));
   }
@@ -614,9 +618,50 @@ Override split_override(const std::string& text) {
   return o;
 }
 
+// Every dotted path in a tree of maps ("a", "a.b", ...), each with `prefix` before it.
+void collect_paths(const YAML::Node& tree, const std::string& prefix, std::vector<std::string>& out) {
+  if (!tree || !tree.IsMap()) return;
+  for (const auto& kv : tree) {
+    out.push_back(prefix + kv.first.Scalar());
+    collect_paths(kv.second, prefix + kv.first.Scalar() + ".", out);
+  }
+}
+
+// Levenshtein distance: the hint for a mistyped -o key.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// An -o without '+' sets a key the file has: a mistyped key (defaults.dpo.bta) would otherwise add a new value
+// silently and give every trial a new identity. The error names the nearest existing key.
+void require_existing(const Override& o, const YAML::Node& tree, const std::string& path, const std::string& prefix,
+                      const std::string& source) {
+  if (o.adds || get_path(tree, path)) return;
+  std::vector<std::string> keys;
+  collect_paths(tree, prefix, keys);
+  const std::string wanted = prefix + path;
+  std::string best;
+  size_t best_distance = std::max<size_t>(2, wanted.size() / 3) + 1;
+  for (const auto& k : keys)
+    if (const size_t d = edit_distance(wanted, k); d < best_distance) best_distance = d, best = k;
+  throw ConfigError(fmt::format("-o '{}': {} has no key '{}'{}; to add a new one write -o +{}", o.text, source, wanted,
+                                best.empty() ? "" : fmt::format(" (did you mean '{}'?)", best), o.text));
+}
+
 // First pass, on the document before it is read: a key that starts with a section sets that path; a key the
 // file's vars have sets the var. Returns false for any other key (a configuration value or a stage option).
-bool apply_to_document(YAML::Node doc, const Override& o) {
+bool apply_to_document(YAML::Node doc, const Override& o, const std::string& source) {
   const std::string root = split(o.key, '.')[0];
   const std::string rest = o.key.size() > root.size() ? o.key.substr(root.size() + 1) : "";
   const std::string where = "-o '" + o.text + "': ";
@@ -627,6 +672,7 @@ bool apply_to_document(YAML::Node doc, const Override& o) {
       if (!doc["grid"] || !doc["grid"].IsMap()) doc["grid"] = YAML::Node(YAML::NodeType::Map);
       doc["grid"][rest] = o.value;
     } else if (root == "defaults" || root == "vars") {
+      require_existing(o, static_cast<const YAML::Node&>(doc)[root], rest, root + ".", source);
       if (!doc[root] || !doc[root].IsMap()) doc[root] = YAML::Node(YAML::NodeType::Map);
       set_path(doc[root], rest, o.value, where, root + ":");
     } else {
@@ -659,6 +705,7 @@ Setting apply_direct_override(Sections& s, const Override& o, const std::vector<
                                               position(k.at, s.source), o.key));
   Setting x{o.key, target_of(s, o.key, where), o.value, YAML::Node(), where};
   if (x.target.stage < 0) {
+    require_existing(o, s.defaults, o.key, "", s.source);
     write_setting(s, x, s.defaults);
     return x;
   }
@@ -1030,7 +1077,7 @@ Experiment parse_experiment(const std::string& text, const std::string& source,
   std::vector<Override> direct;  // -o on a configuration value or a stage option: applied once both are read
   for (const auto& o : overrides) {
     Override ov = split_override(o);
-    if (!apply_to_document(doc, ov)) direct.push_back(std::move(ov));
+    if (!apply_to_document(doc, ov, source)) direct.push_back(std::move(ov));
   }
   Experiment exp;
   exp.text = text;

@@ -32,7 +32,11 @@
 
 namespace mmr {
 
-// One option a plugin accepts. `type` is one of: int, float, bool, string, path, list, map, any.
+// One option a plugin accepts. `type` is one of: int, float, bool, string, list, map, any; path (a file or folder
+// the plugin reads: it must exist when the experiment is planned), paths (a path or a list of them), output (a file
+// or folder the plugin writes); model, judge, dataset (a plugin node: a plugin name, or a map {plugin: NAME, ...}
+// checked against that plugin's options; a dataset may also be a row file). Relative paths in an experiment are
+// read from its file's folder.
 // `default_yaml` is the default written as YAML ("0.1", "false", "[]"); empty with `required` = no default.
 struct OptionSpec {
   std::string name;

@@ -1,5 +1,5 @@
-// The main job end to end, as the README runs it: `runner experiments/ablation.yaml` from the repository root (a
-// results database of its own). Every trial finishes, the shared upstream stages run once and are reused, every
+// The main job end to end, as the README runs it: `runner experiments/ablation.yaml` (a results database of its
+// own), run from another folder: the file's relative paths are read from its own folder. Every trial finishes, the shared upstream stages run once and are reused, every
 // evaluated model has its benchmark scores, the report is written, and a second run trains nothing. It takes a few
 // minutes on 2 cores; the suite runs it because the main job is the first thing a user runs and the only place
 // where all the stages meet (an empty sampled answer once failed it, and no narrower test saw that).
@@ -30,8 +30,10 @@ TEST(MainJob, RunsEveryTrialReusesSharedStagesReportsAndRerunsInASecond) {
   const fs::path dir = fs::temp_directory_path() / ("mmr_main_job_" + std::to_string(getpid()));
   fs::remove_all(dir);
   const fs::path db = dir / "results.db";
-  ASSERT_EQ(chdir(kRoot.c_str()), 0);  // the file's paths are relative to the repository root, as in the README
-  const mmr::test::ProcessResult r = mmr::test::run({kRunner, "--results", db.string(), "experiments/ablation.yaml"});
+  fs::create_directories(dir);
+  ASSERT_EQ(chdir(dir.c_str()), 0);  // not the repository: the file's relative paths must not depend on it
+  const std::string file = (kRoot / "experiments" / "ablation.yaml").string();
+  const mmr::test::ProcessResult r = mmr::test::run({kRunner, "--results", db.string(), file});
   ASSERT_EQ(r.status, 0) << r.err.substr(r.err.size() > 4000 ? r.err.size() - 4000 : 0);
   EXPECT_EQ(one(db, "SELECT count(*) FROM trials WHERE status = 'finished'"), "12");
   // world, vicuna and llava run once for the 12 trials; sample and annotate once for the 10 that align a model.
@@ -44,9 +46,10 @@ TEST(MainJob, RunsEveryTrialReusesSharedStagesReportsAndRerunsInASecond) {
   EXPECT_EQ(one(db, "SELECT count(*) FROM final_metrics WHERE stage = 'vqa' AND name = 'total'"), "11");
   EXPECT_EQ(one(db, "SELECT count(*) FROM final_metrics WHERE stage = 'train' AND name = 'train/loss'"), "10");
   EXPECT_TRUE(fs::exists(dir / "ablation" / "report" / "report.html"));
-  const mmr::test::ProcessResult again = mmr::test::run({kRunner, "--results", db.string(), "experiments/ablation.yaml"});
+  const mmr::test::ProcessResult again = mmr::test::run({kRunner, "--results", db.string(), file});
   ASSERT_EQ(again.status, 0) << again.err;
   EXPECT_NE(again.err.find("0 ran (0 finished, 0 failed, 0 interrupted), 12 skipped as finished"), std::string::npos)
       << again.err;
+  ASSERT_EQ(chdir(kRoot.c_str()), 0);
   fs::remove_all(dir);
 }

@@ -24,6 +24,7 @@ def main():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     images = os.path.join(root, "tests/data/tiny-llava/images")
     names = sorted(f for f in os.listdir(images) if f.endswith((".png", ".jpg")))
+    args.out = os.path.abspath(args.out)  # the experiment names its files absolutely (paths in it are read from its folder)
     os.makedirs(args.out, exist_ok=True)
     questions = os.path.join(args.out, "questions.jsonl")
     with open(questions, "w") as f:

@@ -56,7 +56,7 @@ std::optional<uint64_t> seed_option(OptionBinder& o, const YAML::Node& seed) {
 
 void PipelineOptions::bind_files(OptionBinder& o) {
   YAML::Node file;
-  o.required("file", &file, "the row file (JSON array or JSONL), or a list of them read in order", "any");
+  o.required("file", &file, "the row file (JSON array or JSONL), or a list of them read in order", "paths");
   const auto folder =
       bound<std::string>(o, "image_folder", "", "folder that relative image paths are joined to", "path");
   if (!o.reading()) return;

@@ -156,6 +156,9 @@ std::vector<std::string> sentencepiece_module_candidates() {
     add(dir / ".." / "lib" / MMR_SENTENCEPIECE_MODULE_FILE_NAME);
     add(dir / ".." / ".." / "lib" / MMR_SENTENCEPIECE_MODULE_FILE_NAME);
   }
+  // Installed (cmake --install, the .deb): <prefix>/bin/runner and <prefix>/lib/mmrunner/.
+  if (const boost::dll::fs::path exe = boost::dll::program_location(ec); !ec && !exe.empty())
+    add(fs::path(exe.string()).parent_path() / ".." / "lib" / "mmrunner" / MMR_SENTENCEPIECE_MODULE_FILE_NAME);
   add(MMR_SENTENCEPIECE_MODULE_BUILD_PATH);
   return out;
 }

@@ -177,15 +177,18 @@ void ResumableJsonl::finish() {
 }
 
 void bind_model(OptionBinder& o, YAML::Node* model) {
-  o.required("model", model, "the model to train: a plugin name or {plugin: llava, path: ..., lora_r: 128, ...}");
+  o.required("model", model, "the model to train: a plugin name or {plugin: llava, path: ..., lora_r: 128, ...}",
+             "model");
 }
 
 void bind_data(OptionBinder& o, YAML::Node* data, const std::string& what) {
-  o.required("data", data, what + ": a row file (e.g. ${artifact:data/rows}) or a dataset node {plugin: ..., file: ...}");
+  o.required("data", data, what + ": a row file (e.g. ${artifact:data/rows}) or a dataset node {plugin: ..., file: ...}",
+             "dataset");
 }
 
 void bind_eval_data(OptionBinder& o, YAML::Node* eval_data) {
-  o.bind("eval_data", eval_data, YAML::Node(), "held-out rows (same forms as data): loss before and after training");
+  o.bind("eval_data", eval_data, YAML::Node(), "held-out rows (same forms as data): loss before and after training",
+         "dataset");
 }
 
 PairSides pair_logps(LanguageModel& model, const std::vector<const EncodedSample*>& chosen,

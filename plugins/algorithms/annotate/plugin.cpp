@@ -61,7 +61,8 @@ struct Config {
     o.required("candidates", &candidates, "candidate rows, JSONL or a JSON array: {id, image, question, candidates: "
                "[{response}...]}, or LLaVA-RLHF human-preference rows {conversations, output_1, output_2, ...}",
                "path");
-    o.required("judge", &judge, "the judge: a judge plugin name or a map {plugin: openai_compatible, ...}");
+    o.required("judge", &judge, "the judge: a judge plugin name or a map {plugin: openai_compatible, ...}",
+               "judge");
     o.one_of("request", &request, "per_prompt", {"per_prompt", "per_candidate"},
              "all candidates of a row in one request, reasoning before the scores (the authors' way), or one request "
              "per candidate");

@@ -54,8 +54,9 @@ class Dpo : public Algorithm {
       o.bind("kto_undesirable_weight", &l.kto_undesirable_weight, 1.0, "kto: weight of the rejected (undesirable) responses");
       o.one_of("reference", &reference, "auto", {"auto", "rows", "initial", "live"}, "where reference log-probs come from");
       o.bind("reference_model", &reference_model, YAML::Node(),
-             "reference: live — another frozen model (default: the policy with its adapters disabled)");
-      o.bind("eval_data", &eval_data, YAML::Node(), "held-out pairs: reward accuracy, margin and loss after training");
+             "reference: live — another frozen model (default: the policy with its adapters disabled)", "model");
+      o.bind("eval_data", &eval_data, YAML::Node(), "held-out pairs: reward accuracy, margin and loss after training",
+             "dataset");
       train.bind(o, dpo_defaults());
       o.check(l.beta > 0, "beta", "must be positive");
       o.check(l.label_smoothing >= 0 && l.label_smoothing < 0.5, "label_smoothing", "must be in [0, 0.5)");

@@ -37,7 +37,7 @@ class ReferenceLogps : public Algorithm {
     YAML::Node model, data;
     int64_t batch_size;
     void bind(OptionBinder& o) {
-      o.required("model", &model, "the reference model (the base model: no new LoRA adapter)");
+      o.required("model", &model, "the reference model (the base model: no new LoRA adapter)", "model");
       bind_data(o, &data, "preference pairs");
       o.bind("batch_size", &batch_size, 8, "pairs per forward pass (both sides go in one batch)");
       o.check(batch_size >= 1, "batch_size", "must be at least 1");

@@ -58,7 +58,7 @@ class Sample : public Algorithm {
     int64_t num_candidates, batch_size;
     GenerationConfig gen;
     void bind(OptionBinder& o) {
-      o.required("model", &model, "the model to sample from");
+      o.required("model", &model, "the model to sample from", "model");
       bind_data(o, &data, "prompts (preference, conversation or scored-candidates rows)");
       o.bind("num_candidates", &num_candidates, 4, "responses per prompt");
       // The authors' sampling (mllm-dpo scripts/v1_5/eval/llava_sampling.sh): `for i in {0..3}` runs of

@@ -44,7 +44,7 @@ struct Config {
     o.bind("annotators_config", &annotators_config, "", "the annotator's folder holding configs.yaml "
                                                         "(evaluators_configs/alpaca_eval_gpt4); needed to judge", "path");
     o.bind("judge", &judge, YAML::Node(), "the annotator's judge: a judge plugin name or map; without it the "
-                                          "outputs are written, not judged");
+                                          "outputs are written, not judged", "judge");
     // mllm-dpo's llava/eval/gen_model_answeralpaca.py: greedy, max_new_tokens 1024; the instructions have no image.
     eval.bind(o, {1024, "model"});
   }

@@ -39,7 +39,8 @@ struct EvaluationConfig {
   std::string model_id, image_preprocessing;
 
   void bind(OptionBinder& o, const Protocol& p) {
-    o.bind("model", &model, YAML::Node(), "the model to evaluate: a plugin name or a map {plugin: llava, path: ...}");
+    o.bind("model", &model, YAML::Node(), "the model to evaluate: a plugin name or a map {plugin: llava, path: ...}",
+           "model");
     o.bind("image_folder", &image_folder, "", p.image_folder_help, "path");
     o.bind("batch_size", &batch_size, 8, "prompts generated together");
     o.bind("limit", &limit, 0, "evaluate only the first N questions (0: all)");

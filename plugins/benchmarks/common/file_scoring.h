@@ -78,12 +78,12 @@ inline std::vector<std::string> list_option(const Options& o, const std::string&
   return items;
 }
 
-// Declares a list option (type "any": a YAML list, or comma-separated on the command line) and reads it into
-// `items`.
+// Declares a list option (a YAML list, or comma-separated on the command line; type "any", or "paths" for files
+// and folders, read from the experiment file's folder) and reads it into `items`.
 inline void bind_list(OptionBinder& o, const std::string& name, std::vector<std::string>* items,
-                      const std::string& help) {
+                      const std::string& help, const char* type = "any") {
   YAML::Node node;
-  o.bind(name, &node, YAML::Node(), help);
+  o.bind(name, &node, YAML::Node(), help, type);
   if (o.reading()) *items = list_option(o.options(), name);
 }
 

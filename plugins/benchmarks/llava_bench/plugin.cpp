@@ -66,7 +66,7 @@ struct Config {
 
   void bind(OptionBinder& o) {
     benchmarks::bind_list(o, "reviews", &reviews, "review JSONL file(s) written by eval_gpt_review_bench.py: a path "
-                          "or a list (comma-separated on the command line); without it the stage evaluates 'model'");
+                          "or a list (comma-separated on the command line); without it the stage evaluates 'model'", "paths");
     std::vector<std::string> ignored;
     benchmarks::bind_list(o, "ignore", &ignored, "question ids to skip (the script's --ignore): a list, "
                           "comma-separated on the command line");
@@ -79,7 +79,7 @@ struct Config {
     o.bind("join_caption_characters", &join_caption_characters, true, "join a string caption's characters with "
            "newlines, as the official script's '\\n'.join(caption) does");
     o.bind("judge", &judge, YAML::Node(), "the reviewer: a judge plugin name or map; without it answers are written, "
-                                          "not reviewed");
+                                          "not reviewed", "judge");
     // LLaVA-1.5's scripts/v1_5/eval/llavabench.sh (and mllm-dpo's, :58-65) run llava/eval/model_vqa.py with
     // --temperature 0 (greedy) and conv-mode vicuna_v1; model_vqa.py hard-codes max_new_tokens=1024 (mllm-dpo
     // model_vqa.py:74) and preprocesses with the bare CLIP processor, image_processor.preprocess(image) (:59):

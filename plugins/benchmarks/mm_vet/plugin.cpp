@@ -54,7 +54,7 @@ struct Config {
     o.bind("grader_prompt", &grader_prompt, "", "grader_prompt.txt (the evaluator's few-shot prompt); needed to grade",
            "path");
     o.bind("judge", &judge, YAML::Node(), "the grader: a judge plugin name or map; without it answers are written, "
-                                          "not graded");
+                                          "not graded", "judge");
     // LLaVA-1.5's scripts/v1_5/eval/mmvet.sh (and mllm-dpo's mmvet.sh:5-11, mmvet_steer.sh:9-16) run
     // llava/eval/model_vqa.py with --temperature 0 (greedy) and conv-mode vicuna_v1; model_vqa.py hard-codes
     // max_new_tokens=1024 (mllm-dpo model_vqa.py:74) and preprocesses with the bare CLIP processor (:59): the

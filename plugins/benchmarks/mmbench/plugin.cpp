@@ -53,7 +53,7 @@ struct Config {
     o.bind("extractor_prompt", &extractor_prompt, "", "choice_extractor_prompt_en.txt (choice_extractor_prompt_en_"
                                                       "2023-11.txt with rules 2023-11); needed with 'judge'", "path");
     o.bind("judge", &judge, YAML::Node(), "the choice extractor for rows the rules cannot resolve (the official one: "
-                                          "gpt-3.5-turbo-0613, temperature 0); without it they count as wrong");
+                                          "gpt-3.5-turbo-0613, temperature 0); without it they count as wrong", "judge");
     // LLaVA-1.5's scripts/v1_5/eval/mmbench.sh (mllm-dpo's alike, :5-11) runs llava/eval/model_vqa_mmbench.py with
     // --single-pred-prompt --temperature 0 (greedy), conv-mode vicuna_v1; it hard-codes max_new_tokens=1024
     // (mllm-dpo model_vqa_mmbench.py:122) and preprocesses with process_images(..., model.config) (:108): the

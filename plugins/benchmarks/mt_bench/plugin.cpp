@@ -59,7 +59,7 @@ struct Config {
     o.bind("reference_answers", &reference_answers, "", "reference answers (reference_answer/gpt-4.jsonl) for math, "
                                                         "reasoning and coding; needed to judge those", "path");
     o.bind("judge", &judge, YAML::Node(), "the judge: a judge plugin name or map; without it answers are written, "
-                                          "not judged");
+                                          "not judged", "judge");
     o.bind("image_seed", &image_seed, -1, "seed of the images drawn with image_folder (-1: the trial seed)");
     // mllm-dpo's llava/eval/gen_model_answer.py: --max-new-token 1024 (:293-296); with --use-random-cocoimage the
     // image goes through the bare CLIP processor, image_processor.preprocess(random_cocoimage) (:160): the centre

@@ -39,7 +39,7 @@ struct Config {
                                     "'model'", "path");
     o.bind("questions", &questions, "", "LLaVA question JSONL (question_id, category, image, text); required", "path");
     benchmarks::bind_list(o, "labels", &labels, "folder of coco_pope_<split>.json files, or a list of them "
-                          "(comma-separated on the command line); required with answers, optional when evaluating");
+                          "(comma-separated on the command line); required with answers, optional when evaluating", "paths");
     o.bind("check_alignment", &check_alignment, true,
            "check that the i-th answer's question matches the i-th label line");
     o.bind("prompt_suffix", &prompt_suffix, "\nAnswer the question using a single word or phrase.",

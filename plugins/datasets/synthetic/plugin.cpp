@@ -64,7 +64,7 @@ class Synthetic : public mmr::data::PipelineDataset {
       o.bind("dir", &dir, "",
              "where the world is generated when used by an algorithm (default: a folder per config under the temp "
              "dir); a stage writes it into its own folder",
-             "path");
+             "output");
       // No file or image_folder: the rows come from the world's own files, whose pair questions carry no <image>.
       pipeline.bind_rows(o, "add");
     }

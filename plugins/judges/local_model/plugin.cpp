@@ -38,7 +38,7 @@ class LocalModel : public Judge {
     uint64_t seed = 0;
 
     void bind(OptionBinder& o) {
-      o.required("model", &model, "the model: a plugin name, or a map {plugin: llava, path: ..., ...}");
+      o.required("model", &model, "the model: a plugin name, or a map {plugin: llava, path: ..., ...}", "model");
       o.bind("temperature", &temperature, 0.0, "0 = greedy; a benchmark may override it per request");
       o.bind("max_tokens", &max_tokens, 1024, "max new tokens of a reply unless a benchmark overrides it");
       o.bind("batch_size", &batch_size, 8, "requests generated together");

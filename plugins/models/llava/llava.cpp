@@ -142,7 +142,7 @@ void LlavaOptions::bind(OptionBinder& o) {
   o.optional("adapter", &adapter, "a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) to load", "path");
   o.bind("merge_adapters", &merge_adapters, std::vector<std::string>{},
          "PEFT adapters folded into the weights at load, in order, before `adapter` and a new LoRA (models made in "
-         "steps: each step's adapter becomes part of the next step's base, as merge_and_unload)");
+         "steps: each step's adapter becomes part of the next step's base, as merge_and_unload)", "paths");
   o.bind("dtype", &dtype, "float32", "float32, bfloat16 or float16");
   o.bind("device", &device, "cpu", "cpu, cuda or cuda:N");
   o.bind("random_init", &random_init, false, "random weights of the configured shape (benchmarks); no weights are read");
