@@ -60,7 +60,7 @@ TEST(ChatPage, APersonUploadsAnImageAsksTwiceAndSeesTheServersAnswers) {
   if (program.empty()) GTEST_SKIP() << "chromium is not installed (tools/setup.sh installs it)";
   const fs::path dir = fs::temp_directory_path() / ("mmr_chat_page_" + std::to_string(getpid()));
   const std::string key = "page-key-1";
-  Server server(dir / "server", {"--api-key-env", "MMR_TEST_PAGE_KEY"}, {{"MMR_TEST_PAGE_KEY", key}});
+  Server server(dir / "server", {"--api-key-env", "MMR_TEST_PAGE_KEY"}, {{"MMR_TEST_PAGE_KEY", key}}, "info");
   Chromium page(program, dir / "chromium", 1100, 800);
   page.open("http://127.0.0.1:" + std::to_string(server.port()) + "/");
   EXPECT_EQ(page.evaluate("document.title"), "runner serve — chat");
@@ -116,5 +116,7 @@ TEST(ChatPage, APersonUploadsAnImageAsksTwiceAndSeesTheServersAnswers) {
   page.click("#stop");
   page.wait_until(std::string(kLastAnswer) + ".dataset.state === 'stopped'", seconds(10));
   EXPECT_EQ(page.evaluate("document.getElementById('send').disabled"), false);
-  fs::remove_all(dir / "chromium");
+  const ProcessResult stopped = server.stop();
+  EXPECT_NE(stopped.err.find("the client went away"), std::string::npos) << stopped.err;
+  fs::remove_all(dir);
 }
