@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <fstream>
 
 namespace mmr::serve {
@@ -248,6 +249,51 @@ GenerationConfig read_generation_config(const json& body, const RequestLimits& l
   return g;
 }
 
+// "stream" (a boolean) and "stream_options" ({include_usage}, only with stream: true, as OpenAI has it).
+void read_stream_fields(const json& body, ChatRequest& req) {
+  if (auto it = body.find("stream"); it != body.end() && !it->is_null()) {
+    if (!it->is_boolean()) throw RequestError("'stream': expected true or false, found " + dump_text(*it));
+    req.stream = it->get<bool>();
+  }
+  auto it = body.find("stream_options");
+  if (it == body.end() || it->is_null()) return;
+  if (!req.stream) throw RequestError("'stream_options': only allowed when 'stream' is true");
+  if (!it->is_object()) throw RequestError("'stream_options': expected an object {\"include_usage\": true|false}");
+  if (auto u = it->find("include_usage"); u != it->end() && !u->is_null()) {
+    if (!u->is_boolean())
+      throw RequestError("'stream_options.include_usage': expected true or false, found " + dump_text(*u));
+    req.include_usage = u->get<bool>();
+  }
+}
+
+// The number of bytes at the end of `text` that begin a UTF-8 sequence it does not complete (0 when none).
+size_t incomplete_utf8_tail(const std::string& text) {
+  for (size_t k = 1; k <= 3 && k <= text.size(); ++k) {
+    const auto c = static_cast<unsigned char>(text[text.size() - k]);
+    if ((c & 0xC0) == 0x80) continue;  // a continuation byte: look further back for the lead byte
+    const size_t length = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    return length > k ? k : 0;
+  }
+  return 0;
+}
+
+// Where a stop string occurs in `text` or may be starting at its end (text.size() when nowhere): the reply is
+// cut there if the stop string completes, so nothing from there on is settled.
+size_t earliest_stop_start(const std::string& text, const std::vector<std::string>& stops) {
+  size_t at = text.size();
+  for (const auto& s : stops) {
+    if (s.empty()) continue;
+    at = std::min(at, text.find(s));
+    // Suffixes shorter than s that are a prefix of it, the longest first.
+    for (size_t p = text.size() >= s.size() ? text.size() - s.size() + 1 : 0; p < at; ++p)
+      if (text.compare(p, std::string::npos, s, 0, text.size() - p) == 0) {
+        at = p;
+        break;
+      }
+  }
+  return at;
+}
+
 }  // namespace
 
 ChatRequest parse_chat_request(const json& body, const fs::path& image_dir, const RequestLimits& limits) {
@@ -257,8 +303,7 @@ ChatRequest parse_chat_request(const json& body, const fs::path& image_dir, cons
     if (!it->is_string()) throw RequestError("'model': expected a string, found " + type_name(*it));
     req.model = it->get<std::string>();
   }
-  if (auto it = body.find("stream"); it != body.end() && it->is_boolean() && it->get<bool>())
-    throw RequestError("'stream': streaming is not supported; send stream=false");
+  read_stream_fields(body, req);
   if (auto it = body.find("n"); it != body.end() && !(it->is_number_integer() && it->get<int64_t>() == 1))
     throw RequestError("'n': only n=1 is supported");
 
@@ -286,7 +331,7 @@ json chat_completion(const Generation& g, const std::string& id, const std::stri
       {"model", model},
       {"choices", json::array({json{{"index", 0},
                                     {"message", {{"role", "assistant"}, {"content", g.text}}},
-                                    {"finish_reason", g.finish_reason == "length" ? "length" : "stop"}}})},
+                                    {"finish_reason", finish_reason(g)}}})},
       {"usage", {{"prompt_tokens", g.prompt_tokens},
                  {"completion_tokens", completion},
                  {"total_tokens", g.prompt_tokens + completion}}},
@@ -295,6 +340,57 @@ json chat_completion(const Generation& g, const std::string& id, const std::stri
 
 json error_body(const std::string& message, const std::string& type) {
   return json{{"error", {{"message", message}, {"type", type}, {"code", nullptr}}}};
+}
+
+std::string finish_reason(const Generation& g) { return g.finish_reason == "length" ? "length" : "stop"; }
+
+json completion_chunk(const std::string& id, const std::string& model, int64_t created, const json& delta,
+                      const json& finish, bool include_usage) {
+  json chunk{{"id", id},
+             {"object", "chat.completion.chunk"},
+             {"created", created},
+             {"model", model},
+             {"choices", json::array({json{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}})}};
+  if (include_usage) chunk["usage"] = nullptr;
+  return chunk;
+}
+
+json usage_chunk(const Generation& g, const std::string& id, const std::string& model, int64_t created) {
+  json chunk = completion_chunk(id, model, created, json::object(), nullptr, false);
+  chunk["choices"] = json::array();
+  chunk["usage"] = chat_completion(g, id, model, created)["usage"];
+  return chunk;
+}
+
+std::string sse_event(const json& data) {
+  return "data: " + data.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+}
+
+size_t settled_length(const std::string& text, const std::vector<std::string>& stop_strings) {
+  size_t n = text.size() - incomplete_utf8_tail(text);
+  static const std::string kReplacement = "\xEF\xBF\xBD";  // U+FFFD
+  while (n >= kReplacement.size() && text.compare(n - kReplacement.size(), kReplacement.size(), kReplacement) == 0)
+    n -= kReplacement.size();
+  return std::min(n, earliest_stop_start(text, stop_strings));
+}
+
+std::string DeltaStream::next(const std::string& text_so_far) {
+  const size_t n = settled_length(text_so_far, stops_);
+  if (n <= sent_.size()) return "";
+  if (text_so_far.compare(0, sent_.size(), sent_) != 0) {
+    consistent_ = false;
+    return "";
+  }
+  std::string delta = text_so_far.substr(sent_.size(), n - sent_.size());
+  sent_ += delta;
+  return delta;
+}
+
+std::string DeltaStream::finish(const std::string& final_text) {
+  if (final_text.compare(0, sent_.size(), sent_) != 0) consistent_ = false;
+  std::string rest = final_text.size() > sent_.size() ? final_text.substr(sent_.size()) : "";
+  sent_ += rest;
+  return rest;
 }
 
 }  // namespace mmr::serve

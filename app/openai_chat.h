@@ -36,7 +36,9 @@ std::string base64_decode(std::string_view text);
 struct ChatRequest {
   ChatSample sample;
   GenerationConfig config;
-  std::string model;  // as the client named it ("" when absent)
+  std::string model;           // as the client named it ("" when absent)
+  bool stream = false;         // "stream": true: server-sent events of chat.completion.chunk
+  bool include_usage = false;  // "stream_options": {"include_usage": true}: a last chunk with the usage
 };
 
 struct RequestLimits {
@@ -55,5 +57,44 @@ nlohmann::json chat_completion(const Generation& g, const std::string& id, const
 
 // {"error": {"message", "type", "code"}} as OpenAI sends it.
 nlohmann::json error_body(const std::string& message, const std::string& type);
+
+// ---- streaming (stream: true) ----
+
+// OpenAI's finish_reason for a Generation: "length" when max_tokens ran out, else "stop".
+std::string finish_reason(const Generation& g);
+
+// One chat.completion.chunk: choices[0] = {index 0, delta, finish_reason (null while streaming)}; "usage": null
+// when the client asked for usage (OpenAI's shape: the usage comes in a last chunk of its own, usage_chunk).
+nlohmann::json completion_chunk(const std::string& id, const std::string& model, int64_t created,
+                                const nlohmann::json& delta, const nlohmann::json& finish, bool include_usage);
+// The last chunk of stream_options.include_usage: no choices, the usage of the whole reply.
+nlohmann::json usage_chunk(const Generation& g, const std::string& id, const std::string& model, int64_t created);
+// One server-sent event: "data: <json>\n\n" (invalid UTF-8 replaced by U+FFFD, as the non-streamed reply).
+std::string sse_event(const nlohmann::json& data);
+
+// The length of the start of `text` that more tokens can no longer change: it leaves out an incomplete UTF-8
+// sequence at the end, trailing U+FFFD (a byte-level token whose character is not complete yet), and the
+// suffix from the earliest place where a stop string begins or may be beginning (its text is cut if it does).
+size_t settled_length(const std::string& text, const std::vector<std::string>& stop_strings);
+
+// The deltas of one streamed reply: what is settled of each new text, then the rest of the final text, so the
+// deltas concatenated are the final text (the non-streamed reply's content).
+class DeltaStream {
+ public:
+  explicit DeltaStream(std::vector<std::string> stop_strings) : stops_(std::move(stop_strings)) {}
+  // The new settled text of the reply so far (decoded from all its tokens); "" when nothing new is settled.
+  std::string next(const std::string& text_so_far);
+  // The rest of the final text (Generation::text, stop strings cut).
+  std::string finish(const std::string& final_text);
+  // False when a later text did not start with what was already sent (cannot happen with a tokenizer whose
+  // decoding of more tokens extends that of fewer; the server logs it).
+  bool consistent() const { return consistent_; }
+  const std::string& sent() const { return sent_; }
+
+ private:
+  std::vector<std::string> stops_;
+  std::string sent_;
+  bool consistent_ = true;
+};
 
 }  // namespace mmr::serve

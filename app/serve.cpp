@@ -18,6 +18,9 @@
 #include <mutex>
 #include <thread>
 
+#include "app/chat_html.h"  // generated from app/web/chat.html (app/CMakeLists.txt)
+#include "app/serve_chat.h"
+#include "app/serve_scheduler.h"
 #include "core/api/chat_api.h"
 #include "core/lib/util/atomic_file.h"
 #include "core/lib/util/sha256.h"
@@ -42,6 +45,7 @@ const char* kServeUsage = R"(usage: runner serve (--model NAME [--model-opt key=
   --allowed-media-dir DIR     images may be given as local paths or file:// URLs under DIR (repeatable; none given:
                              only data: URLs)
   --max-request-bytes N      largest request body (default 33554432)
+  --max-batch N              requests that decode together, for models that batch (default 8; others wait)
   --default-max-tokens N     max_tokens when a request gives none (default 512; at most --max-tokens-limit)
   --max-tokens-limit N       largest max_tokens accepted (default 4096)
   --log-requests PATH        append one JSON line per request (time, method, path, status, body_sha256)
@@ -90,6 +94,7 @@ bool set_option(ServeOptions& o, std::string& config_file, const std::string& na
   else if (name == "--served-model-name") o.served_model_name = next();
   else if (name == "--api-key-env") o.api_key_env = next();
   else if (name == "--max-request-bytes") o.max_request_bytes = static_cast<size_t>(to_int(name, next()));
+  else if (name == "--max-batch") o.max_batch = static_cast<size_t>(std::max<int64_t>(0, to_int(name, next())));
   else if (name == "--default-max-tokens") o.limits.default_max_tokens = to_int(name, next());
   else if (name == "--max-tokens-limit") o.limits.max_tokens_limit = to_int(name, next());
   else if (name == "--allowed-media-dir") o.limits.allowed_media_dirs.push_back(allowed_media_dir(next()));
@@ -124,17 +129,13 @@ void finish_options(ServeOptions& o) {
   if (o.port < 0 || o.port > 65535) throw ConfigError(fmt::format("--port {}: expected 0..65535", o.port));
   if (o.fail_status != 503 && o.fail_status != 429 && o.fail_status != 500)
     throw ConfigError(fmt::format("--fail-status {}: expected 429, 500 or 503", o.fail_status));
+  if (o.max_batch < 1) throw ConfigError("--max-batch: expected a positive integer");
   if (o.limits.default_max_tokens < 1 || o.limits.default_max_tokens > o.limits.max_tokens_limit)
     throw ConfigError("--default-max-tokens: expected 1..--max-tokens-limit");
   if (o.served_model_name.empty()) o.served_model_name = o.model_plugin;
 }
 
 // ---- the server ----
-
-void send_error(httplib::Response& res, int status, const std::string& message, const std::string& type) {
-  res.status = status;
-  res.set_content(dump_text(error_body(message, type)), "application/json");
-}
 
 // A folder removed when the request is done.
 struct TempDir {
@@ -171,10 +172,11 @@ std::string api_key_from_env(const ServeOptions& o) {
   return k;
 }
 
-// What the request handlers share: the model, the per-request image folders, the counters and the request log.
+// What the request handlers share: the model's thread, the per-request image folders, the counters and the
+// request log.
 struct ServerState {
-  ServerState(const ServeOptions& o, const PluginInfo& info, ChatModel& model, std::shared_ptr<spdlog::logger> log)
-      : o(o), info(info), model(model), log(std::move(log)),
+  ServerState(const ServeOptions& o, ChatModel& model, std::shared_ptr<spdlog::logger> log)
+      : o(o), log(std::move(log)), scheduler(model, o.max_batch, this->log),
         temp(private_temp_dir("mmr-serve-")), failures_left(o.fail_first) {
     if (o.log_requests.empty()) return;
     request_log.open(o.log_requests, std::ios::app);
@@ -182,11 +184,10 @@ struct ServerState {
   }
 
   const ServeOptions& o;
-  const PluginInfo& info;
-  ChatModel& model;
   std::shared_ptr<spdlog::logger> log;
-  TempDir temp;  // request-<n>/ holds the images of request n while it runs
-  std::mutex generate_mu, log_mu;
+  Scheduler scheduler;
+  TempDir temp;  // request-<n>/ holds the images of request n until the model has read them
+  std::mutex log_mu;
   std::atomic<int64_t> request_counter{0};
   std::atomic<int> failures_left;
   std::ofstream request_log;
@@ -196,7 +197,9 @@ struct ServerState {
 void require_bearer_token(httplib::Server& server, const std::string& api_key) {
   server.set_pre_routing_handler([api_key](const httplib::Request& req, httplib::Response& res) {
     // /health answers without a key, as vLLM's: a load balancer's probe carries none, and it tells only "up".
-    if (api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+    // The chat page is static; its requests carry the key the user types into it.
+    if (api_key.empty() || req.path == "/health" || (req.path == "/" && req.method == "GET"))
+      return httplib::Server::HandlerResponse::Unhandled;
     const std::string auth = req.get_header_value("Authorization");
     if (auth.rfind("Bearer ", 0) == 0 && constant_time_equal(auth.substr(7), api_key))
       return httplib::Server::HandlerResponse::Unhandled;
@@ -212,22 +215,6 @@ void list_models(const ServeOptions& o, httplib::Response& res) {
                   {"data", json::array({json{{"id", o.served_model_name}, {"object", "model"}, {"created", 0},
                                              {"owned_by", "mmrunner"}}})}};
   res.set_content(dump_text(body), "application/json");
-}
-
-// Generates the reply (one request at a time reaches the model); false when it failed and `res` says why.
-bool generate(ServerState& s, const ChatRequest& chat, std::vector<Generation>& out, httplib::Response& res) {
-  try {
-    std::lock_guard<std::mutex> lock(s.generate_mu);
-    out = s.model.generate({chat.sample}, chat.config);
-    return true;
-  } catch (const DataError& e) {  // the client's input: an image that does not decode, a stray "<image>" text
-    send_error(res, 400, e.what(), "invalid_request_error");
-  } catch (const std::exception& e) {
-    s.log->error("serve: generation failed in model plugin '{}' ({}): {}", s.info.name, s.info.path.string(), e.what());
-    send_error(res, 500, fmt::format("generation failed in model plugin '{}': {}", s.info.name, e.what()),
-               "server_error");
-  }
-  return false;
 }
 
 // POST /v1/chat/completions.
@@ -248,24 +235,34 @@ void chat_completions(ServerState& s, const httplib::Request& req, httplib::Resp
   } catch (const JsonTooDeep& e) {
     return send_error(res, 400, std::string("the request body is ") + e.what(), "invalid_request_error");
   }
-  TempDir images(s.temp.path / fmt::format("request-{}", n));
+  auto images = std::make_shared<TempDir>(s.temp.path / fmt::format("request-{}", n));
   ChatRequest chat;
   try {
-    chat = parse_chat_request(body, images.path, o.limits);
+    chat = parse_chat_request(body, images->path, o.limits);
   } catch (const RequestError& e) {
     return send_error(res, 400, e.what(), "invalid_request_error");
   }
   if (!chat.model.empty() && chat.model != o.served_model_name)
     return send_error(res, 404, fmt::format("model '{}' is not served here; this server serves '{}'", chat.model,
                                             o.served_model_name), "not_found_error");
-  std::vector<Generation> out;
-  if (!generate(s, chat, out, res)) return;
-  const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
-      std::chrono::system_clock::now().time_since_epoch()).count();
-  // Generated text may end inside a multi-byte character: U+FFFD for broken UTF-8 instead of an exception.
-  res.set_content(chat_completion(out.at(0), fmt::format("chatcmpl-{}", n), o.served_model_name, created)
-                      .dump(-1, ' ', false, json::error_handler_t::replace),
-                  "application/json");
+  const ReplyInfo info{fmt::format("chatcmpl-{}", n), o.served_model_name,
+                       std::chrono::duration_cast<std::chrono::seconds>(
+                           std::chrono::system_clock::now().time_since_epoch()).count(),
+                       chat.stream, chat.include_usage};
+  auto request = std::make_shared<ScheduledRequest>(static_cast<uint64_t>(n), info.id, std::move(chat.sample),
+                                                    std::move(chat.config), images);
+  images.reset();  // the request owns its images now: they go once the model has read them
+  s.scheduler.submit(request);
+  answer_chat(s.scheduler, request, info, req, res, s.log);
+}
+
+// GET /: the chat page, built into the binary from app/web/chat.html.
+void chat_page(httplib::Response& res) {
+  res.set_content(reinterpret_cast<const char*>(kChatHtml), sizeof(kChatHtml), "text/html; charset=utf-8");
+  // The page is self-contained: it loads nothing and talks only to this server.
+  res.set_header("Content-Security-Policy",
+                 "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; "
+                 "connect-src 'self'");
 }
 
 // OpenAI-style JSON bodies for exceptions in handlers and for httplib's own errors (404, 413, ...).
@@ -284,7 +281,7 @@ void install_error_handlers(httplib::Server& server, const std::shared_ptr<spdlo
   server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;  // a handler already wrote an error body
     if (res.status == 404)
-      send_error(res, 404, fmt::format("no route {} {} (routes: POST /v1/chat/completions, GET /v1/models)",
+      send_error(res, 404, fmt::format("no route {} {} (routes: POST /v1/chat/completions, GET /v1/models, GET /)",
                                        req.method, req.path), "not_found_error");
     else if (res.status == 413)
       send_error(res, 413, "request body too large (see --max-request-bytes)", "invalid_request_error");
@@ -307,8 +304,9 @@ void install_request_log(httplib::Server& server, ServerState& s) {
   });
 }
 
-// Binds, announces the port (stdout and --port-file) and serves until stop_flag() or the listener ends.
-void listen_until_stopped(httplib::Server& server, const ServeOptions& o) {
+// Binds, announces the port (stdout and --port-file) and serves until stop_flag() or the listener ends;
+// `before_stop` runs first then (it ends the requests in flight, whose handlers the listener waits for).
+void listen_until_stopped(httplib::Server& server, const ServeOptions& o, const std::function<void()>& before_stop) {
   const int port = o.port == 0 ? server.bind_to_any_port(o.host) : (server.bind_to_port(o.host, o.port) ? o.port : -1);
   if (port <= 0) throw IoError(fmt::format("serve: cannot bind {}:{} (in use, or not an address of this machine)",
                                            o.host, o.port));
@@ -321,6 +319,7 @@ void listen_until_stopped(httplib::Server& server, const ServeOptions& o) {
   std::cout << fmt::format("runner serve: listening on http://{}:{}/v1 (model '{}')", o.host, port,
                            o.served_model_name) << std::endl;
   while (!stop_flag() && !listener_done) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  before_stop();
   // stop() is lost if it comes before the listener started: repeat it until the listener has returned.
   while (!listener_done) {
     server.stop();
@@ -361,7 +360,8 @@ int run_server(const ServeOptions& o, Registry& registry) {
   log->info("serve: loading model plugin '{}'", o.model_plugin);
   const PluginInfo& info = registry.find(PluginKind::Model, o.model_plugin);
   std::shared_ptr<Plugin> plugin = registry.create(PluginKind::Model, o.model_plugin, o.model_options, o.model_source);
-  ServerState state(o, info, chat_model(*plugin, "serve: model '" + o.model_plugin + "'"), log);
+  log->info("serve: model plugin '{}' from {}", info.name, info.path.string());
+  ServerState state(o, chat_model(*plugin, "serve: model '" + o.model_plugin + "'"), log);
 
   httplib::Server server;
   server.set_payload_max_length(o.max_request_bytes);
@@ -370,11 +370,14 @@ int run_server(const ServeOptions& o, Registry& registry) {
   server.Get("/health", [](const httplib::Request&, httplib::Response& res) {  // the model is loaded by now
     res.set_content(R"({"status": "ok"})", "application/json");
   });
+  server.Get("/", [](const httplib::Request&, httplib::Response& res) { chat_page(res); });
   server.Post("/v1/chat/completions",
               [&](const httplib::Request& req, httplib::Response& res) { chat_completions(state, req, res); });
   install_error_handlers(server, log);
   install_request_log(server, state);
-  listen_until_stopped(server, o);
+  // Handlers wait for the model's thread, streams for their clients: a pool with room for the batch and its queue.
+  server.new_task_queue = [&o] { return new httplib::ThreadPool(std::max<size_t>(16, 4 * o.max_batch)); };
+  listen_until_stopped(server, o, [&] { state.scheduler.stop(); });
   log->info("serve: stopped after {} chat completion request(s)", state.request_counter.load());
   return 0;
 }

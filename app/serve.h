@@ -3,10 +3,12 @@
 //   runner serve --model llava --model-opt path=DIR [--model-opt key=value]... [--host 127.0.0.1] [--port 8000]
 //   runner serve --model-config model.yaml ...        (a YAML map: {plugin: llava, path: DIR, ...})
 //
-// Endpoints: POST /v1/chat/completions (app/openai_chat.h says how messages become a ChatSample), GET /v1/models.
-// Generation is serialised (one request at a time reaches the model). Errors are OpenAI-style JSON: 400 bad
-// input, 401 bad or missing bearer token (with --api-key-env NAME), 404 unknown path or model, 413 body too
-// large, 500 a failure inside the model.
+// Endpoints: POST /v1/chat/completions (app/openai_chat.h says how messages become a ChatSample), GET /v1/models,
+// and GET / a chat page (app/web/chat.html, built into the binary). One thread owns the model
+// (serve_scheduler.h): with a model that batches, up to --max-batch requests decode together, else one request
+// generates at a time; "stream": true answers with server-sent events (serve_chat.h). Errors are OpenAI-style
+// JSON: 400 bad input, 401 bad or missing bearer token (with --api-key-env NAME), 404 unknown path or model, 413
+// body too large, 500 a failure inside the model.
 #pragma once
 
 #include <yaml-cpp/yaml.h>
@@ -30,6 +32,7 @@ struct ServeOptions {
   std::string api_key_env;      // NAME of the variable holding the bearer token; empty: no auth
   size_t max_request_bytes = 32u << 20;
   RequestLimits limits;
+  size_t max_batch = 8;         // requests decoding together (models with a DecodeBatch); the rest wait
   std::string port_file;        // written atomically once listening
   std::string log_requests;     // JSONL: one line per request (time, method, path, status, body_sha256)
   // Test hook: the first N chat-completion requests fail with fail_status (503, or 429 with Retry-After: 0),

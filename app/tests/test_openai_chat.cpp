@@ -1,5 +1,6 @@
 // The OpenAI wire format of `runner serve` (app/openai_chat.h): base64, messages → ChatSample, request settings,
-// the errors a client gets for bad input, and the chat.completion reply shape.
+// the errors a client gets for bad input, the chat.completion reply shape, and streaming: the chunks and which
+// text of a reply in progress is settled enough to send.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -184,7 +185,11 @@ TEST_F(OpenAiChat, BadRequestsGetMessagesNamingTheField) {
                 .find("local image paths are off on this server"), std::string::npos);
   EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0})").find("'max_tokens'"), std::string::npos);
   EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"})").find("'temperature'"), std::string::npos);
-  EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": "x"}], "stream": true})").find("streaming"), std::string::npos);
+  EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": "x"}], "stream": "yes"})").find("'stream': expected true or false"), std::string::npos);
+  EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": true}})")
+                .find("'stream_options': only allowed when 'stream' is true"), std::string::npos);
+  EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": "x"}], "stream": true, "stream_options": {"include_usage": 1}})")
+                .find("'stream_options.include_usage'"), std::string::npos);
   EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": "x"}], "n": 2})").find("n=1"), std::string::npos);
   EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": "x"}], "stop": [1]})").find("'stop'"), std::string::npos);
 }
@@ -209,4 +214,91 @@ TEST(OpenAiReply, HasTheChatCompletionShapeWithUsageAndFinishReason) {
   g.finish_reason = "length";
   EXPECT_EQ(chat_completion(g, "c", "m", 0)["choices"][0]["finish_reason"], "length");
   EXPECT_EQ(error_body("bad", "invalid_request_error")["error"]["message"], "bad");
+}
+
+TEST_F(OpenAiChat, StreamAndIncludeUsageAreRead) {
+  const char* messages = R"("messages": [{"role": "user", "content": "x"}])";
+  EXPECT_FALSE(parse(fmt::format("{{{}}}", messages)).stream);
+  EXPECT_FALSE(parse(fmt::format(R"({{{}, "stream": false}})", messages)).stream);
+  const ChatRequest r = parse(fmt::format(R"({{{}, "stream": true}})", messages));
+  EXPECT_TRUE(r.stream);
+  EXPECT_FALSE(r.include_usage);
+  const ChatRequest u = parse(fmt::format(R"({{{}, "stream": true, "stream_options": {{"include_usage": true}}}})", messages));
+  EXPECT_TRUE(u.stream);
+  EXPECT_TRUE(u.include_usage);
+}
+
+TEST(OpenAiStream, ChunksHaveOpenAisShape) {
+  const json c = completion_chunk("chatcmpl-7", "llava", 42, json{{"content", "hi"}}, nullptr, false);
+  EXPECT_EQ(c["object"], "chat.completion.chunk");
+  EXPECT_EQ(c["id"], "chatcmpl-7");
+  EXPECT_EQ(c["created"], 42);
+  EXPECT_EQ(c["model"], "llava");
+  EXPECT_EQ(c["choices"][0]["index"], 0);
+  EXPECT_EQ(c["choices"][0]["delta"]["content"], "hi");
+  EXPECT_TRUE(c["choices"][0]["finish_reason"].is_null());
+  EXPECT_FALSE(c.contains("usage"));
+  EXPECT_TRUE(completion_chunk("c", "m", 0, json::object(), "stop", true)["usage"].is_null());
+  mmr::Generation g;
+  g.token_ids = {1, 2};
+  g.prompt_tokens = 9;
+  g.finish_reason = "length";
+  const json u = usage_chunk(g, "c", "m", 0);
+  EXPECT_TRUE(u["choices"].is_array() && u["choices"].empty());
+  EXPECT_EQ(u["usage"], (json{{"prompt_tokens", 9}, {"completion_tokens", 2}, {"total_tokens", 11}}));
+  EXPECT_EQ(finish_reason(g), "length");
+  g.finish_reason = "stop_string";
+  EXPECT_EQ(finish_reason(g), "stop");
+  EXPECT_EQ(sse_event(json{{"a", 1}}), "data: {\"a\":1}\n\n");
+  EXPECT_EQ(sse_event(json{{"a", "\xC3"}}), "data: {\"a\":\"\xEF\xBF\xBD\"}\n\n");  // broken UTF-8: U+FFFD
+}
+
+TEST(OpenAiStream, SettledTextHoldsBackWhatMoreTokensCanChange) {
+  EXPECT_EQ(settled_length("hello", {}), 5u);
+  EXPECT_EQ(settled_length("", {"x"}), 0u);
+  // An incomplete UTF-8 sequence at the end: "é" is C3 A9, "€" E2 82 AC, "𝄞" F0 9D 84 9E.
+  EXPECT_EQ(settled_length("ab\xC3", {}), 2u);
+  EXPECT_EQ(settled_length("ab\xC3\xA9", {}), 4u);
+  EXPECT_EQ(settled_length("ab\xE2\x82", {}), 2u);
+  EXPECT_EQ(settled_length("ab\xF0\x9D\x84", {}), 2u);
+  EXPECT_EQ(settled_length("ab\xF0\x9D\x84\x9E", {}), 6u);
+  // Trailing U+FFFD (a byte token decoded before its character is complete).
+  EXPECT_EQ(settled_length("ab\xEF\xBF\xBD\xEF\xBF\xBD", {}), 2u);
+  EXPECT_EQ(settled_length("a\xEF\xBF\xBD" "b", {}), 5u);
+  // A suffix that may start a stop string, the earliest of them; a complete stop string and what follows.
+  EXPECT_EQ(settled_length("Hello, Us", {"User:"}), 7u);
+  EXPECT_EQ(settled_length("Hello, U", {"User:", "Uh"}), 7u);
+  EXPECT_EQ(settled_length("Hello, Ux", {"User:"}), 9u);
+  EXPECT_EQ(settled_length("Hi User: yes", {"User:"}), 3u);
+  EXPECT_EQ(settled_length("abab", {"abac"}), 2u);  // "ab" may start "abac"; "abab" cannot
+  EXPECT_EQ(settled_length("xyz", {""}), 3u);       // an empty stop string stops nothing
+}
+
+TEST(OpenAiStream, DeltasConcatenateToTheFinalTextAndNeverLeakAStopString) {
+  // The texts a reply goes through, token by token, with the stop string "###" split across three tokens.
+  const std::vector<std::string> texts = {"The", "The c\xC3", "The c\xC3\xA9", "The c\xC3\xA9 #", "The c\xC3\xA9 ##",
+                                          "The c\xC3\xA9 ###"};
+  DeltaStream stream({"###"});
+  std::string joined;
+  std::vector<std::string> deltas;
+  for (const auto& t : texts) {
+    const std::string d = stream.next(t);
+    if (!d.empty()) deltas.push_back(d);
+    joined += d;
+    EXPECT_EQ(joined.find('#'), std::string::npos) << "a stop string's start leaked: " << joined;
+  }
+  EXPECT_EQ(deltas, (std::vector<std::string>{"The", " c", "\xC3\xA9", " "}));
+  joined += stream.finish("The c\xC3\xA9 ");  // generate()'s text: the stop string cut
+  EXPECT_EQ(joined, "The c\xC3\xA9 ");
+  EXPECT_TRUE(stream.consistent());
+  // A "#" that did not become the stop string is sent once the next token shows it.
+  DeltaStream other({"###"});
+  EXPECT_EQ(other.next("a #"), "a ");
+  EXPECT_EQ(other.next("a #b"), "#b");
+  EXPECT_EQ(other.finish("a #b!"), "!");
+  // A text that changes what was sent cannot be taken back: it is reported.
+  DeltaStream broken({});
+  EXPECT_EQ(broken.next("abc"), "abc");
+  EXPECT_EQ(broken.next("abd e"), "");
+  EXPECT_FALSE(broken.consistent());
 }

@@ -33,13 +33,13 @@ static bool running(pid_t pid) {
 }
 
 Server::Server(const fs::path& dir, const std::vector<std::string>& extra_args,
-               const std::map<std::string, std::string>& env) {
+               const std::map<std::string, std::string>& env, const std::string& log_level) {
   fs::create_directories(dir);
   const std::string port_file = (dir / "port").string();
   log_path_ = (dir / "requests.jsonl").string();
   fs::remove(port_file);
   fs::remove(log_path_);
-  std::vector<std::string> argv = {kRunner, "--plugin-path", kPlugins, "--log-level", "warn", "serve",
+  std::vector<std::string> argv = {kRunner, "--plugin-path", kPlugins, "--log-level", log_level, "serve",
                                    "--model", "llava", "--model-opt", "path=" + kTinyModel, "--port", "0",
                                    "--port-file", port_file, "--log-requests", log_path_};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());

@@ -28,7 +28,7 @@ std::string slurp(const std::string& path);
 class Server {
  public:
   Server(const std::filesystem::path& dir, const std::vector<std::string>& extra_args = {},
-         const std::map<std::string, std::string>& env = {});
+         const std::map<std::string, std::string>& env = {}, const std::string& log_level = "warn");
   ~Server();
   int port() const { return port_; }
   std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
