@@ -705,7 +705,8 @@ Setting apply_direct_override(Sections& s, const Override& o, const std::vector<
                                               position(k.at, s.source), o.key));
   Setting x{o.key, target_of(s, o.key, where), o.value, YAML::Node(), where};
   if (x.target.stage < 0) {
-    require_existing(o, s.defaults, o.key, "", s.source);
+    // (A first part that is also a stage is the ambiguity check's, which says more.)
+    if (s.stage_index(first) < 0) require_existing(o, s.defaults, o.key, "", s.source);
     write_setting(s, x, s.defaults);
     return x;
   }

@@ -11,6 +11,7 @@
 
 namespace fs = std::filesystem;
 using namespace mmr::test;
+using mmr::QueryResult;
 
 namespace {
 

@@ -53,7 +53,7 @@ class Package : public ::testing::Test {
 }  // namespace
 
 TEST_F(Package, TheDebInstallsARunnerThatFindsEveryPluginAndTheTokenizer) {
-  const ProcessResult pack = run({"cpack", "--config", (kBuild / "CPackConfig.cmake").string(), "-B", dir_.string()});
+  const ProcessResult pack = run({MMR_CPACK, "--config", (kBuild / "CPackConfig.cmake").string(), "-B", dir_.string()});
   ASSERT_EQ(pack.status, 0) << pack.out << pack.err;
   fs::path deb;
   for (const auto& e : fs::directory_iterator(dir_))
@@ -61,13 +61,13 @@ TEST_F(Package, TheDebInstallsARunnerThatFindsEveryPluginAndTheTokenizer) {
   ASSERT_FALSE(deb.empty()) << pack.out;
   EXPECT_NE(deb.filename().string().find("mmrunner_"), std::string::npos);
 
-  const ProcessResult depends = run({"dpkg-deb", "--field", deb.string(), "Depends"});
+  const ProcessResult depends = run({MMR_DPKG_DEB, "--field", deb.string(), "Depends"});
   ASSERT_EQ(depends.status, 0) << depends.err;
   for (const char* package : {"libc6", "libtorch", "libyaml-cpp", "libsqlite3"})
     EXPECT_NE(depends.out.find(package), std::string::npos) << "Depends: " << depends.out;
 
   const fs::path root = dir_ / "root";
-  ASSERT_EQ(run({"dpkg-deb", "-x", deb.string(), root.string()}).status, 0);
+  ASSERT_EQ(run({MMR_DPKG_DEB, "-x", deb.string(), root.string()}).status, 0);
   const std::string runner = (root / "usr" / "bin" / "runner").string();
   ASSERT_TRUE(fs::exists(runner));
   const std::map<std::string, std::string> env = {{"RUNNER_PLUGIN_PATH", ""}, {"MMR_SENTENCEPIECE_MODULE", ""}};
