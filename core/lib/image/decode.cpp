@@ -1,8 +1,8 @@
 // Image decoding to RGB, matching what PIL (Image.open(...).convert('RGB')) gives: the format is told by the first
 // bytes (format.h, shared with the datasets' image check), then JPEG goes to libjpeg-turbo (jpeg.cpp), WebP to
 // libwebp (webp.cpp), and PNG, GIF and BMP to stb_image (here).
-// What this is not: PIL-exact for 16-bit grey PNGs (stb scales them to 8 bits, PIL clips) or for BMP variants stb
-// does not read (RLE-compressed); TIFF is refused with a clear error.
+// What this is not: PIL-exact for 16-bit grey PNGs (stb reduces them to 8 bits its own way), nor a reader of the
+// BMP variants stb does not read (RLE-compressed); TIFF is refused with a clear error.
 //
 // stb_image is compiled into this file with STB_IMAGE_STATIC, so its symbols stay private to this translation
 // unit and cannot clash with another library that embeds stb.
