@@ -1,5 +1,6 @@
 // The OpenAI chat-completions wire format. See openai_chat.h.
 #include "app/openai_chat.h"
+#include "core/lib/util/base64.h"
 #include "core/lib/util/json_safe.h"
 
 #include <fmt/format.h>
@@ -11,35 +12,6 @@ namespace mmr::serve {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-std::string base64_decode(std::string_view text) {
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0, pad = 0;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    int v;
-    if (c >= 'A' && c <= 'Z') v = c - 'A';
-    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9') v = c - '0' + 52;
-    else if (c == '+') v = 62;
-    else if (c == '/') v = 63;
-    else if (c == '=') { ++pad; continue; }
-    else if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
-    else throw RequestError(fmt::format("base64: invalid character '{}' at offset {}", c, i));
-    if (pad > 0) throw RequestError(fmt::format("base64: data after '=' padding at offset {}", i));
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
-    }
-  }
-  // Leftover bits must be the zero padding of a 2- or 3-character final group (6 or 4 bits are impossible).
-  if (bits >= 6) throw RequestError("base64: truncated input (a final group of one character)");
-  if (pad > 2) throw RequestError("base64: more than two '=' padding characters");
-  return out;
-}
 
 namespace {
 
@@ -71,8 +43,8 @@ std::string decode_data_url(const std::string& url, const fs::path& image_dir, i
                                    "image/bmp or image/webp)", where, mime));
   std::string bytes;
   try {
-    bytes = base64_decode(std::string_view(url).substr(comma + 1));
-  } catch (const RequestError& e) {
+    bytes = base64_decode(std::string_view(url).substr(comma + 1), Base64Rules::kStrict);
+  } catch (const Base64Error& e) {
     throw RequestError(where + ": " + e.what());
   }
   if (bytes.empty()) throw RequestError(where + ": the data URL holds no bytes");

@@ -5,7 +5,7 @@
 // the first user message) are put before the first user turn's text, "<system>\n\n<user>", since LLaVA's template
 // has a fixed system line of its own. A user turn's image parts become "<image>\n" in front of its text, one per
 // image, as LLaVA's data has them, and their files in order. Images: data:image/<png|jpeg|gif|bmp|webp>;base64,...
-// URLs are decoded into `image_dir`; file:///abs/path and local paths are used as they are when they lie under
+// URLs are decoded (core/lib/util/base64.h, Base64Rules::kStrict) into `image_dir`; file:///abs/path and local paths are used as they are when they lie under
 // one of the operator's allowed folders (RequestLimits::allowed_media_dirs, `--allowed-media-dir`; none: refused,
 // as vLLM's --allowed-local-media-path); http(s) URLs are refused (the server fetches nothing).
 #pragma once
@@ -15,7 +15,6 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "core/api/chat_api.h"
@@ -28,10 +27,6 @@ class RequestError : public Error {
  public:
   using Error::Error;
 };
-
-// RFC 4648 base64 (standard alphabet, '=' padding, whitespace ignored); throws RequestError naming the offset
-// of the first bad character.
-std::string base64_decode(std::string_view text);
 
 struct ChatRequest {
   ChatSample sample;

@@ -15,6 +15,8 @@ packages=(
   libspdlog-dev libfmt-dev nlohmann-json3-dev libcpp-httplib-dev libssl-dev
   # c10d's Gloo process group (data-parallel training): its headers include Gloo's, which libtorch-dev lacks
   libgloo-dev
+  # image decoding with the libraries Pillow uses: libjpeg-turbo for JPEG, libwebp (+ its demuxer) for WebP
+  libjpeg62-turbo-dev libwebp-dev
   # an optimised BLAS for LibTorch's CPU matmuls (Debian's libtorch otherwise gets the reference BLAS: ~3x slower)
   libopenblas0-openmp
   # tests (curl: the `runner serve` test sends a request with it)

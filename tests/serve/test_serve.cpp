@@ -10,7 +10,11 @@
 #include <string>
 #include <vector>
 
+#include <webp/encode.h>
+#include <webp/types.h>
+
 #include "core/api/plugin_api.h"
+#include "core/lib/image/image.h"
 #include "harness.h"
 
 namespace fs = std::filesystem;
@@ -101,6 +105,32 @@ TEST_F(Serve, ImageRequestGetsTheReplyTheModelGeneratesDirectly) {
   EXPECT_TRUE(fs::is_empty(temps[0]));
   EXPECT_NE(temps[0].filename().string(), "mmr-serve-" + std::to_string(server_->pid()));
   EXPECT_EQ(fs::status(temps[0]).permissions() & (fs::perms::group_all | fs::perms::others_all), fs::perms::none);
+}
+
+TEST_F(Serve, WebpDataUrlGetsTheReplyTheModelGivesForTheSamePixelsAsPng) {
+  // A lossless WebP copy of wide.png (made here with libwebp's encoder) holds the PNG's pixels, so the server must
+  // accept it and reply as the model does for the PNG (before, data:image/webp was advertised but got a 400).
+  const std::string png = kTinyImages + "/wide.png";
+  const image::RgbImage rgb = image::load_rgb(png);
+  uint8_t* encoded = nullptr;
+  const size_t size = WebPEncodeLosslessRGB(rgb.pixels.data(), rgb.width, rgb.height, rgb.width * 3, &encoded);
+  ASSERT_GT(size, 0u);
+  const std::string webp(reinterpret_cast<const char*>(encoded), size);
+  WebPFree(encoded);
+  json body = chat_body("What is shown in the picture?", 8);
+  body["messages"][0]["content"] = json::array(
+      {json{{"type", "image_url"}, {"image_url", {{"url", "data:image/webp;base64," + base64_encode(webp)}}}},
+       json{{"type", "text"}, {"text", "What is shown in the picture?"}}});
+  auto res = post(body);
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  ASSERT_EQ(res->status, 200) << res->body;
+  const json reply = json::parse(res->body);
+  GenerationConfig config;
+  config.max_new_tokens = 8;
+  const Generation expected =
+      direct().generate(ChatSample{{{"human", "<image>\nWhat is shown in the picture?"}}, {png}}, config);
+  EXPECT_EQ(reply["choices"][0]["message"]["content"], expected.text);
+  EXPECT_EQ(reply["usage"]["prompt_tokens"], expected.prompt_tokens);
 }
 
 TEST_F(Serve, CurlGetsAChatCompletionForAnImage) {

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "core/lib/data/records.h"
+#include "core/lib/image/format.h"
 #include "core/lib/util/atomic_file.h"
 
 namespace mmr::data {
@@ -88,22 +89,6 @@ void PipelineOptions::bind_rows(OptionBinder& o, const std::string& image_token_
 
 // ---- images ----------------------------------------------------------------------------------------------------
 
-namespace {
-
-// The magic numbers of the image formats LLaVA's loaders (PIL) read.
-bool looks_like_image(const unsigned char* h, std::streamsize n) {
-  const bool png = n >= 8 && h[0] == 0x89 && h[1] == 'P' && h[2] == 'N' && h[3] == 'G';
-  const bool jpeg = n >= 3 && h[0] == 0xFF && h[1] == 0xD8 && h[2] == 0xFF;
-  const bool gif = n >= 6 && h[0] == 'G' && h[1] == 'I' && h[2] == 'F' && h[3] == '8';
-  const bool bmp = n >= 2 && h[0] == 'B' && h[1] == 'M';
-  const bool webp = n >= 12 && std::memcmp(h, "RIFF", 4) == 0 && std::memcmp(h + 8, "WEBP", 4) == 0;
-  const bool tiff = n >= 4 && ((h[0] == 'I' && h[1] == 'I' && h[2] == 42 && h[3] == 0) ||
-                               (h[0] == 'M' && h[1] == 'M' && h[2] == 0 && h[3] == 42));
-  return png || jpeg || gif || bmp || webp || tiff;
-}
-
-}  // namespace
-
 std::string check_image_file(const std::string& path, std::string& message) {
   std::error_code ec;
   if (!fs::exists(path, ec)) {
@@ -119,11 +104,17 @@ std::string check_image_file(const std::string& path, std::string& message) {
     message = "cannot open image file '" + path + "': " + std::strerror(errno);
     return "unreadable_image";
   }
-  unsigned char h[12] = {0};
+  uint8_t h[image::kSniffBytes] = {0};
   in.read(reinterpret_cast<char*>(h), sizeof h);
-  const std::streamsize n = in.gcount();
-  if (!looks_like_image(h, n)) {
-    message = "image file '" + path + "' is " + (n == 0 ? "empty" : "not a PNG, JPEG, GIF, BMP, WebP or TIFF image");
+  const size_t n = static_cast<size_t>(in.gcount());
+  // The decoder's own test of the format (core/lib/image/format.h), so a row passes only if its image can be read.
+  const image::ImageFormat format = image::sniff_image_format(h, n);
+  if (!image::is_decodable(format)) {
+    message = "image file '" + path + "' is " +
+              (n == 0 ? std::string("empty")
+                      : (format == image::ImageFormat::kTiff ? "a TIFF image, which the image decoder does not read"
+                                                             : "not an image")) +
+              " (expected " + image::kDecodableFormats + ")";
     return "unreadable_image";
   }
   return "";

@@ -81,7 +81,9 @@ void record_metrics(const LoadResult& result, DataContext& ctx);
 void write_rows(const RowSet& rows, const std::filesystem::path& path);
 void write_bad_rows(const std::vector<BadRowReport>& bad, const std::filesystem::path& path);
 
-// Checks that an image file exists, can be read and starts like an image (PNG, JPEG, GIF, BMP, WebP, TIFF).
+// Checks that an image file exists, can be read and starts like an image the decoder reads (JPEG, PNG, GIF, BMP,
+// WebP: core/lib/image/format.h decides for both; a TIFF or unknown file is a bad row). Only the first bytes are
+// read: a file of the right format but corrupt inside still fails when it is decoded.
 // Returns "" when fine, else the reason code (missing_image / unreadable_image) and fills `message`.
 std::string check_image_file(const std::string& path, std::string& message);
 

@@ -2,11 +2,12 @@
 // expand2square with the mean colour, Image.resize(..., BICUBIC), rescale 1/255, normalise with the CLIP mean/std.
 //
 // What this is: torch-free code that turns an image file into the float32 (3, H, W) pixel values the vision tower
-// takes. Decoding uses stb_image; the resize is Pillow's two-pass fixed-point convolution (libImaging/Resample.c)
-// rewritten, so for PNG inputs the output equals the Python reference bit for bit up to the final float division.
-// JPEG decoders differ slightly (stb vs libjpeg), so JPEG inputs land within a grey level or two.
+// takes. Decoding uses the libraries Pillow uses, set up as Pillow sets them up (libjpeg-turbo for JPEG, libwebp for
+// WebP; stb_image for PNG, GIF and BMP); the resize is Pillow's two-pass fixed-point convolution
+// (libImaging/Resample.c) rewritten, so the output equals the Python reference bit for bit up to the final float
+// division.
 // What this is not: a general image library (no EXIF rotation, which LLaVA does not apply either; no colour
-// management; no 16-bit output), nor LLaVA-NeXT "anyres" tiling.
+// management; no 16-bit output; no TIFF), nor LLaVA-NeXT "anyres" tiling.
 //
 // Shapes: H height, W width; RgbImage pixels are (H, W, 3) uint8; pixel values are (3, H, W) float32.
 #pragma once
@@ -27,9 +28,11 @@ struct RgbImage {
   const uint8_t* at(int x, int y) const { return &pixels[(static_cast<size_t>(y) * width + x) * 3]; }
 };
 
-// Decodes JPEG, PNG, BMP or GIF (first frame) and converts to RGB as PIL's Image.convert('RGB') does:
-// grey is replicated into R, G and B, alpha is dropped (not composited), palettes are expanded.
-// A missing, unreadable, truncated or corrupt file throws mmr::DataError naming the file and the reason.
+// Decodes JPEG, PNG, GIF (first frame), BMP or WebP (first frame) and converts to RGB as PIL's
+// Image.convert('RGB') does: grey is replicated into R, G and B, alpha is dropped (not composited), palettes are
+// expanded, CMYK goes through PIL's formula. The format is told by the first bytes (format.h), not the file name.
+// A missing, unreadable, truncated, corrupt or unsupported (TIFF) file throws mmr::DataError naming the file and
+// the reason.
 RgbImage load_rgb(const std::string& path);
 // The same from bytes in memory; `source` names them in errors.
 RgbImage decode_rgb(const uint8_t* bytes, size_t size, const std::string& source);

@@ -1,39 +1,42 @@
-// Base64 encoding (RFC 4648, standard alphabet, '=' padding) and the MIME type of an image file by its extension:
-// what a client needs to send a local image as a data: URL. Header-only and torch-free (judges, tests).
+// Base64 (RFC 4648, standard alphabet, '=' padding) through OpenSSL's libcrypto (EVP_EncodeBlock /
+// EVP_DecodeBlock), and the MIME type of an image file by its extension. Torch-free (serve, judges, benchmarks).
+//
+// Decoding first reads the text by the caller's rules (which characters are skipped, what padding may be left out),
+// giving whole 4-character groups that libcrypto then decodes.
 #pragma once
 
-#include <algorithm>
-#include <cctype>
-#include <cstdint>
 #include <string>
 #include <string_view>
 
+#include "core/api/error.h"
+
 namespace mmr {
 
-inline std::string base64_encode(std::string_view bytes) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  for (size_t i = 0; i < bytes.size(); i += 3) {
-    const size_t n = std::min<size_t>(3, bytes.size() - i);
-    uint32_t v = 0;
-    for (size_t k = 0; k < 3; ++k) v = (v << 8) | (k < n ? static_cast<uint8_t>(bytes[i + k]) : 0u);
-    for (size_t k = 0; k < 4; ++k) out += k <= n ? kAlphabet[(v >> (18 - 6 * k)) & 63] : '=';
-  }
-  return out;
-}
+std::string base64_encode(std::string_view bytes);
+
+// How base64 text is read before decoding. Neither checks that the unused bits of a last group are zero.
+enum class Base64Rules {
+  // Strict about characters, lenient about padding (what `runner serve` has always accepted in data: URLs):
+  // space, tab, CR and LF are skipped; any other character outside the alphabet is an error naming its offset, as
+  // is a character after '='; the padding may be left out, but a last group of one character is an error, and so
+  // are more than two '='.
+  kStrict,
+  // Python's base64.b64decode(s) without validate=True (what MMBench's own code decodes its TSV images with):
+  // characters outside the alphabet are skipped, decoding stops at the '=' that completes a group (anything after
+  // is ignored), the characters read must then form whole groups ("Incorrect padding" otherwise), and the text
+  // must be ASCII.
+  kPython,
+};
+
+// Thrown for text the rules refuse; the message says what was wrong (callers add where the text came from).
+class Base64Error : public DataError {
+ public:
+  using DataError::DataError;
+};
+
+std::string base64_decode(std::string_view text, Base64Rules rules);
 
 // "image/png", "image/jpeg", ... from the file name; "" for an extension that is not an image type we send.
-inline std::string image_mime_type(std::string_view path) {
-  const size_t dot = path.rfind('.');
-  std::string ext = dot == std::string_view::npos ? "" : std::string(path.substr(dot + 1));
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (ext == "png") return "image/png";
-  if (ext == "jpg" || ext == "jpeg") return "image/jpeg";
-  if (ext == "gif") return "image/gif";
-  if (ext == "bmp") return "image/bmp";
-  if (ext == "webp") return "image/webp";
-  return "";
-}
+std::string image_mime_type(std::string_view path);
 
 }  // namespace mmr

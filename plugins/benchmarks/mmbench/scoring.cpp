@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "core/api/error.h"
+#include "core/lib/util/base64.h"
 #include "core/lib/util/strings.h"
 
 namespace mmr::mmbench {
@@ -533,36 +534,11 @@ std::string submission_tsv(const Table& data, const std::map<int64_t, std::strin
 }
 
 std::string base64_decode(std::string_view text, const std::string& where) {
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t padding = 0;
-  for (char c : text) {
-    if (is_python_space(c)) continue;
-    if (c == '=') {
-      ++padding;
-      continue;
-    }
-    const int v = value(c);
-    if (v < 0 || padding > 0)
-      throw DataError(where + ": the image is not valid base64 (unexpected character '" + std::string(1, c) + "')");
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xFF);
-    }
+  try {
+    return mmr::base64_decode(text, Base64Rules::kPython);
+  } catch (const Base64Error& e) {
+    throw DataError(where + ": the image is not valid base64 (" + e.what() + ")");
   }
-  if (padding > 2 || bits >= 6) throw DataError(where + ": the image is not valid base64 (bad length or padding)");
-  return out;
 }
 
 }  // namespace mmr::mmbench

@@ -187,7 +187,8 @@ std::string llava_question_text(const Row& row);
 // The submission TSV: the data columns minus hint, category, source, image, comment, l2-category, with
 // `prediction` inserted at column 6 (convert_mmbench_for_submission.py's layout), quoted where pandas quotes.
 std::string submission_tsv(const Table& data, const std::map<int64_t, std::string>& predictions);
-// RFC 4648 base64 (whitespace ignored); a malformed string is a DataError naming `where`.
+// A TSV image cell decoded as MMBench's Python code decodes it (base64.b64decode: characters outside the alphabet
+// are skipped, the padding must be right; core/lib/util/base64.h); a malformed one is a DataError naming `where`.
 std::string base64_decode(std::string_view text, const std::string& where);
 
 }  // namespace mmr::mmbench

@@ -132,7 +132,8 @@ TEST_F(Formats, UnreadableImageIsABadRow) {
   const LoadResult r = load(RowKind::Preference, file, "on_bad_row: skip");
   ASSERT_EQ(r.bad_rows.size(), 3u);
   EXPECT_EQ(r.counts.at("skipped/unreadable_image"), 3);
-  EXPECT_NE(r.bad_rows[0].message.find("not a PNG, JPEG"), std::string::npos);
+  EXPECT_NE(r.bad_rows[0].message.find("is not an image (expected JPEG, PNG, GIF, BMP or WebP)"), std::string::npos)
+      << r.bad_rows[0].message;
   EXPECT_NE(r.bad_rows[1].message.find("is empty"), std::string::npos);
   EXPECT_NE(r.bad_rows[2].message.find("not a regular file"), std::string::npos);
   // check_images: false leaves the files alone.

@@ -1,5 +1,6 @@
 // Tests for core/image: the LLaVA-1.5 preprocessing against the Python reference (PIL + LLaVA's expand2square,
-// tests/data/tiny-llava/expected/pixel_values.safetensors), the decoder's conversions and its errors.
+// tests/data/tiny-llava/expected/pixel_values.safetensors), the decoders (libjpeg-turbo, libwebp, stb_image)
+// against PIL's and libjpeg's own decodes, and their errors.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -11,6 +12,9 @@
 #include <iostream>
 #include <string>
 #include <vector>
+
+#include <webp/encode.h>
+#include <webp/types.h>
 
 #include "core/api/error.h"
 #include "core/lib/image/image.h"
@@ -115,7 +119,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ImageMatchesPythonReferencePng,
 
 TEST(ImageMatchesPythonReference, JpegExactlyAsLibjpegDecodesIt) {
   // The issue allows 0.035 absolute for JPEG. stb_image's own IDCT, upsampling and colour conversion land 3 grey
-  // levels (0.044) away on this 4:2:0 file; with libjpeg's versions of those stages (decode.cpp) it is exact.
+  // levels (0.044) away on this 4:2:0 file; decoded by libjpeg-turbo as PIL sets it up (jpeg.cpp) it is exact.
   const Comparison c = compare_with_reference("tall.jpg");
   EXPECT_LE(c.max_abs_error, 0.035);
   EXPECT_EQ(c.max_grey_levels, 0);
@@ -137,6 +141,18 @@ TEST(ImageDecode, JpegMatchesLibjpegInEverySampling) {
     }
     EXPECT_EQ(max_diff, 0) << key;
   }
+}
+
+TEST(ImageDecode, CmykJpegAsPilConvertsIt) {
+  // Pillow's own decode (tests/data/README.md): its "CMYK;I" raw mode and cmyk2rgb rounding, to the grey level.
+  const std::string dir = MMR_IMAGE_TEST_DATA_DIR;
+  const RgbImage img = load_rgb(dir + "/pil_cmyk.jpg");
+  const std::vector<uint8_t> ppm = read_bytes(dir + "/pil_cmyk_rgb.ppm");
+  const std::string header = "P6\n37 29\n255\n";
+  ASSERT_EQ(std::string(ppm.begin(), ppm.begin() + header.size()), header);
+  ASSERT_EQ(img.width, 37);
+  ASSERT_EQ(img.height, 29);
+  EXPECT_EQ(img.pixels, std::vector<uint8_t>(ppm.begin() + header.size(), ppm.end()));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -278,11 +294,112 @@ TEST(ImageDecode, TruncatedJpegIsRefusedAsPilDoes) {
   expect_data_error([&] { load_rgb(path); }, {path, "truncated"});
 }
 
+TEST(ImageDecode, JpegEndingJustBeforeItsEndMarkerIsTruncatedAsPilSays) {
+  // Measured against Pillow 9.4: without its last two bytes (the EOI marker) tall.jpg is "image file is
+  // truncated" there too, since libjpeg asks for more bytes before its last row is out.
+  TempDir dir;
+  std::vector<uint8_t> bytes = read_bytes(kImages + "/tall.jpg");
+  ASSERT_EQ(bytes[bytes.size() - 2], 0xFF);
+  ASSERT_EQ(bytes[bytes.size() - 1], 0xD9);
+  bytes.resize(bytes.size() - 2);
+  const std::string path = dir.write("no_eoi.jpg", bytes);
+  expect_data_error([&] { load_rgb(path); }, {path, "truncated"});
+}
+
+TEST(ImageDecode, CorruptJpegIsADataErrorNamingLibjpegsReason) {
+  // libjpeg's default error handler would exit() the process; ours turns its message into a DataError.
+  TempDir dir;
+  std::vector<uint8_t> bytes = read_bytes(kImages + "/tall.jpg");
+  std::vector<uint8_t> bad_marker = bytes;
+  ASSERT_EQ(bad_marker[3], 0xE0);
+  bad_marker[3] = 0x1F;   // the APP0 marker after SOI becomes 0xFF1F, which JPEG does not define (PIL refuses it too)
+  const std::string path = dir.write("bad_marker.jpg", bad_marker);
+  expect_data_error([&] { load_rgb(path); }, {path, "cannot decode image: JPEG: ", "corrupt"});
+  // Only the first three bytes of a JPEG: the check's magic, nothing after it.
+  const std::string stub = dir.write("stub.jpg", std::vector<uint8_t>(bytes.begin(), bytes.begin() + 3));
+  expect_data_error([&] { load_rgb(stub); }, {stub, "truncated"});
+}
+
 TEST(ImageDecode, TextFileRenamedJpgNamesFileAndReason) {
   TempDir dir;
   const std::string text = "this is not an image, just text\n";
   const std::string path = dir.write("notes.jpg", std::vector<uint8_t>(text.begin(), text.end()));
-  expect_data_error([&] { load_rgb(path); }, {path, "cannot decode image", "unknown image type", "JPEG, PNG"});
+  expect_data_error([&] { load_rgb(path); },
+                    {path, "cannot decode image", "unknown image type", "JPEG, PNG, GIF, BMP or WebP"});
+}
+
+TEST(ImageDecode, TiffIsRefusedByName) {
+  TempDir dir;
+  for (const std::string& magic : {std::string("II*\0", 4), std::string("MM\0*", 4)}) {
+    const std::string text = magic + std::string(60, '\0');
+    const std::string path = dir.write("scan.tif", std::vector<uint8_t>(text.begin(), text.end()));
+    expect_data_error([&] { load_rgb(path); }, {path, "TIFF is not supported", "JPEG, PNG, GIF, BMP or WebP"});
+  }
+}
+
+// A w x h RGBA pattern whose alpha varies (never 0, where an encoder may drop the colour) and whose colour does not
+// follow the alpha, so compositing would show.
+std::vector<uint8_t> rgba_pattern(int w, int h) {
+  std::vector<uint8_t> px(static_cast<size_t>(w) * h * 4);
+  for (int y = 0; y < h; ++y) {
+    for (int x = 0; x < w; ++x) {
+      uint8_t* p = &px[(static_cast<size_t>(y) * w + x) * 4];
+      p[0] = static_cast<uint8_t>(x * 9 + y);
+      p[1] = static_cast<uint8_t>(y * 13 + 7);
+      p[2] = static_cast<uint8_t>((x ^ y) * 5);
+      p[3] = static_cast<uint8_t>(1 + (x * 31 + y * 17) % 255);
+    }
+  }
+  return px;
+}
+
+// Lossless WebP made here with libwebp's encoder; lossless, so the decoded pixels must be the pattern's.
+std::vector<uint8_t> encode_lossless_webp(const std::vector<uint8_t>& rgba, int w, int h) {
+  uint8_t* out = nullptr;
+  const size_t size = WebPEncodeLosslessRGBA(rgba.data(), w, h, w * 4, &out);
+  EXPECT_GT(size, 0u);
+  std::vector<uint8_t> bytes(out, out + size);
+  WebPFree(out);
+  return bytes;
+}
+
+TEST(ImageDecode, LosslessWebpGivesItsPixelsWithAlphaDroppedAsForPng) {
+  // As for rgba.png (PIL's convert('RGB') of RGBA): alpha is dropped, not composited onto a background.
+  const int w = 23, h = 17;
+  const std::vector<uint8_t> rgba = rgba_pattern(w, h);
+  TempDir dir;
+  const std::string path = dir.write("pattern.webp", encode_lossless_webp(rgba, w, h));
+  const RgbImage img = load_rgb(path);
+  ASSERT_EQ(img.width, w);
+  ASSERT_EQ(img.height, h);
+  size_t differ = 0;
+  for (size_t i = 0; i < static_cast<size_t>(w) * h; ++i)
+    for (int c = 0; c < 3; ++c) differ += img.pixels[i * 3 + c] != rgba[i * 4 + c];
+  EXPECT_EQ(differ, 0u);
+}
+
+TEST(ImageDecode, WebpOfAFixturePngPreprocessesLikeThePng) {
+  // The same pixels through the whole LLaVA pipeline: the WebP copy of wide.png gives the PNG's model input.
+  const RgbImage png = load_rgb(kImages + "/wide.png");
+  std::vector<uint8_t> rgba;
+  for (size_t i = 0; i < png.pixels.size(); i += 3) rgba.insert(rgba.end(), {png.pixels[i], png.pixels[i + 1], png.pixels[i + 2], 255});
+  TempDir dir;
+  const std::string path = dir.write("wide.webp", encode_lossless_webp(rgba, png.width, png.height));
+  const PreprocessConfig config = PreprocessConfig::from_json_file(kTiny + "/model/preprocessor_config.json");
+  EXPECT_EQ(preprocess_file(path, config), preprocess_file(kImages + "/wide.png", config));
+}
+
+TEST(ImageDecode, TruncatedOrCorruptWebpIsADataError) {
+  const std::vector<uint8_t> good = encode_lossless_webp(rgba_pattern(40, 30), 40, 30);
+  TempDir dir;
+  for (const size_t keep : {size_t{12}, size_t{30}, good.size() / 2, good.size() - 1}) {
+    const std::string path = dir.write("cut.webp", std::vector<uint8_t>(good.begin(), good.begin() + keep));
+    expect_data_error([&] { load_rgb(path); }, {path, "cannot decode image", "WebP", "corrupt or truncated"});
+  }
+  std::vector<uint8_t> scrambled = good;
+  for (size_t i = 40; i < scrambled.size(); i += 7) scrambled[i] ^= 0x5A;
+  const std::string path = dir.write("scrambled.webp", scrambled);
+  expect_data_error([&] { load_rgb(path); }, {path, "cannot decode image", "WebP"});
 }
 
 TEST(ImageDecode, EmptyFileNamesPath) {

@@ -1,13 +1,17 @@
-// The shared helpers of core/lib/util: SHA-256 against FIPS 180-4's examples and Python's hashlib, and atomic
-// whole-file writes (the old file or the new one, never half of either, and no temporary left behind).
+// The shared helpers of core/lib/util: SHA-256 against FIPS 180-4's examples and Python's hashlib, base64 against
+// RFC 4648's vectors and each caller's rules (runner serve's and Python's b64decode), and atomic whole-file writes
+// (the old file or the new one, never half of either, and no temporary left behind).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/api/error.h"
 #include "core/lib/util/atomic_file.h"
+#include "core/lib/util/base64.h"
 #include "core/lib/util/sha256.h"
 
 namespace fs = std::filesystem;
@@ -35,6 +39,76 @@ TEST(Sha256, MatchesFipsExamplesAndPaddingBoundaries) {
   EXPECT_EQ(sha256_hex(std::string(55, 'x')), "d5e285683cd4efc02d021a5c62014694958901005d6f71e89e0989fac77e4072");
   EXPECT_EQ(sha256_hex(std::string(56, 'y')), "4877e564e5e36e367c7c8d59670774becd3350610b6df4c399c9fa9b66da5813");
   EXPECT_EQ(sha256_hex(std::string(64, 'z')), "72996563049cc84daa2c3f31fd5c3d10770e69d6ebbb8da5b6d76db303dbae43");
+}
+
+namespace {
+
+using mmr::Base64Rules;
+
+// The Base64Error message of decoding `text` ("" when it decodes).
+std::string base64_error(const std::string& text, Base64Rules rules) {
+  try {
+    mmr::base64_decode(text, rules);
+  } catch (const mmr::Base64Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(Base64, EncodesAndDecodesTheRfc4648VectorsUnderBothRules) {
+  const std::vector<std::pair<std::string, std::string>> vectors = {
+      {"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"}, {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="},
+      {"foobar", "Zm9vYmFy"}};
+  for (const auto& [bytes, text] : vectors) {
+    EXPECT_EQ(mmr::base64_encode(bytes), text);
+    // The padding's zero bytes, which EVP_DecodeBlock counts, are not data.
+    EXPECT_EQ(mmr::base64_decode(text, Base64Rules::kStrict), bytes) << text;
+    EXPECT_EQ(mmr::base64_decode(text, Base64Rules::kPython), bytes) << text;
+  }
+  EXPECT_EQ(mmr::base64_decode("//79", Base64Rules::kStrict), std::string("\xff\xfe\xfd", 3));
+  std::string all;
+  for (int i = 0; i < 256; ++i) all += static_cast<char>(i);
+  for (size_t n : {size_t{254}, size_t{255}, size_t{256}}) {
+    EXPECT_EQ(mmr::base64_decode(mmr::base64_encode(all.substr(0, n)), Base64Rules::kStrict), all.substr(0, n));
+    EXPECT_EQ(mmr::base64_decode(mmr::base64_encode(all.substr(0, n)), Base64Rules::kPython), all.substr(0, n));
+  }
+  // Longer than one line of PEM (EVP_EncodeBlock writes no newlines) and a few MB, for the chunking.
+  const std::string big(5'000'001, 'x');
+  const std::string encoded = mmr::base64_encode(big);
+  EXPECT_EQ(encoded.find('\n'), std::string::npos);
+  EXPECT_EQ(encoded.size(), (big.size() + 2) / 3 * 4);
+  EXPECT_EQ(mmr::base64_decode(encoded, Base64Rules::kStrict), big);
+}
+
+TEST(Base64, StrictRulesSkipWhitespaceAllowMissingPaddingAndNameBadCharacters) {
+  EXPECT_EQ(mmr::base64_decode("Zm9v\nYmFy", Base64Rules::kStrict), "foobar");
+  EXPECT_EQ(mmr::base64_decode(" Zm9v\r\n\tYmE=\n", Base64Rules::kStrict), "fooba");
+  EXPECT_EQ(mmr::base64_decode("Zg", Base64Rules::kStrict), "f");    // padding left out
+  EXPECT_EQ(mmr::base64_decode("Zm8", Base64Rules::kStrict), "fo");
+  EXPECT_EQ(mmr::base64_decode("Zm9v==", Base64Rules::kStrict), "foo");   // as runner serve always read it
+  EXPECT_EQ(base64_error("Zm$v", Base64Rules::kStrict), "base64: invalid character '$' at offset 2");
+  EXPECT_EQ(base64_error("Zm9v!", Base64Rules::kStrict), "base64: invalid character '!' at offset 4");
+  EXPECT_EQ(base64_error("Zg==Zg==", Base64Rules::kStrict), "base64: data after '=' padding at offset 4");
+  EXPECT_EQ(base64_error("Zm9vY", Base64Rules::kStrict), "base64: truncated input (a final group of one character)");
+  EXPECT_EQ(base64_error("Zg===", Base64Rules::kStrict), "base64: more than two '=' padding characters");
+  EXPECT_EQ(base64_error("Zm-9", Base64Rules::kStrict), "base64: invalid character '-' at offset 2");   // not base64url
+}
+
+TEST(Base64, PythonRulesAreThoseOfB64decode) {
+  // Each expectation is what CPython 3.11's base64.b64decode(text) returns or raises.
+  EXPECT_EQ(mmr::base64_decode("aGVs\nbG8h", Base64Rules::kPython), "hello!");
+  EXPECT_EQ(mmr::base64_decode("aG$Vs!bG8h", Base64Rules::kPython), "hello!");   // other characters are skipped
+  EXPECT_EQ(mmr::base64_decode("Zg==Zm9v", Base64Rules::kPython), "f");          // the padding ends the data
+  EXPECT_EQ(mmr::base64_decode("Zm=9v", Base64Rules::kPython), "foo");           // a '=' inside a group is skipped
+  EXPECT_EQ(mmr::base64_decode("=Zm9v", Base64Rules::kPython), "foo");
+  EXPECT_EQ(base64_error("Zg", Base64Rules::kPython), "Incorrect padding");
+  EXPECT_EQ(base64_error("Zg=", Base64Rules::kPython), "Incorrect padding");
+  EXPECT_EQ(base64_error("aGV$", Base64Rules::kPython), "Incorrect padding");
+  EXPECT_EQ(base64_error("Zm9vY", Base64Rules::kPython),
+            "Invalid base64-encoded string: number of data characters (5) cannot be 1 more than a multiple of 4");
+  EXPECT_EQ(base64_error("Zm9v\xc3\xa9", Base64Rules::kPython), "string argument should contain only ASCII characters");
 }
 
 TEST(AtomicFile, ReplacesTheFileAndLeavesNoTemporary) {

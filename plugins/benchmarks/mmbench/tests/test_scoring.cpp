@@ -261,6 +261,7 @@ TEST(MmBenchEvaluation, WritesTheSubmissionColumnsAndReadsThemBack) {
 TEST(MmBenchEvaluation, DecodesBase64Images) {
   EXPECT_EQ(base64_decode("aGVsbG8=", "x"), "hello");
   EXPECT_EQ(base64_decode("aGVs\nbG8h", "x"), "hello!");
+  EXPECT_EQ(base64_decode("aGVs!bG8=", "x"), "hello");   // as Python's b64decode: the '!' is skipped
   const std::vector<Row> rows = read_rows(kData, false);
   EXPECT_EQ(base64_decode(rows[0].image, "x").substr(1, 3), "PNG");
   expect_data_error([] { base64_decode("aGV$", "f.tsv:3"); }, {"f.tsv:3", "not valid base64"});

@@ -1,6 +1,6 @@
 // Makes the libjpeg reference fixtures in this folder (not built by CMake; run by hand when they must change):
 //   g++ -std=c++17 -I<repo> make_libjpeg_fixtures.cpp <repo>/core/lib/safetensors/{safetensors,writer}.cpp \
-//       <repo>/core/lib/image/{decode,image,resample}.cpp -ljpeg -lfmt -lspdlog -pthread && ./a.out
+//       -ljpeg -lfmt -lspdlog -pthread && ./a.out
 // Encodes a synthetic 37x29 pattern with libjpeg in every chroma sampling we handle specially (plus progressive and
 // greyscale) and stores libjpeg's own decode (default settings, as PIL uses it) in libjpeg_decoded.safetensors,
 // so test_image can check our decoder against libjpeg without linking it.
