@@ -103,7 +103,7 @@ TEST(ChatPage, APersonUploadsAnImageAsksTwiceAndSeesTheServersAnswers) {
   const fs::path artifacts = fs::path(MMR_TEST_BINARY_DIR) / "test-artifacts" / "chat_page";
   fs::create_directories(artifacts);
   const fs::path png = artifacts / "conversation.png";
-  const std::string shot = serve::base64_decode(page.screenshot_base64());
+  const std::string shot = base64_decode(page.screenshot_base64(), Base64Rules::kStrict);
   std::ofstream(png, std::ios::binary) << shot;
   ASSERT_EQ(shot.substr(0, 8), "\x89PNG\r\n\x1a\n");
   std::cout << "screenshot: " << png.string() << "\n";
