@@ -86,9 +86,10 @@ class Registry {
 };
 
 // Checks a YAML map of options against a schema: returns the map with defaults filled in. Throws ConfigError
-// (file:line:column) for an unknown key (listing the known ones), a missing required one or a wrong type.
+// (file:line:column) for an unknown key (listing the known ones), a missing required one (unless !require) or a
+// wrong type.
 YAML::Node check_options(const OptionSchema& schema, const YAML::Node& options, const std::string& source,
-                         const std::string& owner);
+                         const std::string& owner, bool require = true);
 
 // Calls `visit` with every value of options check_options returned that names a file or folder: path and paths
 // options, a dataset option given as a row file, and the same inside the plugin nodes nested in them (options of

@@ -24,7 +24,7 @@ class Counter : public mmr::Algorithm {
             {"decay", "float", "0.5", "loss factor per step"},
             {"sleep_ms", "int", "0", "sleep per step"},
             {"fail_at", "int", "-1", "throw at this step (-1: never)"},
-            {"marker", "path", "", "append one line per run to this file"},
+            {"marker", "output", "", "append one line per run to this file"},
             {"input", "path", "", "a file whose line count is logged as metric 'input_lines'"}};
   }
 

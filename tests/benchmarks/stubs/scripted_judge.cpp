@@ -53,7 +53,7 @@ class ScriptedJudge : public mmr::Judge {
   }
   static const char* summary() { return "test judge: ranks the longer answer first, grades MM-Vet from a script"; }
   static mmr::OptionSchema option_schema() {
-    return {{"log", "path", "", "append each request as a JSON line", false},
+    return {{"log", "output", "", "append each request as a JSON line", false},
             {"grades", "path", "", "JSON object: MM-Vet prediction -> the replies of successive runs", false}};
   }
   std::string identity() const override { return "scripted_judge"; }

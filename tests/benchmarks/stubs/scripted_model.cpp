@@ -28,7 +28,7 @@ class ScriptedModel : public mmr::ChatModel {
   static const char* summary() { return "test model: scripted replies by prompt text"; }
   static mmr::OptionSchema option_schema() {
     return {{"replies", "path", "", "JSON object: last human turn -> reply", false},
-            {"log", "path", "", "append each prompt as a JSON line", false},
+            {"log", "output", "", "append each prompt as a JSON line", false},
             {"image_choice", "bool", "true", "whether set_image_preprocessing succeeds", false}};
   }
 

@@ -43,6 +43,7 @@ class MmVetEvaluation : public mmr::test::BenchmarkCli {
 
   // An experiment of one mm_vet stage with the stub model and judge; `extra`: more options of the stage.
   std::string experiment(const std::string& extra) {
+    std::filesystem::create_directories(dir_ / "images");  // the stub model reads no image, but the folder is checked
     nlohmann::json replies = nlohmann::json::object(), grades = nlohmann::json::object();
     std::string questions;
     for (size_t i = 0; i < kSamples.size(); ++i) {
