@@ -5,11 +5,10 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <iostream>
 
 #include "core/api/error.h"
-
-namespace fs = std::filesystem;
 
 namespace mmr {
 namespace {
@@ -50,8 +49,26 @@ CLI::Option* count_option(CLI::App& cmd, const std::string& flag, T& target, con
       help)->type_name("N");
 }
 
+// "a, b or c"
+std::string alternatives(const std::vector<std::string>& choices) {
+  if (choices.size() < 2) return fmt::format("{}", fmt::join(choices, ""));
+  return fmt::format("{} or {}", fmt::join(choices.begin(), choices.end() - 1, ", "), choices.back());
+}
+
+// An option whose value is one of `choices`; another is an error naming the flag, the value and the choices.
+CLI::Option* choice_option(CLI::App& cmd, const std::string& flag, std::string& target,
+                           const std::vector<std::string>& choices, const std::string& help) {
+  return cmd.add_option_function<std::string>(
+      flag, [&target, flag, choices](const std::string& v) {
+        if (std::find(choices.begin(), choices.end(), v) == choices.end())
+          throw ConfigError(fmt::format("{} '{}': expected {}", flag, v, alternatives(choices)));
+        target = v;
+      },
+      help);
+}
+
 void add_format(CLI::App& cmd, Args& a, const std::vector<std::string>& formats) {
-  cmd.add_option("--format", a.format, "output format (default table)")->check(CLI::IsMember(formats))->type_name("FMT");
+  choice_option(cmd, "--format", a.format, formats, alternatives(formats) + " (default table)")->type_name("FMT");
 }
 
 void add_overrides(CLI::App& cmd, Args& a) {
@@ -100,10 +117,9 @@ void add_run(CLI::App& app, Args& a) {
       ->type_name("N");
   run->add_option("--devices", a.devices, "the GPUs the workers share out (each sees its share as "
                                           "CUDA_VISIBLE_DEVICES)")->type_name("0,1,...");
-  run->add_option("--executor", a.executor, "local (default) or slurm: one Slurm job per trial (sbatch), results "
-                                            "merged into the\nresults database as jobs end; waits for them unless "
-                                            "--no-wait (a rerun then collects them)")
-      ->check(CLI::IsMember({"local", "slurm"}))
+  choice_option(*run, "--executor", a.executor, {"local", "slurm"},
+                "local (default) or slurm: one Slurm job per trial (sbatch), results merged into the\nresults "
+                "database as jobs end; waits for them unless --no-wait (a rerun then collects them)")
       ->type_name("NAME");
   add_slurm_options(*run, a);
   // The runner's own children: a --jobs worker (jobs.h) and a trial inside a Slurm job (slurm.h).
@@ -155,8 +171,8 @@ void add_query(CLI::App& app, Args& a) {
 void add_plugins(CLI::App& app, Args& a) {
   CLI::App* plugins = app.add_subcommand("plugins", "every plugin with its version and options (type, default, "
                                                     "help), and load failures");
-  plugins->add_option("--kind", a.kind, "only model, algorithm, dataset, benchmark or judge plugins")
-      ->check(CLI::IsMember({"model", "algorithm", "dataset", "benchmark", "judge"}))
+  choice_option(*plugins, "--kind", a.kind, {"model", "algorithm", "dataset", "benchmark", "judge"},
+                "only model, algorithm, dataset, benchmark or judge plugins")
       ->type_name("KIND");
 }
 
