@@ -45,7 +45,8 @@ int whole_number(const std::string& flag, const std::string& text, int min, int 
 template <typename T>
 CLI::Option* count_option(CLI::App& cmd, const std::string& flag, T& target, const std::string& help) {
   return cmd.add_option_function<std::string>(
-      flag, [&target, flag](const std::string& v) { target = whole_number(flag, v, 0, INT32_MAX, "a whole number >= 0"); },
+      flag,
+      [&target, flag](const std::string& v) { target = whole_number(flag, v, 0, INT32_MAX, "a whole number >= 0"); },
       help)->type_name("N");
 }
 
@@ -93,7 +94,8 @@ void add_slurm_options(CLI::App& run, Args& a) {
   run.add_option("--partition", a.slurm.partition, "the jobs' partition")->type_name("P")->group(group);
   run.add_option("--time", a.slurm.time, "the jobs' time limit (sbatch --time)")->type_name("T")->group(group);
   count_option(run, "--gpus-per-trial", a.slurm.gpus_per_trial, "GPUs per job")->group(group);
-  repeatable(run.add_option("--sbatch", a.slurm.sbatch_args, "one more sbatch argument (repeatable: --sbatch=--nodes=2)"))
+  repeatable(run.add_option("--sbatch", a.slurm.sbatch_args,
+                            "one more sbatch argument (repeatable: --sbatch=--nodes=2)"))
       ->type_name("ARG")
       ->group(group);
   count_option(run, "--poll", a.slurm.poll_s, "seconds between looks at the jobs")->group(group);

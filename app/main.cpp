@@ -200,7 +200,8 @@ std::vector<const StageSpec*> distinct_stages(const Experiment& exp) {
   std::vector<const StageSpec*> out;
   for (const auto& t : exp.trials)
     for (const auto& s : t.stages)
-      if (std::none_of(out.begin(), out.end(), [&](const StageSpec* o) { return o->name == s.name && o->plugin == s.plugin; }))
+      if (std::none_of(out.begin(), out.end(),
+                       [&](const StageSpec* o) { return o->name == s.name && o->plugin == s.plugin; }))
         out.push_back(&s);
   return out;
 }
@@ -260,7 +261,8 @@ int cmd_plan(const Args& a) {
   } else if (format == Format::Csv) {
     if (a.verbose) {  // the resolved configuration as one more column
       table.columns.push_back("config");
-      for (size_t i = 0; i < exp.trials.size(); ++i) table.rows[i].push_back({QueryCell::Text, exp.trials[i].resolved_json});
+      for (size_t i = 0; i < exp.trials.size(); ++i)
+        table.rows[i].push_back({QueryCell::Text, exp.trials[i].resolved_json});
     }
     print_result(std::cout, table, Format::Csv);
   } else {

@@ -345,7 +345,8 @@ void add_serve_options(CLI::App& app, ServeOptions& o, std::string& config_file)
     const std::string name = f.name;
     // Read at each occurrence, in command-line order (a repeated option: each --model-opt, the last --port).
     app.add_option_function<std::string>(
-           name, [&o, &config_file, name](const std::string& v) { set_option(o, config_file, name, [&v] { return v; }); },
+           name,
+           [&o, &config_file, name](const std::string& v) { set_option(o, config_file, name, [&v] { return v; }); },
            f.help)
         ->type_name(f.value)
         ->trigger_on_parse();

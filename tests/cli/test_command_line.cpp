@@ -67,7 +67,8 @@ TEST_F(CommandLine, EveryCommandHasItsOwnHelp) {
     EXPECT_EQ(r.status, 0) << command << ": " << r.err;
     EXPECT_NE(r.out.find("Usage: runner " + command), std::string::npos) << r.out;
     EXPECT_EQ(r.out.find("Subcommands:"), std::string::npos) << command << " printed the global usage:\n" << r.out;
-    for (const auto& p : pieces) EXPECT_NE(r.out.find(p), std::string::npos) << command << ": no '" << p << "' in:\n" << r.out;
+    for (const auto& p : pieces)
+      EXPECT_NE(r.out.find(p), std::string::npos) << command << ": no '" << p << "' in:\n" << r.out;
   }
   // The global usage lists the commands, not the internal ones; run's help hides the flags for the runner's children.
   const ProcessResult global = runner({"--help"});
@@ -84,14 +85,16 @@ TEST_F(CommandLine, EveryCommandHasItsOwnHelp) {
 
 TEST_F(CommandLine, UnknownOptionsAndStrayArgumentsExitTwoNamingThem) {
   const std::string spec = grid_spec();
-  expect_usage_error({"results", "--force", "--kind", "model", "-o", "x=1"}, "runner results: unknown option '--force'");
+  expect_usage_error({"results", "--force", "--kind", "model", "-o", "x=1"},
+                     "runner results: unknown option '--force'");
   expect_usage_error({"plan", spec, "--frobnicate"}, "runner plan: unknown option '--frobnicate'");
   expect_usage_error({spec, "--verbose"}, "runner run: unknown option '--verbose'");
   expect_usage_error({"results", "stray"}, "runner results: unexpected argument 'stray'");
   expect_usage_error({"results", "plan"}, "runner results: unexpected argument 'plan'");
   expect_usage_error({"run", spec, "other.yaml"}, "runner run: unexpected argument 'other.yaml'");
   expect_usage_error({"query", "SELECT 1", "SELECT 2"}, "runner query: unexpected argument 'SELECT 2'");
-  expect_usage_error({"plugins", "--kind", "modle"}, "--kind 'modle': expected model, algorithm, dataset, benchmark or judge");
+  expect_usage_error({"plugins", "--kind", "modle"},
+                     "--kind 'modle': expected model, algorithm, dataset, benchmark or judge");
   expect_usage_error({"status", "--format", "csv"}, "--format 'csv': expected table or json");
   expect_usage_error({"results", "--format", "xml"}, "--format 'xml': expected table, csv or json");
   expect_usage_error({"plan", spec, "--format", "yaml"}, "--format 'yaml': expected table, csv or json");
@@ -132,7 +135,8 @@ TEST_F(CommandLine, TheFlagsTheRunnerPassesToItsChildrenStillWork) {
   EXPECT_EQ(worker.status, 0) << worker.err;
   EXPECT_EQ(query("SELECT count(*) FROM trials WHERE status = 'finished'").rows[0][0].text, "4");
   // Inside a Slurm job: --slurm-job names the job folder, which must hold the job's ledger.
-  expect_usage_error({"run", spec, "--slurm-job", (dir_ / "no-job").string()}, "--slurm-job " + (dir_ / "no-job").string());
+  const std::string job = (dir_ / "no-job").string();
+  expect_usage_error({"run", spec, "--slurm-job", job}, "--slurm-job " + job + ": no job ledger");
   // A rank of a data-parallel stage: `_stage-rank REQUEST.json` reaches the rank's code (which fails on a missing
   // request with status 1, not as a usage error).
   const ProcessResult rank = runner({"_stage-rank", (dir_ / "missing.json").string()});
@@ -227,8 +231,9 @@ TEST_F(CommandLine, ResultsWhereStageAndColumns) {
 }
 
 TEST_F(CommandLine, ResultsColumnsDoNotRepeatTheStageName) {
-  const ProcessResult r = runner({write("one.yaml", "name: one\nstages:\n  - {name: train, algorithm: counter, steps: 2}\n"
-                                                    "  - {name: eval, algorithm: counter, steps: 2}\n")});
+  const std::string spec = write("one.yaml", "name: one\nstages:\n  - {name: train, algorithm: counter, steps: 2}\n"
+                                             "  - {name: eval, algorithm: counter, steps: 2}\n");
+  const ProcessResult r = runner({spec});
   ASSERT_EQ(r.status, 0) << r.err;
   // Metrics named as the training loop names them ("train/..."), which the test plugins do not log.
   exec("INSERT INTO metrics (trial_id, attempt, stage, name, step, value, recorded_at) VALUES "
