@@ -130,24 +130,10 @@ void flatten(const nlohmann::json& node, const std::string& prefix, std::map<std
   for (const auto& [key, value] : node.items()) flatten(value, prefix.empty() ? key : prefix + "." + key, out);
 }
 
-// trials.config, canonical JSON {"config": {...}, "seed": N, "stages": [{"name", "options", ...}]}: the
-// configuration's paths first, then the stages' options under their names. A value that is not that JSON (a store
-// written before it was recorded) leaves the trial's configuration empty.
 void load_configs(const Store& store, ExperimentData& d) {
   const QueryResult r = store.query(fmt::format("SELECT id, config FROM trials WHERE experiment_id = {}", d.id));
   std::map<int64_t, std::map<std::string, std::string>> by_trial;
-  for (const auto& row : r.rows) {
-    const nlohmann::json doc = nlohmann::json::parse(row[1].text, nullptr, /*allow_exceptions=*/false);
-    if (!doc.is_object()) continue;
-    auto& out = by_trial[int_of(row[0])];
-    if (doc.contains("config")) flatten(doc["config"], "", out);
-    if (doc.contains("stages") && doc["stages"].is_array())
-      for (const auto& stage : doc["stages"])
-        if (stage.is_object() && stage.contains("name") && stage["name"].is_string() && stage.contains("options") &&
-            stage["options"].is_object())
-          for (const auto& [option, value] : stage["options"].items())
-            flatten(value, stage["name"].get<std::string>() + "." + option, out);
-  }
+  for (const auto& row : r.rows) by_trial[int_of(row[0])] = flatten_trial_config(row[1].text);
   for (TrialInfo& t : d.trials)
     if (auto it = by_trial.find(t.id); it != by_trial.end()) t.config = std::move(it->second);
 }
@@ -161,6 +147,23 @@ void load_artifacts(const Store& store, ExperimentData& d) {
 }
 
 }  // namespace
+
+// trials.config, canonical JSON {"config": {...}, "seed": N, "stages": [{"name", "options", ...}]}: the
+// configuration's paths first, then the stages' options under their names. A value that is not that JSON (a store
+// written before it was recorded) gives an empty map.
+std::map<std::string, std::string> flatten_trial_config(const std::string& config_json) {
+  std::map<std::string, std::string> out;
+  const nlohmann::json doc = nlohmann::json::parse(config_json, nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_object()) return out;
+  if (doc.contains("config")) flatten(doc["config"], "", out);
+  if (doc.contains("stages") && doc["stages"].is_array())
+    for (const auto& stage : doc["stages"])
+      if (stage.is_object() && stage.contains("name") && stage["name"].is_string() && stage.contains("options") &&
+          stage["options"].is_object())
+        for (const auto& [option, value] : stage["options"].items())
+          flatten(value, stage["name"].get<std::string>() + "." + option, out);
+  return out;
+}
 
 std::optional<std::string> TrialInfo::value_of(const std::string& key) const {
   if (key == "seed") return std::to_string(seed);

@@ -92,6 +92,10 @@ double now_seconds();
 // used. Throws ConfigError naming what was expected (and the experiments there are) when there is none.
 std::string resolve_experiment(const Store& store, const std::string& arg, const std::filesystem::path& db);
 
+// A trial's resolved configuration (trials.config) flattened as TrialInfo::config says; empty for a value that is
+// not that JSON.
+std::map<std::string, std::string> flatten_trial_config(const std::string& config_json);
+
 // Opens the store read-only; a missing file is a ConfigError (bad input: exit status 2) saying what to pass.
 Store open_store_read_only(const std::filesystem::path& db);
 

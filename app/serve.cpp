@@ -1,6 +1,7 @@
 // `runner serve`: the command line, then the HTTP server. See serve.h.
 #include "app/serve.h"
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <httplib.h>
 #include <spdlog/spdlog.h>
@@ -32,26 +33,6 @@ namespace mmr::serve {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-const char* kServeUsage = R"(usage: runner serve (--model NAME [--model-opt key=value]... | --model-config FILE.yaml) [options]
-  --model NAME               model plugin (e.g. llava, or plugin=llava); --model-opt sets its options (value
-                             parsed as YAML: --model-opt path=/models/x --model-opt dtype=bfloat16)
-  --model-config FILE.yaml   or: a YAML map {plugin: NAME, option: value, ...}
-  --host HOST                address to bind (default 127.0.0.1: this machine only)
-  --port N                   port (default 8000; 0 = any free port, printed and written to --port-file)
-  --port-file PATH           write the port there once listening
-  --served-model-name NAME   the model id clients send and /v1/models lists (default: the plugin name)
-  --api-key-env NAME         require "Authorization: Bearer <value of $NAME>" on every request (but GET /health)
-  --allowed-media-dir DIR     images may be given as local paths or file:// URLs under DIR (repeatable; none given:
-                             only data: URLs)
-  --max-request-bytes N      largest request body (default 33554432)
-  --max-batch N              requests that decode together, for models that batch (default 8; others wait)
-  --default-max-tokens N     max_tokens when a request gives none (default 512; at most --max-tokens-limit)
-  --max-tokens-limit N       largest max_tokens accepted (default 4096)
-  --log-requests PATH        append one JSON line per request (time, method, path, status, body_sha256)
-  --fail-first N             TEST HOOK: fail the first N chat completions with --fail-status (503 or 429)
-  --fail-status CODE         status of those failures (default 503)
-)";
 
 namespace {
 
@@ -105,6 +86,33 @@ bool set_option(ServeOptions& o, std::string& config_file, const std::string& na
   return true;
 }
 
+// serve's options as `runner serve --help` lists them: name, value, help; set_option reads each value.
+struct ServeFlag {
+  const char* name;
+  const char* value;
+  const char* help;
+};
+const ServeFlag kServeFlags[] = {
+    {"--model", "NAME", "model plugin (e.g. llava, or plugin=llava); --model-opt sets its options"},
+    {"--model-opt", "KEY=VALUE", "an option of the model, its value parsed as YAML (repeatable:\n"
+                                 "--model-opt path=/models/x --model-opt dtype=bfloat16)"},
+    {"--model-config", "FILE.yaml", "or: a YAML map {plugin: NAME, option: value, ...}"},
+    {"--host", "HOST", "address to bind (default 127.0.0.1: this machine only)"},
+    {"--port", "N", "port (default 8000; 0 = any free port, printed and written to --port-file)"},
+    {"--port-file", "PATH", "write the port there once listening"},
+    {"--served-model-name", "NAME", "the model id clients send and /v1/models lists (default: the plugin name)"},
+    {"--api-key-env", "NAME", "require \"Authorization: Bearer <value of $NAME>\" on every request (but GET /health)"},
+    {"--allowed-media-dir", "DIR", "images may be given as local paths or file:// URLs under DIR (repeatable;\n"
+                                   "none given: only data: URLs)"},
+    {"--max-request-bytes", "N", "largest request body (default 33554432)"},
+    {"--max-batch", "N", "requests that decode together, for models that batch (default 8; others wait)"},
+    {"--default-max-tokens", "N", "max_tokens when a request gives none (default 512; at most --max-tokens-limit)"},
+    {"--max-tokens-limit", "N", "largest max_tokens accepted (default 4096)"},
+    {"--log-requests", "PATH", "append one JSON line per request (time, method, path, status, body_sha256)"},
+    {"--fail-first", "N", "TEST HOOK: fail the first N chat completions with --fail-status (503 or 429)"},
+    {"--fail-status", "CODE", "status of those failures (default 503)"},
+};
+
 // --model-config FILE: a YAML map {plugin: NAME, option: value, ...} in place of --model and --model-opt.
 void read_model_config(const std::string& config_file, ServeOptions& o) {
   if (!o.model_plugin.empty()) throw ConfigError("serve: give --model or --model-config, not both");
@@ -125,7 +133,8 @@ void read_model_config(const std::string& config_file, ServeOptions& o) {
 
 // The checks across options, and the served name's default.
 void finish_options(ServeOptions& o) {
-  if (o.model_plugin.empty()) throw ConfigError(std::string("serve: no model given\n") + kServeUsage);
+  if (o.model_plugin.empty())
+    throw ConfigError("serve: no model given (--model NAME or --model-config FILE.yaml; runner serve --help)");
   if (o.port < 0 || o.port > 65535) throw ConfigError(fmt::format("--port {}: expected 0..65535", o.port));
   if (o.fail_status != 503 && o.fail_status != 429 && o.fail_status != 500)
     throw ConfigError(fmt::format("--fail-status {}: expected 429, 500 or 503", o.fail_status));
@@ -330,27 +339,37 @@ void listen_until_stopped(httplib::Server& server, const ServeOptions& o, const 
 
 }  // namespace
 
+void add_serve_options(CLI::App& app, ServeOptions& o, std::string& config_file) {
+  for (const ServeFlag& f : kServeFlags) {
+    const std::string name = f.name;
+    // Read at each occurrence, in command-line order (a repeated option: each --model-opt, the last --port).
+    app.add_option_function<std::string>(
+           name,
+           [&o, &config_file, name](const std::string& v) { set_option(o, config_file, name, [&v] { return v; }); },
+           f.help)
+        ->type_name(f.value)
+        ->trigger_on_parse();
+  }
+}
+
+void finish_serve_options(ServeOptions& o, const std::string& config_file) {
+  if (!config_file.empty()) read_model_config(config_file, o);
+  finish_options(o);
+}
+
 ServeOptions parse_serve_args(const std::vector<std::string>& args) {
   ServeOptions o;
   std::string config_file;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string name = args[i], value;
-    const size_t eq = name.find('=');
-    const bool inline_value = name.rfind("--", 0) == 0 && eq != std::string::npos;
-    if (inline_value) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-    }
-    auto next = [&]() -> std::string {
-      if (inline_value) return value;
-      if (i + 1 >= args.size()) throw ConfigError(name + " needs a value");
-      return args[++i];
-    };
-    if (!set_option(o, config_file, name, next))
-      throw ConfigError(fmt::format("serve: unknown argument '{}'\n{}", args[i], kServeUsage));
+  CLI::App app("", "runner serve");
+  app.set_help_flag();  // `runner serve --help` is the runner's command line's
+  add_serve_options(app, o, config_file);
+  std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 takes them last first
+  try {
+    app.parse(reversed);
+  } catch (const CLI::ParseError& e) {
+    throw ConfigError(fmt::format("serve: {}", e.what()));
   }
-  if (!config_file.empty()) read_model_config(config_file, o);
-  finish_options(o);
+  finish_serve_options(o, config_file);
   return o;
 }
 

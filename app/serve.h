@@ -20,6 +20,10 @@
 #include "app/openai_chat.h"
 #include "core/registry.h"
 
+namespace CLI {
+class App;
+}
+
 namespace mmr::serve {
 
 struct ServeOptions {
@@ -43,7 +47,12 @@ struct ServeOptions {
 
 // Parses the arguments after `serve`; throws ConfigError naming the argument.
 ServeOptions parse_serve_args(const std::vector<std::string>& args);
-extern const char* kServeUsage;
+
+// The same options declared on a CLI11 command (`runner serve`, app/command_line.cpp): set into `o` as they are
+// parsed, --model-config's file into `config_file`; then finish_serve_options reads that file and checks the
+// options together (a ConfigError naming what is wrong).
+void add_serve_options(CLI::App& app, ServeOptions& o, std::string& config_file);
+void finish_serve_options(ServeOptions& o, const std::string& config_file);
 
 // Loads the model, serves until SIGINT/SIGTERM (stop_flag()), returns the exit status.
 int run_server(const ServeOptions& options, Registry& registry);

@@ -11,7 +11,7 @@ debs=(libyaml-cpp-dev libyaml-cpp0.7 libspdlog-dev libspdlog1.10 libfmt-dev libf
       libsentencepiece-dev libsentencepiece0 libstb-dev libstb0 libgtest-dev nlohmann-json3-dev libboost1.74-dev
       libboost-filesystem1.74-dev libboost-filesystem1.74.0 libboost-system1.74-dev libboost-system1.74.0
       libboost-atomic1.74.0 libboost-atomic1.74-dev
-      libcpp-httplib-dev libcpp-httplib0.11 libssl-dev libssl3 zlib1g-dev libbrotli-dev libbrotli1
+      libcpp-httplib-dev libcpp-httplib0.11 libssl-dev libssl3 zlib1g-dev libbrotli-dev libbrotli1 libcli11-dev
       libgloo-dev  # c10d's ProcessGroupGloo.hpp includes Gloo's headers, which PyTorch's wheel does not ship
       libjpeg62-turbo-dev libjpeg62-turbo libwebp-dev libwebp7 libwebpdemux2)  # image decoding (core/lib/image)
 if [[ "${1:-}" == "--download" ]]; then

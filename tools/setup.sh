@@ -13,6 +13,8 @@ packages=(
   libtorch-dev libyaml-cpp-dev libboost-dev libboost-filesystem-dev
   libsentencepiece-dev sentencepiece libstb-dev libsqlite3-dev sqlite3
   libspdlog-dev libfmt-dev nlohmann-json3-dev libcpp-httplib-dev libssl-dev
+  # the runner's command line (subcommands, per-command --help, unknown options refused): CLI11, header-only
+  libcli11-dev
   # c10d's Gloo process group (data-parallel training): its headers include Gloo's, which libtorch-dev lacks
   libgloo-dev
   # image decoding with the libraries Pillow uses: libjpeg-turbo for JPEG, libwebp (+ its demuxer) for WebP
