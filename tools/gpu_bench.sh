@@ -4,7 +4,8 @@
 # in bf16. After tools/gpu_build.sh on a GPU machine:
 #
 #   tools/gpu_bench.sh                 # all parts: decode eval dpo compiled
-#   tools/gpu_bench.sh decode          # any of them (compiled: the static cache + torch.compile peer's decode)
+#   tools/gpu_bench.sh decode          # any of them (compiled: the static cache + torch.compile peer's decode;
+#                                      # serve: runner serve under 8 clients, --max-batch 1 against 8; not in "all")
 #
 # Every program prints JSON lines into $OUT (default gpu-bench-out); the table is $OUT/table.md.
 set -uo pipefail
@@ -61,5 +62,18 @@ if has dpo; then
     run hf_dpo_$shape python3 tools/bench/hf_dpo_peer.py --shape $shape --pairs 8 --steps 3
   done
   sed -i 's/"what": "dpo_train_step"/"what": "dpo_train_step", "peer": "hf_eager"/' "$out"/hf_dpo_*.jsonl
+fi
+if has serve; then  # runner serve at 13B (random weights, bf16): 8 clients at once, one request at a time vs batched
+  for mb in 1 8; do
+    rm -f "$out/port"
+    $b/bin/runner serve --model llava --model-opt random_init=true --model-opt shape=llava-1.5-13b \
+      --model-opt tokenizer=$tok --model-opt dtype=bfloat16 --model-opt device=cuda --port 0 \
+      --port-file "$out/port" --max-batch $mb 2> "$out/serve_mb$mb.log" &
+    pid=$!
+    for _ in $(seq 600); do [[ -s "$out/port" ]] && break; sleep 0.5; done
+    run serve_mb$mb python3 tools/bench/serve_load.py --url "http://127.0.0.1:$(cat "$out/port")" --clients 8 \
+      --requests 2 --max-tokens 128
+    kill $pid; wait $pid
+  done
 fi
 python3 tools/bench/bench_table.py "$out"/*.jsonl | tee "$out/table.md"
