@@ -163,9 +163,10 @@ TEST_F(Cli, RerunReusesAFinishedStageWhoseArtifactsAreIntact) {
   const std::string spec = write("exp.yaml", R"(name: reuse
 stages:
   - {name: train, algorithm: counter, marker: )" + marker + R"(}
-  - {name: eval, algorithm: counter, input: )" + extra + R"(, steps: 1}
+  - {name: eval, algorithm: counter, input: )" + extra + R"(, min_input_lines: 1, steps: 1}
 )");
-  EXPECT_EQ(runner({spec}).status, 1);  // eval cannot open its input yet
+  std::ofstream(extra).flush();  // it exists (runner checks that before running), but eval fails while it is empty
+  EXPECT_EQ(runner({spec}).status, 1);
   EXPECT_EQ(lines(marker), 1);
   std::ofstream(extra) << "one\ntwo\nthree\n";
   const ProcessResult r = runner({spec});

@@ -14,7 +14,7 @@ class Counter : public mmr::Algorithm {
   explicit Counter(const mmr::Options& o)
       : steps_(o.get<int>("steps")), start_(o.get<double>("start")), decay_(o.get<double>("decay")),
         sleep_ms_(o.get<int>("sleep_ms")), fail_at_(o.get<int>("fail_at")), marker_(o.get<std::string>("marker", "")),
-        input_(o.get<std::string>("input", "")) {
+        input_(o.get<std::string>("input", "")), min_input_lines_(o.get<int>("min_input_lines")) {
     if (decay_ <= 0) throw mmr::ConfigError(o.where(o.node()["decay"]) + "decay must be positive");
   }
   static const char* summary() { return "test stage: a geometric loss curve, an artifact, hooks to fail or stop"; }
@@ -25,7 +25,9 @@ class Counter : public mmr::Algorithm {
             {"sleep_ms", "int", "0", "sleep per step"},
             {"fail_at", "int", "-1", "throw at this step (-1: never)"},
             {"marker", "output", "", "append one line per run to this file"},
-            {"input", "path", "", "a file whose line count is logged as metric 'input_lines'"}};
+            {"input", "path", "", "a file whose line count is logged as metric 'input_lines'"},
+            {"min_input_lines", "int", "0", "fail when the input has fewer lines (a stage that fails until a file "
+                                            "is written)"}};
   }
 
   void run(mmr::StageContext& ctx) override {
@@ -36,6 +38,9 @@ class Counter : public mmr::Algorithm {
       int lines = 0;
       for (std::string l; std::getline(in, l);) ++lines;
       ctx.log_metric("input_lines", lines);
+      if (lines < min_input_lines_)
+        throw mmr::DataError("input '" + input_ + "' has " + std::to_string(lines) + " lines, fewer than " +
+                             std::to_string(min_input_lines_));
     }
     auto bar = ctx.progress("counter", steps_);
     double loss = start_;
@@ -61,6 +66,7 @@ class Counter : public mmr::Algorithm {
   double start_, decay_;
   int sleep_ms_, fail_at_;
   std::string marker_, input_;
+  int min_input_lines_ = 0;
 };
 
 }  // namespace

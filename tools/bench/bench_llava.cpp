@@ -5,6 +5,7 @@
 //
 //   bench_llava --shape llava-1.5-13b --dtype bfloat16 --device cuda --tokenizer tests/data/tiny-llava/model \
 //               --image tests/data/tiny-llava/images/wide.png --new-tokens 128 --batches 1,8 [--adapter-rank 128]
+//               [--decode-batch 1]   (continuous batching, start_batch(), instead of generate())
 //
 // With --adapter-rank, the model carries a LoRA adapter of that rank on every language-model linear (random B, as
 // a trained one; nobody trains it, so generation merges it as an evaluation does). Prints one JSON object per
@@ -57,12 +58,39 @@ void measure(mmr::llava::LlavaModel& model, const mmr::ChatSample& s, int64_t n,
             << ", \"decode_tokens_per_second\": " << static_cast<double>(n) / per_step << "}" << std::endl;
 }
 
+// Continuous batching (LlavaModel::start_batch, what `runner serve` decodes with): n requests added at once, then
+// steps until all are done; per-step time over the steps after the first (which hands out the prefill's token).
+void measure_batch(mmr::llava::LlavaModel& model, const mmr::ChatSample& s, int64_t n, int64_t new_tokens) {
+  mmr::GenerationConfig g;
+  g.max_new_tokens = new_tokens;
+  g.stop_at_eos = false;
+  for (int round = 0; round < 2; ++round) {  // the first warms up
+    auto batch = model.start_batch();
+    sync(model.device());
+    auto t = Clock::now();
+    for (int64_t i = 0; i < n; ++i) batch->add(static_cast<uint64_t>(i), s, g);
+    batch->step();
+    sync(model.device());
+    const double prefill = seconds_since(t);
+    t = Clock::now();
+    int64_t steps = 0;
+    while (batch->size() > 0) batch->step(), ++steps;
+    sync(model.device());
+    const double per_step = seconds_since(t) / static_cast<double>(steps);
+    if (round == 1)
+      std::cout << "{\"what\": \"decode_batch\", \"batch\": " << n << ", \"prefill_seconds\": " << prefill
+                << ", \"step_ms\": " << 1e3 * per_step << ", \"decode_tokens_per_second\": "
+                << static_cast<double>(n) / per_step << "}" << std::endl;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   mmr::llava::LlavaOptions o = bench::published_shape();
   std::string image, batches = "1,8";
   int64_t new_tokens = 128;
+  bool decode_batch = false;  // --decode-batch 1: measure start_batch() instead of generate()
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--shape") o.shape = v;
@@ -72,6 +100,7 @@ int main(int argc, char** argv) {
     else if (k == "--image") image = v;
     else if (k == "--new-tokens") new_tokens = std::stoll(v);
     else if (k == "--batches") batches = v;
+    else if (k == "--decode-batch") decode_batch = v == "1";
     else if (k == "--adapter-rank") o.lora_r = std::stoll(v), o.lora_alpha = 2.0 * o.lora_r;
     else { std::cerr << "unknown option " << k << "\n"; return 2; }
   }
@@ -88,7 +117,11 @@ int main(int argc, char** argv) {
     s.images = {image};
     const std::string variant = o.lora_r > 0 ? "adapter_r" + std::to_string(o.lora_r) : "base";
     std::stringstream ss(batches);
-    for (std::string b; std::getline(ss, b, ',');) measure(model, s, std::stoll(b), new_tokens, variant);
+    for (std::string b; std::getline(ss, b, ',');) {
+      if (decode_batch) measure_batch(model, s, std::stoll(b), new_tokens);
+      else measure(model, s, std::stoll(b), new_tokens, variant);
+    }
+    if (decode_batch) return 0;
     if (model.device().is_cuda() && o.lora_r == 0) {  // what the CUDA graphs bring, at batch 1
       setenv("MMR_CUDA_GRAPHS", "0", 1);
       model.set_adapters_enabled(true);  // drops the captured graphs

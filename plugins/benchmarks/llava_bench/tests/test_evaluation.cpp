@@ -31,6 +31,7 @@ class LlavaBenchEvaluation : public mmr::test::BenchmarkCli {
   // `extra`: of the stage.
   std::string experiment(const ChatServer& server, const std::string& model, const std::string& judge,
                          const std::string& extra = "") {
+    std::filesystem::create_directories(dir_ / "images");  // the stub model reads no image, but the folder is checked
     return write("exp.yaml", "name: wild\nstages:\n  - {name: wild, benchmark: llava_bench, model: {plugin: "
         "scripted_model, log: " + model_log() + model + "}, questions: " + kData + "questions.jsonl, image_folder: " +
         (dir_ / "images").string() + ", context: " + kData + "context.jsonl, reference_answers: " + kData +
