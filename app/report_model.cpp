@@ -15,6 +15,8 @@
 #include <optional>
 #include <set>
 
+#include "core/lib/util/strings.h"
+
 namespace mmr {
 namespace {
 
@@ -136,22 +138,6 @@ ReportTable default_table(const ExperimentData& d) {
     t.notes.push_back(fmt::format("{} metric(s) with one value in every trial are listed under \"Same in every "
                                   "trial\" instead", t.same.size()));
   return t;
-}
-
-// Levenshtein distance: insertions, deletions and substitutions of one character.
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
 }
 
 // Metrics a missing one may have meant: the same last part ("overall" for "text/overall"), one name inside the

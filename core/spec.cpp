@@ -25,6 +25,7 @@
 #include <sstream>
 
 #include "core/lib/util/sha256.h"
+#include "core/lib/util/strings.h"
 
 namespace fs = std::filesystem;
 
@@ -625,22 +626,6 @@ void collect_paths(const YAML::Node& tree, const std::string& prefix, std::vecto
     out.push_back(prefix + kv.first.Scalar());
     collect_paths(kv.second, prefix + kv.first.Scalar() + ".", out);
   }
-}
-
-// Levenshtein distance: the hint for a mistyped -o key.
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
 }
 
 // An -o without '+' sets a key the file has: a mistyped key (defaults.dpo.bta) would otherwise add a new value

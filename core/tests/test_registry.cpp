@@ -126,7 +126,7 @@ TEST(Registry, OptionsAreCheckedAgainstTheSchema) {
     return std::string();
   };
   EXPECT_NE(message("step: 3").find("exp.yaml:1:7: algorithm 'counter': unknown option 'step'; known options: decay, "
-                                    "fail_at, input, marker, sleep_ms, start, steps"),
+                                    "fail_at, input, marker, min_input_lines, sleep_ms, start, steps"),
             std::string::npos)
       << message("step: 3");
   EXPECT_NE(message("steps: many").find("exp.yaml:1:8: algorithm 'counter': option 'steps': expected an integer, "

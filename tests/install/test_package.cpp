@@ -1,8 +1,9 @@
 // The Debian package, made the way a release would be: `cpack` on this build gives mmrunner_<version>_amd64.deb,
 // whose dependencies dpkg-shlibdeps computed; unpacked into an empty root (dpkg-deb -x, what dpkg -i writes, with no
 // build tree beside it), its runner finds every plugin the build's runner lists, and loads the tiny model through
-// `runner serve` (which needs the SentencePiece module from the package). A root-owned `dpkg -i` on a fresh machine
-// is what CI's clean machine would add; here the package is checked without installing it into this system.
+// `runner serve` (which needs the SentencePiece module from the package); `apt-get install --simulate` resolves its
+// dependencies. A real `dpkg -i` on a fresh machine is what this does not do: the package is checked without
+// installing it into this system.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -65,6 +66,14 @@ TEST_F(Package, TheDebInstallsARunnerThatFindsEveryPluginAndTheTokenizer) {
   ASSERT_EQ(depends.status, 0) << depends.err;
   for (const char* package : {"libc6", "libtorch", "libyaml-cpp", "libsqlite3"})
     EXPECT_NE(depends.out.find(package), std::string::npos) << "Depends: " << depends.out;
+
+  // apt resolves every dependency (simulated: nothing is installed into this system).
+  if (fs::exists("/usr/bin/apt-get")) {
+    const ProcessResult apt = run({"/usr/bin/apt-get", "install", "--simulate", "--no-install-recommends",
+                                   deb.string()});
+    EXPECT_EQ(apt.status, 0) << apt.out << apt.err;
+    EXPECT_NE(apt.out.find("Inst mmrunner"), std::string::npos) << apt.out << apt.err;
+  }
 
   const fs::path root = dir_ / "root";
   ASSERT_EQ(run({MMR_DPKG_DEB, "-x", deb.string(), root.string()}).status, 0);

@@ -3,6 +3,7 @@
 // depend on the process locale, Python's str methods on ASCII input do not.
 #pragma once
 
+#include <algorithm>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,6 +48,23 @@ inline bool iequals(std::string_view text, std::string_view lower) {
   for (size_t i = 0; i < text.size(); ++i)
     if (ascii_lower(text[i]) != lower[i]) return false;
   return true;
+}
+
+// Levenshtein distance (insertions, deletions and substitutions of one byte): how near a mistyped name is to a
+// known one, for "did you mean" hints.
+inline size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
 }
 
 }  // namespace mmr
