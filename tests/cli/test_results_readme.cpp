@@ -46,7 +46,7 @@ std::string experiment(const fs::path& dir) {
   return "name: ablation\n"
          "defaults: {noise: 0.0, pairs: " + (dir / "pairs.jsonl").string() + "}\n"
          "grid: {noise: [0.0, 0.5]}\n"
-         "include: [{pairs: " + (dir / "missing.jsonl").string() + "}]   # fails: for the failures example\n"
+         "include: [{pairs: " + (dir / "broken.jsonl").string() + "}]   # fails: for the failures example\n"
          "seeds: [1, 2]\n"
          "stages:\n"
          "  - name: train\n"
@@ -100,6 +100,7 @@ TEST(ResultsReadme, EveryExampleRunsAndPrintsRows) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   std::ofstream(dir / "pairs.jsonl") << preference_rows(8);
+  std::ofstream(dir / "broken.jsonl") << "{not a row\n";  // exists (plan checks that), but the stage fails on it
   std::ofstream(dir / "ablation.yaml") << experiment(dir);
   // As a user runs them: `runner` on the PATH, in a folder where results/results.db is the default database.
   const std::map<std::string, std::string> env = {{"PATH", kBin.string() + ":" + std::getenv("PATH")}};
@@ -107,7 +108,7 @@ TEST(ResultsReadme, EveryExampleRunsAndPrintsRows) {
     return mmr::test::run({"/bin/sh", "-c", "cd \"$0\" && " + command, dir.string()}, env);
   };
   const ProcessResult run = shell("runner ablation.yaml");
-  ASSERT_EQ(run.status, 1) << "expected one failed point:\n" << run.err;  // the missing data file, both seeds
+  ASSERT_EQ(run.status, 1) << "expected one failed point:\n" << run.err;  // the broken data file, both seeds
   ASSERT_TRUE(fs::exists(dir / "results" / "results.db"));
 
   const std::vector<std::string> commands = readme_commands(fs::path(MMR_SOURCE_DIR) / "results" / "README.md");
