@@ -26,6 +26,7 @@
 namespace fs = std::filesystem;
 using namespace mmr;
 using mmr::test::ProcessResult;
+using mmr::test::find_program;
 
 namespace {
 
@@ -159,14 +160,6 @@ std::optional<std::string> lookup(const std::vector<HtmlTable>& tables, const st
 }
 
 // ---- headless Chromium ----
-
-std::string find_program(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path ? path : "/usr/bin");
-  for (std::string d; std::getline(dirs, d, ':');)
-    if (!d.empty() && access((fs::path(d) / name).c_str(), X_OK) == 0) return (fs::path(d) / name).string();
-  return "";
-}
 
 // The plots are gnuplot's: where it is not installed (a GPU machine without tools/setup.sh), the report says so in
 // a warning and these tests, which check the plots, are skipped with the reason.

@@ -25,6 +25,11 @@ std::string slurp(const std::string& path) {
   return ss.str();
 }
 
+std::filesystem::path per_test_dir(const std::string& prefix) {
+  return std::filesystem::temp_directory_path() /
+         (prefix + std::to_string(getpid()) + "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+}
+
 // True while the process runs (a child that exited stays a zombie until waited for: state 'Z').
 static bool running(pid_t pid) {
   const std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");

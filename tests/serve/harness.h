@@ -23,6 +23,8 @@ extern const std::string kTinyModel;   // tests/data/tiny-llava/model
 extern const std::string kTinyImages;  // tests/data/tiny-llava/images
 
 std::string slurp(const std::string& path);
+// A folder of this test's own under the temp dir: <prefix><pid>_<test name>.
+std::filesystem::path per_test_dir(const std::string& prefix);
 
 // `runner serve --model llava --model-opt path=<tiny> --port 0 ...` until destroyed (SIGTERM, then wait).
 class Server {

@@ -26,14 +26,6 @@ using std::chrono::seconds;
 
 namespace {
 
-std::string find_program(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path ? path : "/usr/bin");
-  for (std::string d; std::getline(dirs, d, ':');)
-    if (!d.empty() && access((fs::path(d) / name).c_str(), X_OK) == 0) return (fs::path(d) / name).string();
-  return "";
-}
-
 constexpr const char* kLastAnswer = "document.querySelector('#messages .message.assistant:last-child')";
 
 // Types `text` into the field `selector` as a person does: click it, select what is there, type over it.

@@ -24,10 +24,7 @@ using namespace mmr::test;
 
 namespace {
 
-fs::path test_dir() {
-  return fs::temp_directory_path() / ("mmr_serve_" + std::to_string(getpid()) + "_" +
-                                      ::testing::UnitTest::GetInstance()->current_test_info()->name());
-}
+fs::path test_dir() { return per_test_dir("mmr_serve_"); }
 
 json chat_body(const std::string& text, int max_tokens) {
   return json{{"model", "llava"}, {"messages", json::array({json{{"role", "user"}, {"content", text}}})},

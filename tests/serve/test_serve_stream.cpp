@@ -23,10 +23,7 @@ using namespace mmr::test;
 
 namespace {
 
-fs::path test_dir() {
-  return fs::temp_directory_path() / ("mmr_stream_" + std::to_string(getpid()) + "_" +
-                                      ::testing::UnitTest::GetInstance()->current_test_info()->name());
-}
+fs::path test_dir() { return per_test_dir("mmr_stream_"); }
 
 json streamed(json body, bool include_usage = false) {
   body["stream"] = true;

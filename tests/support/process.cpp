@@ -70,4 +70,14 @@ ProcessResult run(const std::vector<std::string>& argv, const std::map<std::stri
   return Process(argv, env).wait();
 }
 
+std::string find_program(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path ? path : "/usr/bin");
+  for (std::string d; std::getline(dirs, d, ':');) {
+    const std::filesystem::path candidate = std::filesystem::path(d) / name;
+    if (!d.empty() && access(candidate.c_str(), X_OK) == 0) return candidate.string();
+  }
+  return "";
+}
+
 }  // namespace mmr::test

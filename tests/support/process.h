@@ -32,4 +32,7 @@ class Process {
 
 ProcessResult run(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {});
 
+// The path of an executable on $PATH (Chromium, gnuplot: tests that need one skip without it); "" when none.
+std::string find_program(const std::string& name);
+
 }  // namespace mmr::test
