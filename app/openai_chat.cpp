@@ -282,6 +282,9 @@ ChatRequest parse_chat_request(const json& body, const fs::path& image_dir, cons
   const json& messages = require(body, "messages", "request");
   if (!messages.is_array() || messages.empty())
     throw RequestError("'messages': expected a non-empty array of {role, content}");
+  if (static_cast<int64_t>(messages.size()) > limits.max_messages)
+    throw RequestError(fmt::format("'messages': {} messages, more than this server takes in one request ({})",
+                                   messages.size(), limits.max_messages));
   std::string system;
   int n_images = 0;
   for (size_t i = 0; i < messages.size(); ++i) {
