@@ -92,6 +92,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void read_body();
   void on_body(beast::error_code ec);
   void refuse(int status, const std::string& message);
+  void refuse_too_large();
   void on_written(beast::error_code ec, bool close);
   void linger();
   void drain();
@@ -131,7 +132,7 @@ std::string error_json(const std::string& message, const std::string& type) {
 void Session::read_head() {
   parser_.emplace();
   parser_->header_limit(static_cast<std::uint32_t>(core_->limits.max_header_bytes));
-  parser_->body_limit(core_->limits.max_body_bytes);
+  parser_->body_limit(boost::none);  // a declared length is judged after the key (on_head), a chunked one as it is read
   request_ = Request{};
   // One deadline for the head and the body together: a client cannot keep the connection by trickling bytes.
   stream_.expires_after(core_->limits.request_timeout);
@@ -155,11 +156,6 @@ void Session::on_head(beast::error_code ec) {
     return close();  // gone, idle too long, or too slow: nothing to answer (a timed-out socket is closed already)
   if (ec == bhttp::error::header_limit)
     return refuse(431, fmt::format("request headers larger than {} bytes", core_->limits.max_header_bytes));
-  if (ec == bhttp::error::body_limit) {  // a Content-Length above the limit: refused before any of the body
-    note_head();
-    return refuse(413, fmt::format("request body larger than {} bytes (see --max-body-bytes)",
-                                   core_->limits.max_body_bytes));
-  }
   if (ec) return refuse(400, "malformed HTTP request: " + ec.message());
   note_head();
   keep_alive_ = parser_->get().keep_alive();
@@ -167,6 +163,9 @@ void Session::on_head(beast::error_code ec) {
     early->close = true;  // its body is not read: the connection cannot carry another request
     return send(std::move(*early));
   }
+  const auto declared = parser_->content_length();
+  if (declared && *declared > core_->limits.max_body_bytes) return refuse_too_large();  // before any of the body
+  parser_->body_limit(core_->limits.max_body_bytes);
   if (parser_->get()[bhttp::field::expect] == "100-continue") {  // curl waits for it before a large body
     auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_, 11);
     return bhttp::async_write(stream_, *cont, [self = shared_from_this(), cont](beast::error_code e, size_t) {
@@ -183,9 +182,7 @@ void Session::read_body() {
 }
 
 void Session::on_body(beast::error_code ec) {
-  if (ec == bhttp::error::body_limit)  // chunked past the limit: refused as the limit is passed
-    return refuse(413, fmt::format("request body larger than {} bytes (see --max-body-bytes)",
-                                   core_->limits.max_body_bytes));
+  if (ec == bhttp::error::body_limit) return refuse_too_large();  // chunked: refused as the limit is passed
   if (ec == beast::error::timeout || ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message ||
       ec == net::error::operation_aborted || ec == net::error::connection_reset)
     return close();
@@ -208,6 +205,10 @@ void Session::refuse(int status, const std::string& message) {
   r.body = error_json(message, status == 401 ? "authentication_error" : "invalid_request_error");
   r.close = true;
   send(std::move(r));
+}
+
+void Session::refuse_too_large() {
+  refuse(413, fmt::format("request body larger than {} bytes (see --max-body-bytes)", core_->limits.max_body_bytes));
 }
 
 void Session::send(Response r) {
