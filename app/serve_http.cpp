@@ -368,6 +368,9 @@ void refuse_connection(tcp::socket& socket) {
   socket.non_blocking(true, ignored);
   socket.write_some(net::buffer(reply), ignored);
   socket.shutdown(tcp::socket::shutdown_send, ignored);
+  // What the client sent already is dropped, so the close does not turn into a reset that could take the 503.
+  std::array<char, 4096> discard;
+  socket.read_some(net::buffer(discard), ignored);
   socket.close(ignored);
 }
 

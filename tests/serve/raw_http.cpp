@@ -95,7 +95,9 @@ std::string header_of(const std::string& reply, const std::string& name) {
   const size_t head_end = reply.find("\r\n\r\n");
   for (size_t at = reply.find("\r\n"); at != std::string::npos && at < head_end;) {
     const size_t line = at + 2, end = reply.find("\r\n", line), colon = reply.find(':', line);
-    if (colon < end && colon - line == name.size() && strncasecmp(reply.c_str() + line, name.c_str(), name.size()) == 0) {
+    const bool named = colon < end && colon - line == name.size() &&
+                       strncasecmp(reply.c_str() + line, name.c_str(), name.size()) == 0;
+    if (named) {
       size_t v = colon + 1;
       while (v < end && reply[v] == ' ') ++v;
       return reply.substr(v, end - v);

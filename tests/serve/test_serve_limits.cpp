@@ -177,7 +177,8 @@ TEST(ServeLimits, WithoutTheKeyTheAnswerIs401FromTheHeadAndTheConnectionCloses) 
 TEST(ServeLimits, RequestsAskingTooMuchGet400BeforeTheModelRuns) {
   Server server(test_dir(), {"--max-messages", "3", "--max-images", "1", "--max-tokens-limit", "64"});
   json many = chat_request("hi", 4);
-  for (int i = 0; i < 3; ++i) many["messages"].push_back(json{{"role", i % 2 ? "user" : "assistant"}, {"content", "x"}});
+  for (int i = 0; i < 3; ++i)
+    many["messages"].push_back(json{{"role", i % 2 ? "user" : "assistant"}, {"content", "x"}});
   const HttpReply m = post_chat(server.port(), many);
   EXPECT_EQ(m.status, 400);
   EXPECT_NE(m.body.find("4 messages, more than this server takes in one request (3)"), std::string::npos) << m.body;
