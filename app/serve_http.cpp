@@ -11,6 +11,7 @@
 #include <boost/beast/http.hpp>
 #include <condition_variable>
 #include <future>
+#include <limits>
 #include <mutex>
 #include <strings.h>
 #include <thread>
@@ -132,7 +133,9 @@ std::string error_json(const std::string& message, const std::string& type) {
 void Session::read_head() {
   parser_.emplace();
   parser_->header_limit(static_cast<std::uint32_t>(core_->limits.max_header_bytes));
-  parser_->body_limit(boost::none);  // a declared length is judged after the key (on_head), a chunked one as it is read
+  // A declared length is judged after the key (on_head), a chunked one as it is read. (Not boost::none: Boost
+  // 1.74's parser compares the length with the optional, and every length is above an empty one.)
+  parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
   request_ = Request{};
   // One deadline for the head and the body together: a client cannot keep the connection by trickling bytes.
   stream_.expires_after(core_->limits.request_timeout);

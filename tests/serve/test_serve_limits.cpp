@@ -29,9 +29,10 @@ fs::path test_dir() { return per_test_dir("mmr_limits_"); }
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
-std::string post_head(const std::string& framing, const std::string& extra = "") {
-  return "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" + framing +
-         "\r\n" + extra + "\r\n";
+// A POST's head; `headers` end with CRLF each (the body's framing among them).
+std::string post_head(const std::string& headers) {
+  return "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" + headers +
+         "\r\n";
 }
 
 std::string chunk(const std::string& data) {
@@ -106,15 +107,25 @@ TEST(ServeLimits, SlowClientsDoNotStarveOthersAndAreClosedAtTheRequestDeadline) 
   for (int i = 0; i < 32; ++i) {
     slow.push_back(std::make_unique<RawConnection>(server.port()));
     requests.push_back(i % 2 ? get("/health") : post_head("Content-Length: 100\r\n") + std::string(100, ' '));
-    if (i % 2 == 0) ASSERT_TRUE(slow.back()->send(requests.back().substr(0, requests.back().size() - 100)));
+    if (i % 2 == 0) {
+      ASSERT_TRUE(slow.back()->send(requests.back().substr(0, requests.back().size() - 100)));
+    }
   }
   std::atomic<bool> done{false};
   std::thread trickle([&] {
     for (size_t k = 0; !done && k < 10; ++k) {
       for (int i = 0; i < 32; ++i) slow[i]->send(requests[i].substr(i % 2 ? k : requests[i].size() - 100 + k, 1));
-      std::this_thread::sleep_for(milliseconds(1000));
+      for (int t = 0; !done && t < 10; ++t) std::this_thread::sleep_for(milliseconds(100));
     }
   });
+  struct Join {  // also when an assertion returns early
+    std::atomic<bool>& done;
+    std::thread& t;
+    ~Join() {
+      done = true;
+      t.join();
+    }
+  } join{done, trickle};
   std::this_thread::sleep_for(milliseconds(500));
   // Meanwhile a normal client is answered at once, a chat completion too.
   const auto start = Clock::now();
@@ -127,8 +138,6 @@ TEST(ServeLimits, SlowClientsDoNotStarveOthersAndAreClosedAtTheRequestDeadline) 
   // The slow ones are closed at their deadline (3 s), though they keep sending.
   for (int i = 0; i < 32; ++i) EXPECT_TRUE(slow[i]->closed_within(milliseconds(5000))) << "slow client " << i;
   EXPECT_LT(seconds_since(start), 6.0);
-  done = true;
-  trickle.join();
 }
 
 TEST(ServeLimits, ConnectionsPastTheCapAreRefusedWith503) {
@@ -175,7 +184,8 @@ TEST(ServeLimits, WithoutTheKeyTheAnswerIs401FromTheHeadAndTheConnectionCloses) 
 }
 
 TEST(ServeLimits, RequestsAskingTooMuchGet400BeforeTheModelRuns) {
-  Server server(test_dir(), {"--max-messages", "3", "--max-images", "1", "--max-tokens-limit", "64"});
+  Server server(test_dir(), {"--max-messages", "3", "--max-images", "1", "--max-tokens-limit", "64",
+                                "--default-max-tokens", "16"});
   json many = chat_request("hi", 4);
   for (int i = 0; i < 3; ++i)
     many["messages"].push_back(json{{"role", i % 2 ? "user" : "assistant"}, {"content", "x"}});
@@ -213,9 +223,10 @@ TEST(ServeLimits, TheKeyIsInNoLogWhateverTheRequests) {
   EXPECT_NE(r.err.find("POST /v1/chat/completions -> 401"), std::string::npos) << "debug logging is on:\n" << r.err;
   EXPECT_EQ(r.out.find(key), std::string::npos);
   EXPECT_EQ(r.err.find(key), std::string::npos);
-  for (const auto& entry : fs::recursive_directory_iterator(dir))
-    if (entry.is_regular_file())
-      EXPECT_EQ(slurp(entry.path().string()).find(key), std::string::npos) << entry.path();
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    EXPECT_EQ(slurp(entry.path().string()).find(key), std::string::npos) << entry.path();
+  }
   fs::remove_all(dir);
 }
 
@@ -224,7 +235,7 @@ TEST(ServeLimits, TheKeyIsInNoLogWhateverTheRequests) {
 namespace {
 
 json load_test(const Server& server, const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {"python3", std::string(MMR_TEST_DATA_DIR) + "/../../tools/bench/serve_limits.py",
+  std::vector<std::string> argv = {find_program("python3"), std::string(MMR_TEST_DATA_DIR) + "/../../tools/bench/serve_limits.py",
                                    "--port", std::to_string(server.port())};
   argv.insert(argv.end(), args.begin(), args.end());
   const ProcessResult r = run(argv);
