@@ -4,31 +4,22 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
-#include <atomic>
-#include <cerrno>
 #include <chrono>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <iostream>
-#include <mutex>
 #include <thread>
 
 #include "app/serve_routes.h"
 #include "core/api/chat_api.h"
 #include "core/lib/util/atomic_file.h"
 #include "core/runner.h"
-#include "core/store.h"
-#include "core/lib/util/json_safe.h"
 
 namespace mmr::serve {
 
 namespace fs = std::filesystem;
-using nlohmann::json;
 
 namespace {
 
