@@ -43,8 +43,10 @@ struct Core {
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
   std::vector<std::thread> threads;
   std::atomic<bool> stopped{false};
-  std::mutex mu;  // guards `sessions`
+  std::mutex mu;  // guards the members below
   std::unordered_map<Session*, std::weak_ptr<Session>> sessions;
+  size_t refused = 0;  // connections refused since the last log line
+  std::chrono::steady_clock::time_point last_refusal_log{};
 };
 
 std::string Request::header(const std::string& name) const {
@@ -377,6 +379,17 @@ void refuse_connection(tcp::socket& socket) {
   socket.close(ignored);
 }
 
+// A flood of refusals is logged once a second, with their count, not once each.
+void log_refusal(Core& core, size_t open) {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(core.mu);
+  ++core.refused;
+  if (now - core.last_refusal_log < std::chrono::seconds(1)) return;
+  core.log->warn("serve: {} connections open (--max-connections): {} more refused with 503", open, core.refused);
+  core.refused = 0;
+  core.last_refusal_log = now;
+}
+
 void accept_next(const std::shared_ptr<Core>& core) {
   core->acceptor.async_accept(net::make_strand(core->ioc), [core](beast::error_code ec, tcp::socket socket) {
     if (core->stopped || !core->acceptor.is_open()) return;
@@ -391,8 +404,8 @@ void accept_next(const std::shared_ptr<Core>& core) {
       open = core->sessions.size();
     }
     if (open >= core->limits.max_connections) {
-      core->log->warn("serve: {} connections open (--max-connections): refusing one more with 503", open);
       refuse_connection(socket);
+      log_refusal(*core, open);
     } else {
       std::make_shared<Session>(std::move(socket), core)->start();
     }

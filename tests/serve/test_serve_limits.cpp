@@ -197,7 +197,7 @@ TEST(ServeLimits, RequestsAskingTooMuchGet400BeforeTheModelRuns) {
   images["messages"][0]["content"].push_back(images["messages"][0]["content"][0]);
   const HttpReply i = post_chat(server.port(), images);
   EXPECT_EQ(i.status, 400);
-  EXPECT_NE(i.body.find("more than 1 images in one request"), std::string::npos) << i.body;
+  EXPECT_NE(i.body.find("'messages': 2 images, more than this server takes in one request (1)"), std::string::npos) << i.body;
 
   const HttpReply t = post_chat(server.port(), chat_request("hi", 65));
   EXPECT_EQ(t.status, 400);
