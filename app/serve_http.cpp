@@ -392,7 +392,7 @@ void log_refusal(Core& core, size_t open) {
 
 void accept_next(const std::shared_ptr<Core>& core) {
   core->acceptor.async_accept(net::make_strand(core->ioc), [core](beast::error_code ec, tcp::socket socket) {
-    if (core->stopped || !core->acceptor.is_open()) return;
+    if (core->stopped || ec == net::error::operation_aborted || !core->acceptor.is_open()) return;  // closed
     if (ec) {  // out of descriptors, most likely: try again a little later rather than spin
       core->log->warn("serve: accepting a connection failed: {}", ec.message());
       auto timer = std::make_shared<net::steady_timer>(core->ioc, std::chrono::milliseconds(100));
