@@ -18,6 +18,8 @@ class RawConnection {
   bool send(const std::string& bytes);
   // Reads until one whole reply (head and its Content-Length body), the end of the connection, or `timeout`.
   std::string read_reply(std::chrono::milliseconds timeout);
+  // Everything until the server closes the connection or `timeout` passes (a streamed reply).
+  std::string read_until_closed(std::chrono::milliseconds timeout);
   // Whether the server closed the connection (end-of-file or reset) within `timeout`; what was still sent to this
   // end is read and dropped.
   bool closed_within(std::chrono::milliseconds timeout);

@@ -262,3 +262,26 @@ TEST(ServeLoad, SlowClientsPastTheConnectionCapAreRefusedWith503) {
   const json r = load_test(server, {"--clients", "0", "--slow", "24", "--seconds", "8"});
   EXPECT_EQ(r["slow_outcomes"], json({{"closed by the server", 16}, {"refused with 503", 8}})) << r.dump();
 }
+
+TEST(ServeStop, SigtermEndsTheRequestsInFlightWith503AndExitsZero) {
+  Server server(test_dir(), {"--max-tokens-limit", "8000"});
+  const std::string plain = chat_request("Tell me a long story.", 8000).dump();
+  json streamed_body = chat_request("Tell me a long story.", 8000);
+  streamed_body["stream"] = true;
+  const std::string streamed = streamed_body.dump();
+  RawConnection a(server.port()), b(server.port());
+  ASSERT_TRUE(a.send(post_head("Content-Length: " + std::to_string(plain.size()) + "\r\n") + plain));
+  ASSERT_TRUE(b.send(post_head("Content-Length: " + std::to_string(streamed.size()) + "\r\n") + streamed));
+  std::this_thread::sleep_for(milliseconds(1000));  // both are generating (8000 tokens take seconds)
+  const auto start = Clock::now();
+  const ProcessResult r = server.stop();
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_LT(seconds_since(start), 10.0);
+  const std::string reply = a.read_reply(milliseconds(3000));
+  EXPECT_EQ(status_of(reply), 503) << reply;
+  EXPECT_NE(reply.find("the server is shutting down"), std::string::npos) << reply;
+  const std::string stream = b.read_until_closed(milliseconds(3000));
+  EXPECT_EQ(status_of(stream), 200) << stream;
+  EXPECT_NE(stream.find("data: {\"error\":{\"code\":null,\"message\":\"the server is shutting down\""),
+            std::string::npos) << stream;
+}
