@@ -9,7 +9,6 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <condition_variable>
 #include <future>
 #include <limits>
 #include <mutex>
@@ -464,11 +463,6 @@ void Server::stop() {
   // Writes posted by request threads after that: they find the connections closed.
   core_->ioc.restart();
   core_->ioc.poll();
-}
-
-size_t Server::connections() const {
-  std::lock_guard<std::mutex> lock(core_->mu);
-  return core_->sessions.size();
 }
 
 }  // namespace mmr::serve::http

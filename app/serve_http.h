@@ -110,8 +110,6 @@ class Server {
   void stop_accepting();
   // Ends every connection and joins the I/O threads.
   void stop();
-  // Connections open now.
-  size_t connections() const;
 
  private:
   std::shared_ptr<Core> core_;
