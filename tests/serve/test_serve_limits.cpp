@@ -132,7 +132,7 @@ TEST(ServeLimits, SlowClientsDoNotStarveOthersAndAreClosedAtTheRequestDeadline) 
   RawConnection health(server.port());
   ASSERT_TRUE(health.send(get("/health")));
   EXPECT_EQ(status_of(health.read_reply(milliseconds(5000))), 200);
-  EXPECT_LT(seconds_since(start), 0.5) << "GET /health with 32 slow clients open";
+  EXPECT_LT(seconds_since(start), 1.0) << "GET /health with 32 slow clients open";
   EXPECT_EQ(content_of(post_chat(server.port(), chat_request("Name a colour.", 8))).empty(), false);
   EXPECT_LT(seconds_since(start), 3.0) << "a chat completion with 32 slow clients open";
   // The slow ones are closed at their deadline (3 s), though they keep sending.
