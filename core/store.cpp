@@ -2,6 +2,7 @@
 #include "core/store.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <strings.h>
@@ -17,6 +18,7 @@
 #include <tuple>
 
 #include "core/api/error.h"
+#include "core/lib/util/kill_point.h"
 #include "core/lib/util/sha256.h"
 #include "core/spec.h"
 
@@ -389,6 +391,7 @@ Store::Store(const fs::path& path, Mode mode, int target_version)
   try {
     exec("PRAGMA foreign_keys = ON");
     if (mode == Mode::ReadWrite) {
+      refuse_foreign();  // before the journal mode, which is written into the file
       exec("PRAGMA journal_mode = WAL");
       exec("PRAGMA synchronous = NORMAL");
       migrate(target_version);
@@ -418,6 +421,19 @@ void Store::exec(const std::string& sql) {
     throw DataError(fmt::format("{}: SQL error: {} (in: {})", path_.string(), why,
                                 sql.size() > 200 ? sql.substr(0, 200) + "..." : sql));
   }
+}
+
+// A file with tables but no schema_migrations is another program's database: --results named the wrong file, and
+// migrating would add this runner's tables to it.
+void Store::refuse_foreign() const {
+  if (schema_version() > 0) return;
+  Stmt st(db_, path_, "SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'schema_migrations' ORDER BY name");
+  std::vector<std::string> tables;
+  while (st.step() && tables.size() < 5) tables.push_back(st.text_col(0));
+  if (!tables.empty())
+    throw DataError(fmt::format("'{}' is not a results database: it holds other tables ({}) and no schema_migrations; "
+                                "give --results a new file or one a runner wrote (the file is left as it was)",
+                                path_.string(), fmt::join(tables, ", ")));
 }
 
 int Store::schema_version() const {
@@ -523,7 +539,9 @@ void Store::commit_stage(int64_t trial_id, int attempt, const StageRecord& stage
   insert_metrics(db_, path_, trial_id, attempt, stage, now);
   insert_artifacts(db_, path_, trial_id, attempt, stage);
   if (trial_status) update_trial_end(db_, path_, trial_id, attempt, *trial_status, error, now);
+  kill_point("store.commit_stage.before_commit");  // every row written, none committed
   tx.commit();
+  kill_point("store.commit_stage.after_commit");
 }
 
 void Store::snapshot_to(const fs::path& to) {
@@ -695,6 +713,7 @@ void Store::store_judgment(const std::string& judge, const std::string& prompt, 
   Stmt st(db_, path_,
           "INSERT OR REPLACE INTO judgments (judge, prompt_sha256, prompt, reply, created_at) VALUES (?, ?, ?, ?, ?)");
   st.bind(1, judge).bind(2, sha256_hex(prompt)).bind(3, prompt).bind(4, reply).bind(5, now_iso8601()).step();
+  kill_point("store.judgment_stored");
 }
 
 std::vector<std::string> Store::experiment_names() const {

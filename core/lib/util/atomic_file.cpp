@@ -1,5 +1,6 @@
 #include "core/lib/util/atomic_file.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -12,6 +13,7 @@
 #include <system_error>
 
 #include "core/api/error.h"
+#include "core/lib/util/kill_point.h"
 
 namespace mmr {
 
@@ -21,6 +23,26 @@ fs::path temp_path_for(const fs::path& path) {
   // The process id in the name: two processes writing one file at once (the ranks of a data-parallel stage
   // caching the same reference log-probs) each rename their own whole temporary; the last rename wins.
   return path.parent_path() / ("." + path.filename().string() + "." + std::to_string(getpid()) + ".tmp");
+}
+
+int remove_stale_temporaries(const fs::path& dir) {
+  int removed = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() < 6 || name[0] != '.' || name.compare(name.size() - 4, 4, ".tmp") != 0) continue;
+    const std::string stem = name.substr(0, name.size() - 4);
+    const size_t dot = stem.rfind('.');
+    if (dot == std::string::npos || dot + 1 == stem.size() ||
+        stem.find_first_not_of("0123456789", dot + 1) != std::string::npos)
+      continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(stem.substr(dot + 1)));
+    if (pid <= 0 || ::kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to tell
+    std::error_code ignored;
+    removed += fs::remove(it->path(), ignored) ? 1 : 0;
+  }
+  return removed;
 }
 
 void write_file_atomic(const fs::path& path, std::string_view bytes) {
@@ -48,6 +70,7 @@ void write_file_atomic(const fs::path& path, std::string_view bytes) {
                                 written, bytes.size(), std::strerror(write_errno)));
     }
   }
+  kill_point("write_file_atomic.before_rename");  // the whole temporary written, the target not yet replaced
   fs::rename(tmp, path, ec);
   if (ec) {
     std::error_code ignored;
@@ -79,6 +102,7 @@ void AtomicFile::commit() {
     fs::remove(tmp_, ec);
     throw IoError(fmt::format("{}: write failed (is the disk full?)", tmp_.string()));
   }
+  kill_point("atomic_file.before_rename");
   fs::rename(tmp_, path_, ec);
   if (ec) {
     fs::remove(tmp_, ec);
