@@ -228,8 +228,15 @@ struct TrialAttempt {
 struct StageLease {
   Store& store;
   std::string key;
+  // Never throws: it runs while a failed commit (a full disk) unwinds, and a throw there aborted the runner. A lease
+  // left behind is taken over once this process is gone (Store::lease_stage).
   ~StageLease() {
-    if (!key.empty()) store.release_stage(key, getpid());
+    if (key.empty()) return;
+    try {
+      store.release_stage(key, getpid());
+    } catch (const std::exception& e) {
+      spdlog::warn("stage lease {} not released: {}", key.substr(0, 12), e.what());
+    }
   }
 };
 
@@ -415,12 +422,11 @@ bool ExperimentRun::run_stage(TrialAttempt& t, size_t ordinal) {
   rec.ended_at = now_iso8601();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const bool ends_trial = last || rec.status != "finished";
+  // Said before the commit: when the commit fails too (a full disk), the stage's own error is what to read.
+  if (rec.status != "finished") t.log->error("stage '{}' {}: {}", stage.name, rec.status, rec.error);
   store_.commit_stage(t.trial_id, t.attempt, rec, ends_trial ? std::optional<std::string>(t.outcome) : std::nullopt,
                       t.error);
-  if (rec.status != "finished") {
-    t.log->error("stage '{}' {}: {}", stage.name, rec.status, rec.error);
-    return false;
-  }
+  if (rec.status != "finished") return false;
   t.log->info("stage '{}' finished in {} ({} metric value(s), {} artifact(s))", stage.name,
               Progress::format_duration(secs), rec.metrics.size(), rec.artifacts.size());
   return true;

@@ -23,11 +23,9 @@ namespace mmr::test {
 
 namespace pipeline {
 
-namespace fs = std::filesystem;
-
-inline const std::string kRunner = (fs::path(MMR_TEST_BINARY_DIR) / "bin" / "runner").string();
-inline const fs::path kFixture = fs::path(MMR_TEST_DATA_DIR) / "tiny-llava";
-inline const fs::path kBench = fs::path(MMR_TEST_DATA_DIR) / "benchmarks" / "llava_bench";
+inline const std::string kRunner = (std::filesystem::path(MMR_TEST_BINARY_DIR) / "bin" / "runner").string();
+inline const std::filesystem::path kFixture = std::filesystem::path(MMR_TEST_DATA_DIR) / "tiny-llava";
+inline const std::filesystem::path kBench = std::filesystem::path(MMR_TEST_DATA_DIR) / "benchmarks" / "llava_bench";
 
 // Pairs whose chosen and rejected replies differ in style; every other one with an image.
 inline std::string preference_rows(int n) {
@@ -60,21 +58,22 @@ struct Outcome {
   std::string adapter;                           // sha256 of adapter_model.safetensors
 };
 
-inline Outcome outcome_of(const fs::path& db) {
+// The newest trial's (the experiment file may have changed between runs: a fault test's new judge).
+inline Outcome outcome_of(const std::filesystem::path& db) {
   Outcome o;
   Store s(db, Store::Mode::ReadOnly);
-  const auto status = s.query("SELECT status FROM trials");
-  o.status = status.rows.size() == 1 ? status.rows[0][0].text : "<" + std::to_string(status.rows.size()) + " trials>";
+  const std::string newest = " AND t.id = (SELECT max(id) FROM trials)";
+  o.status = s.query("SELECT status FROM trials t WHERE 1" + newest).rows.at(0).at(0).text;
   const auto metrics = s.query(
       "SELECT m.stage || '/' || m.name || '@' || coalesce(m.step, -1), printf('%!.17g', m.value) FROM metrics m JOIN "
       "trials t ON t.id = m.trial_id AND m.attempt = t.attempt WHERE m.name NOT LIKE '%per_s' AND m.name NOT IN "
-      "('judge/sent', 'judge/cache_hits')");
+      "('judge/sent', 'judge/cache_hits')" + newest);
   for (const auto& row : metrics.rows) o.metrics[row[0].text] = row[1].text;
   const auto artifacts = s.query("SELECT a.stage || '/' || a.name, a.sha256, a.path FROM artifacts a JOIN trials t ON "
-                                 "t.id = a.trial_id AND a.attempt = t.attempt");
+                                 "t.id = a.trial_id AND a.attempt = t.attempt WHERE 1" + newest);
   for (const auto& row : artifacts.rows) {
     o.artifacts[row[0].text] = row[1].text;
-    if (row[0].text == "train/adapter") o.adapter = sha256_file(fs::path(row[2].text) / "adapter_model.safetensors");
+    if (row[0].text == "train/adapter") o.adapter = sha256_file(std::filesystem::path(row[2].text) / "adapter_model.safetensors");
   }
   return o;
 }
@@ -96,13 +95,15 @@ inline void expect_same(const Outcome& got, const Outcome& want) {
 
 // Files a crash may leave half-written: temporaries of atomic writes, a checkpoint step or adapter folder still
 // under its .tmp name, the reference log-probs' partial file.
-inline std::vector<std::string> leftovers(const fs::path& root) {
+inline std::vector<std::string> leftovers(const std::filesystem::path& root) {
   std::vector<std::string> out;
   std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(root, ec); it != fs::recursive_directory_iterator(); ++it) {
+  for (auto it = std::filesystem::recursive_directory_iterator(root, ec); it != std::filesystem::recursive_directory_iterator();
+       ++it) {
     const std::string name = it->path().filename().string();
-    if (name.size() > 4 && (name.substr(name.size() - 4) == ".tmp" || name.find(".partial.") != std::string::npos))
-      out.push_back(fs::relative(it->path(), root).string());
+    if ((name.size() > 4 && name.substr(name.size() - 4) == ".tmp") || name.find(".tmp.") != std::string::npos ||
+        name.find(".partial.") != std::string::npos)
+      out.push_back(std::filesystem::relative(it->path(), root).string());
   }
   return out;
 }

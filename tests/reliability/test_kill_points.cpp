@@ -38,7 +38,7 @@ const std::vector<KillCase> kCases = {
     {"runner.trial_begin", 1},
     {"data.row_read@3", 1},
     {"data.before_write", 1},
-    {"atomic_file.before_rename", 1},  // rows.jsonl written under its temporary name
+    {"atomic_file.before_rename:rows.jsonl", 1},  // written whole under its temporary name
     {"data.after_write", 1},
     {"runner.stage_returned", 1},
     {"store.commit_stage.before_commit", 1},
@@ -55,7 +55,7 @@ const std::vector<KillCase> kCases = {
     {"ckpt.before_rename@2", 3},
     {"ckpt.before_latest@2", 3},
     {"ckpt.before_prune@2", 3},
-    {"write_file_atomic.before_rename@2", 3},
+    {"write_file_atomic.before_rename:state.json@2", 3},
     {"train.after_step@3", 3},
     {"train.before_adapter", 3},
     {"train.adapter_written", 3},
@@ -64,6 +64,7 @@ const std::vector<KillCase> kCases = {
     {"runner.stage_returned", 3},
     // LLaVA-Bench: generation (a question per batch), the answers file, the judge's replies, the last commit
     {"eval.after_batch@2", 4},
+    {"write_file_atomic.before_rename:answers.jsonl", 4},
     {"eval.artifact_written", 4},
     {"judge.chunk_received", 4},
     {"store.judgment_stored@2", 4},

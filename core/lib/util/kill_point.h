@@ -43,13 +43,19 @@ inline const KillTarget& kill_target() {
 }  // namespace detail
 
 // Dies here by SIGKILL when MMR_KILL_AT names `name` (and this is its N-th pass), stops here when MMR_STOP_AT
-// does; otherwise does nothing.
-inline void kill_point(std::string_view name) {
+// does; otherwise does nothing. A point shared by many callers (an atomic write) adds what it works on: it is then
+// named "<name>:<detail>" ("write_file_atomic.before_rename:state.json"), so a test picks one file's write.
+inline void kill_point(std::string_view name, std::string_view detail = {}) {
   const detail::KillTarget& target = detail::kill_target();
-  if (target.name.empty() || target.name != name) return;
+  if (target.name.empty()) return;
+  const std::string_view armed = target.name;
+  if (detail.empty() ? armed != name
+                     : armed.size() != name.size() + 1 + detail.size() || armed.substr(0, name.size()) != name ||
+                           armed[name.size()] != ':' || armed.substr(name.size() + 1) != detail)
+    return;
   static std::atomic<long> passes{0};  // only the armed point counts, so one counter per library is enough
   if (++passes != target.nth) return;
-  const std::string line = "kill point '" + std::string(name) + "' reached: " +
+  const std::string line = "kill point '" + target.name + "' reached: " +
                            (target.signal == SIGKILL ? "SIGKILL\n" : "SIGSTOP\n");
   (void)!::write(2, line.data(), line.size());  // one write: nothing buffered is lost to the kill
   ::raise(target.signal);

@@ -167,16 +167,18 @@ TEST(AtomicFile, StaleTemporariesOfGoneProcessesAreRemovedLiveOnesAndOtherFilesK
   int status = 0;
   waitpid(child, &status, 0);
   const std::string gone = std::to_string(child), mine = std::to_string(getpid());
-  for (const std::string name : {"." + std::string("rows.jsonl.") + gone + ".tmp", "sub/.state.json." + gone + ".tmp",
-                                 ".rows.jsonl." + mine + ".tmp", "step-0000002.tmp", ".x.12ab.tmp", "rows.jsonl"}) {
+  const std::vector<std::string> names = {".rows.jsonl." + gone + ".tmp", "sub/.state.json." + gone + ".tmp",
+                                         ".adapter_model.safetensors.tmp." + gone + ".0", ".rows.jsonl." + mine + ".tmp",
+                                         "step-0000002.tmp", ".x.12ab.tmp", "rows.jsonl"};
+  for (const std::string& name : names) {
     fs::create_directories((dir / name).parent_path());
     std::ofstream(dir / name) << "half";
   }
-  EXPECT_EQ(mmr::remove_stale_temporaries(dir), 2);
+  EXPECT_EQ(mmr::remove_stale_temporaries(dir), 3);
+  EXPECT_FALSE(fs::exists(dir / (".adapter_model.safetensors.tmp." + gone + ".0")));
   EXPECT_FALSE(fs::exists(dir / (".rows.jsonl." + gone + ".tmp")));
   EXPECT_FALSE(fs::exists(dir / "sub" / (".state.json." + gone + ".tmp")));
-  for (const std::string kept : {".rows.jsonl." + mine + ".tmp", std::string("step-0000002.tmp"), std::string(".x.12ab.tmp"),
-                                 std::string("rows.jsonl")})
+  for (const std::string& kept : {names[3], names[4], names[5], names[6]})
     EXPECT_TRUE(fs::exists(dir / kept)) << kept;
   fs::remove_all(dir);
 }
