@@ -27,17 +27,15 @@ inline const std::string kRunner = (std::filesystem::path(MMR_TEST_BINARY_DIR) /
 inline const std::filesystem::path kFixture = std::filesystem::path(MMR_TEST_DATA_DIR) / "tiny-llava";
 inline const std::filesystem::path kBench = std::filesystem::path(MMR_TEST_DATA_DIR) / "benchmarks" / "llava_bench";
 
-// Pairs whose chosen and rejected replies differ in style; every other one with an image.
+// Text-only pairs whose chosen and rejected replies differ in style (an image is 576 positions to the tiny model:
+// the campaign's many runs stay short; the benchmark shows the model its image).
 inline std::string preference_rows(int n) {
   std::string out;
   for (int i = 0; i < n; ++i) {
     nlohmann::json row = {{"id", "p" + std::to_string(i)},
                           {"chosen", {{"from", "gpt"}, {"value", "The answer is " + std::to_string(i) + "."}}},
                           {"rejected", {{"from", "gpt"}, {"value", "zzz qqq " + std::to_string(i)}}}};
-    const bool image = i % 2 == 0;
-    if (image) row["image"] = (kFixture / "images" / "small.png").string();
-    row["question"] = {{"from", "human"},
-                       {"value", std::string(image ? "<image>\n" : "") + "What is item " + std::to_string(i) + "?"}};
+    row["question"] = {{"from", "human"}, {"value", "What is item " + std::to_string(i) + "?"}};
     out += row.dump() + "\n";
   }
   return out;

@@ -2,9 +2,9 @@
 // (core/lib/util/kill_point.h: MMR_KILL_AT=<point>[@N] makes the runner kill itself there, so the test picks the
 // place, no sleep races the runner), then rerun without it; the rerun must end exactly as an uninterrupted run:
 // the same metrics (17 digits), artifact hashes and adapter bytes, no half-written file left, and no judge prompt
-// sent twice across the killed run and the rerun (the loopback judge's request log) — except at
-// judge.chunk_received, where the replies in flight were received but not yet stored: those, and only those, are
-// asked again.
+// whose reply was stored sent twice across the killed run and the rerun (the loopback judge's request log). The one
+// window a kill costs a paid reply: received but not yet stored (judge.chunk_received, or after some of a chunk's
+// replies at store.judgment_stored); those, and only those, are asked again.
 //
 // To stay within minutes, a point inside stage k starts from the results folder a kill before stage k left (the
 // chain of runner.stage_begin kills below, itself checked the same way), restored at the same path (artifact paths
@@ -15,6 +15,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -105,6 +106,16 @@ std::map<std::string, int> counts(ChatServer& server) {
   return n;
 }
 
+// The user prompts whose replies the store holds (the judgment cache's keys are the requests as JSON).
+std::set<std::string> stored_prompts(const fs::path& db) {
+  std::set<std::string> out;
+  if (!fs::exists(db)) return out;
+  mmr::Store s(db, mmr::Store::Mode::ReadOnly);
+  for (const auto& row : s.query("SELECT prompt FROM judgments").rows)
+    out.insert(nlohmann::json::parse(row[0].text).at("user").get<std::string>());
+  return out;
+}
+
 }  // namespace
 
 TEST_F(KillPoints, EveryPointDiesThereAndTheRerunEndsLikeAnUninterruptedRun) {
@@ -129,7 +140,7 @@ TEST_F(KillPoints, EveryPointDiesThereAndTheRerunEndsLikeAnUninterruptedRun) {
   }
   rerun_and_compare(whole);
   EXPECT_EQ(counts(server), asked);
-  int survived = 3;
+  int survived = 3, asked_again = 0;
 
   const auto failures = [] {  // failed assertions so far
     return ::testing::UnitTest::GetInstance()->current_test_info()->result()->total_part_count();
@@ -140,13 +151,20 @@ TEST_F(KillPoints, EveryPointDiesThereAndTheRerunEndsLikeAnUninterruptedRun) {
     restore(c.from_stage);
     server.clear();
     kill_at(c.point);
+    const std::map<std::string, int> first = counts(server);  // asked by the killed run
+    const std::set<std::string> kept = stored_prompts(db_);    // of those, the replies it stored
     rerun_and_compare(whole);
+    // A prompt is asked again only when the killed run received its reply but died before storing it: the replies
+    // in flight at judge.chunk_received, or those after the stored ones at store.judgment_stored.
     const std::map<std::string, int> sent = counts(server);
     EXPECT_EQ(sent.size(), asked.size()) << "every prompt asked, none other";
-    const int twice = std::string(c.point) == "judge.chunk_received" ? 2 : 1;  // the one chunk in flight: all 3
-    for (const auto& [prompt, n] : sent) EXPECT_EQ(n, twice) << prompt;
+    for (const auto& [prompt, n] : sent) {
+      EXPECT_EQ(n, static_cast<int>(first.count(prompt)) + (kept.count(prompt) ? 0 : 1)) << "asked " << n << " times: " << prompt;
+      asked_again += first.count(prompt) && !kept.count(prompt) ? 1 : 0;
+    }
     survived += failures() == before ? 1 : 0;
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("kill points survived: %d of %zu, in %.0f s\n", survived, kCases.size() + 3, secs);
+  std::printf("kill points survived: %d of %zu, in %.0f s; judge replies received but lost to a kill (asked again): "
+              "%d\n", survived, kCases.size() + 3, secs, asked_again);
 }
