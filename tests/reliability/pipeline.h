@@ -144,7 +144,7 @@ class PipelineTest : public ::testing::Test {
         (pipeline::kBench / "answers_gpt4.jsonl").string() + ", rules: " + (pipeline::kBench / "rule.json").string() +
         ", image_folder: " + (dir_ / "images").string() + ", limit: 3, batch_size: 1, max_new_tokens: 3, model: " +
         model + ", adapter: '${artifact:train/adapter}'}, judge: {plugin: openai_compatible, base_url: '" +
-        server.base_url() + "', max_retries: 0, timeout_s: 2" + judge_extra + "}}\n";
+        server.base_url() + "', max_retries: 0, timeout_s: 5" + judge_extra + "}}\n";
     spec_ = (dir_ / "exp.yaml").string();
     std::ofstream(spec_) << text;
     return spec_;

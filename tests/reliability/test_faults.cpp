@@ -126,9 +126,9 @@ std::map<std::string, std::string> scores(const Outcome& o) {
 
 TEST_F(Faults, AFailingJudgeFailsTheStageClearlyAndTheRerunAsksOnlyThePromptThatGotNoReply) {
   ChatServer server(review);
-  // Slow, within the 2 s timeout: the run just takes longer. Its scores are what every fault's rerun must give.
+  // Slow, within the 5 s timeout: the run just takes longer. Its scores are what every fault's rerun must give.
   write_spec(server, ", concurrency: 1, model: slow");
-  server.inject(Fault::Slow, 3, std::chrono::milliseconds(700));
+  server.inject(Fault::Slow, 3, std::chrono::milliseconds(1000));
   const ProcessResult slow = runner();
   ASSERT_EQ(slow.status, 0) << slow.err;
   const auto want = scores(outcome_of(db_));
@@ -139,13 +139,15 @@ TEST_F(Faults, AFailingJudgeFailsTheStageClearlyAndTheRerunAsksOnlyThePromptThat
     const char* model;
     const char* error;  // in the stage's error
   };
-  for (const Case& c : {Case{Fault::Timeout, "timeout", "no reply within timeout_s = 2 s"}, Case{Fault::ServerError, "error500", "HTTP 500"},
-                        Case{Fault::Garbage, "garbage", "the reply is not a chat completion"},
-                        Case{Fault::TruncatedJson, "truncated", "the reply is not a chat completion"}}) {
+  const std::vector<Case> cases = {{Fault::Timeout, "timeout", "no reply within timeout_s = 5 s"},
+                                   {Fault::ServerError, "error500", "HTTP 500"},
+                                   {Fault::Garbage, "garbage", "the reply is not a chat completion"},
+                                   {Fault::TruncatedJson, "truncated", "the reply is not a chat completion"}};
+  for (const Case& c : cases) {
     SCOPED_TRACE(c.model);
     write_spec(server, std::string(", concurrency: 1, model: ") + c.model);  // a new judge: nothing cached
     server.clear();
-    server.inject(c.fault, 1, std::chrono::milliseconds(2500));  // the first request of the three
+    server.inject(c.fault, 1, std::chrono::milliseconds(6000));  // the first request of the three
     const ProcessResult failed = runner();
     EXPECT_EQ(failed.status, 1) << failed.err;
     const std::string error = bench_error();
