@@ -398,6 +398,9 @@ Store::Store(const fs::path& path, Mode mode, int target_version)
     } else {
       exec("PRAGMA query_only = ON");
       const int v = schema_version();
+      if (v == 0)
+        throw DataError(fmt::format("results database '{}' holds no results yet (no run has made its tables; one may "
+                                    "be starting)", path.string()));
       if (v > kSchemaVersion)
         throw DataError(fmt::format("results database '{}' has schema version {}, newer than this runner's {}; "
                                     "use a newer runner", path.string(), v, kSchemaVersion));
@@ -446,20 +449,22 @@ int Store::schema_version() const {
 }
 
 void Store::migrate(int target_version) {
-  exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)");
   const int current = schema_version();
   if (current > kSchemaVersion)
     throw DataError(fmt::format("results database '{}' has schema version {}, newer than this runner's {}; use a "
                                 "newer runner (this one will not touch it)", path_.string(), current, kSchemaVersion));
-  for (int v = current + 1; v <= target_version; ++v) {
-    Transaction tx(*this);
-    // Read again under the write lock: runners started together (--jobs) open a new file at the same moment.
-    if (schema_version() >= v) continue;
+  if (current >= target_version) return;
+  // Every missing version in one transaction: a reader (`runner results` while a run creates the file) sees no
+  // schema or the whole one, never tables half made. Read again under the write lock: runners started together
+  // (--jobs) open a new file at the same moment.
+  Transaction tx(*this);
+  exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)");
+  for (int v = schema_version() + 1; v <= target_version; ++v) {
     exec(kMigrations[v - 1]);
     Stmt st(db_, path_, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)");
     st.bind(1, v).bind(2, now_iso8601()).step();
-    tx.commit();
   }
+  tx.commit();
 }
 
 int64_t Store::upsert_experiment(const std::string& name, const std::string& source, const std::string& spec) {
