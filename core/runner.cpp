@@ -19,6 +19,8 @@
 #include "core/ranks.h"
 #include "core/spawn.h"
 #include "core/stage_context.h"
+#include "core/lib/util/atomic_file.h"
+#include "core/lib/util/kill_point.h"
 #include "core/lib/util/sha256.h"
 
 namespace fs = std::filesystem;
@@ -226,8 +228,15 @@ struct TrialAttempt {
 struct StageLease {
   Store& store;
   std::string key;
+  // Never throws: it runs while a failed commit (a full disk) unwinds, and a throw there aborted the runner. A lease
+  // left behind is taken over once this process is gone (Store::lease_stage).
   ~StageLease() {
-    if (!key.empty()) store.release_stage(key, getpid());
+    if (key.empty()) return;
+    try {
+      store.release_stage(key, getpid());
+    } catch (const std::exception& e) {
+      spdlog::warn("stage lease {} not released: {}", key.substr(0, 12), e.what());
+    }
   }
 };
 
@@ -375,9 +384,11 @@ std::string ExperimentRun::run_attempt(size_t index, const TrialRow& row, int at
   TrialAttempt t(trial, row.id, attempt, dir);
   t.log->info("trial {}/{} [{}] attempt {}: {}", index + 1, exp_.trials.size(), trial.label.empty() ? "-" : trial.label,
               attempt, dir.string());
+  kill_point("runner.trial_begin");
   for (size_t s = 0; s < trial.stages.size(); ++s)
     if (!run_stage(t, s)) break;
   t.log->info("trial {} {}", trial.identity.substr(0, 12), t.outcome);
+  kill_point("runner.trial_end");
   return t.outcome;
 }
 
@@ -387,6 +398,7 @@ bool ExperimentRun::run_stage(TrialAttempt& t, size_t ordinal) {
   const StageSpec& stage = t.trial.stages[ordinal];
   const bool last = ordinal + 1 == t.trial.stages.size();
   const int ord = static_cast<int>(ordinal);
+  kill_point("runner.stage_begin");  // the N-th stage this process comes to: the previous one is committed
   const std::string key = stage_key(stage, registry_.find(stage.kind, stage.plugin).version, t.trial.seed,
                                     t.artifact_hashes);
   if (!opt_.force && t.attempt > 1 && reuse_stage(t, stage, ord, last)) return true;
@@ -400,6 +412,8 @@ bool ExperimentRun::run_stage(TrialAttempt& t, size_t ordinal) {
   rec.ordinal = static_cast<int>(ordinal);
   const fs::path dir = t.dir / stage.name;
   fs::create_directories(dir);
+  if (int n = remove_stale_temporaries(dir))  // a killed earlier attempt's; this one writes its own
+    t.log->info("stage '{}': removed {} temporary file(s) a killed process left", stage.name, n);
   const ProgressFile progress_file(t.dir / "progress.json", stage.name);  // for `runner status`
   rec.started_at = now_iso8601();
   t.log->info("stage '{}' ({} '{}') starts", stage.name, kind_name(stage.kind), stage.plugin);
@@ -408,12 +422,11 @@ bool ExperimentRun::run_stage(TrialAttempt& t, size_t ordinal) {
   rec.ended_at = now_iso8601();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const bool ends_trial = last || rec.status != "finished";
+  // Said before the commit: when the commit fails too (a full disk), the stage's own error is what to read.
+  if (rec.status != "finished") t.log->error("stage '{}' {}: {}", stage.name, rec.status, rec.error);
   store_.commit_stage(t.trial_id, t.attempt, rec, ends_trial ? std::optional<std::string>(t.outcome) : std::nullopt,
                       t.error);
-  if (rec.status != "finished") {
-    t.log->error("stage '{}' {}: {}", stage.name, rec.status, rec.error);
-    return false;
-  }
+  if (rec.status != "finished") return false;
   t.log->info("stage '{}' finished in {} ({} metric value(s), {} artifact(s))", stage.name,
               Progress::format_duration(secs), rec.metrics.size(), rec.artifacts.size());
   return true;
@@ -503,6 +516,7 @@ void ExperimentRun::execute_stage(TrialAttempt& t, const StageSpec& stage, const
       produced = ctx->artifacts_;
     }
     if (stop_flag()) throw Interrupted();
+    kill_point("runner.stage_returned");  // the plugin is done, nothing of the stage is committed yet
     for (const auto& [name, path] : produced) {
       rec.artifacts.push_back(checksum(name, path));
       t.artifacts[stage.name + "/" + name] = path;

@@ -2,6 +2,7 @@
 #include "core/store.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <strings.h>
@@ -17,6 +18,7 @@
 #include <tuple>
 
 #include "core/api/error.h"
+#include "core/lib/util/kill_point.h"
 #include "core/lib/util/sha256.h"
 #include "core/spec.h"
 
@@ -389,12 +391,16 @@ Store::Store(const fs::path& path, Mode mode, int target_version)
   try {
     exec("PRAGMA foreign_keys = ON");
     if (mode == Mode::ReadWrite) {
+      refuse_foreign();  // before the journal mode, which is written into the file
       exec("PRAGMA journal_mode = WAL");
       exec("PRAGMA synchronous = NORMAL");
       migrate(target_version);
     } else {
       exec("PRAGMA query_only = ON");
       const int v = schema_version();
+      if (v == 0)
+        throw DataError(fmt::format("results database '{}' holds no results yet (no run has made its tables; one may "
+                                    "be starting)", path.string()));
       if (v > kSchemaVersion)
         throw DataError(fmt::format("results database '{}' has schema version {}, newer than this runner's {}; "
                                     "use a newer runner", path.string(), v, kSchemaVersion));
@@ -420,6 +426,19 @@ void Store::exec(const std::string& sql) {
   }
 }
 
+// A file with tables but no schema_migrations is another program's database: --results named the wrong file, and
+// migrating would add this runner's tables to it.
+void Store::refuse_foreign() const {
+  if (schema_version() > 0) return;
+  Stmt st(db_, path_, "SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'schema_migrations' ORDER BY name");
+  std::vector<std::string> tables;
+  while (st.step() && tables.size() < 5) tables.push_back(st.text_col(0));
+  if (!tables.empty())
+    throw DataError(fmt::format("'{}' is not a results database: it holds other tables ({}) and no schema_migrations; "
+                                "give --results a new file or one a runner wrote (the file is left as it was)",
+                                path_.string(), fmt::join(tables, ", ")));
+}
+
 int Store::schema_version() const {
   Stmt has(db_, path_, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'");
   has.step();
@@ -430,20 +449,22 @@ int Store::schema_version() const {
 }
 
 void Store::migrate(int target_version) {
-  exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)");
   const int current = schema_version();
   if (current > kSchemaVersion)
     throw DataError(fmt::format("results database '{}' has schema version {}, newer than this runner's {}; use a "
                                 "newer runner (this one will not touch it)", path_.string(), current, kSchemaVersion));
-  for (int v = current + 1; v <= target_version; ++v) {
-    Transaction tx(*this);
-    // Read again under the write lock: runners started together (--jobs) open a new file at the same moment.
-    if (schema_version() >= v) continue;
+  if (current >= target_version) return;
+  // Every missing version in one transaction: a reader (`runner results` while a run creates the file) sees no
+  // schema or the whole one, never tables half made. Read again under the write lock: runners started together
+  // (--jobs) open a new file at the same moment.
+  Transaction tx(*this);
+  exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)");
+  for (int v = schema_version() + 1; v <= target_version; ++v) {
     exec(kMigrations[v - 1]);
     Stmt st(db_, path_, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)");
     st.bind(1, v).bind(2, now_iso8601()).step();
-    tx.commit();
   }
+  tx.commit();
 }
 
 int64_t Store::upsert_experiment(const std::string& name, const std::string& source, const std::string& spec) {
@@ -523,7 +544,9 @@ void Store::commit_stage(int64_t trial_id, int attempt, const StageRecord& stage
   insert_metrics(db_, path_, trial_id, attempt, stage, now);
   insert_artifacts(db_, path_, trial_id, attempt, stage);
   if (trial_status) update_trial_end(db_, path_, trial_id, attempt, *trial_status, error, now);
+  kill_point("store.commit_stage.before_commit");  // every row written, none committed
   tx.commit();
+  kill_point("store.commit_stage.after_commit");
 }
 
 void Store::snapshot_to(const fs::path& to) {
@@ -695,6 +718,7 @@ void Store::store_judgment(const std::string& judge, const std::string& prompt, 
   Stmt st(db_, path_,
           "INSERT OR REPLACE INTO judgments (judge, prompt_sha256, prompt, reply, created_at) VALUES (?, ?, ?, ?, ?)");
   st.bind(1, judge).bind(2, sha256_hex(prompt)).bind(3, prompt).bind(4, reply).bind(5, now_iso8601()).step();
+  kill_point("store.judgment_stored");
 }
 
 std::vector<std::string> Store::experiment_names() const {

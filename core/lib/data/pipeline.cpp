@@ -7,6 +7,7 @@
 #include "core/lib/data/records.h"
 #include "core/lib/image/format.h"
 #include "core/lib/util/atomic_file.h"
+#include "core/lib/util/kill_point.h"
 
 namespace mmr::data {
 namespace fs = std::filesystem;
@@ -157,6 +158,7 @@ class RowReader {
       if (ctx_.stop_requested && (rec.row % 4096) == 0 && ctx_.stop_requested()) throw Interrupted();
       ++result_.rows_read;
       take(file, rec);
+      kill_point("data.row_read");
       return true;
     });
   }
@@ -308,7 +310,9 @@ void FileDataset::run(StageContext& ctx) {
   DataContext data = DataContext::for_stage(ctx);
   LoadResult r = load(data);
   record_metrics(r, data);
+  kill_point("data.before_write");  // every row read, nothing written
   write_artifacts(r, ctx);
+  kill_point("data.after_write");
   ctx.log().info("{} {} row(s) read, {} kept, {} skipped as bad{}", ctx.stage_name(), r.rows_read, r.rows.size(),
                  r.bad_rows.size(), r.bad_rows.empty() ? "" : " (see bad_rows.jsonl)");
 }

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/api/plugin_api.h"
+#include "core/lib/util/kill_point.h"
 
 namespace mmr {
 
@@ -135,12 +136,15 @@ class JudgeClient {
         throw InternalError(fmt::format("judge '{}' returned {} replies for {} requests", identity_, part.size(),
                                         chunk.size()));
       n_sent_ += static_cast<int64_t>(chunk.size());
+      kill_point("judge.chunk_received");  // the chunk's replies received, none stored: the one window a crash
+                                           // costs paid replies (at most one chunk; a rerun asks them again)
       for (size_t k = 0; k < part.size(); ++k) {
         if (part[k].ok) ctx_.store_judgment(identity_, keys[start + k], part[k].text);
         else if (failed++ == 0) first_error = part[k].error;
         got.push_back(std::move(part[k]));
       }
       if (progress) progress->advance(static_cast<int64_t>(chunk.size()));
+      kill_point("judge.chunk_stored");
     }
     if (progress) progress->finish();
     if (failed > 0)

@@ -149,7 +149,7 @@ TrainDefaults sft_defaults() {
 
 ResumableJsonl::ResumableJsonl(std::filesystem::path final_path, const std::vector<std::string>& ids, size_t block)
     : final_(std::move(final_path)), partial_(final_.parent_path() / (final_.stem().string() + ".partial.jsonl")) {
-  std::vector<std::string> kept;
+  std::vector<std::string>& kept = kept_;
   {
     std::ifstream in(partial_);
     for (std::string line; kept.size() < ids.size() && std::getline(in, line);) {
@@ -173,7 +173,9 @@ ResumableJsonl::ResumableJsonl(std::filesystem::path final_path, const std::vect
 void ResumableJsonl::finish() {
   out_.close();
   if (out_.fail()) throw IoError("cannot write '" + partial_.string() + "' (disk full?)");
-  std::filesystem::rename(partial_, final_);
+  std::error_code ec;
+  std::filesystem::rename(partial_, final_, ec);
+  if (ec) throw IoError("cannot rename '" + partial_.string() + "' to '" + final_.string() + "': " + ec.message());
 }
 
 void bind_model(OptionBinder& o, YAML::Node* model) {

@@ -60,6 +60,8 @@ class ResumableJsonl {
  public:
   ResumableJsonl(std::filesystem::path final_path, const std::vector<std::string>& ids, size_t block = 1);
   size_t done() const { return done_; }
+  // The rows kept from an earlier run, as written (done() of them).
+  const std::vector<std::string>& kept() const { return kept_; }
   void write(const nlohmann::json& row) { out_ << row.dump() << "\n"; }
   void flush() { out_.flush(); }
   void finish();
@@ -67,6 +69,7 @@ class ResumableJsonl {
  private:
   std::filesystem::path final_, partial_;
   std::ofstream out_;
+  std::vector<std::string> kept_;
   size_t done_ = 0;
 };
 

@@ -15,6 +15,7 @@
 #include "core/api/error.h"
 #include "core/lib/safetensors/safetensors.h"
 #include "core/lib/util/atomic_file.h"
+#include "core/lib/util/kill_point.h"
 
 namespace mmr::train {
 
@@ -164,11 +165,14 @@ void Trainer::save_checkpoint(int64_t step, const torch::optim::AdamW& opt) {
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   write_trainable(params_, tmp / "trainable.safetensors");
+  kill_point("ckpt.after_weights");  // between the checkpoint's files
   torch::save(opt, (tmp / "optimizer.pt").string());
+  kill_point("ckpt.after_optimizer");
   std::vector<torch::Tensor> rng = {at::detail::getDefaultCPUGenerator().get_state()};
   if (model_.device().is_cuda()) rng.push_back(at::globalContext().defaultGenerator(model_.device()).get_state());
   torch::save(rng, (tmp / "rng.pt").string());
   if (has_adapter(groups_)) model_.save_adapter(tmp / "adapter");
+  kill_point("ckpt.after_adapter");
   const json state = {{"step", step},
                       {"trial", ctx_.trial_identity()},
                       {"stage", ctx_.stage_name()},
@@ -176,9 +180,12 @@ void Trainer::save_checkpoint(int64_t step, const torch::optim::AdamW& opt) {
                       {"total_steps", total_steps(num_examples_)},
                       {"history", history_}};
   write_file_atomic(tmp / "state.json", state.dump() + "\n");
+  kill_point("ckpt.before_rename");  // the whole step folder written under its .tmp name
   fs::remove_all(final_dir);
   fs::rename(tmp, final_dir);
+  kill_point("ckpt.before_latest");
   write_file_atomic(root / "latest", step_dir_name(step) + "\n");
+  kill_point("ckpt.before_prune");
   // Keep the newest keep_checkpoints.
   std::vector<fs::path> dirs;
   for (const auto& e : fs::directory_iterator(root))
@@ -341,7 +348,9 @@ void Trainer::write_adapter(FitResult& result) {
     const fs::path tmp = ctx_.stage_dir() / "adapter.tmp";  // a folder: written whole, then swapped in
     fs::remove_all(tmp);
     model_.save_adapter(tmp);
+    kill_point("train.adapter_written");  // adapter.tmp whole, the artifact folder not yet replaced
     fs::remove_all(result.adapter);
+    kill_point("train.adapter_removed");  // the old folder gone, the new one not yet in place
     fs::rename(tmp, result.adapter);
   } else {
     fs::create_directories(result.adapter);
@@ -399,6 +408,7 @@ FitResult Trainer::fit(int64_t n, const MicroBatchFn& fn) {
       throw Error(fmt::format("step {}: the gradient norm is {} (loss {}); lower lr or check the data", step + 1,
                               grad_norm, outcome.loss_sum / outcome.micro));
     opt->step();
+    kill_point("train.after_step");  // a step taken but neither logged nor checkpointed
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
     const int64_t s = step + 1;
@@ -417,7 +427,9 @@ FitResult Trainer::fit(int64_t n, const MicroBatchFn& fn) {
 
   result.steps = sched.total;
   if (dist_.rank != 0) return result;  // rank 0 writes what the stage produced
+  kill_point("train.before_adapter");
   write_adapter(result);
+  kill_point("train.after_adapter");
   if (!cfg_.keep_final_checkpoint) fs::remove_all(ctx_.stage_dir() / "checkpoints");
   for (const auto& [k, v] : result.last) ctx_.log_metric(k, v);  // final values (step -1)
   return result;

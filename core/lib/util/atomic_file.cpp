@@ -1,5 +1,6 @@
 #include "core/lib/util/atomic_file.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -10,8 +11,10 @@
 #include <fstream>
 #include <sstream>
 #include <system_error>
+#include <vector>
 
 #include "core/api/error.h"
+#include "core/lib/util/kill_point.h"
 
 namespace mmr {
 
@@ -21,6 +24,42 @@ fs::path temp_path_for(const fs::path& path) {
   // The process id in the name: two processes writing one file at once (the ranks of a data-parallel stage
   // caching the same reference log-probs) each rename their own whole temporary; the last rename wins.
   return path.parent_path() / ("." + path.filename().string() + "." + std::to_string(getpid()) + ".tmp");
+}
+
+namespace {
+
+bool all_digits(const std::string& s) { return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos; }
+
+// The writer's pid in a temporary's name: ".<name>.<pid>.tmp" (temp_path_for) or ".<name>.tmp.<pid>.<n>" (the
+// safetensors writer); 0 for any other name.
+pid_t temporary_writer(const std::string& name) {
+  if (name.size() < 6 || name[0] != '.') return 0;
+  std::vector<std::string> parts;
+  for (size_t start = 0, dot; start <= name.size(); start = dot + 1) {
+    dot = name.find('.', start);
+    if (dot == std::string::npos) dot = name.size();
+    parts.push_back(name.substr(start, dot - start));
+  }
+  const size_t n = parts.size();
+  if (n >= 4 && parts[n - 1] == "tmp" && all_digits(parts[n - 2])) return static_cast<pid_t>(std::stol(parts[n - 2]));
+  if (n >= 5 && parts[n - 3] == "tmp" && all_digits(parts[n - 2]) && all_digits(parts[n - 1]))
+    return static_cast<pid_t>(std::stol(parts[n - 2]));
+  return 0;
+}
+
+}  // namespace
+
+int remove_stale_temporaries(const fs::path& dir) {
+  int removed = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    const pid_t pid = temporary_writer(it->path().filename().string());
+    if (pid <= 0 || ::kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to tell
+    std::error_code ignored;
+    removed += fs::remove(it->path(), ignored) ? 1 : 0;
+  }
+  return removed;
 }
 
 void write_file_atomic(const fs::path& path, std::string_view bytes) {
@@ -48,6 +87,7 @@ void write_file_atomic(const fs::path& path, std::string_view bytes) {
                                 written, bytes.size(), std::strerror(write_errno)));
     }
   }
+  kill_point("write_file_atomic.before_rename", path.filename().native());  // the whole temporary written, the target not yet replaced
   fs::rename(tmp, path, ec);
   if (ec) {
     std::error_code ignored;
@@ -79,6 +119,7 @@ void AtomicFile::commit() {
     fs::remove(tmp_, ec);
     throw IoError(fmt::format("{}: write failed (is the disk full?)", tmp_.string()));
   }
+  kill_point("atomic_file.before_rename", path_.filename().native());
   fs::rename(tmp_, path_, ec);
   if (ec) {
     fs::remove(tmp_, ec);

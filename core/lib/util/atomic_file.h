@@ -18,6 +18,10 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view bytes
 // The temporary name write_file_atomic uses for `path` (exposed so tests can check none is left behind).
 std::filesystem::path temp_path_for(const std::filesystem::path& path);
 
+// Removes, under `dir`, the temporaries of atomic writes whose process is gone (".<name>.<pid>.tmp", or the
+// safetensors writer's ".<name>.tmp.<pid>.<n>", with no process <pid>): what a killed process leaves. A live process's are kept. Returns how many were removed.
+int remove_stale_temporaries(const std::filesystem::path& dir);
+
 // Writes a file through a stream and renames it into place on commit(); the stream is checked before the rename,
 // so a full disk is an error, not a truncated file. Without commit() (an exception) the temporary is removed.
 class AtomicFile {

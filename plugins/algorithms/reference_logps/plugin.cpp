@@ -12,6 +12,7 @@
 
 #include "common.h"
 #include "core/lib/data/rows.h"
+#include "core/lib/util/kill_point.h"
 #include "core/api/error.h"
 
 namespace mmr::train {
@@ -63,7 +64,13 @@ class ReferenceLogps : public Algorithm {
     auto progress = ctx.progress("reference log-probs", static_cast<int64_t>(rows.size()));
     progress->advance(static_cast<int64_t>(done));
     torch::NoGradGuard no_grad;
+    // The means cover every row: a resumed run adds the rows an earlier run wrote (in order, as an uninterrupted
+    // run would), so its metrics are the uninterrupted run's (the kill-point campaign found them missing).
     double sum_c = 0, sum_r = 0;
+    for (const std::string& line : out.kept()) {
+      const json row = json::parse(line);
+      sum_c += row.at("ref_win_logp").get<double>(), sum_r += row.at("ref_rej_logp").get<double>();
+    }
     for (size_t i = done; i < rows.size(); i += static_cast<size_t>(batch_size_)) {
       const size_t end = std::min(rows.size(), i + static_cast<size_t>(batch_size_));
       std::vector<EncodedSample> chosen, rejected;
@@ -85,17 +92,17 @@ class ReferenceLogps : public Algorithm {
       }
       const size_t n = end - i;
       out.flush();
+      kill_point("reflogps.after_batch");  // a prefix of the rows in rows.partial.jsonl
       progress->advance(static_cast<int64_t>(n));
       if (ctx.stop_requested()) throw Interrupted();
     }
     progress->finish();
+    kill_point("reflogps.before_finish");  // every row in the partial file, not yet renamed
     out.finish();
     ctx.add_artifact("rows", ctx.stage_dir() / "rows.jsonl");
     ctx.log_metric("pairs", static_cast<double>(rows.size()));
-    if (done == 0) {
-      ctx.log_metric("mean_ref_chosen_logp", sum_c / static_cast<double>(rows.size()));
-      ctx.log_metric("mean_ref_rejected_logp", sum_r / static_cast<double>(rows.size()));
-    }
+    ctx.log_metric("mean_ref_chosen_logp", sum_c / static_cast<double>(rows.size()));
+    ctx.log_metric("mean_ref_rejected_logp", sum_r / static_cast<double>(rows.size()));
   }
 
  private:

@@ -18,6 +18,7 @@
 #include "core/api/plugin_api.h"
 #include "core/lib/judging/judging.h"
 #include "core/lib/util/atomic_file.h"
+#include "core/lib/util/kill_point.h"
 #include "core/lib/util/strings.h"
 #include "plugins/benchmarks/common/file_scoring.h"
 
@@ -123,6 +124,7 @@ inline std::vector<std::string> generate_all(StageContext& ctx, ChatModel& model
         throw InternalError(fmt::format("the model returned {} replies for {} prompts", out.size(), batch.size()));
       for (size_t k = start; k < end; ++k) replies[indices[k]] = std::string(python_strip(out[k - start].text));
       progress->advance(static_cast<int64_t>(end - start));
+      kill_point("eval.after_batch");  // some replies generated, none written (a rerun generates them again)
     }
   }
   progress->finish();
@@ -152,6 +154,7 @@ inline std::filesystem::path write_artifact(StageContext& ctx, const std::string
                                             const std::string& text) {
   const std::filesystem::path path = ctx.stage_dir() / file;
   write_file_atomic(path, text);
+  kill_point("eval.artifact_written");
   ctx.add_artifact(name, path);
   return path;
 }

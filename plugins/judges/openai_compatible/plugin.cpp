@@ -204,7 +204,10 @@ class OpenAiCompatible : public Judge {
       double wait_s = std::min(60.0, cfg_.backoff_s * std::pow(2.0, attempt));
       auto res = client.Post(path, text, "application/json");
       if (!res) {
-        error = fmt::format("POST {}{}: {}", cfg_.base_url, "/chat/completions", httplib::to_string(res.error()));
+        const bool read = res.error() == httplib::Error::Read;  // what a read timeout is, to cpp-httplib
+        error = fmt::format("POST {}{}: {}{}", cfg_.base_url, "/chat/completions", httplib::to_string(res.error()),
+                            read ? fmt::format(" (no reply within timeout_s = {} s, or the connection was closed)",
+                                               cfg_.timeout_s) : "");
       } else if (res->status == 200) {
         return read_reply(*res);
       } else {

@@ -2,9 +2,11 @@
 // RFC 4648's vectors and each caller's rules (runner serve's and Python's b64decode), and atomic whole-file writes
 // (the old file or the new one, never half of either, and no temporary left behind).
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -155,4 +157,28 @@ TEST(AtomicFile, StreamCommitReplacesAndAnAbandonedOneLeavesNothing) {
   }  // an exception on the way would leave it like this
   EXPECT_EQ(mmr::read_file(target), "new");
   EXPECT_FALSE(fs::exists(mmr::temp_path_for(target)));
+}
+
+TEST(AtomicFile, StaleTemporariesOfGoneProcessesAreRemovedLiveOnesAndOtherFilesKept) {
+  const fs::path dir = fresh_dir("atomic_stale");
+  // A process that is gone: a child that exited (its pid is free until reused; reuse only keeps a file).
+  const pid_t child = fork();
+  if (child == 0) _exit(0);
+  int status = 0;
+  waitpid(child, &status, 0);
+  const std::string gone = std::to_string(child), mine = std::to_string(getpid());
+  const std::vector<std::string> names = {".rows.jsonl." + gone + ".tmp", "sub/.state.json." + gone + ".tmp",
+                                         ".adapter_model.safetensors.tmp." + gone + ".0", ".rows.jsonl." + mine + ".tmp",
+                                         "step-0000002.tmp", ".x.12ab.tmp", "rows.jsonl"};
+  for (const std::string& name : names) {
+    fs::create_directories((dir / name).parent_path());
+    std::ofstream(dir / name) << "half";
+  }
+  EXPECT_EQ(mmr::remove_stale_temporaries(dir), 3);
+  EXPECT_FALSE(fs::exists(dir / (".adapter_model.safetensors.tmp." + gone + ".0")));
+  EXPECT_FALSE(fs::exists(dir / (".rows.jsonl." + gone + ".tmp")));
+  EXPECT_FALSE(fs::exists(dir / "sub" / (".state.json." + gone + ".tmp")));
+  for (const std::string& kept : {names[3], names[4], names[5], names[6]})
+    EXPECT_TRUE(fs::exists(dir / kept)) << kept;
+  fs::remove_all(dir);
 }
