@@ -104,8 +104,8 @@ struct Message {
   std::vector<std::string> images;
 };
 
-// The content parts of a message: text parts joined by newlines, image parts as files (at most max_images in
-// the whole request, counted by `n_images`).
+// The content parts of a message: text parts joined by newlines, image parts as files (numbered by `n_images`
+// across the request).
 void read_content_parts(const json& content, const std::string& where, const fs::path& image_dir,
                         const RequestLimits& limits, int& n_images, Message& msg) {
   for (size_t k = 0; k < content.size(); ++k) {
@@ -121,13 +121,25 @@ void read_content_parts(const json& content, const std::string& where, const fs:
       const json& iu = require(part, "image_url", pw);
       const json& url = iu.is_object() ? require(iu, "url", pw + ".image_url") : iu;
       if (!url.is_string()) throw RequestError(pw + ".image_url.url: expected a string");
-      if (++n_images > limits.max_images)
-        throw RequestError(fmt::format("{}: more than {} images in one request", pw, limits.max_images));
-      msg.images.push_back(image_file(url.get<std::string>(), image_dir, n_images, limits, pw + ".image_url.url"));
+      msg.images.push_back(image_file(url.get<std::string>(), image_dir, ++n_images, limits, pw + ".image_url.url"));
     } else {
       throw RequestError(fmt::format("{}.type: expected 'text' or 'image_url', found {}", pw, dump_text(type)));
     }
   }
+}
+
+// The image parts of all messages, counted before any is decoded (a request past --max-images costs nothing).
+int64_t count_image_parts(const json& messages) {
+  int64_t n = 0;
+  for (const json& m : messages) {
+    const auto content = m.is_object() ? m.find("content") : m.end();
+    if (content == m.end() || !content->is_array()) continue;
+    for (const json& part : *content) {
+      const auto type = part.is_object() ? part.find("type") : part.end();
+      n += type != part.end() && *type == "image_url";
+    }
+  }
+  return n;
 }
 
 // messages[i]: {role, content}, content a string or an array of parts.
@@ -282,6 +294,12 @@ ChatRequest parse_chat_request(const json& body, const fs::path& image_dir, cons
   const json& messages = require(body, "messages", "request");
   if (!messages.is_array() || messages.empty())
     throw RequestError("'messages': expected a non-empty array of {role, content}");
+  if (static_cast<int64_t>(messages.size()) > limits.max_messages)
+    throw RequestError(fmt::format("'messages': {} messages, more than this server takes in one request ({})",
+                                   messages.size(), limits.max_messages));
+  if (const int64_t n = count_image_parts(messages); n > limits.max_images)
+    throw RequestError(fmt::format("'messages': {} images, more than this server takes in one request ({})", n,
+                                   limits.max_images));
   std::string system;
   int n_images = 0;
   for (size_t i = 0; i < messages.size(); ++i) {

@@ -40,6 +40,7 @@ struct RequestLimits {
   int64_t default_max_tokens = 512;
   int64_t max_tokens_limit = 4096;
   int64_t max_images = 8;
+  int64_t max_messages = 256;
   std::vector<std::filesystem::path> allowed_media_dirs;  // canonical folders local images may come from
 };
 

@@ -8,7 +8,8 @@
 // (serve_scheduler.h): with a model that batches, up to --max-batch requests decode together, else one request
 // generates at a time; "stream": true answers with server-sent events (serve_chat.h). Errors are OpenAI-style
 // JSON: 400 bad input, 401 bad or missing bearer token (with --api-key-env NAME), 404 unknown path or model, 413
-// body too large, 500 a failure inside the model.
+// body too large, 431 headers too large, 503 too many connections, 500 a failure inside the model. The HTTP
+// layer and its limits (request deadline, body and header sizes, connections) are serve_http.h's.
 #pragma once
 
 #include <yaml-cpp/yaml.h>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "app/openai_chat.h"
+#include "app/serve_http.h"
 #include "core/registry.h"
 
 namespace CLI {
@@ -34,8 +36,8 @@ struct ServeOptions {
   std::string model_source = "command line";
   std::string served_model_name;  // default: the plugin name
   std::string api_key_env;      // NAME of the variable holding the bearer token; empty: no auth
-  size_t max_request_bytes = 32u << 20;
-  RequestLimits limits;
+  http::Limits http;             // body and header sizes, request deadline, connections
+  RequestLimits limits;          // what one chat request may ask for
   size_t max_batch = 8;         // requests decoding together (models with a DecodeBatch); the rest wait
   std::string port_file;        // written atomically once listening
   std::string log_requests;     // JSONL: one line per request (time, method, path, status, body_sha256)

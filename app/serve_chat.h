@@ -1,22 +1,22 @@
 // The reply to one chat completion in `runner serve`, once its request is parsed and queued (serve_scheduler.h):
-// the handler waits for the model thread while it watches the client, then answers with the chat.completion
-// JSON or, with "stream": true, with server-sent events of chat.completion.chunk. A client that goes away has
-// its request cancelled.
+// the request's thread waits for the model thread while it watches the client's connection, then answers with
+// the chat.completion JSON or, with "stream": true, with server-sent events of chat.completion.chunk. A client
+// that goes away has its request cancelled.
 #pragma once
 
-#include <httplib.h>
 #include <spdlog/logger.h>
 
 #include <memory>
 #include <string>
 
 #include "app/openai_chat.h"
+#include "app/serve_http.h"
 #include "app/serve_scheduler.h"
 
 namespace mmr::serve {
 
 // An OpenAI-style JSON error reply.
-void send_error(httplib::Response& res, int status, const std::string& message, const std::string& type);
+http::Response error_response(int status, const std::string& message, const std::string& type);
 
 // What every reply of one request carries.
 struct ReplyInfo {
@@ -27,9 +27,10 @@ struct ReplyInfo {
   bool include_usage = false;
 };
 
-// Answers `request` (already submitted to `scheduler`) into `res`. Errors before the first byte are JSON errors
-// with their status; with streaming, an error after it is an SSE error event, then the stream ends.
+// Answers `request` (already submitted to `scheduler`) through `reply`, blocking until the answer is written or
+// the client is gone. Errors before the first byte are JSON errors with their status; with streaming, an error
+// after it is an SSE error event, then the stream ends.
 void answer_chat(Scheduler& scheduler, const std::shared_ptr<ScheduledRequest>& request, const ReplyInfo& info,
-                 const httplib::Request& req, httplib::Response& res, const std::shared_ptr<spdlog::logger>& log);
+                 http::Reply& reply, const std::shared_ptr<spdlog::logger>& log);
 
 }  // namespace mmr::serve

@@ -19,7 +19,8 @@ find_package(nlohmann_json REQUIRED)
 find_package(Boost 1.74 REQUIRED COMPONENTS filesystem)
 # cpp-httplib (Debian builds it as a shared library with OpenSSL, zlib and brotli): its pkg-config file carries the
 # CPPHTTPLIB_*_SUPPORT defines the library was compiled with, which every user must share (they change the
-# classes' layout). `runner serve` and the openai_compatible judge link PkgConfig::HTTPLIB.
+# classes' layout). The openai_compatible judge and the HTTP tests link PkgConfig::HTTPLIB; `runner serve` is on
+# Boost.Beast (app/serve_http.h).
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET GLOBAL cpp-httplib)
 

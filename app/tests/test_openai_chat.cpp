@@ -157,6 +157,22 @@ TEST_F(OpenAiChat, BadRequestsGetMessagesNamingTheField) {
   EXPECT_NE(error_of(R"({"messages": [{"role": "user", "content": "x"}], "stop": [1]})").find("'stop'"), std::string::npos);
 }
 
+TEST_F(OpenAiChat, MessageAndImageCountsAreRefusedBeforeAnyImageIsDecoded) {
+  limits_.max_messages = 2;
+  limits_.max_images = 1;
+  EXPECT_EQ(error_of(R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                                       {"role": "user", "content": "c"}]})"),
+            "'messages': 3 messages, more than this server takes in one request (2)");
+  // The first image decodes, the second is not even base64: the count is refused before either is decoded.
+  const std::string body = R"({"messages": [{"role": "user", "content": [
+      {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgphYmM="}},
+      {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@"}}]}]})";
+  EXPECT_EQ(error_of(body), "'messages': 2 images, more than this server takes in one request (1)");
+  EXPECT_TRUE(fs::is_empty(dir_)) << "an image was written";
+  limits_.max_images = 2;
+  EXPECT_NE(error_of(body).find("base64"), std::string::npos);
+}
+
 TEST(OpenAiReply, HasTheChatCompletionShapeWithUsageAndFinishReason) {
   mmr::Generation g;
   g.text = "hello";

@@ -6,13 +6,24 @@
 //   bench_llava --shape llava-1.5-13b --dtype bfloat16 --device cuda --tokenizer tests/data/tiny-llava/model \
 //               --image tests/data/tiny-llava/images/wide.png --new-tokens 128 --batches 1,8 [--adapter-rank 128]
 //               [--decode-batch 1]   (continuous batching, start_batch(), instead of generate())
+//               [--profile 1]        (CUDA builds: where a decoding step's GPU time goes, per kernel)
 //
 // With --adapter-rank, the model carries a LoRA adapter of that rank on every language-model linear (random B, as
 // a trained one; nobody trains it, so generation merges it as an evaluation does). Prints one JSON object per
 // measurement on stdout.
+#include <algorithm>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
+#include <map>
+#include <set>
 #include <sstream>
+#include <string>
+#include <vector>
+
+#ifdef MMR_BENCH_PROFILE
+#include <torch/csrc/autograd/profiler_kineto.h>
+#endif
 
 #include "bench_common.h"
 #include "plugins/models/llava/llava.h"
@@ -58,6 +69,62 @@ void measure(mmr::llava::LlavaModel& model, const mmr::ChatSample& s, int64_t n,
             << ", \"decode_tokens_per_second\": " << static_cast<double>(n) / per_step << "}" << std::endl;
 }
 
+#ifdef MMR_BENCH_PROFILE
+// GPU time per kernel name (µs) and launch count while `work` runs, from the Kineto profiler (CUPTI).
+std::map<std::string, std::pair<double, int64_t>> kernel_times(const std::function<void()>& work) {
+  namespace tp = torch::autograd::profiler;
+  const tp::ProfilerConfig config(tp::ProfilerState::KINETO);
+  const std::set<tp::ActivityType> activities = {tp::ActivityType::CPU, tp::ActivityType::CUDA};
+  tp::prepareProfiler(config, activities);
+  tp::enableProfiler(config, activities);
+  work();
+  const auto result = tp::disableProfiler();
+  std::map<std::string, std::pair<double, int64_t>> out;
+  for (const auto& e : result->events())
+    if (e.deviceType() == c10::DeviceType::CUDA) {
+      auto& [us, calls] = out[e.name()];
+      us += static_cast<double>(e.durationNs()) / 1e3;
+      ++calls;
+    }
+  return out;
+}
+
+// Where a decoding step's GPU time goes: the kernels of a full generation minus those of the prefill alone (one
+// new token), per step, largest first, with the sum of all beside the wall-clock step.
+void profile(mmr::llava::LlavaModel& model, const mmr::ChatSample& s, int64_t n, int64_t new_tokens) {
+  std::vector<mmr::ChatSample> prompts(static_cast<size_t>(n), s);
+  mmr::GenerationConfig g;
+  g.max_new_tokens = new_tokens;
+  g.stop_at_eos = false;
+  mmr::GenerationConfig one = g;
+  one.max_new_tokens = 1;
+  int64_t tokens = 0;
+  timed_generate(model, prompts, g, &tokens);  // warm-up: graphs captured
+  const auto prefill = kernel_times([&] { timed_generate(model, prompts, one, &tokens); });
+  double wall = 0;
+  const auto full = kernel_times([&] { wall = timed_generate(model, prompts, g, &tokens); });
+  const double steps = static_cast<double>(new_tokens - 1);
+  std::vector<std::pair<double, std::string>> rows;
+  double total = 0;
+  for (const auto& [name, tc] : full) {
+    const auto it = prefill.find(name);
+    const double us = (tc.first - (it == prefill.end() ? 0.0 : it->second.first)) / steps;
+    const double calls = static_cast<double>(tc.second - (it == prefill.end() ? 0 : it->second.second)) / steps;
+    if (calls <= 0) continue;
+    total += us;
+    rows.emplace_back(us, name);
+    std::ostringstream line;
+    line << "{\"what\": \"profile_kernel\", \"batch\": " << n << ", \"us_per_step\": " << us
+         << ", \"calls_per_step\": " << calls << ", \"kernel\": \"" << name.substr(0, 160) << "\"}";
+    rows.back().second = line.str();
+  }
+  std::sort(rows.rbegin(), rows.rend());
+  std::cout << "{\"what\": \"profile\", \"batch\": " << n << ", \"kernel_us_per_step\": " << total
+            << ", \"kernel_names\": " << rows.size() << ", \"generate_seconds\": " << wall << "}" << std::endl;
+  for (size_t i = 0; i < rows.size() && i < 30; ++i) std::cout << rows[i].second << std::endl;
+}
+#endif
+
 // Continuous batching (LlavaModel::start_batch, what `runner serve` decodes with): n requests added at once, then
 // steps until all are done; per-step time over the steps after the first (which hands out the prefill's token).
 void measure_batch(mmr::llava::LlavaModel& model, const mmr::ChatSample& s, int64_t n, int64_t new_tokens) {
@@ -91,6 +158,7 @@ int main(int argc, char** argv) {
   std::string image, batches = "1,8";
   int64_t new_tokens = 128;
   bool decode_batch = false;  // --decode-batch 1: measure start_batch() instead of generate()
+  bool profile_steps = false;  // --profile 1: per-kernel GPU time of a step (CUDA builds)
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--shape") o.shape = v;
@@ -101,6 +169,7 @@ int main(int argc, char** argv) {
     else if (k == "--new-tokens") new_tokens = std::stoll(v);
     else if (k == "--batches") batches = v;
     else if (k == "--decode-batch") decode_batch = v == "1";
+    else if (k == "--profile") profile_steps = v == "1";
     else if (k == "--adapter-rank") o.lora_r = std::stoll(v), o.lora_alpha = 2.0 * o.lora_r;
     else { std::cerr << "unknown option " << k << "\n"; return 2; }
   }
@@ -118,10 +187,19 @@ int main(int argc, char** argv) {
     const std::string variant = o.lora_r > 0 ? "adapter_r" + std::to_string(o.lora_r) : "base";
     std::stringstream ss(batches);
     for (std::string b; std::getline(ss, b, ',');) {
+      if (profile_steps) {
+#ifdef MMR_BENCH_PROFILE
+        profile(model, s, std::stoll(b), new_tokens);
+        continue;
+#else
+        std::cerr << "bench_llava: --profile needs a CUDA LibTorch build\n";
+        return 2;
+#endif
+      }
       if (decode_batch) measure_batch(model, s, std::stoll(b), new_tokens);
       else measure(model, s, std::stoll(b), new_tokens, variant);
     }
-    if (decode_batch) return 0;
+    if (decode_batch || profile_steps) return 0;
     if (model.device().is_cuda() && o.lora_r == 0) {  // what the CUDA graphs bring, at batch 1
       setenv("MMR_CUDA_GRAPHS", "0", 1);
       model.set_adapters_enabled(true);  // drops the captured graphs

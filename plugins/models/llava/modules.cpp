@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/api/error.h"
+#include "fast_linear.h"
 
 namespace mmr::llava {
 
@@ -68,6 +69,8 @@ torch::Tensor LoraLinearImpl::forward(const torch::Tensor& x) {
 }
 
 torch::Tensor LoraLinearImpl::forward_add(const torch::Tensor& x, const torch::Tensor& residual) {
+  if (!lora_active() && !bias.defined())
+    if (auto y = fast_linear(x, weight, residual)) return *y;  // a decoding step on a GPU (fast_linear.h)
   if (lora_active() || bias.defined() || !x.is_cuda()) return residual + forward(x);
   // residual + x Wᵀ as one GEMM (its beta = 1): one kernel less per call; the sum is rounded once.
   const torch::Tensor r2 = residual.reshape({-1, out_features}), x2 = x.reshape({-1, in_features});
@@ -174,6 +177,8 @@ torch::Tensor ProjectorImpl::forward(const torch::Tensor& patches) {
 RmsNormImpl::RmsNormImpl(int64_t dim, double e) : eps(e) { weight = register_parameter("weight", torch::ones({dim})); }
 
 torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
+  // A decoding step's few rows on a GPU: one-pass kernel (fast_linear.h), rounded once as at::rms_norm rounds.
+  if (auto y = fast_rms_norm(x, weight, eps)) return *y;
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 8)
   // One fused kernel (forward and backward) from LibTorch 2.8. It also computes in float32 but rounds once, after
   // the weight, where LlamaRMSNorm rounds before it: identical in float32, within bf16's rounding otherwise.
@@ -361,6 +366,8 @@ LlamaLayerImpl::Projected LlamaLayerImpl::project_qkv(const torch::Tensor& h) {
 torch::Tensor LlamaLayerImpl::mlp(const torch::Tensor& h, const torch::Tensor& x) {
   if (!packed_usable(gate_up_weight, {gate_proj, up_proj}))
     return down_proj->forward_add(torch::silu(gate_proj(h)) * up_proj(h), x);
+  // A decoding step on a GPU: both projections and silu · up in one kernel (fast_linear.h).
+  if (auto a = fast_silu_mul(h, gate_up_weight)) return down_proj->forward_add(*a, x);
   const torch::Tensor gu = F::linear(h, gate_up_weight);
   const int64_t n = gate_proj->out_features;
   return down_proj->forward_add(torch::silu(gu.narrow(-1, 0, n)) * gu.narrow(-1, n, n), x);

@@ -1,0 +1,135 @@
+// See fast_linear.h. The checks here decide whether a kernel applies; gemv.cu and rms_norm.cu (built with a CUDA
+// LibTorch and nvcc: MMR_WITH_GEMV) launch them.
+#include "fast_linear.h"
+
+#ifdef MMR_WITH_GEMV
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "core/api/error.h"
+#include "gemv.h"
+#endif
+
+namespace mmr::llava {
+
+#ifdef MMR_WITH_GEMV
+bool fast_kernels_built() { return true; }
+
+namespace {
+
+bool env_on(const char* name) {
+  const char* v = std::getenv(name);
+  return !(v && std::strcmp(v, "0") == 0);
+}
+
+bool aligned16(const torch::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
+
+// x as (M, K) rows the kernel can read (16-byte aligned, unit stride, row stride a multiple of 8), or undefined
+// when the kernel does not apply to x and w.
+torch::Tensor kernel_rows(const torch::Tensor& x, const torch::Tensor& w) {
+  static const bool enabled = env_on("MMR_GEMV");
+  if (!enabled || !x.is_cuda() || x.scalar_type() != torch::kBFloat16 || w.scalar_type() != torch::kBFloat16 ||
+      x.device() != w.device() || at::GradMode::is_enabled() || w.dim() != 2 || x.dim() < 1)
+    return {};
+  const int64_t k = w.size(1);
+  if (x.size(-1) != k || k % 8 != 0 || k > (int64_t{1} << 30) || w.size(0) > (int64_t{1} << 30) ||
+      w.stride(1) != 1 || w.stride(0) % 8 != 0 || !aligned16(w) || x.numel() == 0)
+    return {};
+  const int64_t m = x.numel() / k;
+  if (m > gemv::kMaxRows) return {};
+  torch::Tensor x2 = x.reshape({m, k});
+  if (x2.stride(1) != 1 || x2.stride(0) % 8 != 0 || !aligned16(x2)) x2 = x2.contiguous();
+  return x2;
+}
+
+torch::Tensor run(const torch::Tensor& x, const torch::Tensor& x2, const torch::Tensor& w, int64_t n,
+                  const torch::Tensor& residual2, gemv::Epilogue e) {
+  static const bool pdl = [] {
+    const char* v = std::getenv("MMR_GEMV_PDL");
+    return v && std::strcmp(v, "1") == 0;
+  }();
+  const c10::cuda::CUDAGuard guard(x.device());
+  torch::Tensor y = torch::empty({x2.size(0), n}, x.options());
+  gemv::Problem p;
+  p.x = x2.data_ptr();
+  p.ldx = x2.stride(0);
+  p.w = w.data_ptr();
+  p.ldw = w.stride(0);
+  if (residual2.defined()) {
+    p.residual = residual2.data_ptr();
+    p.ldr = residual2.stride(0);
+  }
+  p.y = y.data_ptr();
+  p.ldy = y.stride(0);
+  p.m = static_cast<int>(x2.size(0));
+  p.k = static_cast<int>(x2.size(1));
+  p.n = static_cast<int>(n);
+  const int err = gemv::launch(p, e, c10::cuda::getCurrentCUDAStream(x.device().index()).stream(), pdl);
+  MMR_CHECK(err == 0, "decode GEMV launch failed: " << cudaGetErrorString(static_cast<cudaError_t>(err)));
+  auto sizes = x.sizes().vec();
+  sizes.back() = n;
+  return y.view(sizes);
+}
+
+}  // namespace
+
+std::optional<torch::Tensor> fast_linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& residual) {
+  const torch::Tensor x2 = kernel_rows(x, w);
+  if (!x2.defined()) return std::nullopt;
+  const int64_t n = w.size(0);
+  torch::Tensor r2;
+  if (residual.defined()) {
+    if (residual.scalar_type() != torch::kBFloat16 || residual.device() != x.device() ||
+        residual.numel() != x2.size(0) * n || residual.size(-1) != n)
+      return std::nullopt;
+    r2 = residual.reshape({x2.size(0), n});
+    if (r2.stride(1) != 1) r2 = r2.contiguous();
+  }
+  return run(x, x2, w, n, r2, residual.defined() ? gemv::Epilogue::kResidual : gemv::Epilogue::kNone);
+}
+
+std::optional<torch::Tensor> fast_silu_mul(const torch::Tensor& x, const torch::Tensor& gate_up) {
+  const torch::Tensor x2 = kernel_rows(x, gate_up);
+  if (!x2.defined() || gate_up.size(0) % 2 != 0) return std::nullopt;
+  return run(x, x2, gate_up, gate_up.size(0) / 2, {}, gemv::Epilogue::kSiluMul);
+}
+
+std::optional<torch::Tensor> fast_rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  // The norm reads x as the GEMV reads its activations (rows of K values against a (1, K) "weight").
+  const torch::Tensor x2 = kernel_rows(x, weight.view({1, -1}));
+  if (!x2.defined() || weight.dim() != 1 || !weight.is_contiguous()) return std::nullopt;
+  const c10::cuda::CUDAGuard guard(x.device());
+  torch::Tensor y = torch::empty(x2.sizes(), x.options());
+  gemv::NormProblem p;
+  p.x = x2.data_ptr();
+  p.ldx = x2.stride(0);
+  p.weight = weight.data_ptr();
+  p.y = y.data_ptr();
+  p.ldy = y.stride(0);
+  p.m = static_cast<int>(x2.size(0));
+  p.k = static_cast<int>(x2.size(1));
+  p.eps = static_cast<float>(eps);
+  const int err = gemv::launch_rms_norm(p, c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+  MMR_CHECK(err == 0, "decode RMSNorm launch failed: " << cudaGetErrorString(static_cast<cudaError_t>(err)));
+  return y.view(x.sizes());
+}
+
+#else  // a CPU LibTorch or no CUDA compiler: the ATen path everywhere
+
+bool fast_kernels_built() { return false; }
+
+std::optional<torch::Tensor> fast_linear(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) {
+  return std::nullopt;
+}
+
+std::optional<torch::Tensor> fast_silu_mul(const torch::Tensor&, const torch::Tensor&) { return std::nullopt; }
+
+std::optional<torch::Tensor> fast_rms_norm(const torch::Tensor&, const torch::Tensor&, double) { return std::nullopt; }
+
+#endif
+
+}  // namespace mmr::llava

@@ -1,0 +1,147 @@
+// y = x Wᵀ for decoding: a few rows of bf16 activations (M ≤ 8) against a bf16 weight matrix streamed once from
+// memory, fp32 accumulation. Included by gemv.cu (the plugin's instance) and tools/bench/gemv_bench.cu (variants).
+//
+// At M ≤ 8 a linear layer is a matrix-vector product bound by reading W: a 13B decoding step reads 26 GB of
+// weights, so what matters is keeping enough 16-byte loads in flight on every multiprocessor. The products use the
+// tensor cores (mma.sync m16n8k16) with the activations as the 16-row A operand (rows ≥ M are zero) and 8 weight
+// rows as B: each thread then reads 16 contiguous bytes of one weight row and 16 of one activation row per 32
+// values of k, and the arithmetic costs next to nothing (with plain FMAs, M = 8 would be compute bound).
+//
+// The k order inside a product does not matter, so the 8 values thread (g, t) loads (row g, k = 32 s + 8 t ...
+// + 7) serve as two mma steps: values 0-3 are its k = 2t, 2t+1, 2t+8, 2t+9 of the first, values 4-7 of the
+// second; A and B use the same mapping, so the sum is the dot product.
+//
+// A block holds 8·T weight rows (T tiles of 8) and its WARPS warps split k; their partial sums meet in shared
+// memory, where the epilogue (residual add, or SiLU(gate)·up) is applied before the one bf16 store.
+//
+// Measured (tools/bench/gemv_bench.cu, H200, M = 1): as fast as cuBLAS where N is small (o_proj 16.3 µs, down_proj
+// 38.5, against 16.4 and 40.0), 12-14% above a plain read stream of the same bytes; cuBLAS is 8-9% faster at
+// N ≥ 15360 (qkv 43.1 against 39.7 µs, lm_head 83.0 against 80.7), probably the tail of 3.6 waves of 8-row blocks
+// (a stream-K split of the work would even it out; not tried). An RMSNorm fused in front (x·γ in the product, 1/rms after it) made the qkv and gate-up products
+// 19-21% longer, more than the norm kernel it saved (a 13B step at batch 1: 9.50 ms against 9.04), so it is not done.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "gemv.h"
+
+namespace mmr::llava::gemv {
+
+namespace detail {
+
+// A weight load: read once, so it should not displace the activations from L1; L2 fetches 256 bytes at once.
+__device__ __forceinline__ uint4 load_weight(const void* p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p));
+  return v;
+}
+
+// c += A B for one m16n8k16 step, A's rows 8..15 zero (their two result values are dropped).
+__device__ __forceinline__ void mma(float (&c)[2], uint32_t a_lo, uint32_t a_hi, uint32_t b_lo, uint32_t b_hi) {
+  float unused0, unused1;  // results of A's zero rows
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%10, %11, %12, %13};"
+      : "=f"(c[0]), "=f"(c[1]), "=f"(unused0), "=f"(unused1)
+      : "r"(a_lo), "r"(0u), "r"(a_hi), "r"(0u), "r"(b_lo), "r"(b_hi), "f"(c[0]), "f"(c[1]), "f"(0.f), "f"(0.f));
+  (void)unused0;
+  (void)unused1;
+}
+
+__device__ __forceinline__ float round_bf16(float v) { return __bfloat162float(__float2bfloat16(v)); }
+
+}  // namespace detail
+
+// Grid: one block per 8·T output columns (kSiluMul: per 4·T, each with its gate and up row); WARPS·32 threads.
+template <int T, int WARPS, int U, Epilogue E>
+__global__ void __launch_bounds__(WARPS * 32) gemv_kernel(Problem p) {
+  constexpr int kRows = 8 * T;                                        // weight rows per block
+  constexpr int kCols = E == Epilogue::kSiluMul ? kRows / 2 : kRows;  // output columns per block
+  __shared__ float partial[WARPS][kRows][8];                          // [warp][row][activation row]
+  const __nv_bfloat16* x = static_cast<const __nv_bfloat16*>(p.x);
+  const __nv_bfloat16* w = static_cast<const __nv_bfloat16*>(p.w);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int col0 = blockIdx.x * kCols;
+  const int w_rows = E == Epilogue::kSiluMul ? 2 * p.n : p.n;
+
+  const __nv_bfloat16* w_row[T];
+#pragma unroll
+  for (int i = 0; i < T; ++i) {
+    const int r = 8 * i + g;
+    int row = col0 + r;
+    if (E == Epilogue::kSiluMul) row = r < kCols ? col0 + r : p.n + col0 + r - kCols;
+    w_row[i] = w + (row < w_rows ? row : 0) * p.ldw;  // past the end: row 0, its sums never stored
+  }
+  const bool has_x = g < p.m;
+  const __nv_bfloat16* x_row = x + (has_x ? g : 0) * p.ldx;
+
+  // This warp's share of k in slabs of 32 values (one 16-byte chunk per thread and row); past its share or the
+  // row's end a thread loads chunk 0 (always valid) and uses zeros.
+  const int chunks = p.k >> 3, slabs = (chunks + 3) >> 2;
+  const int s_begin = slabs * warp / WARPS, s_end = slabs * (warp + 1) / WARPS;
+  const uint4 zero = make_uint4(0, 0, 0, 0);
+  auto chunk = [&](int s, int u) { return (s + u) * 4 + t; };
+  auto valid = [&](int s, int u) { return s + u < s_end && chunk(s, u) < chunks; };
+  uint4 wv[U][T], xv[U];
+  auto load_w = [&](int s) {
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int i = 0; i < T; ++i) {
+        wv[u][i] = detail::load_weight(w_row[i] + 8 * (valid(s, u) ? chunk(s, u) : 0));
+        if (!valid(s, u)) wv[u][i] = zero;
+      }
+  };
+  // The weights do not depend on the kernel before this one: the first group's loads go out before waiting for
+  // it (launched as a programmatic dependent launch; otherwise the wait returns at once).
+  if (s_begin < s_end) load_w(s_begin);
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+  float acc[T][2] = {};
+  for (int s = s_begin; s < s_end; s += U) {
+    if (s != s_begin) load_w(s);
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      xv[u] = __ldg(reinterpret_cast<const uint4*>(x_row + 8 * (valid(s, u) ? chunk(s, u) : 0)));
+      if (!valid(s, u) || !has_x) xv[u] = zero;
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int i = 0; i < T; ++i) {
+        detail::mma(acc[i], xv[u].x, xv[u].y, wv[u][i].x, wv[u][i].y);
+        detail::mma(acc[i], xv[u].z, xv[u].w, wv[u][i].z, wv[u][i].w);
+      }
+  }
+  // acc[i][j]: activation row g, weight row 8 i + 2 t + j.
+#pragma unroll
+  for (int i = 0; i < T; ++i) {
+    partial[warp][8 * i + 2 * t][g] = acc[i][0];
+    partial[warp][8 * i + 2 * t + 1][g] = acc[i][1];
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < 8 * kCols; idx += WARPS * 32) {
+    const int m = idx / kCols, c = idx % kCols, col = col0 + c;
+    if (m >= p.m || col >= p.n) continue;
+    float v = 0.f;
+#pragma unroll
+    for (int w = 0; w < WARPS; ++w) v += partial[w][c][m];
+    if (E == Epilogue::kResidual)
+      v += __bfloat162float(static_cast<const __nv_bfloat16*>(p.residual)[m * p.ldr + col]);
+    if (E == Epilogue::kSiluMul) {
+      float up = 0.f;
+#pragma unroll
+      for (int w = 0; w < WARPS; ++w) up += partial[w][kCols + c][m];
+      const float gate = detail::round_bf16(v);
+      v = detail::round_bf16(gate / (1.f + expf(-gate))) * detail::round_bf16(up);
+    }
+    static_cast<__nv_bfloat16*>(p.y)[m * p.ldy + col] = __float2bfloat16(v);
+  }
+}
+
+}  // namespace mmr::llava::gemv
