@@ -30,7 +30,7 @@ mkdir -p build-tsan
 cmake -S . -B build-tsan "${generator[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMMR_SANITIZE=thread \
   "-DMMR_SKIP_DIRS=$skip" > build-tsan/configure.log || { cat build-tsan/configure.log; exit 1; }
 cmake --build build-tsan -j "$(nproc)" --target test_store test_judge_concurrency mmr_plugin_openai_compatible
-export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tools/tsan.supp"
 for t in test_store test_judge_concurrency; do
   echo "== ThreadSanitizer: $t"
   build-tsan/tests/$t --gtest_brief=1

@@ -216,7 +216,7 @@ TEST_F(Serve, MalformedRequestsGet400WithAMessage) {
   }
   ASSERT_TRUE(post(chat_body("still up?", 2)));
 
-  // Bytes that are not an image reach the image decoder: still the client's fault, 400.
+  // Bytes that are not an image: the client's fault, 400 (their header is read before the model runs).
   json not_png = chat_body("x", 4);
   not_png["messages"][0]["content"] = json::array({json{{"type", "image_url"}, {"image_url", {{"url", "data:image/png;base64," + base64_encode("not a png")}}}}});
   auto undecodable = post(not_png);
