@@ -92,7 +92,10 @@ std::vector<std::string> worker_args(const Args& a, const fs::path& file) {
 }
 
 int cmd_run_jobs(const Args& a, const fs::path& file, const Experiment& exp, const Registry& registry) {
-  validate_experiment(exp, registry);  // once here, not N times in the workers
+  {
+    const ExitOnFirstSignal nothing_started;
+    validate_experiment(exp, registry);  // once here, not N times in the workers
+  }
   jobs::JobsOptions o;
   o.jobs = a.jobs;
   try {
@@ -121,7 +124,10 @@ std::vector<std::string> slurm_job_args(const Args& a, const fs::path& file, con
 int cmd_run_slurm(const Args& a, const fs::path& file, const Experiment& exp, const Registry& registry) {
   if (a.force) throw UsageError("--force is not supported with --executor slurm yet");
   if (a.jobs > 1 || !a.devices.empty()) throw UsageError("--jobs/--devices are for the local executor");
-  validate_experiment(exp, registry);  // before anything is submitted
+  {
+    const ExitOnFirstSignal nothing_started;
+    validate_experiment(exp, registry);  // before anything is submitted
+  }
   const int status = slurm::run_on_slurm(exp, a.results, a.slurm,
                                          [&](const fs::path& dir) { return slurm_job_args(a, file, dir); });
   if (status != 130 && a.slurm.wait) write_declared_report(exp, a.results);
@@ -150,9 +156,11 @@ int cmd_run_slurm_job(const Args& a, Experiment exp, const Registry& registry) {
 
 int cmd_run(const Args& a) {
   const fs::path& file = a.file;
+  std::optional<ExitOnFirstSignal> nothing_started(std::in_place);
   Experiment exp = load_experiment(file, a.overrides);
   Registry registry;
   load_plugins(registry, a);
+  nothing_started.reset();  // run_experiment, --jobs and Slurm stop their work as work
   if (!a.slurm_job.empty()) return cmd_run_slurm_job(a, std::move(exp), registry);
   if (a.executor == "slurm") return cmd_run_slurm(a, file, exp, registry);
   if (a.jobs > 1) return cmd_run_jobs(a, file, exp, registry);
@@ -248,6 +256,7 @@ void print_plan_table(const Experiment& exp, const fs::path& file, const QueryRe
 }
 
 int cmd_plan(const Args& a) {
+  const ExitOnFirstSignal nothing_to_stop;  // plan records nothing: Ctrl-C ends it at once
   Experiment exp = load_experiment(a.file, a.overrides);
   Registry registry;
   load_plugins(registry, a);
@@ -421,16 +430,16 @@ int main(int argc, char** argv) {
     setup_logging(args.log_level);
     return run_command(args);
   } catch (const UsageError& e) {
-    std::cerr << "runner: " << e.what() << "\n(runner --help for usage)\n";
+    std::cerr << "runner: " << redact_secrets(e.what()) << "\n(runner --help for usage)\n";
     return 2;
   } catch (const ConfigError& e) {
-    std::cerr << "runner: " << e.what() << "\n";
+    std::cerr << "runner: " << redact_secrets(e.what()) << "\n";
     return 2;
   } catch (const PluginError& e) {
-    std::cerr << "runner: " << e.what() << "\n";
+    std::cerr << "runner: " << redact_secrets(e.what()) << "\n";
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "runner: " << e.what() << "\n";
+    std::cerr << "runner: " << redact_secrets(e.what()) << "\n";
     return 1;
   }
 }

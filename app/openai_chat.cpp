@@ -1,5 +1,6 @@
 // The OpenAI chat-completions wire format. See openai_chat.h.
 #include "app/openai_chat.h"
+#include "core/lib/image/image.h"
 #include "core/lib/util/base64.h"
 #include "core/lib/util/json_safe.h"
 
@@ -7,6 +8,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <iterator>
 
 namespace mmr::serve {
 
@@ -14,6 +16,8 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
+
+constexpr uintmax_t kMaxLocalImageBytes = uintmax_t{64} << 20;  // a local image is read whole: as much as a body
 
 const json& require(const json& obj, const char* key, const std::string& where) {
   auto it = obj.find(key);
@@ -23,8 +27,22 @@ const json& require(const json& obj, const char* key, const std::string& where) 
 
 std::string type_name(const json& v) { return v.type_name(); }
 
+// Refuses an image whose header claims more than limits.max_image_pixels, or that is no image we read.
+void check_image_size(const std::string& bytes, const RequestLimits& limits, const std::string& where) {
+  image::ImageSize size;
+  try {
+    size = image::image_size(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), where);
+  } catch (const DataError& e) {
+    throw RequestError(e.what());
+  }
+  if (size.width * size.height > limits.max_image_pixels)
+    throw RequestError(fmt::format("{}: the image is {} x {} pixels, more than this server takes ({} pixels, "
+                                   "--max-image-pixels)", where, size.width, size.height, limits.max_image_pixels));
+}
+
 // A data:image/<type>;base64,... URL decoded into image_dir/image_<index>.<ext>; returns the file.
-std::string decode_data_url(const std::string& url, const fs::path& image_dir, int index, const std::string& where) {
+std::string decode_data_url(const std::string& url, const fs::path& image_dir, int index, const RequestLimits& limits,
+                            const std::string& where) {
   const size_t comma = url.find(',');
   if (comma == std::string::npos) throw RequestError(where + ": a data: URL without ','");
   const std::string header = url.substr(5, comma - 5);  // image/png;base64
@@ -48,6 +66,7 @@ std::string decode_data_url(const std::string& url, const fs::path& image_dir, i
     throw RequestError(where + ": " + e.what());
   }
   if (bytes.empty()) throw RequestError(where + ": the data URL holds no bytes");
+  check_image_size(bytes, limits, where);
   const fs::path file = image_dir / fmt::format("image_{}{}", index, ext);
   std::ofstream out(file, std::ios::binary);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
@@ -79,13 +98,20 @@ std::string allowed_local_image(const std::string& path, const RequestLimits& li
   }
   if (!allowed)
     throw RequestError(fmt::format("{}: '{}' is not an image file under the folders this server allows", where, path));
+  // Read whole to check its size, as a data: URL is: no larger than a request body may be.
+  const uintmax_t bytes = fs::file_size(real, ec);
+  if (ec || bytes > kMaxLocalImageBytes)
+    throw RequestError(fmt::format("{}: '{}' is larger than {} bytes", where, path, kMaxLocalImageBytes));
+  std::ifstream in(real, std::ios::binary);
+  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  check_image_size(data, limits, where);
   return real.string();
 }
 
 // The file of one image part: a decoded data: URL, a file:// URL or a local path.
 std::string image_file(const std::string& url, const fs::path& image_dir, int index, const RequestLimits& limits,
                        const std::string& where) {
-  if (url.rfind("data:", 0) == 0) return decode_data_url(url, image_dir, index, where);
+  if (url.rfind("data:", 0) == 0) return decode_data_url(url, image_dir, index, limits, where);
   if (url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0)
     throw RequestError(where + ": remote image URLs are not fetched; send the image as a data: URL or a local path");
   std::string path = url;

@@ -40,6 +40,10 @@ struct RequestLimits {
   int64_t default_max_tokens = 512;
   int64_t max_tokens_limit = 4096;
   int64_t max_images = 8;
+  // Width x height of one image, read from its header before the image is decoded: a small file can claim a huge
+  // image (a 164 KB PNG of 13000 x 13000 took 6.6 s and 1.25 GB to decode, with the model waiting). 50 MP keeps
+  // photos of today's phones (48 MP); LLaVA sees 336 x 336 of any of them.
+  int64_t max_image_pixels = 50'000'000;
   int64_t max_messages = 256;
   std::vector<std::filesystem::path> allowed_media_dirs;  // canonical folders local images may come from
 };

@@ -88,6 +88,7 @@ bool set_option(ServeOptions& o, std::string& config_file, const std::string& na
   else if (name == "--max-connections") o.http.max_connections = to_count(name, next());
   else if (name == "--max-messages") o.limits.max_messages = static_cast<int64_t>(to_count(name, next()));
   else if (name == "--max-images") o.limits.max_images = to_int(name, next());
+  else if (name == "--max-image-pixels") o.limits.max_image_pixels = static_cast<int64_t>(to_count(name, next()));
   else if (name == "--max-batch") o.max_batch = static_cast<size_t>(std::max<int64_t>(0, to_int(name, next())));
   else if (name == "--default-max-tokens") o.limits.default_max_tokens = to_int(name, next());
   else if (name == "--max-tokens-limit") o.limits.max_tokens_limit = to_int(name, next());
@@ -125,6 +126,8 @@ const ServeFlag kServeFlags[] = {
     {"--max-connections", "N", "connections open at once; one more gets 503 (default 512)"},
     {"--max-messages", "N", "most messages in one chat request (default 256)"},
     {"--max-images", "N", "most images in one chat request (default 8)"},
+    {"--max-image-pixels", "N", "largest width x height of an image, read from its header before it is decoded\n"
+                                "(default 50000000)"},
     {"--max-batch", "N", "requests that decode together, for models that batch (default 8; others wait)"},
     {"--default-max-tokens", "N", "max_tokens when a request gives none (default 512; at most --max-tokens-limit)"},
     {"--max-tokens-limit", "N", "largest max_tokens accepted (default 4096)"},

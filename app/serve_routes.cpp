@@ -2,6 +2,7 @@
 #include "app/serve_routes.h"
 
 #include <fmt/format.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -28,10 +29,31 @@ TempDir::~TempDir() {
 
 namespace {
 
+// The folders of earlier servers of this user that died without removing theirs (SIGKILL, a crash): the pid in
+// their name is no longer running. Only our own folders, never through a symbolic link.
+void remove_folders_of_dead_servers(const std::string& prefix) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(fs::temp_directory_path(), ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string rest = name.substr(prefix.size());  // "<pid>-XXXXXX"
+    const size_t dash = rest.find('-');
+    if (dash == 0 || dash == std::string::npos || dash > 9 || rest.size() != dash + 7 ||
+        rest.find_first_not_of("0123456789") != dash)
+      continue;
+    struct stat st {};
+    const int64_t pid = std::stoll(rest.substr(0, dash));
+    if (lstat(entry.path().c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() && !process_alive(pid))
+      fs::remove_all(entry.path(), ec);
+  }
+}
+
 // A fresh folder for request images that only we can read: mkdtemp's name cannot be guessed ahead (and so
-// prepared by another local user) and its mode is 0700.
+// prepared by another local user) and its mode is 0700. The pid in its name lets a later server remove it when
+// this one dies without doing so.
 fs::path private_temp_dir(const std::string& prefix) {
-  std::string pattern = (fs::temp_directory_path() / (prefix + "XXXXXX")).string();
+  remove_folders_of_dead_servers(prefix);
+  std::string pattern = (fs::temp_directory_path() / (prefix + std::to_string(getpid()) + "-XXXXXX")).string();
   if (!mkdtemp(pattern.data()))
     throw IoError(fmt::format("cannot create a temporary folder '{}': {}", pattern, std::strerror(errno)));
   return pattern;

@@ -7,9 +7,12 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <vector>
 
 #include "core/lib/util/atomic_file.h"
 #include "core/store.h"
@@ -58,6 +61,43 @@ void write_progress(ProgressFileTarget& t, const std::string& text) {
   }
 }
 
+struct Secrets {
+  std::mutex mutex;
+  std::vector<std::pair<std::string, std::string>> values;  // value, what is shown instead
+  std::atomic<bool> any{false};
+};
+
+Secrets& secrets() {
+  static Secrets s;
+  return s;
+}
+
+// A log line with the secrets replaced, formatted by `formatter`; the message is copied only when it holds one.
+void format_redacted(spdlog::formatter& formatter, const spdlog::details::log_msg& msg, spdlog::memory_buf_t& out) {
+  if (!secrets().any.load()) return formatter.format(msg, out);
+  const std::string text = redact_secrets(std::string(msg.payload.data(), msg.payload.size()));
+  spdlog::details::log_msg copy = msg;
+  copy.payload = spdlog::string_view_t(text.data(), text.size());
+  formatter.format(copy, out);
+}
+
+// A file sink whose lines go through format_redacted.
+class RedactedFileSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit RedactedFileSink(const std::filesystem::path& file) { file_.open(file.string(), /*truncate=*/false); }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t formatted;
+    format_redacted(*formatter_, msg, formatted);
+    file_.write(formatted);
+  }
+  void flush_() override { file_.flush(); }
+
+ private:
+  spdlog::details::file_helper file_;
+};
+
 // Writes log lines to stderr; when a progress bar is showing, clears it first and redraws it after.
 class ConsoleSink : public spdlog::sinks::base_sink<std::mutex> {
  public:
@@ -77,7 +117,7 @@ class ConsoleSink : public spdlog::sinks::base_sink<std::mutex> {
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
     spdlog::memory_buf_t formatted;
-    formatter_->format(msg, formatted);
+    format_redacted(*formatter_, msg, formatted);
     if (!bar_.empty()) std::fputs("\r\033[K", stderr);
     std::fwrite(formatted.data(), 1, formatted.size(), stderr);
     if (!bar_.empty()) std::fputs(bar_.c_str(), stderr);
@@ -114,6 +154,28 @@ bool stderr_is_terminal() {
 
 spdlog::sink_ptr console_sink() { return console(); }
 
+void register_secret(const std::string& value, const std::string& shown) {
+  if (value.size() < 8) return;
+  Secrets& s = secrets();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  for (const auto& [v, _] : s.values)
+    if (v == value) return;
+  s.values.emplace_back(value, shown);
+  // Longest first: a secret that contains another is replaced whole.
+  std::sort(s.values.begin(), s.values.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  s.any = true;
+}
+
+std::string redact_secrets(std::string text) {
+  Secrets& s = secrets();
+  if (!s.any.load()) return text;
+  std::lock_guard<std::mutex> lock(s.mutex);
+  for (const auto& [value, shown] : s.values)
+    for (size_t at = text.find(value); at != std::string::npos; at = text.find(value, at + shown.size()))
+      text.replace(at, value.size(), shown);
+  return text;
+}
+
 void setup_logging(const std::string& level) {
   const auto lvl = spdlog::level::from_str(level);
   if (lvl == spdlog::level::off && level != "off")
@@ -127,7 +189,7 @@ void setup_logging(const std::string& level) {
 std::shared_ptr<spdlog::logger> make_logger(const std::string& name, const std::filesystem::path& file) {
   std::vector<spdlog::sink_ptr> sinks{console()};
   if (!file.empty()) {
-    auto fsink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(file.string(), /*truncate=*/false);
+    auto fsink = std::make_shared<RedactedFileSink>(file);
     fsink->set_pattern("%Y-%m-%d %H:%M:%S.%e %-5l [%n] %v");
     sinks.push_back(fsink);
   }

@@ -17,6 +17,7 @@
 
 #include "core/lib/util/atomic_file.h"
 #include "core/lib/util/strings.h"
+#include "core/log.h"
 #include "core/spawn.h"
 #include "core/stage_context.h"
 
@@ -226,7 +227,8 @@ void run_rank(const json& req, json& result) {
   std::map<std::string, fs::path> artifacts;
   for (const auto& [k, v] : req["artifacts"].items()) artifacts[k] = v.get<std::string>();
   const PluginInfo& info = registry.find(stage.kind, stage.plugin);
-  const Options options(YAML::Load(req["options"].get<std::string>()), exp.source.string());
+  // ${env:...} is read here, from this rank's environment (the request file holds the references only).
+  const Options options(resolve_env(YAML::Load(req["options"].get<std::string>())), exp.source.string());
   Store store(req["results_db"].get<std::string>());
   StageContextImpl ctx(exp, trial, stage, options, req["stage_dir"].get<std::string>(), spdlog::default_logger(),
                        registry, artifacts, store);
@@ -258,7 +260,7 @@ int stage_rank_main(const fs::path& request_json) {
   } catch (const Interrupted&) {
     result["status"] = "interrupted";
   } catch (const std::exception& e) {
-    result["error"] = e.what();
+    result["error"] = redact_secrets(e.what());
     spdlog::error("stage '{}': {}", req.value("stage", std::string()), e.what());
   }
   if (rank != 0 && result["status"] == "finished") result["metrics"] = result["artifacts"] = json::array();

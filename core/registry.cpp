@@ -13,6 +13,8 @@
 #include <set>
 #include <sstream>
 
+#include "core/spec.h"
+
 namespace fs = std::filesystem;
 
 namespace mmr {
@@ -146,7 +148,7 @@ YAML::Node check_options(const OptionSchema& schema, const YAML::Node& options, 
     throw ConfigError(fmt::format("{}{}: expected a map of options, found {}", where(options, source), owner,
                                   describe(options)));
   reject_unknown_keys(schema, options, source, owner);
-  YAML::Node out(YAML::NodeType::Map);
+  YAML::Node out = new_container(YAML::NodeType::Map);
   for (const auto& spec : schema) {
     YAML::Node value = options && options.IsMap() ? options[spec.name] : YAML::Node();
     if (value && !value.IsNull()) {
@@ -203,7 +205,7 @@ void visit_paths(const Registry& registry, const OptionSchema& schema, const YAM
       const YAML::Node name = v.IsScalar() ? v : v["plugin"];
       if (runtime_reference(name.Scalar())) continue;
       const PluginInfo& info = node_plugin(registry, kind, name, source, owner, spec.name);
-      YAML::Node options(YAML::NodeType::Map);
+      YAML::Node options = new_container(YAML::NodeType::Map);
       if (v.IsMap())
         for (const auto& kv : v)
           if (kv.first.Scalar() != "plugin") options[kv.first] = kv.second;  // the same nodes: a visit can set them

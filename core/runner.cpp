@@ -12,6 +12,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <regex>
 #include <set>
 #include <thread>
 
@@ -118,6 +119,7 @@ std::atomic<bool>& stop_flag() {
 
 namespace {
 std::atomic<bool> g_watcher_quit{false};
+std::atomic<int> g_exit_at_once{0};  // ExitOnFirstSignal objects alive
 std::thread g_watcher;
 
 // The watcher thread: the first signal sets stop_flag(); the second records the running trial as interrupted
@@ -128,6 +130,10 @@ void watch_signals(sigset_t set) {
     timespec timeout{0, 200 * 1000 * 1000};
     const int sig = sigtimedwait(&set, nullptr, &timeout);
     if (sig < 0) continue;
+    if (g_exit_at_once.load() > 0) {
+      std::fprintf(stderr, "%s received before anything ran: stopped\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      _exit(130);
+    }
     if (++count == 1) {
       stop_flag() = true;
       spdlog::warn("{} received: stopping after the current step; send it again to abort at once",
@@ -163,6 +169,9 @@ SignalWatcher::~SignalWatcher() {
   g_watcher_quit = true;
   if (g_watcher.joinable()) g_watcher.join();
 }
+
+ExitOnFirstSignal::ExitOnFirstSignal() { ++g_exit_at_once; }
+ExitOnFirstSignal::~ExitOnFirstSignal() { --g_exit_at_once; }
 
 const char* git_commit_text();  // generated at build time (cmake/git_commit.cmake)
 const char* build_git_commit() { return git_commit_text(); }
@@ -263,7 +272,8 @@ class ExperimentRun {
                                                int ordinal, bool last);
   void commit_reused(TrialAttempt& t, const StageSpec& stage, StageRecord rec, int ordinal, bool last);
   void execute_stage(TrialAttempt& t, const StageSpec& stage, const fs::path& dir, StageRecord& rec);
-  Options stage_options(const TrialAttempt& t, const StageSpec& stage, const PluginInfo& info) const;
+  Options stage_options(const TrialAttempt& t, const StageSpec& stage, const PluginInfo& info,
+                        bool keep_env = false) const;
   RankRequest rank_request(const TrialAttempt& t, const StageSpec& stage, const Options& options,
                            const fs::path& dir) const;
 
@@ -385,8 +395,20 @@ std::string ExperimentRun::run_attempt(size_t index, const TrialRow& row, int at
   t.log->info("trial {}/{} [{}] attempt {}: {}", index + 1, exp_.trials.size(), trial.label.empty() ? "-" : trial.label,
               attempt, dir.string());
   kill_point("runner.trial_begin");
-  for (size_t s = 0; s < trial.stages.size(); ++s)
-    if (!run_stage(t, s)) break;
+  try {
+    for (size_t s = 0; s < trial.stages.size(); ++s)
+      if (!run_stage(t, s)) break;
+  } catch (const std::exception& e) {
+    // Not the plugin (execute_stage catches its errors) but the runner around it: the store (a full disk, a
+    // locked or damaged database) or the file system. The attempt ends failed, not 'running' until some later
+    // run finds its process gone; the store may refuse that too, and the first error is the one to report.
+    try {
+      store_.end_trial(t.trial_id, t.attempt, "failed", redact_secrets(e.what()));
+    } catch (const std::exception& again) {
+      t.log->error("the trial's end could not be recorded either: {}", again.what());
+    }
+    throw;
+  }
   t.log->info("trial {} {}", trial.identity.substr(0, 12), t.outcome);
   kill_point("runner.trial_end");
   return t.outcome;
@@ -499,7 +521,7 @@ void ExperimentRun::execute_stage(TrialAttempt& t, const StageSpec& stage, const
   std::unique_ptr<StageContextImpl> ctx;
   try {
     const PluginInfo& info = registry_.find(stage.kind, stage.plugin);
-    const Options options = stage_options(t, stage, info);
+    const Options options = stage_options(t, stage, info, /*keep_env=*/stage.ranks > 1);
     std::vector<std::pair<std::string, fs::path>> produced;
     if (stage.ranks > 1) {
       RankResult ranks = run_stage_ranks(rank_request(t, stage, options, dir), *t.log);
@@ -528,7 +550,7 @@ void ExperimentRun::execute_stage(TrialAttempt& t, const StageSpec& stage, const
     t.error = rec.error = "interrupted by signal";
   } catch (const std::exception& e) {
     rec.status = t.outcome = "failed";
-    t.error = rec.error = e.what();
+    t.error = rec.error = redact_secrets(e.what());
   }
   if (ctx) rec.metrics = std::move(ctx->metrics_);
 }
@@ -553,11 +575,14 @@ RankRequest ExperimentRun::rank_request(const TrialAttempt& t, const StageSpec& 
 // The stage's options with its run-time references (${artifact:stage/name}, ${trial:dir}, ${trial:identity})
 // resolved, checked against the plugin's schema with defaults filled in. This is the one check of the run: the
 // plugin and its StageContext get the same Options.
-Options ExperimentRun::stage_options(const TrialAttempt& t, const StageSpec& stage, const PluginInfo& info) const {
+Options ExperimentRun::stage_options(const TrialAttempt& t, const StageSpec& stage, const PluginInfo& info,
+                                     bool keep_env) const {
   const std::string source = exp_.source.string();
   // Relative paths are read from the experiment file's folder, so the runner works from any directory; they are
   // made absolute before the references resolve (an artifact's path is the runner's own, never the file's).
-  const YAML::Node options = YAML::Clone(stage.options);
+  // ${env:...} first, so a path read from the environment is made absolute as the others; the ranks of a
+  // data-parallel stage read the environment themselves (keep_env), so no secret is written to their request.
+  const YAML::Node options = keep_env ? YAML::Clone(stage.options) : resolve_env(YAML::Clone(stage.options));
   const fs::path base = experiment_folder(exp_);
   visit_paths(registry_, info.options, check_options(info.options, options, source, stage_owner(stage)), source,
               stage_owner(stage), [&](YAML::Node v, const std::string&, const std::string&, bool) {
@@ -576,6 +601,29 @@ Options ExperimentRun::stage_options(const TrialAttempt& t, const StageSpec& sta
 
 }  // namespace
 
+namespace {
+
+// A URL with a user name or password in it ("https://user:key@host/v1") anywhere in a stage's options: it would be
+// stored with the trial's configuration and printed by plan. Found with its position; the credential not shown.
+void refuse_urls_with_credentials(const YAML::Node& node, const std::string& source) {
+  if (!node) return;
+  if (node.IsMap() || node.IsSequence()) {
+    for (auto it = node.begin(); it != node.end(); ++it)
+      refuse_urls_with_credentials(node.IsMap() ? it->second : *it, source);
+    return;
+  }
+  const std::string& text = node.Scalar();
+  if (!node.IsScalar() || text.find("://") == std::string::npos || text.find('@') == std::string::npos) return;
+  static const std::regex re(R"(([A-Za-z][A-Za-z0-9+.-]*)://[^/?#\s@]*@([^/?#\s]*))");
+  std::smatch m;
+  if (std::regex_search(text, m, re))
+    throw ConfigError(fmt::format("{}a URL with credentials ('{}://...@{}') would be stored with the results; give "
+                                  "the key through the plugin's api_key_env or ${{env:NAME}} instead",
+                                  yaml_where(node, source), m[1].str(), m[2].str()));
+}
+
+}  // namespace
+
 void validate_experiment(const Experiment& exp, const Registry& registry) {
   // Run-time references (${artifact:...}, ${trial:...}) are still text here: they are checked as strings.
   // Then the files and folders the stages read: every missing one is listed (not only the first), after every
@@ -583,8 +631,11 @@ void validate_experiment(const Experiment& exp, const Registry& registry) {
   const std::string source = exp.source.string();
   const fs::path base = experiment_folder(exp);
   std::set<std::string> missing;
+  // New containers in the trials' own pool (spec.h): checking 10,000 trials stays linear.
+  const YamlPool pool(exp.pool ? exp.pool : YAML::Node(YAML::NodeType::Sequence));
   for (const auto& trial : exp.trials)
     for (const auto& stage : trial.stages) {
+      refuse_urls_with_credentials(stage.options, source);
       const OptionSchema& schema = stage_plugin(exp, stage, registry).options;
       const YAML::Node checked = check_options(schema, stage.options, source, stage_owner(stage));
       visit_paths(registry, schema, checked, source, stage_owner(stage),
@@ -601,7 +652,10 @@ void validate_experiment(const Experiment& exp, const Registry& registry) {
 }
 
 RunSummary run_experiment(const Experiment& exp, const Registry& registry, const RunOptions& opt) {
-  validate_experiment(exp, registry);  // before the store is opened: a spec that cannot run records nothing
+  {
+    const ExitOnFirstSignal nothing_recorded_yet;
+    validate_experiment(exp, registry);  // before the store is opened: a spec that cannot run records nothing
+  }
   return ExperimentRun(exp, registry, opt).run();
 }
 

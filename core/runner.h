@@ -49,6 +49,17 @@ class SignalWatcher {
   SignalWatcher& operator=(const SignalWatcher&) = delete;
 };
 
+// While one lives, the first SIGINT/SIGTERM exits at once with 130 instead of asking the work to stop after its
+// step: for reading, expanding and checking an experiment (plan, and a run before its first trial), when nothing is
+// recorded yet and stopping "after the current step" would mean after the whole expansion.
+class ExitOnFirstSignal {
+ public:
+  ExitOnFirstSignal();
+  ~ExitOnFirstSignal();
+  ExitOnFirstSignal(const ExitOnFirstSignal&) = delete;
+  ExitOnFirstSignal& operator=(const ExitOnFirstSignal&) = delete;
+};
+
 // Validates the experiment first (validate_experiment: nothing is recorded for a spec that cannot run). When a
 // stage runs, its options are checked once more, after its run-time references are resolved, and that one
 // checked set is what both the plugin and its StageContext see.

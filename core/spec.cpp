@@ -26,6 +26,7 @@
 
 #include "core/lib/util/sha256.h"
 #include "core/lib/util/strings.h"
+#include "core/log.h"
 
 namespace fs = std::filesystem;
 
@@ -72,15 +73,34 @@ std::string value_text(const YAML::Node& node) {
   return canonical_json(node);
 }
 
+}  // namespace
+
+YamlPool::YamlPool(YAML::Node anchor) : anchor_(std::move(anchor)), previous_(current()) { current() = this; }
+
+YamlPool::~YamlPool() { current() = previous_; }
+
+YamlPool*& YamlPool::current() {
+  thread_local YamlPool* pool = nullptr;
+  return pool;
+}
+
+YAML::Node new_container(YAML::NodeType::value type) {
+  YAML::Node node(type);
+  if (YamlPool* pool = YamlPool::current()) pool->adopt(node);
+  return node;
+}
+
+namespace {
+
 // New containers all the way down; scalars are shared (never modified in place).
 YAML::Node deep_copy(const YAML::Node& node) {
   if (!node || node.IsNull() || node.IsScalar()) return node;
   if (node.IsMap()) {
-    YAML::Node out(YAML::NodeType::Map);
+    YAML::Node out = new_container(YAML::NodeType::Map);
     for (const auto& kv : node) out[kv.first.Scalar()] = deep_copy(kv.second);
     return out;
   }
-  YAML::Node out(YAML::NodeType::Sequence);
+  YAML::Node out = new_container(YAML::NodeType::Sequence);
   for (const auto& child : node) out.push_back(deep_copy(child));
   return out;
 }
@@ -143,11 +163,11 @@ class Resolver {
     if (!node || node.IsNull()) return node;
     if (node.IsScalar()) return scalar(node, depth);
     if (node.IsMap()) {
-      YAML::Node out(YAML::NodeType::Map);
+      YAML::Node out = new_container(YAML::NodeType::Map);
       for (const auto& kv : node) out[kv.first.Scalar()] = interpolate(kv.second, depth);
       return out;
     }
-    YAML::Node out(YAML::NodeType::Sequence);
+    YAML::Node out = new_container(YAML::NodeType::Sequence);
     for (const auto& child : node) out.push_back(interpolate(child, depth));
     return out;
   }
@@ -197,10 +217,10 @@ class Resolver {
       fail(at, source_, fmt::format("more than {} ${{...}} substitutions: do the vars refer to each other "
                                     "exponentially (each one to the next, twice)?", kMaxSubstitutions));
     if (inner.rfind("env:", 0) == 0) {
-      const std::string name = inner.substr(4);
-      const char* v = std::getenv(name.c_str());
-      if (!v) fail(at, source_, fmt::format("environment variable '{}' is not set", name));
-      return YAML::Node(std::string(v));
+      // Only the reference is kept: the value is read when the stage runs (resolve_env), so a secret never
+      // reaches the trial's configuration, its identity, plan's output or the store.
+      check_env_reference(inner.substr(4), at);
+      return YAML::Node("${" + inner + "}");
     }
     if (inner == "cwd") return YAML::Node(fs::current_path().string());  // relative paths are the file's folder's
     if (YAML::Node v = get_path(vars_, inner); v) return interpolate(v, depth + 1);
@@ -215,6 +235,17 @@ class Resolver {
                                   vars.empty() ? "(none)" : fmt::format("{}", fmt::join(vars, ", ")),
                                   keys.empty() ? "(none)" : fmt::format("{}", fmt::join(keys, ", ")),
                                   seed_ ? "; also: seed" : ""));
+  }
+
+  // The variable must be set now (an experiment that cannot run is refused when planned). A name that is no
+  // variable's name is not echoed: it is most likely the secret itself, pasted in place of its variable.
+  void check_env_reference(const std::string& name, const YAML::Node& at) const {
+    static const std::regex valid("[A-Za-z_][A-Za-z0-9_]*");
+    if (!std::regex_match(name, valid))
+      fail(at, source_, fmt::format("'${{env:...}}' must name an environment variable (letters, digits and _; {} "
+                                    "characters found): is a value written there instead of its variable's name?",
+                                    name.size()));
+    if (!std::getenv(name.c_str())) fail(at, source_, fmt::format("environment variable '{}' is not set", name));
   }
 
   std::string source_;
@@ -403,7 +434,7 @@ StageTemplate read_stage(const YAML::Node& st, const std::vector<StageTemplate>&
   if (!st.IsMap()) fail(st, source, "stage: expected a map {name: ..., algorithm|benchmark|dataset: <plugin>, ...}");
   StageTemplate t;
   t.where.reset(st);
-  t.options = YAML::Node(YAML::NodeType::Map);
+  t.options = new_container(YAML::NodeType::Map);
   int kinds = 0;
   for (const auto& kv : st) {
     const std::string key = kv.first.Scalar();
@@ -854,16 +885,16 @@ void check_ambiguous_keys(const Sections& s, const std::vector<const Setting*>& 
 // ---- Trials ------------------------------------------------------------------------------------------------
 
 std::string resolved_json_of(const Trial& trial) {
-  YAML::Node stages(YAML::NodeType::Sequence);
+  YAML::Node stages = new_container(YAML::NodeType::Sequence);
   for (const auto& s : trial.stages) {
-    YAML::Node sj(YAML::NodeType::Map);
+    YAML::Node sj = new_container(YAML::NodeType::Map);
     sj["name"] = s.name;
     sj["kind"] = kind_name(s.kind);
     sj["plugin"] = s.plugin;
     sj["options"] = s.options;
     stages.push_back(sj);
   }
-  YAML::Node resolved(YAML::NodeType::Map);
+  YAML::Node resolved = new_container(YAML::NodeType::Map);
   resolved["config"] = trial.config;
   resolved["seed"] = trial.seed;
   resolved["stages"] = stages;
@@ -1021,20 +1052,22 @@ std::string canonical_json(const YAML::Node& node) {
   return conv(node).dump();
 }
 
-YAML::Node resolve_runtime(const YAML::Node& node,
-                           const std::function<std::string(const std::string&, const std::string&)>& lookup) {
+namespace {
+
+// `node` with every match of `re` in its texts replaced by lookup(group 1, group 2).
+YAML::Node substitute(const YAML::Node& node, const std::regex& re,
+                      const std::function<std::string(const std::string&, const std::string&)>& lookup) {
   if (!node || node.IsNull()) return node;
   if (node.IsMap()) {
     YAML::Node out(YAML::NodeType::Map);
-    for (const auto& kv : node) out[kv.first.Scalar()] = resolve_runtime(kv.second, lookup);
+    for (const auto& kv : node) out[kv.first.Scalar()] = substitute(kv.second, re, lookup);
     return out;
   }
   if (node.IsSequence()) {
     YAML::Node out(YAML::NodeType::Sequence);
-    for (const auto& c : node) out.push_back(resolve_runtime(c, lookup));
+    for (const auto& c : node) out.push_back(substitute(c, re, lookup));
     return out;
   }
-  static const std::regex re(R"(\$\{(artifact|trial):([^}]*)\})");
   const std::string& s = node.Scalar();
   if (!std::regex_search(s, re)) return node;
   std::string out;
@@ -1045,6 +1078,26 @@ YAML::Node resolve_runtime(const YAML::Node& node,
   }
   out.append(begin, s.cend());
   return YAML::Node(out);
+}
+
+}  // namespace
+
+YAML::Node resolve_runtime(const YAML::Node& node,
+                           const std::function<std::string(const std::string&, const std::string&)>& lookup) {
+  static const std::regex re(R"(\$\{(artifact|trial):([^}]*)\})");
+  return substitute(node, re, lookup);
+}
+
+YAML::Node resolve_env(const YAML::Node& node) {
+  static const std::regex re(R"(\$\{(env):([A-Za-z_][A-Za-z0-9_]*)\})");
+  return substitute(node, re, [](const std::string&, const std::string& name) {
+    const char* value = std::getenv(name.c_str());
+    if (!value)
+      throw ConfigError(fmt::format("environment variable '{}' is not set (it was when the experiment was planned)",
+                                    name));
+    register_secret(value, "${env:" + name + "}");
+    return std::string(value);
+  });
 }
 
 Experiment load_experiment(const fs::path& file, const std::vector<std::string>& overrides) {
@@ -1060,12 +1113,15 @@ Experiment load_experiment(const fs::path& file, const std::vector<std::string>&
 Experiment parse_experiment(const std::string& text, const std::string& source,
                             const std::vector<std::string>& overrides) {
   YAML::Node doc = load_document(text, source);
+  YamlPool pool;
+  pool.adopt(doc);
   std::vector<Override> direct;  // -o on a configuration value or a stage option: applied once both are read
   for (const auto& o : overrides) {
     Override ov = split_override(o);
     if (!apply_to_document(doc, ov, source)) direct.push_back(std::move(ov));
   }
   Experiment exp;
+  exp.pool = pool.anchor();
   exp.text = text;
   exp.source = source;
   if (!doc["name"] || !doc["name"].IsScalar() || doc["name"].Scalar().empty())

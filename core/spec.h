@@ -38,7 +38,10 @@
 //
 // Interpolation: "${a.b}" looks a.b up in the overrides and vars, then in the trial's configuration; a value
 // that is exactly one reference keeps the referenced value's type (number, list, map). "${env:NAME}" reads the
-// environment. "${artifact:stage/name}" and "${trial:dir}" are resolved when the stage runs; they may only
+// environment when the stage runs: the variable must be set when the experiment is planned, but only the
+// reference is kept in the configuration, the identity and the store (a secret stays out of them, and a new
+// key does not make new trials); logs and stored errors show the reference instead of a value of 8 characters
+// or more. "${artifact:stage/name}" and "${trial:dir}" are resolved when the stage runs; they may only
 // name earlier stages. A stage's options are not variables: share a value between stages with a var.
 // A trial's identity is the SHA-256 of its resolved configuration and stages as canonical JSON.
 // Every error names file:line:column (or the -o it comes from) and what was expected.
@@ -80,6 +83,7 @@ struct Trial {
 };
 
 struct Experiment {
+  YAML::Node pool;  // the YamlPool the trials' nodes live in (see YamlPool)
   std::string name;
   std::string description;
   std::filesystem::path source;        // the YAML file
@@ -100,6 +104,36 @@ Experiment parse_experiment(const std::string& text, const std::string& source,
 // `lookup(namespace, key)` returns the replacement text or throws.
 YAML::Node resolve_runtime(const YAML::Node& node,
                            const std::function<std::string(const std::string&, const std::string&)>& lookup);
+
+// yaml-cpp keeps the nodes of a tree in one memory pool, and putting a node into a container of another pool
+// merges the pools: the container's pool copies in every node of the other, and from then on the other tree's
+// nodes belong to the container's pool. Trials share the document's scalars (they keep their file positions for
+// errors), so each trial's new containers used to copy in the document's pool, and with it every earlier trial:
+// a 500-trial grid took 20 s and 640 MB to plan, and checking the trials' options did the same again. While a
+// YamlPool lives (on this thread), new_container() puts each new map or list into its pool as it is made, so a
+// merge only ever moves a few new nodes. The pool is a list node, `anchor`: parse_experiment adopts the document
+// into a new one and keeps it in Experiment::pool, where validate_experiment finds it again.
+class YamlPool {
+ public:
+  explicit YamlPool(YAML::Node anchor = YAML::Node(YAML::NodeType::Sequence));
+  ~YamlPool();
+  YamlPool(const YamlPool&) = delete;
+  YamlPool& operator=(const YamlPool&) = delete;
+  void adopt(const YAML::Node& tree) { anchor_.push_back(tree); }  // its pool becomes this one's, once
+  const YAML::Node& anchor() const { return anchor_; }
+  static YamlPool*& current();
+
+ private:
+  YAML::Node anchor_;
+  YamlPool* previous_;
+};
+
+// An empty map or list (`type`), in the current YamlPool's pool when there is one.
+YAML::Node new_container(YAML::NodeType::value type);
+
+// Replaces ${env:NAME} in a stage's options by the variable's value (ConfigError when it is not set), and
+// registers the value as a secret (core/log.h). Done when the stage runs, in the process that runs it.
+YAML::Node resolve_env(const YAML::Node& node);
 
 // YAML → canonical JSON text (keys sorted, plain scalars typed: int, float, bool, null, else string).
 std::string canonical_json(const YAML::Node& node);

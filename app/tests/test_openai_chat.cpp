@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "app/openai_chat.h"
+#include "core/lib/util/base64.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -45,6 +46,10 @@ std::string slurp(const std::string& path) {
   return ss.str();
 }
 
+// A real 40 x 30 PNG of the fixture, and it as a data: URL (the parser reads an image's header).
+const std::string kPng = slurp(std::string(MMR_TEST_DATA_DIR) + "/tiny-llava/images/small.png");
+const std::string kPngUrl = "data:image/png;base64," + mmr::base64_encode(kPng);
+
 }  // namespace
 
 TEST_F(OpenAiChat, StringContentBecomesOneHumanTurnWithDefaults) {
@@ -59,20 +64,46 @@ TEST_F(OpenAiChat, StringContentBecomesOneHumanTurnWithDefaults) {
 }
 
 TEST_F(OpenAiChat, DataUrlImageIsDecodedToAFileAndAnnouncedWithTheImageToken) {
-  // "\x89PNG\r\n\x1a\n" + "abc" in base64.
   const ChatRequest r = parse(R"({"messages": [{"role": "user", "content": [
-      {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgphYmM="}},
+      {"type": "image_url", "image_url": {"url": ")" + kPngUrl + R"("}},
       {"type": "text", "text": "What is this?"}]}]})");
   ASSERT_EQ(r.sample.images.size(), 1u);
   EXPECT_EQ(r.sample.turns[0].text, "<image>\nWhat is this?");
   EXPECT_EQ(fs::path(r.sample.images[0]).parent_path(), dir_);
   EXPECT_EQ(fs::path(r.sample.images[0]).extension(), ".png");
-  EXPECT_EQ(slurp(r.sample.images[0]), std::string("\x89PNG\r\n\x1a\nabc", 11));
+  EXPECT_EQ(slurp(r.sample.images[0]), kPng);
+}
+
+// Found by probing: a 164 KB PNG of 13000 x 13000 decoded under the decoder's own limit (6.6 s, 1.25 GB) while the
+// model waited. Its header is read first now, for data: URLs and local files alike; nothing is written for it.
+TEST_F(OpenAiChat, AnImageLargerThanMaxImagePixelsIsRefusedFromItsHeader) {
+  std::string png("\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR", 16);
+  for (uint32_t v : {13000u, 13000u})
+    for (int shift = 24; shift >= 0; shift -= 8) png += static_cast<char>((v >> shift) & 0xff);
+  png += std::string("\x08\x02\0\0\0\0\0\0\0", 9);  // 8-bit RGB, then a CRC the header check does not need
+  auto body = [](const std::string& url) {
+    return json{{"messages", json::array({json{{"role", "user"}, {"content", json::array({
+        json{{"type", "image_url"}, {"image_url", {{"url", url}}}}, json{{"type", "text"}, {"text", "?"}}})}}})}}.dump();
+  };
+  EXPECT_EQ(error_of(body("data:image/png;base64," + mmr::base64_encode(png))),
+            "messages[0].content[0].image_url.url: the image is 13000 x 13000 pixels, more than this server takes "
+            "(50000000 pixels, --max-image-pixels)");
+  EXPECT_TRUE(fs::is_empty(dir_)) << "the image was written";
+  const fs::path local = fs::canonical(dir_) / "big.png";
+  std::ofstream(local, std::ios::binary) << png;
+  limits_.allowed_media_dirs = {fs::canonical(dir_)};
+  EXPECT_NE(error_of(body(local.string())).find("13000 x 13000"), std::string::npos);
+  limits_.max_image_pixels = 40 * 30 - 1;  // the fixture's PNG is 40 x 30
+  EXPECT_NE(error_of(body(kPngUrl)).find("40 x 30 pixels"), std::string::npos);
+  limits_.max_image_pixels = 40 * 30;
+  EXPECT_EQ(parse(body(kPngUrl)).sample.images.size(), 1u);
+  EXPECT_NE(error_of(body("data:image/png;base64," + mmr::base64_encode("not a png"))).find("cannot decode image"),
+            std::string::npos);
 }
 
 TEST_F(OpenAiChat, LocalPathsFileUrlsSystemAndTurnsMapToLlavaRoles) {
   const std::string image = fs::canonical(dir_).string() + "/x.png";
-  std::ofstream(image) << "png";
+  std::ofstream(image, std::ios::binary) << kPng;
   limits_.allowed_media_dirs = {fs::canonical(dir_)};
   const ChatRequest r = parse(json{{"messages", json::array({
       json{{"role", "system"}, {"content", "Be brief."}},
@@ -101,7 +132,7 @@ TEST_F(OpenAiChat, LocalImagesComeOnlyFromAllowedFoldersAndRefusalsRevealNothing
   const fs::path allowed = fs::canonical(dir_) / "media", outside = fs::canonical(dir_) / "private";
   fs::create_directories(allowed);
   fs::create_directories(outside);
-  std::ofstream(allowed / "ok.png") << "png";
+  std::ofstream(allowed / "ok.png", std::ios::binary) << kPng;
   std::ofstream(outside / "secret.png") << "png";
   fs::create_symlink(outside / "secret.png", allowed / "link.png");
   auto body = [](const std::string& url) {
@@ -165,7 +196,7 @@ TEST_F(OpenAiChat, MessageAndImageCountsAreRefusedBeforeAnyImageIsDecoded) {
             "'messages': 3 messages, more than this server takes in one request (2)");
   // The first image decodes, the second is not even base64: the count is refused before either is decoded.
   const std::string body = R"({"messages": [{"role": "user", "content": [
-      {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgphYmM="}},
+      {"type": "image_url", "image_url": {"url": ")" + kPngUrl + R"("}},
       {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@"}}]}]})";
   EXPECT_EQ(error_of(body), "'messages': 2 images, more than this server takes in one request (1)");
   EXPECT_TRUE(fs::is_empty(dir_)) << "an image was written";

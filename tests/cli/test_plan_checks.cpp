@@ -3,9 +3,15 @@
 // one listed, read from the experiment file's folder), and -o keys the file does not have. The real runner and the
 // real plugins; POPE scores an answer file, so nothing is generated.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
 
+#include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <string>
+#include <thread>
 
 #include "runner_fixture.h"
 
@@ -100,4 +106,49 @@ TEST_F(PlanChecks, AnOverrideOfAKeyTheFileDoesNotHaveNamesTheNearestOne) {
   EXPECT_NE(r.err.find("(did you mean 'dpo.beta'?)"), std::string::npos) << r.err;
   EXPECT_EQ(runner({"plan", file, "-o", "+defaults.dpo.bta=0.3"}).status, 0);
   EXPECT_EQ(runner({"plan", file, "-o", "defaults.dpo.beta=0.3"}).status, 0);
+}
+
+namespace {
+
+// Field `name` of /proc/<pid>/status ("" when the process is gone).
+std::string proc_status_field(pid_t pid, const std::string& name) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(name + ":", 0) == 0) return line.substr(name.size() + 1);
+  return "";
+}
+
+// Polls `done` every 10 ms for up to `seconds`.
+bool within(double seconds, const std::function<bool()>& done) {
+  for (int i = 0; i < seconds * 100; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return done();
+}
+
+}  // namespace
+
+// plan records nothing, so the first Ctrl-C ends it at once: it used to ask for a stop "after the current step",
+// which reading and expanding an experiment never checks (a large grid kept expanding for minutes). The plan
+// reads a FIFO nobody writes yet, so it is still planning when the signal comes, whatever the timing.
+TEST_F(PlanChecks, TheFirstCtrlCEndsPlanAtOnce) {
+  const fs::path fifo = dir_ / "exp.yaml";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  Process plan(args({"plan", fifo.string()}));
+  // Planning has begun once the runner waits to open the FIFO (the kernel's wait channel names it: fifo_open, or
+  // wait_for_partner inside it).
+  ASSERT_TRUE(within(30, [&] {
+    std::ifstream in("/proc/" + std::to_string(plan.pid()) + "/wchan");
+    std::string wchan;
+    in >> wchan;
+    return wchan == "fifo_open" || wchan == "wait_for_partner";
+  }));
+  plan.signal(SIGINT);
+  const bool ended = within(10, [&] { return proc_status_field(plan.pid(), "State").find('Z') != std::string::npos; });
+  if (!ended) std::ofstream(fifo) << "name: late\nstages:\n  - {name: count, algorithm: counter}\n";  // unblock it
+  const ProcessResult r = plan.wait();
+  EXPECT_TRUE(ended) << "plan went on after SIGINT";
+  EXPECT_EQ(r.status, 130) << r.err;
+  EXPECT_NE(r.err.find("SIGINT received before anything ran"), std::string::npos) << r.err;
 }

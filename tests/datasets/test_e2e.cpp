@@ -252,3 +252,32 @@ TEST_F(DatasetE2e, SyntheticWorldAsAStageAndAsAProvider) {
   EXPECT_GT(conversations.size(), 6u);
   EXPECT_TRUE(fs::exists(dir_ / "world" / "manifest.json"));
 }
+
+// Without `dir`, a component's world goes to the user's cache ($XDG_CACHE_HOME/mmrunner/synthetic), never to a
+// fixed name under /tmp; a cache folder others may write to is refused, naming it.
+TEST_F(DatasetE2e, SyntheticWorldsAreCachedInTheUsersCacheFolderOnly) {
+  if (!fs::exists(kPlugins / "libsynthetic.so")) GTEST_SKIP() << "synthetic plugin not built";
+  const char* old = std::getenv("XDG_CACHE_HOME");
+  const std::string saved = old ? old : "";
+  setenv("XDG_CACHE_HOME", (dir_ / "cache").c_str(), 1);
+  Registry registry;
+  registry.scan(kPlugins);
+  const YAML::Node opts = YAML::Load("{config: {image_size: 168, num_train_images: 2, num_eval_images: 1, "
+                                     "num_text_tasks: 2, num_eval_text_tasks: 1}, rows: conversation}");
+  auto plugin = registry.create(PluginKind::Dataset, "synthetic", opts, "test");
+  DataContext ctx;
+  ctx.seed = 4;
+  EXPECT_GT(dataset_provider(*plugin).conversation_rows(ctx).size(), 0u);
+  const fs::path cache = dir_ / "cache" / "mmrunner" / "synthetic";
+  int worlds = 0;
+  for (const auto& entry : fs::directory_iterator(cache)) worlds += fs::exists(entry.path() / "manifest.json");
+  EXPECT_EQ(worlds, 1);
+  fs::permissions(cache, fs::perms::others_write, fs::perm_options::add);
+  try {
+    dataset_provider(*plugin).conversation_rows(ctx);
+    ADD_FAILURE() << "a world cache others may write to was used";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find(cache.string()), std::string::npos) << e.what();
+  }
+  if (old) setenv("XDG_CACHE_HOME", saved.c_str(), 1); else unsetenv("XDG_CACHE_HOME");
+}

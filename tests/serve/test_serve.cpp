@@ -37,6 +37,9 @@ class Serve : public ::testing::Test {
   static void SetUpTestSuite() {
     const fs::path dir = fs::temp_directory_path() / ("mmr_serve_shared_" + std::to_string(getpid()));
     fs::create_directories(dir / "tmp");
+    // What servers of this user left behind: one whose pid is gone (removed at start), one of a live process (kept).
+    fs::create_directories(dir / "tmp" / "mmr-serve-999999999-AbCdEf" / "old");
+    fs::create_directories(dir / "tmp" / ("mmr-serve-" + std::to_string(getpid()) + "-AbCdEf"));
     server_ = new Server(dir, {"--allowed-media-dir", kTinyImages}, {{"TMPDIR", (dir / "tmp").string()}});
   }
   static void TearDownTestSuite() {
@@ -94,14 +97,23 @@ TEST_F(Serve, ImageRequestGetsTheReplyTheModelGeneratesDirectly) {
   // The decoded image was written to a per-request folder and removed after the reply. The server's folder has a
   // name nobody could guess ahead (mkdtemp) and only its owner may enter it.
   const fs::path tmp = fs::temp_directory_path() / ("mmr_serve_shared_" + std::to_string(getpid())) / "tmp";
+  const std::string mine = "mmr-serve-" + std::to_string(server_->pid()) + "-";  // + mkdtemp's 6 characters
   std::vector<fs::path> temps;
   for (const auto& e : fs::directory_iterator(tmp))
-    if (e.path().filename().string().rfind("mmr-serve-", 0) == 0) temps.push_back(e.path());
+    if (e.path().filename().string().rfind(mine, 0) == 0) temps.push_back(e.path());
   ASSERT_EQ(temps.size(), 1u);
   ASSERT_TRUE(fs::is_directory(temps[0]));
   EXPECT_TRUE(fs::is_empty(temps[0]));
-  EXPECT_NE(temps[0].filename().string(), "mmr-serve-" + std::to_string(server_->pid()));
+  EXPECT_EQ(temps[0].filename().string().size(), mine.size() + 6);
   EXPECT_EQ(fs::status(temps[0]).permissions() & (fs::perms::group_all | fs::perms::others_all), fs::perms::none);
+}
+
+// Found by probing: a server killed with SIGKILL left its folder in the temp dir for ever. A server starting removes
+// the folders of this user's servers whose pid is no longer running, and no other.
+TEST_F(Serve, FoldersOfServersThatDiedAreRemovedAtStart) {
+  const fs::path tmp = fs::temp_directory_path() / ("mmr_serve_shared_" + std::to_string(getpid())) / "tmp";
+  EXPECT_FALSE(fs::exists(tmp / "mmr-serve-999999999-AbCdEf"));
+  EXPECT_TRUE(fs::exists(tmp / ("mmr-serve-" + std::to_string(getpid()) + "-AbCdEf")));
 }
 
 TEST_F(Serve, WebpDataUrlGetsTheReplyTheModelGivesForTheSamePixelsAsPng) {
@@ -216,7 +228,7 @@ TEST_F(Serve, MalformedRequestsGet400WithAMessage) {
   }
   ASSERT_TRUE(post(chat_body("still up?", 2)));
 
-  // Bytes that are not an image reach the image decoder: still the client's fault, 400.
+  // Bytes that are not an image: the client's fault, 400 (their header is read before the model runs).
   json not_png = chat_body("x", 4);
   not_png["messages"][0]["content"] = json::array({json{{"type", "image_url"}, {"image_url", {{"url", "data:image/png;base64," + base64_encode("not a png")}}}}});
   auto undecodable = post(not_png);

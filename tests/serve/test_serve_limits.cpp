@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -184,7 +185,8 @@ TEST(ServeLimits, WithoutTheKeyTheAnswerIs401FromTheHeadAndTheConnectionCloses) 
 }
 
 TEST(ServeLimits, RequestsAskingTooMuchGet400BeforeTheModelRuns) {
-  Server server(test_dir(), {"--max-messages", "3", "--max-images", "1", "--max-tokens-limit", "64",
+  const fs::path server_dir = test_dir();
+  Server server(server_dir, {"--max-messages", "3", "--max-images", "1", "--max-tokens-limit", "64",
                                 "--default-max-tokens", "16"});
   json many = chat_request("hi", 4);
   for (int i = 0; i < 3; ++i)
@@ -203,7 +205,18 @@ TEST(ServeLimits, RequestsAskingTooMuchGet400BeforeTheModelRuns) {
   EXPECT_EQ(t.status, 400);
   EXPECT_NE(t.body.find("'max_tokens': expected an integer in [1, 64]"), std::string::npos) << t.body;
 
-  EXPECT_EQ(server.count("/v1/chat/completions", 400), 3);
+  // A 33-byte PNG whose header claims 13000 x 13000 pixels (found by probing: a small file of that size decoded
+  // for 6.6 s with the model waiting): refused from its header, past --max-image-pixels.
+  std::string png("\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0\x32\xc8\0\0\x32\xc8\x08\x02\0\0\0\0\0\0\0", 33);
+  const fs::path big = server_dir / "big.png";
+  fs::create_directories(server_dir);
+  std::ofstream(big, std::ios::binary) << png;
+  const HttpReply b = post_chat(server.port(), chat_request("hi", 4, big.string()));
+  EXPECT_EQ(b.status, 400);
+  EXPECT_NE(b.body.find("the image is 13000 x 13000 pixels, more than this server takes (50000000 pixels"),
+            std::string::npos) << b.body;
+
+  EXPECT_EQ(server.count("/v1/chat/completions", 400), 4);
 }
 
 TEST(ServeLimits, TheKeyIsInNoLogWhateverTheRequests) {

@@ -85,6 +85,16 @@ RgbImage decode_with_stb(const uint8_t* bytes, size_t size, const std::string& s
 
 }  // namespace detail
 
+namespace {
+
+[[noreturn]] void unsupported(ImageFormat format, const std::string& source) {
+  throw DataError(fmt::format("{}: cannot decode image: {} (supported formats: {})", source,
+                              format == ImageFormat::kTiff ? "TIFF is not supported" : "unknown image type",
+                              kDecodableFormats));
+}
+
+}  // namespace
+
 RgbImage decode_rgb(const uint8_t* bytes, size_t size, const std::string& source) {
   if (size == 0) throw DataError(fmt::format("{}: cannot decode image: the file is empty", source));
   const ImageFormat format = sniff_image_format(bytes, size);
@@ -97,9 +107,23 @@ RgbImage decode_rgb(const uint8_t* bytes, size_t size, const std::string& source
     case ImageFormat::kTiff:
     case ImageFormat::kUnknown: break;
   }
-  throw DataError(fmt::format("{}: cannot decode image: {} (supported formats: {})", source,
-                              format == ImageFormat::kTiff ? "TIFF is not supported" : "unknown image type",
-                              kDecodableFormats));
+  unsupported(format, source);
+}
+
+ImageSize image_size(const uint8_t* bytes, size_t size, const std::string& source) {
+  const ImageFormat format = sniff_image_format(bytes, size);
+  if (format == ImageFormat::kJpeg) return detail::jpeg_size(bytes, size, source);
+  if (format == ImageFormat::kWebp) return detail::webp_size(bytes, size, source);
+  if (size == 0) throw DataError(fmt::format("{}: cannot decode image: the file is empty", source));
+  if (!is_decodable(format)) unsupported(format, source);
+  int width = 0, height = 0, channels = 0;
+  if (size > static_cast<size_t>(std::numeric_limits<int>::max()) ||
+      !stbi_info_from_memory(bytes, static_cast<int>(size), &width, &height, &channels)) {
+    throw DataError(fmt::format("{}: cannot decode image: {} (corrupt or truncated file?)", source,
+                                size > static_cast<size_t>(std::numeric_limits<int>::max()) ? "too large"
+                                                                                             : stbi_failure_reason()));
+  }
+  return {width, height};
 }
 
 RgbImage load_rgb(const std::string& path) {

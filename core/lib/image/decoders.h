@@ -17,6 +17,8 @@ constexpr int64_t kMaxPixels = 2 * int64_t{89'478'485};
 void check_pixel_count(int64_t width, int64_t height, const std::string& source);
 
 RgbImage decode_jpeg(const uint8_t* bytes, size_t size, const std::string& source);   // jpeg.cpp: libjpeg-turbo
+ImageSize jpeg_size(const uint8_t* bytes, size_t size, const std::string& source);
+ImageSize webp_size(const uint8_t* bytes, size_t size, const std::string& source);
 RgbImage decode_webp(const uint8_t* bytes, size_t size, const std::string& source);   // webp.cpp: libwebp
 RgbImage decode_with_stb(const uint8_t* bytes, size_t size, const std::string& source);   // decode.cpp: PNG, GIF, BMP
 

@@ -37,6 +37,13 @@ RgbImage load_rgb(const std::string& path);
 // The same from bytes in memory; `source` names them in errors.
 RgbImage decode_rgb(const uint8_t* bytes, size_t size, const std::string& source);
 
+// An image's width and height read from its header, without decoding it: what a server checks before an image
+// takes the model's time. Throws DataError as decode_rgb does for bytes it could not decode.
+struct ImageSize {
+  int64_t width = 0, height = 0;
+};
+ImageSize image_size(const uint8_t* bytes, size_t size, const std::string& source);
+
 // LLaVA's expand2square: a square canvas of the longer side filled with `background`, the image pasted at
 // ((side - W) // 2, 0) or (0, (side - H) // 2). A square image is returned unchanged.
 RgbImage expand_to_square(const RgbImage& image, const std::array<uint8_t, 3>& background);

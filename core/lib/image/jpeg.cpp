@@ -109,6 +109,18 @@ void samples_to_rgb(std::vector<uint8_t> samples, int channels, RgbImage& out) {
 
 }  // namespace
 
+ImageSize jpeg_size(const uint8_t* bytes, size_t size, const std::string& source) {
+  Decompressor d;
+  if (!libjpeg_call(d, [&] {
+        jpeg_create_decompress(&d.cinfo);
+        jpeg_mem_src(&d.cinfo, bytes, size);
+        jpeg_read_header(&d.cinfo, TRUE);
+      })) {
+    fail(d, source);
+  }
+  return {d.cinfo.image_width, d.cinfo.image_height};
+}
+
 RgbImage decode_jpeg(const uint8_t* bytes, size_t size, const std::string& source) {
   Decompressor d;
   if (!libjpeg_call(d, [&] {

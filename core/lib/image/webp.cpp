@@ -14,6 +14,14 @@
 
 namespace mmr::image::detail {
 
+ImageSize webp_size(const uint8_t* bytes, size_t size, const std::string& source) {
+  int width = 0, height = 0;
+  if (!WebPGetInfo(bytes, size, &width, &height)) {
+    throw DataError(fmt::format("{}: cannot decode image: not a valid WebP file (corrupt or truncated?)", source));
+  }
+  return {width, height};
+}
+
 RgbImage decode_webp(const uint8_t* bytes, size_t size, const std::string& source) {
   // The canvas size from the headers first, so that a decompression bomb is refused before libwebp allocates it.
   int width = 0, height = 0;

@@ -1,7 +1,11 @@
 // Dataset "synthetic": the generated shape world (world.h) as a dataset plugin. As a stage it writes the world into
 // the stage folder (artifact `world`) and the rows of one kind, loaded, validated and transformed by the same
 // pipeline as the file datasets (artifact `rows`); as a component it hands those rows to an algorithm, generating
-// the world into `dir` (or a per-config folder under the temp dir) unless a complete one is already there.
+// the world into `dir` (or a per-config folder in the user's cache) unless a complete one is already there.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <fstream>
 #include <optional>
 
@@ -62,8 +66,8 @@ class Synthetic : public mmr::data::PipelineDataset {
       o.check(kind.has_value(), "rows", "expected preference, conversation or scored_candidates, found '" + rows + "'");
       input = kind.value_or(RowKind::Preference);
       o.bind("dir", &dir, "",
-             "where the world is generated when used by an algorithm (default: a folder per config under the temp "
-             "dir); a stage writes it into its own folder",
+             "where the world is generated when used by an algorithm (default: a folder per config under "
+             "$XDG_CACHE_HOME or ~/.cache, mmrunner/synthetic); a stage writes it into its own folder",
              "output");
       // No file or image_folder: the rows come from the world's own files, whose pair questions carry no <image>.
       pipeline.bind_rows(o, "add");
@@ -116,14 +120,30 @@ class Synthetic : public mmr::data::PipelineDataset {
     }
   }
 
-  // The folder an algorithm's rows come from: `dir`, or one per config under the temp dir; generated unless a
+  // Where generated worlds are kept between runs of one user: $XDG_CACHE_HOME/mmrunner/synthetic, else
+  // ~/.cache/mmrunner/synthetic. Not a fixed name under /tmp, which another user could create first and fill
+  // with his own rows; a folder that is not this user's or that others may write to is refused for that reason.
+  static fs::path world_cache() {
+    const char* xdg = std::getenv("XDG_CACHE_HOME");
+    const char* home = std::getenv("HOME");
+    if (!(xdg && *xdg) && !(home && *home))
+      throw mmr::ConfigError("synthetic: neither XDG_CACHE_HOME nor HOME is set: give the world a folder with 'dir'");
+    const fs::path dir = (xdg && *xdg ? fs::path(xdg) : fs::path(home) / ".cache") / "mmrunner" / "synthetic";
+    fs::create_directories(dir);
+    struct stat st {};
+    if (lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022) != 0)
+      throw mmr::ConfigError("synthetic: the world cache '" + dir.string() + "' is not a folder of this user that "
+                             "only this user may write to; fix its permissions or give the world a folder with 'dir'");
+    return dir;
+  }
+
+  // The folder an algorithm's rows come from: `dir`, or one per config in world_cache(); generated unless a
   // complete world (manifest.json is written last) of this format version with this config is already there.
   fs::path component_dir(mmr::DataContext& ctx) const {
     const auto config = world_config(ctx.seed);
     const std::string text = config.to_json().dump();
     fs::path dir = dir_;
-    if (dir.empty())
-      dir = fs::temp_directory_path() / ("mmr_synthetic_" + std::to_string(mmr::data::fnv1a64(text)));
+    if (dir.empty()) dir = world_cache() / std::to_string(mmr::data::fnv1a64(text));
     bool complete = false;
     if (std::ifstream in{dir / "manifest.json"}) {
       try {

@@ -407,3 +407,28 @@ TEST(ImageDecode, EmptyFileNamesPath) {
   const std::string path = dir.write("empty.png", {});
   expect_data_error([&] { load_rgb(path); }, {path, "empty"});
 }
+
+// The header alone gives the size decoding gives, for every format (a server checks it before decoding), and a
+// file that is no image is the same DataError as for decoding.
+TEST(ImageDecode, ImageSizeReadsTheHeaderOfEachFormat) {
+  auto bytes_of = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> files;
+  for (const char* f : {"wide.png", "tall.jpg", "rgba.png", "small.png"}) files.emplace_back(f, bytes_of(kImages + "/" + f));
+  for (const char* f : {"libjpeg_h2v2_progressive.jpg", "pil_cmyk.jpg", "libjpeg_gray.jpg"})
+    files.emplace_back(f, bytes_of(std::string(MMR_IMAGE_TEST_DATA_DIR) + "/" + f));
+  std::vector<uint8_t> rgba(24 * 10 * 4, 200);
+  files.emplace_back("lossless.webp", encode_lossless_webp(rgba, 24, 10));
+  for (const auto& [name, bytes] : files) {
+    ASSERT_FALSE(bytes.empty()) << name;
+    const ImageSize size = image_size(bytes.data(), bytes.size(), name);
+    const RgbImage img = decode_rgb(bytes.data(), bytes.size(), name);
+    EXPECT_EQ(size.width, img.width) << name;
+    EXPECT_EQ(size.height, img.height) << name;
+  }
+  const std::string text = "not an image at all";
+  expect_data_error([&] { image_size(reinterpret_cast<const uint8_t*>(text.data()), text.size(), "x.png"); },
+                    {"x.png", "unknown image type"});
+}
