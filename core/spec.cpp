@@ -24,6 +24,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/lib/util/json_safe.h"
 #include "core/lib/util/sha256.h"
 #include "core/lib/util/strings.h"
 
@@ -1018,7 +1019,9 @@ std::string canonical_json(const YAML::Node& node) {
     if (std::regex_match(s, float_re)) return std::strtod(s.c_str(), nullptr);
     return s;
   };
-  return conv(node).dump();
+  // Invalid UTF-8 (from the file's bytes, an -o value or ${env:...}) is written as U+FFFD rather than thrown by
+  // dump(): a type_error from here would escape the ConfigError callers expect (found by fuzz/fuzz_spec).
+  return dump_text(conv(node));
 }
 
 YAML::Node resolve_runtime(const YAML::Node& node,

@@ -78,7 +78,8 @@ done
 for t in "${failed[@]}"; do
   echo
   echo "=== $t: $build/logs/$t.log"
-  grep -v '^#[0-9]' "$build/logs/$t.log" | tail -40
+  # The report's head lines and our own frames; the whole report is in the log.
+  grep -E "terminate called|what\(\)|ERROR|SUMMARY|runtime error| in mmr::|round trip|^\{" "$build/logs/$t.log" | head -20
   for f in "$build/findings/$t"-*; do [[ -e $f ]] && echo "input: $f ($(stat -c %s "$f") bytes)"; done
 done
 if [[ ${#failed[@]} -gt 0 ]]; then

@@ -46,6 +46,37 @@ void check_pixel_count(int64_t width, int64_t height, const std::string& source)
   }
 }
 
+// An uncompressed BMP must hold the rows its header promises. stb_image reads missing bytes as zeros, so a
+// 255-byte file claiming 7 x 16,711,685 pixels decoded (slowly) into a black image; PIL refuses a truncated file.
+// Other BMP forms (RLE, embedded JPEG/PNG, a header too short to read) are left to stb, which refuses them.
+void check_bmp_size(const uint8_t* bytes, size_t size, const std::string& source) {
+  const auto u16 = [&](size_t at) { return int64_t{bytes[at]} | int64_t{bytes[at + 1]} << 8; };
+  const auto u32 = [&](size_t at) { return u16(at) | u16(at + 2) << 16; };
+  if (size < 30) return;
+  const int64_t offset = u32(10), header_size = u32(14);
+  int64_t width = 0;
+  int64_t height = 0;
+  int64_t bits = 0;
+  if (header_size == 12) {  // BITMAPCOREHEADER (OS/2): 16-bit sizes, no compression field
+    width = u16(18);
+    height = u16(20);
+    bits = u16(24);
+  } else {
+    if (size < 34) return;
+    const int64_t compression = u32(30);
+    if (compression != 0 && compression != 3) return;  // BI_RGB and BI_BITFIELDS are uncompressed
+    width = static_cast<int32_t>(u32(18));
+    height = static_cast<int32_t>(u32(22));
+    bits = u16(28);
+  }
+  if (width <= 0 || height == 0 || bits == 0 || bits > 32) return;  // stb refuses these itself
+  const int64_t rows = height < 0 ? -height : height;
+  const int64_t needed = offset + (width * bits + 31) / 32 * 4 * rows;
+  if (needed > static_cast<int64_t>(size))
+    throw DataError(fmt::format("{}: cannot decode image: truncated BMP: its {}x{} pixels at {} bits need {} bytes, "
+                                "the file has {}", source, width, rows, bits, needed, size));
+}
+
 RgbImage decode_with_stb(const uint8_t* bytes, size_t size, const std::string& source) {
   if (size > static_cast<size_t>(std::numeric_limits<int>::max())) {
     throw DataError(fmt::format("{}: cannot decode image: {} bytes is more than stb_image reads", source, size));
@@ -57,6 +88,7 @@ RgbImage decode_with_stb(const uint8_t* bytes, size_t size, const std::string& s
                                 stbi_failure_reason()));
   }
   check_pixel_count(width, height, source);
+  if (sniff_image_format(bytes, size) == ImageFormat::kBmp) check_bmp_size(bytes, size, source);
   stbi_uc* data = stbi_load_from_memory(bytes, len, &width, &height, &channels, 0);
   if (!data) {
     throw DataError(fmt::format("{}: cannot decode image: {} (corrupt or truncated file?)", source,
