@@ -151,6 +151,17 @@ TEST(Identity, IsTheSha256OfTheCanonicalResolvedJson) {
   EXPECT_EQ(e.trials[0].identity, "6d3e98ced7d01e2cf591c6a6216310b8dba89b7933165f5eede6ce8965c1bd80");
 }
 
+// Found by fuzz/fuzz_spec: invalid UTF-8 in a value (a Latin-1 file, an -o value) made canonical_json's dump()
+// throw a type_error past the ConfigError callers expect. It is written as U+FFFD in the identity's JSON.
+TEST(Identity, InvalidUtf8InAValueIsWrittenAsTheReplacementCharacter) {
+  const auto e = parse("name: a\ndefaults: {x: caf\xe9}\nstages:\n  - {name: t, algorithm: counter, note: \"\xff\"}\n");
+  EXPECT_EQ(e.trials[0].resolved_json,
+            "{\"config\":{\"x\":\"caf\xEF\xBF\xBD\"},\"seed\":42,\"stages\":[{\"kind\":\"algorithm\",\"name\":\"t\","
+            "\"options\":{\"note\":\"\xEF\xBF\xBD\"},\"plugin\":\"counter\"}]}");
+  const auto o = parse(std::string("name: a\ndefaults: {x: 1}\n") + kStages, {"x=\xc3"});  // from -o
+  EXPECT_NE(o.trials[0].resolved_json.find("{\"x\":\"\xEF\xBF\xBD\"}"), std::string::npos) << o.trials[0].resolved_json;
+}
+
 TEST(Interpolation, WholeValueKeepsTypeAndEmbeddedBecomesText) {
   const auto e = parse(R"(
 name: i
