@@ -15,7 +15,9 @@
 
 namespace mmr::fuzz {
 
-inline std::string text(const uint8_t* data, size_t size) { return std::string(reinterpret_cast<const char*>(data), size); }
+inline std::string text(const uint8_t* data, size_t size) {
+  return std::string(reinterpret_cast<const char*>(data), size);
+}
 
 // A folder of this process's own (targets that read files write their input there; fuzz.sh runs targets in
 // parallel, so the pid keeps them apart). Left behind on exit: libFuzzer ends the process with _exit.

@@ -148,7 +148,8 @@ TEST_F(Streaming, AnOverLongOrOverDeepJsonlLineIsABadRowAndTheOthersAreRead) {
 // A number past a double's range (found by fuzz/fuzz_rows and fuzz_annotate_rows: nlohmann throws out_of_range for
 // it, which escaped the reader) is a bad row like any invalid JSON; so is it inside a JSON array, ending the read.
 TEST_F(Streaming, ANumberPastADoublesRangeIsABadRow) {
-  const std::string jsonl = write("big.jsonl", "{\"id\": \"a\"}\n{\"id\": \"big\", \"score\": 21e308}\n{\"id\": \"b\"}\n");
+  const std::string jsonl =
+      write("big.jsonl", "{\"id\": \"a\"}\n{\"id\": \"big\", \"score\": 21e308}\n{\"id\": \"b\"}\n");
   std::vector<std::string> seen;
   for_each_record(jsonl, [&](Record& r) {
     seen.push_back(r.parse_error ? *r.parse_error : r.value["id"].get<std::string>());

@@ -370,7 +370,8 @@ TEST(ImageDecode, PngClaimingMoreThanItsBytesCanHoldIsRefusedBeforeDecoding) {
   const uint8_t dims[8] = {0, 0, 0x32, 0xC8, 0, 0, 0x32, 0xC8};  // 13000 x 13000, big-endian
   std::copy(dims, dims + 8, png.begin() + 16);
   expect_data_error([&] { decode_rgb(png.data(), png.size(), "bomb.png"); },
-                    {"bomb.png", "truncated or corrupt PNG: its 13000x13000 pixels need", "more than the 2439-byte file"});
+                    {"bomb.png", "truncated or corrupt PNG: its 13000x13000 pixels need",
+                     "more than the 2439-byte file"});
 }
 
 TEST(ImageDecode, TextFileRenamedJpgNamesFileAndReason) {
