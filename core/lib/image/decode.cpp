@@ -69,7 +69,7 @@ void check_bmp_size(const uint8_t* bytes, size_t size, const std::string& source
     height = static_cast<int32_t>(u32(22));
     bits = u16(28);
   }
-  if (width <= 0 || height == 0 || bits == 0 || bits > 32) return;  // stb refuses these itself
+  if (width <= 0 || height == 0) return;  // stb refuses these itself (it reads any bit count, 65312 too)
   const int64_t rows = height < 0 ? -height : height;
   const int64_t needed = offset + (width * bits + 31) / 32 * 4 * rows;
   if (needed > static_cast<int64_t>(size))

@@ -352,6 +352,11 @@ TEST(ImageDecode, BmpDecodesTopRowFirstAndATruncatedOneIsRefused) {
   tall[24] = 0xFF;
   expect_data_error([&] { decode_rgb(tall.data(), tall.size(), "tall.bmp"); },
                     {"tall.bmp", "truncated BMP", "7x16711685 pixels"});
+  // Found next: the same with 65312 bits per pixel, which stb reads as well.
+  tall[28] = 0x20;
+  tall[29] = 0xFF;
+  expect_data_error([&] { decode_rgb(tall.data(), tall.size(), "wide_pixels.bmp"); },
+                    {"wide_pixels.bmp", "truncated BMP", "7x16711685 pixels at 65312 bits"});
 }
 
 // Found by fuzz/fuzz_image_png: a 167-byte PNG whose IDAT chunk stated 1.5 GB made stb allocate 2 GiB before
