@@ -487,8 +487,9 @@ struct Setting {
 // rest of the path; else it sets the configuration.
 Target target_of(const Sections& s, const std::string& key, const std::string& where) {
   const auto parts = split(key, '.');
-  for (const auto& p : parts)
-    if (p.empty()) throw ConfigError(where + fmt::format("'{}': empty part in a dotted key", key));
+  // An empty key has no parts at all (found by fuzz/fuzz_spec: parts[0] below read past the vector).
+  if (parts.empty() || std::any_of(parts.begin(), parts.end(), [](const std::string& p) { return p.empty(); }))
+    throw ConfigError(where + fmt::format("'{}': empty part in a dotted key", key));
   const int stage = s.is_defaults_key(parts[0]) ? -1 : s.stage_index(parts[0]);
   if (stage < 0) return {-1, key};
   if (parts.size() == 1)

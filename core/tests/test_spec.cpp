@@ -162,6 +162,15 @@ TEST(Identity, InvalidUtf8InAValueIsWrittenAsTheReplacementCharacter) {
   EXPECT_NE(o.trials[0].resolved_json.find("{\"x\":\"\xEF\xBF\xBD\"}"), std::string::npos) << o.trials[0].resolved_json;
 }
 
+// Found by fuzz/fuzz_spec: an empty key in grid, zip, include or exclude read past its list of parts.
+TEST(Spec, AnEmptyKeyIsAnErrorNamingIt) {
+  for (const std::string& section : {"grid: {\"\": [1, 2]}", "exclude: [{\"\": 1}]", "include: [{\"\": 1}]"}) {
+    const std::string error = error_of("name: e\n" + section + "\n" + kStages);
+    EXPECT_NE(error.find("exp.yaml:2:"), std::string::npos) << section << ": " << error;
+    EXPECT_NE(error.find("'': empty part in a dotted key"), std::string::npos) << section << ": " << error;
+  }
+}
+
 TEST(Interpolation, WholeValueKeepsTypeAndEmbeddedBecomesText) {
   const auto e = parse(R"(
 name: i
