@@ -71,10 +71,12 @@ void check_bmp_size(const uint8_t* bytes, size_t size, const std::string& source
   }
   if (width <= 0 || height == 0) return;  // stb refuses these itself (it reads any bit count, 65312 too)
   const int64_t rows = height < 0 ? -height : height;
-  const int64_t needed = offset + (width * bits + 31) / 32 * 4 * rows;
-  if (needed > static_cast<int64_t>(size))
-    throw DataError(fmt::format("{}: cannot decode image: truncated BMP: its {}x{} pixels at {} bits need {} bytes, "
-                                "the file has {}", source, width, rows, bits, needed, size));
+  const int64_t row_bytes = (width * bits + 31) / 32 * 4;  // < 2^31 * 2^16: no overflow; row_bytes * rows may
+  const int64_t available = static_cast<int64_t>(size) - offset;
+  if (available < 0 || row_bytes > available / rows || row_bytes * rows > available)
+    throw DataError(fmt::format("{}: cannot decode image: truncated BMP: its {}x{} pixels at {} bits need {} rows of "
+                                "{} bytes from byte {}, the file has {} bytes", source, width, rows, bits, rows,
+                                row_bytes, offset, size));
 }
 
 // What a PNG claims, checked against its size before stb allocates for the claim (found by fuzz/fuzz_image_png):

@@ -343,7 +343,7 @@ TEST(ImageDecode, BmpDecodesTopRowFirstAndATruncatedOneIsRefused) {
   EXPECT_EQ(img.pixels, (std::vector<uint8_t>{255, 0, 0, 0, 255, 0, 0, 0, 255, 10, 20, 30, 40, 50, 60, 70, 80, 90}));
   // One byte short of the last row's padding: stb would read it as zero; PIL calls the file truncated, so do we.
   expect_data_error([&] { decode_rgb(bmp.data(), bmp.size() - 1, "short.bmp"); },
-                    {"short.bmp", "truncated BMP", "3x2 pixels at 24 bits need 78 bytes, the file has 77"});
+                    {"short.bmp", "truncated BMP", "3x2 pixels at 24 bits need 2 rows of 12 bytes from byte 54, the file has 77"});
   // Found by fuzz/fuzz_image_bmp: a header claiming 7 x 16,711,685 pixels in a 78-byte file decoded for seconds
   // into zeros; it is refused before any pixel is made.
   std::vector<uint8_t> tall = bmp;
@@ -357,6 +357,14 @@ TEST(ImageDecode, BmpDecodesTopRowFirstAndATruncatedOneIsRefused) {
   tall[29] = 0xFF;
   expect_data_error([&] { decode_rgb(tall.data(), tall.size(), "wide_pixels.bmp"); },
                     {"wide_pixels.bmp", "truncated BMP", "7x16711685 pixels at 65312 bits"});
+  // Found next, the fuzzer's 49 bytes: rows x bytes per row overflowed the size computation of that very check.
+  const std::vector<uint8_t> overflow = {
+      0x42, 0x4D, 0xAE, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x36, 0x00, 0x00, 0x00, 0x28, 0x00,
+      0x00, 0x00, 0x07, 0x00, 0x00, 0x16, 0x00, 0x00, 0x00, 0xC9, 0x01, 0x00, 0x4D, 0xFF, 0xFF, 0xFF,
+      0xFF, 0xFF, 0xFF, 0xFF, 0x42, 0x00, 0x00, 0x00, 0x49, 0x49, 0x2A, 0x00, 0x00, 0xFF, 0x00, 0x7C, 0x00
+  };
+  expect_data_error([&] { decode_rgb(overflow.data(), overflow.size(), "overflow.bmp"); },
+                    {"overflow.bmp", "truncated BMP"});
 }
 
 // Found by fuzz/fuzz_image_png: a 167-byte PNG whose IDAT chunk stated 1.5 GB made stb allocate 2 GiB before
