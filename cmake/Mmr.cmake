@@ -10,7 +10,9 @@ if(MMR_CCACHE)
 endif()
 
 find_package(Threads REQUIRED)
-find_package(Torch REQUIRED)
+if(NOT MMR_FUZZ)  # the fuzz build (fuzz/) holds no LibTorch code
+  find_package(Torch REQUIRED)
+endif()
 find_package(yaml-cpp REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(fmt REQUIRED)

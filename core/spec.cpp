@@ -24,6 +24,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/lib/util/json_safe.h"
 #include "core/lib/util/sha256.h"
 #include "core/lib/util/strings.h"
 #include "core/log.h"
@@ -517,8 +518,9 @@ struct Setting {
 // rest of the path; else it sets the configuration.
 Target target_of(const Sections& s, const std::string& key, const std::string& where) {
   const auto parts = split(key, '.');
-  for (const auto& p : parts)
-    if (p.empty()) throw ConfigError(where + fmt::format("'{}': empty part in a dotted key", key));
+  // An empty key has no parts at all (found by fuzz/fuzz_spec: parts[0] below read past the vector).
+  if (parts.empty() || std::any_of(parts.begin(), parts.end(), [](const std::string& p) { return p.empty(); }))
+    throw ConfigError(where + fmt::format("'{}': empty part in a dotted key", key));
   const int stage = s.is_defaults_key(parts[0]) ? -1 : s.stage_index(parts[0]);
   if (stage < 0) return {-1, key};
   if (parts.size() == 1)
@@ -1049,7 +1051,9 @@ std::string canonical_json(const YAML::Node& node) {
     if (std::regex_match(s, float_re)) return std::strtod(s.c_str(), nullptr);
     return s;
   };
-  return conv(node).dump();
+  // Invalid UTF-8 (from the file's bytes, an -o value or ${env:...}) is written as U+FFFD rather than thrown by
+  // dump(): a type_error from here would escape the ConfigError callers expect (found by fuzz/fuzz_spec).
+  return dump_text(conv(node));
 }
 
 namespace {

@@ -21,6 +21,8 @@ packages=(
   libjpeg62-turbo-dev libwebp-dev
   # an optimised BLAS for LibTorch's CPU matmuls (Debian's libtorch otherwise gets the reference BLAS: ~3x slower)
   libopenblas0-openmp
+  # tools/fuzz.sh: clang with libFuzzer and the sanitizer runtimes (libclang-rt-14-dev holds libclang_rt.fuzzer)
+  clang libclang-rt-14-dev
   # tests (curl: the `runner serve` test sends a request with it)
   libgtest-dev curl
   # `runner report` draws its plots with gnuplot (a child process writing SVG); the report test renders the

@@ -168,6 +168,26 @@ TEST(Identity, IsTheSha256OfTheCanonicalResolvedJson) {
   EXPECT_EQ(e.trials[0].identity, "6d3e98ced7d01e2cf591c6a6216310b8dba89b7933165f5eede6ce8965c1bd80");
 }
 
+// Found by fuzz/fuzz_spec: invalid UTF-8 in a value (a Latin-1 file, an -o value) made canonical_json's dump()
+// throw a type_error past the ConfigError callers expect. It is written as U+FFFD in the identity's JSON.
+TEST(Identity, InvalidUtf8InAValueIsWrittenAsTheReplacementCharacter) {
+  const auto e = parse("name: a\ndefaults: {x: caf\xe9}\nstages:\n  - {name: t, algorithm: counter, note: \"\xff\"}\n");
+  EXPECT_EQ(e.trials[0].resolved_json,
+            "{\"config\":{\"x\":\"caf\xEF\xBF\xBD\"},\"seed\":42,\"stages\":[{\"kind\":\"algorithm\",\"name\":\"t\","
+            "\"options\":{\"note\":\"\xEF\xBF\xBD\"},\"plugin\":\"counter\"}]}");
+  const auto o = parse(std::string("name: a\ndefaults: {x: 1}\n") + kStages, {"x=\xc3"});  // from -o
+  EXPECT_NE(o.trials[0].resolved_json.find("{\"x\":\"\xEF\xBF\xBD\"}"), std::string::npos) << o.trials[0].resolved_json;
+}
+
+// Found by fuzz/fuzz_spec: an empty key in grid, zip, include or exclude read past its list of parts.
+TEST(Spec, AnEmptyKeyIsAnErrorNamingIt) {
+  for (const std::string& section : {"grid: {\"\": [1, 2]}", "exclude: [{\"\": 1}]", "include: [{\"\": 1}]"}) {
+    const std::string error = error_of("name: e\n" + section + "\n" + kStages);
+    EXPECT_NE(error.find("exp.yaml:2:"), std::string::npos) << section << ": " << error;
+    EXPECT_NE(error.find("'': empty part in a dotted key"), std::string::npos) << section << ": " << error;
+  }
+}
+
 TEST(Interpolation, WholeValueKeepsTypeAndEmbeddedBecomesText) {
   const auto e = parse(R"(
 name: i

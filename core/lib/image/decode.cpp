@@ -46,6 +46,73 @@ void check_pixel_count(int64_t width, int64_t height, const std::string& source)
   }
 }
 
+// An uncompressed BMP must hold the rows its header promises. stb_image reads missing bytes as zeros, so a
+// 255-byte file claiming 7 x 16,711,685 pixels decoded (slowly) into a black image; PIL refuses a truncated file.
+// RLE and headers too short to read are left to stb, which refuses them.
+void check_bmp_size(const uint8_t* bytes, size_t size, const std::string& source) {
+  const auto u16 = [&](size_t at) { return int64_t{bytes[at]} | int64_t{bytes[at + 1]} << 8; };
+  const auto u32 = [&](size_t at) { return u16(at) | u16(at + 2) << 16; };
+  if (size < 30) return;
+  const int64_t offset = u32(10), header_size = u32(14);
+  int64_t width = 0;
+  int64_t height = 0;
+  int64_t bits = 0;
+  if (header_size == 12) {  // BITMAPCOREHEADER (OS/2): 16-bit sizes, no compression field
+    width = u16(18);
+    height = u16(20);
+    bits = u16(24);
+  } else {
+    if (size < 34) return;
+    const int64_t compression = u32(30);
+    if (compression == 1 || compression == 2) return;  // RLE: refused by stb, which reads every other value as raw
+    width = static_cast<int32_t>(u32(18));
+    height = static_cast<int32_t>(u32(22));
+    bits = u16(28);
+  }
+  if (width <= 0 || height == 0) return;  // stb refuses these itself (it reads any bit count, 65312 too)
+  const int64_t rows = height < 0 ? -height : height;
+  const int64_t row_bytes = (width * bits + 31) / 32 * 4;  // < 2^31 * 2^16: no overflow; row_bytes * rows may
+  const int64_t available = static_cast<int64_t>(size) - offset;
+  if (available < 0 || row_bytes > available / rows || row_bytes * rows > available)
+    throw DataError(fmt::format("{}: cannot decode image: truncated BMP: its {}x{} pixels at {} bits need {} rows of "
+                                "{} bytes from byte {}, the file has {} bytes", source, width, rows, bits, rows,
+                                row_bytes, offset, size));
+}
+
+// What a PNG claims, checked against its size before stb allocates for the claim (found by fuzz/fuzz_image_png):
+//  * every chunk's data must be in the file: stb grows its buffer to an IDAT chunk's stated length before reading
+//    it, so a 167-byte file stating 1.5 GB took 2 GiB;
+//  * the image data is zlib-compressed, and deflate cannot shrink data more than 1032 : 1 (a 258-byte match in two
+//    bits): a header claiming more pixel bytes than the file could hold at that ratio is a broken file, for which
+//    stb would first allocate the whole image.
+void check_png_size(const uint8_t* bytes, size_t size, const std::string& source) {
+  if (size < 26) return;  // no IHDR: stb refuses the file
+  const auto u32 = [&](size_t at) {
+    return int64_t{bytes[at]} << 24 | int64_t{bytes[at + 1]} << 16 | int64_t{bytes[at + 2]} << 8 | bytes[at + 3];
+  };
+  const int64_t file_size = static_cast<int64_t>(size);
+  for (int64_t at = 8; at + 8 <= file_size;) {  // chunks: length, type, data, CRC
+    const int64_t length = u32(static_cast<size_t>(at));
+    const std::string type(reinterpret_cast<const char*>(bytes) + at + 4, 4);
+    if (length > file_size - at - 8)
+      throw DataError(fmt::format("{}: cannot decode image: truncated PNG: chunk '{}' at byte {} states {} bytes, "
+                                  "the file has {} after it", source, type, at, length, file_size - at - 8));
+    if (type == "IEND") break;
+    at += 12 + length;
+  }
+  const int64_t width = u32(16);
+  const int64_t height = u32(20);
+  const int64_t depth = bytes[24];
+  const int64_t colour = bytes[25];
+  const int64_t channels = colour == 0 || colour == 3 ? 1 : colour == 2 ? 3 : colour == 4 ? 2 : 4;
+  const int64_t pixel_bytes = height * ((width * channels * depth + 7) / 8);  // without the rows' filter bytes
+  constexpr int64_t kMaxDeflateRatio = 1032;
+  if (pixel_bytes > kMaxDeflateRatio * (static_cast<int64_t>(size) + 1))
+    throw DataError(fmt::format("{}: cannot decode image: truncated or corrupt PNG: its {}x{} pixels need {} bytes, "
+                                "more than the {}-byte file can hold compressed", source, width, height, pixel_bytes,
+                                size));
+}
+
 RgbImage decode_with_stb(const uint8_t* bytes, size_t size, const std::string& source) {
   if (size > static_cast<size_t>(std::numeric_limits<int>::max())) {
     throw DataError(fmt::format("{}: cannot decode image: {} bytes is more than stb_image reads", source, size));
@@ -57,6 +124,9 @@ RgbImage decode_with_stb(const uint8_t* bytes, size_t size, const std::string& s
                                 stbi_failure_reason()));
   }
   check_pixel_count(width, height, source);
+  const ImageFormat format = sniff_image_format(bytes, size);
+  if (format == ImageFormat::kBmp) check_bmp_size(bytes, size, source);
+  if (format == ImageFormat::kPng) check_png_size(bytes, size, source);
   stbi_uc* data = stbi_load_from_memory(bytes, len, &width, &height, &channels, 0);
   if (!data) {
     throw DataError(fmt::format("{}: cannot decode image: {} (corrupt or truncated file?)", source,

@@ -19,14 +19,21 @@ struct JsonTooDeep : std::runtime_error {
   explicit JsonTooDeep(int limit) : std::runtime_error("nested deeper than " + std::to_string(limit) + " levels") {}
 };
 
-// json::parse(args...) refusing nesting past max_depth; parse errors stay nlohmann's json::parse_error.
+// json::parse(args...) refusing nesting past max_depth; parse errors stay nlohmann's json::parse_error. That
+// includes a number too large for a double ("1e999"), for which nlohmann throws json::out_of_range (406) instead:
+// callers catch parse_error only, so it would escape them (a 500 from serve, a crash reading a row; found by fuzz/).
 template <typename... Input>
 nlohmann::json parse_json_limited(Input&&... input) {
   const nlohmann::json::parser_callback_t limit = [](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
     if (depth > kMaxJsonDepth) throw JsonTooDeep(kMaxJsonDepth);
     return true;
   };
-  return nlohmann::json::parse(std::forward<Input>(input)..., limit);
+  try {
+    return nlohmann::json::parse(std::forward<Input>(input)..., limit);
+  } catch (const nlohmann::json::out_of_range& e) {
+    const std::string what = e.what();  // "[json.exception.out_of_range.406] number overflow parsing '1e999'"
+    throw nlohmann::json::parse_error::create(101, 0, what.substr(what.find("] ") + 2), nullptr);
+  }
 }
 
 // j.dump(indent) that writes invalid UTF-8 in strings (a byte-level token, a stored error quoting a binary file) as

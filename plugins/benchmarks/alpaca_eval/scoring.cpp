@@ -176,8 +176,11 @@ AnnotatorConfig read_annotator_config(const std::string& folder) {
   const std::string where = yaml_path.string() + ": ";
   if (!doc.IsMap() || doc.size() != 1)
     throw DataError(where + "expected one top-level key, the annotator's name (e.g. alpaca_eval_gpt4)");
+  // Checked before use: yaml-cpp throws its own exceptions for a map key or a subscript of a scalar.
+  if (!doc.begin()->first.IsScalar() || !doc.begin()->second.IsMap())
+    throw DataError(where + "expected the annotator's name (e.g. alpaca_eval_gpt4) and a map of its settings");
   AnnotatorConfig c;
-  c.name = doc.begin()->first.as<std::string>();
+  c.name = doc.begin()->first.Scalar();
   const YAML::Node body = doc.begin()->second;
   auto scalar = [&](const YAML::Node& parent, const char* key, const std::string& path) {
     const YAML::Node v = parent[key];

@@ -73,6 +73,8 @@ inline Json read_json_file(const std::string& path, const std::string& what) {
     const size_t offset = std::min(e.byte, text.size());
     const auto line = 1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(offset), '\n');
     throw mmr::DataError(at(path, static_cast<int>(line)) + "malformed JSON in " + what + ": " + e.what());
+  } catch (const Json::out_of_range& e) {  // a number past a double's range ("1e999"; found by fuzz/)
+    throw mmr::DataError(path + ": malformed JSON in " + what + ": " + e.what());
   }
 }
 

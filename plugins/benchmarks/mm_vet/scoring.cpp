@@ -72,7 +72,10 @@ std::vector<SampleGrade> read_grade_file(const std::string& path) {
 std::vector<Sample> read_metadata(const std::string& path) {
   const Json doc = read_json_object(path, "MM-Vet metadata (mm-vet.json)");
   std::vector<Sample> samples;
-  for (const auto& [id, entry] : doc.items()) {
+  for (const auto& item : doc.items()) {
+    // Named references, not a structured binding: C++17 lambdas cannot capture those (clang refuses; fuzz/).
+    const std::string& id = item.key();
+    const Json& entry = item.value();
     Sample s;
     s.id = id;
     auto str = [&](const char* key) -> std::string {

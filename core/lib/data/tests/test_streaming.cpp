@@ -144,3 +144,27 @@ TEST_F(Streaming, AnOverLongOrOverDeepJsonlLineIsABadRowAndTheOthersAreRead) {
                                          "4 b"};
   EXPECT_EQ(seen, want);
 }
+
+// A number past a double's range (found by fuzz/fuzz_rows and fuzz_annotate_rows: nlohmann throws out_of_range for
+// it, which escaped the reader) is a bad row like any invalid JSON; so is it inside a JSON array, ending the read.
+TEST_F(Streaming, ANumberPastADoublesRangeIsABadRow) {
+  const std::string jsonl =
+      write("big.jsonl", "{\"id\": \"a\"}\n{\"id\": \"big\", \"score\": 21e308}\n{\"id\": \"b\"}\n");
+  std::vector<std::string> seen;
+  for_each_record(jsonl, [&](Record& r) {
+    seen.push_back(r.parse_error ? *r.parse_error : r.value["id"].get<std::string>());
+    return true;
+  });
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0], "a");
+  EXPECT_NE(seen[1].find("invalid JSON: "), std::string::npos) << seen[1];
+  EXPECT_NE(seen[1].find("number overflow parsing '21e308'"), std::string::npos) << seen[1];
+  EXPECT_EQ(seen[2], "b");
+  const std::string array = write("big.json", "[{\"id\": \"a\"},\n {\"score\": 1e999}]");
+  try {
+    for_each_record(array, [](Record&) { return true; });
+    ADD_FAILURE() << "expected an error";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("row 2 (line 2)"), std::string::npos) << e.what();
+  }
+}

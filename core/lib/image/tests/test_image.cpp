@@ -320,6 +320,73 @@ TEST(ImageDecode, CorruptJpegIsADataErrorNamingLibjpegsReason) {
   expect_data_error([&] { load_rgb(stub); }, {stub, "truncated"});
 }
 
+namespace {
+
+// A 3 x 2 24-bit BMP as Windows writes it: BITMAPINFOHEADER, rows bottom-up, BGR, each padded to 4 bytes (12).
+std::vector<uint8_t> bmp_3x2() {
+  std::vector<uint8_t> b = {'B', 'M', 78, 0, 0, 0, 0, 0, 0, 0, 54, 0, 0, 0,   // file size 78, pixels at 54
+                            40, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 24, 0,  // 3 x 2, one plane, 24 bits
+                            0, 0, 0, 0, 24, 0, 0, 0, 0x13, 0x0B, 0, 0, 0x13, 0x0B, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  const std::vector<uint8_t> rows = {30, 20, 10, 60, 50, 40, 90, 80, 70, 0, 0, 0,    // bottom row
+                                     0, 0, 255, 0, 255, 0, 255, 0, 0, 0, 0, 0};   // top row: red, green, blue
+  b.insert(b.end(), rows.begin(), rows.end());
+  return b;
+}
+
+}  // namespace
+
+TEST(ImageDecode, BmpDecodesTopRowFirstAndATruncatedOneIsRefused) {
+  const std::vector<uint8_t> bmp = bmp_3x2();
+  const RgbImage img = decode_rgb(bmp.data(), bmp.size(), "ok.bmp");
+  ASSERT_EQ(img.width, 3);
+  ASSERT_EQ(img.height, 2);
+  EXPECT_EQ(img.pixels, (std::vector<uint8_t>{255, 0, 0, 0, 255, 0, 0, 0, 255, 10, 20, 30, 40, 50, 60, 70, 80, 90}));
+  // One byte short of the last row's padding: stb would read it as zero; PIL calls the file truncated, so do we.
+  expect_data_error([&] { decode_rgb(bmp.data(), bmp.size() - 1, "short.bmp"); },
+                    {"short.bmp", "truncated BMP", "3x2 pixels at 24 bits need 2 rows of 12 bytes from byte 54, the file has 77"});
+  // Found by fuzz/fuzz_image_bmp: a header claiming 7 x 16,711,685 pixels in a 78-byte file decoded for seconds
+  // into zeros; it is refused before any pixel is made.
+  std::vector<uint8_t> tall = bmp;
+  tall[18] = 7;     // width 7
+  tall[22] = 0x05;  // height 0x00FF0005 = 16711685
+  tall[24] = 0xFF;
+  expect_data_error([&] { decode_rgb(tall.data(), tall.size(), "tall.bmp"); },
+                    {"tall.bmp", "truncated BMP", "7x16711685 pixels"});
+  // Found next: the same with 65312 bits per pixel, which stb reads as well.
+  tall[28] = 0x20;
+  tall[29] = 0xFF;
+  expect_data_error([&] { decode_rgb(tall.data(), tall.size(), "wide_pixels.bmp"); },
+                    {"wide_pixels.bmp", "truncated BMP", "7x16711685 pixels at 65312 bits"});
+  // Found next, the fuzzer's 49 bytes: rows x bytes per row overflowed the size computation of that very check.
+  const std::vector<uint8_t> overflow = {
+      0x42, 0x4D, 0xAE, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x36, 0x00, 0x00, 0x00, 0x28, 0x00,
+      0x00, 0x00, 0x07, 0x00, 0x00, 0x16, 0x00, 0x00, 0x00, 0xC9, 0x01, 0x00, 0x4D, 0xFF, 0xFF, 0xFF,
+      0xFF, 0xFF, 0xFF, 0xFF, 0x42, 0x00, 0x00, 0x00, 0x49, 0x49, 0x2A, 0x00, 0x00, 0xFF, 0x00, 0x7C, 0x00
+  };
+  expect_data_error([&] { decode_rgb(overflow.data(), overflow.size(), "overflow.bmp"); },
+                    {"overflow.bmp", "truncated BMP"});
+}
+
+// Found by fuzz/fuzz_image_png: a 167-byte PNG whose IDAT chunk stated 1.5 GB made stb allocate 2 GiB before
+// finding the data missing. Chunks must fit in the file, and a header claiming more pixels than the file can hold
+// at deflate's best ratio is refused before decoding.
+TEST(ImageDecode, PngClaimingMoreThanItsBytesCanHoldIsRefusedBeforeDecoding) {
+  std::vector<uint8_t> png = read_bytes(kImages + "/small.png");
+  ASSERT_NO_THROW(decode_rgb(png.data(), png.size(), "small.png"));
+  ASSERT_EQ(std::string(png.begin() + 12, png.begin() + 16), "IHDR");
+  // The chunk after IHDR (IDAT, at byte 33, 0x94E bytes) stating 0x6000094E bytes.
+  std::vector<uint8_t> long_chunk = png;
+  long_chunk[33] = 0x60;
+  expect_data_error([&] { decode_rgb(long_chunk.data(), long_chunk.size(), "chunk.png"); },
+                    {"chunk.png", "truncated PNG: chunk 'IDAT' at byte 33 states 1610615118 bytes",
+                     "the file has 2398 after it"});
+  const uint8_t dims[8] = {0, 0, 0x32, 0xC8, 0, 0, 0x32, 0xC8};  // 13000 x 13000, big-endian
+  std::copy(dims, dims + 8, png.begin() + 16);
+  expect_data_error([&] { decode_rgb(png.data(), png.size(), "bomb.png"); },
+                    {"bomb.png", "truncated or corrupt PNG: its 13000x13000 pixels need",
+                     "more than the 2439-byte file"});
+}
+
 TEST(ImageDecode, TextFileRenamedJpgNamesFileAndReason) {
   TempDir dir;
   const std::string text = "this is not an image, just text\n";

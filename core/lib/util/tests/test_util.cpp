@@ -14,6 +14,7 @@
 #include "core/api/error.h"
 #include "core/lib/util/atomic_file.h"
 #include "core/lib/util/base64.h"
+#include "core/lib/util/json_safe.h"
 #include "core/lib/util/sha256.h"
 
 namespace fs = std::filesystem;
@@ -181,4 +182,18 @@ TEST(AtomicFile, StaleTemporariesOfGoneProcessesAreRemovedLiveOnesAndOtherFilesK
   for (const std::string& kept : {names[3], names[4], names[5], names[6]})
     EXPECT_TRUE(fs::exists(dir / kept)) << kept;
   fs::remove_all(dir);
+}
+
+// Found by fuzz/fuzz_rows and fuzz_chat_request: nlohmann reports a number too large for a double as out_of_range,
+// which callers that catch parse errors (serve's 400, the row readers) let through. It is a parse error here.
+TEST(JsonSafe, ANumberPastADoublesRangeIsAParseErrorSayingWhich) {
+  const std::string number = "777777776e0000000000000000000000000000000000000005124095576030431004";  // the fuzzer's
+  try {
+    (void)mmr::parse_json_limited("{\"temperature\": " + number + "}");
+    ADD_FAILURE() << "expected a parse error";
+  } catch (const nlohmann::json::parse_error& e) {
+    EXPECT_NE(std::string(e.what()).find("number overflow parsing '" + number + "'"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW((void)mmr::parse_json_limited(std::string("[-1e999]")), nlohmann::json::parse_error);
+  EXPECT_EQ(mmr::parse_json_limited(std::string("[1.7e308]"))[0].get<double>(), 1.7e308);  // the largest still parse
 }

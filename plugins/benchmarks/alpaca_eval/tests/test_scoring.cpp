@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 
 #include "core/api/error.h"
 #include "plugins/benchmarks/alpaca_eval/scoring.h"
@@ -136,6 +138,19 @@ TEST(AlpacaEvalAnnotator, ReadsTheGpt4ConfigAndItsTemplate) {
   EXPECT_EQ(template_fields(c.prompt_template), (std::vector<std::string>{"instruction", "output_1", "output_2"}));
   EXPECT_EQ(read_annotator_config(kDir + "alpaca_eval_gpt4/").prompt_template, c.prompt_template);  // trailing '/'
   EXPECT_THROW(read_annotator_config(kDir + "no_such_annotator"), mmr::IoError);
+}
+
+// Found by fuzz/fuzz_bench_alpaca_eval: a configs.yaml whose annotator is not a map (or whose key is not a name)
+// threw yaml-cpp's BadSubscript instead of a DataError naming the file.
+TEST(AlpacaEvalAnnotator, AConfigWhoseAnnotatorIsNotAMapIsADataError) {
+  for (const std::string& text : {std::string("alpaca_eval_gpt4: \"alpaca_eval_gpt4/alpaca_eval.txt\"\n"),
+                                  std::string("[a]: {prompt_template: x}\n")}) {
+    const std::string dir = temp_path("annotator");
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir + "/configs.yaml") << text;
+    expect_data_error([&] { read_annotator_config(dir); },
+                      {dir + "/configs.yaml", "expected the annotator's name (e.g. alpaca_eval_gpt4) and a map"});
+  }
 }
 
 TEST(AlpacaEvalAnnotator, BuildsTheSwitchedPromptAsMakePromptsAndChatml) {

@@ -99,6 +99,11 @@ TEST(MmVetScoring, MalformedGradeFileNamesFileAndLine) {
   expect_data_error([&] { read_grade_file(path); }, {path + ":3:", "malformed JSON"});
   const std::string bad = write_temp("badscore.json", R"({"v1_0": {"score": ["1.0"]}})");
   expect_data_error([&] { read_grade_file(bad); }, {bad, "\"v1_0\"", "numeric"});
+  // Found by fuzz/fuzz_bench_mm_vet: nlohmann throws out_of_range, not parse_error, for a number past a double's
+  // range, which escaped as an exception of its own.
+  const std::string huge = write_temp("huge.json", R"({"v1_0": {"imagename": 1e3080, "score": [1.0]}})");
+  expect_data_error([&] { read_metadata(huge); }, {huge, "malformed JSON", "number overflow parsing '1e3080'"});
+  expect_data_error([&] { read_grade_file(huge); }, {huge, "malformed JSON", "number overflow parsing '1e3080'"});
 }
 
 // ---- grading ----
