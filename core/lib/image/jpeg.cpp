@@ -107,10 +107,9 @@ void samples_to_rgb(std::vector<uint8_t> samples, int channels, RgbImage& out) {
   }
 }
 
-}  // namespace
-
-ImageSize jpeg_size(const uint8_t* bytes, size_t size, const std::string& source) {
-  Decompressor d;
+// Reads the file's header into `d` (its size, components and colour space); a DataError naming `source` if libjpeg
+// cannot.
+void read_header(Decompressor& d, const uint8_t* bytes, size_t size, const std::string& source) {
   if (!libjpeg_call(d, [&] {
         jpeg_create_decompress(&d.cinfo);
         jpeg_mem_src(&d.cinfo, bytes, size);
@@ -118,18 +117,19 @@ ImageSize jpeg_size(const uint8_t* bytes, size_t size, const std::string& source
       })) {
     fail(d, source);
   }
+}
+
+}  // namespace
+
+ImageSize jpeg_size(const uint8_t* bytes, size_t size, const std::string& source) {
+  Decompressor d;
+  read_header(d, bytes, size, source);
   return {d.cinfo.image_width, d.cinfo.image_height};
 }
 
 RgbImage decode_jpeg(const uint8_t* bytes, size_t size, const std::string& source) {
   Decompressor d;
-  if (!libjpeg_call(d, [&] {
-        jpeg_create_decompress(&d.cinfo);
-        jpeg_mem_src(&d.cinfo, bytes, size);
-        jpeg_read_header(&d.cinfo, TRUE);
-      })) {
-    fail(d, source);
-  }
+  read_header(d, bytes, size, source);
   check_pixel_count(d.cinfo.image_width, d.cinfo.image_height, source);
   const int components = d.cinfo.num_components;
   if (components != 1 && components != 3 && components != 4) {
