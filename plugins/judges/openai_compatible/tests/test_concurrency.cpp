@@ -1,7 +1,7 @@
 // The judge's worker threads against a real chat endpoint on loopback (tests/benchmarks/chat_server.h), the test
 // tools/sanitize.sh also runs under ThreadSanitizer: 4 workers share 40 requests while the server fails every
 // fifth request once (an exception in its handler: HTTP 500), so retries interleave with replies. Every reply
-// must land at its own request's index, each request be answered once, and the failed ones be sent twice.
+// must land at its own request's index, and each request be sent once, the failed ones twice.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -45,9 +45,9 @@ TEST(OpenAiCompatibleConcurrency, RepliesLandAtTheirRequestsWhileWorkersRetry) {
     EXPECT_EQ(replies[i].text, "reply to " + requests[i].user) << i;
   }
   std::map<std::string, int> sent;
-  for (const auto& prompt : server.prompts()) ++sent[prompt];  // the bodies of answered requests
+  for (const auto& prompt : server.prompts()) ++sent[prompt];  // every request the server received
   EXPECT_EQ(sent.size(), requests.size());
-  for (const auto& [prompt, n] : sent) EXPECT_EQ(n, 1) << prompt;
+  for (const auto& [prompt, n] : sent) EXPECT_EQ(n, failed_once.count(prompt) ? 2 : 1) << prompt;
   EXPECT_EQ(failed_once.size(), 8u);
 }
 
