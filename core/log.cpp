@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/lib/util/atomic_file.h"
+#include "core/lib/util/secrets.h"
 #include "core/store.h"
 
 namespace mmr {
@@ -61,20 +62,9 @@ void write_progress(ProgressFileTarget& t, const std::string& text) {
   }
 }
 
-struct Secrets {
-  std::mutex mutex;
-  std::vector<std::pair<std::string, std::string>> values;  // value, what is shown instead
-  std::atomic<bool> any{false};
-};
-
-Secrets& secrets() {
-  static Secrets s;
-  return s;
-}
-
 // A log line with the secrets replaced, formatted by `formatter`; the message is copied only when it holds one.
 void format_redacted(spdlog::formatter& formatter, const spdlog::details::log_msg& msg, spdlog::memory_buf_t& out) {
-  if (!secrets().any.load()) return formatter.format(msg, out);
+  if (!any_secret()) return formatter.format(msg, out);
   const std::string text = redact_secrets(std::string(msg.payload.data(), msg.payload.size()));
   spdlog::details::log_msg copy = msg;
   copy.payload = spdlog::string_view_t(text.data(), text.size());
@@ -153,28 +143,6 @@ bool stderr_is_terminal() {
 }
 
 spdlog::sink_ptr console_sink() { return console(); }
-
-void register_secret(const std::string& value, const std::string& shown) {
-  if (value.size() < 8) return;
-  Secrets& s = secrets();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  for (const auto& [v, _] : s.values)
-    if (v == value) return;
-  s.values.emplace_back(value, shown);
-  // Longest first: a secret that contains another is replaced whole.
-  std::sort(s.values.begin(), s.values.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
-  s.any = true;
-}
-
-std::string redact_secrets(std::string text) {
-  Secrets& s = secrets();
-  if (!s.any.load()) return text;
-  std::lock_guard<std::mutex> lock(s.mutex);
-  for (const auto& [value, shown] : s.values)
-    for (size_t at = text.find(value); at != std::string::npos; at = text.find(value, at + shown.size()))
-      text.replace(at, value.size(), shown);
-  return text;
-}
 
 void setup_logging(const std::string& level) {
   const auto lvl = spdlog::level::from_str(level);

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "core/api/plugin_api.h"
+#include "core/lib/util/secrets.h"  // register_secret, redact_secrets (logs show references)
 
 namespace mmr {
 
@@ -32,12 +33,6 @@ spdlog::sink_ptr console_sink();
 
 bool stderr_is_terminal();
 
-// Secrets read through ${env:NAME} (core/spec.h) are known to the process once a stage resolves them: from then
-// on every log line (console and trial logs) and every error the runner stores or prints shows `shown` (the
-// reference, "${env:NAME}") instead of the value. Values shorter than 8 characters are not registered: replacing
-// every "8" of a log would hide more than it protects, and such a value is no secret.
-void register_secret(const std::string& value, const std::string& shown);
-std::string redact_secrets(std::string text);
 
 struct ProgressFileTarget;
 

@@ -26,8 +26,8 @@
 
 #include "core/lib/util/json_safe.h"
 #include "core/lib/util/sha256.h"
+#include "core/lib/util/secrets.h"
 #include "core/lib/util/strings.h"
-#include "core/log.h"
 
 namespace fs = std::filesystem;
 
