@@ -9,12 +9,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <thread>
 #include <tuple>
 
 #include "core/api/error.h"
@@ -392,7 +394,7 @@ Store::Store(const fs::path& path, Mode mode, int target_version)
     exec("PRAGMA foreign_keys = ON");
     if (mode == Mode::ReadWrite) {
       refuse_foreign();  // before the journal mode, which is written into the file
-      exec("PRAGMA journal_mode = WAL");
+      use_wal();
       exec("PRAGMA synchronous = NORMAL");
       migrate(target_version);
     } else {
@@ -426,13 +428,30 @@ void Store::exec(const std::string& sql) {
   }
 }
 
+// Switching a new file to WAL takes an exclusive lock, and when two runners make the switch at once SQLite answers
+// SQLITE_BUSY at once instead of calling the busy handler (it would deadlock otherwise). The switch is retried for
+// as long as the busy timeout: the other runner's switch ends within milliseconds.
+void Store::use_wal() {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (int wait_ms = 1;; wait_ms = std::min(wait_ms * 2, 100)) {
+    if (sqlite3_exec(db_, "PRAGMA journal_mode = WAL", nullptr, nullptr, nullptr) == SQLITE_OK) return;
+    if ((sqlite3_errcode(db_) & 0xff) != SQLITE_BUSY || std::chrono::steady_clock::now() > give_up)
+      exec("PRAGMA journal_mode = WAL");  // the error, as exec reports it
+    std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+  }
+}
+
 // A file with tables but no schema_migrations is another program's database: --results named the wrong file, and
 // migrating would add this runner's tables to it.
 void Store::refuse_foreign() const {
-  if (schema_version() > 0) return;
-  Stmt st(db_, path_, "SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'schema_migrations' ORDER BY name");
+  // One statement, so one snapshot: another runner may be creating the schema meanwhile (found by
+  // Store.ProcessesOpeningOneNewFileAtOnceAllSucceed, when this read the version and the tables separately).
+  Stmt st(db_, path_, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name = 'schema_migrations' DESC, name");
   std::vector<std::string> tables;
-  while (st.step() && tables.size() < 5) tables.push_back(st.text_col(0));
+  while (st.step() && tables.size() < 5) {
+    if (st.text_col(0) == "schema_migrations") return;
+    tables.push_back(st.text_col(0));
+  }
   if (!tables.empty())
     throw DataError(fmt::format("'{}' is not a results database: it holds other tables ({}) and no schema_migrations; "
                                 "give --results a new file or one a runner wrote (the file is left as it was)",

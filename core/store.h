@@ -167,6 +167,7 @@ class Store {
  private:
   void migrate(int target_version);
   void refuse_foreign() const;
+  void use_wal();
   std::filesystem::path path_;
   Mode mode_;
   sqlite3* db_ = nullptr;

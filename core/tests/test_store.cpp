@@ -55,6 +55,41 @@ TEST(Store, NewFileHasCurrentSchemaWalAndForeignKeys) {
   EXPECT_EQ(one(s, "SELECT count(*) FROM schema_migrations"), std::to_string(kSchemaVersion));
 }
 
+// Found by CI (StoreFaults.TwoRunnersAndReadersOnOneStoreUnderLoad, 1 run in 15): two runners making a new store
+// at once, the second's switch to WAL got SQLITE_BUSY at once (no busy handler there) and the runner failed.
+TEST(Store, ProcessesOpeningOneNewFileAtOnceAllSucceed) {
+  const auto dir = temp_dir();
+  for (int round = 0; round < 10; ++round) {
+    const fs::path db = dir / ("r" + std::to_string(round) + ".db");
+    int go[2];
+    ASSERT_EQ(pipe(go), 0);
+    std::vector<pid_t> children;
+    for (int i = 0; i < 6; ++i) {
+      const pid_t child = fork();
+      if (child == 0) {
+        close(go[1]);
+        char c;
+        if (read(go[0], &c, 1) != 0) _exit(3);  // released together when the parent closes its end
+        try {
+          Store s(db);
+          _exit(s.schema_version() == kSchemaVersion ? 0 : 2);
+        } catch (const std::exception& e) {
+          fprintf(stderr, "%s\n", e.what());
+          _exit(1);
+        }
+      }
+      children.push_back(child);
+    }
+    close(go[0]);
+    close(go[1]);
+    for (const pid_t child : children) {
+      int status = 0;
+      waitpid(child, &status, 0);
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "round " << round << ", status " << status;
+    }
+  }
+}
+
 TEST(Store, MigratesAnOlderFileAndKeepsItsData) {
   const auto dir = temp_dir();
   {

@@ -304,8 +304,10 @@ TEST_F(StoreFaults, TwoRunnersAndReadersOnOneStoreUnderLoad) {
     }
     if (finished() == "16") break;
   }
-  EXPECT_EQ(a.wait().status, 0);
-  EXPECT_EQ(b.wait().status, 0);
+  for (Process* p : {&a, &b}) {
+    const ProcessResult r = p->wait();
+    EXPECT_EQ(r.status, 0) << r.err;
+  }
   EXPECT_EQ(failed, "") << "a read failed while the runners wrote";
   EXPECT_GT(reads, 4);
   EXPECT_EQ(query("SELECT count(*) FROM trials WHERE status = 'finished' AND attempt = 1").rows[0][0].text, "16");
