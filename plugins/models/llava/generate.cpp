@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
 
 #include "device_steps.h"
 #include "internal.h"
@@ -92,11 +93,12 @@ void LlavaModel::finish_text(Generation& o, const GenerationConfig& g) const {
     }
 }
 
-// Text, finish reason and prompt length of every row once decoding ended.
-void LlavaModel::finish_generation(std::vector<Generation>& out, const Expanded& e, const GenerationConfig& g) const {
-  const torch::Tensor prompt_tokens = e.attention_mask.sum(1).to(torch::kCPU);
+// Text, finish reason and prompt length (B, on the device) of every row once decoding ended.
+void LlavaModel::finish_generation(std::vector<Generation>& out, const torch::Tensor& prompt_tokens,
+                                   const GenerationConfig& g) const {
+  const torch::Tensor n = prompt_tokens.to(torch::kCPU);
   for (size_t i = 0; i < out.size(); ++i) {
-    out[i].prompt_tokens = prompt_tokens[static_cast<int64_t>(i)].item<int64_t>();
+    out[i].prompt_tokens = n[static_cast<int64_t>(i)].item<int64_t>();
     finish_text(out[i], g);
   }
 }
@@ -148,6 +150,80 @@ struct DecodeState {
 
 void LlavaModel::forget_decode_state() { decode_.reset(); }
 
+// Rows of one batch whose prompts are the same tokens and images up to their last image: an evaluation asks several
+// questions about each image (POPE six, one after another). That head (~600 positions for one image) is prefilled
+// once per group, its keys and values copied to each of the group's rows, and each row prefills only its own tail
+// (the question, ~40 positions). A row then attends to the same keys at the same positions as when prefilled alone:
+// the outputs differ only by float rounding, as with any change of batch shape. MMR_SHARE_PREFIXES=0 turns it off.
+struct SharedPrefixes {
+  std::vector<EncodedSample> heads;  // one per group, with its images
+  std::vector<EncodedSample> tails;  // one per row, text only
+  std::vector<int64_t> group;        // of each row
+};
+
+std::optional<SharedPrefixes> LlavaModel::shared_prefixes(const std::vector<EncodedSample>& prompts) const {
+  const char* env = std::getenv("MMR_SHARE_PREFIXES");
+  // Dynamic RoPE scales by the longest position of each forward call: the head alone would see other frequencies.
+  if ((env && std::string(env) == "0") || prompts.size() < 2 || llama_->rope.dynamic()) return std::nullopt;
+  SharedPrefixes out;
+  std::map<std::pair<std::vector<int64_t>, std::vector<std::string>>, int64_t> groups;
+  for (const auto& p : prompts) {
+    const int64_t expanded = static_cast<int64_t>(p.input_ids.size() + p.images.size() * (config_.vision.num_patches() - 1));
+    if (p.images.empty() || expanded > options_.max_length) return std::nullopt;  // the plain path truncates
+    const auto tail = std::find(p.input_ids.rbegin(), p.input_ids.rend(), kImagePlaceholderId).base();
+    if (tail == p.input_ids.end()) return std::nullopt;  // a row needs a position of its own for its logits
+    std::vector<int64_t> head_ids(p.input_ids.begin(), tail), tail_ids(tail, p.input_ids.end());
+    const auto [it, added] = groups.try_emplace({head_ids, p.images}, static_cast<int64_t>(out.heads.size()));
+    if (added)
+      out.heads.push_back({head_ids, std::vector<int64_t>(head_ids.size(), kIgnoreIndex), p.images, false});
+    out.group.push_back(it->second);
+    out.tails.push_back({tail_ids, std::vector<int64_t>(tail_ids.size(), kIgnoreIndex), {}, false});
+  }
+  if (out.heads.size() == prompts.size()) return std::nullopt;  // nothing shared
+  return out;
+}
+
+// The prompts into the cache (slots 0..t0-1, left-padded); returns the first new token's logits (B, V) and leaves
+// each row's last position in d.pos.
+torch::Tensor LlavaModel::prefill(DecodeState& d, const Expanded& e) {
+  const int64_t t0 = e.embeds.size(1);
+  d.mask.narrow(1, 0, t0).copy_(e.attention_mask);
+  torch::Tensor h = llama_->forward(e.embeds, d.mask.narrow(1, 0, t0), e.position_ids, &d.caches, !e.padded);
+  d.pos.copy_(e.position_ids.select(1, t0 - 1).unsqueeze(1));
+  return llama_->lm_head_forward(h.select(1, t0 - 1)).to(torch::kFloat32);
+}
+
+// The same with shared heads: the groups' heads (left-padded to P slots) are prefilled as a batch of their own, copied
+// to their rows' slots 0..P-1, then the tails (left-padded to T slots) are prefilled into slots P..P+T-1 after them.
+// A row's positions run on from its head's length; the padding between head and tail is masked.
+torch::Tensor LlavaModel::prefill_shared(DecodeState& d, const SharedPrefixes& s, const Expanded& heads,
+                                         const Expanded& tails) {
+  const int64_t p = heads.embeds.size(1), t = tails.embeds.size(1);
+  const torch::Tensor group = torch::tensor(s.group, torch::kInt64).to(device_);
+  {
+    std::vector<LayerCache> once(d.caches.size());
+    for (size_t l = 0; l < once.size(); ++l) {
+      const torch::Tensor& k = d.caches[l].k;
+      once[l].k = torch::empty({heads.embeds.size(0), k.size(1), p, k.size(3)}, k.options());
+      once[l].v = torch::empty_like(once[l].k);
+    }
+    llama_->forward(heads.embeds, heads.attention_mask, heads.position_ids, &once, !heads.padded);
+    for (size_t l = 0; l < once.size(); ++l) {
+      d.caches[l].k.narrow(2, 0, p).copy_(once[l].k.index_select(0, group));
+      d.caches[l].v.narrow(2, 0, p).copy_(once[l].v.index_select(0, group));
+      d.caches[l].length = p;
+    }
+  }
+  const torch::Tensor head_length = heads.attention_mask.sum(1).index_select(0, group);  // (B)
+  d.mask.narrow(1, 0, p).copy_(heads.attention_mask.index_select(0, group));
+  d.mask.narrow(1, p, t).copy_(tails.attention_mask);
+  const torch::Tensor pos = tails.position_ids + head_length.unsqueeze(1);
+  torch::Tensor h = llama_->forward(tails.embeds, d.mask.narrow(1, 0, p + t), pos, &d.caches);
+  d.pos.copy_(pos.select(1, t - 1).unsqueeze(1));
+  shared_prefix_rows_ += static_cast<int64_t>(s.group.size() - s.heads.size());
+  return llama_->lm_head_forward(h.select(1, t - 1)).to(torch::kFloat32);
+}
+
 std::vector<Generation> LlavaModel::generate(const std::vector<ChatSample>& prompts, const GenerationConfig& g) {
   if (prompts.empty()) return {};
   torch::NoGradGuard no_grad;
@@ -156,8 +232,16 @@ std::vector<Generation> LlavaModel::generate(const std::vector<ChatSample>& prom
   prepare_for_inference();
   std::vector<EncodedSample> enc;
   for (const auto& p : prompts) enc.push_back(encode_prompt(p));
-  const Expanded e = expand(collate(enc, /*left_pad=*/true));
-  const int64_t b = e.embeds.size(0), t0 = e.embeds.size(1);
+  const std::optional<SharedPrefixes> shared = shared_prefixes(enc);
+  Expanded whole, heads, tails;  // the prompts, or their shared heads and own tails
+  if (shared) {
+    heads = expand(collate(shared->heads, /*left_pad=*/true));
+    tails = expand(collate(shared->tails, /*left_pad=*/true));
+  } else {
+    whole = expand(collate(enc, /*left_pad=*/true));
+  }
+  const int64_t b = static_cast<int64_t>(enc.size());
+  const int64_t t0 = shared ? heads.embeds.size(1) + tails.embeds.size(1) : whole.embeds.size(1);
   const int64_t total = t0 + g.max_new_tokens, capacity = (total + 127) / 128 * 128;
   const void* rope_table = llama_->rope.reserve(capacity, dtype_, device_);
   if (!decode_ || decode_->batch != b || decode_->capacity != capacity || decode_->rope_table != rope_table) {
@@ -167,14 +251,12 @@ std::vector<Generation> LlavaModel::generate(const std::vector<ChatSample>& prom
   }
   DecodeState& d = *decode_;
   d.mask.zero_();
-  d.mask.narrow(1, 0, t0).copy_(e.attention_mask);
   for (auto& c : d.caches) {  // the prefill writes slots 0..t0-1 by host-side length
     c.length = 0;
     c.write_at = torch::Tensor();
   }
-  torch::Tensor h = llama_->forward(e.embeds, d.mask.narrow(1, 0, t0), e.position_ids, &d.caches, !e.padded);  // prefill
-  torch::Tensor logits = llama_->lm_head_forward(h.select(1, t0 - 1)).to(torch::kFloat32);          // (B, V)
-  d.pos.copy_(e.position_ids.select(1, t0 - 1).unsqueeze(1));
+  torch::Tensor logits = shared ? prefill_shared(d, *shared, heads, tails) : prefill(d, whole);  // (B, V)
+  const torch::Tensor prompt_tokens = d.mask.narrow(1, 0, t0).sum(1);
   d.write_at.fill_(t0 - 1);
   d.finished.zero_();
   for (auto& c : d.caches) c.write_at = d.write_at;
@@ -213,7 +295,7 @@ std::vector<Generation> LlavaModel::generate(const std::vector<ChatSample>& prom
     read = step + 1;
     if (std::all_of(done.begin(), done.end(), [](bool x) { return x; })) break;
   }
-  finish_generation(out, e, g);
+  finish_generation(out, prompt_tokens, g);
   root_->train(was_training);
   return out;
 }

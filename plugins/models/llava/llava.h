@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,7 @@ struct LlavaOptions {
 
 struct ExpandedRow;  // one row of an expanded batch (forward.cpp)
 struct DecodeState;  // generation's buffers and CUDA graphs (generate.cpp)
+struct SharedPrefixes;  // generation's rows grouped by a shared image prefix (generate.cpp)
 
 class LlavaModel : public LanguageModel {
  public:
@@ -91,6 +93,8 @@ class LlavaModel : public LanguageModel {
   void merge_lora();
   void unmerge_lora();
   int64_t truncated_rows() const { return truncated_rows_; }
+  // Rows whose image prefix generate() took from another row of their batch instead of prefilling it.
+  int64_t shared_prefix_rows() const { return shared_prefix_rows_; }
 
  private:
   void set_up_images(const std::string& tokenizer_path);
@@ -102,7 +106,11 @@ class LlavaModel : public LanguageModel {
   void truncate(ExpandedRow& row);
   // One decoding step's choice of the next token per row: greedy, or temperature/top-k/top-p sampling.
   torch::Tensor next_tokens(torch::Tensor logits, const GenerationConfig& g, at::Generator& gen) const;
-  void finish_generation(std::vector<Generation>& out, const Expanded& e, const GenerationConfig& g) const;
+  void finish_generation(std::vector<Generation>& out, const torch::Tensor& prompt_tokens,
+                         const GenerationConfig& g) const;
+  std::optional<SharedPrefixes> shared_prefixes(const std::vector<EncodedSample>& prompts) const;
+  torch::Tensor prefill(DecodeState& d, const Expanded& e);  // generate.cpp: the first new token's logits
+  torch::Tensor prefill_shared(DecodeState& d, const SharedPrefixes& s, const Expanded& heads, const Expanded& tails);
   std::string reply_text(const Generation& o) const;  // its tokens' text so far, EOS left out
   void finish_text(Generation& o, const GenerationConfig& g) const;
   friend class LlavaDecodeBatch;
@@ -132,6 +140,7 @@ class LlavaModel : public LanguageModel {
   Llama llama_{nullptr};
   std::shared_ptr<torch::nn::Module> root_;
   int64_t truncated_rows_ = 0;
+  int64_t shared_prefix_rows_ = 0;
   std::vector<std::string> lora_target_modules_;
 };
 

@@ -127,6 +127,43 @@ TEST_F(LlavaParity, BatchedLeftPaddedGenerationEqualsOneByOne) {
     EXPECT_EQ(batched[i].token_ids, model_->generate({samples[i]}, g)[0].token_ids) << i;
 }
 
+// Several questions about one image, as an evaluation asks them: the rows share the image's prefill (generate.cpp,
+// SharedPrefixes) and still get the tokens each prompt gets alone, and the batch's with sharing off. The group of
+// wide.png includes a two-turn conversation (same tokens up to its image), and the batch's tails differ in length.
+TEST_F(LlavaParity, RowsAskingAboutOneImageShareItsPrefillAndGenerateAsAlone) {
+  const auto rows = read_jsonl(fixture() / "expected" / "tokenization.jsonl");
+  std::vector<mmr::ChatSample> batch;
+  for (const char* q : {"What is in the picture?", "Describe the colours of every shape, one by one, please.",
+                        "Is there a dog?"})
+    for (size_t r = 0; r < 2; ++r) {
+      mmr::ChatSample s = sample_of(rows[r]);
+      s.turns = {{"human", std::string("<image>\n") + q}};
+      batch.push_back(s);
+    }
+  mmr::ChatSample two_turns = sample_of(rows.at(4));  // multi_turn, on wide.png as rows[0]
+  ASSERT_EQ(two_turns.images, batch[0].images);
+  two_turns.turns.resize(3);  // human, gpt, human: the prompt asks for the second reply
+  two_turns.turns[2].text = "And the circles?";
+  batch.push_back(two_turns);
+  mmr::GenerationConfig g;
+  g.max_new_tokens = 10;
+  g.stop_at_eos = false;
+  const int64_t shared_before = model_->shared_prefix_rows();
+  const auto together = model_->generate(batch, g);
+  EXPECT_EQ(model_->shared_prefix_rows() - shared_before, 5) << "7 rows over 2 images: 5 take a prefix";
+  setenv("MMR_SHARE_PREFIXES", "0", 1);
+  const auto unshared = model_->generate(batch, g);
+  unsetenv("MMR_SHARE_PREFIXES");
+  EXPECT_EQ(model_->shared_prefix_rows() - shared_before, 5) << "MMR_SHARE_PREFIXES=0 shares nothing";
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const auto alone = model_->generate({batch[i]}, g)[0];
+    EXPECT_EQ(together[i].token_ids, alone.token_ids) << i;
+    EXPECT_EQ(together[i].token_ids, unshared[i].token_ids) << i;
+    EXPECT_EQ(together[i].prompt_tokens, alone.prompt_tokens) << i;
+    EXPECT_EQ(together[i].text, alone.text) << i;
+  }
+}
+
 TEST_F(LlavaParity, ReferenceLogProbsMatch) {
   torch::NoGradGuard no_grad;
   for (const auto& row : read_jsonl(fixture() / "expected" / "preference_logps.jsonl")) {
