@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <spdlog/logger.h>
 
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -111,6 +112,9 @@ inline std::vector<std::string> generate_all(StageContext& ctx, ChatModel& model
   std::vector<std::string> replies(prompts.size());
   auto progress = ctx.progress(label, static_cast<int64_t>(prompts.size()));
   uint64_t batch_index = 0;
+  // The rate after the first batch, which also pays the model's warm-up (kernels loaded, CUDA graphs captured).
+  std::chrono::steady_clock::time_point first_done;
+  size_t after_first = 0;
   for (const auto& [key, indices] : group_by_settings(configs)) {
     for (size_t start = 0; start < indices.size(); start += step, ++batch_index) {
       if (ctx.stop_requested()) throw Interrupted();
@@ -124,10 +128,17 @@ inline std::vector<std::string> generate_all(StageContext& ctx, ChatModel& model
         throw InternalError(fmt::format("the model returned {} replies for {} prompts", out.size(), batch.size()));
       for (size_t k = start; k < end; ++k) replies[indices[k]] = std::string(python_strip(out[k - start].text));
       progress->advance(static_cast<int64_t>(end - start));
+      if (batch_index == 0) first_done = std::chrono::steady_clock::now();
+      else after_first += end - start;
       kill_point("eval.after_batch");  // some replies generated, none written (a rerun generates them again)
     }
   }
   progress->finish();
+  if (after_first > 0) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - first_done).count();
+    ctx.log().info("{}: {:.2f} replies/s after the first batch ({} replies in {:.2f} s; the first pays the warm-up)",
+                   label, static_cast<double>(after_first) / s, after_first, s);
+  }
   return replies;
 }
 
