@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -76,6 +77,21 @@ class LanguageModel : public ChatModel {
   virtual SequenceLogps sequence_logps(const ModelBatch& batch, bool per_token = false) = 0;
   // Token-mean cross-entropy over the labelled positions.
   virtual torch::Tensor lm_loss(const ModelBatch& batch) = 0;
+  // Response log-probs of preference pairs whose two rows begin with the same `prompt_tokens` tokens (every image
+  // among them; the caller has checked): each pair packed into one row, the prompt computed once, the rejected
+  // reply attending to the prompt but not to the chosen one. {chosen, rejected}; nullopt where the model cannot
+  // (the caller then computes both rows). With LoRA dropout in training both sides share the prompt's dropout
+  // mask: a model refuses that (ConfigError) unless `shared_dropout`.
+  struct SharedPromptPair {
+    const EncodedSample* chosen;
+    const EncodedSample* rejected;
+    int64_t prompt_tokens;
+  };
+  virtual std::optional<std::pair<SequenceLogps, SequenceLogps>> shared_prompt_logps(
+      const std::vector<SharedPromptPair>& pairs, bool per_token, bool shared_dropout) {
+    (void)pairs, (void)per_token, (void)shared_dropout;
+    return std::nullopt;
+  }
 
   // The parameters that train, in named groups the trainer can give their own learning rate: `lora` for adapter
   // weights (saved by save_adapter), and model-specific ones such as `projector`. Tensors are named as PEFT

@@ -42,7 +42,7 @@ namespace mmr {
 
 // Bump when any type below changes layout or meaning.
 // Covers every header of core/api/ (there is no other version constant).
-constexpr uint32_t kPluginAbiVersion = 5;  // 5: ChatModel::start_batch (continuous batching). 3: one API set, option binder, parameter groups, adapter switch, prompt templates
+constexpr uint32_t kPluginAbiVersion = 6;  // 6: LanguageModel::shared_prompt_logps. 5: ChatModel::start_batch (continuous batching). 3: one API set, option binder, parameter groups, adapter switch, prompt templates
                                             // 4: ChatModel::set_image_preprocessing
 
 // Compiler + LibTorch version of this build (set by CMake); plugin and host must agree.

@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "core/api/error.h"
 #include "core/lib/util/atomic_file.h"
 
@@ -193,9 +195,52 @@ void bind_eval_data(OptionBinder& o, YAML::Node* eval_data) {
          "dataset");
 }
 
+int64_t shared_prompt_tokens(const EncodedSample& chosen, const EncodedSample& rejected, size_t pair) {
+  auto first_label = [](const EncodedSample& s) {
+    const auto it = std::find_if(s.labels.begin(), s.labels.end(), [](int64_t l) { return l != kIgnoreIndex; });
+    return static_cast<size_t>(it - s.labels.begin());
+  };
+  const size_t n = std::min(first_label(chosen), first_label(rejected));
+  const auto& c = chosen.input_ids;
+  const auto& r = rejected.input_ids;
+  const std::string where = fmt::format("prefix_sharing: pair {} (0-based, in the batch's order)", pair);
+  if (n == 0 || n >= c.size() || n >= r.size())
+    throw DataError(fmt::format("{}: a row has no prompt before its reply, or no reply", where));
+  const auto differ = std::mismatch(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(n), r.begin()).first;
+  if (differ != c.begin() + static_cast<std::ptrdiff_t>(n))
+    throw DataError(fmt::format("{}: the chosen and rejected rows differ at prompt token {} of {} ({} vs {}); "
+                                "sharing needs the same prompt on both sides", where, differ - c.begin(), n, *differ,
+                                r[static_cast<size_t>(differ - c.begin())]));
+  if (chosen.images != rejected.images)
+    throw DataError(fmt::format("{}: the chosen and rejected rows show different images", where));
+  auto images_after = [&](const std::vector<int64_t>& ids) {
+    return std::count(ids.begin() + static_cast<std::ptrdiff_t>(n), ids.end(), kImagePlaceholderId);
+  };
+  if (images_after(c) > 0 || images_after(r) > 0)
+    throw DataError(fmt::format("{}: an image comes after the prompt (in a reply's turn); only the prompt's images "
+                                "can be shared", where));
+  return static_cast<int64_t>(n);
+}
+
 PairSides pair_logps(LanguageModel& model, const std::vector<const EncodedSample*>& chosen,
-                     const std::vector<const EncodedSample*>& rejected, bool per_token) {
+                     const std::vector<const EncodedSample*>& rejected, bool per_token,
+                     const std::string& prefix_sharing) {
   MMR_CHECK(chosen.size() == rejected.size(), "pair_logps: " << chosen.size() << " chosen, " << rejected.size() << " rejected");
+  if (prefix_sharing != "off") {
+    std::vector<LanguageModel::SharedPromptPair> pairs;
+    int64_t tokens = 0;
+    for (size_t i = 0; i < chosen.size(); ++i) {
+      pairs.push_back({chosen[i], rejected[i], shared_prompt_tokens(*chosen[i], *rejected[i], i)});
+      tokens += static_cast<int64_t>(chosen[i]->input_ids.size() + rejected[i]->input_ids.size());
+    }
+    if (auto both = model.shared_prompt_logps(pairs, per_token, prefix_sharing == "shared_dropout")) {
+      PairSides out;
+      out.chosen = std::move(both->first);
+      out.rejected = std::move(both->second);
+      out.tokens = tokens;  // both rows' ids, as counted without sharing: throughput figures stay comparable
+      return out;
+    }
+  }
   std::vector<EncodedSample> samples;
   for (const auto* s : chosen) samples.push_back(*s);
   for (const auto* s : rejected) samples.push_back(*s);

@@ -85,7 +85,13 @@ struct PairSides {
   SequenceLogps chosen, rejected;
   int64_t tokens = 0;  // positions in the batch that are not padding
 };
+// `prefix_sharing` (off, on, shared_dropout): on, each pair's prompt is computed once for both sides
+// (LanguageModel::shared_prompt_logps), after checking that both rows really begin with the same prompt.
 PairSides pair_logps(LanguageModel& model, const std::vector<const EncodedSample*>& chosen,
-                     const std::vector<const EncodedSample*>& rejected, bool per_token = false);
+                     const std::vector<const EncodedSample*>& rejected, bool per_token = false,
+                     const std::string& prefix_sharing = "off");
+// The prompt both rows of a pair begin with: the tokens before the first labelled one of either row. DataError
+// naming `pair` when the rows differ there, or in their images, or when an image comes after it.
+int64_t shared_prompt_tokens(const EncodedSample& chosen, const EncodedSample& rejected, size_t pair);
 
 }  // namespace mmr::train

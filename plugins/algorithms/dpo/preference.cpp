@@ -19,10 +19,11 @@ std::map<std::string, double> PreferenceOutputs::metrics() const {
 
 namespace {
 
-PairSides both_sides(LanguageModel& model, const std::vector<const PreferenceExample*>& pairs) {
+PairSides both_sides(LanguageModel& model, const std::vector<const PreferenceExample*>& pairs,
+                     const std::string& prefix_sharing) {
   std::vector<const EncodedSample*> chosen, rejected;
   for (const auto* p : pairs) chosen.push_back(&p->chosen), rejected.push_back(&p->rejected);
-  return pair_logps(model, chosen, rejected);
+  return pair_logps(model, chosen, rejected, /*per_token=*/false, prefix_sharing);
 }
 
 }  // namespace
@@ -31,7 +32,7 @@ PreferenceOutputs preference_forward(LanguageModel& policy, const std::vector<co
                                      const PreferenceConfig& config, LanguageModel* reference) {
   MMR_CHECK(!pairs.empty(), "preference_forward: no pairs");
   PreferenceOutputs out;
-  PairSides sides = both_sides(policy, pairs);
+  PairSides sides = both_sides(policy, pairs, config.prefix_sharing);
   out.chosen = std::move(sides.chosen), out.rejected = std::move(sides.rejected), out.tokens = sides.tokens;
   PairLogps in;
   const bool avg = config.use_average;
@@ -45,7 +46,7 @@ PreferenceOutputs preference_forward(LanguageModel& policy, const std::vector<co
       torch::NoGradGuard no_grad;
       std::optional<AdaptersDisabled> base;  // the policy as its own reference: its adapters off (as TRL with PEFT)
       if (reference == &policy) base.emplace(policy);
-      const PairSides ref = both_sides(*reference, pairs);
+      const PairSides ref = both_sides(*reference, pairs, config.prefix_sharing);
       const SequenceLogps &rc = ref.chosen, &rr = ref.rejected;
       in.ref_chosen = (avg ? rc.mean : rc.sum).to(in.chosen.device(), in.chosen.scalar_type());
       in.ref_rejected = (avg ? rr.mean : rr.sum).to(in.chosen.device(), in.chosen.scalar_type());
@@ -68,13 +69,13 @@ PreferenceOutputs preference_forward(LanguageModel& policy, const std::vector<co
 }
 
 void compute_reference(LanguageModel& model, const std::vector<PreferenceExample*>& examples, int64_t batch_size,
-                       const std::function<void()>& on_batch) {
+                       const std::function<void()>& on_batch, const std::string& prefix_sharing) {
   torch::NoGradGuard no_grad;
   model.set_training(false);
   for (size_t i = 0; i < examples.size(); i += static_cast<size_t>(batch_size)) {
     std::vector<const PreferenceExample*> part;
     for (size_t j = i; j < std::min(examples.size(), i + static_cast<size_t>(batch_size)); ++j) part.push_back(examples[j]);
-    const PairSides sides = both_sides(model, part);
+    const PairSides sides = both_sides(model, part, prefix_sharing);
     const SequenceLogps &c = sides.chosen, &r = sides.rejected;
     const auto cs = c.sum.to(torch::kCPU, torch::kFloat64), rs = r.sum.to(torch::kCPU, torch::kFloat64);
     const auto cm = c.mean.to(torch::kCPU, torch::kFloat64), rm = r.mean.to(torch::kCPU, torch::kFloat64);

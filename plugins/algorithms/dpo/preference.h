@@ -27,6 +27,7 @@ struct PreferenceExample {
 struct PreferenceConfig {
   PreferenceLossConfig loss;
   bool use_average = false;  // compare token-mean instead of summed log-probs (the *_avg_logp reference fields)
+  std::string prefix_sharing = "off";  // off, on, shared_dropout: see pair_logps
 };
 
 struct PreferenceOutputs {
@@ -43,6 +44,6 @@ PreferenceOutputs preference_forward(LanguageModel& policy, const std::vector<co
 
 // Reference log-probs of the pairs' both sides with `model` (no gradients, eval mode), written into the examples.
 void compute_reference(LanguageModel& model, const std::vector<PreferenceExample*>& examples, int64_t batch_size,
-                       const std::function<void()>& on_batch = {});
+                       const std::function<void()>& on_batch = {}, const std::string& prefix_sharing = "off");
 
 }  // namespace mmr::train

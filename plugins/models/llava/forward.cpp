@@ -241,6 +241,99 @@ SequenceLogps LlavaModel::sequence_logps(const ModelBatch& batch, bool per_token
   return out;
 }
 
+namespace {
+
+// Where each pair's parts sit in its packed row: prompt [0, p), chosen reply [p, p + c), rejected reply
+// [p + c, p + c + r), padding after.
+struct PackedParts {
+  int64_t p, c, r;
+};
+
+// The log-probs of the labelled tokens `tok` (M), in row order and within a row chosen before rejected, summed per
+// row and side (side 1 chosen, 2 rejected).
+SequenceLogps side_logps(const torch::Tensor& tok, const torch::Tensor& rows, const torch::Tensor& side, int64_t which,
+                         int64_t b, bool per_token) {
+  const torch::Tensor sel = side.eq(which);
+  SequenceLogps out;
+  out.sum = torch::zeros({b}, tok.options()).index_add(0, rows, tok * sel.to(tok.scalar_type()));
+  out.count = torch::zeros({b}, tok.options()).index_add(0, rows, sel.to(tok.scalar_type()));
+  out.mean = out.sum / out.count.clamp_min(1);
+  if (per_token) {
+    const torch::Tensor picked = tok.index({sel}), counts = out.count.to(torch::kCPU).to(torch::kInt64);
+    int64_t start = 0;
+    for (int64_t i = 0; i < b; ++i) {
+      const int64_t n = counts[i].item<int64_t>();
+      out.per_token.push_back(picked.narrow(0, start, n));
+      start += n;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+// Each pair as one row [prompt, chosen reply, rejected reply]: the rejected reply's positions run on from the prompt
+// (as in its own row) and it does not see the chosen reply, so each side attends to exactly what it attends to in
+// its own row. A labelled token is read from the position before it, except the rejected reply's first: the
+// prompt's last position predicts it.
+std::optional<std::pair<SequenceLogps, SequenceLogps>> LlavaModel::shared_prompt_logps(
+    const std::vector<SharedPromptPair>& pairs, bool per_token, bool shared_dropout) {
+  for (auto& [path, lin] : lora_targets(llama_))
+    if (root_->is_training() && lin->lora_active() && lin->dropout > 0 && !shared_dropout)
+      throw ConfigError(fmt::format("prefix_sharing: on would give the chosen and rejected sides one LoRA dropout mask "
+                                    "over their shared prompt (lora_dropout {}); set prefix_sharing: shared_dropout to "
+                                    "accept that, or lora_dropout: 0", lin->dropout));
+  const int64_t patches = config_.vision.num_patches();
+  std::vector<EncodedSample> packed;
+  std::vector<PackedParts> parts;
+  for (const auto& pair : pairs) {
+    const auto n = static_cast<std::ptrdiff_t>(pair.prompt_tokens);
+    const EncodedSample &c = *pair.chosen, &r = *pair.rejected;
+    EncodedSample row{{c.input_ids.begin(), c.input_ids.end()}, {c.labels.begin(), c.labels.end()}, c.images, false};
+    row.input_ids.insert(row.input_ids.end(), r.input_ids.begin() + n, r.input_ids.end());
+    row.labels.insert(row.labels.end(), r.labels.begin() + n, r.labels.end());
+    const int64_t images = static_cast<int64_t>(c.images.size());
+    const int64_t p = n + images * (patches - 1);
+    parts.push_back({p, static_cast<int64_t>(c.input_ids.size()) - n, static_cast<int64_t>(r.input_ids.size()) - n});
+    // A packed row past max_length would be cut where the two rows alone are not: those batches go unshared.
+    if (p + parts.back().c + parts.back().r > options_.max_length) return std::nullopt;
+    packed.push_back(std::move(row));
+  }
+  const Expanded e = expand(collate(packed, /*left_pad=*/false));
+  const int64_t b = e.embeds.size(0), t = e.embeds.size(1);
+  // Segments (0 prompt, 1 chosen, 2 rejected, 3 padding), positions, and the labelled tokens with their predictors.
+  torch::Tensor seg = torch::full({b, t}, 3, torch::kInt64), pos = torch::zeros({b, t}, torch::kInt64);
+  auto seg_a = seg.accessor<int64_t, 2>();
+  auto pos_a = pos.accessor<int64_t, 2>();
+  const torch::Tensor labels = e.labels.to(torch::kCPU);
+  auto lab_a = labels.accessor<int64_t, 2>();
+  std::vector<int64_t> rows, predictors, targets, sides;
+  for (int64_t i = 0; i < b; ++i) {
+    const auto [p, c, r] = parts[static_cast<size_t>(i)];
+    for (int64_t j = 0; j < p + c + r; ++j) {
+      seg_a[i][j] = j < p ? 0 : j < p + c ? 1 : 2;
+      pos_a[i][j] = j < p + c ? j : j - c;
+      if (lab_a[i][j] == kIgnoreIndex) continue;
+      rows.push_back(i);
+      predictors.push_back(j == p + c ? p - 1 : j - 1);
+      targets.push_back(lab_a[i][j]);
+      sides.push_back(seg_a[i][j]);
+    }
+  }
+  if (rows.empty()) throw DataError("prefix_sharing: the batch has no labelled tokens (every row masked?)");
+  seg = seg.to(device_);
+  const torch::Tensor q = seg.unsqueeze(2), k = seg.unsqueeze(1);  // (B, T, 1), (B, 1, T)
+  const torch::Tensor causal = torch::ones({t, t}, torch::TensorOptions().dtype(torch::kBool).device(device_)).tril();
+  const torch::Tensor visible = causal.unsqueeze(0) & k.ne(3) & (k.eq(0) | k.eq(q));
+  torch::Tensor h = llama_->forward_masked(e.embeds, additive_mask_of(visible, e.embeds.scalar_type()), pos.to(device_));
+  auto on_device = [&](const std::vector<int64_t>& v) { return torch::tensor(v, torch::kInt64).to(device_); };
+  const torch::Tensor row_t = on_device(rows), side_t = on_device(sides);
+  const torch::Tensor hs = h.index({row_t, on_device(predictors)});  // (M, D)
+  const torch::Tensor lp = torch::log_softmax(llama_->lm_head_forward(hs).to(torch::kFloat32), -1);
+  const torch::Tensor tok = lp.gather(1, on_device(targets).unsqueeze(1)).squeeze(1);
+  return std::make_pair(side_logps(tok, row_t, side_t, 1, b, per_token), side_logps(tok, row_t, side_t, 2, b, per_token));
+}
+
 torch::Tensor LlavaModel::lm_loss(const ModelBatch& batch) {
   Expanded e = expand(batch);
   torch::Tensor h = hidden_states(e, nullptr);

@@ -60,6 +60,8 @@ class LlavaModel : public LanguageModel {
   torch::Tensor logits(const ModelBatch& batch) override;
   SequenceLogps sequence_logps(const ModelBatch& batch, bool per_token = false) override;
   torch::Tensor lm_loss(const ModelBatch& batch) override;
+  std::optional<std::pair<SequenceLogps, SequenceLogps>> shared_prompt_logps(const std::vector<SharedPromptPair>& pairs,
+                                                                             bool per_token, bool shared_dropout) override;
   std::vector<ParameterGroup> parameter_groups() override;
   void set_adapters_enabled(bool on) override;
   void set_prompt_template(const std::string& tmpl) override { options_.prompt_template = tmpl; }

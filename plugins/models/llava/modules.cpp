@@ -551,13 +551,17 @@ torch::Tensor additive_mask(const torch::Tensor& attention_mask, int64_t t, torc
   torch::Tensor qpos = torch::arange(past, past + t, torch::TensorOptions().dtype(torch::kInt64).device(dev)).view({t, 1});
   torch::Tensor kpos = torch::arange(s, torch::TensorOptions().dtype(torch::kInt64).device(dev)).view({1, s});
   torch::Tensor visible = (kpos <= qpos).unsqueeze(0) & attention_mask.to(torch::kBool).unsqueeze(1);  // (B, T, S)
+  return additive_mask_of(visible, dtype);
+}
+}  // namespace
+
+torch::Tensor additive_mask_of(const torch::Tensor& visible, torch::Dtype dtype) {
   const double min_value = dtype == torch::kFloat16 ? -65504.0
                            : dtype == torch::kFloat32 ? std::numeric_limits<float>::lowest() : -3.0e38;
-  return torch::zeros(visible.sizes(), torch::TensorOptions().dtype(dtype).device(dev))
+  return torch::zeros(visible.sizes(), torch::TensorOptions().dtype(dtype).device(visible.device()))
       .masked_fill(visible.logical_not(), min_value)
       .unsqueeze(1);
 }
-}  // namespace
 
 torch::Tensor LlamaImpl::forward(const torch::Tensor& embeds, const torch::Tensor& attention_mask,
                                  const torch::Tensor& position_ids, std::vector<LayerCache>* caches, bool causal_only) {
@@ -569,7 +573,18 @@ torch::Tensor LlamaImpl::forward(const torch::Tensor& embeds, const torch::Tenso
   // With `causal` the mask is an empty tensor, never read (defined: the recomputing autograd node saves it).
   const torch::Tensor mask = causal ? torch::empty({0}, embeds.options())
                                     : additive_mask(attention_mask, embeds.size(1), embeds.scalar_type());
-  auto [cos, sin] = rope.cos_sin(position_ids, embeds.scalar_type(), attention_mask.size(1));
+  return run_layers(embeds, mask, position_ids, attention_mask.size(1), caches, causal);
+}
+
+torch::Tensor LlamaImpl::forward_masked(const torch::Tensor& embeds, const torch::Tensor& mask,
+                                        const torch::Tensor& position_ids) {
+  return run_layers(embeds, mask, position_ids, mask.size(-1), nullptr, false);
+}
+
+torch::Tensor LlamaImpl::run_layers(const torch::Tensor& embeds, const torch::Tensor& mask,
+                                    const torch::Tensor& position_ids, int64_t max_positions,
+                                    std::vector<LayerCache>* caches, bool causal) {
+  auto [cos, sin] = rope.cos_sin(position_ids, embeds.scalar_type(), max_positions);
   torch::Tensor x = embeds;
   const bool recompute = checkpoint_layers && !caches && is_training() && torch::GradMode::is_enabled();
   for (size_t i = 0; i < layers->size(); ++i) {

@@ -170,6 +170,8 @@ struct LlamaImpl : torch::nn::Module {
   // them a causal mask alone is exact at every real position (SDPA's is_causal, no mask tensor: flash attention).
   torch::Tensor forward(const torch::Tensor& embeds, const torch::Tensor& attention_mask,
                         const torch::Tensor& position_ids, std::vector<LayerCache>* caches, bool causal_only = false);
+  // The same with a mask of the caller's (B, 1, T, T) additive, no cache: rows that pack several sequences.
+  torch::Tensor forward_masked(const torch::Tensor& embeds, const torch::Tensor& mask, const torch::Tensor& position_ids);
   torch::Tensor lm_head_forward(const torch::Tensor& hidden);  // (..., D) -> (..., V)
   // Training: keep only each layer's input and recompute the layer in the backward pass (no cache, grad mode on).
   bool checkpoint_layers = false;
@@ -179,8 +181,16 @@ struct LlamaImpl : torch::nn::Module {
   RmsNorm norm{nullptr};
   torch::Tensor lm_head;  // (V, D); the embedding weight itself when tied
   Rope rope;
+
+ private:
+  torch::Tensor run_layers(const torch::Tensor& embeds, const torch::Tensor& mask, const torch::Tensor& position_ids,
+                           int64_t max_positions, std::vector<LayerCache>* caches, bool causal);
 };
 TORCH_MODULE(Llama);
+
+// An attention mask from which keys each query sees, visible (B, T, S) bool -> (B, 1, T, S) additive: hidden keys
+// get the dtype's minimum, as HF's masks.
+torch::Tensor additive_mask_of(const torch::Tensor& visible, torch::Dtype dtype);
 
 // One decoder layer through the recomputing autograd node (see modules.cpp).
 torch::Tensor checkpointed_layer_forward(LlamaLayerImpl& layer, const torch::Tensor& x, const torch::Tensor& cos,

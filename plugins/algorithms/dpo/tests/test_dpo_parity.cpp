@@ -196,3 +196,86 @@ TEST(LiveReference, IsThePolicyWithAdaptersOff) {
     diff += std::abs(moved.chosen.sum[static_cast<int64_t>(i)].item<double>() - dpo["policy_chosen_logps"][i].get<double>());
   EXPECT_GT(diff, 1e-2) << "the moved projector should change the policy's log-probs";
 }
+
+// prefix_sharing: on packs each pair into one row and computes its prompt (image included) once for both sides.
+// The log-probs, losses and every gradient must still be HF + PEFT's, which computed the two rows apart.
+TEST(PrefixSharing, OneDpoStepStillMatchesHfPeft) {
+  const json dpo = read_json(fixture() / "expected" / "dpo_step.json");
+  auto model = policy(/*checkpointing=*/true);
+  const auto pairs = fixture_pairs(*model);
+  std::vector<const PreferenceExample*> all;
+  for (const auto& p : pairs) all.push_back(&p);
+  PreferenceConfig config = paper_dpo();
+  config.prefix_sharing = "on";
+  PreferenceOutputs out = preference_forward(*model, all, config);
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    const auto k = static_cast<int64_t>(i);
+    EXPECT_NEAR(out.chosen.sum[k].item<double>(), dpo["policy_chosen_logps"][i].get<double>(), 1e-3 * scale()) << i;
+    EXPECT_NEAR(out.rejected.sum[k].item<double>(), dpo["policy_rejected_logps"][i].get<double>(), 1e-3 * scale()) << i;
+    EXPECT_NEAR(out.loss.losses[k].item<double>(), dpo["losses"][i].get<double>(), 1e-4 * scale()) << i;
+  }
+  EXPECT_NEAR(out.loss.loss.item<double>(), dpo["loss"].get<double>(), 1e-4 * scale());
+  auto params = model->trainable_parameters();
+  for (auto& [name, t] : params) t.mutable_grad() = torch::Tensor();
+  out.loss.loss.backward();
+  const st::SafetensorsFile grads = st::SafetensorsFile::open((fixture() / "expected" / "dpo_grads.safetensors").string());
+  for (auto& [name, t] : params) {
+    ASSERT_TRUE(t.grad().defined()) << name << " got no gradient";
+    EXPECT_LE(rel_err(t.grad(), expected(grads, name)), kGradRelTol * scale()) << name;
+  }
+}
+
+// Token by token (what the reference_logps stage stores), sharing gives the rows' own log-probs, and counts the
+// same tokens.
+TEST(PrefixSharing, PerTokenLogProbsAreThoseOfTheRowsApart) {
+  auto model = policy(/*checkpointing=*/false);
+  const auto pairs = fixture_pairs(*model);
+  std::vector<const mmr::EncodedSample*> chosen, rejected;
+  for (const auto& p : pairs) chosen.push_back(&p.chosen), rejected.push_back(&p.rejected);
+  torch::NoGradGuard no_grad;
+  const PairSides apart = pair_logps(*model, chosen, rejected, /*per_token=*/true, "off");
+  const PairSides shared = pair_logps(*model, chosen, rejected, /*per_token=*/true, "on");
+  EXPECT_EQ(shared.tokens, apart.tokens);
+  std::vector<mmr::LanguageModel::SharedPromptPair> packed;  // the model packs them itself (no fallback taken)
+  for (size_t i = 0; i < pairs.size(); ++i)
+    packed.push_back({chosen[i], rejected[i], shared_prompt_tokens(*chosen[i], *rejected[i], i)});
+  ASSERT_TRUE(model->shared_prompt_logps(packed, true, false).has_value());
+  for (auto side : {&PairSides::chosen, &PairSides::rejected}) {
+    const mmr::SequenceLogps &a = apart.*side, &s = shared.*side;
+    EXPECT_TRUE(torch::equal(s.count, a.count));
+    ASSERT_EQ(s.per_token.size(), a.per_token.size());
+    for (size_t i = 0; i < a.per_token.size(); ++i) {
+      ASSERT_EQ(s.per_token[i].sizes(), a.per_token[i].sizes()) << i;
+      EXPECT_LE((s.per_token[i] - a.per_token[i]).abs().max().item<double>(), 1e-5 * scale()) << i;
+    }
+    EXPECT_LE((s.mean - a.mean).abs().max().item<double>(), 1e-5 * scale());
+  }
+}
+
+// Sharing is checked, not assumed: rows with different prompts or images are an error naming the pair, and with
+// LoRA dropout in training one dropout mask over the prompt for both sides must be accepted explicitly.
+TEST(PrefixSharing, RefusesDifferentPromptsAndASharedDropoutMaskUnlessAccepted) {
+  LlavaOptions o = base_options();
+  o.lora_r = 4, o.lora_alpha = 8, o.lora_dropout = 0.1;
+  LlavaModel model(o);
+  model.set_training(true);
+  const auto pairs = fixture_pairs(model);
+  auto expect_error = [&](const std::vector<const mmr::EncodedSample*>& c,
+                          const std::vector<const mmr::EncodedSample*>& r, const std::string& sharing,
+                          const std::string& says) {
+    try {
+      pair_logps(model, c, r, false, sharing);
+      ADD_FAILURE() << "no error; expected one saying " << says;
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+    }
+  };
+  expect_error({&pairs[0].chosen, &pairs[1].chosen}, {&pairs[0].rejected, &pairs[2].rejected}, "shared_dropout",
+               "pair 1 (0-based, in the batch's order): the chosen and rejected rows differ at prompt token");
+  mmr::EncodedSample other_image = pairs[0].rejected;
+  other_image.images = pairs[2].chosen.images;
+  expect_error({&pairs[0].chosen}, {&other_image}, "shared_dropout", "different images");
+  expect_error({&pairs[0].chosen}, {&pairs[0].rejected}, "on", "set prefix_sharing: shared_dropout to accept");
+  const PairSides accepted = pair_logps(model, {&pairs[0].chosen}, {&pairs[0].rejected}, false, "shared_dropout");
+  EXPECT_TRUE(std::isfinite(accepted.chosen.sum[0].item<double>()));
+}
