@@ -69,6 +69,7 @@ fi
 if has dpo; then
   for shape in ${MMR_BENCH_SHAPES:-llava-1.5-7b llava-1.5-13b}; do
     run ours_dpo_$shape $b/bin/bench_train --shape $shape --image $img --pairs 8 --steps 3
+    run ours_dpo_shared_$shape $b/bin/bench_train --shape $shape --image $img --pairs 8 --steps 3 --prefix-sharing on
     run hf_dpo_$shape python3 tools/bench/hf_dpo_peer.py --shape $shape --pairs 8 --steps 3
   done
   sed -i 's/"what": "dpo_train_step"/"what": "dpo_train_step", "peer": "hf_eager"/' "$out"/hf_dpo_*.jsonl

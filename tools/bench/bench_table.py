@@ -36,8 +36,8 @@ def main():
     out = ["| workload | ours | HF eager (SDPA) | HF static cache + compile | vs eager | vs compiled |",
            "|---|---|---|---|---|---|"]
 
-    def line(label, what, key, fmt, higher_better, **match):
-        ours = pick(rows, what, "ours", **match)
+    def line(label, what, key, fmt, higher_better, ours_only=None, **match):
+        ours = pick(rows, what, "ours", **match, **(ours_only or {}))
         peers = [pick(rows, what, p, **match) for p in PEERS]
         cells = [fmt(ours) if ours else "–"] + [fmt(p) if p else "not run" for p in peers]
         ratios = []
@@ -71,9 +71,11 @@ def main():
                        f"{r['with_warmup_questions_per_second']:.2f} q/s ({r['questions_per_second']:.2f} after the "
                        f"first batch) | | | | |")
     for shape in ("llava-1.5-7b", "llava-1.5-13b"):
-        line(f"DPO train step {shape[10:].upper()} (8 pairs × 896 tokens, LoRA r128 + projector, recomputation)",
-             "dpo_train_step", "seconds", lambda r: f"{r['seconds']:.3f} s, peak {r['peak_allocated_gib']:.1f} GiB",
-             False, shape=shape)
+        for sharing, how in (("on", "prefix_sharing: on"), ("off", "prefix_sharing: off, the default")):
+            line(f"DPO train step {shape[10:].upper()} (8 pairs × 896 tokens, LoRA r128 + projector, recomputation; "
+                 f"ours with {how})", "dpo_train_step", "seconds",
+                 lambda r: f"{r['seconds']:.3f} s, peak {r['peak_allocated_gib']:.1f} GiB", False,
+                 ours_only={"prefix_sharing": sharing}, shape=shape)
     print("\n".join(out))
 
 

@@ -4,6 +4,7 @@
 // tools/bench/hf_dpo_peer.py (HF transformers + PEFT, same shapes, same GPU), run in the same job.
 //
 //   bench_train --shape llava-1.5-13b --image tests/data/tiny-llava/images/wide.png --pairs 8 --steps 3
+//   bench_train ... --prefix-sharing on   # each pair's prompt and image computed once (the dpo option)
 //
 // Prints one JSON object per measurement on stdout.
 //
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
   std::string image;
   int64_t pairs = 8, steps = 3, text_tokens = 320, response_tokens = 160;
   bool checkpointing = true;
+  std::string prefix_sharing = "off";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--shape") o.shape = v;
@@ -61,6 +63,7 @@ int main(int argc, char** argv) {
     else if (k == "--text-tokens") text_tokens = std::stoll(v);
     else if (k == "--response-tokens") response_tokens = std::stoll(v);
     else if (k == "--checkpointing") checkpointing = v == "1" || v == "true";
+    else if (k == "--prefix-sharing") prefix_sharing = v;  // off, on, shared_dropout (the dpo option)
     else { std::cerr << "unknown option " << k << "\n"; return 2; }
   }
   try {
@@ -105,6 +108,7 @@ int main(int argc, char** argv) {
       reducer = std::make_unique<mmr::train::GradientReducer>(*group, tensors);
     }
     mmr::train::PreferenceConfig pc;  // sigmoid, beta 0.1, summed log-probs
+    pc.prefix_sharing = prefix_sharing;
     mmr::train::TrainConfig tc;
     tc.lr = 5e-5, tc.projector_lr = 2e-5;
     auto params = model.trainable_parameters();
@@ -145,7 +149,7 @@ int main(int argc, char** argv) {
       if (s == 0 || dist.rank != 0) continue;
       std::cout << "{\"what\": \"dpo_train_step\", \"shape\": \"" << o.shape << "\", \"gpus\": " << dist.world
                 << (group ? ", \"backend\": \"" + group->backend() + "\"" : std::string())
-                << ", \"pairs\": " << pairs
+                << ", \"pairs\": " << pairs << ", \"prefix_sharing\": \"" << prefix_sharing << "\""
                 << ", \"tokens\": " << tokens_per_step << ", \"seconds\": " << secs
                 << ", \"tokens_per_second\": " << tokens_per_step / secs << ", \"loss\": " << out.loss.loss.item<double>()
                 << ", \"peak_allocated_gib\": " << peak_gib() << ", \"phases\": {";
