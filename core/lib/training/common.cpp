@@ -240,6 +240,11 @@ PairSides pair_logps(LanguageModel& model, const std::vector<const EncodedSample
       out.tokens = tokens;  // both rows' ids, as counted without sharing: throughput figures stay comparable
       return out;
     }
+    static bool told = false;  // once per process: it repeats for every batch
+    if (!told)
+      spdlog::info("prefix_sharing: this batch's pairs are computed as separate rows (a packed row would pass the "
+                   "model's max_length, or the model cannot pack pairs)");
+    told = true;
   }
   std::vector<EncodedSample> samples;
   for (const auto* s : chosen) samples.push_back(*s);
