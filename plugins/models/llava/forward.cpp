@@ -212,6 +212,20 @@ torch::Tensor LlavaModel::logits(const ModelBatch& batch) {
   return llama_->lm_head_forward(hidden_states(e, nullptr));
 }
 
+namespace {
+// Consecutive runs of `values` (M), one per row, `counts` (B) long each.
+std::vector<torch::Tensor> split_rows(const torch::Tensor& values, const torch::Tensor& counts) {
+  const torch::Tensor n = counts.to(torch::kCPU, torch::kInt64);
+  std::vector<torch::Tensor> out;
+  int64_t start = 0;
+  for (int64_t i = 0; i < n.size(0); ++i) {
+    out.push_back(values.narrow(0, start, n[i].item<int64_t>()));
+    start += n[i].item<int64_t>();
+  }
+  return out;
+}
+}  // namespace
+
 SequenceLogps LlavaModel::sequence_logps(const ModelBatch& batch, bool per_token) {
   Expanded e = expand(batch);
   torch::Tensor h = hidden_states(e, nullptr);  // (B, T', D)
@@ -229,15 +243,7 @@ SequenceLogps LlavaModel::sequence_logps(const ModelBatch& batch, bool per_token
   out.sum = torch::zeros({b}, tok.options()).index_add(0, rows, tok);
   out.count = sel.sum(1).to(torch::kFloat32);
   out.mean = out.sum / out.count.clamp_min(1);
-  if (per_token) {
-    const torch::Tensor counts = sel.sum(1).to(torch::kCPU);
-    int64_t start = 0;
-    for (int64_t i = 0; i < b; ++i) {
-      const int64_t n = counts[i].item<int64_t>();
-      out.per_token.push_back(tok.narrow(0, start, n));
-      start += n;
-    }
-  }
+  if (per_token) out.per_token = split_rows(tok, sel.sum(1));
   return out;
 }
 
@@ -258,15 +264,7 @@ SequenceLogps side_logps(const torch::Tensor& tok, const torch::Tensor& rows, co
   out.sum = torch::zeros({b}, tok.options()).index_add(0, rows, tok * sel.to(tok.scalar_type()));
   out.count = torch::zeros({b}, tok.options()).index_add(0, rows, sel.to(tok.scalar_type()));
   out.mean = out.sum / out.count.clamp_min(1);
-  if (per_token) {
-    const torch::Tensor picked = tok.index({sel}), counts = out.count.to(torch::kCPU).to(torch::kInt64);
-    int64_t start = 0;
-    for (int64_t i = 0; i < b; ++i) {
-      const int64_t n = counts[i].item<int64_t>();
-      out.per_token.push_back(picked.narrow(0, start, n));
-      start += n;
-    }
-  }
+  if (per_token) out.per_token = split_rows(tok.index({sel}), out.count);
   return out;
 }
 
