@@ -318,30 +318,36 @@ TEST_F(Algorithms, ReferenceLogpsStageWritesTheHfReferenceValues) {
     rows += stripped.dump() + "\n";
   }
   write("pairs.jsonl", rows);
-  const std::string spec = "name: ref\nstages:\n  - name: ref\n    algorithm: reference_logps\n"
-                           "    data: {plugin: preference, file: " + (dir_ / "pairs.jsonl").string() +
-                           ", image_folder: " + (kFixture / "images").string() + "}\n"
-                           "    model: {plugin: llava, path: " + (kFixture / "model").string() + "}\n    batch_size: 3\n";
-  const auto r = runner("r.db", {write("ref.yaml", spec)});
-  ASSERT_EQ(r.status, 0) << r.err;
-  std::vector<json> got;
-  for (const auto& e : fs::recursive_directory_iterator(dir_ / "r.db.d"))
-    if (e.path().filename() == "rows.jsonl") {
-      std::ifstream f(e.path());
-      for (std::string line; std::getline(f, line);)
-        if (!line.empty()) got.push_back(json::parse(line));
+  for (const std::string sharing : {"off", "on"}) {  // on: each pair's prompt computed once (the same values)
+    SCOPED_TRACE("prefix_sharing: " + sharing);
+    const std::string spec = "name: ref\nstages:\n  - name: ref\n    algorithm: reference_logps\n"
+                             "    data: {plugin: preference, file: " + (dir_ / "pairs.jsonl").string() +
+                             ", image_folder: " + (kFixture / "images").string() + "}\n"
+                             "    model: {plugin: llava, path: " + (kFixture / "model").string() + "}\n"
+                             "    batch_size: 3\n    prefix_sharing: " + sharing + "\n";
+    const std::string db = "r_" + sharing + ".db";
+    const auto r = runner(db, {write("ref_" + sharing + ".yaml", spec)});
+    ASSERT_EQ(r.status, 0) << r.err;
+    std::vector<json> got;
+    for (const auto& e : fs::recursive_directory_iterator(dir_ / (db + ".d")))
+      if (e.path().filename() == "rows.jsonl") {
+        std::ifstream f(e.path());
+        for (std::string line; std::getline(f, line);)
+          if (!line.empty()) got.push_back(json::parse(line));
+      }
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i]["id"], want[i]["id"]);
+      for (const char* k : {"ref_win_logp", "ref_rej_logp"})
+        EXPECT_NEAR(got[i][k].get<double>(), want[i][k].get<double>(), 1e-3) << k;
+      for (const char* k : {"ref_win_avg_logp", "ref_rej_avg_logp"})
+        EXPECT_NEAR(got[i][k].get<double>(), want[i][k].get<double>(), 1e-4) << k;
+      for (const char* k : {"ref_win_per_token_logp", "ref_rej_per_token_logp"}) {
+        const auto per = got[i][k].get<std::vector<double>>(), per_want = want[i][k].get<std::vector<double>>();
+        ASSERT_EQ(per.size(), per_want.size()) << k;
+        for (size_t t = 0; t < per.size(); ++t) EXPECT_NEAR(per[t], per_want[t], 1e-4) << k;
+      }
     }
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    EXPECT_EQ(got[i]["id"], want[i]["id"]);
-    for (const char* k : {"ref_win_logp", "ref_rej_logp"})
-      EXPECT_NEAR(got[i][k].get<double>(), want[i][k].get<double>(), 1e-3) << k;
-    for (const char* k : {"ref_win_avg_logp", "ref_rej_avg_logp"})
-      EXPECT_NEAR(got[i][k].get<double>(), want[i][k].get<double>(), 1e-4) << k;
-    const auto per = got[i]["ref_win_per_token_logp"].get<std::vector<double>>();
-    const auto per_want = want[i]["ref_win_per_token_logp"].get<std::vector<double>>();
-    ASSERT_EQ(per.size(), per_want.size());
-    for (size_t t = 0; t < per.size(); ++t) EXPECT_NEAR(per[t], per_want[t], 1e-4);
   }
 }
 

@@ -190,6 +190,12 @@ void bind_data(OptionBinder& o, YAML::Node* data, const std::string& what) {
              "dataset");
 }
 
+void bind_prefix_sharing(OptionBinder& o, std::string* prefix_sharing) {
+  o.one_of("prefix_sharing", prefix_sharing, "off", {"off", "on", "shared_dropout"},
+           "compute each pair's prompt (image included) once for both sides: the same log-probs up to float "
+           "rounding, fewer tokens; shared_dropout accepts one LoRA dropout mask over the prompt for both");
+}
+
 void bind_eval_data(OptionBinder& o, YAML::Node* eval_data) {
   o.bind("eval_data", eval_data, YAML::Node(), "held-out rows (same forms as data): loss before and after training",
          "dataset");

@@ -78,6 +78,8 @@ class ResumableJsonl {
 void bind_model(OptionBinder& o, YAML::Node* model);
 void bind_data(OptionBinder& o, YAML::Node* data, const std::string& what);
 void bind_eval_data(OptionBinder& o, YAML::Node* eval_data);
+// `prefix_sharing` (off, on, shared_dropout) of the stages that compute preference pairs' log-probs: see pair_logps.
+void bind_prefix_sharing(OptionBinder& o, std::string* prefix_sharing);
 
 // Response log-probs of both sides of preference pairs, in one right-padded batch (chosen rows first, then
 // rejected): the one place a pair's log-probs are computed (DPO's policy and reference, the reference_logps stage).

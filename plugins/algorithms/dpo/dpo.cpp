@@ -48,9 +48,7 @@ class Dpo : public Algorithm {
       o.one_of("loss", &l.type, "sigmoid", preference_loss_types(), "the preference objective");
       o.bind("beta", &l.beta, 0.1, "the KL strength (simpo: the reward scale; orpo: lambda)");
       o.bind("use_average", &pref.use_average, false, "compare token-mean instead of summed response log-probs");
-      o.one_of("prefix_sharing", &pref.prefix_sharing, "off", {"off", "on", "shared_dropout"},
-               "compute each pair's prompt (image included) once for both sides: the same log-probs up to float "
-               "rounding, fewer tokens; shared_dropout accepts one LoRA dropout mask over the prompt for both");
+      bind_prefix_sharing(o, &pref.prefix_sharing);
       o.bind("label_smoothing", &l.label_smoothing, 0.0, "sigmoid: conservative DPO; robust: the assumed label-flip rate");
       o.bind("simpo_gamma", &l.simpo_gamma, 0.5, "simpo: target reward margin");
       o.bind("kto_desirable_weight", &l.kto_desirable_weight, 1.0, "kto: weight of the chosen (desirable) responses");

@@ -37,14 +37,17 @@ class ReferenceLogps : public Algorithm {
   struct Config {
     YAML::Node model, data;
     int64_t batch_size;
+    std::string prefix_sharing;
     void bind(OptionBinder& o) {
       o.required("model", &model, "the reference model (the base model: no new LoRA adapter)", "model");
       bind_data(o, &data, "preference pairs");
       o.bind("batch_size", &batch_size, 8, "pairs per forward pass (both sides go in one batch)");
       o.check(batch_size >= 1, "batch_size", "must be at least 1");
+      bind_prefix_sharing(o, &prefix_sharing);
     }
   };
-  explicit ReferenceLogps(const Options& o) : batch_size_(read_options<Config>(o).batch_size) {}
+  explicit ReferenceLogps(const Options& o) : ReferenceLogps(read_options<Config>(o)) {}
+  explicit ReferenceLogps(const Config& c) : batch_size_(c.batch_size), prefix_sharing_(c.prefix_sharing) {}
   static const char* summary() { return "annotate preference pairs with the reference model's log-probs (ref_*_logp)"; }
 
   void run(StageContext& ctx) override {
@@ -78,7 +81,7 @@ class ReferenceLogps : public Algorithm {
         chosen.push_back(keep_last_reply(model->encode(side_sample(rows[j], true))));
         rejected.push_back(keep_last_reply(model->encode(side_sample(rows[j], false))));
       }
-      const PairSides lp = pair_logps(*model, pointers(chosen), pointers(rejected), /*per_token=*/true);
+      const PairSides lp = pair_logps(*model, pointers(chosen), pointers(rejected), /*per_token=*/true, prefix_sharing_);
       const std::vector<double> c_sum = to_vector(lp.chosen.sum), r_sum = to_vector(lp.rejected.sum);
       const std::vector<double> c_mean = to_vector(lp.chosen.mean), r_mean = to_vector(lp.rejected.mean);
       for (size_t k = 0; k < end - i; ++k) {
@@ -107,6 +110,7 @@ class ReferenceLogps : public Algorithm {
 
  private:
   int64_t batch_size_;
+  std::string prefix_sharing_;
 };
 
 }  // namespace
