@@ -12,6 +12,7 @@
 
 #include "core/store.h"
 #include "process.h"
+#include "test_dir.h"
 
 namespace mmr::test {
 
@@ -22,11 +23,7 @@ inline const std::string kGoodPlugins =
 class RunnerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = std::filesystem::temp_directory_path() /
-           ("mmr_" + std::string(info->test_suite_name()) + "_" + std::to_string(getpid()) + "_" + info->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = fresh_test_dir();
     db_ = (dir_ / "results" / "r.db").string();
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }

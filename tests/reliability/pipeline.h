@@ -17,6 +17,7 @@
 #include "core/lib/util/sha256.h"
 #include "core/store.h"
 #include "process.h"
+#include "test_dir.h"
 #include "tests/benchmarks/chat_server.h"
 
 namespace mmr::test {
@@ -112,10 +113,7 @@ inline std::vector<std::string> leftovers(const std::filesystem::path& root) {
 class PipelineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = std::filesystem::temp_directory_path() /
-           ("mmr_" + std::string(info->test_suite_name()) + "_" + std::to_string(getpid()) + "_" + info->name());
-    std::filesystem::remove_all(dir_);
+    dir_ = mmr::test::fresh_test_dir();
     std::filesystem::create_directories(dir_ / "images");
     // The tiny model sees the fixture image under the name LLaVA-Bench's first questions use.
     std::filesystem::copy_file(pipeline::kFixture / "images" / "tall.jpg", dir_ / "images" / "001.jpg");

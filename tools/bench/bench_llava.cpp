@@ -46,16 +46,20 @@ double timed_generate(mmr::llava::LlavaModel& model, const std::vector<mmr::Chat
   return secs;
 }
 
+// Greedy, exactly `new_tokens` new tokens (EOS does not end a row).
+mmr::GenerationConfig greedy(int64_t new_tokens) {
+  mmr::GenerationConfig g;
+  g.max_new_tokens = new_tokens;
+  g.stop_at_eos = false;
+  return g;
+}
+
 // One batch size: a warm-up at the full length (kernels, allocator, graphs), the prefill alone (one new token),
 // then the full generation; per-token time is what the full run adds to the prefill.
 void measure(mmr::llava::LlavaModel& model, const mmr::ChatSample& s, int64_t n, int64_t new_tokens,
              const std::string& variant) {
   std::vector<mmr::ChatSample> prompts(static_cast<size_t>(n), s);
-  mmr::GenerationConfig g;
-  g.max_new_tokens = new_tokens;
-  g.stop_at_eos = false;
-  mmr::GenerationConfig one = g;
-  one.max_new_tokens = 1;
+  const mmr::GenerationConfig g = greedy(new_tokens), one = greedy(1);
   int64_t tokens = 0;
   timed_generate(model, prompts, g, &tokens);
   timed_generate(model, prompts, one, &tokens);
@@ -93,11 +97,7 @@ std::map<std::string, std::pair<double, int64_t>> kernel_times(const std::functi
 // new token), per step, largest first, with the sum of all beside the wall-clock step.
 void profile(mmr::llava::LlavaModel& model, const mmr::ChatSample& s, int64_t n, int64_t new_tokens) {
   std::vector<mmr::ChatSample> prompts(static_cast<size_t>(n), s);
-  mmr::GenerationConfig g;
-  g.max_new_tokens = new_tokens;
-  g.stop_at_eos = false;
-  mmr::GenerationConfig one = g;
-  one.max_new_tokens = 1;
+  const mmr::GenerationConfig g = greedy(new_tokens), one = greedy(1);
   int64_t tokens = 0;
   timed_generate(model, prompts, g, &tokens);  // warm-up: graphs captured
   const auto prefill = kernel_times([&] { timed_generate(model, prompts, one, &tokens); });

@@ -17,6 +17,8 @@ import statistics
 import threading
 import time
 
+from serve_load import run_clients  # same folder
+
 SLOW_REQUEST = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"x" * 200 + b"\r\n\r\n"
 
 
@@ -85,26 +87,15 @@ def main():
     args = ap.parse_args()
 
     lock = threading.Lock()
-    slow_results, normal_results = [], []
+    slow_results = []
     slow = [threading.Thread(target=slow_client, args=(args.port, args.slow_interval, args.seconds, slow_results, lock))
             for _ in range(args.slow)]
     for t in slow:
         t.start()
     time.sleep(min(1.0, args.seconds / 4))  # the slow clients are connected first
 
-    def normal(c):
-        for r in range(args.requests):
-            out = chat(args.port, c * args.requests + r, args.max_tokens, args.key)
-            with lock:
-                normal_results.append(out)
-
-    start = time.time()
-    clients = [threading.Thread(target=normal, args=(c,)) for c in range(args.clients)]
-    for t in clients:
-        t.start()
-    for t in clients:
-        t.join()
-    normal_seconds = time.time() - start
+    normal_results, normal_seconds = run_clients(args.clients, args.requests,
+                                                 lambda i: chat(args.port, i, args.max_tokens, args.key))
     for t in slow:
         t.join()
 

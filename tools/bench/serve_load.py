@@ -30,6 +30,26 @@ def ask(url, i, max_tokens):
     return reply["usage"]["completion_tokens"], time.time() - start
 
 
+def run_clients(clients, requests, send):
+    """`clients` threads, each sending `requests` requests one after another (send(i), i numbering them all);
+    returns every result and the wall-clock seconds until the last one came back."""
+    results, lock = [], threading.Lock()
+
+    def client(c):
+        for r in range(requests):
+            out = send(c * requests + r)
+            with lock:
+                results.append(out)
+
+    start = time.time()
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, time.time() - start
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", required=True)
@@ -38,21 +58,7 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=128)
     args = ap.parse_args()
     ask(args.url, 0, 8)  # warm-up: the first request pays for lazy setup
-    results, lock = [], threading.Lock()
-
-    def client(c):
-        for r in range(args.requests):
-            out = ask(args.url, c * args.requests + r, args.max_tokens)
-            with lock:
-                results.append(out)
-
-    start = time.time()
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(args.clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.time() - start
+    results, seconds = run_clients(args.clients, args.requests, lambda i: ask(args.url, i, args.max_tokens))
     tokens = sum(t for t, _ in results)
     print(json.dumps({"clients": args.clients, "requests": len(results), "completion_tokens": tokens,
                       "seconds": round(seconds, 3), "tokens_per_s": round(tokens / seconds, 1),
