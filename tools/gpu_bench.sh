@@ -4,7 +4,8 @@
 # in bf16. After tools/gpu_build.sh on a GPU machine:
 #
 #   tools/gpu_bench.sh                 # all parts: decode eval dpo compiled
-#   tools/gpu_bench.sh decode          # any of them (compiled: the static cache + torch.compile peer's decode;
+#   tools/gpu_bench.sh decode          # any of them (compiled: HF's fastest configuration, static cache + torch.compile,
+#                                      # for decode, eval and dpo (torch.compile alone there);
 #                                      # serve: runner serve under 8 clients, --max-batch 1 against 8; not in "all")
 #
 # Every program prints JSON lines into $OUT (default gpu-bench-out); the table is $OUT/table.md.
@@ -32,13 +33,11 @@ if has decode; then
   run hf_decode_eager_adapter python3 tools/bench/hf_llava_peer.py --shape llava-1.5-13b --new-tokens 128 --batches 1,8 \
     --adapter-rank 128
 fi
-if has compiled; then
-  run hf_decode_compiled python3 tools/bench/hf_llava_peer.py --shape llava-1.5-13b --new-tokens 128 --batches 1,8 \
-    --mode static-compile
+w=/tmp/pope-bench  # the POPE-shaped workload: questions, images, experiment file
+if has eval || has compiled; then
+  rm -rf $w && python3 tools/bench/pope_workload.py --out $w --questions 512 --batch-size 16 --max-new-tokens 8 > /dev/null
 fi
 if has eval; then
-  w=/tmp/pope-bench
-  rm -rf $w && python3 tools/bench/pope_workload.py --out $w --questions 512 --batch-size 16 --max-new-tokens 8 > /dev/null
   for variant in shared_prefixes unshared; do
     log=$out/ours_eval_$variant.log
     echo "== ours_eval ($variant): runner, POPE stage"
@@ -72,7 +71,15 @@ if has dpo; then
     run ours_dpo_shared_$shape $b/bin/bench_train --shape $shape --image $img --pairs 8 --steps 3 --prefix-sharing on
     run hf_dpo_$shape python3 tools/bench/hf_dpo_peer.py --shape $shape --pairs 8 --steps 3
   done
-  sed -i 's/"what": "dpo_train_step"/"what": "dpo_train_step", "peer": "hf_eager"/' "$out"/hf_dpo_*.jsonl
+fi
+if has compiled; then  # HF's fastest configuration: static KV cache + torch.compile (training: torch.compile)
+  run hf_decode_compiled python3 tools/bench/hf_llava_peer.py --shape llava-1.5-13b --new-tokens 128 --batches 1,8 \
+    --mode static-compile
+  run hf_eval_compiled python3 tools/bench/hf_eval_peer.py --questions $w/questions.jsonl \
+    --image-folder tests/data/tiny-llava/images --batch-size 16 --max-new-tokens 8 --mode static-compile
+  for shape in ${MMR_BENCH_SHAPES:-llava-1.5-7b llava-1.5-13b}; do
+    run hf_dpo_compiled_$shape python3 tools/bench/hf_dpo_peer.py --shape $shape --pairs 8 --steps 3 --mode compile
+  done
 fi
 if has serve; then  # runner serve at 13B (random weights, bf16): 8 clients at once, one request at a time vs batched
   for mb in 1 8; do

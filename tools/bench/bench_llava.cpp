@@ -1,5 +1,6 @@
 // bench_llava: load time and greedy decoding speed of the llava model plugin at a published shape with random
-// weights — prefill and per-token time apart, with and without a LoRA adapter, with and without CUDA graphs. Its
+// weights — prefill and per-token time apart, with and without a LoRA adapter, with and without CUDA graphs and the
+// decoding step's attention kernels (decode_attention.cu; with the greedy tokens of both compared). Its
 // peer is tools/bench/hf_llava_peer.py (HF transformers on the same GPU, same shapes), run in the same job by
 // tools/gpu_bench.sh.
 //
@@ -200,6 +201,19 @@ int main(int argc, char** argv) {
       else measure(model, s, std::stoll(b), new_tokens, variant);
     }
     if (decode_batch || profile_steps) return 0;
+    if (model.device().is_cuda() && o.lora_r == 0) {  // what the decoding step's attention kernels bring
+      const auto fused = model.generate({s}, greedy(new_tokens))[0].token_ids;
+      setenv("MMR_DECODE_ATTENTION", "0", 1);
+      model.set_adapters_enabled(true);  // drops the captured graphs
+      const auto aten = model.generate({s}, greedy(new_tokens))[0].token_ids;
+      size_t same = 0;
+      while (same < fused.size() && same < aten.size() && fused[same] == aten[same]) ++same;
+      std::cout << "{\"what\": \"decode_attention_agreement\", \"same_leading_tokens\": " << same << ", \"of\": "
+                << fused.size() << "}" << std::endl;
+      std::stringstream again(batches);
+      for (std::string b; std::getline(again, b, ',');) measure(model, s, std::stoll(b), new_tokens, "base_aten_attention");
+      unsetenv("MMR_DECODE_ATTENTION");
+    }
     if (model.device().is_cuda() && o.lora_r == 0) {  // what the CUDA graphs bring, at batch 1
       setenv("MMR_CUDA_GRAPHS", "0", 1);
       model.set_adapters_enabled(true);  // drops the captured graphs

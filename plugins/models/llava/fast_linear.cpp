@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "core/api/error.h"
+#include "decode_attention.h"
 #include "gemv.h"
 #endif
 
@@ -118,6 +119,77 @@ std::optional<torch::Tensor> fast_rms_norm(const torch::Tensor& x, const torch::
   return y.view(x.sizes());
 }
 
+namespace {
+
+bool bf16_on(const torch::Tensor& t, const torch::Device& d) {
+  return t.defined() && t.scalar_type() == torch::kBFloat16 && t.device() == d;
+}
+
+// Rows of `t` (dim 0) of unit stride, 16-byte aligned and a multiple of 8 values apart, as the kernels read them.
+bool kernel_rows_ok(const torch::Tensor& t) { return t.stride(-1) == 1 && t.stride(0) % 8 == 0 && aligned16(t); }
+
+}  // namespace
+
+std::optional<torch::Tensor> fast_decode_attention(const torch::Tensor& qk, const torch::Tensor& v,
+                                                   const torch::Tensor& cos, const torch::Tensor& sin,
+                                                   const torch::Tensor& mask, const torch::Tensor& k_cache,
+                                                   const torch::Tensor& v_cache, const torch::Tensor& write_at,
+                                                   int64_t span) {
+  // Read at each call (a step captured as a CUDA graph makes none): a test compares both paths in one process.
+  if (!env_on("MMR_DECODE_ATTENTION") || !env_on("MMR_GEMV") || !qk.is_cuda() || at::GradMode::is_enabled() || qk.dim() != 4 || v.dim() != 4) return std::nullopt;
+  const torch::Device d = qk.device();
+  const int64_t b = qk.size(0), e = qk.size(3), kv_heads = v.size(2), heads = qk.size(2) - kv_heads;
+  if (qk.size(1) != 1 || e != gemv::kHeadDim || heads <= 0 || heads % kv_heads != 0) return std::nullopt;
+  const int64_t group = heads / kv_heads;
+  if (group != 1 && group != 2 && group != 4 && group != 8) return std::nullopt;
+  for (const torch::Tensor* t : {&qk, &v, &cos, &sin, &mask, &k_cache, &v_cache})
+    if (!bf16_on(*t, d)) return std::nullopt;
+  // qk and v: one packed output row per token, the values right after the keys.
+  if (v.sizes() != torch::IntArrayRef({b, 1, kv_heads, e}) || qk.stride(2) != e || v.stride(2) != e ||
+      v.stride(0) != qk.stride(0) || !kernel_rows_ok(qk) ||
+      v.data_ptr() != static_cast<const char*>(qk.data_ptr()) + (heads + kv_heads) * e * qk.element_size())
+    return std::nullopt;
+  if (cos.sizes() != torch::IntArrayRef({b, 1, e}) || sin.sizes() != cos.sizes() || sin.strides() != cos.strides() ||
+      !kernel_rows_ok(cos) || !kernel_rows_ok(sin))
+    return std::nullopt;
+  const int64_t capacity = k_cache.dim() == 4 ? k_cache.size(2) : 0;
+  if (k_cache.sizes() != torch::IntArrayRef({b, kv_heads, capacity, e}) || v_cache.sizes() != k_cache.sizes() ||
+      !k_cache.is_contiguous() || !v_cache.is_contiguous() || !aligned16(k_cache) || !aligned16(v_cache) ||
+      span <= 0 || span > capacity || capacity > (int64_t{1} << 30))
+    return std::nullopt;
+  if (mask.sizes() != torch::IntArrayRef({b, 1, 1, span}) || mask.stride(-1) != 1) return std::nullopt;
+  if (write_at.scalar_type() != torch::kInt64 || write_at.numel() != 1 || write_at.device() != d) return std::nullopt;
+
+  const c10::cuda::CUDAGuard guard(d);
+  torch::Tensor q = torch::empty({b, heads, e}, qk.options());
+  torch::Tensor out = torch::empty({b, 1, heads * e}, qk.options());
+  gemv::DecodeAttentionProblem p;
+  p.qkv = qk.data_ptr();
+  p.ld_qkv = qk.stride(0);
+  p.cos = cos.data_ptr();
+  p.sin = sin.data_ptr();
+  p.ld_rope = cos.stride(0);
+  p.k_cache = k_cache.data_ptr();
+  p.v_cache = v_cache.data_ptr();
+  p.slot = write_at.data_ptr<int64_t>();
+  p.mask = mask.data_ptr();
+  p.ld_mask = mask.stride(0);
+  p.q = q.data_ptr();
+  p.out = out.data_ptr();
+  p.b = static_cast<int>(b);
+  p.heads = static_cast<int>(heads);
+  p.kv_heads = static_cast<int>(kv_heads);
+  p.capacity = static_cast<int>(capacity);
+  p.span = static_cast<int>(span);
+  torch::Tensor partial = torch::empty({gemv::partial_floats(p)}, qk.options().dtype(torch::kFloat32));
+  p.partial = partial.data_ptr<float>();
+  void* stream = c10::cuda::getCurrentCUDAStream(d.index()).stream();
+  int err = gemv::launch_rope_write(p, stream);
+  if (err == 0) err = gemv::launch_decode_attention(p, stream);
+  MMR_CHECK(err == 0, "decode attention launch failed: " << cudaGetErrorString(static_cast<cudaError_t>(err)));
+  return out;
+}
+
 #else  // a CPU LibTorch or no CUDA compiler: the ATen path everywhere
 
 bool fast_kernels_built() { return false; }
@@ -129,6 +201,12 @@ std::optional<torch::Tensor> fast_linear(const torch::Tensor&, const torch::Tens
 std::optional<torch::Tensor> fast_silu_mul(const torch::Tensor&, const torch::Tensor&) { return std::nullopt; }
 
 std::optional<torch::Tensor> fast_rms_norm(const torch::Tensor&, const torch::Tensor&, double) { return std::nullopt; }
+
+std::optional<torch::Tensor> fast_decode_attention(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                                                   const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                                                   const torch::Tensor&, const torch::Tensor&, int64_t) {
+  return std::nullopt;
+}
 
 #endif
 

@@ -27,4 +27,15 @@ std::optional<torch::Tensor> fast_silu_mul(const torch::Tensor& x, const torch::
 // x (..., K), weight (K): x / rms(x) · weight, (..., K).
 std::optional<torch::Tensor> fast_rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 
+// A decoding step's attention for one token per row (decode_attention.h), the cache slot on the device (a
+// graph-captured step): qk (B, 1, H + K, E) and v (B, 1, K, E), views of one packed projection's output; cos and
+// sin (B, 1, E) as Rope::cos_sin gives them; mask (B, 1, 1, span) additive; k_cache and v_cache (B, K, C, E).
+// Rotates q and k, writes k and v at slot `write_at`, attends over the first `span` slots: (B, 1, H·E).
+// Head size 128 and H/K of 1, 2, 4 or 8 only. MMR_DECODE_ATTENTION=0 turns it off.
+std::optional<torch::Tensor> fast_decode_attention(const torch::Tensor& qk, const torch::Tensor& v,
+                                                   const torch::Tensor& cos, const torch::Tensor& sin,
+                                                   const torch::Tensor& mask, const torch::Tensor& k_cache,
+                                                   const torch::Tensor& v_cache, const torch::Tensor& write_at,
+                                                   int64_t span);
+
 }  // namespace mmr::llava

@@ -429,6 +429,12 @@ torch::Tensor LlamaLayerImpl::forward(const torch::Tensor& x, const torch::Tenso
   const int64_t b = x.size(0), t = x.size(1);
   torch::Tensor h = input_layernorm(x);
   const Projected p = project_qkv(h);
+  // A graph-captured decoding step on a GPU: RoPE, the cache writes and attention in our kernels (fast_linear.h).
+  if (cache && cache->write_at.defined() && t == 1 && p.qk.defined())
+    if (auto o = fast_decode_attention(p.qk, p.v, cos, sin, mask, cache->k, cache->v, cache->write_at, cache->span)) {
+      const torch::Tensor x1 = o_proj->forward_add(*o, x);
+      return mlp(post_attention_layernorm(x1), x1);
+    }
   torch::Tensor q, k;
   if (p.qk.defined()) {  // packed: q and k side by side, rotated together
     const torch::Tensor qk = apply_rope(p.qk, cos, sin);

@@ -5,6 +5,7 @@
 
 #include "device_steps.h"
 #include "fast_linear.h"
+#include "modules.h"
 
 using mmr::llava::fast_linear;
 using mmr::llava::fast_rms_norm;
@@ -130,4 +131,174 @@ TEST(FastLinear, RmsNormMatchesFloat32OnTheGpu) {
       EXPECT_EQ(y->sizes(), x.sizes());
       EXPECT_LE(max_rel(*y, exact), kOneRounding) << "m=" << m << " k=" << k;
     }
+}
+
+namespace {
+
+using mmr::llava::fast_decode_attention;
+
+// apply_rope of modules.cpp as ATen computes it in bf16: x·cos + cat(x₂, x₁)·sin, sin's first half negated.
+torch::Tensor rope_reference(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  const int64_t e = x.size(-1);
+  const torch::Tensor swapped = torch::cat({x.narrow(-1, e / 2, e / 2), x.narrow(-1, 0, e / 2)}, -1);
+  return x * cos.unsqueeze(2) + swapped * sin.unsqueeze(2);
+}
+
+// softmax(q kᵀ/√E + mask) v in float64 over the visible slots; q (B, H, E), caches (B, K, C, E), visible (B, S).
+torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k_cache, const torch::Tensor& v_cache,
+                                  const torch::Tensor& visible, int64_t span) {
+  const int64_t group = q.size(1) / k_cache.size(1);
+  auto slots = [&](const torch::Tensor& c) {
+    const torch::Tensor s = c.narrow(2, 0, span).to(torch::kFloat64).repeat_interleave(group, 1);
+    return torch::where(visible.view({visible.size(0), 1, span, 1}), s, torch::zeros_like(s));  // hidden: NaN there
+  };
+  torch::Tensor scores = torch::matmul(q.to(torch::kFloat64).unsqueeze(2), slots(k_cache).transpose(-1, -2)) /
+                         std::sqrt(static_cast<double>(q.size(-1)));
+  scores = scores.masked_fill(visible.logical_not().view({visible.size(0), 1, 1, span}), -INFINITY);
+  return torch::matmul(torch::softmax(scores, -1), slots(v_cache)).squeeze(2);  // (B, H, E)
+}
+
+}  // namespace
+
+// The kernels against the unfused ops on shaped inputs: the rotated key and the value written at the slot (bit for
+// bit), every other slot untouched, and the attention within bf16 rounding of float64, while the hidden slots
+// (left padding, slots after this step's) hold NaN, which must not be read. Then the same kernels replayed as a
+// CUDA graph with the next slot: the slot is read on the device.
+TEST(FastDecodeAttention, RotatesWritesAndAttendsAsTheUnfusedOpsOnTheGpu) {
+  SKIP_WITHOUT_CUDA();
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(6);
+  const torch::Device gpu(torch::kCUDA);
+  const int64_t b = 3, e = 128, capacity = 320, span = 256;
+  for (auto [heads, kv_heads] : {std::pair<int64_t, int64_t>{4, 4}, {8, 2}}) {
+    const torch::Tensor qkv = randn_bf16({b, 1, (heads + 2 * kv_heads) * e}, gpu);
+    const torch::Tensor qk = qkv.narrow(-1, 0, (heads + kv_heads) * e).view({b, 1, heads + kv_heads, e});
+    const torch::Tensor v = qkv.narrow(-1, (heads + kv_heads) * e, kv_heads * e).view({b, 1, kv_heads, e});
+    const torch::Tensor angle = torch::randn({b, 1, e / 2}) * 3;
+    const torch::Tensor cos = torch::cat({angle.cos(), angle.cos()}, -1).to(gpu, torch::kBFloat16);
+    const torch::Tensor sin = torch::cat({-angle.sin(), angle.sin()}, -1).to(gpu, torch::kBFloat16);
+    const torch::Tensor write_at = torch::full({1}, 200, torch::TensorOptions().dtype(torch::kInt64).device(gpu));
+    // Row 0 sees every slot up to the step's, row 1 has 50 slots of left padding, row 2 a scattered few hidden.
+    torch::Tensor visible = torch::arange(span).view({1, span}).le(200).repeat({b, 1});
+    visible[1].narrow(0, 0, 50).fill_(false);
+    visible[2].index_fill_(0, torch::tensor({3, 64, 65, 127, 199}), false);
+    const torch::Tensor mask = torch::zeros({b, 1, 1, span}, torch::kBFloat16)
+                                   .masked_fill(visible.logical_not().view({b, 1, 1, span}), -3.0e38)
+                                   .to(gpu);
+    torch::Tensor k_cache = randn_bf16({b, kv_heads, capacity, e}, gpu), v_cache = randn_bf16({b, kv_heads, capacity, e}, gpu);
+    for (int64_t r = 0; r < b; ++r)
+      for (int64_t s = 0; s < capacity; ++s)
+        if (s >= span || (!visible[r][s].item<bool>() && s != 200)) {
+          k_cache[r].select(1, s).fill_(NAN);
+          v_cache[r].select(1, s).fill_(NAN);
+        }
+    const torch::Tensor rotated = rope_reference(qk, cos, sin);  // (B, 1, H + K, E)
+    auto step = [&] {
+      return fast_decode_attention(qk, v, cos, sin, mask, k_cache, v_cache, write_at, span).value();
+    };
+    auto check = [&](const torch::Tensor& out, int64_t slot, const torch::Tensor& k_before, const torch::Tensor& v_before) {
+      EXPECT_TRUE(torch::equal(k_cache.select(2, slot), rotated.select(1, 0).narrow(1, heads, kv_heads))) << "key";
+      EXPECT_TRUE(torch::equal(v_cache.select(2, slot), v.select(1, 0))) << "value";
+      const torch::Tensor others = torch::arange(capacity).ne(slot).nonzero().view(-1).to(gpu);
+      for (auto [after, before] : {std::pair{k_cache, k_before}, {v_cache, v_before}})
+        EXPECT_TRUE(torch::equal(after.index_select(2, others).nan_to_num(), before.index_select(2, others).nan_to_num()))
+            << "a slot other than the step's was written";
+      torch::Tensor seen = visible.clone();
+      seen.select(1, slot).fill_(true);
+      const torch::Tensor exact = attention_reference(rotated.select(1, 0).narrow(1, 0, heads), k_cache, v_cache,
+                                                      seen.to(gpu), span);
+      EXPECT_EQ(out.sizes(), torch::IntArrayRef({b, 1, heads * e}));
+      EXPECT_FALSE(out.isnan().any().item<bool>()) << "a hidden slot was read";
+      EXPECT_LE(max_rel(out.view({b, heads, e}), exact), 2 * kOneRounding) << "heads " << heads << "/" << kv_heads;
+    };
+    torch::Tensor k_before = k_cache.clone(), v_before = v_cache.clone();
+    check(step(), 200, k_before, v_before);
+
+    mmr::llava::StepGraphs graphs(gpu, /*allowed=*/true);
+    ASSERT_TRUE(graphs.enabled());
+    graphs.run(/*key=*/span, step);  // captured at slot 200
+    write_at.fill_(201);
+    visible.select(1, 200).fill_(true);
+    mask.select(3, 201).fill_(0);
+    k_before = k_cache.clone(), v_before = v_cache.clone();
+    check(graphs.run(span, step).clone(), 201, k_before, v_before);
+  }
+}
+
+// Where the kernels do not apply (a head size other than 128, the CPU), the caller's path runs.
+TEST(FastDecodeAttention, OtherShapesAndTheCpuKeepTheAtenPath) {
+  torch::NoGradGuard no_grad;
+  auto args = [](const torch::Device& d, int64_t e, int64_t heads) {
+    const torch::Tensor qkv = randn_bf16({1, 1, 3 * heads * e}, d);
+    const torch::Tensor cache = randn_bf16({1, heads, 16, e}, d);
+    return std::vector<torch::Tensor>{qkv.narrow(-1, 0, 2 * heads * e).view({1, 1, 2 * heads, e}),
+                                      qkv.narrow(-1, 2 * heads * e, heads * e).view({1, 1, heads, e}),
+                                      randn_bf16({1, 1, e}, d), randn_bf16({1, 1, e}, d),
+                                      torch::zeros({1, 1, 1, 8}, torch::TensorOptions().dtype(torch::kBFloat16).device(d)),
+                                      cache, cache.clone(),
+                                      torch::zeros({1}, torch::TensorOptions().dtype(torch::kInt64).device(d))};
+  };
+  auto call = [](const std::vector<torch::Tensor>& a) {
+    return fast_decode_attention(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], 8).has_value();
+  };
+  EXPECT_FALSE(call(args(torch::kCPU, 128, 2)));
+  if (!torch::cuda::is_available() || !mmr::llava::fast_kernels_built()) return;
+  EXPECT_FALSE(call(args(torch::kCUDA, 64, 2))) << "head size 64";
+  EXPECT_TRUE(call(args(torch::kCUDA, 128, 2))) << "a decoding step's shape (MMR_DECODE_ATTENTION=0 set?)";
+}
+
+// A decoding step of a two-layer LLaMA (GQA, head size 128) in bf16, as generate() runs it (packed projections,
+// the slot on the device, a bucketed span), with the kernels and with MMR_DECODE_ATTENTION=0: the first layer's
+// cache writes are the same bits (RoPE rounds as the unfused ops), the hidden states the same up to the attention's
+// rounding.
+TEST(FastDecodeAttention, ADecodingStepOfALlamaMatchesTheAtenPath) {
+  SKIP_WITHOUT_CUDA();
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(7);
+  const torch::Device gpu(torch::kCUDA);
+  mmr::llava::TextConfig c;
+  c.hidden_size = 512, c.intermediate_size = 1024, c.num_hidden_layers = 2, c.num_attention_heads = 4;
+  c.num_key_value_heads = 2, c.head_dim = 128, c.vocab_size = 100, c.max_position_embeddings = 512;
+  mmr::llava::Llama llama(c);
+  for (auto& p : llama->parameters()) p.normal_(0, 0.05);
+  llama->to(gpu, torch::kBFloat16);
+  llama->eval();
+  for (auto& layer : *llama->layers) layer->as<mmr::llava::LlamaLayer>()->pack_projections();
+  const int64_t b = 2, prompt = 70, capacity = 256, span = 128;
+  const auto long_opts = torch::TensorOptions().dtype(torch::kInt64).device(gpu);
+  torch::Tensor mask = torch::zeros({b, capacity}, long_opts);
+  mask.narrow(1, 0, prompt).fill_(1);
+  mask[1].narrow(0, 0, 9).fill_(0);  // row 1: left padding
+  std::vector<mmr::llava::LayerCache> caches(2);
+  for (auto& cache : caches) {
+    cache.k = torch::zeros({b, 2, capacity, 128}, torch::TensorOptions().dtype(torch::kBFloat16).device(gpu));
+    cache.v = torch::zeros_like(cache.k);
+  }
+  const torch::Tensor positions = (mask.narrow(1, 0, prompt).cumsum(1) - 1).clamp_min(0);
+  llama->forward(llama->embed_tokens(torch::randint(100, {b, prompt}, long_opts)), mask.narrow(1, 0, prompt), positions,
+                 &caches);
+  const torch::Tensor write_at = torch::full({1}, prompt, long_opts);
+  mask.select(1, prompt).fill_(1);
+  const torch::Tensor embeds = llama->embed_tokens(torch::randint(100, {b, 1}, long_opts));
+  const torch::Tensor pos = positions.select(1, prompt - 1).view({b, 1}) + 1;
+  auto step = [&](const char* kernels) {
+    setenv("MMR_DECODE_ATTENTION", kernels, 1);
+    std::vector<mmr::llava::LayerCache> mine = caches;
+    for (auto& cache : mine) {
+      cache.k = cache.k.clone(), cache.v = cache.v.clone();
+      cache.write_at = write_at, cache.span = span;
+    }
+    const torch::Tensor h = llama->forward(embeds, mask.narrow(1, 0, span), pos, &mine);
+    unsetenv("MMR_DECODE_ATTENTION");
+    return std::pair{h, mine};
+  };
+  const auto [fused, fused_caches] = step("1");
+  const auto [aten, aten_caches] = step("0");
+  EXPECT_TRUE(torch::equal(fused_caches[0].k, aten_caches[0].k)) << "first layer's keys";
+  EXPECT_TRUE(torch::equal(fused_caches[0].v, aten_caches[0].v)) << "first layer's values";
+  EXPECT_FALSE(torch::equal(fused_caches[0].k, caches[0].k)) << "the step wrote no key";
+  const double cosine = torch::cosine_similarity(fused.flatten().to(torch::kFloat32), aten.flatten().to(torch::kFloat32), 0)
+                            .item<double>();
+  EXPECT_GE(cosine, 0.9999);
+  EXPECT_LE(max_rel(fused, aten), 4 * kOneRounding);
 }
