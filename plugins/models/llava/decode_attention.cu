@@ -2,7 +2,7 @@
 // kernels on RoPE and the cache writes and three on attention and its transposes (bench_llava --profile on an
 // H200: 0.32 ms RoPE, 0.20 ms cache writes, 0.49 ms attention per step at batch 1, 1.76 ms attention at batch 8,
 // where SDPA read all 128 slots of the last bucket and the padding too). Here: one kernel rotates and writes, one
-// reads each visible key and value once, and a small one combines the chunks.
+// reads each visible key and value once and combines its chunks (no third launch).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -29,6 +29,7 @@ __global__ void __launch_bounds__(256) rope_write_kernel(DecodeAttentionProblem 
   const int b = blockIdx.y;
   const int rotated = (p.heads + p.kv_heads) * (kHalf / 8), items = rotated + p.kv_heads * (kE / 8);
   const int item = blockIdx.x * blockDim.x + threadIdx.x;
+  if (item < p.kv_heads) p.arrived[b * p.kv_heads + item] = 0;  // for attention_kernel's combining block
   if (item >= items) return;
   const int64_t slot = *p.slot;
   const __nv_bfloat16* row = static_cast<const __nv_bfloat16*>(p.qkv) + b * p.ld_qkv;
@@ -69,11 +70,15 @@ __global__ void __launch_bounds__(256) rope_write_kernel(DecodeAttentionProblem 
 
 // ---- attention over one chunk of keys ----
 
-__device__ __forceinline__ void load4(const __nv_bfloat16* src, float (&f)[4]) {
-  const uint2 u = *reinterpret_cast<const uint2*>(src);
+
+__device__ __forceinline__ void unpack4(const uint2& u, float (&f)[4]) {
   const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
   const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
   f[0] = lo.x, f[1] = lo.y, f[2] = hi.x, f[3] = hi.y;
+}
+
+__device__ __forceinline__ void load4(const __nv_bfloat16* src, float (&f)[4]) {
+  unpack4(*reinterpret_cast<const uint2*>(src), f);
 }
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -86,14 +91,44 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
+// The chunks' sums of one query head rescaled to their largest maximum and normalised, by the block that finished
+// last; one thread per value. Partial sums written by other blocks are read past L1 (__ldcg): L1 is not coherent.
+__device__ void combine(const DecodeAttentionProblem& p, int b, int head, int n_chunks) {
+  __shared__ float weight[kMaxChunks];
+  __shared__ float total;
+  const float* part = p.partial + (int64_t{b} * p.heads + head) * n_chunks * (kE + 2);
+  const int t = threadIdx.x;
+  float m = -INFINITY;
+  for (int c = 0; c < n_chunks; ++c) m = fmaxf(m, __ldcg(part + c * (kE + 2) + kE));
+  for (int c = t; c < n_chunks; c += kThreads) {
+    const float mc = __ldcg(part + c * (kE + 2) + kE);
+    weight[c] = mc == -INFINITY ? 0.f : __expf(mc - m);  // a chunk with nothing visible counts for nothing
+  }
+  __syncthreads();
+  if (t == 0) {
+    float l = 0.f;
+    for (int c = 0; c < n_chunks; ++c) l += weight[c] * __ldcg(part + c * (kE + 2) + kE + 1);
+    total = l;
+  }
+  float o = 0.f;
+#pragma unroll 4
+  for (int c = 0; c < n_chunks; ++c) o += weight[c] * __ldcg(part + c * (kE + 2) + t);
+  __syncthreads();
+  static_cast<__nv_bfloat16*>(p.out)[(int64_t{b} * p.heads + head) * kE + t] =
+      __float2bfloat16_rn(total > 0.f ? o / total : 0.f);
+  __syncthreads();  // weight and total are reused by the next head
+}
+
 // Block (chunk, key head, row): the G query heads that share the key head, against kKeysPerChunk keys. Each warp
-// takes kKeysPerWarp consecutive keys, each lane 4 of a row's 128 values. With one chunk the block writes the
-// output; with several, its unnormalised sums, maximum and sum of exponentials for the combine kernel.
+// takes kKeysPerWarp consecutive keys, each lane 4 of a row's 128 values; the warp's keys and values are all
+// requested before any is used, so they are in flight together. With one chunk the block writes the output; with
+// several, its unnormalised sums, maximum and sum of exponentials, and the last block of the key head combines.
 template <int G>
 __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionProblem p) {
   __shared__ float score[G][kKeysPerChunk];
   __shared__ float sums[kWarps][G][kE];
   __shared__ float stat[G][2];  // maximum, sum of exponentials
+  __shared__ bool last;
   const int chunk = blockIdx.x, kv_head = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int limit = static_cast<int>(min(static_cast<int64_t>(p.span), *p.slot + 1));
@@ -103,30 +138,28 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionProb
   const __nv_bfloat16* values = static_cast<const __nv_bfloat16*>(p.v_cache) + cache_row * kE + lane * 4;
   const __nv_bfloat16* mask = static_cast<const __nv_bfloat16*>(p.mask) + b * p.ld_mask;
 
+  float bias[kKeysPerWarp];
+  uint2 k_raw[kKeysPerWarp], v_raw[kKeysPerWarp];
+#pragma unroll
+  for (int i = 0; i < kKeysPerWarp; ++i) {
+    const int pos = first + i;
+    bias[i] = pos < limit ? __bfloat162float(mask[pos]) : -INFINITY;
+    if (bias[i] <= -1e30f) bias[i] = -INFINITY;  // hidden: not read
+    if (bias[i] != -INFINITY) {
+      k_raw[i] = *reinterpret_cast<const uint2*>(keys + int64_t{pos} * kE);
+      v_raw[i] = *reinterpret_cast<const uint2*>(values + int64_t{pos} * kE);
+    }
+  }
   float q[G][4];
   const float scale = rsqrtf(static_cast<float>(kE));
   for (int g = 0; g < G; ++g) {
     load4(static_cast<const __nv_bfloat16*>(p.q) + (int64_t{b} * p.heads + kv_head * G + g) * kE + lane * 4, q[g]);
     for (int e = 0; e < 4; ++e) q[g][e] *= scale;
   }
-  // Every visible key of the warp loaded before any is used: the loads are in flight together.
-  float bias[kKeysPerWarp];
-  uint2 raw[kKeysPerWarp];
-#pragma unroll
-  for (int i = 0; i < kKeysPerWarp; ++i) {
-    const int pos = first + i;
-    bias[i] = pos < limit ? __bfloat162float(mask[pos]) : -INFINITY;
-    if (bias[i] <= -1e30f) bias[i] = -INFINITY;  // hidden: not read
-    if (bias[i] != -INFINITY) raw[i] = *reinterpret_cast<const uint2*>(keys + int64_t{pos} * kE);
-  }
 #pragma unroll
   for (int i = 0; i < kKeysPerWarp; ++i) {
     float k[4] = {0.f, 0.f, 0.f, 0.f};
-    if (bias[i] != -INFINITY) {
-      const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw[i].x));
-      const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw[i].y));
-      k[0] = lo.x, k[1] = lo.y, k[2] = hi.x, k[3] = hi.y;
-    }
+    if (bias[i] != -INFINITY) unpack4(k_raw[i], k);
     for (int g = 0; g < G; ++g) {
       const float d = warp_sum(q[g][0] * k[0] + q[g][1] * k[1] + q[g][2] * k[2] + q[g][3] * k[3]);
       if (lane == 0) score[g][warp * kKeysPerWarp + i] = d + bias[i];  // -inf when hidden
@@ -148,7 +181,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionProb
   for (int i = 0; i < kKeysPerWarp; ++i) {
     if (bias[i] == -INFINITY) continue;
     float v[4];
-    load4(values + int64_t{first + i} * kE, v);
+    unpack4(v_raw[i], v);
     for (int g = 0; g < G; ++g) {
       const float w = score[g][warp * kKeysPerWarp + i];
       for (int e = 0; e < 4; ++e) acc[g][e] += w * v[e];
@@ -171,30 +204,19 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionProb
       if (t == 0) part[kE] = stat[g][0], part[kE + 1] = stat[g][1];
     }
   }
-}
-
-// Block (head, row), one thread per value: the chunks' sums rescaled to the largest maximum, then normalised.
-__global__ void __launch_bounds__(kE) combine_kernel(DecodeAttentionProblem p, int n_chunks) {
-  const int head = blockIdx.x, b = blockIdx.y, t = threadIdx.x;
-  const float* part = p.partial + (int64_t{b} * p.heads + head) * n_chunks * (kE + 2);
-  float m = -INFINITY;
-  for (int c = 0; c < n_chunks; ++c) m = fmaxf(m, part[c * (kE + 2) + kE]);
-  float o = 0.f, l = 0.f;
-  for (int c = 0; c < n_chunks; ++c) {
-    const float mc = part[c * (kE + 2) + kE];
-    if (mc == -INFINITY) continue;  // nothing visible in that chunk
-    const float w = __expf(mc - m);
-    o += w * part[c * (kE + 2) + t];
-    l += w * part[c * (kE + 2) + kE + 1];
-  }
-  static_cast<__nv_bfloat16*>(p.out)[(int64_t{b} * p.heads + head) * kE + t] = __float2bfloat16_rn(l > 0.f ? o / l : 0.f);
+  if (gridDim.x == 1) return;
+  __threadfence();  // this block's partial sums visible to the block that combines
+  __syncthreads();
+  if (t == 0) last = atomicAdd(p.arrived + b * p.kv_heads + kv_head, 1) == static_cast<int>(gridDim.x) - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  for (int g = 0; g < G; ++g) combine(p, b, kv_head * G + g, gridDim.x);
 }
 
 template <int G>
 int launch_attention(const DecodeAttentionProblem& p, cudaStream_t stream) {
-  const int n = static_cast<int>(chunks(p));
-  attention_kernel<G><<<dim3(n, p.kv_heads, p.b), kThreads, 0, stream>>>(p);
-  if (n > 1) combine_kernel<<<dim3(p.heads, p.b), kE, 0, stream>>>(p, n);
+  attention_kernel<G><<<dim3(static_cast<unsigned>(chunks(p)), p.kv_heads, p.b), kThreads, 0, stream>>>(p);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -5,7 +5,8 @@
 //   and writes the rotated key and the value into the KV cache at the step's slot, which it reads on the device
 //   (a CUDA graph replays it unchanged from step to step).
 // attention: softmax(q kᵀ / √E + mask) v over the cache, split along the keys into chunks that run in parallel
-//   (flash decoding), then combined. Positions after the step's slot and masked ones are skipped, not read.
+//   (flash decoding); the last chunk of each key head to finish combines them. Positions after the step's slot and
+//   masked ones are skipped, not read. Launch after rope_write, which writes what it reads.
 #pragma once
 
 #include <cstdint>
@@ -24,12 +25,14 @@ struct DecodeAttentionProblem {
   const void* mask = nullptr;     // (B, S) additive, rows ld_mask apart: 0 visible, ≤ -1e30 hidden
   void* q = nullptr;              // (B, H, E) scratch: the rotated queries
   float* partial = nullptr;       // scratch of partial_floats() floats
+  int* arrived = nullptr;         // scratch of B·K counters (rope_write zeroes them for attention)
   void* out = nullptr;            // (B, H·E) contiguous
   int64_t ld_qkv = 0, ld_rope = 0, ld_mask = 0;
   int b = 0, heads = 0, kv_heads = 0, capacity = 0, span = 0;
 };
 
 constexpr int kKeysPerChunk = 64;
+constexpr int kMaxChunks = 256;  // spans up to 16,384 slots
 inline int64_t chunks(const DecodeAttentionProblem& p) { return (p.span + kKeysPerChunk - 1) / kKeysPerChunk; }
 // Per (row, head, chunk): E partial sums, the chunk's maximum and its sum of exponentials.
 inline int64_t partial_floats(const DecodeAttentionProblem& p) {

@@ -126,7 +126,10 @@ bool bf16_on(const torch::Tensor& t, const torch::Device& d) {
 }
 
 // Rows of `t` (dim 0) of unit stride, 16-byte aligned and a multiple of 8 values apart, as the kernels read them.
-bool kernel_rows_ok(const torch::Tensor& t) { return t.stride(-1) == 1 && t.stride(0) % 8 == 0 && aligned16(t); }
+// (A single row's stride is never used, and a view may give a size-1 dimension any stride.)
+bool kernel_rows_ok(const torch::Tensor& t) {
+  return t.stride(-1) == 1 && (t.size(0) == 1 || t.stride(0) % 8 == 0) && aligned16(t);
+}
 
 }  // namespace
 
@@ -146,16 +149,16 @@ std::optional<torch::Tensor> fast_decode_attention(const torch::Tensor& qk, cons
     if (!bf16_on(*t, d)) return std::nullopt;
   // qk and v: one packed output row per token, the values right after the keys.
   if (v.sizes() != torch::IntArrayRef({b, 1, kv_heads, e}) || qk.stride(2) != e || v.stride(2) != e ||
-      v.stride(0) != qk.stride(0) || !kernel_rows_ok(qk) ||
+      (b > 1 && v.stride(0) != qk.stride(0)) || !kernel_rows_ok(qk) ||
       v.data_ptr() != static_cast<const char*>(qk.data_ptr()) + (heads + kv_heads) * e * qk.element_size())
     return std::nullopt;
-  if (cos.sizes() != torch::IntArrayRef({b, 1, e}) || sin.sizes() != cos.sizes() || sin.strides() != cos.strides() ||
-      !kernel_rows_ok(cos) || !kernel_rows_ok(sin))
+  if (cos.sizes() != torch::IntArrayRef({b, 1, e}) || sin.sizes() != cos.sizes() ||
+      (b > 1 && sin.stride(0) != cos.stride(0)) || !kernel_rows_ok(cos) || !kernel_rows_ok(sin))
     return std::nullopt;
   const int64_t capacity = k_cache.dim() == 4 ? k_cache.size(2) : 0;
   if (k_cache.sizes() != torch::IntArrayRef({b, kv_heads, capacity, e}) || v_cache.sizes() != k_cache.sizes() ||
       !k_cache.is_contiguous() || !v_cache.is_contiguous() || !aligned16(k_cache) || !aligned16(v_cache) ||
-      span <= 0 || span > capacity || capacity > (int64_t{1} << 30))
+      span <= 0 || span > capacity || span > int64_t{gemv::kKeysPerChunk} * gemv::kMaxChunks)
     return std::nullopt;
   if (mask.sizes() != torch::IntArrayRef({b, 1, 1, span}) || mask.stride(-1) != 1) return std::nullopt;
   if (write_at.scalar_type() != torch::kInt64 || write_at.numel() != 1 || write_at.device() != d) return std::nullopt;
@@ -183,6 +186,8 @@ std::optional<torch::Tensor> fast_decode_attention(const torch::Tensor& qk, cons
   p.span = static_cast<int>(span);
   torch::Tensor partial = torch::empty({gemv::partial_floats(p)}, qk.options().dtype(torch::kFloat32));
   p.partial = partial.data_ptr<float>();
+  torch::Tensor arrived = torch::empty({b * kv_heads}, qk.options().dtype(torch::kInt32));
+  p.arrived = arrived.data_ptr<int>();
   void* stream = c10::cuda::getCurrentCUDAStream(d.index()).stream();
   int err = gemv::launch_rope_write(p, stream);
   if (err == 0) err = gemv::launch_decode_attention(p, stream);
