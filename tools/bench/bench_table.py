@@ -21,11 +21,15 @@ def load(paths):
     return rows
 
 
-def pick(rows, what, peer, **match):
-    for r in rows:
-        if r.get("what") == what and r.get("peer", "ours") in peer and all(r.get(k) == v for k, v in match.items()):
-            return r
-    return None
+def pick(rows, what, peer, key=None, **match):
+    """The matching row; of several (a program that measures a DPO step three times), the median by `key`."""
+    found = [r for r in rows
+             if r.get("what") == what and r.get("peer", "ours") in peer and all(r.get(k) == v for k, v in match.items())]
+    if not found:
+        return None
+    if key:
+        found.sort(key=lambda r: r.get(key, 0))
+    return found[len(found) // 2] if key else found[0]
 
 
 # Each column's peer: HF eager; HF's fastest configuration (static KV cache + torch.compile for generation,
@@ -39,8 +43,8 @@ def main():
            "|---|---|---|---|---|---|"]
 
     def line(label, what, key, fmt, higher_better, ours_only=None, **match):
-        ours = pick(rows, what, ("ours",), **match, **(ours_only or {}))
-        peers = [pick(rows, what, p, **match) for p in PEERS]
+        ours = pick(rows, what, ("ours",), key, **match, **(ours_only or {}))
+        peers = [pick(rows, what, p, key, **match) for p in PEERS]
         cells = [fmt(ours) if ours else "–"] + [fmt(p) if p else "not run" for p in peers]
         ratios = []
         for p in peers:

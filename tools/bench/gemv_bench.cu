@@ -144,7 +144,8 @@ int main(int argc, char** argv) {
                                      {"down_proj", 13824, 5120, Epilogue::kResidual},
                                      {"lm_head", 5120, 32000, Epilogue::kNone}};
   // The plugin's (gemv.cu) first.
-  const std::vector<Variant> variants = {variant<1, 8, 4>(), variant<2, 8, 2>(), variant<2, 8, 4>()};
+  const std::vector<Variant> variants = {variant<1, 8, 4>(), variant<2, 8, 2>(), variant<2, 8, 4>(), variant<1, 4, 8>(),
+                                         variant<1, 16, 2>(), variant<2, 4, 4>(), variant<4, 8, 2>(), variant<4, 4, 2>()};
   uint32_t* sink;
   CHECK_CUDA(cudaMalloc(&sink, 4));
   cudaStream_t stream;

@@ -1,8 +1,8 @@
 // The decoding step's attention (decode_attention.h). Before these kernels a 13B step spent, per layer, five
 // kernels on RoPE and the cache writes and three on attention and its transposes (bench_llava --profile on an
 // H200: 0.32 ms RoPE, 0.20 ms cache writes, 0.49 ms attention per step at batch 1, 1.76 ms attention at batch 8,
-// where SDPA read all 128 slots of the last bucket and the padding too). Here: one kernel rotates and writes, one
-// reads each visible key and value once and combines its chunks (no third launch).
+// where SDPA read all 128 slots of the last bucket and the padding too). Here one kernel does all of it: rotates,
+// writes the cache, reads each visible key and value once and combines its chunks.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -14,59 +14,12 @@ namespace mmr::llava::gemv {
 
 namespace {
 
-constexpr int kE = kHeadDim, kHalf = kE / 2;
+constexpr int kE = kHeadDim;
 constexpr int kWarps = 4, kThreads = kWarps * 32;
 constexpr int kKeysPerWarp = kKeysPerChunk / kWarps;
 static_assert(kE == 4 * 32, "one warp reads a head's row as 4 values per lane");
 
 __device__ __forceinline__ float round_bf16(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
-
-// ---- RoPE and the cache write ----
-
-// Work items of one row: 8-value chunks of each rotated head's first half (the partner chunk in the second half
-// comes with it), then 8-value chunks of each value head.
-__global__ void __launch_bounds__(256) rope_write_kernel(DecodeAttentionProblem p) {
-  const int b = blockIdx.y;
-  const int rotated = (p.heads + p.kv_heads) * (kHalf / 8), items = rotated + p.kv_heads * (kE / 8);
-  const int item = blockIdx.x * blockDim.x + threadIdx.x;
-  if (item < p.kv_heads) p.arrived[b * p.kv_heads + item] = 0;  // for attention_kernel's combining block
-  if (item >= items) return;
-  const int64_t slot = *p.slot;
-  const __nv_bfloat16* row = static_cast<const __nv_bfloat16*>(p.qkv) + b * p.ld_qkv;
-  auto cache_at = [&](void* cache, int kv_head) {
-    return static_cast<__nv_bfloat16*>(cache) + ((int64_t{b} * p.kv_heads + kv_head) * p.capacity + slot) * kE;
-  };
-  if (item >= rotated) {  // a value: copied as it is
-    const int i = item - rotated, head = i / (kE / 8), at = i % (kE / 8) * 8;
-    *reinterpret_cast<uint4*>(cache_at(p.v_cache, head) + at) =
-        *reinterpret_cast<const uint4*>(row + (p.heads + p.kv_heads + head) * kE + at);
-    return;
-  }
-  const int head = item / (kHalf / 8), at = item % (kHalf / 8) * 8;  // head < H: a query, else a key
-  const __nv_bfloat16* x = row + head * kE;
-  const __nv_bfloat16* cs = static_cast<const __nv_bfloat16*>(p.cos) + b * p.ld_rope;
-  const __nv_bfloat16* sn = static_cast<const __nv_bfloat16*>(p.sin) + b * p.ld_rope;
-  const uint4 x1 = *reinterpret_cast<const uint4*>(x + at), x2 = *reinterpret_cast<const uint4*>(x + kHalf + at);
-  const uint4 c1 = *reinterpret_cast<const uint4*>(cs + at), c2 = *reinterpret_cast<const uint4*>(cs + kHalf + at);
-  const uint4 s1 = *reinterpret_cast<const uint4*>(sn + at), s2 = *reinterpret_cast<const uint4*>(sn + kHalf + at);
-  const auto* a = reinterpret_cast<const __nv_bfloat16*>(&x1);
-  const auto* a2 = reinterpret_cast<const __nv_bfloat16*>(&x2);
-  uint4 o1, o2;
-  auto* r1 = reinterpret_cast<__nv_bfloat16*>(&o1);
-  auto* r2 = reinterpret_cast<__nv_bfloat16*>(&o2);
-  for (int i = 0; i < 8; ++i) {
-    // x·cos + cat(x₂, x₁)·sin as apply_rope computes it in bf16: each product rounded, then the sum.
-    const float f1 = __bfloat162float(a[i]), f2 = __bfloat162float(a2[i]);
-    r1[i] = __float2bfloat16_rn(round_bf16(f1 * __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(&c1)[i])) +
-                                round_bf16(f2 * __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(&s1)[i])));
-    r2[i] = __float2bfloat16_rn(round_bf16(f2 * __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(&c2)[i])) +
-                                round_bf16(f1 * __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(&s2)[i])));
-  }
-  __nv_bfloat16* dst = head < p.heads ? static_cast<__nv_bfloat16*>(p.q) + (int64_t{b} * p.heads + head) * kE
-                                      : cache_at(p.k_cache, head - p.heads);
-  *reinterpret_cast<uint4*>(dst + at) = o1;
-  *reinterpret_cast<uint4*>(dst + kHalf + at) = o2;
-}
 
 // ---- attention over one chunk of keys ----
 
@@ -89,6 +42,22 @@ __device__ __forceinline__ float warp_sum(float v) {
 __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
+}
+
+// Lane `lane` of a warp holds values 4·lane .. 4·lane + 3 of a head; RoPE pairs value i with i ± 64, which lane
+// lane ^ 16 holds. Rotated as apply_rope computes x·cos + cat(x₂, x₁)·sin in bf16 (sin's first half negated by
+// Rope::cos_sin): each product rounded, then the sum, so the values are the same bits as the unfused ops'.
+__device__ __forceinline__ void rotate4(float (&x)[4], const float (&cs)[4], const float (&sn)[4]) {
+  float partner[4];
+  for (int e = 0; e < 4; ++e) partner[e] = __shfl_xor_sync(0xffffffffu, x[e], 16);
+  for (int e = 0; e < 4; ++e) x[e] = round_bf16(round_bf16(x[e] * cs[e]) + round_bf16(partner[e] * sn[e]));
+}
+
+__device__ __forceinline__ void store4(__nv_bfloat16* dst, const float (&f)[4]) {
+  uint2 u;
+  *reinterpret_cast<__nv_bfloat162*>(&u.x) = __floats2bfloat162_rn(f[0], f[1]);
+  *reinterpret_cast<__nv_bfloat162*>(&u.y) = __floats2bfloat162_rn(f[2], f[3]);
+  *reinterpret_cast<uint2*>(dst) = u;
 }
 
 // The chunks' sums of one query head rescaled to their largest maximum and normalised, by the block that finished
@@ -131,12 +100,29 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionProb
   __shared__ bool last;
   const int chunk = blockIdx.x, kv_head = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int limit = static_cast<int>(min(static_cast<int64_t>(p.span), *p.slot + 1));
+  const int limit = static_cast<int>(min(static_cast<int64_t>(p.span), *p.slot + 1));  // slots after it: unwritten
   const int first = chunk * kKeysPerChunk + warp * kKeysPerWarp;
   const int64_t cache_row = (int64_t{b} * p.kv_heads + kv_head) * p.capacity;
   const __nv_bfloat16* keys = static_cast<const __nv_bfloat16*>(p.k_cache) + cache_row * kE + lane * 4;
   const __nv_bfloat16* values = static_cast<const __nv_bfloat16*>(p.v_cache) + cache_row * kE + lane * 4;
   const __nv_bfloat16* mask = static_cast<const __nv_bfloat16*>(p.mask) + b * p.ld_mask;
+  const __nv_bfloat16* row = static_cast<const __nv_bfloat16*>(p.qkv) + b * p.ld_qkv + lane * 4;
+  float cs[4], sn[4];
+  load4(static_cast<const __nv_bfloat16*>(p.cos) + b * p.ld_rope + lane * 4, cs);
+  load4(static_cast<const __nv_bfloat16*>(p.sin) + b * p.ld_rope + lane * 4, sn);
+
+  // The step's key and value into the cache, by the block whose chunk holds the slot (the last one if the slot
+  // lies past the span: written, not attended to), before any warp of it reads that slot.
+  const int64_t slot = *p.slot;
+  if (warp == 0 && chunk == min(static_cast<int64_t>(gridDim.x) - 1, slot / kKeysPerChunk)) {
+    float k[4], v[4];
+    load4(row + (p.heads + kv_head) * kE, k);
+    load4(row + (p.heads + p.kv_heads + kv_head) * kE, v);
+    rotate4(k, cs, sn);
+    store4(static_cast<__nv_bfloat16*>(p.k_cache) + (cache_row + slot) * kE + lane * 4, k);
+    store4(static_cast<__nv_bfloat16*>(p.v_cache) + (cache_row + slot) * kE + lane * 4, v);
+  }
+  __syncthreads();
 
   float bias[kKeysPerWarp];
   uint2 k_raw[kKeysPerWarp], v_raw[kKeysPerWarp];
@@ -150,10 +136,11 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionProb
       v_raw[i] = *reinterpret_cast<const uint2*>(values + int64_t{pos} * kE);
     }
   }
-  float q[G][4];
+  float q[G][4];  // each chunk's block rotates the queries itself: 128 values a head
   const float scale = rsqrtf(static_cast<float>(kE));
   for (int g = 0; g < G; ++g) {
-    load4(static_cast<const __nv_bfloat16*>(p.q) + (int64_t{b} * p.heads + kv_head * G + g) * kE + lane * 4, q[g]);
+    load4(row + (kv_head * G + g) * kE, q[g]);
+    rotate4(q[g], cs, sn);
     for (int e = 0; e < 4; ++e) q[g][e] *= scale;
   }
 #pragma unroll
@@ -207,11 +194,13 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionProb
   if (gridDim.x == 1) return;
   __threadfence();  // this block's partial sums visible to the block that combines
   __syncthreads();
-  if (t == 0) last = atomicAdd(p.arrived + b * p.kv_heads + kv_head, 1) == static_cast<int>(gridDim.x) - 1;
+  int* arrived = p.arrived + b * p.kv_heads + kv_head;
+  if (t == 0) last = atomicAdd(arrived, 1) == static_cast<int>(gridDim.x) - 1;
   __syncthreads();
   if (!last) return;
   __threadfence();
   for (int g = 0; g < G; ++g) combine(p, b, kv_head * G + g, gridDim.x);
+  if (t == 0) *arrived = 0;  // ready for the next launch (stream-ordered after this one)
 }
 
 template <int G>
@@ -221,12 +210,6 @@ int launch_attention(const DecodeAttentionProblem& p, cudaStream_t stream) {
 }
 
 }  // namespace
-
-int launch_rope_write(const DecodeAttentionProblem& p, void* stream) {
-  const int items = (p.heads + p.kv_heads) * (kHalf / 8) + p.kv_heads * (kE / 8);
-  rope_write_kernel<<<dim3((items + 255) / 256, p.b), 256, 0, static_cast<cudaStream_t>(stream)>>>(p);
-  return static_cast<int>(cudaGetLastError());
-}
 
 int launch_decode_attention(const DecodeAttentionProblem& p, void* stream) {
   const auto s = static_cast<cudaStream_t>(stream);

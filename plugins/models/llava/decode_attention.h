@@ -1,12 +1,11 @@
 // The launch interface of the decoding step's attention kernels (decode_attention.cu; built only against a CUDA
 // LibTorch with nvcc): plain C++, no CUDA or torch types, as gemv.h. One token per row, bf16, head size 128.
 //
-// rope_write: rotates the step's query and key heads (RoPE, rounded as the unfused bf16 ops round: bit-identical)
-//   and writes the rotated key and the value into the KV cache at the step's slot, which it reads on the device
-//   (a CUDA graph replays it unchanged from step to step).
-// attention: softmax(q kᵀ / √E + mask) v over the cache, split along the keys into chunks that run in parallel
-//   (flash decoding); the last chunk of each key head to finish combines them. Positions after the step's slot and
-//   masked ones are skipped, not read. Launch after rope_write, which writes what it reads.
+// One kernel: rotates the step's query and key heads (RoPE, rounded as the unfused bf16 ops round: the same
+// bits), writes the rotated key and the value into the KV cache at the step's slot, which it reads on the device
+// (a CUDA graph replays it unchanged from step to step), and computes softmax(q kᵀ / √E + mask) v over the cache,
+// split along the keys into chunks that run in parallel (flash decoding); the last chunk of each key head to finish
+// combines them. Positions after the step's slot and masked ones are skipped, not read.
 #pragma once
 
 #include <cstdint>
@@ -23,9 +22,8 @@ struct DecodeAttentionProblem {
   void* v_cache = nullptr;
   const int64_t* slot = nullptr;  // on the device: the cache column this step writes, the same for every row
   const void* mask = nullptr;     // (B, S) additive, rows ld_mask apart: 0 visible, ≤ -1e30 hidden
-  void* q = nullptr;              // (B, H, E) scratch: the rotated queries
   float* partial = nullptr;       // scratch of partial_floats() floats
-  int* arrived = nullptr;         // scratch of B·K counters (rope_write zeroes them for attention)
+  int* arrived = nullptr;         // B·K counters, zero before the launch; the launch leaves them zero
   void* out = nullptr;            // (B, H·E) contiguous
   int64_t ld_qkv = 0, ld_rope = 0, ld_mask = 0;
   int b = 0, heads = 0, kv_heads = 0, capacity = 0, span = 0;
@@ -39,8 +37,7 @@ inline int64_t partial_floats(const DecodeAttentionProblem& p) {
   return int64_t{p.b} * p.heads * chunks(p) * (kHeadDim + 2);
 }
 
-// Both steps on `stream`; returns the CUDA error code, 0 when none.
-int launch_rope_write(const DecodeAttentionProblem& p, void* stream);
+// On `stream`; returns the CUDA error code, 0 when none.
 int launch_decode_attention(const DecodeAttentionProblem& p, void* stream);
 
 }  // namespace mmr::llava::gemv

@@ -3,12 +3,18 @@
 #include "fast_linear.h"
 
 #ifdef MMR_WITH_GEMV
+#include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <utility>
+#include <vector>
 
 #include "core/api/error.h"
 #include "decode_attention.h"
@@ -96,7 +102,24 @@ std::optional<torch::Tensor> fast_linear(const torch::Tensor& x, const torch::Te
 std::optional<torch::Tensor> fast_silu_mul(const torch::Tensor& x, const torch::Tensor& gate_up) {
   const torch::Tensor x2 = kernel_rows(x, gate_up);
   if (!x2.defined() || gate_up.size(0) % 2 != 0) return std::nullopt;
-  return run(x, x2, gate_up, gate_up.size(0) / 2, {}, gemv::Epilogue::kSiluMul);
+  const int64_t n = gate_up.size(0) / 2;
+  if (!env_on("MMR_GATE_UP_CUBLAS")) return run(x, x2, gate_up, n, {}, gemv::Epilogue::kSiluMul);
+  // cuBLAS's product, then silu · up in one small kernel (silu_mul.cu says why).
+  const torch::Tensor gu = at::linear(x2, gate_up);  // (M, 2N)
+  const c10::cuda::CUDAGuard guard(x.device());
+  torch::Tensor y = torch::empty({x2.size(0), n}, x.options());
+  gemv::SiluMulProblem p;
+  p.gate_up = gu.data_ptr();
+  p.ld_gate_up = gu.stride(0);
+  p.y = y.data_ptr();
+  p.ld_y = y.stride(0);
+  p.m = static_cast<int>(x2.size(0));
+  p.n = static_cast<int>(n);
+  const int err = gemv::launch_silu_mul(p, c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+  MMR_CHECK(err == 0, "silu-mul launch failed: " << cudaGetErrorString(static_cast<cudaError_t>(err)));
+  auto sizes = x.sizes().vec();
+  sizes.back() = n;
+  return y.view(sizes);
 }
 
 std::optional<torch::Tensor> fast_rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
@@ -129,6 +152,21 @@ bool bf16_on(const torch::Tensor& t, const torch::Device& d) {
 // (A single row's stride is never used, and a view may give a size-1 dimension any stride.)
 bool kernel_rows_ok(const torch::Tensor& t) {
   return t.stride(-1) == 1 && (t.size(0) == 1 || t.stride(0) % 8 == 0) && aligned16(t);
+}
+
+// `n` zeroed counters for the attention kernel, which leaves them zero after each launch: one buffer per stream,
+// made outside any graph capture (the warm-up run before a capture makes it) and never freed, since captured graphs
+// keep its address. nullptr when a new one would have to be made inside a capture.
+int* arrival_counters(const torch::Device& d, int64_t n) {
+  static std::mutex mutex;
+  static std::map<std::pair<int, int64_t>, std::vector<torch::Tensor>> buffers;  // the last one is in use
+  const std::lock_guard lock(mutex);
+  auto& kept = buffers[{d.index(), c10::cuda::getCurrentCUDAStream(d.index()).id()}];
+  if (kept.empty() || kept.back().numel() < n) {
+    if (c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None) return nullptr;
+    kept.push_back(torch::zeros({std::max<int64_t>(n, 4096)}, torch::TensorOptions().dtype(torch::kInt32).device(d)));
+  }
+  return kept.back().data_ptr<int>();
 }
 
 }  // namespace
@@ -164,7 +202,8 @@ std::optional<torch::Tensor> fast_decode_attention(const torch::Tensor& qk, cons
   if (write_at.scalar_type() != torch::kInt64 || write_at.numel() != 1 || write_at.device() != d) return std::nullopt;
 
   const c10::cuda::CUDAGuard guard(d);
-  torch::Tensor q = torch::empty({b, heads, e}, qk.options());
+  int* arrived = arrival_counters(d, b * kv_heads);
+  if (!arrived) return std::nullopt;
   torch::Tensor out = torch::empty({b, 1, heads * e}, qk.options());
   gemv::DecodeAttentionProblem p;
   p.qkv = qk.data_ptr();
@@ -177,7 +216,6 @@ std::optional<torch::Tensor> fast_decode_attention(const torch::Tensor& qk, cons
   p.slot = write_at.data_ptr<int64_t>();
   p.mask = mask.data_ptr();
   p.ld_mask = mask.stride(0);
-  p.q = q.data_ptr();
   p.out = out.data_ptr();
   p.b = static_cast<int>(b);
   p.heads = static_cast<int>(heads);
@@ -186,11 +224,8 @@ std::optional<torch::Tensor> fast_decode_attention(const torch::Tensor& qk, cons
   p.span = static_cast<int>(span);
   torch::Tensor partial = torch::empty({gemv::partial_floats(p)}, qk.options().dtype(torch::kFloat32));
   p.partial = partial.data_ptr<float>();
-  torch::Tensor arrived = torch::empty({b * kv_heads}, qk.options().dtype(torch::kInt32));
-  p.arrived = arrived.data_ptr<int>();
-  void* stream = c10::cuda::getCurrentCUDAStream(d.index()).stream();
-  int err = gemv::launch_rope_write(p, stream);
-  if (err == 0) err = gemv::launch_decode_attention(p, stream);
+  p.arrived = arrived;
+  const int err = gemv::launch_decode_attention(p, c10::cuda::getCurrentCUDAStream(d.index()).stream());
   MMR_CHECK(err == 0, "decode attention launch failed: " << cudaGetErrorString(static_cast<cudaError_t>(err)));
   return out;
 }
