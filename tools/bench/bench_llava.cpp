@@ -213,12 +213,6 @@ int main(int argc, char** argv) {
       std::stringstream again(batches);
       for (std::string b; std::getline(again, b, ',');) measure(model, s, std::stoll(b), new_tokens, "base_aten_attention");
       unsetenv("MMR_DECODE_ATTENTION");
-      setenv("MMR_GATE_UP_CUBLAS", "0", 1);  // gate-up through the GEMV with silu · up fused (fast_linear.h)
-      model.set_adapters_enabled(true);
-      std::stringstream third(batches);
-      for (std::string b; std::getline(third, b, ',');) measure(model, s, std::stoll(b), new_tokens, "base_gemv_gate_up");
-      unsetenv("MMR_GATE_UP_CUBLAS");
-      model.set_adapters_enabled(true);
     }
     if (model.device().is_cuda() && o.lora_r == 0) {  // what the CUDA graphs bring, at batch 1
       setenv("MMR_CUDA_GRAPHS", "0", 1);

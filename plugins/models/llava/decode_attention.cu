@@ -61,31 +61,39 @@ __device__ __forceinline__ void store4(__nv_bfloat16* dst, const float (&f)[4]) 
 }
 
 // The chunks' sums of one query head rescaled to their largest maximum and normalised, by the block that finished
-// last; one thread per value. Partial sums written by other blocks are read past L1 (__ldcg): L1 is not coherent.
+// last. It is on the step's critical path, so no thread waits on a chain of loads: the chunks' statistics are read
+// one per thread, reduced in shared memory, and each thread then sums its value over the chunks with independent
+// loads. Partial sums written by other blocks are read past L1 (__ldcg): L1 is not coherent.
 __device__ void combine(const DecodeAttentionProblem& p, int b, int head, int n_chunks) {
-  __shared__ float weight[kMaxChunks];
+  __shared__ float weight[kMaxChunks], share[kMaxChunks];
   __shared__ float total;
   const float* part = p.partial + (int64_t{b} * p.heads + head) * n_chunks * (kE + 2);
-  const int t = threadIdx.x;
-  float m = -INFINITY;
-  for (int c = 0; c < n_chunks; ++c) m = fmaxf(m, __ldcg(part + c * (kE + 2) + kE));
+  const int t = threadIdx.x, lane = t % 32;
   for (int c = t; c < n_chunks; c += kThreads) {
-    const float mc = __ldcg(part + c * (kE + 2) + kE);
-    weight[c] = mc == -INFINITY ? 0.f : __expf(mc - m);  // a chunk with nothing visible counts for nothing
+    weight[c] = __ldcg(part + c * (kE + 2) + kE);  // the chunk's maximum, for now
+    share[c] = __ldcg(part + c * (kE + 2) + kE + 1);
   }
   __syncthreads();
-  if (t == 0) {
+  if (t < 32) {
+    float m = -INFINITY;
+    for (int c = lane; c < n_chunks; c += 32) m = fmaxf(m, weight[c]);
+    m = warp_max(m);
     float l = 0.f;
-    for (int c = 0; c < n_chunks; ++c) l += weight[c] * __ldcg(part + c * (kE + 2) + kE + 1);
-    total = l;
+    for (int c = lane; c < n_chunks; c += 32) {
+      const float w = weight[c] == -INFINITY ? 0.f : __expf(weight[c] - m);  // nothing visible: counts for nothing
+      weight[c] = w;
+      l += w * share[c];
+    }
+    l = warp_sum(l);
+    if (lane == 0) total = l;
   }
-  float o = 0.f;
-#pragma unroll 4
-  for (int c = 0; c < n_chunks; ++c) o += weight[c] * __ldcg(part + c * (kE + 2) + t);
   __syncthreads();
+  float o = 0.f;
+#pragma unroll 8
+  for (int c = 0; c < n_chunks; ++c) o += weight[c] * __ldcg(part + c * (kE + 2) + t);
   static_cast<__nv_bfloat16*>(p.out)[(int64_t{b} * p.heads + head) * kE + t] =
       __float2bfloat16_rn(total > 0.f ? o / total : 0.f);
-  __syncthreads();  // weight and total are reused by the next head
+  __syncthreads();  // the shared arrays are reused by the next head
 }
 
 // Block (chunk, key head, row): the G query heads that share the key head, against kKeysPerChunk keys. Each warp

@@ -102,24 +102,7 @@ std::optional<torch::Tensor> fast_linear(const torch::Tensor& x, const torch::Te
 std::optional<torch::Tensor> fast_silu_mul(const torch::Tensor& x, const torch::Tensor& gate_up) {
   const torch::Tensor x2 = kernel_rows(x, gate_up);
   if (!x2.defined() || gate_up.size(0) % 2 != 0) return std::nullopt;
-  const int64_t n = gate_up.size(0) / 2;
-  if (!env_on("MMR_GATE_UP_CUBLAS")) return run(x, x2, gate_up, n, {}, gemv::Epilogue::kSiluMul);
-  // cuBLAS's product, then silu · up in one small kernel (silu_mul.cu says why).
-  const torch::Tensor gu = at::linear(x2, gate_up);  // (M, 2N)
-  const c10::cuda::CUDAGuard guard(x.device());
-  torch::Tensor y = torch::empty({x2.size(0), n}, x.options());
-  gemv::SiluMulProblem p;
-  p.gate_up = gu.data_ptr();
-  p.ld_gate_up = gu.stride(0);
-  p.y = y.data_ptr();
-  p.ld_y = y.stride(0);
-  p.m = static_cast<int>(x2.size(0));
-  p.n = static_cast<int>(n);
-  const int err = gemv::launch_silu_mul(p, c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
-  MMR_CHECK(err == 0, "silu-mul launch failed: " << cudaGetErrorString(static_cast<cudaError_t>(err)));
-  auto sizes = x.sizes().vec();
-  sizes.back() = n;
-  return y.view(sizes);
+  return run(x, x2, gate_up, gate_up.size(0) / 2, {}, gemv::Epilogue::kSiluMul);
 }
 
 std::optional<torch::Tensor> fast_rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {

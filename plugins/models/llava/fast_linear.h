@@ -2,8 +2,9 @@
 // cuBLAS and at::rms_norm: on a GPU, in bf16, at most 8 rows, autograd off. Anything else (the CPU, float32, a
 // prefill, training, a build without CUDA) gets nullopt and the caller runs its ATen path, so the float32 results
 // never change. The model uses the GEMV where it measured at least as fast as cuBLAS (gemv_kernel.cuh): o_proj and
-// down_proj with the residual add. Gate-up runs as cuBLAS's product and silu · up in one small kernel (silu_mul.cu);
-// MMR_GATE_UP_CUBLAS=0 runs it as the GEMV with silu · up fused instead, for measuring.
+// down_proj with the residual add, and gate-up with silu · up (cuBLAS reads gate-up's weight 1 µs faster, 70.6
+// against 71.6 µs a call, but the silu · up kernel it then needs made a 13B step at batch 1 0.2 ms slower: 7.96
+// against 7.75 ms on an H200, bench_llava at commit 411c545).
 // MMR_GEMV=0 turns all of it off (the ATen path everywhere, for measuring). MMR_GEMV_PDL=1 launches the GEMV as a
 // programmatic dependent launch (weights loaded before the previous kernel ends): 1-1.4 µs less per call after a
 // small kernel in tools/bench/gemv_bench.cu, but a 13B step 0.08 ms slower on an H200, so off by default.

@@ -1,4 +1,4 @@
-// The launch interface of the decoding step's kernels (gemv.cu, rms_norm.cu, silu_mul.cu; built only against a CUDA LibTorch):
+// The launch interface of the decoding step's kernels (gemv.cu, rms_norm.cu; built only against a CUDA LibTorch):
 // plain C++, no CUDA or torch types, so the torch-side wrapper (fast_linear.cpp) and the standalone benchmark
 // (tools/bench/gemv_bench.cu) share it. Shape letters: M activation rows, K input width, N output columns.
 #pragma once
@@ -41,15 +41,5 @@ struct NormProblem {
 
 int launch_rms_norm(const NormProblem& p, void* stream);
 
-// y = silu(gate) · up from rows [gate | up] of a gate-up product (cuBLAS's, rounded to bf16), rounded where ATen's
-// silu and mul round (as kSiluMul's epilogue).
-struct SiluMulProblem {
-  const void* gate_up = nullptr;  // (M, 2N), rows ld_gate_up apart
-  void* y = nullptr;              // (M, N), rows ld_y apart
-  int64_t ld_gate_up = 0, ld_y = 0;
-  int m = 0, n = 0;
-};
-
-int launch_silu_mul(const SiluMulProblem& p, void* stream);
 
 }  // namespace mmr::llava::gemv
