@@ -152,6 +152,38 @@ int* arrival_counters(const torch::Device& d, int64_t n) {
   return kept.back().data_ptr<int>();
 }
 
+// Whether the kernel applies (fast_linear.h): the shapes, dtypes and layouts decode_attention.h asks for.
+bool decode_attention_applies(const torch::Tensor& qk, const torch::Tensor& v, const torch::Tensor& cos,
+                              const torch::Tensor& sin, const torch::Tensor& mask, const torch::Tensor& k_cache,
+                              const torch::Tensor& v_cache, const torch::Tensor& write_at, int64_t span) {
+  // Read at each call (a step captured as a CUDA graph makes none): a test compares both paths in one process.
+  if (!env_on("MMR_DECODE_ATTENTION") || !env_on("MMR_GEMV") || !qk.is_cuda() || at::GradMode::is_enabled() ||
+      qk.dim() != 4 || v.dim() != 4)
+    return false;
+  const torch::Device d = qk.device();
+  const int64_t b = qk.size(0), e = qk.size(3), kv_heads = v.size(2), heads = qk.size(2) - kv_heads;
+  if (qk.size(1) != 1 || e != gemv::kHeadDim || heads <= 0 || heads % kv_heads != 0) return false;
+  const int64_t group = heads / kv_heads;
+  if (group != 1 && group != 2 && group != 4 && group != 8) return false;
+  for (const torch::Tensor* t : {&qk, &v, &cos, &sin, &mask, &k_cache, &v_cache})
+    if (!bf16_on(*t, d)) return false;
+  // qk and v: one packed output row per token, the values right after the keys.
+  if (v.sizes() != torch::IntArrayRef({b, 1, kv_heads, e}) || qk.stride(2) != e || v.stride(2) != e ||
+      (b > 1 && v.stride(0) != qk.stride(0)) || !kernel_rows_ok(qk) ||
+      v.data_ptr() != static_cast<const char*>(qk.data_ptr()) + (heads + kv_heads) * e * qk.element_size())
+    return false;
+  if (cos.sizes() != torch::IntArrayRef({b, 1, e}) || sin.sizes() != cos.sizes() ||
+      (b > 1 && sin.stride(0) != cos.stride(0)) || !kernel_rows_ok(cos) || !kernel_rows_ok(sin))
+    return false;
+  const int64_t capacity = k_cache.dim() == 4 ? k_cache.size(2) : 0;
+  if (k_cache.sizes() != torch::IntArrayRef({b, kv_heads, capacity, e}) || v_cache.sizes() != k_cache.sizes() ||
+      !k_cache.is_contiguous() || !v_cache.is_contiguous() || !aligned16(k_cache) || !aligned16(v_cache) ||
+      span <= 0 || span > capacity || span > int64_t{gemv::kKeysPerChunk} * gemv::kMaxChunks)
+    return false;
+  if (mask.sizes() != torch::IntArrayRef({b, 1, 1, span}) || mask.stride(-1) != 1) return false;
+  return write_at.scalar_type() == torch::kInt64 && write_at.numel() == 1 && write_at.device() == d;
+}
+
 }  // namespace
 
 std::optional<torch::Tensor> fast_decode_attention(const torch::Tensor& qk, const torch::Tensor& v,
@@ -159,31 +191,9 @@ std::optional<torch::Tensor> fast_decode_attention(const torch::Tensor& qk, cons
                                                    const torch::Tensor& mask, const torch::Tensor& k_cache,
                                                    const torch::Tensor& v_cache, const torch::Tensor& write_at,
                                                    int64_t span) {
-  // Read at each call (a step captured as a CUDA graph makes none): a test compares both paths in one process.
-  if (!env_on("MMR_DECODE_ATTENTION") || !env_on("MMR_GEMV") || !qk.is_cuda() || at::GradMode::is_enabled() || qk.dim() != 4 || v.dim() != 4) return std::nullopt;
+  if (!decode_attention_applies(qk, v, cos, sin, mask, k_cache, v_cache, write_at, span)) return std::nullopt;
   const torch::Device d = qk.device();
   const int64_t b = qk.size(0), e = qk.size(3), kv_heads = v.size(2), heads = qk.size(2) - kv_heads;
-  if (qk.size(1) != 1 || e != gemv::kHeadDim || heads <= 0 || heads % kv_heads != 0) return std::nullopt;
-  const int64_t group = heads / kv_heads;
-  if (group != 1 && group != 2 && group != 4 && group != 8) return std::nullopt;
-  for (const torch::Tensor* t : {&qk, &v, &cos, &sin, &mask, &k_cache, &v_cache})
-    if (!bf16_on(*t, d)) return std::nullopt;
-  // qk and v: one packed output row per token, the values right after the keys.
-  if (v.sizes() != torch::IntArrayRef({b, 1, kv_heads, e}) || qk.stride(2) != e || v.stride(2) != e ||
-      (b > 1 && v.stride(0) != qk.stride(0)) || !kernel_rows_ok(qk) ||
-      v.data_ptr() != static_cast<const char*>(qk.data_ptr()) + (heads + kv_heads) * e * qk.element_size())
-    return std::nullopt;
-  if (cos.sizes() != torch::IntArrayRef({b, 1, e}) || sin.sizes() != cos.sizes() ||
-      (b > 1 && sin.stride(0) != cos.stride(0)) || !kernel_rows_ok(cos) || !kernel_rows_ok(sin))
-    return std::nullopt;
-  const int64_t capacity = k_cache.dim() == 4 ? k_cache.size(2) : 0;
-  if (k_cache.sizes() != torch::IntArrayRef({b, kv_heads, capacity, e}) || v_cache.sizes() != k_cache.sizes() ||
-      !k_cache.is_contiguous() || !v_cache.is_contiguous() || !aligned16(k_cache) || !aligned16(v_cache) ||
-      span <= 0 || span > capacity || span > int64_t{gemv::kKeysPerChunk} * gemv::kMaxChunks)
-    return std::nullopt;
-  if (mask.sizes() != torch::IntArrayRef({b, 1, 1, span}) || mask.stride(-1) != 1) return std::nullopt;
-  if (write_at.scalar_type() != torch::kInt64 || write_at.numel() != 1 || write_at.device() != d) return std::nullopt;
-
   const c10::cuda::CUDAGuard guard(d);
   int* arrived = arrival_counters(d, b * kv_heads);
   if (!arrived) return std::nullopt;
@@ -203,7 +213,7 @@ std::optional<torch::Tensor> fast_decode_attention(const torch::Tensor& qk, cons
   p.b = static_cast<int>(b);
   p.heads = static_cast<int>(heads);
   p.kv_heads = static_cast<int>(kv_heads);
-  p.capacity = static_cast<int>(capacity);
+  p.capacity = static_cast<int>(k_cache.size(2));
   p.span = static_cast<int>(span);
   torch::Tensor partial = torch::empty({gemv::partial_floats(p)}, qk.options().dtype(torch::kFloat32));
   p.partial = partial.data_ptr<float>();
