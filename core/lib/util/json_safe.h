@@ -19,20 +19,21 @@ struct JsonTooDeep : std::runtime_error {
   explicit JsonTooDeep(int limit) : std::runtime_error("nested deeper than " + std::to_string(limit) + " levels") {}
 };
 
-// json::parse(args...) refusing nesting past max_depth; parse errors stay nlohmann's json::parse_error. That
-// includes a number too large for a double ("1e999"), for which nlohmann throws json::out_of_range (406) instead:
-// callers catch parse_error only, so it would escape them (a 500 from serve, a crash reading a row; found by fuzz/).
-template <typename... Input>
-nlohmann::json parse_json_limited(Input&&... input) {
-  const nlohmann::json::parser_callback_t limit = [](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+// J::parse(args...) refusing nesting past max_depth; parse errors stay nlohmann's parse_error. That includes a
+// number too large for a double ("1e999"), for which nlohmann throws out_of_range (406) instead: callers catch
+// parse_error only, so it would escape them (a 500 from serve, a crash reading a row; found by fuzz/). J: nlohmann::json,
+// or nlohmann::ordered_json where the file's key order matters (the benchmarks' files).
+template <typename J = nlohmann::json, typename... Input>
+J parse_json_limited(Input&&... input) {
+  const typename J::parser_callback_t limit = [](int depth, typename J::parse_event_t, J&) {
     if (depth > kMaxJsonDepth) throw JsonTooDeep(kMaxJsonDepth);
     return true;
   };
   try {
-    return nlohmann::json::parse(std::forward<Input>(input)..., limit);
-  } catch (const nlohmann::json::out_of_range& e) {
+    return J::parse(std::forward<Input>(input)..., limit);
+  } catch (const typename J::out_of_range& e) {
     const std::string what = e.what();  // "[json.exception.out_of_range.406] number overflow parsing '1e999'"
-    throw nlohmann::json::parse_error::create(101, 0, what.substr(what.find("] ") + 2), nullptr);
+    throw J::parse_error::create(101, 0, what.substr(what.find("] ") + 2), nullptr);
   }
 }
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/api/error.h"
+#include "core/lib/util/json_safe.h"
 
 namespace mmr::benchmarks::jsonl {
 
@@ -43,8 +44,8 @@ inline std::vector<JsonLine> read_jsonl(const std::string& path, const std::stri
     if (is_blank(text)) continue;
     JsonLine row{line, {}};
     try {
-      row.value = Json::parse(text);
-    } catch (const Json::exception& e) {
+      row.value = mmr::parse_json_limited<Json>(text);  // nested too deep: the error below, not a crash later
+    } catch (const std::exception& e) {  // Json::exception or mmr::JsonTooDeep
       throw mmr::DataError(at(path, line) + "malformed JSON line in " + what + ": " + e.what());
     }
     if (!row.value.is_object())
@@ -67,14 +68,16 @@ inline std::string read_text_file(const std::string& path, const std::string& wh
 inline Json read_json_file(const std::string& path, const std::string& what) {
   const std::string text = read_text_file(path, what);
   try {
-    return Json::parse(text);
+    return mmr::parse_json_limited<Json>(text);
+  } catch (const mmr::JsonTooDeep& e) {
+    throw mmr::DataError(path + ": malformed JSON in " + what + ": " + e.what());
   } catch (const Json::parse_error& e) {
+    // No position for a number past a double's range ("1e999", found by fuzz/): parse_json_limited gives byte 0.
+    if (e.byte == 0) throw mmr::DataError(path + ": malformed JSON in " + what + ": " + e.what());
     // nlohmann reports the byte offset; a line number is what the user needs.
     const size_t offset = std::min(e.byte, text.size());
     const auto line = 1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(offset), '\n');
     throw mmr::DataError(at(path, static_cast<int>(line)) + "malformed JSON in " + what + ": " + e.what());
-  } catch (const Json::out_of_range& e) {  // a number past a double's range ("1e999"; found by fuzz/)
-    throw mmr::DataError(path + ": malformed JSON in " + what + ": " + e.what());
   }
 }
 

@@ -104,6 +104,9 @@ TEST(MmVetScoring, MalformedGradeFileNamesFileAndLine) {
   const std::string huge = write_temp("huge.json", R"({"v1_0": {"imagename": 1e3080, "score": [1.0]}})");
   expect_data_error([&] { read_metadata(huge); }, {huge, "malformed JSON", "number overflow parsing '1e3080'"});
   expect_data_error([&] { read_grade_file(huge); }, {huge, "malformed JSON", "number overflow parsing '1e3080'"});
+  // A value nested far past any real file: refused while parsing (quoting it in an error would recurse per level).
+  const std::string deep = write_temp("deep.json", "{\"v1_0\": " + std::string(100000, '[') + std::string(100000, ']') + "}");
+  expect_data_error([&] { read_grade_file(deep); }, {deep, "malformed JSON", "nested deeper than 256 levels"});
 }
 
 // ---- grading ----

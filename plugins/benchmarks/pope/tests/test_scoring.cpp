@@ -166,6 +166,10 @@ TEST(PopeScoring, MalformedLineNamesFileAndLine) {
   text.insert(pos + 1, "{\"question_id\": 99, \"text\": \n");  // line 3
   const std::string path = write_temp("malformed.jsonl", text);
   expect_data_error([&] { read_answers(path); }, {path + ":3:", "malformed JSON"});
+  // A line nested far past any real row: refused while parsing (the error quoting its "text" would recurse).
+  const std::string deep = write_temp("deep.jsonl", "{\"question_id\": 1, \"text\": " + std::string(100000, '[') +
+                                                         std::string(100000, ']') + "}\n");
+  expect_data_error([&] { read_answers(deep); }, {deep + ":1:", "malformed JSON", "nested deeper than 256 levels"});
 }
 
 TEST(PopeScoring, RejectsDuplicateAnswers) {
