@@ -75,6 +75,8 @@ fi
 if has compiled; then  # HF's fastest configuration: static KV cache + torch.compile (training: torch.compile)
   run hf_decode_compiled python3 tools/bench/hf_llava_peer.py --shape llava-1.5-13b --new-tokens 128 --batches 1,8 \
     --mode static-compile
+  run hf_decode_compiled_adapter python3 tools/bench/hf_llava_peer.py --shape llava-1.5-13b --new-tokens 128 \
+    --batches 1,8 --mode static-compile --adapter-rank 128
   run hf_eval_compiled python3 tools/bench/hf_eval_peer.py --questions $w/questions.jsonl \
     --image-folder tests/data/tiny-llava/images --batch-size 16 --max-new-tokens 8 --mode static-compile
   for shape in ${MMR_BENCH_SHAPES:-llava-1.5-7b llava-1.5-13b}; do
