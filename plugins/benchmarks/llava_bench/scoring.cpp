@@ -146,7 +146,7 @@ std::vector<Answer> read_answers(const std::string& path) {
 }
 
 std::string join_caption(const std::string& caption_json_text, bool join_string_characters) {
-  const Json caption = mmr::parse_json_limited<Json>(caption_json_text);
+  const Json caption = Json::parse(caption_json_text);
   std::string out;
   if (caption.is_array()) {
     for (size_t i = 0; i < caption.size(); ++i) {

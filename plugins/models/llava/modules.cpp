@@ -424,17 +424,9 @@ std::pair<torch::Tensor, torch::Tensor> update_cache(LayerCache& cache, const to
 
 }  // namespace
 
-torch::Tensor LlamaLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                                      const torch::Tensor& mask, LayerCache* cache, bool causal) {
-  const int64_t b = x.size(0), t = x.size(1);
-  torch::Tensor h = input_layernorm(x);
-  const Projected p = project_qkv(h);
-  // A graph-captured decoding step on a GPU: RoPE, the cache writes and attention in our kernels (fast_linear.h).
-  if (cache && cache->write_at.defined() && t == 1 && p.qk.defined())
-    if (auto o = fast_decode_attention(p.qk, p.v, cos, sin, mask, cache->k, cache->v, cache->write_at, cache->span)) {
-      const torch::Tensor x1 = o_proj->forward_add(*o, x);
-      return mlp(post_attention_layernorm(x1), x1);
-    }
+torch::Tensor LlamaLayerImpl::attend(const Projected& p, const torch::Tensor& cos, const torch::Tensor& sin,
+                                     const torch::Tensor& mask, LayerCache* cache, bool causal) {
+  const int64_t b = p.v.size(0), t = p.v.size(1);
   torch::Tensor q, k;
   if (p.qk.defined()) {  // packed: q and k side by side, rotated together
     const torch::Tensor qk = apply_rope(p.qk, cos, sin);
@@ -448,7 +440,18 @@ torch::Tensor LlamaLayerImpl::forward(const torch::Tensor& x, const torch::Tenso
   k = k.transpose(1, 2);                 // (B, K, T, E)
   torch::Tensor v = p.v.transpose(1, 2);
   if (cache) std::tie(k, v) = update_cache(*cache, k, v);
-  torch::Tensor o = attention(q, k, v, mask, causal).transpose(1, 2).reshape({b, t, heads * head_dim});
+  return attention(q, k, v, mask, causal).transpose(1, 2).reshape({b, t, heads * head_dim});
+}
+
+torch::Tensor LlamaLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                      const torch::Tensor& mask, LayerCache* cache, bool causal) {
+  const Projected p = project_qkv(input_layernorm(x));
+  // A decoding step with its cache slot on the device, on a GPU in bf16: RoPE, the cache write and attention in
+  // one kernel of ours (fast_linear.h); anything else, or where the kernel does not apply, the ATen ops.
+  std::optional<torch::Tensor> fused;
+  if (cache && cache->write_at.defined() && x.size(1) == 1 && p.qk.defined())
+    fused = fast_decode_attention(p.qk, p.v, cos, sin, mask, cache->k, cache->v, cache->write_at, cache->span);
+  const torch::Tensor o = fused ? *fused : attend(p, cos, sin, mask, cache, causal);
   const torch::Tensor x1 = o_proj->forward_add(o, x);
   return mlp(post_attention_layernorm(x1), x1);
 }

@@ -158,6 +158,9 @@ struct LlamaLayerImpl : torch::nn::Module {
     torch::Tensor q, k, v;  // (B, T, H or K, E); q and k undefined when qk is given
   };
   Projected project_qkv(const torch::Tensor& h);
+  // RoPE, the cache update and attention as ATen ops: (B, T, H·E).
+  torch::Tensor attend(const Projected& p, const torch::Tensor& cos, const torch::Tensor& sin, const torch::Tensor& mask,
+                       LayerCache* cache, bool causal);
   torch::Tensor mlp(const torch::Tensor& h, const torch::Tensor& x);  // x + the MLP of h
 };
 TORCH_MODULE(LlamaLayer);
