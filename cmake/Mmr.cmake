@@ -104,6 +104,7 @@ function(mmr_add_gtest name)
   if(T_TORCH)
     mmr_use_torch(${name})
   endif()
+  set_property(GLOBAL APPEND PROPERTY MMR_GTEST_TARGETS ${name})
   gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST WORKING_DIRECTORY ${PROJECT_BINARY_DIR}
       PROPERTIES ENVIRONMENT "MMR_TEST_DATA_DIR=${PROJECT_SOURCE_DIR}/tests/data")
 endfunction()

@@ -3,7 +3,8 @@
 # parsing) built with AddressSanitizer + UndefinedBehaviorSanitizer into build-asan/, and its unit tests run there:
 # any report fails the test that triggered it. LibTorch code stays out (its folders are skipped: Debian's
 # LibTorch is not instrumented), and so do the tests that load plugins, the sentencepiece module (RTLD_DEEPBIND,
-# which AddressSanitizer refuses) or start the runner (mmr_add_gtest's PLUGINS, cmake/Mmr.cmake).
+# which AddressSanitizer refuses) or start the runner (mmr_add_gtest's PLUGINS, cmake/Mmr.cmake). Only the test
+# executables are built there (target unit_tests), at -O1 -g1 (CMakeLists.txt says why).
 #
 # Then the code that runs threads against each other under ThreadSanitizer, in build-tsan/: the store's unit tests
 # (writers in several processes and threads on one database) and the openai_compatible judge's worker threads
@@ -21,7 +22,7 @@ command -v ninja >/dev/null && generator=(-G Ninja)
 mkdir -p build-asan
 cmake -S . -B build-asan "${generator[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMMR_SANITIZE=address,undefined \
   "-DMMR_SKIP_DIRS=$skip" > build-asan/configure.log || { cat build-asan/configure.log; exit 1; }
-cmake --build build-asan -j "$(nproc)"
+cmake --build build-asan -j "$(nproc)" --target unit_tests
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ctest --test-dir build-asan -j "$(nproc)" --output-on-failure
