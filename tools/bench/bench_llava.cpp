@@ -214,6 +214,13 @@ int main(int argc, char** argv) {
       for (std::string b; std::getline(again, b, ',');) measure(model, s, std::stoll(b), new_tokens, "base_aten_attention");
       unsetenv("MMR_DECODE_ATTENTION");
     }
+    if (model.device().is_cuda() && o.lora_r == 0) {  // what the programmatic dependent launches bring (pdl.cuh)
+      setenv("MMR_PDL", "0", 1);
+      model.set_adapters_enabled(true);  // drops the captured graphs
+      std::stringstream again(batches);
+      for (std::string b; std::getline(again, b, ',');) measure(model, s, std::stoll(b), new_tokens, "base_plain_launches");
+      unsetenv("MMR_PDL");
+    }
     if (model.device().is_cuda() && o.lora_r == 0) {  // what the CUDA graphs bring, at batch 1
       setenv("MMR_CUDA_GRAPHS", "0", 1);
       model.set_adapters_enabled(true);  // drops the captured graphs

@@ -69,6 +69,12 @@ def main():
             out.append(f"| greedy decode 13B, batch {b}, ours with RoPE, cache writes and attention as ATen ops "
                        f"(MMR_DECODE_ATTENTION=0) | {aten['tokens_per_second']:.1f} tok/s, step {aten['step_ms']:.2f} ms"
                        " | | | | |")
+    for b in (1, 8):
+        plain = pick(rows, "greedy_decode", ("ours",), batch=b, variant="base_plain_launches")
+        if plain:
+            out.append(f"| greedy decode 13B, batch {b}, ours with each kernel launched after the one before ends "
+                       f"(MMR_PDL=0) | {plain['tokens_per_second']:.1f} tok/s, step {plain['step_ms']:.2f} ms"
+                       " | | | | |")
     nog = pick(rows, "greedy_decode", ("ours",), batch=1, variant="base_no_cuda_graphs")
     if nog:
         out.append(f"| greedy decode 13B, batch 1, ours without CUDA graphs (MMR_CUDA_GRAPHS=0) | "

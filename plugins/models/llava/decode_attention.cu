@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "decode_attention.h"
+#include "pdl.cuh"
 
 namespace mmr::llava::gemv {
 
@@ -106,6 +107,8 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionProb
   __shared__ float sums[kWarps][G][kE];
   __shared__ float stat[G][2];  // maximum, sum of exponentials
   __shared__ bool last;
+  pdl::allow_next_kernel();
+  pdl::wait_for_previous_kernel();  // everything below reads the step's data (pdl.cuh)
   const int chunk = blockIdx.x, kv_head = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int limit = static_cast<int>(min(static_cast<int64_t>(p.span), *p.slot + 1));  // slots after it: unwritten
@@ -212,20 +215,20 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(DecodeAttentionProb
 }
 
 template <int G>
-int launch_attention(const DecodeAttentionProblem& p, cudaStream_t stream) {
-  attention_kernel<G><<<dim3(static_cast<unsigned>(chunks(p)), p.kv_heads, p.b), kThreads, 0, stream>>>(p);
-  return static_cast<int>(cudaGetLastError());
+int launch_attention(const DecodeAttentionProblem& p, cudaStream_t stream, bool dependent) {
+  return pdl::launch(attention_kernel<G>, dim3(static_cast<unsigned>(chunks(p)), p.kv_heads, p.b), dim3(kThreads),
+                     stream, dependent, p);
 }
 
 }  // namespace
 
-int launch_decode_attention(const DecodeAttentionProblem& p, void* stream) {
+int launch_decode_attention(const DecodeAttentionProblem& p, void* stream, bool dependent) {
   const auto s = static_cast<cudaStream_t>(stream);
   switch (p.heads / p.kv_heads) {
-    case 1: return launch_attention<1>(p, s);
-    case 2: return launch_attention<2>(p, s);
-    case 4: return launch_attention<4>(p, s);
-    case 8: return launch_attention<8>(p, s);
+    case 1: return launch_attention<1>(p, s, dependent);
+    case 2: return launch_attention<2>(p, s, dependent);
+    case 4: return launch_attention<4>(p, s, dependent);
+    case 8: return launch_attention<8>(p, s, dependent);
   }
   return static_cast<int>(cudaErrorInvalidValue);
 }

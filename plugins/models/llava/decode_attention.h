@@ -37,7 +37,7 @@ inline int64_t partial_floats(const DecodeAttentionProblem& p) {
   return int64_t{p.b} * p.heads * chunks(p) * (kHeadDim + 2);
 }
 
-// On `stream`; returns the CUDA error code, 0 when none.
-int launch_decode_attention(const DecodeAttentionProblem& p, void* stream);
+// On `stream`, as a programmatic dependent launch when `pdl` (pdl.cuh); returns the CUDA error code, 0 when none.
+int launch_decode_attention(const DecodeAttentionProblem& p, void* stream, bool pdl);
 
 }  // namespace mmr::llava::gemv

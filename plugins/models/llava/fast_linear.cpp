@@ -33,6 +33,10 @@ bool env_on(const char* name) {
   return !(v && std::strcmp(v, "0") == 0);
 }
 
+// Whether the kernels go out as programmatic dependent launches (pdl.cuh); MMR_PDL=0: plain launches. Read at
+// each launch, as MMR_DECODE_ATTENTION: bench_llava measures both in one process (a captured step makes no calls).
+bool dependent_launches() { return env_on("MMR_PDL"); }
+
 bool aligned16(const torch::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
 
 // x as (M, K) rows the kernel can read (16-byte aligned, unit stride, row stride a multiple of 8), or undefined
@@ -55,10 +59,6 @@ torch::Tensor kernel_rows(const torch::Tensor& x, const torch::Tensor& w) {
 
 torch::Tensor run(const torch::Tensor& x, const torch::Tensor& x2, const torch::Tensor& w, int64_t n,
                   const torch::Tensor& residual2, gemv::Epilogue e) {
-  static const bool pdl = [] {
-    const char* v = std::getenv("MMR_GEMV_PDL");
-    return v && std::strcmp(v, "1") == 0;
-  }();
   const c10::cuda::CUDAGuard guard(x.device());
   torch::Tensor y = torch::empty({x2.size(0), n}, x.options());
   gemv::Problem p;
@@ -75,7 +75,8 @@ torch::Tensor run(const torch::Tensor& x, const torch::Tensor& x2, const torch::
   p.m = static_cast<int>(x2.size(0));
   p.k = static_cast<int>(x2.size(1));
   p.n = static_cast<int>(n);
-  const int err = gemv::launch(p, e, c10::cuda::getCurrentCUDAStream(x.device().index()).stream(), pdl);
+  const int err = gemv::launch(p, e, c10::cuda::getCurrentCUDAStream(x.device().index()).stream(),
+                               dependent_launches());
   MMR_CHECK(err == 0, "decode GEMV launch failed: " << cudaGetErrorString(static_cast<cudaError_t>(err)));
   auto sizes = x.sizes().vec();
   sizes.back() = n;
@@ -120,7 +121,8 @@ std::optional<torch::Tensor> fast_rms_norm(const torch::Tensor& x, const torch::
   p.m = static_cast<int>(x2.size(0));
   p.k = static_cast<int>(x2.size(1));
   p.eps = static_cast<float>(eps);
-  const int err = gemv::launch_rms_norm(p, c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+  const int err = gemv::launch_rms_norm(p, c10::cuda::getCurrentCUDAStream(x.device().index()).stream(),
+                                        dependent_launches());
   MMR_CHECK(err == 0, "decode RMSNorm launch failed: " << cudaGetErrorString(static_cast<cudaError_t>(err)));
   return y.view(x.sizes());
 }
@@ -218,7 +220,8 @@ std::optional<torch::Tensor> fast_decode_attention(const torch::Tensor& qk, cons
   torch::Tensor partial = torch::empty({gemv::partial_floats(p)}, qk.options().dtype(torch::kFloat32));
   p.partial = partial.data_ptr<float>();
   p.arrived = arrived;
-  const int err = gemv::launch_decode_attention(p, c10::cuda::getCurrentCUDAStream(d.index()).stream());
+  const int err =
+      gemv::launch_decode_attention(p, c10::cuda::getCurrentCUDAStream(d.index()).stream(), dependent_launches());
   MMR_CHECK(err == 0, "decode attention launch failed: " << cudaGetErrorString(static_cast<cudaError_t>(err)));
   return out;
 }

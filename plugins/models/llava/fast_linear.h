@@ -5,9 +5,8 @@
 // down_proj with the residual add, and gate-up with silu · up (cuBLAS reads gate-up's weight 1 µs faster, 70.6
 // against 71.6 µs a call, but the silu · up kernel it then needs made a 13B step at batch 1 0.2 ms slower: 7.96
 // against 7.75 ms on an H200, bench_llava at commit 411c545).
-// MMR_GEMV=0 turns all of it off (the ATen path everywhere, for measuring). MMR_GEMV_PDL=1 launches the GEMV as a
-// programmatic dependent launch (weights loaded before the previous kernel ends): 1-1.4 µs less per call after a
-// small kernel in tools/bench/gemv_bench.cu, but a 13B step 0.08 ms slower on an H200, so off by default.
+// MMR_GEMV=0 turns all of it off (the ATen path everywhere, for measuring). The kernels go out as programmatic
+// dependent launches (pdl.cuh), each starting in the last wave of the one before; MMR_PDL=0 launches them plainly.
 #pragma once
 
 #include <torch/torch.h>

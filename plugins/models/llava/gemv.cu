@@ -13,28 +13,20 @@ namespace {
 constexpr int kTiles = 1, kWarps = 8, kUnroll = 4;
 
 template <Epilogue E>
-int launch_as(const Problem& p, cudaStream_t stream, bool pdl) {
+int launch_as(const Problem& p, cudaStream_t stream, bool dependent) {
   constexpr int cols = E == Epilogue::kSiluMul ? 4 * kTiles : 8 * kTiles;
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3((p.n + cols - 1) / cols);
-  config.blockDim = dim3(kWarps * 32);
-  config.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = attr;
-  config.numAttrs = pdl ? 1 : 0;
-  return static_cast<int>(cudaLaunchKernelEx(&config, gemv_kernel<kTiles, kWarps, kUnroll, E>, p));
+  return pdl::launch(gemv_kernel<kTiles, kWarps, kUnroll, E>, dim3((p.n + cols - 1) / cols), dim3(kWarps * 32),
+                     stream, dependent, p);
 }
 
 }  // namespace
 
-int launch(const Problem& p, Epilogue e, void* stream, bool pdl) {
+int launch(const Problem& p, Epilogue e, void* stream, bool dependent) {
   const auto s = static_cast<cudaStream_t>(stream);
   switch (e) {
-    case Epilogue::kNone: return launch_as<Epilogue::kNone>(p, s, pdl);
-    case Epilogue::kResidual: return launch_as<Epilogue::kResidual>(p, s, pdl);
-    case Epilogue::kSiluMul: return launch_as<Epilogue::kSiluMul>(p, s, pdl);
+    case Epilogue::kNone: return launch_as<Epilogue::kNone>(p, s, dependent);
+    case Epilogue::kResidual: return launch_as<Epilogue::kResidual>(p, s, dependent);
+    case Epilogue::kSiluMul: return launch_as<Epilogue::kSiluMul>(p, s, dependent);
   }
   return static_cast<int>(cudaErrorInvalidValue);
 }

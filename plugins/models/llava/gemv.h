@@ -26,7 +26,7 @@ struct Problem {
 constexpr int kMaxRows = 8;
 
 // Launches the product on `stream` (a cudaStream_t); `pdl`: as a programmatic dependent launch, which may start
-// (and load weights) before the kernel before it ends. Returns the CUDA error code, 0 when none.
+// (and load weights) before the kernel before it ends (pdl.cuh). Returns the CUDA error code, 0 when none.
 int launch(const Problem& p, Epilogue e, void* stream, bool pdl);
 
 // y = x / rms(x) · weight per row (Zhang & Sennrich 2019), in float32, rounded to bf16 once (as at::rms_norm).
@@ -39,7 +39,7 @@ struct NormProblem {
   float eps = 0.f;
 };
 
-int launch_rms_norm(const NormProblem& p, void* stream);
+int launch_rms_norm(const NormProblem& p, void* stream, bool pdl);  // as launch()
 
 
 }  // namespace mmr::llava::gemv

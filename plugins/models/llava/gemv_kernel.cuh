@@ -26,6 +26,7 @@
 #include <cstdint>
 
 #include "gemv.h"
+#include "pdl.cuh"
 
 namespace mmr::llava::gemv {
 
@@ -97,11 +98,10 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_kernel(Problem p) {
       }
   };
   // The weights do not depend on the kernel before this one: the first group's loads go out before waiting for
-  // it (launched as a programmatic dependent launch; otherwise the wait returns at once).
+  // it (pdl.cuh).
+  pdl::allow_next_kernel();
   if (s_begin < s_end) load_w(s_begin);
-#if __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
+  pdl::wait_for_previous_kernel();
   float acc[T][2] = {};
   for (int s = s_begin; s < s_end; s += U) {
     if (s != s_begin) load_w(s);

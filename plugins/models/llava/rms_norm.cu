@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include "gemv.h"
+#include "pdl.cuh"
 
 namespace mmr::llava::gemv {
 
@@ -25,6 +26,8 @@ __device__ __forceinline__ float block_sum(float v, float* shared) {
 
 __global__ void __launch_bounds__(kThreads) rms_norm_kernel(NormProblem p) {
   __shared__ float partial[kThreads / 32];
+  pdl::allow_next_kernel();
+  pdl::wait_for_previous_kernel();  // x is the previous kernel's output
   const uint4* x = reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(p.x) + blockIdx.x * p.ldx);
   const uint4* w = reinterpret_cast<const uint4*>(p.weight);
   uint4* y = reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(p.y) + blockIdx.x * p.ldy);
@@ -57,9 +60,8 @@ __global__ void __launch_bounds__(kThreads) rms_norm_kernel(NormProblem p) {
 
 }  // namespace
 
-int launch_rms_norm(const NormProblem& p, void* stream) {
-  rms_norm_kernel<<<p.m, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(p);
-  return static_cast<int>(cudaGetLastError());
+int launch_rms_norm(const NormProblem& p, void* stream, bool dependent) {
+  return pdl::launch(rms_norm_kernel, dim3(p.m), dim3(kThreads), static_cast<cudaStream_t>(stream), dependent, p);
 }
 
 }  // namespace mmr::llava::gemv
