@@ -221,10 +221,12 @@ int main(int argc, char** argv) {
       for (std::string b; std::getline(again, b, ',');) measure(model, s, std::stoll(b), new_tokens, "base_plain_launches");
       unsetenv("MMR_PDL");
     }
-    if (model.device().is_cuda() && o.lora_r == 0) {  // what the CUDA graphs bring, at batch 1
+    if (model.device().is_cuda() && o.lora_r == 0) {  // what the CUDA graphs bring
       setenv("MMR_CUDA_GRAPHS", "0", 1);
       model.set_adapters_enabled(true);  // drops the captured graphs
-      measure(model, s, 1, new_tokens, "base_no_cuda_graphs");
+      std::stringstream again(batches);
+      for (std::string b; std::getline(again, b, ',');) measure(model, s, std::stoll(b), new_tokens, "base_no_cuda_graphs");
+      unsetenv("MMR_CUDA_GRAPHS");
     }
   } catch (const std::exception& e) {
     std::cerr << "bench_llava: " << e.what() << "\n";
