@@ -63,23 +63,16 @@ def main():
                  lambda r: f"{r['step_ms']:.2f} ms", False, batch=b, variant=variant)
             line(f"  same, prefill (image + prompt, first token)", "greedy_decode", "prefill_seconds",
                  lambda r: f"{1e3 * r['prefill_seconds']:.1f} ms", False, batch=b, variant=variant)
-    for b in (1, 8):
-        aten = pick(rows, "greedy_decode", ("ours",), batch=b, variant="base_aten_attention")
-        if aten:
-            out.append(f"| greedy decode 13B, batch {b}, ours with RoPE, cache writes and attention as ATen ops "
-                       f"(MMR_DECODE_ATTENTION=0) | {aten['tokens_per_second']:.1f} tok/s, step {aten['step_ms']:.2f} ms"
-                       " | | | | |")
-    for b in (1, 8):
-        plain = pick(rows, "greedy_decode", ("ours",), batch=b, variant="base_plain_launches")
-        if plain:
-            out.append(f"| greedy decode 13B, batch {b}, ours with each kernel launched after the one before ends "
-                       f"(MMR_PDL=0) | {plain['tokens_per_second']:.1f} tok/s, step {plain['step_ms']:.2f} ms"
-                       " | | | | |")
-    for b in (1, 8):
-        nog = pick(rows, "greedy_decode", ("ours",), batch=b, variant="base_no_cuda_graphs")
-        if nog:
-            out.append(f"| greedy decode 13B, batch {b}, ours without CUDA graphs (MMR_CUDA_GRAPHS=0) | "
-                       f"{nog['tokens_per_second']:.1f} tok/s, step {nog['step_ms']:.2f} ms | | | | |")
+    # Ours alone with one part of the decoding step turned off, same process (bench_llava's variants).
+    for variant, without in (("base_aten_attention", "with RoPE, cache writes and attention as ATen ops "
+                              "(MMR_DECODE_ATTENTION=0)"),
+                             ("base_plain_launches", "with each kernel launched after the one before ends (MMR_PDL=0)"),
+                             ("base_no_cuda_graphs", "without CUDA graphs (MMR_CUDA_GRAPHS=0)")):
+        for b in (1, 8):
+            r = pick(rows, "greedy_decode", ("ours",), batch=b, variant=variant)
+            if r:
+                out.append(f"| greedy decode 13B, batch {b}, ours {without} | {r['tokens_per_second']:.1f} tok/s, "
+                           f"step {r['step_ms']:.2f} ms | | | | |")
     line("POPE-shaped evaluation, 13B: questions/s after the first batch (image + question, ≤ 8 new tokens, "
          "batch 16)", "pope_eval", "questions_per_second", lambda r: f"{r['questions_per_second']:.2f} q/s", True,
          variant=None)  # the shared-prefix run (the default); the unshared one is below
