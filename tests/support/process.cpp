@@ -55,6 +55,8 @@ Process::~Process() {
 
 void Process::signal(int sig) { kill(pid_, sig); }
 
+std::string Process::err_so_far() const { return slurp(err_path_); }
+
 ProcessResult Process::wait() {
   int st = 0;
   waitpid(pid_, &st, 0);

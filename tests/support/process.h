@@ -22,6 +22,7 @@ class Process {
   ~Process();
   void signal(int sig);
   ProcessResult wait();
+  std::string err_so_far() const;  // what the running child has written to stderr so far
   pid_t pid() const { return pid_; }
 
  private:
