@@ -201,32 +201,28 @@ int main(int argc, char** argv) {
       else measure(model, s, std::stoll(b), new_tokens, variant);
     }
     if (decode_batch || profile_steps) return 0;
-    if (model.device().is_cuda() && o.lora_r == 0) {  // what the decoding step's attention kernels bring
+    if (model.device().is_cuda() && o.lora_r == 0) {
+      // Ours with one part of the decoding step turned off, in the same process: each switch is read when a step
+      // is captured (set_adapters_enabled drops the captured graphs) or at each launch.
+      auto turned_off = [&](const char* env, const char* variant_name) {
+        setenv(env, "0", 1);
+        model.set_adapters_enabled(true);
+        std::stringstream again(batches);
+        for (std::string b; std::getline(again, b, ',');) measure(model, s, std::stoll(b), new_tokens, variant_name);
+        unsetenv(env);
+      };
       const auto fused = model.generate({s}, greedy(new_tokens))[0].token_ids;
       setenv("MMR_DECODE_ATTENTION", "0", 1);
-      model.set_adapters_enabled(true);  // drops the captured graphs
+      model.set_adapters_enabled(true);
       const auto aten = model.generate({s}, greedy(new_tokens))[0].token_ids;
+      unsetenv("MMR_DECODE_ATTENTION");
       size_t same = 0;
       while (same < fused.size() && same < aten.size() && fused[same] == aten[same]) ++same;
       std::cout << "{\"what\": \"decode_attention_agreement\", \"same_leading_tokens\": " << same << ", \"of\": "
                 << fused.size() << "}" << std::endl;
-      std::stringstream again(batches);
-      for (std::string b; std::getline(again, b, ',');) measure(model, s, std::stoll(b), new_tokens, "base_aten_attention");
-      unsetenv("MMR_DECODE_ATTENTION");
-    }
-    if (model.device().is_cuda() && o.lora_r == 0) {  // what the programmatic dependent launches bring (pdl.cuh)
-      setenv("MMR_PDL", "0", 1);
-      model.set_adapters_enabled(true);  // drops the captured graphs
-      std::stringstream again(batches);
-      for (std::string b; std::getline(again, b, ',');) measure(model, s, std::stoll(b), new_tokens, "base_plain_launches");
-      unsetenv("MMR_PDL");
-    }
-    if (model.device().is_cuda() && o.lora_r == 0) {  // what the CUDA graphs bring
-      setenv("MMR_CUDA_GRAPHS", "0", 1);
-      model.set_adapters_enabled(true);  // drops the captured graphs
-      std::stringstream again(batches);
-      for (std::string b; std::getline(again, b, ',');) measure(model, s, std::stoll(b), new_tokens, "base_no_cuda_graphs");
-      unsetenv("MMR_CUDA_GRAPHS");
+      turned_off("MMR_DECODE_ATTENTION", "base_aten_attention");  // the decoding step's attention kernel
+      turned_off("MMR_PDL", "base_plain_launches");                // programmatic dependent launches (pdl.cuh)
+      turned_off("MMR_CUDA_GRAPHS", "base_no_cuda_graphs");
     }
   } catch (const std::exception& e) {
     std::cerr << "bench_llava: " << e.what() << "\n";

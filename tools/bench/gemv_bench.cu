@@ -72,16 +72,9 @@ __global__ void reference(Problem p, Epilogue e, float* out) {
 template <int T, int WARPS, int U, Epilogue E>
 void launch(const Problem& p, cudaStream_t s, bool pdl) {
   constexpr int cols = E == Epilogue::kSiluMul ? 4 * T : 8 * T;
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3((p.n + cols - 1) / cols);
-  config.blockDim = dim3(WARPS * 32);
-  config.stream = s;
-  cudaLaunchAttribute attr;
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = &attr;
-  config.numAttrs = pdl ? 1 : 0;
-  CHECK_CUDA(cudaLaunchKernelEx(&config, mmr::llava::gemv::gemv_kernel<T, WARPS, U, E>, p));
+  CHECK_CUDA(static_cast<cudaError_t>(mmr::llava::gemv::pdl::launch(mmr::llava::gemv::gemv_kernel<T, WARPS, U, E>,
+                                                                    dim3((p.n + cols - 1) / cols), dim3(WARPS * 32),
+                                                                    s, pdl, p)));
 }
 
 struct Variant {
