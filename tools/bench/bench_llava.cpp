@@ -8,6 +8,8 @@
 //               --image tests/data/tiny-llava/images/wide.png --new-tokens 128 --batches 1,8 [--adapter-rank 128]
 //               [--decode-batch 1]   (continuous batching, start_batch(), instead of generate())
 //               [--profile 1]        (CUDA builds: where a decoding step's GPU time goes, per kernel)
+//               [--profile-calls 1]  (CUDA builds: the same for a prefill, and a POPE-shaped batch of 16 over the
+//                                     --image list, comma-separated)
 //
 // With --adapter-rank, the model carries a LoRA adapter of that rank on every language-model linear (random B, as
 // a trained one; nobody trains it, so generation merges it as an evaluation does). Prints one JSON object per
@@ -124,6 +126,52 @@ void profile(mmr::llava::LlavaModel& model, const mmr::ChatSample& s, int64_t n,
             << ", \"kernel_names\": " << rows.size() << ", \"generate_seconds\": " << wall << "}" << std::endl;
   for (size_t i = 0; i < rows.size() && i < 30; ++i) std::cout << rows[i].second << std::endl;
 }
+
+// Where one call of `work` spends its time: wall clock (unprofiled, best of 3) against the GPU's kernel time, and
+// the largest kernels. A wall far above the kernels' sum means the GPU waits for the host.
+void profile_call(const std::string& what, const std::function<void()>& work) {
+  namespace tp = torch::autograd::profiler;
+  work();  // warm-up
+  double wall = 1e30;
+  for (int i = 0; i < 3; ++i) {
+    const auto t = Clock::now();
+    work();
+    wall = std::min(wall, seconds_since(t));
+  }
+  const auto kernels = kernel_times(work);
+  std::vector<std::pair<double, std::string>> rows;
+  double total = 0;
+  for (const auto& [name, tc] : kernels) {
+    total += tc.first;
+    std::ostringstream line;
+    line << "{\"what\": \"profile_kernel\", \"of\": \"" << what << "\", \"us\": " << tc.first << ", \"calls\": "
+         << tc.second << ", \"kernel\": \"" << name.substr(0, 160) << "\"}";
+    rows.emplace_back(tc.first, line.str());
+  }
+  std::sort(rows.rbegin(), rows.rend());
+  std::cout << "{\"what\": \"profile_call\", \"of\": \"" << what << "\", \"wall_ms\": " << 1e3 * wall
+            << ", \"kernel_ms\": " << total / 1e3 << "}" << std::endl;
+  for (size_t i = 0; i < rows.size() && i < 25; ++i) std::cout << rows[i].second << std::endl;
+}
+
+// The prefill alone (one new token) at each batch size, then a POPE-shaped batch as tools/bench/pope_workload.py
+// makes them: 16 questions, six about each image in turn, at most 8 new tokens.
+void profile_prefill_and_eval(mmr::llava::LlavaModel& model, const mmr::ChatSample& s, const std::string& batches,
+                              const std::vector<std::string>& images) {
+  int64_t tokens = 0;
+  std::stringstream ss(batches);
+  for (std::string b; std::getline(ss, b, ',');) {
+    const std::vector<mmr::ChatSample> prompts(static_cast<size_t>(std::stoll(b)), s);
+    profile_call("prefill, batch " + b, [&] { timed_generate(model, prompts, greedy(1), &tokens); });
+  }
+  std::vector<mmr::ChatSample> pope(16, s);
+  const char* objects[] = {"dining table", "person", "car", "chair", "cup", "dog", "bottle", "bicycle"};
+  for (size_t i = 0; i < pope.size(); ++i) {
+    pope[i].turns = {{"human", std::string("<image>\nIs there a ") + objects[i % 8] + " in the image?"}};
+    pope[i].images = {images[(i / 6) % images.size()]};
+  }
+  profile_call("POPE-shaped batch of 16, 8 new tokens", [&] { timed_generate(model, pope, greedy(8), &tokens); });
+}
 #endif
 
 // Continuous batching (LlavaModel::start_batch, what `runner serve` decodes with): n requests added at once, then
@@ -160,6 +208,7 @@ int main(int argc, char** argv) {
   int64_t new_tokens = 128;
   bool decode_batch = false;  // --decode-batch 1: measure start_batch() instead of generate()
   bool profile_steps = false;  // --profile 1: per-kernel GPU time of a step (CUDA builds)
+  bool profile_calls = false;  // --profile-calls 1: the same for a prefill and a POPE-shaped batch
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--shape") o.shape = v;
@@ -171,6 +220,7 @@ int main(int argc, char** argv) {
     else if (k == "--batches") batches = v;
     else if (k == "--decode-batch") decode_batch = v == "1";
     else if (k == "--profile") profile_steps = v == "1";
+    else if (k == "--profile-calls") profile_calls = v == "1";
     else if (k == "--adapter-rank") o.lora_r = std::stoll(v), o.lora_alpha = 2.0 * o.lora_r;
     else { std::cerr << "unknown option " << k << "\n"; return 2; }
   }
@@ -184,8 +234,20 @@ int main(int argc, char** argv) {
     }
     mmr::ChatSample s;
     s.turns = {{"human", "<image>\nDescribe the image in detail."}};
-    s.images = {image};
+    std::vector<std::string> images;  // --image a.png,b.jpg: the POPE-shaped batch of --profile-calls asks about each
+    std::stringstream list(image);
+    for (std::string one; std::getline(list, one, ',');) images.push_back(one);
+    s.images = {images.at(0)};
     const std::string variant = o.lora_r > 0 ? "adapter_r" + std::to_string(o.lora_r) : "base";
+    if (profile_calls) {
+#ifdef MMR_BENCH_PROFILE
+      profile_prefill_and_eval(model, s, batches, images);
+      return 0;
+#else
+      std::cerr << "bench_llava: --profile-calls needs a CUDA LibTorch build\n";
+      return 2;
+#endif
+    }
     std::stringstream ss(batches);
     for (std::string b; std::getline(ss, b, ',');) {
       if (profile_steps) {
