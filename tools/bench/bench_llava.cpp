@@ -15,6 +15,7 @@
 // a trained one; nobody trains it, so generation merges it as an evaluation does). Prints one JSON object per
 // measurement on stdout.
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <functional>
 #include <iostream>
@@ -78,7 +79,9 @@ void measure(mmr::llava::LlavaModel& model, const mmr::ChatSample& s, int64_t n,
 
 #ifdef MMR_BENCH_PROFILE
 // GPU time per kernel name (µs) and launch count while `work` runs, from the Kineto profiler (CUPTI).
-std::map<std::string, std::pair<double, int64_t>> kernel_times(const std::function<void()>& work) {
+// With `trace`, the whole timeline (host ops and kernels) is saved there too, in Chrome's trace format.
+std::map<std::string, std::pair<double, int64_t>> kernel_times(const std::function<void()>& work,
+                                                               const std::string& trace = "") {
   namespace tp = torch::autograd::profiler;
   const tp::ProfilerConfig config(tp::ProfilerState::KINETO);
   const std::set<tp::ActivityType> activities = {tp::ActivityType::CPU, tp::ActivityType::CUDA};
@@ -86,6 +89,7 @@ std::map<std::string, std::pair<double, int64_t>> kernel_times(const std::functi
   tp::enableProfiler(config, activities);
   work();
   const auto result = tp::disableProfiler();
+  if (!trace.empty()) result->save(trace);
   std::map<std::string, std::pair<double, int64_t>> out;
   for (const auto& e : result->events())
     if (e.deviceType() == c10::DeviceType::CUDA) {
@@ -138,7 +142,13 @@ void profile_call(const std::string& what, const std::function<void()>& work) {
     work();
     wall = std::min(wall, seconds_since(t));
   }
-  const auto kernels = kernel_times(work);
+  std::string trace;  // MMR_BENCH_TRACE=dir: the timeline of each profiled call, named after it
+  if (const char* dir = std::getenv("MMR_BENCH_TRACE")) {
+    std::string name = what;
+    for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+    trace = std::string(dir) + "/" + name + ".json";
+  }
+  const auto kernels = kernel_times(work, trace);
   std::vector<std::pair<double, std::string>> rows;
   double total = 0;
   for (const auto& [name, tc] : kernels) {

@@ -9,6 +9,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -226,6 +227,71 @@ std::optional<torch::Tensor> fast_decode_attention(const torch::Tensor& qk, cons
   return out;
 }
 
+namespace {
+
+std::atomic<int64_t> prefill_launches{0};
+
+// Whether a prefill kernel applies to these tensors: bf16 on one GPU, autograd off, not turned off.
+bool prefill_ops_apply(std::initializer_list<const torch::Tensor*> ts) {
+  if (!env_on("MMR_PREFILL_OPS") || !env_on("MMR_GEMV") || at::GradMode::is_enabled()) return false;
+  const torch::Device d = (*ts.begin())->device();
+  for (const torch::Tensor* t : ts)
+    if (!d.is_cuda() || !bf16_on(*t, d) || !aligned16(*t) || t->numel() == 0) return false;
+  return true;
+}
+
+}  // namespace
+
+std::optional<torch::Tensor> fast_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  if (x.dim() != 4 || !prefill_ops_apply({&x, &cos, &sin})) return std::nullopt;
+  const int64_t b = x.size(0), t = x.size(1), e = x.size(3);
+  if (e % 16 != 0 || x.stride(3) != 1 || x.stride(2) != e || (b > 1 && x.stride(0) % 8 != 0) ||
+      (t > 1 && x.stride(1) % 8 != 0) || cos.sizes() != torch::IntArrayRef({b, t, e}) || sin.sizes() != cos.sizes() ||
+      !cos.is_contiguous() || !sin.is_contiguous() || b * t * x.size(2) > (int64_t{1} << 31))
+    return std::nullopt;
+  const c10::cuda::CUDAGuard guard(x.device());
+  torch::Tensor y = torch::empty(x.sizes(), x.options());
+  gemv::RopeProblem p;
+  p.x = x.data_ptr();
+  p.cos = cos.data_ptr();
+  p.sin = sin.data_ptr();
+  p.y = y.data_ptr();
+  p.ld_batch = x.stride(0);
+  p.ld_token = x.stride(1);
+  p.b = static_cast<int>(b);
+  p.t = static_cast<int>(t);
+  p.rows = static_cast<int>(x.size(2));
+  p.e = static_cast<int>(e);
+  const int err = gemv::launch_rope(p, c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+  MMR_CHECK(err == 0, "prefill RoPE launch failed: " << cudaGetErrorString(static_cast<cudaError_t>(err)));
+  ++prefill_launches;
+  return y;
+}
+
+std::optional<torch::Tensor> fast_silu_mul_rows(const torch::Tensor& gate_up) {
+  if (gate_up.dim() < 1 || !prefill_ops_apply({&gate_up})) return std::nullopt;
+  const int64_t n2 = gate_up.size(-1), m = gate_up.numel() / n2;
+  if (n2 % 16 != 0 || n2 / 2 > (int64_t{1} << 30)) return std::nullopt;
+  const torch::Tensor rows = gate_up.reshape({m, n2});  // a view for a packed product's output
+  if (!kernel_rows_ok(rows)) return std::nullopt;
+  const c10::cuda::CUDAGuard guard(gate_up.device());
+  auto sizes = gate_up.sizes().vec();
+  sizes.back() = n2 / 2;
+  torch::Tensor y = torch::empty(sizes, gate_up.options());
+  gemv::SiluMulProblem p;
+  p.gate_up = rows.data_ptr();
+  p.ld = rows.stride(0);
+  p.m = m;
+  p.n = static_cast<int>(n2 / 2);
+  p.y = y.data_ptr();
+  const int err = gemv::launch_silu_mul(p, c10::cuda::getCurrentCUDAStream(gate_up.device().index()).stream());
+  MMR_CHECK(err == 0, "prefill silu·up launch failed: " << cudaGetErrorString(static_cast<cudaError_t>(err)));
+  ++prefill_launches;
+  return y;
+}
+
+int64_t prefill_ops_launched() { return prefill_launches; }
+
 #else  // a CPU LibTorch or no CUDA compiler: the ATen path everywhere
 
 bool fast_kernels_built() { return false; }
@@ -237,6 +303,14 @@ std::optional<torch::Tensor> fast_linear(const torch::Tensor&, const torch::Tens
 std::optional<torch::Tensor> fast_silu_mul(const torch::Tensor&, const torch::Tensor&) { return std::nullopt; }
 
 std::optional<torch::Tensor> fast_rms_norm(const torch::Tensor&, const torch::Tensor&, double) { return std::nullopt; }
+
+std::optional<torch::Tensor> fast_rope(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) {
+  return std::nullopt;
+}
+
+std::optional<torch::Tensor> fast_silu_mul_rows(const torch::Tensor&) { return std::nullopt; }
+
+int64_t prefill_ops_launched() { return 0; }
 
 std::optional<torch::Tensor> fast_decode_attention(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
                                                    const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,

@@ -28,6 +28,15 @@ std::optional<torch::Tensor> fast_silu_mul(const torch::Tensor& x, const torch::
 // x (..., K), weight (K): x / rms(x) · weight, (..., K).
 std::optional<torch::Tensor> fast_rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 
+// A prefill's elementwise steps in one kernel each (prefill_ops.cu), with the unfused ops' roundings, so the same
+// bits (on a GPU, bf16, autograd off; MMR_PREFILL_OPS=0 turns them off):
+// x (B, T, R, E) with its R heads adjacent, cos and sin (B, T, E) as Rope::cos_sin gives them: apply_rope's result.
+std::optional<torch::Tensor> fast_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+// gate_up (..., 2I), gate first: silu(gate) · up, (..., I).
+std::optional<torch::Tensor> fast_silu_mul_rows(const torch::Tensor& gate_up);
+// How many times the two above ran their kernel in this process (tests check that a prefill used them).
+int64_t prefill_ops_launched();
+
 // A decoding step's attention for one token per row (decode_attention.h), the cache slot on the device (a
 // graph-captured step): qk (B, 1, H + K, E) and v (B, 1, K, E), views of one packed projection's output; cos and
 // sin (B, 1, E) as Rope::cos_sin gives them; mask (B, 1, 1, span) additive; k_cache and v_cache (B, K, C, E).

@@ -41,5 +41,28 @@ struct NormProblem {
 
 int launch_rms_norm(const NormProblem& p, void* stream, bool pdl);  // as launch()
 
+// A prefill's elementwise steps (prefill_ops.cu), each one kernel instead of ATen's two to four, rounded to bf16
+// where those round; plain launches (the products around them are cuBLAS's).
+
+// LlamaRotaryEmbedding as apply_rope in modules.cpp: y = x·cos + cat(x₂, x₁)·sin, with sin's first half negated.
+struct RopeProblem {
+  const void* x = nullptr;    // (B, T, R, E): rows of R heads of E values, heads adjacent; 16-byte aligned
+  const void* cos = nullptr;  // (B, T, E), contiguous
+  const void* sin = nullptr;  // as cos
+  void* y = nullptr;          // (B, T, R, E), contiguous
+  int64_t ld_batch = 0, ld_token = 0;  // x's strides, multiples of 8
+  int b = 0, t = 0, rows = 0, e = 0;   // E a multiple of 16
+};
+int launch_rope(const RopeProblem& p, void* stream);
+
+// silu(gate) · up from one packed product: gate_up (M, 2N) rows ld apart, gate first; y (M, N) contiguous.
+struct SiluMulProblem {
+  const void* gate_up = nullptr;  // 16-byte aligned, ld a multiple of 8
+  void* y = nullptr;
+  int64_t ld = 0, m = 0;
+  int n = 0;  // a multiple of 8
+};
+int launch_silu_mul(const SiluMulProblem& p, void* stream);
+
 
 }  // namespace mmr::llava::gemv

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <utility>
 
 #include "device_steps.h"
 #include "internal.h"
@@ -208,11 +209,21 @@ torch::Tensor LlavaModel::prefill_shared(DecodeState& d, const SharedPrefixes& s
       once[l].v = torch::empty_like(once[l].k);
     }
     llama_->forward(heads.embeds, heads.attention_mask, heads.position_ids, &once, !heads.padded);
-    for (size_t l = 0; l < once.size(); ++l) {
-      d.caches[l].k.narrow(2, 0, p).copy_(once[l].k.index_select(0, group));
-      d.caches[l].v.narrow(2, 0, p).copy_(once[l].v.index_select(0, group));
-      d.caches[l].length = p;
+    // One broadcast copy per run of consecutive rows with the same head (an evaluation's rows come grouped), not
+    // index_select and then a copy: that wrote and read every row's keys twice more (26 ms of a 243 ms batch of
+    // 16 POPE questions on an H200, the largest part of the prefill after the GEMMs).
+    for (size_t r = 0; r < s.group.size();) {
+      size_t end = r + 1;
+      while (end < s.group.size() && s.group[end] == s.group[r]) ++end;
+      const int64_t rows = static_cast<int64_t>(end - r);
+      for (size_t l = 0; l < once.size(); ++l)
+        for (auto [to, from] : {std::pair{d.caches[l].k, once[l].k}, std::pair{d.caches[l].v, once[l].v}}) {
+          torch::Tensor slots = to.narrow(0, static_cast<int64_t>(r), rows).narrow(2, 0, p);
+          slots.copy_(from.narrow(0, s.group[r], 1).expand_as(slots));
+        }
+      r = end;
     }
+    for (auto& c : d.caches) c.length = p;
   }
   const torch::Tensor head_length = heads.attention_mask.sum(1).index_select(0, group);  // (B)
   d.mask.narrow(1, 0, p).copy_(heads.attention_mask.index_select(0, group));

@@ -283,6 +283,7 @@ namespace {
 // half negated (Rope::cos_sin), so the product is cat(x₂, x₁)·sin: the same products (negation is exact), from one
 // flip instead of a negation and a concatenation. x (B, T, heads, E), cos and sin (B, T, E).
 torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  if (auto fused = fast_rope(x, cos, sin)) return *fused;  // a prefill on a GPU: the same bits in one kernel
   auto halves = x.sizes().vec();
   halves.back() /= 2;
   halves.insert(halves.end() - 1, 2);
@@ -369,6 +370,7 @@ torch::Tensor LlamaLayerImpl::mlp(const torch::Tensor& h, const torch::Tensor& x
   // A decoding step on a GPU: both projections and silu · up in one kernel (fast_linear.h).
   if (auto a = fast_silu_mul(h, gate_up_weight)) return down_proj->forward_add(*a, x);
   const torch::Tensor gu = F::linear(h, gate_up_weight);
+  if (auto a = fast_silu_mul_rows(gu)) return down_proj->forward_add(*a, x);  // a prefill on a GPU
   const int64_t n = gate_proj->out_features;
   return down_proj->forward_add(torch::silu(gu.narrow(-1, 0, n)) * gu.narrow(-1, n, n), x);
 }

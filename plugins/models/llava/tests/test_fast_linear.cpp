@@ -3,6 +3,9 @@
 // changes there.
 #include <gtest/gtest.h>
 
+#include <array>
+#include <vector>
+
 #include "device_steps.h"
 #include "fast_linear.h"
 #include "modules.h"
@@ -305,5 +308,80 @@ TEST(FastDecodeAttention, ADecodingStepOfALlamaMatchesTheAtenPath) {
     EXPECT_GE(cosine, 0.9999);
     EXPECT_FALSE(torch::equal(fused, aten)) << "the kernels did not run: the same bits as ATen's attention";
     EXPECT_LE(max_rel(fused, aten), 4 * kOneRounding);
+  }
+}
+
+// A prefill's RoPE and silu · up (prefill_ops.cu) against the ATen ops they replace, bit for bit: the same float32
+// steps rounded at the same places. Shapes as a packed projection's output gives them (a strided view), an odd
+// number of positions, and a case each where they do not apply.
+TEST(FastPrefillOps, RopeAndSiluTimesUpGiveTheUnfusedOpsBits) {
+  torch::NoGradGuard no_grad;
+  EXPECT_FALSE(mmr::llava::fast_silu_mul_rows(randn_bf16({3, 64}, torch::kCPU)).has_value()) << "CPU";
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(8);
+  const torch::Device gpu(torch::kCUDA);
+  for (const auto& [b, t, heads, kv, e] : std::vector<std::array<int64_t, 5>>{{1, 37, 4, 2, 128}, {3, 5, 2, 2, 32}}) {
+    const torch::Tensor qkv = randn_bf16({b, t, (heads + 2 * kv) * e}, gpu, 4.0);
+    const torch::Tensor qk = qkv.narrow(-1, 0, (heads + kv) * e).view({b, t, heads + kv, e});
+    const torch::Tensor cos = randn_bf16({b, t, e}, gpu), sin = randn_bf16({b, t, e}, gpu);
+    const torch::Tensor swapped = qk.reshape({b, t, heads + kv, 2, e / 2}).flip(-2).reshape(qk.sizes());
+    const torch::Tensor aten = qk * cos.unsqueeze(2) + swapped * sin.unsqueeze(2);
+    const auto fused = mmr::llava::fast_rope(qk, cos, sin);
+    ASSERT_TRUE(fused.has_value()) << "a prefill's shape (MMR_PREFILL_OPS=0 set?)";
+    EXPECT_TRUE(torch::equal(*fused, aten)) << "b=" << b << " t=" << t << " e=" << e;
+  }
+  EXPECT_FALSE(mmr::llava::fast_rope(randn_bf16({1, 3, 2, 8}, gpu), randn_bf16({1, 3, 8}, gpu), randn_bf16({1, 3, 8}, gpu))
+                   .has_value())
+      << "head size 8: not a multiple of 16";
+  for (const int64_t m : {1, 9, 700}) {
+    const torch::Tensor gu = randn_bf16({m, 3 * 2 * 48}, gpu, 3.0).narrow(-1, 0, 2 * 48);  // rows 288 apart
+    const torch::Tensor aten = torch::silu(gu.narrow(-1, 0, 48)) * gu.narrow(-1, 48, 48);
+    const auto fused = mmr::llava::fast_silu_mul_rows(gu);
+    ASSERT_TRUE(fused.has_value());
+    EXPECT_TRUE(torch::equal(*fused, aten)) << "m=" << m;
+  }
+  torch::AutoGradMode grad(true);
+  EXPECT_FALSE(mmr::llava::fast_silu_mul_rows(randn_bf16({9, 96}, gpu)).has_value()) << "autograd on";
+}
+
+// A prefill of a two-layer LLaMA in bf16 (packed projections, left padding) with the kernels and with
+// MMR_PREFILL_OPS=0: the same bits, in the hidden states and the cache.
+TEST(FastPrefillOps, APrefillOfALlamaGivesTheAtenPathsBits) {
+  SKIP_WITHOUT_CUDA();
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(9);
+  const torch::Device gpu(torch::kCUDA);
+  mmr::llava::TextConfig c;
+  c.hidden_size = 512, c.intermediate_size = 1024, c.num_hidden_layers = 2, c.num_attention_heads = 4;
+  c.num_key_value_heads = 2, c.head_dim = 128, c.vocab_size = 100, c.max_position_embeddings = 512;
+  mmr::llava::Llama llama(c);
+  for (auto& p : llama->parameters()) p.normal_(0, 0.05);
+  llama->to(gpu, torch::kBFloat16);
+  llama->eval();
+  for (auto& layer : *llama->layers) layer->as<mmr::llava::LlamaLayer>()->pack_projections();
+  const auto long_opts = torch::TensorOptions().dtype(torch::kInt64).device(gpu);
+  torch::Tensor mask = torch::ones({2, 41}, long_opts);
+  mask[1].narrow(0, 0, 6).fill_(0);
+  const torch::Tensor positions = (mask.cumsum(1) - 1).clamp_min(0);
+  const torch::Tensor embeds = llama->embed_tokens(torch::randint(100, {2, 41}, long_opts));
+  auto prefill = [&](const char* kernels) {
+    setenv("MMR_PREFILL_OPS", kernels, 1);
+    std::vector<mmr::llava::LayerCache> caches(2);
+    for (auto& cache : caches) {
+      cache.k = torch::zeros({2, 2, 64, 128}, torch::TensorOptions().dtype(torch::kBFloat16).device(gpu));
+      cache.v = torch::zeros_like(cache.k);
+    }
+    const torch::Tensor h = llama->forward(embeds, mask, positions, &caches);
+    unsetenv("MMR_PREFILL_OPS");
+    return std::pair{h, caches};
+  };
+  const int64_t launched = mmr::llava::prefill_ops_launched();
+  const auto [fused, fused_caches] = prefill("1");
+  EXPECT_EQ(mmr::llava::prefill_ops_launched() - launched, 4) << "RoPE and silu · up in each of 2 layers";
+  const auto [aten, aten_caches] = prefill("0");
+  EXPECT_TRUE(torch::equal(fused, aten));
+  for (size_t l = 0; l < 2; ++l) {
+    EXPECT_TRUE(torch::equal(fused_caches[l].k, aten_caches[l].k)) << "layer " << l;
+    EXPECT_TRUE(torch::equal(fused_caches[l].v, aten_caches[l].v)) << "layer " << l;
   }
 }
