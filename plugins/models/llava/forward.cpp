@@ -52,8 +52,8 @@ EncodedSample LlavaModel::encode_prompt(const ChatSample& sample) const {
 }
 
 torch::Tensor LlavaModel::pixel_values_for(const std::string& path) const {
-  std::vector<float> v = image::preprocess_file(path, image_config_);
-  return torch::from_blob(v.data(), {3, image_config_.crop_height, image_config_.crop_width}, torch::kFloat32).clone();
+  const ImageCache::Values v = images_->get({path}, image_config_)[0];
+  return torch::tensor(*v).view({3, image_config_.crop_height, image_config_.crop_width});
 }
 
 ModelBatch LlavaModel::collate(const std::vector<EncodedSample>& samples, bool left_pad) const {
@@ -65,7 +65,7 @@ ModelBatch LlavaModel::collate(const std::vector<EncodedSample>& samples, bool l
   torch::Tensor ids = torch::full({b, t}, pad, torch::kInt64);
   torch::Tensor labels = torch::full({b, t}, kIgnoreIndex, torch::kInt64);
   torch::Tensor mask = torch::zeros({b, t}, torch::kInt64);
-  std::vector<torch::Tensor> pixels;
+  std::vector<std::string> images;
   for (int64_t i = 0; i < b; ++i) {
     const auto& s = samples[i];
     const int64_t n = static_cast<int64_t>(s.input_ids.size());
@@ -80,13 +80,21 @@ ModelBatch LlavaModel::collate(const std::vector<EncodedSample>& samples, bool l
     if (count_placeholders(s.input_ids) != static_cast<int64_t>(s.images.size()))
       throw DataError(fmt::format("sample {} has {} image placeholder(s) but {} image(s)", i,
                                   count_placeholders(s.input_ids), s.images.size()));
-    for (const auto& img : s.images) pixels.push_back(pixel_values_for(img));
+    images.insert(images.end(), s.images.begin(), s.images.end());
   }
   ModelBatch out;
   out.input_ids = ids.to(device_);
   out.labels = labels.to(device_);
   out.attention_mask = mask.to(device_);
-  if (!pixels.empty()) out.pixel_values = torch::stack(pixels).to(device_);
+  if (!images.empty()) {  // one (N, 3, S, S) tensor, copied to the device at once
+    const auto values = images_->get(images, image_config_);
+    const int64_t one = 3 * image_config_.crop_height * image_config_.crop_width;
+    torch::Tensor pixels = torch::empty({static_cast<int64_t>(values.size()), 3, image_config_.crop_height,
+                                         image_config_.crop_width});
+    for (size_t i = 0; i < values.size(); ++i)
+      std::copy(values[i]->begin(), values[i]->end(), pixels.data_ptr<float>() + static_cast<int64_t>(i) * one);
+    out.pixel_values = pixels.to(device_);
+  }
   out.left_padded = left_pad;
   return out;
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config.h"
+#include "image_cache.h"
 #include "core/api/model_api.h"
 #include "core/lib/image/image.h"
 #include "core/lib/tokenizer/tokenizer.h"
@@ -128,6 +129,7 @@ class LlavaModel : public LanguageModel {
   LlavaConfig config_;
   std::shared_ptr<Tokenizer> tokenizer_;
   image::PreprocessConfig image_config_;
+  std::shared_ptr<ImageCache> images_ = std::make_shared<ImageCache>(32);  // ~43 MB at 336x336
   torch::Device device_{torch::kCPU};
   torch::Dtype dtype_ = torch::kFloat32;
   int64_t vision_layer_ = 0;
