@@ -38,11 +38,14 @@ if has eval || has compiled; then
   rm -rf $w && python3 tools/bench/pope_workload.py --out $w --questions 512 --batch-size 16 --max-new-tokens 8 > /dev/null
 fi
 if has eval; then
-  for variant in shared_prefixes unshared; do
+  # no_image_cache: every batch decodes its images again (the workload's 6 images would otherwise stay cached, as
+  # POPE's 500 would not).
+  for variant in shared_prefixes unshared no_image_cache; do
     log=$out/ours_eval_$variant.log
     echo "== ours_eval ($variant): runner, POPE stage"
     t0=$SECONDS
     MMR_SHARE_PREFIXES=$([[ $variant == unshared ]] && echo 0 || echo 1) \
+      MMR_IMAGE_CACHE=$([[ $variant == no_image_cache ]] && echo 0 || echo 1) \
       $b/bin/runner --results $w/results_$variant.db $w/experiment.yaml > "$log" 2>&1
     echo "   rc=$? in $((SECONDS - t0)) s"
     # The stage's last progress line ("pope answers: done, 512/512 (100%), R it/s, elapsed ...": the whole stage's
@@ -56,8 +59,8 @@ steady = re.search(r"pope answers: ([0-9.]+) replies/s after the first batch", t
 if done and steady:
     row = {"what": "pope_eval", "questions": int(done[1]), "batch_size": 16, "questions_per_second": float(steady[1]),
            "with_warmup_questions_per_second": float(done[2]), "elapsed": done[3]}
-    if sys.argv[2] == "unshared":
-        row["variant"] = "unshared"
+    if sys.argv[2] != "shared_prefixes":
+        row["variant"] = sys.argv[2]
     print(json.dumps(row))
 PY
     cat "$out/ours_eval_$variant.jsonl"

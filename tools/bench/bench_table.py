@@ -78,7 +78,8 @@ def main():
          variant=None)  # the shared-prefix run (the default); the unshared one is below
     for r in rows:
         if r.get("what") == "pope_eval" and r.get("peer", "ours") == "ours":
-            name = "ours" if r.get("variant") is None else "ours without prefix sharing (MMR_SHARE_PREFIXES=0)"
+            name = {None: "ours", "unshared": "ours without prefix sharing (MMR_SHARE_PREFIXES=0)",
+                    "no_image_cache": "ours decoding every batch's images again (MMR_IMAGE_CACHE=0)"}[r.get("variant")]
             out.append(f"|   same, {name}, the whole stage (first batch and warm-up included) | "
                        f"{r['with_warmup_questions_per_second']:.2f} q/s ({r['questions_per_second']:.2f} after the "
                        f"first batch) | | | | |")

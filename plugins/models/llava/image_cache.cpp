@@ -4,7 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <future>
 #include <map>
@@ -27,6 +27,11 @@ std::string file_key(const std::string& path, const image::PreprocessConfig& con
 }
 
 }  // namespace
+
+size_t image_cache_capacity() {
+  const char* env = std::getenv("MMR_IMAGE_CACHE");
+  return env && std::string(env) == "0" ? 0 : 32;
+}
 
 std::vector<ImageCache::Values> ImageCache::get(const std::vector<std::string>& paths,
                                                 const image::PreprocessConfig& config) {

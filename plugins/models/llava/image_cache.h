@@ -16,6 +16,9 @@
 
 namespace mmr::llava {
 
+// 32 images, or none with MMR_IMAGE_CACHE=0.
+size_t image_cache_capacity();
+
 class ImageCache {
  public:
   using Values = std::shared_ptr<const std::vector<float>>;  // (3, crop height, crop width), as preprocess() gives

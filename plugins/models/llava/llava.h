@@ -129,7 +129,8 @@ class LlavaModel : public LanguageModel {
   LlavaConfig config_;
   std::shared_ptr<Tokenizer> tokenizer_;
   image::PreprocessConfig image_config_;
-  std::shared_ptr<ImageCache> images_ = std::make_shared<ImageCache>(32);  // ~43 MB at 336x336
+  // ~43 MB at 336x336; MMR_IMAGE_CACHE=0: none kept (each batch decodes its images again, for measuring)
+  std::shared_ptr<ImageCache> images_ = std::make_shared<ImageCache>(image_cache_capacity());
   torch::Device device_{torch::kCPU};
   torch::Dtype dtype_ = torch::kFloat32;
   int64_t vision_layer_ = 0;

@@ -34,6 +34,20 @@ constexpr double kOneRounding = 1.0 / 256;
   if (!torch::cuda::is_available() || !mmr::llava::fast_kernels_built()) \
   GTEST_SKIP() << "no CUDA device, or a build without the kernels"
 
+// A two-layer LLaMA (GQA 4/2 heads, head size 128) with random weights in bf16 on `d`, its projections packed as
+// generate() packs them.
+mmr::llava::Llama two_layer_llama(const torch::Device& d) {
+  mmr::llava::TextConfig c;
+  c.hidden_size = 512, c.intermediate_size = 1024, c.num_hidden_layers = 2, c.num_attention_heads = 4;
+  c.num_key_value_heads = 2, c.head_dim = 128, c.vocab_size = 100, c.max_position_embeddings = 512;
+  mmr::llava::Llama llama(c);
+  for (auto& p : llama->parameters()) p.normal_(0, 0.05);
+  llama->to(d, torch::kBFloat16);
+  llama->eval();
+  for (auto& layer : *llama->layers) layer->as<mmr::llava::LlamaLayer>()->pack_projections();
+  return llama;
+}
+
 }  // namespace
 
 TEST(FastLinear, CpuFloat32TrainingAndWideBatchesKeepTheAtenPath) {
@@ -259,14 +273,7 @@ TEST(FastDecodeAttention, ADecodingStepOfALlamaMatchesTheAtenPath) {
   torch::NoGradGuard no_grad;
   torch::manual_seed(7);
   const torch::Device gpu(torch::kCUDA);
-  mmr::llava::TextConfig c;
-  c.hidden_size = 512, c.intermediate_size = 1024, c.num_hidden_layers = 2, c.num_attention_heads = 4;
-  c.num_key_value_heads = 2, c.head_dim = 128, c.vocab_size = 100, c.max_position_embeddings = 512;
-  mmr::llava::Llama llama(c);
-  for (auto& p : llama->parameters()) p.normal_(0, 0.05);
-  llama->to(gpu, torch::kBFloat16);
-  llama->eval();
-  for (auto& layer : *llama->layers) layer->as<mmr::llava::LlamaLayer>()->pack_projections();
+  mmr::llava::Llama llama = two_layer_llama(gpu);
   // One row (a view gives a size-1 dimension a stride of its own) in one chunk of keys, then two rows in two chunks
   // (combined by the block that finishes last).
   for (const int64_t b : {1, 2}) {
@@ -351,14 +358,7 @@ TEST(FastPrefillOps, APrefillOfALlamaGivesTheAtenPathsBits) {
   torch::NoGradGuard no_grad;
   torch::manual_seed(9);
   const torch::Device gpu(torch::kCUDA);
-  mmr::llava::TextConfig c;
-  c.hidden_size = 512, c.intermediate_size = 1024, c.num_hidden_layers = 2, c.num_attention_heads = 4;
-  c.num_key_value_heads = 2, c.head_dim = 128, c.vocab_size = 100, c.max_position_embeddings = 512;
-  mmr::llava::Llama llama(c);
-  for (auto& p : llama->parameters()) p.normal_(0, 0.05);
-  llama->to(gpu, torch::kBFloat16);
-  llama->eval();
-  for (auto& layer : *llama->layers) layer->as<mmr::llava::LlamaLayer>()->pack_projections();
+  mmr::llava::Llama llama = two_layer_llama(gpu);
   const auto long_opts = torch::TensorOptions().dtype(torch::kInt64).device(gpu);
   torch::Tensor mask = torch::ones({2, 41}, long_opts);
   mask[1].narrow(0, 0, 6).fill_(0);

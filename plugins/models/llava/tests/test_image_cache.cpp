@@ -64,6 +64,10 @@ TEST(ImageCache, ReadsAnEditedFileAgainAndEvictsTheLeastRecentlyUsed) {
   cache.get({b}, config);  // the cache now holds b and a; `path` was evicted
   EXPECT_EQ(cache.get({a}, config)[0], va) << "still cached";
   EXPECT_NE(cache.get({path}, config)[0], after) << "evicted: decoded again";
+  ImageCache none(0);  // MMR_IMAGE_CACHE=0
+  const auto once = none.get({a, a}, config);
+  EXPECT_EQ(once[0], once[1]) << "within a batch, still decoded once";
+  EXPECT_NE(none.get({a}, config)[0], once[0]) << "nothing kept";
 }
 
 TEST(ImageCache, AFileThatCannotBeDecodedIsADataErrorNamingIt) {
