@@ -219,6 +219,19 @@ TEST(ServeLimits, RequestsAskingTooMuchGet400BeforeTheModelRuns) {
   EXPECT_EQ(server.count("/v1/chat/completions", 400), 4);
 }
 
+// Found by review: a request whose prompt plus max_tokens passed the model's context (the fixture's 2048
+// positions) was decoded past the positions the model knows. It is a 400 with OpenAI's wording, and the server
+// goes on.
+TEST(ServeLimits, ARequestPastTheModelsContextGets400AndTheServerGoesOn) {
+  Server server(test_dir(), {});
+  const HttpReply past = post_chat(server.port(), chat_request("hi", 2040));
+  EXPECT_EQ(past.status, 400);
+  EXPECT_NE(past.body.find("This model's maximum context length is 2048 tokens. However, you requested "),
+            std::string::npos) << past.body;
+  const HttpReply fits = post_chat(server.port(), chat_request("hi", 4));
+  EXPECT_EQ(fits.status, 200) << fits.body;
+}
+
 TEST(ServeLimits, TheKeyIsInNoLogWhateverTheRequests) {
   const fs::path dir = test_dir();
   const std::string key = "sk-limits-0123456789abcdef";

@@ -162,6 +162,10 @@ struct SharedPrefixes {
   std::vector<int64_t> group;        // of each row
 };
 
+int64_t LlavaModel::expanded_length(const EncodedSample& s) const {
+  return static_cast<int64_t>(s.input_ids.size() + s.images.size() * (config_.vision.num_patches() - 1));
+}
+
 std::optional<SharedPrefixes> LlavaModel::shared_prefixes(const std::vector<EncodedSample>& prompts) const {
   const char* env = std::getenv("MMR_SHARE_PREFIXES");
   // Dynamic RoPE scales by the longest position of each forward call: the head alone would see other frequencies.
@@ -169,8 +173,7 @@ std::optional<SharedPrefixes> LlavaModel::shared_prefixes(const std::vector<Enco
   SharedPrefixes out;
   std::map<std::pair<std::vector<int64_t>, std::vector<std::string>>, int64_t> groups;
   for (const auto& p : prompts) {
-    const int64_t expanded = static_cast<int64_t>(p.input_ids.size() + p.images.size() * (config_.vision.num_patches() - 1));
-    if (p.images.empty() || expanded > options_.max_length) return std::nullopt;  // the plain path truncates
+    if (p.images.empty() || expanded_length(p) > options_.max_length) return std::nullopt;  // the plain path truncates
     const auto tail = std::find(p.input_ids.rbegin(), p.input_ids.rend(), kImagePlaceholderId).base();
     if (tail == p.input_ids.end()) return std::nullopt;  // a row needs a position of its own for its logits
     std::vector<int64_t> head_ids(p.input_ids.begin(), tail), tail_ids(tail, p.input_ids.end());

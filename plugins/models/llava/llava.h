@@ -112,6 +112,7 @@ class LlavaModel : public LanguageModel {
   void finish_generation(std::vector<Generation>& out, const torch::Tensor& prompt_tokens,
                          const GenerationConfig& g) const;
   std::optional<SharedPrefixes> shared_prefixes(const std::vector<EncodedSample>& prompts) const;
+  int64_t expanded_length(const EncodedSample& s) const;  // its tokens once each image is its patches
   torch::Tensor prefill(DecodeState& d, const Expanded& e);  // generate.cpp: the first new token's logits
   torch::Tensor prefill_shared(DecodeState& d, const SharedPrefixes& s, const Expanded& heads, const Expanded& tails);
   std::string reply_text(const Generation& o) const;  // its tokens' text so far, EOS left out

@@ -142,3 +142,34 @@ TEST_F(LlavaBatch, APromptTheModelCannotReadIsRefusedAndTheBatchGoesOn) {
   ASSERT_EQ(done.size(), 1u);
   EXPECT_EQ(done.at(1).token_ids, model_->generate({s[0]}, greedy(5))[0].token_ids);
 }
+
+// A served request that does not fit is refused with a DataError the server answers 400 with, not cut or run past
+// the positions the model knows (the fixture: max_length 2048, max_position_embeddings 2048).
+TEST_F(LlavaBatch, ARequestPastTheContextIsADataErrorAndTheBatchGoesOn) {
+  const auto s = samples();
+  auto batch = model_->start_batch();
+  batch->add(1, s[0], greedy(5));
+  auto refused = [&](const mmr::ChatSample& sample, int64_t new_tokens) {
+    try {
+      batch->add(2, sample, greedy(new_tokens));
+    } catch (const mmr::DataError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  const std::string past = refused(s[0], 2040);
+  EXPECT_NE(past.find("This model's maximum context length is 2048 tokens. However, you requested "), std::string::npos)
+      << past;
+  EXPECT_NE(past.find(" in the messages, 2040 in the completion)"), std::string::npos) << past;
+  mmr::ChatSample long_text;
+  std::string words;
+  for (int i = 0; i < 2100; ++i) words += " seven";
+  long_text.turns = {{"human", words}};
+  const std::string too_long = refused(long_text, 1);
+  EXPECT_NE(too_long.find("more than this model takes (2048: its max_length)"), std::string::npos) << too_long;
+  EXPECT_EQ(batch->size(), 1u);
+  std::map<uint64_t, std::string> texts;
+  const auto done = drain(*batch, texts);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done.at(1).token_ids, model_->generate({s[0]}, greedy(5))[0].token_ids);
+}
