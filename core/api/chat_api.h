@@ -63,8 +63,9 @@ class DecodeBatch {
   virtual ~DecodeBatch() = default;
   // Reads the prompt now (its prefill) and adds the request, which decodes from the next step() on. A greedy
   // request's reply is the one generate() gives for the prompt alone; a sampled one draws from its own generator
-  // seeded by config.seed, as generate() with that prompt alone would. Throws with the batch unchanged: DataError for
-  // a prompt the model cannot take, or one whose length plus config.max_new_tokens passes the model's context.
+  // seeded by config.seed, as generate() with that prompt alone would; a reply that would pass the model's context
+  // ends there (finish_reason "length"). Throws DataError for a prompt the model cannot take, with the batch
+  // unchanged.
   virtual void add(uint64_t id, const ChatSample& prompt, const GenerationConfig& config) = 0;
   // Drops a request (its client went away); an id not in the batch is ignored.
   virtual void cancel(uint64_t id) = 0;

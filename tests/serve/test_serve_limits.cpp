@@ -219,17 +219,20 @@ TEST(ServeLimits, RequestsAskingTooMuchGet400BeforeTheModelRuns) {
   EXPECT_EQ(server.count("/v1/chat/completions", 400), 4);
 }
 
-// Found by review: a request whose prompt plus max_tokens passed the model's context (the fixture's 2048
-// positions) was decoded past the positions the model knows. It is a 400 with OpenAI's wording, and the server
-// goes on.
-TEST(ServeLimits, ARequestPastTheModelsContextGets400AndTheServerGoesOn) {
+// Found by review: a prompt past the model's max_length was silently cut, and a reply could run past the positions
+// the model knows (the fixture's 2048). The first is a 400 now; the second ends at the context.
+TEST(ServeLimits, APromptPastMaxLengthGets400AndARepliesEndsAtTheContext) {
   Server server(test_dir(), {});
-  const HttpReply past = post_chat(server.port(), chat_request("hi", 2040));
-  EXPECT_EQ(past.status, 400);
-  EXPECT_NE(past.body.find("This model's maximum context length is 2048 tokens. However, you requested "),
-            std::string::npos) << past.body;
-  const HttpReply fits = post_chat(server.port(), chat_request("hi", 4));
-  EXPECT_EQ(fits.status, 200) << fits.body;
+  std::string words;
+  for (int i = 0; i < 2100; ++i) words += " seven";
+  const HttpReply long_prompt = post_chat(server.port(), chat_request(words, 4));
+  EXPECT_EQ(long_prompt.status, 400);
+  EXPECT_NE(long_prompt.body.find("more than this model takes (2048: its max_length)"), std::string::npos)
+      << long_prompt.body;
+  const HttpReply past = post_chat(server.port(), chat_request("hi", 4000));
+  ASSERT_EQ(past.status, 200) << past.body;
+  const json usage = json::parse(past.body).at("usage");
+  EXPECT_LE(usage.at("prompt_tokens").get<int>() + usage.at("completion_tokens").get<int>(), 2048) << past.body;
 }
 
 TEST(ServeLimits, TheKeyIsInNoLogWhateverTheRequests) {

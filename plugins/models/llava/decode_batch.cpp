@@ -46,7 +46,8 @@ class LlavaDecodeBatch : public DecodeBatch {
   void repack();
   void forward();
   bool record(Row& row);  // hands out the pending token; true when the row is done
-  void check_fits(const EncodedSample& prompt, int64_t new_tokens) const;  // or DataError
+  // new_tokens, or fewer where the reply would pass the model's context; DataError for a prompt it cannot take.
+  int64_t fitting_new_tokens(const EncodedSample& prompt, int64_t new_tokens) const;
 
   LlavaModel& m_;
   std::vector<Row> rows_;
@@ -68,28 +69,29 @@ struct LlavaDecodeBatch::Inference {
 
 std::unique_ptr<DecodeBatch> LlavaModel::start_batch() { return std::make_unique<LlavaDecodeBatch>(*this); }
 
-// A served request must fit: generate() cuts a prompt past max_length (an evaluation logs and counts it), and would
-// decode past the positions the model was trained for; a client gets an error it can act on instead (the wording
-// of OpenAI's API for the second).
-void LlavaDecodeBatch::check_fits(const EncodedSample& prompt, int64_t new_tokens) const {
+// A served request must fit the model. A prompt past max_length is refused: generate() would cut it (an evaluation
+// logs and counts that), and a client should know. A reply that would run past the positions the model was trained
+// for (max_position_embeddings) is cut there instead, ending with finish_reason "length": judges ask a fixed
+// max_tokens (1024) whatever their prompt's length, as llama.cpp's server allows (vLLM refuses such a request).
+int64_t LlavaDecodeBatch::fitting_new_tokens(const EncodedSample& prompt, int64_t new_tokens) const {
   const int64_t p = m_.expanded_length(prompt), context = m_.config_.text.max_position_embeddings;
   if (p > m_.options_.max_length)
     throw DataError(fmt::format("the prompt is {} tokens (each image counts {}), more than this model takes ({}: "
                                 "its max_length)", p, m_.config_.vision.num_patches(), m_.options_.max_length));
-  if (p + new_tokens > context)
-    throw DataError(fmt::format("This model's maximum context length is {} tokens. However, you requested {} tokens "
-                                "({} in the messages, {} in the completion). Please reduce the length of the messages "
-                                "or completion.", context, p + new_tokens, p, new_tokens));
+  if (p >= context)
+    throw DataError(fmt::format("the prompt is {} tokens (each image counts {}): this model's context of {} tokens "
+                                "leaves no room for a reply", p, m_.config_.vision.num_patches(), context));
+  return std::min(new_tokens, context - p);
 }
 
 void LlavaDecodeBatch::add(uint64_t id, const ChatSample& prompt, const GenerationConfig& config) {
   Inference scope(m_);
   const EncodedSample encoded = m_.encode_prompt(prompt);
-  check_fits(encoded, config.max_new_tokens);
-  const LlavaModel::Expanded e = m_.expand(m_.collate({encoded}, /*left_pad=*/true));
   Row row;
-  row.id = id;
   row.config = config;
+  row.config.max_new_tokens = fitting_new_tokens(encoded, config.max_new_tokens);
+  const LlavaModel::Expanded e = m_.expand(m_.collate({encoded}, /*left_pad=*/true));
+  row.id = id;
   row.length = e.embeds.size(1);
   row.out.prompt_tokens = row.length;
   row.prefill.resize(m_.llama_->layers->size());

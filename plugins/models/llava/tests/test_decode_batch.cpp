@@ -143,33 +143,30 @@ TEST_F(LlavaBatch, APromptTheModelCannotReadIsRefusedAndTheBatchGoesOn) {
   EXPECT_EQ(done.at(1).token_ids, model_->generate({s[0]}, greedy(5))[0].token_ids);
 }
 
-// A served request that does not fit is refused with a DataError the server answers 400 with, not cut or run past
-// the positions the model knows (the fixture: max_length 2048, max_position_embeddings 2048).
-TEST_F(LlavaBatch, ARequestPastTheContextIsADataErrorAndTheBatchGoesOn) {
+// A served request must fit the model (the fixture: max_length 2048, max_position_embeddings 2048): a prompt past
+// max_length is a DataError the server answers 400 with, not cut; a reply that would pass the context ends there.
+TEST_F(LlavaBatch, ARequestIsCutAtTheContextAndAPromptPastMaxLengthIsRefused) {
   const auto s = samples();
   auto batch = model_->start_batch();
   batch->add(1, s[0], greedy(5));
-  auto refused = [&](const mmr::ChatSample& sample, int64_t new_tokens) {
-    try {
-      batch->add(2, sample, greedy(new_tokens));
-    } catch (const mmr::DataError& e) {
-      return std::string(e.what());
-    }
-    return std::string("accepted");
-  };
-  const std::string past = refused(s[0], 2040);
-  EXPECT_NE(past.find("This model's maximum context length is 2048 tokens. However, you requested "), std::string::npos)
-      << past;
-  EXPECT_NE(past.find(" in the messages, 2040 in the completion)"), std::string::npos) << past;
   mmr::ChatSample long_text;
   std::string words;
   for (int i = 0; i < 2100; ++i) words += " seven";
   long_text.turns = {{"human", words}};
-  const std::string too_long = refused(long_text, 1);
-  EXPECT_NE(too_long.find("more than this model takes (2048: its max_length)"), std::string::npos) << too_long;
+  try {
+    batch->add(2, long_text, greedy(1));
+    ADD_FAILURE() << "a prompt past max_length was accepted";
+  } catch (const mmr::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("more than this model takes (2048: its max_length)"), std::string::npos)
+        << e.what();
+  }
   EXPECT_EQ(batch->size(), 1u);
+  batch->add(3, s[1], greedy(4000));  // past the context: cut
   std::map<uint64_t, std::string> texts;
   const auto done = drain(*batch, texts);
-  ASSERT_EQ(done.size(), 1u);
+  ASSERT_EQ(done.size(), 2u);
   EXPECT_EQ(done.at(1).token_ids, model_->generate({s[0]}, greedy(5))[0].token_ids);
+  const mmr::Generation& cut = done.at(3);
+  EXPECT_EQ(cut.prompt_tokens + static_cast<int64_t>(cut.token_ids.size()), 2048) << "ends at the last position";
+  EXPECT_EQ(cut.finish_reason, "length");
 }
