@@ -134,7 +134,6 @@ void profile(mmr::llava::LlavaModel& model, const mmr::ChatSample& s, int64_t n,
 // Where one call of `work` spends its time: wall clock (unprofiled, best of 3) against the GPU's kernel time, and
 // the largest kernels. A wall far above the kernels' sum means the GPU waits for the host.
 void profile_call(const std::string& what, const std::function<void()>& work) {
-  namespace tp = torch::autograd::profiler;
   work();  // warm-up
   double wall = 1e30;
   for (int i = 0; i < 3; ++i) {
