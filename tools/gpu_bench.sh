@@ -26,8 +26,11 @@ run() {  # name, command...: JSON lines to $out/name.jsonl, the rest to $out/nam
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/card.txt"
 if has decode; then
-  run ours_decode $b/bin/bench_llava --shape llava-1.5-13b --tokenizer $tok --image $img --new-tokens 128 --batches 1,8
-  run ours_decode_adapter $b/bin/bench_llava --shape llava-1.5-13b --tokenizer $tok --image $img --new-tokens 128 \
+  # A batch's rows ask about distinct images (random pixels), so no two share a prefill: HF's peer gives each row
+  # its own random pixel values too.
+  rows=$(python3 tools/bench/noise_images.py --out /tmp/decode-images --count 8 --size 336)
+  run ours_decode $b/bin/bench_llava --shape llava-1.5-13b --tokenizer $tok --image "$rows" --new-tokens 128 --batches 1,8
+  run ours_decode_adapter $b/bin/bench_llava --shape llava-1.5-13b --tokenizer $tok --image "$rows" --new-tokens 128 \
     --batches 1,8 --adapter-rank 128
   run hf_decode_eager python3 tools/bench/hf_llava_peer.py --shape llava-1.5-13b --new-tokens 128 --batches 1,8
   run hf_decode_eager_adapter python3 tools/bench/hf_llava_peer.py --shape llava-1.5-13b --new-tokens 128 --batches 1,8 \

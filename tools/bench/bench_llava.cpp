@@ -5,7 +5,9 @@
 // tools/gpu_bench.sh.
 //
 //   bench_llava --shape llava-1.5-13b --dtype bfloat16 --device cuda --tokenizer tests/data/tiny-llava/model \
-//               --image tests/data/tiny-llava/images/wide.png --new-tokens 128 --batches 1,8 [--adapter-rank 128]
+//               --image a.png,b.png,... --new-tokens 128 --batches 1,8 [--adapter-rank 128]
+//               (row i of a batch asks about image i of the list, cycled: give as many as the largest batch so that
+//               rows share no prefill, as in HF's peer; tools/gpu_bench.sh makes 8 of random pixels)
 //               [--decode-batch 1]   (continuous batching, start_batch(), instead of generate())
 //               [--profile 1]        (CUDA builds: where a decoding step's GPU time goes, per kernel)
 //               [--profile-calls 1]  (CUDA builds: the same for a prefill, and a POPE-shaped batch of 16 over the
@@ -58,11 +60,19 @@ mmr::GenerationConfig greedy(int64_t new_tokens) {
   return g;
 }
 
+// n rows: row i asks about image i of --image's list (cycled when the list is shorter), so that with as many
+// images as rows no two rows share a prefill, as HF's peer's rows (distinct random pixels) do not.
+std::vector<mmr::ChatSample> rows_of(const std::vector<mmr::ChatSample>& samples, int64_t n) {
+  std::vector<mmr::ChatSample> rows;
+  for (int64_t i = 0; i < n; ++i) rows.push_back(samples[static_cast<size_t>(i) % samples.size()]);
+  return rows;
+}
+
 // One batch size: a warm-up at the full length (kernels, allocator, graphs), the prefill alone (one new token),
 // then the full generation; per-token time is what the full run adds to the prefill.
-void measure(mmr::llava::LlavaModel& model, const mmr::ChatSample& s, int64_t n, int64_t new_tokens,
-             const std::string& variant) {
-  std::vector<mmr::ChatSample> prompts(static_cast<size_t>(n), s);
+void measure(mmr::llava::LlavaModel& model, const std::vector<mmr::ChatSample>& samples, int64_t n,
+             int64_t new_tokens, const std::string& variant) {
+  const std::vector<mmr::ChatSample> prompts = rows_of(samples, n);
   const mmr::GenerationConfig g = greedy(new_tokens), one = greedy(1);
   int64_t tokens = 0;
   timed_generate(model, prompts, g, &tokens);
@@ -72,6 +82,7 @@ void measure(mmr::llava::LlavaModel& model, const mmr::ChatSample& s, int64_t n,
   const double secs = timed_generate(model, prompts, g, &tokens);
   const double per_step = (secs - prefill) / static_cast<double>(new_tokens - 1);
   std::cout << "{\"what\": \"greedy_decode\", \"variant\": \"" << variant << "\", \"batch\": " << n
+            << ", \"images\": " << std::min<size_t>(static_cast<size_t>(n), samples.size())
             << ", \"new_tokens\": " << tokens << ", \"seconds\": " << secs << ", \"tokens_per_second\": " << tokens / secs
             << ", \"prefill_seconds\": " << prefill << ", \"step_ms\": " << 1e3 * per_step
             << ", \"decode_tokens_per_second\": " << static_cast<double>(n) / per_step << "}" << std::endl;
@@ -102,8 +113,9 @@ std::map<std::string, std::pair<double, int64_t>> kernel_times(const std::functi
 
 // Where a decoding step's GPU time goes: the kernels of a full generation minus those of the prefill alone (one
 // new token), per step, largest first, with the sum of all beside the wall-clock step.
-void profile(mmr::llava::LlavaModel& model, const mmr::ChatSample& s, int64_t n, int64_t new_tokens) {
-  std::vector<mmr::ChatSample> prompts(static_cast<size_t>(n), s);
+void profile(mmr::llava::LlavaModel& model, const std::vector<mmr::ChatSample>& samples, int64_t n,
+             int64_t new_tokens) {
+  const std::vector<mmr::ChatSample> prompts = rows_of(samples, n);
   const mmr::GenerationConfig g = greedy(new_tokens), one = greedy(1);
   int64_t tokens = 0;
   timed_generate(model, prompts, g, &tokens);  // warm-up: graphs captured
@@ -165,12 +177,13 @@ void profile_call(const std::string& what, const std::function<void()>& work) {
 
 // The prefill alone (one new token) at each batch size, then a POPE-shaped batch as tools/bench/pope_workload.py
 // makes them: 16 questions, six about each image in turn, at most 8 new tokens.
-void profile_prefill_and_eval(mmr::llava::LlavaModel& model, const mmr::ChatSample& s, const std::string& batches,
-                              const std::vector<std::string>& images) {
+void profile_prefill_and_eval(mmr::llava::LlavaModel& model, const std::vector<mmr::ChatSample>& samples,
+                              const std::string& batches, const std::vector<std::string>& images) {
+  const mmr::ChatSample& s = samples.at(0);
   int64_t tokens = 0;
   std::stringstream ss(batches);
   for (std::string b; std::getline(ss, b, ',');) {
-    const std::vector<mmr::ChatSample> prompts(static_cast<size_t>(std::stoll(b)), s);
+    const std::vector<mmr::ChatSample> prompts = rows_of(samples, std::stoll(b));
     profile_call("prefill, batch " + b, [&] { timed_generate(model, prompts, greedy(1), &tokens); });
   }
   std::vector<mmr::ChatSample> pope(16, s);
@@ -185,7 +198,8 @@ void profile_prefill_and_eval(mmr::llava::LlavaModel& model, const mmr::ChatSamp
 
 // Continuous batching (LlavaModel::start_batch, what `runner serve` decodes with): n requests added at once, then
 // steps until all are done; per-step time over the steps after the first (which hands out the prefill's token).
-void measure_batch(mmr::llava::LlavaModel& model, const mmr::ChatSample& s, int64_t n, int64_t new_tokens) {
+void measure_batch(mmr::llava::LlavaModel& model, const std::vector<mmr::ChatSample>& samples, int64_t n,
+                   int64_t new_tokens) {
   mmr::GenerationConfig g;
   g.max_new_tokens = new_tokens;
   g.stop_at_eos = false;
@@ -193,7 +207,7 @@ void measure_batch(mmr::llava::LlavaModel& model, const mmr::ChatSample& s, int6
     auto batch = model.start_batch();
     sync(model.device());
     auto t = Clock::now();
-    for (int64_t i = 0; i < n; ++i) batch->add(static_cast<uint64_t>(i), s, g);
+    for (int64_t i = 0; i < n; ++i) batch->add(static_cast<uint64_t>(i), samples[static_cast<size_t>(i) % samples.size()], g);
     batch->step();
     sync(model.device());
     const double prefill = seconds_since(t);
@@ -247,10 +261,15 @@ int main(int argc, char** argv) {
     std::stringstream list(image);
     for (std::string one; std::getline(list, one, ',');) images.push_back(one);
     s.images = {images.at(0)};
+    std::vector<mmr::ChatSample> samples;  // one per image of the list: the decode rows
+    for (const auto& one : images) {
+      samples.push_back(s);
+      samples.back().images = {one};
+    }
     const std::string variant = o.lora_r > 0 ? "adapter_r" + std::to_string(o.lora_r) : "base";
     if (profile_calls) {
 #ifdef MMR_BENCH_PROFILE
-      profile_prefill_and_eval(model, s, batches, images);
+      profile_prefill_and_eval(model, samples, batches, images);
       return 0;
 #else
       std::cerr << "bench_llava: --profile-calls needs a CUDA LibTorch build\n";
@@ -261,15 +280,15 @@ int main(int argc, char** argv) {
     for (std::string b; std::getline(ss, b, ',');) {
       if (profile_steps) {
 #ifdef MMR_BENCH_PROFILE
-        profile(model, s, std::stoll(b), new_tokens);
+        profile(model, samples, std::stoll(b), new_tokens);
         continue;
 #else
         std::cerr << "bench_llava: --profile needs a CUDA LibTorch build\n";
         return 2;
 #endif
       }
-      if (decode_batch) measure_batch(model, s, std::stoll(b), new_tokens);
-      else measure(model, s, std::stoll(b), new_tokens, variant);
+      if (decode_batch) measure_batch(model, samples, std::stoll(b), new_tokens);
+      else measure(model, samples, std::stoll(b), new_tokens, variant);
     }
     if (decode_batch || profile_steps) return 0;
     if (model.device().is_cuda() && o.lora_r == 0) {
@@ -279,7 +298,7 @@ int main(int argc, char** argv) {
         setenv(env, "0", 1);
         model.set_adapters_enabled(true);
         std::stringstream again(batches);
-        for (std::string b; std::getline(again, b, ',');) measure(model, s, std::stoll(b), new_tokens, variant_name);
+        for (std::string b; std::getline(again, b, ',');) measure(model, samples, std::stoll(b), new_tokens, variant_name);
         unsetenv(env);
       };
       const auto fused = model.generate({s}, greedy(new_tokens))[0].token_ids;

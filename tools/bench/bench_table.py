@@ -57,10 +57,18 @@ def main():
 
     for variant, vname in [("base", ""), ("adapter_r128", ", LoRA r128 adapter loaded")]:
         for b in (1, 8):
-            line(f"greedy decode 13B, batch {b}{vname}: tok/s over 128 new tokens", "greedy_decode",
+            ours = pick(rows, "greedy_decode", ("ours",), batch=b, variant=variant) or {}
+            rows_note = ""  # bench_llava says how many distinct images its rows had (before: one for all)
+            if b > 1:
+                rows_note = (" (each row its own image)" if ours.get("images", 1) >= b else
+                             f" (ours: {ours.get('images', 1)} distinct image(s), rows sharing one share its prefill)")
+            line(f"greedy decode 13B, batch {b}{rows_note}{vname}: tok/s over 128 new tokens, prefill included",
+                 "greedy_decode",
                  "tokens_per_second", lambda r: f"{r['tokens_per_second']:.1f} tok/s", True, batch=b, variant=variant)
             line(f"  same, one decoding step (after the prefill)", "greedy_decode", "step_ms",
                  lambda r: f"{r['step_ms']:.2f} ms", False, batch=b, variant=variant)
+            line(f"  same, decoding rate after the prefill (rows ÷ step)", "greedy_decode", "decode_tokens_per_second",
+                 lambda r: f"{r['decode_tokens_per_second']:.1f} tok/s", True, batch=b, variant=variant)
             line(f"  same, prefill (image + prompt, first token)", "greedy_decode", "prefill_seconds",
                  lambda r: f"{1e3 * r['prefill_seconds']:.1f} ms", False, batch=b, variant=variant)
     # Ours alone with one part of the decoding step turned off, same process (bench_llava's variants).

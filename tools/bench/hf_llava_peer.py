@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The peer for tools/bench/bench_llava: HF transformers' LlavaForConditionalGeneration with random weights at a
-published LLaVA-1.5 shape, bf16, SDPA, greedy decoding of N new tokens (EOS ignored) from one image + a short
-prompt, at the given batch sizes — prefill and per-token time apart, as bench_llava measures them.
+published LLaVA-1.5 shape, bf16, SDPA, greedy decoding of N new tokens (EOS ignored) from an image + a short
+prompt per row (each row its own random pixels), at the given batch sizes — prefill and per-token time apart, as bench_llava measures them.
 
 --mode eager: generate() as most users call it (dynamic KV cache).
 --mode static-compile: HF's fastest documented configuration, a static KV cache with the decoding step compiled
@@ -45,12 +45,14 @@ def main():
     g = torch.Generator().manual_seed(0)
     text_ids = torch.randint(3, 32000, (args.prompt_tokens,), generator=g)
     ids = torch.cat([torch.tensor([1]), text_ids[:5], torch.full((576,), 32000), text_ids[5:]])
-    pixels = torch.randn(1, 3, 336, 336, generator=g).to("cuda", torch.bfloat16)
+    batches = [int(x) for x in args.batches.split(",")]
+    # Each row its own image (as bench_llava's rows under tools/gpu_bench.sh): no two rows are the same prompt.
+    pixels = torch.randn(max(batches), 3, 336, 336, generator=g).to("cuda", torch.bfloat16)
     extra = {"cache_implementation": "static"} if args.mode == "static-compile" else {}
     variant = f"adapter_r{args.adapter_rank}" if args.adapter_rank else "base"
-    for b in [int(x) for x in args.batches.split(",")]:
+    for b in batches:
         input_ids = ids.unsqueeze(0).repeat(b, 1).cuda()
-        kw = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), pixel_values=pixels.repeat(b, 1, 1, 1),
+        kw = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), pixel_values=pixels[:b],
                   do_sample=False, eos_token_id=None, pad_token_id=32001, **extra)
 
         def run(n):

@@ -181,7 +181,7 @@ bool decode_attention_applies(const torch::Tensor& qk, const torch::Tensor& v, c
   const int64_t capacity = k_cache.dim() == 4 ? k_cache.size(2) : 0;
   if (k_cache.sizes() != torch::IntArrayRef({b, kv_heads, capacity, e}) || v_cache.sizes() != k_cache.sizes() ||
       !k_cache.is_contiguous() || !v_cache.is_contiguous() || !aligned16(k_cache) || !aligned16(v_cache) ||
-      span <= 0 || span > capacity || span > int64_t{gemv::kKeysPerChunk} * gemv::kMaxChunks)
+      span <= 0 || span > capacity)
     return false;
   if (mask.sizes() != torch::IntArrayRef({b, 1, 1, span}) || mask.stride(-1) != 1) return false;
   return write_at.scalar_type() == torch::kInt64 && write_at.numel() == 1 && write_at.device() == d;
@@ -218,6 +218,10 @@ std::optional<torch::Tensor> fast_decode_attention(const torch::Tensor& qk, cons
   p.kv_heads = static_cast<int>(kv_heads);
   p.capacity = static_cast<int>(k_cache.size(2));
   p.span = static_cast<int>(span);
+  int multiprocessors = 0;
+  MMR_CHECK(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, d.index()) == cudaSuccess,
+            "cannot read the GPU's multiprocessor count");
+  p.chunk = gemv::keys_per_chunk(p.b, p.kv_heads, p.span, multiprocessors);
   torch::Tensor partial = torch::empty({gemv::partial_floats(p)}, qk.options().dtype(torch::kFloat32));
   p.partial = partial.data_ptr<float>();
   p.arrived = arrived;

@@ -187,7 +187,9 @@ TEST(FastDecodeAttention, RotatesWritesAndAttendsAsTheUnfusedOpsOnTheGpu) {
   torch::manual_seed(6);
   const torch::Device gpu(torch::kCUDA);
   const int64_t b = 3, e = 128, capacity = 320, span = 256;
-  for (auto [heads, kv_heads] : {std::pair<int64_t, int64_t>{4, 4}, {8, 2}}) {
+  // 4/4 and 8/2 heads: several chunks of keys a head (combined by the block that finishes last); 160/160: enough
+  // heads for one chunk each (decode_attention.h, keys_per_chunk), as a 13B step at batch 8 has.
+  for (auto [heads, kv_heads] : {std::pair<int64_t, int64_t>{4, 4}, {8, 2}, {160, 160}}) {
     const torch::Tensor qkv = randn_bf16({b, 1, (heads + 2 * kv_heads) * e}, gpu);
     const torch::Tensor qk = qkv.narrow(-1, 0, (heads + kv_heads) * e).view({b, 1, heads + kv_heads, e});
     const torch::Tensor v = qkv.narrow(-1, (heads + kv_heads) * e, kv_heads * e).view({b, 1, kv_heads, e});
