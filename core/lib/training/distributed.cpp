@@ -2,6 +2,7 @@
 #include "distributed.h"
 
 #include <fmt/format.h>
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 // c10d's Gloo header includes Gloo's own, which come with Debian's libgloo-dev but not with PyTorch's wheel
 // (tools/gpu_build.sh carries the .deb); a build without them has no data parallelism and says so at run time.
@@ -177,8 +178,20 @@ GradientReducer::GradientReducer(ProcessGroup& group, std::vector<torch::Tensor>
   std::vector<size_t> reverse(params_.size());
   for (size_t k = 0; k < reverse.size(); ++k) reverse[k] = reverse.size() - 1 - k;
   layout(reverse);
-  for (size_t k = 0; k < params_.size(); ++k)
-    hooks_.push_back(params_[k].register_hook([this, k](const torch::Tensor& grad) { on_grad(k, grad); }));
+  // A post hook of each parameter's gradient accumulator, as DDP's reducer has: it runs once the backward pass has
+  // added the gradient to .grad. Not a tensor hook (register_hook): since LibTorch 2.0 that also runs when the
+  // parameter is an input of autograd::grad, which a recomputed layer's backward calls (modules.cpp,
+  // CheckpointedLayer), so each layer's gradient arrived twice.
+  for (size_t k = 0; k < params_.size(); ++k) {
+    std::shared_ptr<torch::autograd::Node> acc = torch::autograd::impl::grad_accumulator(params_[k]);
+    if (!acc) throw Error(fmt::format("data parallel: parameter {} does not require a gradient", k));
+    hooks_.push_back(acc->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+        [this, k](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
+          on_grad(k);
+          return outputs;
+        })));
+    accumulators_.push_back(std::move(acc));
+  }
 }
 
 void GradientReducer::layout(const std::vector<size_t>& order) {
@@ -215,7 +228,7 @@ void GradientReducer::learn_order() {
 }
 
 GradientReducer::~GradientReducer() {
-  for (size_t k = 0; k < hooks_.size(); ++k) params_[k].remove_hook(hooks_[k]);
+  for (size_t k = 0; k < hooks_.size(); ++k) accumulators_[k]->del_post_hook(hooks_[k]);
 }
 
 torch::Tensor GradientReducer::slot(size_t i) const {
@@ -232,16 +245,15 @@ void GradientReducer::arm() {
   armed_ = true;
 }
 
-// A hook runs before the incoming gradient is added to .grad: the final gradient is .grad (earlier micro-batches)
-// plus it.
-void GradientReducer::on_grad(size_t i, const torch::Tensor& grad) {
+// The hook runs after the gradient was added to .grad, which then holds the final one (earlier micro-batches
+// included).
+void GradientReducer::on_grad(size_t i) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!armed_) return;
   if (final_[i])
     throw Error(fmt::format("data parallel: parameter {} received a second gradient in one backward pass after its "
                             "bucket was complete; the gradient reducer cannot sum it", i));
-  const torch::Tensor& acc = params_[i].grad();
-  mark_final(i, acc.defined() ? acc + grad : grad);
+  mark_final(i, params_[i].grad());
 }
 
 void GradientReducer::mark_final(size_t i, const torch::Tensor& total) {

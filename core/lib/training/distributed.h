@@ -85,7 +85,7 @@ class GradientReducer {
   };
   void layout(const std::vector<size_t>& order);  // buckets filled in this order of the parameters
   void learn_order();                              // after the first step: rank 0's order, on every rank
-  void on_grad(size_t i, const torch::Tensor& grad);
+  void on_grad(size_t i);  // parameter i's gradient was accumulated into its .grad
   void mark_final(size_t i, const torch::Tensor& total);  // caller holds mu_
   void start_ready();                                     // caller holds mu_
   torch::Tensor slot(size_t i) const;
@@ -95,7 +95,8 @@ class GradientReducer {
   std::vector<std::pair<size_t, int64_t>> where_;  // parameter -> (bucket, offset in it)
   std::vector<bool> final_;
   std::vector<Bucket> buckets_;
-  std::vector<unsigned> hooks_;
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // the parameters' gradient accumulators
+  std::vector<uintptr_t> hooks_;                                      // their post hooks' keys
   int64_t bucket_bytes_;
   std::vector<size_t> seen_;  // the first step: parameters in the order their gradients became final
   bool learnt_ = false;       // buckets follow the learnt order (from the second step on)
