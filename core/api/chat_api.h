@@ -53,8 +53,7 @@ struct Generation {
 // One DecodeBatch per model at a time; it is used from one thread.
 struct BatchEvent {
   uint64_t id = 0;
-  std::string text;       // the reply so far, decoded from all its tokens (EOS left out, stop strings not yet cut);
-                          // until it finishes, without a trailing U+FFFD (an incomplete UTF-8 sequence), so it only grows
+  std::string text;       // the reply so far, decoded from all its tokens (EOS left out, stop strings not yet cut)
   bool finished = false;  // the request left the batch; `result` is what generate() would have returned for it
   Generation result;
 };
