@@ -19,29 +19,13 @@
 #include <vector>
 
 #include "plugins/models/llava/decode_attention_kernel.cuh"
+#include "tools/bench/cuda_bench.cuh"
 
 namespace gemv = mmr::llava::gemv;
-
-#define CHECK_CUDA(e)                                                                              \
-  do {                                                                                             \
-    cudaError_t err_ = (e);                                                                        \
-    if (err_ != cudaSuccess) {                                                                     \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(err_));           \
-      std::exit(1);                                                                                \
-    }                                                                                              \
-  } while (0)
 
 namespace {
 
 constexpr int kHeads = 40, kE = gemv::kHeadDim, kLayers = 40, kCapacity = 768, kSpan = 704, kSlot = 700;
-
-__global__ void fill_random(__nv_bfloat16* p, size_t n, uint32_t seed, float scale) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
-    uint32_t h = uint32_t(i) * 2654435761u ^ seed;
-    h ^= h >> 15; h *= 2246822519u; h ^= h >> 13; h *= 3266489917u; h ^= h >> 16;
-    p[i] = __float2bfloat16((h / 4294967296.f * 2.f - 1.f) * scale);
-  }
-}
 
 // fp32 reference of the attention the kernel computes, once its key and value are in the cache (the kernel being
 // checked writes them; the reference runs after it): one block per (row, head), one thread per head value.
@@ -107,11 +91,11 @@ int main(int argc, char** argv) {
     CHECK_CUDA(cudaMalloc(&sin, size_t(batch) * kE * 2));
     CHECK_CUDA(cudaMalloc(&mask, size_t(batch) * kSpan * 2));
     CHECK_CUDA(cudaMalloc(&out, size_t(batch) * kHeads * kE * 2));
-    fill_random<<<1024, 256, 0, stream>>>(k_cache, layer_elems * kLayers, 1, 1.f);
-    fill_random<<<1024, 256, 0, stream>>>(v_cache, layer_elems * kLayers, 2, 1.f);
-    fill_random<<<64, 256, 0, stream>>>(qkv, size_t(batch) * 3 * kHeads * kE, 3, 2.f);
-    fill_random<<<4, 256, 0, stream>>>(cos, size_t(batch) * kE, 4, 1.f);
-    fill_random<<<4, 256, 0, stream>>>(sin, size_t(batch) * kE, 5, 1.f);
+    bench::fill_random<<<1024, 256, 0, stream>>>(k_cache, layer_elems * kLayers, 1, 1.f);
+    bench::fill_random<<<1024, 256, 0, stream>>>(v_cache, layer_elems * kLayers, 2, 1.f);
+    bench::fill_random<<<64, 256, 0, stream>>>(qkv, size_t(batch) * 3 * kHeads * kE, 3, 2.f);
+    bench::fill_random<<<4, 256, 0, stream>>>(cos, size_t(batch) * kE, 4, 1.f);
+    bench::fill_random<<<4, 256, 0, stream>>>(sin, size_t(batch) * kE, 5, 1.f);
     CHECK_CUDA(cudaMemsetAsync(mask, 0, size_t(batch) * kSpan * 2, stream));  // all visible
     int64_t* slot;
     int* arrived;

@@ -21,19 +21,11 @@
 #include <string>
 #include <vector>
 
+#include "cuda_bench.cuh"
 #include "gemv_kernel.cuh"
 
 using mmr::llava::gemv::Epilogue;
 using mmr::llava::gemv::Problem;
-
-#define CHECK_CUDA(e)                                                                              \
-  do {                                                                                             \
-    cudaError_t err_ = (e);                                                                        \
-    if (err_ != cudaSuccess) {                                                                     \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(err_));           \
-      std::exit(1);                                                                                \
-    }                                                                                              \
-  } while (0)
 
 namespace {
 
@@ -42,14 +34,6 @@ struct Shape {
   int k, n;  // n: output columns (gate-up: 13824, its weight 27648 rows)
   Epilogue epilogue;
 };
-
-__global__ void fill_random(__nv_bfloat16* p, size_t n, uint32_t seed, float scale) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
-    uint32_t h = uint32_t(i) * 2654435761u ^ seed;
-    h ^= h >> 15; h *= 2246822519u; h ^= h >> 13; h *= 3266489917u; h ^= h >> 16;
-    p[i] = __float2bfloat16((h / 4294967296.f * 2.f - 1.f) * scale);
-  }
-}
 
 // fp32 reference, one thread per output: the epilogue without intermediate rounding.
 __global__ void reference(Problem p, Epilogue e, float* out) {
@@ -180,9 +164,9 @@ int main(int argc, char** argv) {
     CHECK_CUDA(cudaMalloc(&y, size_t(8) * w_rows * 2));
     CHECK_CUDA(cudaMalloc(&ref, size_t(8) * shape.n * 4));
 
-    fill_random<<<1024, 256, 0, stream>>>(w, w_elems * copies, 1, 1.f / std::sqrt(float(shape.k)));
-    fill_random<<<64, 256, 0, stream>>>(x, size_t(8) * shape.k, 2, 1.f);
-    fill_random<<<64, 256, 0, stream>>>(res, size_t(8) * shape.n, 3, 1.f);
+    bench::fill_random<<<1024, 256, 0, stream>>>(w, w_elems * copies, 1, 1.f / std::sqrt(float(shape.k)));
+    bench::fill_random<<<64, 256, 0, stream>>>(x, size_t(8) * shape.k, 2, 1.f);
+    bench::fill_random<<<64, 256, 0, stream>>>(res, size_t(8) * shape.n, 3, 1.f);
     for (int m : {1, 2, 4, 8}) {
       Problem p;
       p.x = x; p.w = w; p.residual = res; p.y = y;
