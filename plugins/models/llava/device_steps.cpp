@@ -35,11 +35,15 @@ struct StepGraphs::Impl {
   };
   c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool();
   std::map<int64_t, std::unique_ptr<Captured>> graphs;
+  at::cuda::MempoolId_t pool = {0, 0};  // {0, 0}: each capture its own
 };
 
-StepGraphs::StepGraphs(const torch::Device& device, bool allowed) {
+StepGraphs::StepGraphs(const torch::Device& device, bool allowed, bool one_pool) {
   const char* env = std::getenv("MMR_CUDA_GRAPHS");
-  if (device.is_cuda() && allowed && !(env && std::string(env) == "0")) impl_ = std::make_unique<Impl>();
+  if (!device.is_cuda() || !allowed || (env && std::string(env) == "0")) return;
+  const c10::cuda::CUDAGuard guard(device);
+  impl_ = std::make_unique<Impl>();
+  if (one_pool) impl_->pool = at::cuda::graph_pool_handle();
 }
 
 torch::Tensor StepGraphs::run(int64_t key, const std::function<torch::Tensor()>& step) {
@@ -54,7 +58,7 @@ torch::Tensor StepGraphs::run(int64_t key, const std::function<torch::Tensor()>&
       c10::cuda::CUDAStreamGuard side(impl_->stream);
       step();
       impl_->stream.synchronize();
-      c->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+      c->graph.capture_begin(impl_->pool, cudaStreamCaptureModeThreadLocal);
       c->out = step();
       c->graph.capture_end();
     }
@@ -66,7 +70,7 @@ torch::Tensor StepGraphs::run(int64_t key, const std::function<torch::Tensor()>&
 }
 #else
 struct StepGraphs::Impl {};
-StepGraphs::StepGraphs(const torch::Device&, bool) {}
+StepGraphs::StepGraphs(const torch::Device&, bool, bool) {}
 torch::Tensor StepGraphs::run(int64_t, const std::function<torch::Tensor()>& step) { return step(); }
 #endif
 

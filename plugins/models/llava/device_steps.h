@@ -17,9 +17,12 @@ at::Generator sampling_generator(const torch::Device& device, uint64_t seed);
 // at a 13B shape, which the CPU would otherwise issue one by one. `step` must read only tensors whose addresses do
 // not change between calls, and be idempotent (its warm-up run, the capture and each replay write the same values).
 // Off on the CPU, with `allowed` false, or with MMR_CUDA_GRAPHS=0: run() then calls the step.
+//
+// With `one_pool`, the graphs share one memory pool (what they keep is the largest one's activations, not the sum):
+// for graphs of which only one runs at a time and whose output the caller copies before the next replay.
 class StepGraphs {
  public:
-  StepGraphs(const torch::Device& device, bool allowed);
+  StepGraphs(const torch::Device& device, bool allowed, bool one_pool = false);
   ~StepGraphs();
   bool enabled() const { return impl_ != nullptr; }
   torch::Tensor run(int64_t key, const std::function<torch::Tensor()>& step);

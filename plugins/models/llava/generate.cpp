@@ -149,7 +149,10 @@ struct DecodeState {
   StepGraphs graphs;
 };
 
-void LlavaModel::forget_decode_state() { decode_.reset(); }
+void LlavaModel::forget_decode_state() {
+  decode_.reset();
+  vision_graphs_.reset();
+}
 
 // Rows of one batch whose prompts are the same tokens and images up to their last image: an evaluation asks several
 // questions about each image (POPE six, one after another). That head (~600 positions for one image) is prefilled

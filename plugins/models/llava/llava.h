@@ -46,6 +46,7 @@ struct LlavaOptions {
 
 struct ExpandedRow;  // one row of an expanded batch (forward.cpp)
 struct DecodeState;  // generation's buffers and CUDA graphs (generate.cpp)
+struct VisionGraphs;  // the vision tower and projector as CUDA graphs, for inference (forward.cpp)
 struct SharedPrefixes;  // generation's rows grouped by a shared image prefix (generate.cpp)
 
 class LlavaModel : public LanguageModel {
@@ -84,6 +85,7 @@ class LlavaModel : public LanguageModel {
   const LlavaConfig& config() const { return config_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   torch::Tensor image_features(const torch::Tensor& pixel_values);  // (N, 3, S, S) -> (N, P, D)
+  torch::Tensor vision_forward(const torch::Tensor& pixels);        // the same, always eager
   torch::Tensor pixel_values_for(const std::string& image_path) const;  // (3, S, S) float32
   // The sequence after image expansion: embeds (B, T', D), labels (B, T'), attention mask (B, T').
   struct Expanded {
@@ -143,6 +145,7 @@ class LlavaModel : public LanguageModel {
   bool merged_for_inference_ = false;  // an adapter folded into the weights by generate()
   bool trained_ = false;
   std::shared_ptr<DecodeState> decode_;  // handed to a trainer (parameter_groups, set_training(true)): generate() merges nothing
+  std::shared_ptr<VisionGraphs> vision_graphs_;  // dropped with decode_ (forget_decode_state)
   Llama llama_{nullptr};
   std::shared_ptr<torch::nn::Module> root_;
   int64_t truncated_rows_ = 0;

@@ -99,6 +99,25 @@ TEST_F(LlavaParity, ImageFeaturesAndLogitsMatch) {
   EXPECT_GE(rows, 1);
 }
 
+// Without autograd on a GPU, the vision tower and projector replay a CUDA graph per image count (forward.cpp,
+// VisionGraphs): captured on the first call, replayed with other pixels after, each as the eager path computes them.
+TEST_F(LlavaParity, ImageFeaturesReplayedAsACudaGraphAreTheEagerOnes) {
+  if (!model_->device().is_cuda()) GTEST_SKIP() << "CUDA graphs: GPU only";
+  std::vector<torch::Tensor> one;
+  for (const char* name : {"wide.png", "tall.jpg", "small.png"})
+    one.push_back(model_->pixel_values_for((fixture() / "images" / name).string()));
+  const torch::Tensor first = torch::stack({one[0], one[1]}), second = torch::stack({one[2], one[0]});
+  auto eager = [&](const torch::Tensor& px) {
+    const torch::AutoGradMode grad_on(true);  // with autograd on, image_features runs the modules as they are
+    return model_->image_features(px).detach();
+  };
+  torch::NoGradGuard no_grad;
+  for (const auto& px : {first, second, first}) {  // capture, then two replays with other pixels
+    const torch::Tensor got = model_->image_features(px);
+    EXPECT_LE(max_abs_diff(got, eager(px)), 1e-6 * scale());
+  }
+}
+
 TEST_F(LlavaParity, GreedyContinuationsAreExact) {
   std::map<std::string, json> convs;
   for (const auto& row : read_jsonl(fixture() / "expected" / "tokenization.jsonl")) convs[row["id"]] = row;
