@@ -199,19 +199,11 @@ bool LlavaDecodeBatch::record(Row& r) {
   return static_cast<int64_t>(r.out.token_ids.size()) >= r.config.max_new_tokens;
 }
 
-namespace {
-
-// A streamed text holds back trailing U+FFFD: the tokenizer's stand-in for the bytes of an incomplete UTF-8
-// sequence, which the next byte token may complete into another character (the text would then change its past).
-// vLLM's incremental detokenizer waits the same way. So a BatchEvent's text (core/api/chat_api.h) only grows; the
-// finished one has it all.
 std::string without_incomplete_tail(std::string text) {
   static const std::string replacement = "\xEF\xBF\xBD";
   while (text.size() >= 3 && text.compare(text.size() - 3, 3, replacement) == 0) text.resize(text.size() - 3);
   return text;
 }
-
-}  // namespace
 
 std::vector<BatchEvent> LlavaDecodeBatch::step() {
   Inference scope(m_);

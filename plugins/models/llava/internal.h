@@ -21,4 +21,9 @@ torch::Tensor read_tensor(const safetensors::Checkpoint& ckpt, const std::string
 // Records one new token of a generated row; true when the row is finished (EOS or a stop string). generate.cpp.
 bool record_token(Generation& out, int64_t id, int64_t eos, const GenerationConfig& g, const Tokenizer* tokenizer);
 
+// A streamed reply's text less its trailing U+FFFD: the tokenizer's stand-in for the bytes of an incomplete UTF-8
+// sequence, which the next byte token may complete into another character (the text would then change its past).
+// vLLM's incremental detokenizer waits the same way. So a BatchEvent's text only grows (decode_batch.cpp).
+std::string without_incomplete_tail(std::string text);
+
 }  // namespace mmr::llava

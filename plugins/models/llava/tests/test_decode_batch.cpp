@@ -8,6 +8,7 @@
 
 #include "core/api/error.h"
 #include "fixture.h"
+#include "internal.h"
 
 using namespace llava_fixture;
 
@@ -173,4 +174,17 @@ TEST_F(LlavaBatch, ARequestIsCutAtTheContextAndAPromptPastMaxLengthIsRefused) {
   const mmr::Generation& cut = done.at(3);
   EXPECT_EQ(cut.prompt_tokens + static_cast<int64_t>(cut.token_ids.size()), 2048) << "ends at the last position";
   EXPECT_EQ(cut.finish_reason, "length");
+}
+
+// The streamed text's rule against what sentencepiece gives for byte tokens: "€" is E2 82 AC; its first one or two
+// bytes alone decode to U+FFFD each, which the next byte replaces. Held back, the text only grows.
+TEST(LlavaStreamedText, HoldsBackAnIncompleteCharacter) {
+  using mmr::llava::without_incomplete_tail;
+  const std::string fffd = "\xEF\xBF\xBD", euro = "\xE2\x82\xAC";
+  EXPECT_EQ(without_incomplete_tail("costs 5" + fffd), "costs 5");
+  EXPECT_EQ(without_incomplete_tail("costs 5" + fffd + fffd), "costs 5");
+  EXPECT_EQ(without_incomplete_tail("costs 5" + euro), "costs 5" + euro);
+  EXPECT_EQ(without_incomplete_tail(fffd + " then more"), fffd + " then more") << "only a trailing one waits";
+  EXPECT_EQ(without_incomplete_tail(fffd), "");
+  EXPECT_EQ(without_incomplete_tail(""), "");
 }
