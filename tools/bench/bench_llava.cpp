@@ -207,7 +207,8 @@ void measure_batch(mmr::llava::LlavaModel& model, const std::vector<mmr::ChatSam
     auto batch = model.start_batch();
     sync(model.device());
     auto t = Clock::now();
-    for (int64_t i = 0; i < n; ++i) batch->add(static_cast<uint64_t>(i), samples[static_cast<size_t>(i) % samples.size()], g);
+    const std::vector<mmr::ChatSample> prompts = rows_of(samples, n);
+    for (size_t i = 0; i < prompts.size(); ++i) batch->add(static_cast<uint64_t>(i), prompts[i], g);
     batch->step();
     sync(model.device());
     const double prefill = seconds_since(t);

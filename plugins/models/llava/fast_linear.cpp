@@ -3,6 +3,7 @@
 #include "fast_linear.h"
 
 #ifdef MMR_WITH_GEMV
+#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -218,10 +219,9 @@ std::optional<torch::Tensor> fast_decode_attention(const torch::Tensor& qk, cons
   p.kv_heads = static_cast<int>(kv_heads);
   p.capacity = static_cast<int>(k_cache.size(2));
   p.span = static_cast<int>(span);
-  int multiprocessors = 0;
-  MMR_CHECK(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, d.index()) == cudaSuccess,
-            "cannot read the GPU's multiprocessor count");
-  p.chunk = gemv::keys_per_chunk(p.b, p.kv_heads, p.span, multiprocessors);
+  // The device's properties are read once per process (ATen caches them): this runs every layer of every step.
+  p.chunk = gemv::keys_per_chunk(p.b, p.kv_heads, p.span,
+                                 at::cuda::getDeviceProperties(d.index())->multiProcessorCount);
   torch::Tensor partial = torch::empty({gemv::partial_floats(p)}, qk.options().dtype(torch::kFloat32));
   p.partial = partial.data_ptr<float>();
   p.arrived = arrived;

@@ -85,7 +85,6 @@ class LlavaModel : public LanguageModel {
   const LlavaConfig& config() const { return config_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   torch::Tensor image_features(const torch::Tensor& pixel_values);  // (N, 3, S, S) -> (N, P, D)
-  torch::Tensor vision_forward(const torch::Tensor& pixels);        // the same, always eager
   torch::Tensor pixel_values_for(const std::string& image_path) const;  // (3, S, S) float32
   // The sequence after image expansion: embeds (B, T', D), labels (B, T'), attention mask (B, T').
   struct Expanded {
@@ -127,6 +126,7 @@ class LlavaModel : public LanguageModel {
   std::string peft_prefix() const;  // "base_model.model.language_model.model." (llava-hf) / "base_model.model.model."
   std::string projector_name() const;  // "multi_modal_projector" / "model.mm_projector"
   torch::Tensor hidden_states(const Expanded& e, std::vector<LayerCache>* caches);
+  torch::Tensor vision_forward(const torch::Tensor& pixels);  // image_features, always eager (forward.cpp)
 
   LlavaOptions options_;
   LlavaConfig config_;
