@@ -293,15 +293,16 @@ int main(int argc, char** argv) {
     }
     if (decode_batch || profile_steps) return 0;
     if (model.device().is_cuda() && o.lora_r == 0) {
-      // Ours with one part of the decoding step turned off, in the same process: each switch is read when a step
-      // is captured (set_adapters_enabled drops the captured graphs) or at each launch.
-      auto turned_off = [&](const char* env, const char* variant_name) {
-        setenv(env, "0", 1);
+      // Ours with one part of the decoding step switched (off, or an experiment on), in the same process: each
+      // switch is read when a step is captured (set_adapters_enabled drops the captured graphs) or at each launch.
+      auto with_env = [&](const char* env, const char* value, const char* variant_name) {
+        if (env) setenv(env, value, 1);
         model.set_adapters_enabled(true);
         std::stringstream again(batches);
         for (std::string b; std::getline(again, b, ',');) measure(model, samples, std::stoll(b), new_tokens, variant_name);
-        unsetenv(env);
+        if (env) unsetenv(env);
       };
+      auto turned_off = [&](const char* env, const char* variant_name) { with_env(env, "0", variant_name); };
       const auto fused = model.generate({s}, greedy(new_tokens))[0].token_ids;
       setenv("MMR_DECODE_ATTENTION", "0", 1);
       model.set_adapters_enabled(true);
@@ -314,6 +315,8 @@ int main(int argc, char** argv) {
       turned_off("MMR_DECODE_ATTENTION", "base_aten_attention");  // the decoding step's attention kernel
       turned_off("MMR_PDL", "base_plain_launches");                // programmatic dependent launches (pdl.cuh)
       turned_off("MMR_CUDA_GRAPHS", "base_no_cuda_graphs");
+      turned_off("MMR_GEMV_PERSISTENT", "base_gemv_per_tile");  // one GEMV block per tile at every M
+      with_env(nullptr, nullptr, "base_again");  // the first rows again: how far the card drifted meanwhile
     }
   } catch (const std::exception& e) {
     std::cerr << "bench_llava: " << e.what() << "\n";

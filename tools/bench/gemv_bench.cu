@@ -5,7 +5,10 @@
 // weight. Weights rotate through copies that together exceed L2, as in a step, where each is read once. Also:
 // "read_only", a plain stream of 16-byte loads over the same bytes (the ceiling); "prior_alone", a tiny kernel
 // that writes x (as the RMSNorm before a projection does); "+prior" / "+prior_pdl", that kernel and the product,
-// the product launched plainly or as a programmatic dependent launch (checked against the reference too).
+// the product launched plainly or as a programmatic dependent launch (checked against the reference too);
+// "slow_prior", a ~10 µs latency-bound kernel standing in for the attention, and the products behind it (PDL).
+// Variant names: T tiles of 8 rows per block, W warps, U loads in flight per thread; _P<s>: persistent blocks,
+// s fewer per multiprocessor than fit (persistent_grid).
 // Standalone (no project build), on a GPU machine:
 //
 //   nvcc -O3 -std=c++17 -arch=sm_90 -I plugins/models/llava tools/bench/gemv_bench.cu -lcublas -o /tmp/gemv_bench
@@ -52,13 +55,24 @@ __global__ void reference(Problem p, Epilogue e, float* out) {
   out[m * p.n + col] = v;
 }
 
-// With `pdl`, as a programmatic dependent launch: it may start before the kernel before it ends.
+// With `pdl`, as a programmatic dependent launch: it may start before the kernel before it ends. `slack` < 0:
+// one block per tile; otherwise persistent_grid with `slack` fewer resident blocks per multiprocessor than fit.
 template <int T, int WARPS, int U, Epilogue E>
-void launch(const Problem& p, cudaStream_t s, bool pdl) {
+void launch(const Problem& p, cudaStream_t s, bool pdl, int slack) {
   constexpr int cols = E == Epilogue::kSiluMul ? 4 * T : 8 * T;
-  CHECK_CUDA(static_cast<cudaError_t>(mmr::llava::gemv::pdl::launch(mmr::llava::gemv::gemv_kernel<T, WARPS, U, E>,
-                                                                    dim3((p.n + cols - 1) / cols), dim3(WARPS * 32),
-                                                                    s, pdl, p)));
+  const auto kernel = mmr::llava::gemv::gemv_kernel<T, WARPS, U, E>;
+  const int tiles = (p.n + cols - 1) / cols;
+  int grid = tiles;
+  if (slack >= 0) {
+    static int per_sm = -1, sms = 0;  // per template instance
+    if (per_sm < 0) {
+      CHECK_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, WARPS * 32, 0));
+      CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    }
+    grid = mmr::llava::gemv::persistent_grid(tiles, (per_sm - slack) * sms);
+  }
+  CHECK_CUDA(static_cast<cudaError_t>(
+      mmr::llava::gemv::pdl::launch(kernel, dim3(grid), dim3(WARPS * 32), s, pdl, p)));
 }
 
 struct Variant {
@@ -67,12 +81,13 @@ struct Variant {
 };
 
 template <int T, int WARPS, int U>
-Variant variant() {
-  return {"T" + std::to_string(T) + "_W" + std::to_string(WARPS) + "_U" + std::to_string(U),
-          [](const Problem& p, Epilogue e, cudaStream_t s, bool pdl) {
-            if (e == Epilogue::kNone) launch<T, WARPS, U, Epilogue::kNone>(p, s, pdl);
-            if (e == Epilogue::kResidual) launch<T, WARPS, U, Epilogue::kResidual>(p, s, pdl);
-            if (e == Epilogue::kSiluMul) launch<T, WARPS, U, Epilogue::kSiluMul>(p, s, pdl);
+Variant variant(int slack = -1) {
+  std::string name = "T" + std::to_string(T) + "_W" + std::to_string(WARPS) + "_U" + std::to_string(U);
+  if (slack >= 0) name += "_P" + std::to_string(slack);
+  return {name, [slack](const Problem& p, Epilogue e, cudaStream_t s, bool pdl) {
+            if (e == Epilogue::kNone) launch<T, WARPS, U, Epilogue::kNone>(p, s, pdl, slack);
+            if (e == Epilogue::kResidual) launch<T, WARPS, U, Epilogue::kResidual>(p, s, pdl, slack);
+            if (e == Epilogue::kSiluMul) launch<T, WARPS, U, Epilogue::kSiluMul>(p, s, pdl, slack);
           }};
 }
 
@@ -94,6 +109,15 @@ __global__ void read_only(const uint4* p, size_t n, uint32_t* sink) {
 
 // Stands in for the RMSNorm before a projection: writes the activations the product reads.
 __global__ void prior(const __nv_bfloat16* in, __nv_bfloat16* out, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = __float2bfloat16(__bfloat162float(in[i]) * 1.0001f);
+}
+
+// Stands in for the attention before o_proj: latency-bound, few blocks, ~10 µs (a clock spin), then writes x.
+__global__ void slow_prior(const __nv_bfloat16* in, __nv_bfloat16* out, int n) {
+  const long long until = clock64() + 20000;  // ~10 µs at the H200's ~1.98 GHz
+  while (clock64() < until) {
+  }
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < n) out[i] = __float2bfloat16(__bfloat162float(in[i]) * 1.0001f);
 }
@@ -121,8 +145,10 @@ int main(int argc, char** argv) {
                                      {"down_proj", 13824, 5120, Epilogue::kResidual},
                                      {"lm_head", 5120, 32000, Epilogue::kNone}};
   // The plugin's (gemv.cu) first.
-  const std::vector<Variant> variants = {variant<1, 8, 4>(), variant<2, 8, 2>(), variant<2, 8, 4>(), variant<1, 4, 8>(),
-                                         variant<1, 16, 2>(), variant<2, 4, 4>(), variant<4, 8, 2>(), variant<4, 4, 2>()};
+  // _P<s>: persistent blocks, s fewer per multiprocessor than fit (room for the next kernel's first blocks).
+  const std::vector<Variant> variants = {variant<1, 8, 4>(), variant<1, 8, 4>(0), variant<2, 8, 2>(),
+                                         variant<2, 8, 2>(0), variant<1, 8, 2>(0), variant<1, 4, 4>(0),
+                                         variant<2, 8, 4>(),  variant<1, 16, 2>()};
   uint32_t* sink;
   CHECK_CUDA(cudaMalloc(&sink, 4));
   cudaStream_t stream;
@@ -248,7 +274,19 @@ int main(int argc, char** argv) {
                        CUBLAS_GEMM_DEFAULT);
         });
         report("cublas+prior", us_blas_prior, 0.f);
-        for (size_t vi : {size_t(0)}) {
+        const double us_slow = time([&](int) { slow_prior<<<(xn + 255) / 256, 256, 0, stream>>>(x_src, x, xn); });
+        report("slow_prior_alone", us_slow, 0.f);
+        for (size_t vi : {size_t(0), size_t(1), size_t(2), size_t(3)}) {
+          const Variant& v = variants[vi];
+          const double us = time([&](int c) {
+            slow_prior<<<(xn + 255) / 256, 256, 0, stream>>>(x_src, x, xn);
+            Problem q = p;
+            q.w = w + c * w_elems;
+            v.run(q, shape.epilogue, stream, true);
+          });
+          report(v.name + "+slow_prior_pdl", us, 0.f);
+        }
+        for (size_t vi : {size_t(0), size_t(1), size_t(2), size_t(3)}) {
           const Variant& v = variants[vi];
           for (bool pdl : {false, true}) {
             const double us = time([&](int c) {

@@ -39,6 +39,10 @@ bool env_on(const char* name) {
 // each launch, as MMR_DECODE_ATTENTION: bench_llava measures both in one process (a captured step makes no calls).
 bool dependent_launches() { return env_on("MMR_PDL"); }
 
+// Whether the GEMV of M ≥ 2 rows runs as persistent blocks (gemv.h); MMR_GEMV_PERSISTENT=0: one block per tile.
+// Read at each launch, as MMR_PDL.
+bool persistent_gemv(int64_t m) { return m >= 2 && env_on("MMR_GEMV_PERSISTENT"); }
+
 bool aligned16(const torch::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
 
 // x as (M, K) rows the kernel can read (16-byte aligned, unit stride, row stride a multiple of 8), or undefined
@@ -78,7 +82,7 @@ torch::Tensor run(const torch::Tensor& x, const torch::Tensor& x2, const torch::
   p.k = static_cast<int>(x2.size(1));
   p.n = static_cast<int>(n);
   const int err = gemv::launch(p, e, c10::cuda::getCurrentCUDAStream(x.device().index()).stream(),
-                               dependent_launches());
+                               dependent_launches(), persistent_gemv(p.m));
   MMR_CHECK(err == 0, "decode GEMV launch failed: " << cudaGetErrorString(static_cast<cudaError_t>(err)));
   auto sizes = x.sizes().vec();
   sizes.back() = n;

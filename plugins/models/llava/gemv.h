@@ -26,8 +26,9 @@ struct Problem {
 constexpr int kMaxRows = 8;
 
 // Launches the product on `stream` (a cudaStream_t); `pdl`: as a programmatic dependent launch, which may start
-// (and load weights) before the kernel before it ends (pdl.cuh). Returns the CUDA error code, 0 when none.
-int launch(const Problem& p, Epilogue e, void* stream, bool pdl);
+// (and load weights) before the kernel before it ends (pdl.cuh); `persistent`: only as many blocks as fit on the
+// card, each taking several column tiles (else one block per tile). Returns the CUDA error code, 0 when none.
+int launch(const Problem& p, Epilogue e, void* stream, bool pdl, bool persistent = false);
 
 // y = x / rms(x) · weight per row (Zhang & Sennrich 2019), in float32, rounded to bf16 once (as at::rms_norm).
 struct NormProblem {

@@ -16,9 +16,15 @@
 //
 // Measured (tools/bench/gemv_bench.cu, H200, M = 1): as fast as cuBLAS where N is small (o_proj 16.3 µs, down_proj
 // 38.5, against 16.4 and 40.0), 12-14% above a plain read stream of the same bytes; cuBLAS is 8-9% faster at
-// N ≥ 15360 (qkv 43.1 against 39.7 µs, lm_head 83.0 against 80.7), probably the tail of 3.6 waves of 8-row blocks
-// (a stream-K split of the work would even it out; not tried). An RMSNorm fused in front (x·γ in the product, 1/rms after it) made the qkv and gate-up products
-// 19-21% longer, more than the norm kernel it saved (a 13B step at batch 1: 9.50 ms against 9.04), so it is not done.
+// N ≥ 15360 (qkv 43.1 against 39.7 µs, lm_head 83.0 against 80.7). An RMSNorm fused in front (x·γ in the
+// product, 1/rms after it) made the qkv and gate-up products 19-21% longer, more than the norm kernel it saved (a
+// 13B step at batch 1: 9.50 ms against 9.04), so it is not done.
+//
+// Tried on H200s in session 16 and dropped (numbers in the README, "What limits decoding"): k split over 2-4
+// blocks per tile, the last one adding the parts (qkv 55-68 µs against 43.5 at M = 1: each block's fixed cost
+// grows with their number); each block asking L2 for its whole tile before the PDL wait (a batch-1 step 8.96 ms
+// against 7.79). Kept: persistent blocks (persistent_grid), a batch-8 step 9.46 ms against 9.74 with one block
+// per tile in the same process; at M = 1 they were slower (8.11 against 7.88 ms), so they run at M ≥ 2 only.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -56,27 +62,43 @@ __device__ __forceinline__ float round_bf16(float v) { return __bfloat162float(_
 
 }  // namespace detail
 
-// Grid: one block per 8·T output columns (kSiluMul: per 4·T, each with its gate and up row); WARPS·32 threads.
+// The grid for `tiles` column tiles when `resident` blocks fit on the card at once: each block then takes the
+// same number of tiles (tiles ≤ resident: one each, the plain one-block-per-tile launch).
+inline int persistent_grid(int tiles, int resident) {
+  if (resident <= 0 || tiles <= resident) return tiles;
+  const int per_block = (tiles + resident - 1) / resident;
+  return (tiles + per_block - 1) / per_block;
+}
+
+// Grid: any number of blocks up to one per tile of 8·T output columns (kSiluMul: 4·T, each with its gate and up
+// row); block b takes tiles b, b + grid, ... WARPS·32 threads. With fewer blocks than tiles (persistent_grid), a
+// block issues its next tile's first loads before the current tile's reduction, so the memory system does not
+// drain between tiles as it does between blocks.
 template <int T, int WARPS, int U, Epilogue E>
 __global__ void __launch_bounds__(WARPS * 32) gemv_kernel(Problem p) {
   constexpr int kRows = 8 * T;                                        // weight rows per block
   constexpr int kCols = E == Epilogue::kSiluMul ? kRows / 2 : kRows;  // output columns per block
-  __shared__ float partial[WARPS][kRows][8];                          // [warp][row][activation row]
+  // [tile parity][warp][row][activation row]: two buffers, so one __syncthreads per tile suffices (a warp writing
+  // tile i + 2's sums has passed tile i + 1's barrier, which every thread reaches after reading tile i's).
+  __shared__ float partial[2][WARPS][kRows][8];
   const __nv_bfloat16* x = static_cast<const __nv_bfloat16*>(p.x);
   const __nv_bfloat16* w = static_cast<const __nv_bfloat16*>(p.w);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
-  const int col0 = blockIdx.x * kCols;
   const int w_rows = E == Epilogue::kSiluMul ? 2 * p.n : p.n;
+  const int tiles = (p.n + kCols - 1) / kCols;
 
   const __nv_bfloat16* w_row[T];
+  auto point_at = [&](int tile) {
+    const int col0 = tile * kCols;
 #pragma unroll
-  for (int i = 0; i < T; ++i) {
-    const int r = 8 * i + g;
-    int row = col0 + r;
-    if (E == Epilogue::kSiluMul) row = r < kCols ? col0 + r : p.n + col0 + r - kCols;
-    w_row[i] = w + (row < w_rows ? row : 0) * p.ldw;  // past the end: row 0, its sums never stored
-  }
+    for (int i = 0; i < T; ++i) {
+      const int r = 8 * i + g;
+      int row = col0 + r;
+      if (E == Epilogue::kSiluMul) row = r < kCols ? col0 + r : p.n + col0 + r - kCols;
+      w_row[i] = w + (row < w_rows ? row : 0) * p.ldw;  // past the end: row 0, its sums never stored
+    }
+  };
   const bool has_x = g < p.m;
   const __nv_bfloat16* x_row = x + (has_x ? g : 0) * p.ldx;
 
@@ -100,47 +122,56 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_kernel(Problem p) {
   // The weights do not depend on the kernel before this one: the first group's loads go out before waiting for
   // it (pdl.cuh).
   pdl::allow_next_kernel();
+  point_at(blockIdx.x);
   if (s_begin < s_end) load_w(s_begin);
   pdl::wait_for_previous_kernel();
-  float acc[T][2] = {};
-  for (int s = s_begin; s < s_end; s += U) {
-    if (s != s_begin) load_w(s);
+  int parity = 0;
+  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, parity ^= 1) {
+    float acc[T][2] = {};
+    for (int s = s_begin; s < s_end; s += U) {
+      if (s != s_begin) load_w(s);
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      xv[u] = __ldg(reinterpret_cast<const uint4*>(x_row + 8 * (valid(s, u) ? chunk(s, u) : 0)));
-      if (!valid(s, u) || !has_x) xv[u] = zero;
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u)
-#pragma unroll
-      for (int i = 0; i < T; ++i) {
-        detail::mma(acc[i], xv[u].x, xv[u].y, wv[u][i].x, wv[u][i].y);
-        detail::mma(acc[i], xv[u].z, xv[u].w, wv[u][i].z, wv[u][i].w);
+      for (int u = 0; u < U; ++u) {
+        xv[u] = __ldg(reinterpret_cast<const uint4*>(x_row + 8 * (valid(s, u) ? chunk(s, u) : 0)));
+        if (!valid(s, u) || !has_x) xv[u] = zero;
       }
-  }
-  // acc[i][j]: activation row g, weight row 8 i + 2 t + j.
 #pragma unroll
-  for (int i = 0; i < T; ++i) {
-    partial[warp][8 * i + 2 * t][g] = acc[i][0];
-    partial[warp][8 * i + 2 * t + 1][g] = acc[i][1];
-  }
-  __syncthreads();
-  for (int idx = threadIdx.x; idx < 8 * kCols; idx += WARPS * 32) {
-    const int m = idx / kCols, c = idx % kCols, col = col0 + c;
-    if (m >= p.m || col >= p.n) continue;
-    float v = 0.f;
+      for (int u = 0; u < U; ++u)
 #pragma unroll
-    for (int w = 0; w < WARPS; ++w) v += partial[w][c][m];
-    if (E == Epilogue::kResidual)
-      v += __bfloat162float(static_cast<const __nv_bfloat16*>(p.residual)[m * p.ldr + col]);
-    if (E == Epilogue::kSiluMul) {
-      float up = 0.f;
-#pragma unroll
-      for (int w = 0; w < WARPS; ++w) up += partial[w][kCols + c][m];
-      const float gate = detail::round_bf16(v);
-      v = detail::round_bf16(gate / (1.f + expf(-gate))) * detail::round_bf16(up);
+        for (int i = 0; i < T; ++i) {
+          detail::mma(acc[i], xv[u].x, xv[u].y, wv[u][i].x, wv[u][i].y);
+          detail::mma(acc[i], xv[u].z, xv[u].w, wv[u][i].z, wv[u][i].w);
+        }
     }
-    static_cast<__nv_bfloat16*>(p.y)[m * p.ldy + col] = __float2bfloat16(v);
+    if (tile + int(gridDim.x) < tiles) {  // the next tile's first loads, in flight during this one's reduction
+      point_at(tile + gridDim.x);
+      if (s_begin < s_end) load_w(s_begin);
+    }
+    // acc[i][j]: activation row g, weight row 8 i + 2 t + j.
+#pragma unroll
+    for (int i = 0; i < T; ++i) {
+      partial[parity][warp][8 * i + 2 * t][g] = acc[i][0];
+      partial[parity][warp][8 * i + 2 * t + 1][g] = acc[i][1];
+    }
+    __syncthreads();
+    const int col0 = tile * kCols;
+    for (int idx = threadIdx.x; idx < 8 * kCols; idx += WARPS * 32) {
+      const int m = idx / kCols, c = idx % kCols, col = col0 + c;
+      if (m >= p.m || col >= p.n) continue;
+      float v = 0.f;
+#pragma unroll
+      for (int w = 0; w < WARPS; ++w) v += partial[parity][w][c][m];
+      if (E == Epilogue::kResidual)
+        v += __bfloat162float(static_cast<const __nv_bfloat16*>(p.residual)[m * p.ldr + col]);
+      if (E == Epilogue::kSiluMul) {
+        float up = 0.f;
+#pragma unroll
+        for (int w = 0; w < WARPS; ++w) up += partial[parity][w][kCols + c][m];
+        const float gate = detail::round_bf16(v);
+        v = detail::round_bf16(gate / (1.f + expf(-gate))) * detail::round_bf16(up);
+      }
+      static_cast<__nv_bfloat16*>(p.y)[m * p.ldy + col] = __float2bfloat16(v);
+    }
   }
 }
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cstdlib>
 #include <vector>
 
 #include "device_steps.h"
@@ -107,6 +108,36 @@ TEST(FastLinear, SiluTimesUpMatchesTheUnfusedOpsOnTheGpu) {
     EXPECT_EQ(y->sizes(), torch::IntArrayRef({m, inner}));
     // Rounded where silu(gate) * up rounds in bf16: gate, up, silu and the product, each once.
     EXPECT_LE(max_rel(*y, exact), 4 * kOneRounding) << "m=" << m;
+  }
+}
+
+// At M ≥ 2 the GEMV runs as persistent blocks. With more column tiles than blocks fit on any card (5,000), each
+// block takes several, loading its next tile's weights during the current one's reduction. The bits must be those
+// of one block per tile (the same sums in the same order) and match the float32 references.
+TEST(FastLinear, PersistentBlocksGiveTheBitsOfOneBlockPerTile) {
+  SKIP_WITHOUT_CUDA();
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(5);
+  const torch::Device gpu(torch::kCUDA);
+  const int64_t k = 264, n = 40000;
+  for (int64_t m : {2, 8}) {
+    const torch::Tensor x = randn_bf16({m, k}, gpu), w = randn_bf16({n, k}, gpu, 1.0 / std::sqrt(k));
+    const torch::Tensor r = randn_bf16({m, n}, gpu);
+    auto products = [&] {
+      return std::array<torch::Tensor, 3>{fast_linear(x, w).value(), fast_linear(x, w, r).value(),
+                                          fast_silu_mul(x, w).value()};
+    };
+    const auto persistent = products();
+    setenv("MMR_GEMV_PERSISTENT", "0", 1);
+    const auto per_tile = products();
+    unsetenv("MMR_GEMV_PERSISTENT");
+    for (size_t i = 0; i < 3; ++i)
+      EXPECT_TRUE(torch::equal(persistent[i], per_tile[i])) << "product " << i << ", m=" << m;
+    const torch::Tensor gu = torch::matmul(x.to(torch::kFloat64), w.to(torch::kFloat64).t());
+    EXPECT_LE(max_rel(persistent[0], gu), kOneRounding) << "m=" << m;
+    EXPECT_LE(max_rel(persistent[1], gu + r.to(torch::kFloat64)), kOneRounding) << "m=" << m;
+    const torch::Tensor gate = gu.narrow(1, 0, n / 2), up = gu.narrow(1, n / 2, n / 2);
+    EXPECT_LE(max_rel(persistent[2], gate * torch::sigmoid(gate) * up), 4 * kOneRounding) << "m=" << m;
   }
 }
 
