@@ -76,8 +76,8 @@ def main():
                               "(MMR_DECODE_ATTENTION=0)"),
                              ("base_plain_launches", "with each kernel launched after the one before ends (MMR_PDL=0)"),
                              ("base_no_cuda_graphs", "without CUDA graphs (MMR_CUDA_GRAPHS=0)"),
-                             ("base_gemv_per_tile", "with one GEMV block per column tile at batch 8 too "
-                                                    "(MMR_GEMV_PERSISTENT=0)"),
+                             ("base_gemv_per_tile", "with one GEMV block per column tile (MMR_GEMV_PERSISTENT=0; "
+                                                    "batch 1 always has)"),
                              ("base_again", "again, after the variants above (the card's drift)")):
         for b in (1, 8):
             r = pick(rows, "greedy_decode", ("ours",), batch=b, variant=variant)
