@@ -39,9 +39,12 @@ bool env_on(const char* name) {
 // each launch, as MMR_DECODE_ATTENTION: bench_llava measures both in one process (a captured step makes no calls).
 bool dependent_launches() { return env_on("MMR_PDL"); }
 
-// Whether the GEMV of M ≥ 2 rows runs as persistent blocks (gemv.h); MMR_GEMV_PERSISTENT=0: one block per tile.
-// Read at each launch, as MMR_PDL.
-bool persistent_gemv(int64_t m) { return m >= 2 && env_on("MMR_GEMV_PERSISTENT"); }
+// The GEMV of M ≥ 2 rows runs as persistent blocks over the device's multiprocessors (gemv.h; ATen caches the
+// device's properties); MMR_GEMV_PERSISTENT=0, or one row: one block per tile. Read at each launch, as MMR_PDL.
+int persistent_gemv_on(int64_t m, const torch::Device& d) {
+  if (m < 2 || !env_on("MMR_GEMV_PERSISTENT")) return 0;
+  return at::cuda::getDeviceProperties(d.index())->multiProcessorCount;
+}
 
 bool aligned16(const torch::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
 
@@ -82,7 +85,7 @@ torch::Tensor run(const torch::Tensor& x, const torch::Tensor& x2, const torch::
   p.k = static_cast<int>(x2.size(1));
   p.n = static_cast<int>(n);
   const int err = gemv::launch(p, e, c10::cuda::getCurrentCUDAStream(x.device().index()).stream(),
-                               dependent_launches(), persistent_gemv(p.m));
+                               dependent_launches(), persistent_gemv_on(p.m, x.device()));
   MMR_CHECK(err == 0, "decode GEMV launch failed: " << cudaGetErrorString(static_cast<cudaError_t>(err)));
   auto sizes = x.sizes().vec();
   sizes.back() = n;

@@ -12,39 +12,36 @@ namespace {
 // (1-4 tiles, 4-16 warps, 2-8 loads), the one closest to cuBLAS on all five 13B shapes at M = 1..8 (H200).
 constexpr int kTiles = 1, kWarps = 8, kUnroll = 4;
 
-// How many blocks of the kernel fit on the current device at once (0 if the query fails: one block per tile).
-// Cached per epilogue for the process: the grid only changes the speed, never the result.
+// How many blocks of the kernel fit on one multiprocessor (0 if the query fails: one block per tile). It depends
+// on the kernel and the architecture only, so one query per process; the grid changes the speed, never the result.
 template <Epilogue E>
-int resident_blocks() {
-  static const int resident = [] {
-    int device = 0, per_sm = 0, sms = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_kernel<kTiles, kWarps, kUnroll, E>,
-                                                      kWarps * 32, 0) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
-      return 0;
-    return per_sm * sms;
+int blocks_per_multiprocessor() {
+  static const int per_sm = [] {
+    int n = 0;
+    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_kernel<kTiles, kWarps, kUnroll, E>, kWarps * 32,
+                                                         0) == cudaSuccess
+               ? n
+               : 0;
   }();
-  return resident;
+  return per_sm;
 }
 
 template <Epilogue E>
-int launch_as(const Problem& p, cudaStream_t stream, bool dependent, bool persistent) {
+int launch_as(const Problem& p, cudaStream_t stream, bool dependent, int persistent_on) {
   constexpr int cols = E == Epilogue::kSiluMul ? 4 * kTiles : 8 * kTiles;
-  const auto kernel = gemv_kernel<kTiles, kWarps, kUnroll, E>;
   const int tiles = (p.n + cols - 1) / cols;
-  const int grid = persistent ? persistent_grid(tiles, resident_blocks<E>()) : tiles;
-  return pdl::launch(kernel, dim3(grid), dim3(kWarps * 32), stream, dependent, p);
+  const int grid = persistent_on > 0 ? persistent_grid(tiles, blocks_per_multiprocessor<E>() * persistent_on) : tiles;
+  return pdl::launch(gemv_kernel<kTiles, kWarps, kUnroll, E>, dim3(grid), dim3(kWarps * 32), stream, dependent, p);
 }
 
 }  // namespace
 
-int launch(const Problem& p, Epilogue e, void* stream, bool dependent, bool persistent) {
+int launch(const Problem& p, Epilogue e, void* stream, bool dependent, int persistent_on) {
   const auto s = static_cast<cudaStream_t>(stream);
   switch (e) {
-    case Epilogue::kNone: return launch_as<Epilogue::kNone>(p, s, dependent, persistent);
-    case Epilogue::kResidual: return launch_as<Epilogue::kResidual>(p, s, dependent, persistent);
-    case Epilogue::kSiluMul: return launch_as<Epilogue::kSiluMul>(p, s, dependent, persistent);
+    case Epilogue::kNone: return launch_as<Epilogue::kNone>(p, s, dependent, persistent_on);
+    case Epilogue::kResidual: return launch_as<Epilogue::kResidual>(p, s, dependent, persistent_on);
+    case Epilogue::kSiluMul: return launch_as<Epilogue::kSiluMul>(p, s, dependent, persistent_on);
   }
   return static_cast<int>(cudaErrorInvalidValue);
 }

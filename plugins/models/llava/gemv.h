@@ -26,9 +26,10 @@ struct Problem {
 constexpr int kMaxRows = 8;
 
 // Launches the product on `stream` (a cudaStream_t); `pdl`: as a programmatic dependent launch, which may start
-// (and load weights) before the kernel before it ends (pdl.cuh); `persistent`: only as many blocks as fit on the
-// card, each taking several column tiles (else one block per tile). Returns the CUDA error code, 0 when none.
-int launch(const Problem& p, Epilogue e, void* stream, bool pdl, bool persistent = false);
+// (and load weights) before the kernel before it ends (pdl.cuh); `persistent_on` > 0: only as many blocks as fit
+// on that many multiprocessors (the device's count), each taking several column tiles; 0: one block per tile.
+// Returns the CUDA error code, 0 when none.
+int launch(const Problem& p, Epilogue e, void* stream, bool pdl, int persistent_on);
 
 // y = x / rms(x) · weight per row (Zhang & Sennrich 2019), in float32, rounded to bf16 once (as at::rms_norm).
 struct NormProblem {

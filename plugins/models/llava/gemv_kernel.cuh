@@ -20,7 +20,7 @@
 // product, 1/rms after it) made the qkv and gate-up products 19-21% longer, more than the norm kernel it saved (a
 // 13B step at batch 1: 9.50 ms against 9.04), so it is not done.
 //
-// Tried on H200s in session 16 and dropped (numbers in the README, "What limits decoding"): k split over 2-4
+// Tried on H200s in session 16 and dropped (numbers in the README, "After the table"): k split over 2-4
 // blocks per tile, the last one adding the parts (qkv 55-68 µs against 43.5 at M = 1: each block's fixed cost
 // grows with their number); each block asking L2 for its whole tile before the PDL wait (a batch-1 step 8.96 ms
 // against 7.79). Kept: persistent blocks (persistent_grid), a batch-8 step 9.46 ms against 9.74 with one block
