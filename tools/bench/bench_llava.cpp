@@ -32,6 +32,7 @@
 #endif
 
 #include "bench_common.h"
+#include "plugins/models/llava/fast_linear.h"
 #include "plugins/models/llava/llava.h"
 
 using bench::Clock;
@@ -315,8 +316,12 @@ int main(int argc, char** argv) {
       turned_off("MMR_DECODE_ATTENTION", "base_aten_attention");  // the decoding step's attention kernel
       turned_off("MMR_PDL", "base_plain_launches");                // programmatic dependent launches (pdl.cuh)
       turned_off("MMR_CUDA_GRAPHS", "base_no_cuda_graphs");
-      turned_off("MMR_GEMV_PERSISTENT", "base_gemv_per_tile");  // one GEMV block per tile at every M
+      turned_off("MMR_GEMV_TUNE", "base_gemv_untuned");  // the GEMV's default block shapes, not the timed choice
+      with_env("MMR_GEMV_CONFIG", "t1", "base_gemv_t1");  // 8 rows a block, one block per tile (before session 16)
       with_env(nullptr, nullptr, "base_again");  // the first rows again: how far the card drifted meanwhile
+      std::istringstream tuned(mmr::llava::gemv_tuning_report());
+      for (std::string line; std::getline(tuned, line);)
+        std::cout << "{\"what\": \"gemv_tuning\", \"choice\": \"" << line << "\"}" << std::endl;
     }
   } catch (const std::exception& e) {
     std::cerr << "bench_llava: " << e.what() << "\n";

@@ -76,8 +76,9 @@ def main():
                               "(MMR_DECODE_ATTENTION=0)"),
                              ("base_plain_launches", "with each kernel launched after the one before ends (MMR_PDL=0)"),
                              ("base_no_cuda_graphs", "without CUDA graphs (MMR_CUDA_GRAPHS=0)"),
-                             ("base_gemv_per_tile", "with one GEMV block per column tile (MMR_GEMV_PERSISTENT=0; "
-                                                    "batch 1 always has)"),
+                             ("base_gemv_untuned", "with the GEMV's default block shapes, not timed on the card "
+                                                   "(MMR_GEMV_TUNE=0)"),
+                             ("base_gemv_t1", "with 8 rows a GEMV block, one block per tile (MMR_GEMV_CONFIG=t1)"),
                              ("base_again", "again, after the variants above (the card's drift)")):
         for b in (1, 8):
             r = pick(rows, "greedy_decode", ("ours",), batch=b, variant=variant)

@@ -39,13 +39,6 @@ bool env_on(const char* name) {
 // each launch, as MMR_DECODE_ATTENTION: bench_llava measures both in one process (a captured step makes no calls).
 bool dependent_launches() { return env_on("MMR_PDL"); }
 
-// The GEMV of M ≥ 2 rows runs as persistent blocks over the device's multiprocessors (gemv.h; ATen caches the
-// device's properties); MMR_GEMV_PERSISTENT=0, or one row: one block per tile. Read at each launch, as MMR_PDL.
-int persistent_gemv_on(int64_t m, const torch::Device& d) {
-  if (m < 2 || !env_on("MMR_GEMV_PERSISTENT")) return 0;
-  return at::cuda::getDeviceProperties(d.index())->multiProcessorCount;
-}
-
 bool aligned16(const torch::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
 
 // x as (M, K) rows the kernel can read (16-byte aligned, unit stride, row stride a multiple of 8), or undefined
@@ -84,8 +77,10 @@ torch::Tensor run(const torch::Tensor& x, const torch::Tensor& x2, const torch::
   p.m = static_cast<int>(x2.size(0));
   p.k = static_cast<int>(x2.size(1));
   p.n = static_cast<int>(n);
+  // The device's properties are read once per process (ATen caches them).
   const int err = gemv::launch(p, e, c10::cuda::getCurrentCUDAStream(x.device().index()).stream(),
-                               dependent_launches(), persistent_gemv_on(p.m, x.device()));
+                               dependent_launches(),
+                               at::cuda::getDeviceProperties(x.device().index())->multiProcessorCount);
   MMR_CHECK(err == 0, "decode GEMV launch failed: " << cudaGetErrorString(static_cast<cudaError_t>(err)));
   auto sizes = x.sizes().vec();
   sizes.back() = n;
@@ -303,6 +298,8 @@ std::optional<torch::Tensor> fast_silu_mul_rows(const torch::Tensor& gate_up) {
 
 int64_t prefill_ops_launched() { return prefill_launches; }
 
+std::string gemv_tuning_report() { return gemv::tuned_choices(); }
+
 #else  // a CPU LibTorch or no CUDA compiler: the ATen path everywhere
 
 bool fast_kernels_built() { return false; }
@@ -322,6 +319,8 @@ std::optional<torch::Tensor> fast_rope(const torch::Tensor&, const torch::Tensor
 std::optional<torch::Tensor> fast_silu_mul_rows(const torch::Tensor&) { return std::nullopt; }
 
 int64_t prefill_ops_launched() { return 0; }
+
+std::string gemv_tuning_report() { return {}; }
 
 std::optional<torch::Tensor> fast_decode_attention(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
                                                    const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,

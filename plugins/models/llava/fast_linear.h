@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include <optional>
+#include <string>
 
 namespace mmr::llava {
 
@@ -21,6 +22,10 @@ bool fast_kernels_built();
 // x (..., K), w (N, K): residual + x Wᵀ, (..., N). residual (..., N) or undefined.
 std::optional<torch::Tensor> fast_linear(const torch::Tensor& x, const torch::Tensor& w,
                                          const torch::Tensor& residual = {});
+
+// The GEMV's block shape per shape and device, chosen by timing at the first call (gemv.h): one line per shape
+// so far, with each candidate's time; empty before any, or without the kernels.
+std::string gemv_tuning_report();
 
 // x (..., K), gate_up (2I, K) = [gate; up]: silu(x Gᵀ) · x Uᵀ, (..., I).
 std::optional<torch::Tensor> fast_silu_mul(const torch::Tensor& x, const torch::Tensor& gate_up);

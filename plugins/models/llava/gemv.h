@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace mmr::llava::gemv {
 
@@ -26,10 +27,14 @@ struct Problem {
 constexpr int kMaxRows = 8;
 
 // Launches the product on `stream` (a cudaStream_t); `pdl`: as a programmatic dependent launch, which may start
-// (and load weights) before the kernel before it ends (pdl.cuh); `persistent_on` > 0: only as many blocks as fit
-// on that many multiprocessors (the device's count), each taking several column tiles; 0: one block per tile.
-// Returns the CUDA error code, 0 when none.
-int launch(const Problem& p, Epilogue e, void* stream, bool pdl, int persistent_on);
+// (and load weights) before the kernel before it ends (pdl.cuh). Returns the CUDA error code, 0 when none.
+// The block shape is chosen per device and shape at the first call outside a graph capture, by timing each
+// candidate (gemv.cu): the first call of a shape takes a few milliseconds and synchronizes the stream.
+// `multiprocessors`: the device's count (the persistent candidates' grid).
+int launch(const Problem& p, Epilogue e, void* stream, bool pdl, int multiprocessors);
+
+// One line per shape tuned so far in this process: the choice and each candidate's median time.
+std::string tuned_choices();
 
 // y = x / rms(x) · weight per row (Zhang & Sennrich 2019), in float32, rounded to bf16 once (as at::rms_norm).
 struct NormProblem {

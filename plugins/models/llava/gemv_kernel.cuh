@@ -24,7 +24,8 @@
 // blocks per tile, the last one adding the parts (qkv 55-68 µs against 43.5 at M = 1: each block's fixed cost
 // grows with their number); each block asking L2 for its whole tile before the PDL wait (a batch-1 step 8.96 ms
 // against 7.79). Kept: persistent blocks (persistent_grid), a batch-8 step 9.46 ms against 9.74 with one block
-// per tile in the same process; at M = 1 they were slower (8.11 against 7.88 ms), so they run at M ≥ 2 only.
+// per tile in the same process, but slower at M = 1 on that machine (8.11 against 7.88 ms). Which block shape is
+// fastest differed between machines, so gemv.cu times the candidates on the running card.
 #pragma once
 
 #include <cuda_bf16.h>

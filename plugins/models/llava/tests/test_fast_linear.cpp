@@ -5,6 +5,8 @@
 
 #include <array>
 #include <cstdlib>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "device_steps.h"
@@ -111,34 +113,42 @@ TEST(FastLinear, SiluTimesUpMatchesTheUnfusedOpsOnTheGpu) {
   }
 }
 
-// At M ≥ 2 the GEMV runs as persistent blocks. With more column tiles than blocks fit on any card (5,000), each
-// block takes several, loading its next tile's weights during the current one's reduction. The bits must be those
-// of one block per tile (the same sums in the same order) and match the float32 references.
-TEST(FastLinear, PersistentBlocksGiveTheBitsOfOneBlockPerTile) {
+// The GEMV's block shapes (gemv.cu: 8 or 16 rows a block, one block per tile or persistent blocks) all give the
+// same bits: they split k over the same warps in the same order. So does the one timed on the card (the default,
+// first call of each shape). 5,000 tiles are more than blocks fit on any card, so a persistent block takes several,
+// loading its next tile's weights during the current one's reduction. All match the float32 references.
+TEST(FastLinear, EveryGemvBlockShapeGivesTheSameBits) {
   SKIP_WITHOUT_CUDA();
   torch::NoGradGuard no_grad;
   torch::manual_seed(5);
   const torch::Device gpu(torch::kCUDA);
-  const int64_t k = 264, n = 40000;
-  for (int64_t m : {2, 8}) {
-    const torch::Tensor x = randn_bf16({m, k}, gpu), w = randn_bf16({n, k}, gpu, 1.0 / std::sqrt(k));
-    const torch::Tensor r = randn_bf16({m, n}, gpu);
-    auto products = [&] {
-      return std::array<torch::Tensor, 3>{fast_linear(x, w).value(), fast_linear(x, w, r).value(),
-                                          fast_silu_mul(x, w).value()};
-    };
-    const auto persistent = products();
-    setenv("MMR_GEMV_PERSISTENT", "0", 1);
-    const auto per_tile = products();
-    unsetenv("MMR_GEMV_PERSISTENT");
-    for (size_t i = 0; i < 3; ++i)
-      EXPECT_TRUE(torch::equal(persistent[i], per_tile[i])) << "product " << i << ", m=" << m;
-    const torch::Tensor gu = torch::matmul(x.to(torch::kFloat64), w.to(torch::kFloat64).t());
-    EXPECT_LE(max_rel(persistent[0], gu), kOneRounding) << "m=" << m;
-    EXPECT_LE(max_rel(persistent[1], gu + r.to(torch::kFloat64)), kOneRounding) << "m=" << m;
-    const torch::Tensor gate = gu.narrow(1, 0, n / 2), up = gu.narrow(1, n / 2, n / 2);
-    EXPECT_LE(max_rel(persistent[2], gate * torch::sigmoid(gate) * up), 4 * kOneRounding) << "m=" << m;
-  }
+  for (const auto& [k, n] : std::vector<std::pair<int64_t, int64_t>>{{264, 40000}, {5120, 100}, {5120, 1000}})
+    for (int64_t m : {1, 3, 8}) {
+      const torch::Tensor x = randn_bf16({m, k}, gpu), w = randn_bf16({n, k}, gpu, 1.0 / std::sqrt(k));
+      const torch::Tensor r = randn_bf16({m, n}, gpu);
+      auto products = [&] {
+        return std::array<torch::Tensor, 3>{fast_linear(x, w).value(), fast_linear(x, w, r).value(),
+                                            fast_silu_mul(x, w).value()};
+      };
+      const auto tuned = products();
+      const std::string where = "m=" + std::to_string(m) + " k=" + std::to_string(k) + " n=" + std::to_string(n);
+      for (const char* config : {"t1", "t1p", "t2", "t2p"}) {
+        setenv("MMR_GEMV_CONFIG", config, 1);
+        const auto forced = products();
+        unsetenv("MMR_GEMV_CONFIG");
+        for (size_t i = 0; i < 3; ++i)
+          EXPECT_TRUE(torch::equal(forced[i], tuned[i])) << config << ", product " << i << ", " << where;
+      }
+      const torch::Tensor gu = torch::matmul(x.to(torch::kFloat64), w.to(torch::kFloat64).t());
+      EXPECT_LE(max_rel(tuned[0], gu), kOneRounding) << where;
+      EXPECT_LE(max_rel(tuned[1], gu + r.to(torch::kFloat64)), kOneRounding) << where;
+      const torch::Tensor gate = gu.narrow(1, 0, n / 2), up = gu.narrow(1, n / 2, n / 2);
+      EXPECT_LE(max_rel(tuned[2], gate * torch::sigmoid(gate) * up), 4 * kOneRounding) << where;
+    }
+  // Each shape above was timed once, at its first call: the report has a line for each (three products a shape).
+  const std::string report = mmr::llava::gemv_tuning_report();
+  EXPECT_NE(report.find("m=3 k=5120 n=1000 residual: t"), std::string::npos) << report;
+  EXPECT_NE(report.find("m=8 k=264 n=20000 silu_mul: t"), std::string::npos) << report;
 }
 
 TEST(FastLinear, ReplaysInsideACudaGraphAfterTheKernelThatWritesItsInput) {
