@@ -4,7 +4,8 @@
 // never change. The model uses the GEMV where it measured at least as fast as cuBLAS (gemv_kernel.cuh): o_proj and
 // down_proj with the residual add, and gate-up with silu · up (cuBLAS reads gate-up's weight 1 µs faster, 70.6
 // against 71.6 µs a call, but the silu · up kernel it then needs made a 13B step at batch 1 0.2 ms slower: 7.96
-// against 7.75 ms on an H200, bench_llava at commit 411c545).
+// against 7.75 ms on an H200, bench_llava at commit 411c545). qkv and lm_head stay with cuBLAS: through the
+// GEMV, tuned, qkv made a 13B step longer at batch 1 and 8 and lm_head tied (session 17, README).
 // MMR_GEMV=0 turns all of it off (the ATen path everywhere, for measuring). The kernels go out as programmatic
 // dependent launches (pdl.cuh), each starting in the last wave of the one before; MMR_PDL=0 launches them plainly.
 #pragma once
