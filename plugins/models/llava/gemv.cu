@@ -90,6 +90,13 @@ __global__ void evict_l2(const uint4* p, size_t n, unsigned* sink) {
   if (acc == 0x9e3779b9u) *sink = acc;  // never in practice; keeps the loads
 }
 
+// "m=1 k=5120 n=5120 residual": the shape a choice is for, as tuned_choices() lists it.
+std::string shape_name(const Problem& p, Epilogue e) {
+  static const char* const epilogue_names[] = {"none", "residual", "silu_mul"};
+  return "m=" + std::to_string(p.m) + " k=" + std::to_string(p.k) + " n=" + std::to_string(p.n) + " " +
+         epilogue_names[static_cast<int>(e)];
+}
+
 // Times each candidate on p as a decoding step meets it: weights not in L2 (a read of twice L2's size before
 // each call), 9 calls each, interleaved; the median decides. Returns the fastest, or -1 if a CUDA call failed
 // (the caller then uses the default, and its launch reports an error that is not the tuning's).
@@ -135,19 +142,14 @@ int tune(const Problem& p, Epilogue e, int multiprocessors, cudaStream_t stream,
   int best = fallback;
   for (int c = 0; c < kConfigCount; ++c)
     if (median[c] < 0.97f * median[fallback] && median[c] < median[best]) best = c;
-  char line[256];
-  static const char* const epilogue_names[] = {"none", "residual", "silu_mul"};
-  int at = std::snprintf(line, sizeof line, "m=%d k=%d n=%d %s: %s (", p.m, p.k, p.n,
-                         epilogue_names[static_cast<int>(e)], kConfigs[best].name);
-  for (int c = 0; c < kConfigCount && at < int(sizeof line); ++c)
-    at += std::snprintf(line + at, sizeof line - at, "%s%s %.1f µs", c ? ", " : "", kConfigs[c].name, median[c]);
-  *report = std::string(line) + ")";
+  *report = shape_name(p, e) + ": " + kConfigs[best].name + " (";
+  for (int c = 0; c < kConfigCount; ++c) {
+    char time[64];
+    std::snprintf(time, sizeof time, "%s%s %.1f µs", c ? ", " : "", kConfigs[c].name, median[c]);
+    *report += time;
+  }
+  *report += ")";
   return best;
-}
-
-bool env_is(const char* name, const char* value) {
-  const char* v = std::getenv(name);
-  return v && std::strcmp(v, value) == 0;
 }
 
 // The choices made so far, per device and shape; each with tune()'s report.
@@ -163,9 +165,11 @@ Choices& choices() {
 // MMR_GEMV_CONFIG=<name> forces a candidate (tests, benchmarks); MMR_GEMV_TUNE=0 keeps the default. Both are read
 // at each launch, so bench_llava measures them in one process (a captured step makes no launches).
 int choose(const Problem& p, Epilogue e, int multiprocessors, cudaStream_t stream) {
-  for (int c = 0; c < kConfigCount; ++c)
-    if (env_is("MMR_GEMV_CONFIG", kConfigs[c].name)) return c;
-  if (env_is("MMR_GEMV_TUNE", "0")) return default_config(p.m);
+  if (const char* forced = std::getenv("MMR_GEMV_CONFIG"))
+    for (int c = 0; c < kConfigCount; ++c)
+      if (std::strcmp(forced, kConfigs[c].name) == 0) return c;
+  if (const char* tune_env = std::getenv("MMR_GEMV_TUNE"); tune_env && std::strcmp(tune_env, "0") == 0)
+    return default_config(p.m);
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess) return default_config(p.m);
   const auto key = std::make_tuple(device, p.m, p.k, p.n, static_cast<int>(e));
@@ -179,8 +183,7 @@ int choose(const Problem& p, Epilogue e, int multiprocessors, cudaStream_t strea
   int best = tune(p, e, multiprocessors, stream, &report);
   if (best < 0) {  // kept too, so that a failing timing (no memory for the eviction buffer) is not retried per call
     best = default_config(p.m);
-    report = "m=" + std::to_string(p.m) + " k=" + std::to_string(p.k) + " n=" + std::to_string(p.n) + ": " +
-             kConfigs[best].name + " (not timed: a CUDA call failed)";
+    report = shape_name(p, e) + ": " + kConfigs[best].name + " (not timed: a CUDA call failed)";
   }
   all.by_shape.emplace(key, std::make_pair(best, report));
   return best;
