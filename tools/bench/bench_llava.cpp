@@ -318,6 +318,7 @@ int main(int argc, char** argv) {
       turned_off("MMR_CUDA_GRAPHS", "base_no_cuda_graphs");
       turned_off("MMR_GEMV_TUNE", "base_gemv_untuned");  // the GEMV's default block shapes, not the timed choice
       with_env("MMR_GEMV_CONFIG", "t1", "base_gemv_t1");  // 8 rows a block, one block per tile (before session 16)
+      turned_off("MMR_GEMV_STAGED", "base_gemv_unstaged");  // the GEMV's register kernels only (no cp.async)
       with_env(nullptr, nullptr, "base_again");  // the first rows again: how far the card drifted meanwhile
       std::istringstream tuned(mmr::llava::gemv_tuning_report());
       for (std::string line; std::getline(tuned, line);)

@@ -79,6 +79,8 @@ def main():
                              ("base_gemv_untuned", "with the GEMV's default block shapes, not timed on the card "
                                                    "(MMR_GEMV_TUNE=0)"),
                              ("base_gemv_t1", "with 8 rows a GEMV block, one block per tile (MMR_GEMV_CONFIG=t1)"),
+                             ("base_gemv_unstaged", "with the GEMV's register kernels only, no weights staged "
+                                                    "through shared memory (MMR_GEMV_STAGED=0)"),
                              ("base_again", "again, after the variants above (the card's drift)")):
         for b in (1, 8):
             r = pick(rows, "greedy_decode", ("ours",), batch=b, variant=variant)

@@ -25,7 +25,9 @@
 // grows with their number); each block asking L2 for its whole tile before the PDL wait (a batch-1 step 8.96 ms
 // against 7.79). Kept: persistent blocks (persistent_grid), a batch-8 step 9.46 ms against 9.74 with one block
 // per tile in the same process, but slower at M = 1 on that machine (8.11 against 7.88 ms). Which block shape is
-// fastest differed between machines, so gemv.cu times the candidates on the running card.
+// fastest differed between machines, so gemv.cu times the candidates on the running card. Session 18 added
+// gemv_staged_kernel (weights through shared memory, 3 groups of loads in flight): alone, down_proj 39.7 µs against
+// 45.2 at M = 1; in a 13B step 7.44 / 9.00 ms (batch 1 / 8) against 7.73 / 9.22 with the register kernels only.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -71,108 +73,213 @@ inline int persistent_grid(int tiles, int resident) {
   return (tiles + per_block - 1) / per_block;
 }
 
+// The weight row that thread row g reads for tile `tile`, its i-th group of 8 rows (kSiluMul: the first half of a
+// block's rows are gate rows, the second half the matching up rows, N rows further). Past the end: row 0, whose
+// sums are never stored.
+template <int T, Epilogue E>
+__device__ __forceinline__ const __nv_bfloat16* weight_row(const Problem& p, int tile, int i, int g) {
+  constexpr int kRows = 8 * T, kCols = E == Epilogue::kSiluMul ? kRows / 2 : kRows;
+  const int col0 = tile * kCols, r = 8 * i + g;
+  int row = col0 + r;
+  if (E == Epilogue::kSiluMul) row = r < kCols ? col0 + r : p.n + col0 + r - kCols;
+  const int w_rows = E == Epilogue::kSiluMul ? 2 * p.n : p.n;
+  return static_cast<const __nv_bfloat16*>(p.w) + (row < w_rows ? row : 0) * p.ldw;
+}
+
+// A tile's end: the warps' partial sums (acc[i][j]: activation row g, weight row 8 i + 2 t + j) meet in
+// `partial` (this tile's half of the block's [2][WARPS][8 T][8] buffer: two halves, so one __syncthreads per tile
+// suffices — a warp writing tile i + 2's sums has passed tile i + 1's barrier, which every thread reaches after
+// reading tile i's), summed over the warps in order, the epilogue applied, one bf16 store per output.
+template <int T, int WARPS, Epilogue E>
+__device__ __forceinline__ void store_tile(const Problem& p, int tile, const float (&acc)[T][2],
+                                           float (*partial)[8 * T][8]) {
+  constexpr int kRows = 8 * T, kCols = E == Epilogue::kSiluMul ? kRows / 2 : kRows;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int i = 0; i < T; ++i) {
+    partial[warp][8 * i + 2 * t][g] = acc[i][0];
+    partial[warp][8 * i + 2 * t + 1][g] = acc[i][1];
+  }
+  __syncthreads();
+  const int col0 = tile * kCols;
+  for (int idx = threadIdx.x; idx < 8 * kCols; idx += WARPS * 32) {
+    const int m = idx / kCols, c = idx % kCols, col = col0 + c;
+    if (m >= p.m || col >= p.n) continue;
+    float v = 0.f;
+#pragma unroll
+    for (int w = 0; w < WARPS; ++w) v += partial[w][c][m];
+    if (E == Epilogue::kResidual)
+      v += __bfloat162float(static_cast<const __nv_bfloat16*>(p.residual)[m * p.ldr + col]);
+    if (E == Epilogue::kSiluMul) {
+      float up = 0.f;
+#pragma unroll
+      for (int w = 0; w < WARPS; ++w) up += partial[w][kCols + c][m];
+      const float gate = detail::round_bf16(v);
+      v = detail::round_bf16(gate / (1.f + expf(-gate))) * detail::round_bf16(up);
+    }
+    static_cast<__nv_bfloat16*>(p.y)[m * p.ldy + col] = __float2bfloat16(v);
+  }
+}
+
+// How a warp splits k (every kernel here alike, so their sums and bits agree): its share is slabs
+// [s_begin, s_end) of 32 values (one 16-byte chunk per thread and row, chunk (s + u)·4 + t); past its share or the
+// row's end a thread loads chunk 0 (always valid) and uses zeros.
+struct KSplit {
+  int chunks, s_begin, s_end, t;
+  template <int WARPS>
+  __device__ static KSplit of(const Problem& p, int warp, int t) {
+    const int chunks = p.k >> 3, slabs = (chunks + 3) >> 2;
+    return {chunks, slabs * warp / WARPS, slabs * (warp + 1) / WARPS, t};
+  }
+  __device__ int chunk(int s, int u) const { return (s + u) * 4 + t; }
+  __device__ bool valid(int s, int u) const { return s + u < s_end && chunk(s, u) < chunks; }
+  __device__ int offset(int s, int u) const { return 8 * (valid(s, u) ? chunk(s, u) : 0); }  // in values
+};
+
+// The products of one group of U slabs: activations loaded here (L1 and L2 keep them, every block reads them).
+template <int T, int U>
+__device__ __forceinline__ void multiply_group(float (&acc)[T][2], const uint4 (&wv)[U][T], const KSplit& ks,
+                                               int s, const __nv_bfloat16* x_row, bool has_x) {
+  const uint4 zero = make_uint4(0, 0, 0, 0);
+  uint4 xv[U];
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    xv[u] = __ldg(reinterpret_cast<const uint4*>(x_row + ks.offset(s, u)));
+    if (!ks.valid(s, u) || !has_x) xv[u] = zero;
+  }
+#pragma unroll
+  for (int u = 0; u < U; ++u)
+#pragma unroll
+    for (int i = 0; i < T; ++i) {
+      detail::mma(acc[i], xv[u].x, xv[u].y, wv[u][i].x, wv[u][i].y);
+      detail::mma(acc[i], xv[u].z, xv[u].w, wv[u][i].z, wv[u][i].w);
+    }
+}
+
 // Grid: any number of blocks up to one per tile of 8·T output columns (kSiluMul: 4·T, each with its gate and up
 // row); block b takes tiles b, b + grid, ... WARPS·32 threads. With fewer blocks than tiles (persistent_grid), a
 // block issues its next tile's first loads before the current tile's reduction, so the memory system does not
 // drain between tiles as it does between blocks.
 template <int T, int WARPS, int U, Epilogue E>
 __global__ void __launch_bounds__(WARPS * 32) gemv_kernel(Problem p) {
-  constexpr int kRows = 8 * T;                                        // weight rows per block
-  constexpr int kCols = E == Epilogue::kSiluMul ? kRows / 2 : kRows;  // output columns per block
-  // [tile parity][warp][row][activation row]: two buffers, so one __syncthreads per tile suffices (a warp writing
-  // tile i + 2's sums has passed tile i + 1's barrier, which every thread reaches after reading tile i's).
-  __shared__ float partial[2][WARPS][kRows][8];
-  const __nv_bfloat16* x = static_cast<const __nv_bfloat16*>(p.x);
-  const __nv_bfloat16* w = static_cast<const __nv_bfloat16*>(p.w);
+  constexpr int kCols = E == Epilogue::kSiluMul ? 4 * T : 8 * T;
+  __shared__ float partial[2][WARPS][8 * T][8];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int g = lane >> 2, t = lane & 3;
-  const int w_rows = E == Epilogue::kSiluMul ? 2 * p.n : p.n;
+  const int g = lane >> 2;
   const int tiles = (p.n + kCols - 1) / kCols;
+  const KSplit ks = KSplit::of<WARPS>(p, warp, lane & 3);
+  const bool has_x = g < p.m;
+  const __nv_bfloat16* x_row = static_cast<const __nv_bfloat16*>(p.x) + (has_x ? g : 0) * p.ldx;
 
   const __nv_bfloat16* w_row[T];
   auto point_at = [&](int tile) {
-    const int col0 = tile * kCols;
 #pragma unroll
-    for (int i = 0; i < T; ++i) {
-      const int r = 8 * i + g;
-      int row = col0 + r;
-      if (E == Epilogue::kSiluMul) row = r < kCols ? col0 + r : p.n + col0 + r - kCols;
-      w_row[i] = w + (row < w_rows ? row : 0) * p.ldw;  // past the end: row 0, its sums never stored
-    }
+    for (int i = 0; i < T; ++i) w_row[i] = weight_row<T, E>(p, tile, i, g);
   };
-  const bool has_x = g < p.m;
-  const __nv_bfloat16* x_row = x + (has_x ? g : 0) * p.ldx;
-
-  // This warp's share of k in slabs of 32 values (one 16-byte chunk per thread and row); past its share or the
-  // row's end a thread loads chunk 0 (always valid) and uses zeros.
-  const int chunks = p.k >> 3, slabs = (chunks + 3) >> 2;
-  const int s_begin = slabs * warp / WARPS, s_end = slabs * (warp + 1) / WARPS;
-  const uint4 zero = make_uint4(0, 0, 0, 0);
-  auto chunk = [&](int s, int u) { return (s + u) * 4 + t; };
-  auto valid = [&](int s, int u) { return s + u < s_end && chunk(s, u) < chunks; };
-  uint4 wv[U][T], xv[U];
+  uint4 wv[U][T];
   auto load_w = [&](int s) {
 #pragma unroll
     for (int u = 0; u < U; ++u)
 #pragma unroll
       for (int i = 0; i < T; ++i) {
-        wv[u][i] = detail::load_weight(w_row[i] + 8 * (valid(s, u) ? chunk(s, u) : 0));
-        if (!valid(s, u)) wv[u][i] = zero;
+        wv[u][i] = detail::load_weight(w_row[i] + ks.offset(s, u));
+        if (!ks.valid(s, u)) wv[u][i] = make_uint4(0, 0, 0, 0);
       }
   };
   // The weights do not depend on the kernel before this one: the first group's loads go out before waiting for
   // it (pdl.cuh).
   pdl::allow_next_kernel();
   point_at(blockIdx.x);
-  if (s_begin < s_end) load_w(s_begin);
+  if (ks.s_begin < ks.s_end) load_w(ks.s_begin);
   pdl::wait_for_previous_kernel();
   int parity = 0;
   for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, parity ^= 1) {
     float acc[T][2] = {};
-    for (int s = s_begin; s < s_end; s += U) {
-      if (s != s_begin) load_w(s);
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        xv[u] = __ldg(reinterpret_cast<const uint4*>(x_row + 8 * (valid(s, u) ? chunk(s, u) : 0)));
-        if (!valid(s, u) || !has_x) xv[u] = zero;
-      }
-#pragma unroll
-      for (int u = 0; u < U; ++u)
-#pragma unroll
-        for (int i = 0; i < T; ++i) {
-          detail::mma(acc[i], xv[u].x, xv[u].y, wv[u][i].x, wv[u][i].y);
-          detail::mma(acc[i], xv[u].z, xv[u].w, wv[u][i].z, wv[u][i].w);
-        }
+    for (int s = ks.s_begin; s < ks.s_end; s += U) {
+      if (s != ks.s_begin) load_w(s);
+      multiply_group<T, U>(acc, wv, ks, s, x_row, has_x);
     }
     if (tile + int(gridDim.x) < tiles) {  // the next tile's first loads, in flight during this one's reduction
       point_at(tile + gridDim.x);
-      if (s_begin < s_end) load_w(s_begin);
+      if (ks.s_begin < ks.s_end) load_w(ks.s_begin);
     }
-    // acc[i][j]: activation row g, weight row 8 i + 2 t + j.
+    store_tile<T, WARPS, E>(p, tile, acc, partial[parity]);
+  }
+}
+
+namespace detail {
+
+// 16 bytes from global to shared memory without passing through registers (cp.async), cached in L2 only, L2
+// fetching 256 bytes at once; `bytes` = 0 writes zeros instead (a chunk past the share of k or the row's end).
+__device__ __forceinline__ void copy_async(void* shared, const void* global, int bytes) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;" ::"r"(dst), "l"(global), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void commit_copies() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int Pending>
+__device__ __forceinline__ void wait_copies() {  // until at most Pending of this thread's groups are in flight
+  asm volatile("cp.async.wait_group %0;" ::"n"(Pending) : "memory");
+}
+
+}  // namespace detail
+
+// The bytes of dynamic shared memory gemv_staged_kernel<T, WARPS, U, S, E> needs.
+template <int T, int WARPS, int U, int S>
+constexpr int staged_bytes() {
+  return S * U * T * WARPS * 32 * 16;
+}
+
+// gemv_kernel with the weights staged through shared memory: each thread keeps S groups of U·T 16-byte loads in
+// flight (cp.async) instead of one group in registers, so more of the memory system's latency is covered by
+// loads already issued (the register kernel is held to one group by its registers). A thread reads back only
+// what it copied itself, so cp.async.wait_group orders it and no barrier is needed; its slabs, their order and
+// the sums are gemv_kernel's, so the bits are the same. A thread's sequence of groups runs on across its block's
+// tiles (group q: tile blockIdx.x + (q / groups)·grid, slabs s_begin + (q mod groups)·U), so a persistent block's
+// next tile is already loading during the current one's end. Dynamic shared memory: staged_bytes().
+template <int T, int WARPS, int U, int S, Epilogue E>
+__global__ void __launch_bounds__(WARPS * 32) gemv_staged_kernel(Problem p) {
+  constexpr int kCols = E == Epilogue::kSiluMul ? 4 * T : 8 * T;
+  __shared__ float partial[2][WARPS][8 * T][8];
+  extern __shared__ uint4 staged[];  // [S][U][T][WARPS * 32]: a warp's 16-byte words adjacent, no bank conflict
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2;
+  const int tiles = (p.n + kCols - 1) / kCols;
+  const KSplit ks = KSplit::of<WARPS>(p, warp, lane & 3);
+  const bool has_x = g < p.m;
+  const __nv_bfloat16* x_row = static_cast<const __nv_bfloat16*>(p.x) + (has_x ? g : 0) * p.ldx;
+  const int groups = ks.s_end > ks.s_begin ? (ks.s_end - ks.s_begin + U - 1) / U : 1;  // per tile, this warp
+  auto slot = [&](int q, int u, int i) { return staged + ((q % S * U + u) * T + i) * (WARPS * 32) + threadIdx.x; };
+  auto issue = [&](int q) {  // group q's copies (none past the last tile), always one commit
+    const int tile = blockIdx.x + (q / groups) * int(gridDim.x), s = ks.s_begin + (q % groups) * U;
+    if (tile < tiles)
 #pragma unroll
-    for (int i = 0; i < T; ++i) {
-      partial[parity][warp][8 * i + 2 * t][g] = acc[i][0];
-      partial[parity][warp][8 * i + 2 * t + 1][g] = acc[i][1];
-    }
-    __syncthreads();
-    const int col0 = tile * kCols;
-    for (int idx = threadIdx.x; idx < 8 * kCols; idx += WARPS * 32) {
-      const int m = idx / kCols, c = idx % kCols, col = col0 + c;
-      if (m >= p.m || col >= p.n) continue;
-      float v = 0.f;
+      for (int i = 0; i < T; ++i) {
+        const __nv_bfloat16* row = weight_row<T, E>(p, tile, i, g);
 #pragma unroll
-      for (int w = 0; w < WARPS; ++w) v += partial[parity][w][c][m];
-      if (E == Epilogue::kResidual)
-        v += __bfloat162float(static_cast<const __nv_bfloat16*>(p.residual)[m * p.ldr + col]);
-      if (E == Epilogue::kSiluMul) {
-        float up = 0.f;
-#pragma unroll
-        for (int w = 0; w < WARPS; ++w) up += partial[parity][w][kCols + c][m];
-        const float gate = detail::round_bf16(v);
-        v = detail::round_bf16(gate / (1.f + expf(-gate))) * detail::round_bf16(up);
+        for (int u = 0; u < U; ++u) detail::copy_async(slot(q, u, i), row + ks.offset(s, u), ks.valid(s, u) ? 16 : 0);
       }
-      static_cast<__nv_bfloat16*>(p.y)[m * p.ldy + col] = __float2bfloat16(v);
+    detail::commit_copies();
+  };
+  // The weights do not depend on the kernel before this one: the first S groups go out before waiting (pdl.cuh).
+  pdl::allow_next_kernel();
+#pragma unroll
+  for (int q = 0; q < S; ++q) issue(q);
+  pdl::wait_for_previous_kernel();
+  int q = 0, parity = 0;
+  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, parity ^= 1) {
+    float acc[T][2] = {};
+    for (int j = 0; j < groups; ++j, ++q) {
+      detail::wait_copies<S - 1>();  // group q has landed
+      uint4 wv[U][T];
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+#pragma unroll
+        for (int i = 0; i < T; ++i) wv[u][i] = *slot(q, u, i);
+      issue(q + S);  // into the slots just read (this thread's own: program order suffices)
+      multiply_group<T, U>(acc, wv, ks, ks.s_begin + j * U, x_row, has_x);
     }
+    store_tile<T, WARPS, E>(p, tile, acc, partial[parity]);
   }
 }
 

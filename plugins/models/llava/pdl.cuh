@@ -32,13 +32,15 @@ __device__ __forceinline__ void wait_for_previous_kernel() {
 #endif
 }
 
-// kernel<<<grid, block, 0, stream>>>(args...), as a programmatic dependent launch when `dependent`; returns the
-// CUDA error code, 0 when none.
+// kernel<<<grid, block, shared, stream>>>(args...), as a programmatic dependent launch when `dependent`; returns
+// the CUDA error code, 0 when none.
 template <typename... Params, typename... Args>
-int launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, bool dependent, Args&&... args) {
+int launch_shared(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared, cudaStream_t stream,
+                  bool dependent, Args&&... args) {
   cudaLaunchConfig_t config = {};
   config.gridDim = grid;
   config.blockDim = block;
+  config.dynamicSmemBytes = shared;
   config.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -46,6 +48,11 @@ int launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream
   config.attrs = attr;
   config.numAttrs = dependent ? 1 : 0;
   return static_cast<int>(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
+}
+
+template <typename... Params, typename... Args>
+int launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, bool dependent, Args&&... args) {
+  return launch_shared(kernel, grid, block, 0, stream, dependent, std::forward<Args>(args)...);
 }
 
 }  // namespace mmr::llava::gemv::pdl

@@ -113,8 +113,8 @@ TEST(FastLinear, SiluTimesUpMatchesTheUnfusedOpsOnTheGpu) {
   }
 }
 
-// The GEMV's block shapes (gemv.cu: 8 or 16 rows a block, one block per tile or persistent blocks) all give the
-// same bits: they split k over the same warps in the same order. So does the one timed on the card (the default,
+// The GEMV's block shapes (gemv.cu: 8 or 16 rows a block, one block per tile or persistent blocks, weights
+// through registers or staged through shared memory) all give the same bits: they split k over the same warps in the same order. So does the one timed on the card (the default,
 // first call of each shape). 5,000 tiles are more than blocks fit on any card, so a persistent block takes several,
 // loading its next tile's weights during the current one's reduction. All match the float32 references.
 TEST(FastLinear, EveryGemvBlockShapeGivesTheSameBits) {
@@ -132,7 +132,7 @@ TEST(FastLinear, EveryGemvBlockShapeGivesTheSameBits) {
       };
       const auto tuned = products();
       const std::string where = "m=" + std::to_string(m) + " k=" + std::to_string(k) + " n=" + std::to_string(n);
-      for (const char* config : {"t1", "t1p", "t2", "t2p"}) {
+      for (const char* config : {"t1", "t1p", "t2", "t2p", "t1s", "t1sp", "t2s", "t2sp"}) {
         setenv("MMR_GEMV_CONFIG", config, 1);
         const auto forced = products();
         unsetenv("MMR_GEMV_CONFIG");
